@@ -1,0 +1,70 @@
+"""The one error hierarchy of splitedge.
+
+Every error a caller can cause is a `SplitedgeError` with a stable machine code, an
+HTTP status and a message that says what to do next. The HTTP layer turns them into
+``{"error": {"code", "message"}}``; nothing a client sends may surface as a bare 500.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "Conflict",
+    "InvalidRequest",
+    "InvalidUrlPattern",
+    "NotFound",
+    "PayloadTooLarge",
+    "SplitedgeError",
+    "Unauthorized",
+]
+
+
+class SplitedgeError(Exception):
+    """Base of every error splitedge raises on purpose."""
+
+    code: str = "error"
+    status: int = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(SplitedgeError):
+    """The request is malformed, has a wrong type, or misses a required field."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class InvalidUrlPattern(InvalidRequest):
+    """A url_pattern that the matcher cannot accept; raised where the pattern is created."""
+
+    code = "invalid_url_pattern"
+
+
+class Unauthorized(SplitedgeError):
+    """No API key, or one that is unknown or revoked."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class NotFound(SplitedgeError):
+    """Unknown resource, or one that belongs to another workspace (never 403 with details)."""
+
+    code = "not_found"
+    status = 404
+
+
+class Conflict(SplitedgeError):
+    """The change contradicts the current state of the resource."""
+
+    code = "conflict"
+    status = 409
+
+
+class PayloadTooLarge(SplitedgeError):
+    """The request body is over the documented limit."""
+
+    code = "payload_too_large"
+    status = 413
