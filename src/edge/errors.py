@@ -13,6 +13,7 @@ __all__ = [
     "InvalidUrlPattern",
     "NotFound",
     "PayloadTooLarge",
+    "ServiceUnavailable",
     "SplitedgeError",
     "Unauthorized",
 ]
@@ -68,3 +69,11 @@ class PayloadTooLarge(SplitedgeError):
 
     code = "payload_too_large"
     status = 413
+
+
+class ServiceUnavailable(SplitedgeError):
+    """The process cannot answer yet (e.g. its config is still loading); retry shortly."""
+
+    code = "not_ready"
+    status = 503
+    retry_after = 1

@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`. Both set up .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck snippet snippet-test bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/splitedge serve --data-dir data
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+snippet-test:
+	cd snippet && node --test test/
+
+test: $(STAMP) lint typecheck snippet-test
+	$(BIN)/pytest
+
+snippet:
+	cd snippet && npm ci && npm run build
+
+bench: $(STAMP)
+	$(BIN)/python bench/edge.py
+
+clean:
+	rm -rf $(VENV) data

@@ -1,0 +1,110 @@
+"""``POST /v1/assign``: which variant of each running experiment a unit gets.
+
+A site is named by its public key (public, like the snippet that carries the same
+config) or by its id together with an API key of the site's workspace. A site of
+another workspace is answered 404, the same as a site that does not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.types import Receive, Send
+
+from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
+from edge.http import JSON_HEADERS, read_body, send_response
+from edge.kv import ConfigKV, KVHolder, SiteBundle
+from edge.urlglob import pathname_of
+from edge.wire import AssignRequest, AssignUnit
+
+__all__ = ["MAX_ASSIGN_BODY", "AssignEndpoint", "bearer_key"]
+
+MAX_ASSIGN_BODY = 1 << 20
+
+_decoder = msgspec.json.Decoder(AssignRequest)
+_encode = msgspec.json.encode
+
+
+def bearer_key(scope: dict[str, Any]) -> str | None:
+    """The API key of an ``Authorization: Bearer`` header, if there is one."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
+
+
+def _decode(body: bytes) -> AssignRequest:
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid assign request: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON ({exc}); send a JSON object") from None
+
+
+def _site(request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]) -> SiteBundle:
+    if (request.public_key is None) == (request.site_id is None):
+        raise InvalidRequest("name the site with exactly one of public_key or site_id")
+    if request.public_key is not None:
+        bundle = kv.by_public_key.get(request.public_key)
+        if bundle is None:
+            raise NotFound("no site has that public_key; copy it from the site's snippet tag")
+        return bundle
+    key = bearer_key(scope)
+    if key is None:
+        raise Unauthorized("site_id needs an API key: send Authorization: Bearer sk_live_...")
+    workspace = kv.workspace_of_key(key)
+    if workspace is None:
+        raise Unauthorized("the API key is unknown or revoked")
+    bundle = kv.by_site_id.get(request.site_id or "")
+    if bundle is None or bundle.site.workspace_id != workspace:
+        raise NotFound("no site with that site_id in this workspace")
+    return bundle
+
+
+def _units(request: AssignRequest) -> tuple[list[AssignUnit], bool]:
+    if request.units is not None:
+        if request.unit_id is not None or request.url is not None or request.attributes:
+            raise InvalidRequest(
+                "pass either unit_id (with url, attributes) or units, not both"
+            )
+        return request.units, True
+    if request.unit_id is None:
+        raise InvalidRequest("unit_id is required (or units, a list, for a batch)")
+    return [AssignUnit(request.unit_id, request.url, request.attributes)], False
+
+
+def _assignments(bundle: SiteBundle, unit: AssignUnit) -> bytes:
+    path = None if unit.url is None else pathname_of(unit.url)
+    fragments = []
+    for experiment in bundle.experiments:
+        if path is not None and not experiment.matcher.matches(path):
+            continue
+        index = experiment.table.assign(unit.unit_id)
+        if index is not None:
+            fragments.append(experiment.fragments[index])
+    return b'{"unit_id":%b,"assignments":[%b]}' % (_encode(unit.unit_id), b",".join(fragments))
+
+
+class AssignEndpoint:
+    """Raw ASGI endpoint for assignment; the answer is joined from precomputed bytes."""
+
+    def __init__(self, holder: KVHolder) -> None:
+        self.holder = holder
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        request = _decode(await read_body(scope, receive, MAX_ASSIGN_BODY))
+        kv = self.holder.kv
+        if kv is None:
+            raise ServiceUnavailable("the edge is loading its config; retry in a second")
+        bundle = _site(request, kv, scope)
+        units, batch = _units(request)
+        if batch:
+            data = b'{"units":[%b]}' % b",".join(_assignments(bundle, u) for u in units)
+        else:
+            data = _assignments(bundle, units[0])
+        body = b'{"data":%b,"meta":{"config_version":%d}}' % (data, kv.version)
+        await send_response(send, 200, JSON_HEADERS, body)

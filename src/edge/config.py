@@ -1,0 +1,112 @@
+"""The served configuration: what the control plane publishes and every edge process serves.
+
+A `ConfigSnapshot` is everything an edge needs to answer snippet, assign and event
+requests without touching the store: the running experiments of every site and the
+hashes of the API keys that may write events. It is produced by the store
+(`edge.control.snapshot`), compiled into a `edge.kv.ConfigKV`, and (in a later issue)
+shipped to remote edge nodes as msgspec-encoded JSON. The version only ever grows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "ApiKeyEntry",
+    "ConfigSnapshot",
+    "ExperimentConfig",
+    "GoalConfig",
+    "MutationConfig",
+    "SiteConfig",
+    "VariantConfig",
+]
+
+MutationAction = Literal[
+    "set_style",
+    "set_content",
+    "set_attribute",
+    "insert_before",
+    "insert_after",
+    "add_class",
+    "remove_class",
+]
+
+
+class MutationConfig(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One DOM change of a variant (the reference's VariantMutation)."""
+
+    selector: str
+    action: MutationAction
+    payload: str = ""
+    attribute_name: str | None = None
+    description: str | None = None
+
+
+class GoalConfig(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A conversion goal; the first goal of an experiment is its primary one."""
+
+    id: str
+    name: str
+    type: str
+    selector: str | None = None
+    url_pattern: str | None = None
+
+
+class VariantConfig(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A variant with its weight in basis points (all weights of an experiment sum to 10000).
+
+    Web variants carry ``changes`` or a ``redirect_url``; agent variants carry ``config``,
+    any JSON the agent needs (a system prompt, a model setting, a config version hash).
+    """
+
+    id: str
+    name: str
+    control: bool
+    weight: int
+    changes: tuple[MutationConfig, ...] = ()
+    redirect_url: str | None = None
+    config: Any = None
+
+
+class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A running experiment as the edge serves it.
+
+    ``coverage`` is the share of units in the experiment at all, in basis points; a unit
+    outside it sees the page unchanged and is not counted.
+    """
+
+    id: str
+    kind: Literal["web", "agent"]
+    variants: tuple[VariantConfig, ...]
+    goals: tuple[GoalConfig, ...] = ()
+    url_pattern: str | None = None
+    coverage: int = 10_000
+
+
+class SiteConfig(msgspec.Struct, frozen=True):
+    """A site, identified by its public key, with its running experiments."""
+
+    id: str
+    workspace_id: str
+    public_key: str
+    url: str
+    experiments: tuple[ExperimentConfig, ...]
+
+
+class ApiKeyEntry(msgspec.Struct, frozen=True):
+    """An active API key as the edge knows it: never the key, only its SHA-256."""
+
+    prefix: str
+    sha256: str
+    workspace_id: str
+
+
+class ConfigSnapshot(msgspec.Struct, frozen=True):
+    """Everything the edge serves, at one config version."""
+
+    version: int
+    sites: tuple[SiteConfig, ...]
+    api_keys: tuple[ApiKeyEntry, ...] = ()
+    demo_public_key: str | None = None

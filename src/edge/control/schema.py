@@ -1,0 +1,140 @@
+"""The SQLite schema of the control-plane store, and its migrations.
+
+The schema is laid out for the whole control plane (workspaces, keys, sites, experiments,
+variants, goals); later features add tables as new migrations, never by editing an
+applied one. ``PRAGMA user_version`` records how many migrations a file has.
+
+Every table whose rows change what the edge serves carries triggers that bump the single
+``config_version`` row, so no code path can change the served config and forget to tell
+the edge. API keys bump it on create and revoke only: ``last_used_at`` updates must not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+__all__ = ["MIGRATIONS", "migrate"]
+
+_SERVED_TABLES = ("sites", "experiments", "variants", "goals")
+
+
+def _bump_triggers() -> str:
+    bump = "BEGIN UPDATE config_version SET version = version + 1 WHERE id = 1; END;"
+    parts = []
+    for table in _SERVED_TABLES:
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            parts.append(
+                f"CREATE TRIGGER {table}_{event.lower()}_bumps_config "
+                f"AFTER {event} ON {table} {bump}"
+            )
+    for event in ("INSERT", "DELETE", "UPDATE OF revoked_at"):
+        name = event.split()[0].lower()
+        parts.append(f"CREATE TRIGGER api_keys_{name}_bumps_config AFTER {event} ON api_keys {bump}")
+    return "\n".join(parts)
+
+
+_V1 = f"""
+CREATE TABLE config_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT INTO config_version (id, version) VALUES (1, 1);
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE workspaces (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL UNIQUE,
+    plan       TEXT NOT NULL DEFAULT 'enterprise',
+    created_at TEXT NOT NULL
+);
+
+CREATE TABLE api_keys (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    prefix       TEXT NOT NULL,
+    sha256       TEXT NOT NULL UNIQUE,
+    created_at   TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at   TEXT
+);
+CREATE INDEX api_keys_workspace ON api_keys(workspace_id);
+
+CREATE TABLE sites (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    url          TEXT NOT NULL,
+    domain       TEXT NOT NULL,
+    platform     TEXT,
+    public_key   TEXT NOT NULL UNIQUE,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    UNIQUE (workspace_id, domain)
+);
+
+CREATE TABLE experiments (
+    id             TEXT PRIMARY KEY,
+    workspace_id   TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    site_id        TEXT REFERENCES sites(id) ON DELETE CASCADE,
+    kind           TEXT NOT NULL CHECK (kind IN ('web', 'agent')),
+    name           TEXT NOT NULL,
+    status         TEXT NOT NULL DEFAULT 'draft'
+                   CHECK (status IN ('draft', 'running', 'paused', 'completed', 'archived')),
+    hypothesis     TEXT,
+    target_url     TEXT,
+    url_pattern    TEXT,
+    coverage_bps   INTEGER NOT NULL DEFAULT 10000 CHECK (coverage_bps BETWEEN 0 AND 10000),
+    sample_size    INTEGER,
+    primary_metric TEXT,
+    confidence     REAL,
+    winner_variant_id TEXT,
+    created_at     TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    started_at     TEXT,
+    ended_at       TEXT
+);
+CREATE INDEX experiments_site_status ON experiments(site_id, status);
+CREATE INDEX experiments_workspace_status ON experiments(workspace_id, status);
+
+CREATE TABLE variants (
+    id            TEXT PRIMARY KEY,
+    experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    is_control    INTEGER NOT NULL CHECK (is_control IN (0, 1)),
+    weight_bps    INTEGER NOT NULL CHECK (weight_bps BETWEEN 0 AND 10000),
+    changes       TEXT NOT NULL DEFAULT '[]',
+    redirect_url  TEXT,
+    config        TEXT,
+    created_at    TEXT NOT NULL,
+    UNIQUE (experiment_id, position)
+);
+
+CREATE TABLE goals (
+    id            TEXT PRIMARY KEY,
+    experiment_id TEXT NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    type          TEXT NOT NULL,
+    selector      TEXT,
+    url_pattern   TEXT,
+    created_at    TEXT NOT NULL,
+    UNIQUE (experiment_id, position)
+);
+
+{_bump_triggers()}
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1,)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Apply every migration the file has not seen yet, each in its own transaction."""
+    (applied,) = conn.execute("PRAGMA user_version").fetchone()
+    for number, script in enumerate(MIGRATIONS[applied:], start=applied + 1):
+        conn.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {number};\nCOMMIT;")

@@ -1,0 +1,134 @@
+"""Reading the served configuration out of the store as one consistent `ConfigSnapshot`."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from edge.config import (
+    ApiKeyEntry,
+    ConfigSnapshot,
+    ExperimentConfig,
+    GoalConfig,
+    MutationConfig,
+    SiteConfig,
+    VariantConfig,
+)
+from edge.control.store import Store
+
+__all__ = ["DEMO_SITE_META_KEY", "StoreSource", "load_snapshot"]
+
+DEMO_SITE_META_KEY = "demo_site_id"
+
+_changes_decoder = msgspec.json.Decoder(tuple[MutationConfig, ...])
+_config_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+
+def load_snapshot(conn: sqlite3.Connection) -> ConfigSnapshot:
+    """The running experiments of every site and the active API keys, read in one
+    transaction so the version and the rows agree."""
+    conn.execute("BEGIN")
+    try:
+        return _read(conn)
+    finally:
+        conn.execute("COMMIT")
+
+
+def _read(conn: sqlite3.Connection) -> ConfigSnapshot:
+    (version,) = conn.execute("SELECT version FROM config_version").fetchone()
+
+    variants: defaultdict[str, list[VariantConfig]] = defaultdict(list)
+    for exp_id, vid, name, is_control, weight, changes, redirect, config in conn.execute(
+        "SELECT v.experiment_id, v.id, v.name, v.is_control, v.weight_bps, v.changes, "
+        "v.redirect_url, v.config FROM variants v JOIN experiments e ON e.id = v.experiment_id "
+        "WHERE e.status = 'running' ORDER BY v.experiment_id, v.position"
+    ):
+        variants[exp_id].append(
+            VariantConfig(
+                id=vid,
+                name=name,
+                control=bool(is_control),
+                weight=weight,
+                changes=_changes_decoder.decode(changes),
+                redirect_url=redirect,
+                config=None if config is None else _config_decoder.decode(config),
+            )
+        )
+
+    goals: defaultdict[str, list[GoalConfig]] = defaultdict(list)
+    for exp_id, gid, name, gtype, selector, pattern in conn.execute(
+        "SELECT g.experiment_id, g.id, g.name, g.type, g.selector, g.url_pattern "
+        "FROM goals g JOIN experiments e ON e.id = g.experiment_id "
+        "WHERE e.status = 'running' ORDER BY g.experiment_id, g.position"
+    ):
+        goals[exp_id].append(
+            GoalConfig(id=gid, name=name, type=gtype, selector=selector, url_pattern=pattern)
+        )
+
+    experiments: defaultdict[str, list[ExperimentConfig]] = defaultdict(list)
+    for exp_id, site_id, kind, pattern, coverage in conn.execute(
+        "SELECT id, site_id, kind, url_pattern, coverage_bps FROM experiments "
+        "WHERE status = 'running' AND site_id IS NOT NULL ORDER BY started_at, id"
+    ):
+        experiments[site_id].append(
+            ExperimentConfig(
+                id=exp_id,
+                kind=kind,
+                variants=tuple(variants[exp_id]),
+                goals=tuple(goals[exp_id]),
+                url_pattern=pattern,
+                coverage=coverage,
+            )
+        )
+
+    sites = tuple(
+        SiteConfig(
+            id=site_id,
+            workspace_id=workspace_id,
+            public_key=public_key,
+            url=url,
+            experiments=tuple(experiments[site_id]),
+        )
+        for site_id, workspace_id, public_key, url in conn.execute(
+            "SELECT id, workspace_id, public_key, url FROM sites ORDER BY id"
+        )
+    )
+    api_keys = tuple(
+        ApiKeyEntry(prefix=prefix, sha256=digest, workspace_id=workspace_id)
+        for prefix, digest, workspace_id in conn.execute(
+            "SELECT prefix, sha256, workspace_id FROM api_keys WHERE revoked_at IS NULL"
+        )
+    )
+    demo = conn.execute(
+        "SELECT s.public_key FROM meta m JOIN sites s ON s.id = m.value WHERE m.key = ?",
+        (DEMO_SITE_META_KEY,),
+    ).fetchone()
+    return ConfigSnapshot(
+        version=version,
+        sites=sites,
+        api_keys=api_keys,
+        demo_public_key=None if demo is None else demo[0],
+    )
+
+
+class StoreSource:
+    """The store as a `edge.kv.SnapshotSource`: a read connection of its own."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = Store(path)
+
+    def version(self) -> int:
+        """The store's config version (one indexed row; microseconds)."""
+        return self.store.config_version()
+
+    def snapshot(self) -> ConfigSnapshot:
+        """The whole served config at the current version."""
+        return load_snapshot(self.store.conn)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.store.close()

@@ -1,0 +1,348 @@
+"""The control-plane store: one SQLite file in WAL mode.
+
+Writers take ``BEGIN IMMEDIATE`` transactions so two processes never interleave a
+change; readers (every edge worker) never block writers. What the edge serves is read
+through `edge.control.snapshot.load_snapshot`; the schema triggers bump the config
+version on every change that affects it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from edge.assign import weights_to_bps
+from edge.config import MutationConfig
+from edge.control.auth import key_digest, key_prefix, new_api_key
+from edge.control.schema import migrate
+from edge.errors import Conflict, InvalidRequest, NotFound
+from edge.urlglob import validate_pattern
+
+__all__ = [
+    "ApiKeyRecord",
+    "ExperimentStatus",
+    "IssuedKey",
+    "NewExperiment",
+    "NewGoal",
+    "NewVariant",
+    "Site",
+    "Store",
+    "Workspace",
+    "utc_now",
+]
+
+ExperimentStatus = Literal["draft", "running", "paused", "completed", "archived"]
+
+
+def utc_now() -> str:
+    """The store's timestamp format: ISO 8601 in UTC."""
+    return datetime.now(UTC).isoformat()
+
+
+class Workspace(msgspec.Struct, frozen=True):
+    """A tenant: every key, site and experiment belongs to exactly one."""
+
+    id: str
+    name: str
+    plan: str
+    created_at: str
+
+
+class ApiKeyRecord(msgspec.Struct, frozen=True):
+    """An API key as stored: its prefix and digest, never the key."""
+
+    id: str
+    workspace_id: str
+    name: str
+    prefix: str
+    created_at: str
+
+
+class IssuedKey(msgspec.Struct, frozen=True):
+    """A freshly issued key: ``key`` is the only copy of the secret there will ever be."""
+
+    record: ApiKeyRecord
+    key: str
+
+
+class Site(msgspec.Struct, frozen=True):
+    """A website registered for testing; ``public_key`` names its snippet."""
+
+    id: str
+    workspace_id: str
+    name: str
+    url: str
+    domain: str
+    public_key: str
+    created_at: str
+
+
+class NewVariant(msgspec.Struct, frozen=True):
+    """A variant to create. ``weight`` is relative; weights are normalised to basis points."""
+
+    name: str
+    weight: float
+    changes: tuple[MutationConfig, ...] = ()
+    redirect_url: str | None = None
+    config: Any = None
+
+
+class NewGoal(msgspec.Struct, frozen=True):
+    """A goal to create; ``url_pattern`` is validated like the experiment's."""
+
+    name: str
+    type: str
+    selector: str | None = None
+    url_pattern: str | None = None
+
+
+class NewExperiment(msgspec.Struct, frozen=True):
+    """An experiment to create as a draft. The first variant is the control."""
+
+    workspace_id: str
+    name: str
+    variants: tuple[NewVariant, ...]
+    site_id: str | None = None
+    kind: Literal["web", "agent"] = "web"
+    goals: tuple[NewGoal, ...] = ()
+    url_pattern: str | None = None
+    coverage_bps: int = 10_000
+    hypothesis: str | None = None
+    target_url: str | None = None
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def normalize_site_url(url: str) -> tuple[str, str]:
+    """The site URL with a scheme (https:// added when missing) and its lower-case domain."""
+    text = url.strip()
+    if "://" not in text:
+        text = "https://" + text
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"url {url!r} is not a website address; pass e.g. https://example.com")
+    domain = parts.hostname.lower()
+    netloc = domain if parts.port is None else f"{domain}:{parts.port}"
+    return f"{parts.scheme}://{netloc}{parts.path or '/'}", domain
+
+
+class Store:
+    """A connection to the store file. One per thread; cheap to open."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        self.conn.execute("PRAGMA busy_timeout = 5000")
+        migrate(self.conn)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the write lock from its first statement."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def config_version(self) -> int:
+        """The current config version; it grows with every change the edge serves."""
+        (version,) = self.conn.execute("SELECT version FROM config_version").fetchone()
+        return int(version)
+
+    def get_meta(self, key: str) -> str | None:
+        """A value of the store's own key/value table."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a value of the store's own key/value table."""
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    # workspaces and keys
+
+    def create_workspace(self, name: str, plan: str = "enterprise") -> Workspace:
+        """Create a workspace; its name is unique."""
+        ws = Workspace(id=_new_id(), name=name, plan=plan, created_at=utc_now())
+        try:
+            self.conn.execute(
+                "INSERT INTO workspaces (id, name, plan, created_at) VALUES (?, ?, ?, ?)",
+                (ws.id, ws.name, ws.plan, ws.created_at),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"a workspace named {name!r} already exists") from None
+        return ws
+
+    def workspace_by_name(self, name: str) -> Workspace | None:
+        """The workspace of that name, if any."""
+        row = self.conn.execute(
+            "SELECT id, name, plan, created_at FROM workspaces WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else Workspace(*row)
+
+    def issue_api_key(self, workspace_id: str, name: str = "default") -> IssuedKey:
+        """Issue a key for a workspace and return the secret, which is not stored."""
+        key = new_api_key()
+        record = ApiKeyRecord(
+            id=_new_id(),
+            workspace_id=workspace_id,
+            name=name,
+            prefix=key_prefix(key),
+            created_at=utc_now(),
+        )
+        self.conn.execute(
+            "INSERT INTO api_keys (id, workspace_id, name, prefix, sha256, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (record.id, workspace_id, name, record.prefix, key_digest(key), record.created_at),
+        )
+        return IssuedKey(record=record, key=key)
+
+    def revoke_api_key(self, key_id: str) -> None:
+        """Revoke a key; the edge stops accepting it at the next config version."""
+        cur = self.conn.execute(
+            "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+            (utc_now(), key_id),
+        )
+        if cur.rowcount == 0:
+            raise NotFound(f"no active API key with id {key_id!r}")
+
+    # sites
+
+    def create_site(self, workspace_id: str, url: str, name: str | None = None) -> Site:
+        """Register a site; the URL gets a scheme if it lacks one, the name defaults to the
+        domain. A second site with the same domain in a workspace is a conflict."""
+        normalized, domain = normalize_site_url(url)
+        now = utc_now()
+        site = Site(
+            id=_new_id(),
+            workspace_id=workspace_id,
+            name=name or domain,
+            url=normalized,
+            domain=domain,
+            public_key=uuid.uuid4().hex,
+            created_at=now,
+        )
+        try:
+            self.conn.execute(
+                "INSERT INTO sites (id, workspace_id, name, url, domain, public_key, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (site.id, workspace_id, site.name, site.url, domain, site.public_key, now, now),
+            )
+        except sqlite3.IntegrityError:
+            raise Conflict(f"a site for {domain} is already registered") from None
+        return site
+
+    def get_site(self, site_id: str) -> Site:
+        """One site by id."""
+        row = self.conn.execute(
+            "SELECT id, workspace_id, name, url, domain, public_key, created_at "
+            "FROM sites WHERE id = ?",
+            (site_id,),
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no site with id {site_id!r}")
+        return Site(*row)
+
+    # experiments
+
+    def create_experiment(self, new: NewExperiment) -> str:
+        """Create a draft experiment with its variants and goals; returns its id."""
+        if len(new.variants) < 2:
+            raise InvalidRequest("an experiment needs at least 2 variants: a control and one more")
+        weights = weights_to_bps([v.weight for v in new.variants])
+        url_pattern = validate_pattern(new.url_pattern)
+        goal_patterns = [validate_pattern(g.url_pattern) for g in new.goals]
+        if not 0 <= new.coverage_bps <= 10_000:
+            raise InvalidRequest("coverage_bps must be between 0 and 10000")
+        experiment_id, now = _new_id(), utc_now()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO experiments (id, workspace_id, site_id, kind, name, hypothesis, "
+                "target_url, url_pattern, coverage_bps, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    experiment_id, new.workspace_id, new.site_id, new.kind, new.name,
+                    new.hypothesis, new.target_url, url_pattern, new.coverage_bps, now, now,
+                ),
+            )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO variants (id, experiment_id, position, name, is_control, "
+                "weight_bps, changes, redirect_url, config, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        _new_id(), experiment_id, i, v.name, int(i == 0), weights[i],
+                        msgspec.json.encode(v.changes).decode(), v.redirect_url,
+                        None if v.config is None else msgspec.json.encode(v.config).decode(),
+                        now,
+                    )
+                    for i, v in enumerate(new.variants)
+                ],
+            )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO goals (id, experiment_id, position, name, type, selector, "
+                "url_pattern, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (_new_id(), experiment_id, i, g.name, g.type, g.selector, pattern, now)
+                    for i, (g, pattern) in enumerate(zip(new.goals, goal_patterns, strict=True))
+                ],
+            )
+        return experiment_id
+
+    def set_experiment_status(self, experiment_id: str, status: ExperimentStatus) -> None:
+        """Move an experiment to a status. The lifecycle rules live in the control API;
+        this only records the move and its timestamps."""
+        now = utc_now()
+        cur = self.conn.execute(
+            "UPDATE experiments SET status = ?, updated_at = ?, "
+            "started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) "
+            "ELSE started_at END, "
+            "ended_at = CASE WHEN ? = 'completed' THEN ? ELSE ended_at END WHERE id = ?",
+            (status, now, status, now, status, now, experiment_id),
+        )
+        if cur.rowcount == 0:
+            raise NotFound(f"no experiment with id {experiment_id!r}")
+
+    def set_variant_weights(self, experiment_id: str, weights: Sequence[float]) -> None:
+        """Re-split traffic: relative weights in variant order, normalised to basis points."""
+        with self.transaction() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM variants WHERE experiment_id = ? ORDER BY position",
+                    (experiment_id,),
+                )
+            ]
+            if not ids:
+                raise NotFound(f"no experiment with id {experiment_id!r}")
+            if len(ids) != len(weights):
+                raise InvalidRequest(
+                    f"the experiment has {len(ids)} variants; pass {len(ids)} weights"
+                )
+            conn.executemany(
+                "UPDATE variants SET weight_bps = ? WHERE id = ?",
+                list(zip(weights_to_bps(weights), ids, strict=True)),
+            )

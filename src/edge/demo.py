@@ -1,0 +1,133 @@
+"""The demo site a fresh install starts with, and its page at ``/demo``.
+
+The page loads its own snippet first in ``<head>``, exactly as a customer's site would,
+so a newcomer can watch an experiment split traffic in their own browser.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from starlette.types import Receive, Send
+
+from edge.control.snapshot import DEMO_SITE_META_KEY
+from edge.control.store import NewExperiment, NewGoal, NewVariant, Store
+from edge.config import MutationConfig
+from edge.http import JSON_HEADERS, error_body, send_response
+from edge.kv import KVHolder
+
+__all__ = ["DemoPage", "ensure_demo_site"]
+
+DEMO_PATH = "/demo"
+
+
+def ensure_demo_site(store: Store, workspace_id: str, base_url: str) -> str | None:
+    """Create the demo site with one running experiment, once per store. Returns the new
+    site's public key, or None when the store already has its demo site."""
+    if store.get_meta(DEMO_SITE_META_KEY) is not None:
+        return None
+    site = store.create_site(workspace_id, base_url, name="splitedge demo")
+    experiment_id = store.create_experiment(
+        NewExperiment(
+            workspace_id=workspace_id,
+            site_id=site.id,
+            name="Demo: outcome-led headline",
+            url_pattern=DEMO_PATH,
+            hypothesis="An outcome-led headline and a louder button get more clicks.",
+            variants=(
+                NewVariant(name="Control (A)", weight=50),
+                NewVariant(
+                    name="Variant B",
+                    weight=50,
+                    changes=(
+                        MutationConfig(
+                            selector="#headline",
+                            action="set_content",
+                            payload="Ship the winning page, not the guess",
+                        ),
+                        MutationConfig(
+                            selector=".cta",
+                            action="set_style",
+                            payload="background:#0a7d32;color:#fff;font-weight:700",
+                        ),
+                        MutationConfig(selector=".cta", action="add_class", payload="variant-b"),
+                    ),
+                ),
+            ),
+            goals=(NewGoal(name="CTA click", type="click", selector=".cta"),),
+        )
+    )
+    store.set_experiment_status(experiment_id, "running")
+    store.set_meta(DEMO_SITE_META_KEY, site.id)
+    return site.public_key
+
+
+_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<script src="/s/{key}.js"></script>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>splitedge demo</title>
+<style>
+body {{ font: 18px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem; }}
+.cta {{ display: inline-block; padding: .7em 1.4em; border-radius: .4em; background: #ddd;
+        color: #222; text-decoration: none; }}
+#assignment {{ margin-top: 2rem; padding: 1rem; background: #f4f4f8; border-radius: .4em; }}
+</style>
+</head>
+<body>
+<h1 id="headline">A/B testing for your site</h1>
+<p>This page runs a real experiment from the snippet in its <code>&lt;head&gt;</code>:
+half of the visitors see variant B, which rewrites the headline and the button before
+the page is painted.</p>
+<p><a class="cta" href="#">Get started</a></p>
+<div id="assignment">
+<p id="who">No assignment: is the snippet loading?</p>
+<p>Preview a variant without being counted: {previews}</p>
+<p><button id="again">Be a new visitor</button></p>
+</div>
+<script>
+(function () {{
+  var a = (window.__sk && window.__sk.a) || [];
+  var who = document.getElementById('who');
+  if (a.length) {{
+    who.textContent = 'You are in ' + (a[0].ic ? 'the control' : 'variant B') +
+      ' (visitor ' + window.__sk.v + ', variant ' + a[0].vid + ').';
+  }}
+  document.getElementById('again').onclick = function () {{
+    try {{ localStorage.removeItem('sk_v'); }} catch (e) {{}}
+    document.cookie = 'sk_v=; path=/; max-age=0';
+    location.replace(location.pathname);
+  }};
+}})();
+</script>
+</body>
+</html>
+"""
+
+
+class DemoPage:
+    """``GET /demo``: the demo site's page, or 404 when this install has none."""
+
+    def __init__(self, holder: KVHolder) -> None:
+        self.holder = holder
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kv = self.holder.kv
+        bundle = None if kv is None or kv.demo_public_key is None else (
+            kv.by_public_key.get(kv.demo_public_key)
+        )  # fmt: skip
+        if bundle is None:
+            body = error_body("not_found", "this install has no demo site")
+            await send_response(send, 404, JSON_HEADERS, body)
+            return
+        previews = " · ".join(
+            f'<a href="{DEMO_PATH}?sk_preview={html.escape(v.id)}">{html.escape(v.name)}</a>'
+            for e in bundle.site.experiments
+            for v in e.variants
+        )
+        page = _PAGE.format(key=html.escape(bundle.site.public_key), previews=previews)
+        headers = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
+        await send_response(send, 200, headers, page.encode())

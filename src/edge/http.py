@@ -1,0 +1,113 @@
+"""The HTTP plumbing the edge routes share: bounded body reads, JSON errors, raw sends.
+
+The hot routes are plain ASGI callables mounted in Starlette's router, so a request
+costs one dict lookup and one ``send`` of precomputed headers. Errors are raised as
+`SplitedgeError` and rendered here as ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Send
+
+from edge.errors import PayloadTooLarge, ServiceUnavailable, SplitedgeError
+
+__all__ = [
+    "JSON_HEADERS",
+    "error_body",
+    "http_exception_response",
+    "read_body",
+    "send_response",
+    "splitedge_error_response",
+    "unexpected_error_response",
+]
+
+JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+
+
+class _ErrorDetail(msgspec.Struct):
+    code: str
+    message: str
+
+
+class _ErrorEnvelope(msgspec.Struct):
+    error: _ErrorDetail
+
+
+def error_body(code: str, message: str) -> bytes:
+    """The encoded failure envelope."""
+    return msgspec.json.encode(_ErrorEnvelope(_ErrorDetail(code, message)))
+
+
+async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing (413) anything over ``limit`` bytes before and
+    while reading it, so an oversized body is never buffered."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise PayloadTooLarge("the Content-Length header is not a number")
+            if int(value) > limit:
+                raise PayloadTooLarge(f"the body is over the {limit}-byte limit; send less")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is over the {limit}-byte limit; send less")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def send_response(
+    send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> None:
+    """Send a complete response in two messages."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def splitedge_error_response(request: Request, exc: Exception) -> Response:
+    """Starlette handler: a `SplitedgeError` becomes its status and JSON envelope."""
+    assert isinstance(exc, SplitedgeError)
+    headers = {"cache-control": "no-store"}
+    if isinstance(exc, ServiceUnavailable):
+        headers["retry-after"] = str(exc.retry_after)
+    return Response(
+        error_body(exc.code, exc.message),
+        status_code=exc.status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def http_exception_response(request: Request, exc: Exception) -> Response:
+    """Starlette handler: routing errors (unknown path, wrong method) in our envelope."""
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = {
+        404: f"no route {request.url.path}; see the README for the API",
+        405: f"{request.method} is not allowed on {request.url.path}",
+    }.get(exc.status_code, str(exc.detail))
+    return Response(
+        error_body(code, message),
+        status_code=exc.status_code,
+        headers=exc.headers,
+        media_type="application/json",
+    )
+
+
+def unexpected_error_response(request: Request, exc: Exception) -> Response:
+    """Starlette handler of last resort: a bug on our side, still in the envelope."""
+    return Response(
+        error_body("internal", "an unexpected error occurred; it has been logged"),
+        status_code=500,
+        media_type="application/json",
+    )

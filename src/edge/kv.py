@@ -1,0 +1,171 @@
+"""The config KV: public_key → `SiteBundle`, rebuilt whole for every config version.
+
+Each worker process holds one `ConfigKV` behind a `KVHolder`. A `ConfigFollower` polls
+the snapshot source for a new version and, when it sees one, builds a fresh KV off the
+event loop and swaps the holder's reference in one assignment. Requests read
+``holder.kv`` once and use that object throughout, so they never see a half-built KV
+and never take a lock. Bundles of sites whose config did not change are carried over
+into the new KV, so a change to one site does not re-gzip every other site's snippet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Protocol
+
+import msgspec
+import xxhash
+
+from edge.assign import AssignmentTable
+from edge.config import ApiKeyEntry, ConfigSnapshot, ExperimentConfig, SiteConfig
+from edge.control.auth import KEY_PREFIX_CHARS, digests_match
+from edge.snippet import Runtime, SnippetBody, build_snippet
+from edge.urlglob import UrlMatcher, compile_pattern
+from edge.wire import assignment_fragment
+
+__all__ = [
+    "CompiledExperiment",
+    "ConfigFollower",
+    "ConfigKV",
+    "KVHolder",
+    "SiteBundle",
+    "SnapshotSource",
+    "build_kv",
+]
+
+log = logging.getLogger("splitedge.kv")
+
+
+class CompiledExperiment:
+    """A running experiment ready for the hot path: URL matcher, assignment table and
+    the encoded assignment of each variant."""
+
+    __slots__ = ("config", "fragments", "matcher", "table")
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        self.config = config
+        self.matcher: UrlMatcher = compile_pattern(config.url_pattern)
+        self.table = AssignmentTable.build(
+            config.id, [v.weight for v in config.variants], config.coverage
+        )
+        self.fragments: tuple[bytes, ...] = tuple(
+            assignment_fragment(config, v) for v in config.variants
+        )
+
+
+class SiteBundle:
+    """Everything the edge serves for one site, immutable once built."""
+
+    __slots__ = ("digest", "experiments", "site", "snippet")
+
+    def __init__(self, site: SiteConfig, digest: str, runtime: Runtime) -> None:
+        self.site = site
+        self.digest = digest
+        self.snippet: SnippetBody = build_snippet(runtime, site)
+        self.experiments = tuple(CompiledExperiment(e) for e in site.experiments)
+
+
+class ConfigKV:
+    """One config version, compiled. Never mutated after `build_kv` returns it."""
+
+    __slots__ = ("by_public_key", "by_site_id", "demo_public_key", "keys_by_prefix", "version")
+
+    def __init__(
+        self,
+        version: int,
+        bundles: list[SiteBundle],
+        api_keys: tuple[ApiKeyEntry, ...],
+        demo_public_key: str | None,
+    ) -> None:
+        self.version = version
+        self.by_public_key = {b.site.public_key: b for b in bundles}
+        self.by_site_id = {b.site.id: b for b in bundles}
+        keys: dict[str, list[ApiKeyEntry]] = {}
+        for entry in api_keys:
+            keys.setdefault(entry.prefix, []).append(entry)
+        self.keys_by_prefix = {prefix: tuple(entries) for prefix, entries in keys.items()}
+        self.demo_public_key = demo_public_key
+
+    def workspace_of_key(self, key: str) -> str | None:
+        """The workspace an API key belongs to, or None for an unknown or revoked key."""
+        for entry in self.keys_by_prefix.get(key[:KEY_PREFIX_CHARS], ()):
+            if digests_match(key, entry.sha256):
+                return entry.workspace_id
+        return None
+
+
+_site_encoder = msgspec.json.Encoder()
+
+
+def build_kv(
+    snapshot: ConfigSnapshot, runtime: Runtime, previous: ConfigKV | None = None
+) -> ConfigKV:
+    """Compile a snapshot, reusing the previous KV's bundle of every unchanged site."""
+    reusable = {} if previous is None else previous.by_public_key
+    bundles = []
+    for site in snapshot.sites:
+        digest = xxhash.xxh3_64_hexdigest(_site_encoder.encode(site))
+        old = reusable.get(site.public_key)
+        bundles.append(old if old is not None and old.digest == digest else SiteBundle(
+            site, digest, runtime
+        ))  # fmt: skip
+    return ConfigKV(snapshot.version, bundles, snapshot.api_keys, snapshot.demo_public_key)
+
+
+class SnapshotSource(Protocol):
+    """Where a worker reads the served config from (the store here; the control plane
+    over HTTP for remote edge nodes)."""
+
+    def version(self) -> int:
+        """The latest config version, cheaply."""
+        ...
+
+    def snapshot(self) -> ConfigSnapshot:
+        """The whole config at its latest version."""
+        ...
+
+
+class KVHolder:
+    """The reference to the current KV; ``kv`` is None until the first load."""
+
+    __slots__ = ("kv",)
+
+    def __init__(self) -> None:
+        self.kv: ConfigKV | None = None
+
+
+class ConfigFollower:
+    """Keeps a `KVHolder` on the latest config version of a `SnapshotSource`."""
+
+    def __init__(
+        self,
+        source: SnapshotSource,
+        runtime: Runtime,
+        holder: KVHolder,
+        interval: float = 0.2,
+    ) -> None:
+        self.source = source
+        self.runtime = runtime
+        self.holder = holder
+        self.interval = interval
+
+    def load(self) -> ConfigKV:
+        """Build the KV of the source's current snapshot and make it current."""
+        kv = build_kv(self.source.snapshot(), self.runtime, self.holder.kv)
+        self.holder.kv = kv
+        return kv
+
+    async def follow(self) -> None:
+        """Poll for new versions until cancelled. A failing rebuild keeps the current
+        KV serving and is retried on the next poll."""
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                current = self.holder.kv
+                if current is None or self.source.version() != current.version:
+                    kv = await asyncio.to_thread(self.load)
+                    log.info("config version %d loaded (%d sites)", kv.version,
+                             len(kv.by_public_key))  # fmt: skip
+            except Exception:
+                log.exception("config reload failed; still serving the previous version")

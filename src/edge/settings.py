@@ -1,0 +1,54 @@
+"""Server settings, from command-line flags or ``SPLITEDGE_*`` environment variables.
+
+The CLI resolves the settings once and exports them to the environment, so that every
+Granian worker process builds the same app from the same values.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "SPLITEDGE_"
+
+
+class Settings(msgspec.Struct, frozen=True):
+    """Everything ``splitedge serve`` can be told."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    data_dir: str = "data"
+    clickhouse: str = ""
+    config_poll_interval: float = 0.2
+
+    @property
+    def store_path(self) -> Path:
+        """The SQLite control-plane store."""
+        return Path(self.data_dir) / "splitedge.sqlite3"
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """The ClickHouse DSN; embedded chDB under the data dir unless one is given."""
+        return self.clickhouse or f"chdb://{Path(self.data_dir).resolve() / 'clickhouse'}"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Settings from ``SPLITEDGE_<FIELD>`` variables, defaults for the rest."""
+        env = os.environ if environ is None else environ
+        values = {
+            name: env[ENV_PREFIX + name.upper()]
+            for name in cls.__struct_fields__
+            if ENV_PREFIX + name.upper() in env
+        }
+        return msgspec.convert(values, cls, strict=False)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a worker."""
+        return {
+            ENV_PREFIX + name.upper(): str(getattr(self, name)) for name in self.__struct_fields__
+        }

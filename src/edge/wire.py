@@ -1,0 +1,89 @@
+"""Wire shapes of the edge's own JSON routes (assignment), decoded and encoded by msgspec."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+from edge.config import ExperimentConfig, MutationConfig, VariantConfig
+
+__all__ = [
+    "MAX_UNITS_PER_BATCH",
+    "AssignRequest",
+    "AssignUnit",
+    "Assignment",
+    "WebPayload",
+    "assignment_fragment",
+]
+
+MAX_UNITS_PER_BATCH = 1000
+
+UnitId = Annotated[str, Meta(min_length=1, max_length=1024)]
+Url = Annotated[str, Meta(max_length=8192)]
+AttributeName = Annotated[str, Meta(min_length=1, max_length=128)]
+AttributeValue = str | int | float | bool | None
+Attributes = Annotated[dict[AttributeName, AttributeValue], Meta(max_length=64)]
+
+
+class AssignUnit(msgspec.Struct, forbid_unknown_fields=True):
+    """One unit to assign: a visitor, an agent session or a run.
+
+    ``url`` (a full URL or a path) limits the answer to experiments whose url_pattern
+    matches it; without it every running experiment of the site answers. ``attributes``
+    are accepted and validated for audience targeting; no experiment targets on them yet.
+    """
+
+    unit_id: UnitId
+    url: Url | None = None
+    attributes: Attributes = {}
+
+
+class AssignRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/assign``: one unit inline, or many in ``units``."""
+
+    public_key: Annotated[str, Meta(max_length=64)] | None = None
+    site_id: Annotated[str, Meta(max_length=64)] | None = None
+    unit_id: UnitId | None = None
+    url: Url | None = None
+    attributes: Attributes = {}
+    units: Annotated[list[AssignUnit], Meta(min_length=1, max_length=MAX_UNITS_PER_BATCH)] | None = (
+        None
+    )
+
+
+class WebPayload(msgspec.Struct, frozen=True):
+    """What a web variant does to the page."""
+
+    changes: tuple[MutationConfig, ...]
+    redirect_url: str | None
+
+
+class Assignment(msgspec.Struct, frozen=True):
+    """One experiment's answer for a unit."""
+
+    experiment_id: str
+    variant_id: str
+    variant_name: str
+    is_control: bool
+    payload: Any
+
+
+def assignment_fragment(experiment: ExperimentConfig, variant: VariantConfig) -> bytes:
+    """The encoded `Assignment` of a variant, made once per config version so that an
+    assign response is a join of ready bytes."""
+    payload: Any = (
+        WebPayload(changes=variant.changes, redirect_url=variant.redirect_url)
+        if experiment.kind == "web"
+        else variant.config
+    )
+    return msgspec.json.encode(
+        Assignment(
+            experiment_id=experiment.id,
+            variant_id=variant.id,
+            variant_name=variant.name,
+            is_control=variant.control,
+            payload=payload,
+        )
+    )

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from edge.control.snapshot import StoreSource, load_snapshot
+from edge.control.store import Store
+from edge.kv import ConfigFollower, KVHolder, build_kv
+from edge.snippet import load_runtime
+from tests.support import pricing_experiment, seed_store
+
+RUNTIME = load_runtime(b"(function(c){})(__SPLITEDGE_CONFIG__);")
+
+
+def test_kv_indexes_sites_by_public_key_and_id(store_path: Path) -> None:
+    seed = seed_store(store_path)
+    store = Store(store_path)
+    kv = build_kv(load_snapshot(store.conn), RUNTIME)
+    store.close()
+    bundle = kv.by_public_key[seed.site.public_key]
+    assert kv.by_site_id[seed.site.id] is bundle
+    (exp,) = bundle.experiments
+    assert exp.matcher.matches("/pricing/pro") and not exp.matcher.matches("/about")
+    assert exp.table.assign("visitor-1") in (0, 1)
+    assert b'"variant_name":"Bold"' in exp.fragments[1]
+
+
+def test_unchanged_sites_keep_their_bundle(store_path: Path) -> None:
+    seed = seed_store(store_path)
+    store = Store(store_path)
+    try:
+        first = build_kv(load_snapshot(store.conn), RUNTIME)
+        exp = store.create_experiment(pricing_experiment(seed.workspace_id, seed.site.id, None))
+        store.set_experiment_status(exp, "running")
+        second = build_kv(load_snapshot(store.conn), RUNTIME, first)
+    finally:
+        store.close()
+    assert second.version > first.version
+    other = seed.other_site.public_key
+    assert second.by_public_key[other] is first.by_public_key[other]
+    changed = seed.site.public_key
+    assert second.by_public_key[changed] is not first.by_public_key[changed]
+    assert second.by_public_key[changed].snippet.etag != first.by_public_key[changed].snippet.etag
+    assert len(second.by_public_key[changed].experiments) == 2
+
+
+def test_api_keys_resolve_to_their_workspace(store_path: Path) -> None:
+    seed = seed_store(store_path)
+    store = Store(store_path)
+    try:
+        kv = build_kv(load_snapshot(store.conn), RUNTIME)
+        assert kv.workspace_of_key(seed.key.key) == seed.workspace_id
+        assert kv.workspace_of_key(seed.other_key.key) == seed.other_site.workspace_id
+        assert kv.workspace_of_key(seed.key.key[:-1] + "x") is None
+        assert kv.workspace_of_key("") is None
+        store.revoke_api_key(seed.key.record.id)
+        kv = build_kv(load_snapshot(store.conn), RUNTIME, kv)
+        assert kv.workspace_of_key(seed.key.key) is None
+    finally:
+        store.close()
+
+
+def test_follower_swaps_in_a_new_version(store_path: Path) -> None:
+    seed = seed_store(store_path)
+    holder = KVHolder()
+    source = StoreSource(store_path)
+    follower = ConfigFollower(source, RUNTIME, holder, interval=0.01)
+
+    async def scenario() -> tuple[int, int]:
+        first = follower.load()
+        task = asyncio.create_task(follower.follow())
+        writer = Store(store_path)
+        writer.set_experiment_status(seed.experiment_id, "paused")
+        writer.close()
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if holder.kv is not first:
+                break
+        task.cancel()
+        assert holder.kv is not None
+        return first.version, holder.kv.version
+
+    before, after = asyncio.run(scenario())
+    source.close()
+    assert after > before
+    assert holder.kv is not None
+    assert holder.kv.by_public_key[seed.site.public_key].experiments == ()

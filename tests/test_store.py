@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge.control.snapshot import load_snapshot
+from edge.control.store import NewExperiment, NewVariant, Store, normalize_site_url
+from edge.errors import Conflict, InvalidRequest, InvalidUrlPattern, NotFound
+from tests.support import pricing_experiment, seed_store
+
+
+def test_store_file_is_wal_and_migrated(store: Store) -> None:
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] >= 1
+    tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"workspaces", "api_keys", "sites", "experiments", "variants", "goals"} <= tables
+
+
+def test_reopening_keeps_data_and_does_not_remigrate(store_path: Path) -> None:
+    seed = seed_store(store_path)
+    again = Store(store_path)
+    try:
+        assert again.get_site(seed.site.id) == seed.site
+    finally:
+        again.close()
+
+
+def test_every_served_change_bumps_the_version(store: Store) -> None:
+    seen = [store.config_version()]
+
+    def bumped() -> None:
+        now = store.config_version()
+        assert now > seen[-1]
+        seen.append(now)
+
+    ws = store.create_workspace("w")
+    assert store.config_version() == seen[-1]  # a workspace alone serves nothing
+    issued = store.issue_api_key(ws.id)
+    bumped()
+    site = store.create_site(ws.id, "example.com")
+    bumped()
+    exp = store.create_experiment(pricing_experiment(ws.id, site.id, None))
+    bumped()
+    store.set_experiment_status(exp, "running")
+    bumped()
+    store.set_variant_weights(exp, [30, 70])
+    bumped()
+    store.revoke_api_key(issued.record.id)
+    bumped()
+
+
+def test_key_use_does_not_bump_the_version(store: Store) -> None:
+    ws = store.create_workspace("w")
+    issued = store.issue_api_key(ws.id)
+    before = store.config_version()
+    store.conn.execute("UPDATE api_keys SET last_used_at = 'now' WHERE id = ?", (issued.record.id,))
+    assert store.config_version() == before
+
+
+def test_keys_are_stored_hashed(store: Store) -> None:
+    ws = store.create_workspace("w")
+    issued = store.issue_api_key(ws.id)
+    assert issued.key.startswith("sk_live_") and len(issued.key) > 40
+    dump = "\n".join(store.conn.iterdump())
+    assert issued.key not in dump
+    assert issued.record.prefix in dump
+
+
+@pytest.mark.parametrize(
+    ("given", "url", "domain"),
+    [
+        ("example.com", "https://example.com/", "example.com"),
+        ("HTTP://Shop.Example.com:8080/x", "http://shop.example.com:8080/x", "shop.example.com"),
+        ("https://example.com", "https://example.com/", "example.com"),
+    ],
+)
+def test_site_urls_are_normalised(given: str, url: str, domain: str) -> None:
+    assert normalize_site_url(given) == (url, domain)
+
+
+@pytest.mark.parametrize("bad", ["ftp://example.com", "https://", "   "])
+def test_bad_site_urls_are_refused(bad: str) -> None:
+    with pytest.raises(InvalidRequest, match="website address"):
+        normalize_site_url(bad)
+
+
+def test_duplicate_domain_conflicts(store: Store) -> None:
+    ws = store.create_workspace("w")
+    store.create_site(ws.id, "example.com")
+    with pytest.raises(Conflict, match="example.com"):
+        store.create_site(ws.id, "https://example.com/other")
+
+
+def test_invalid_url_pattern_is_refused_at_creation(store: Store) -> None:
+    ws = store.create_workspace("w")
+    site = store.create_site(ws.id, "example.com")
+    with pytest.raises(InvalidUrlPattern):
+        store.create_experiment(pricing_experiment(ws.id, site.id, "https://example.com/x"))
+    assert store.conn.execute("SELECT count(*) FROM experiments").fetchone()[0] == 0
+
+
+def test_an_experiment_needs_two_variants(store: Store) -> None:
+    ws = store.create_workspace("w")
+    with pytest.raises(InvalidRequest, match="at least 2 variants"):
+        store.create_experiment(
+            NewExperiment(workspace_id=ws.id, name="x", variants=(NewVariant("A", 1),))
+        )
+
+
+def test_unknown_ids_are_not_found(store: Store) -> None:
+    with pytest.raises(NotFound):
+        store.set_experiment_status("nope", "running")
+    with pytest.raises(NotFound):
+        store.set_variant_weights("nope", [1, 1])
+    with pytest.raises(NotFound):
+        store.get_site("nope")
+
+
+def test_snapshot_holds_only_running_experiments(store_path: Path) -> None:
+    seed = seed_store(store_path)
+    store = Store(store_path)
+    try:
+        draft = store.create_experiment(pricing_experiment(seed.workspace_id, seed.site.id, None))
+        snap = load_snapshot(store.conn)
+        assert snap.version == store.config_version()
+        site = next(s for s in snap.sites if s.id == seed.site.id)
+        assert [e.id for e in site.experiments] == [seed.experiment_id]
+        exp = site.experiments[0]
+        assert [v.weight for v in exp.variants] == [5000, 5000]
+        assert exp.variants[0].control and not exp.variants[1].control
+        assert exp.url_pattern == "/pricing"
+        assert exp.goals[0].selector == ".buy"
+        store.set_experiment_status(draft, "running")
+        store.set_experiment_status(seed.experiment_id, "paused")
+        site = next(s for s in load_snapshot(store.conn).sites if s.id == seed.site.id)
+        assert [e.id for e in site.experiments] == [draft]
+        assert {k.workspace_id for k in snap.api_keys} == {
+            seed.workspace_id,
+            seed.other_site.workspace_id,
+        }
+    finally:
+        store.close()
