@@ -65,6 +65,5 @@ def run(settings: Settings) -> int:
         backpressure=512,
         respawn_failed_workers=True,
         workers_kill_timeout=10,
-        process_name="splitedge",
     ).serve()
     return 0
