@@ -21,7 +21,9 @@ def snippet_url(server: Server, key: str) -> str:
 
 def test_snippet_carries_the_sites_running_experiments(edge_server: Served) -> None:
     server, seed = edge_server
-    r = httpx.get(snippet_url(server, seed.site.public_key), headers={"accept-encoding": "identity"})
+    r = httpx.get(
+        snippet_url(server, seed.site.public_key), headers={"accept-encoding": "identity"}
+    )
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/javascript; charset=utf-8"
     assert r.headers["cache-control"] == "public, max-age=60"

@@ -49,9 +49,7 @@ def test_both_arms_are_served_as_the_spec_says(edge_server: Served) -> None:
     units = [{"unit_id": f"u{i}"} for i in range(400)]
     r = assign(server, {"public_key": seed.site.public_key, "units": units})
     assert r.status_code == 200
-    got = {
-        u["unit_id"]: u["assignments"][0]["is_control"] for u in r.json()["data"]["units"]
-    }
+    got = {u["unit_id"]: u["assignments"][0]["is_control"] for u in r.json()["data"]["units"]}
     assert len(got) == 400
     assert got == {f"u{i}": expected_variant(seed, f"u{i}") == 0 for i in range(400)}
     assert 120 < sum(got.values()) < 280
@@ -60,7 +58,9 @@ def test_both_arms_are_served_as_the_spec_says(edge_server: Served) -> None:
 def test_url_limits_the_answer_to_matching_experiments(edge_server: Served) -> None:
     server, seed = edge_server
     key = seed.site.public_key
-    on = assign(server, {"public_key": key, "unit_id": "v", "url": "https://x.test/pricing/pro?a=1"})
+    on = assign(
+        server, {"public_key": key, "unit_id": "v", "url": "https://x.test/pricing/pro?a=1"}
+    )
     off = assign(server, {"public_key": key, "unit_id": "v", "url": "/about"})
     assert len(on.json()["data"]["assignments"]) == 1
     assert off.json()["data"]["assignments"] == []
@@ -147,13 +147,21 @@ def test_wrong_method_is_405(edge_server: Served) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     body=st.one_of(
         json_values,
@@ -165,7 +173,12 @@ json_values = st.recursive(
                 "unit_id": json_values,
                 "url": json_values,
                 "attributes": json_values,
-                "units": st.lists(st.fixed_dictionaries({}, optional={"unit_id": json_values, "url": json_values}), max_size=3),
+                "units": st.lists(
+                    st.fixed_dictionaries(
+                        {}, optional={"unit_id": json_values, "url": json_values}
+                    ),
+                    max_size=3,
+                ),
             },
         ),
     )
@@ -179,7 +192,9 @@ def test_fuzzed_bodies_never_get_a_5xx(edge_server: Served, body: object) -> Non
         assert set(r.json()["error"]) == {"code", "message"}
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(raw=st.binary(max_size=200))
 def test_fuzzed_bytes_never_get_a_5xx(edge_server: Served, raw: bytes) -> None:
     server, _ = edge_server

@@ -29,7 +29,9 @@ def site(payload: str = "Hi", kind: str = "web") -> SiteConfig:
                         name="B",
                         control=False,
                         weight=5000,
-                        changes=(MutationConfig(selector="h1", action="set_content", payload=payload),),
+                        changes=(
+                            MutationConfig(selector="h1", action="set_content", payload=payload),
+                        ),
                         config={"soul_md": "secret prompt"},
                     ),
                 ),

@@ -30,9 +30,10 @@ def bearer_key(scope: dict[str, Any]) -> str | None:
     """The API key of an ``Authorization: Bearer`` header, if there is one."""
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
+            token = token.strip()
+            if scheme.lower() == "bearer" and token:
+                return token
     return None
 
 
@@ -68,9 +69,7 @@ def _site(request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]) -> SiteBu
 def _units(request: AssignRequest) -> tuple[list[AssignUnit], bool]:
     if request.units is not None:
         if request.unit_id is not None or request.url is not None or request.attributes:
-            raise InvalidRequest(
-                "pass either unit_id (with url, attributes) or units, not both"
-            )
+            raise InvalidRequest("pass either unit_id (with url, attributes) or units, not both")
         return request.units, True
     if request.unit_id is None:
         raise InvalidRequest("unit_id is required (or units, a list, for a batch)")

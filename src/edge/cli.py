@@ -1,4 +1,4 @@
-"""The ``splitedge`` command."""
+"""The ``splitedge`` command line."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edge.settings import ENV_PREFIX, Settings
 
-__all__ = ["main"]
+__all__ = ["main", "serve_settings"]
 
 
 def _env(name: str, default: str) -> str:
@@ -48,33 +48,44 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from edge.server import run
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="splitedge", description="splitedge: self-hosted A/B tests and agent experiments"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    return parser
 
+
+def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
     if args.workers < 1:
-        print("splitedge: --workers must be at least 1", file=sys.stderr)
-        return 2
-    settings = Settings(
+        parser.error("--workers must be at least 1")
+    if not 0 < args.port < 65536:
+        parser.error("--port must be between 1 and 65535")
+    return Settings(
         host=args.host,
         port=args.port,
         workers=args.workers,
         data_dir=str(Path(args.data_dir).resolve()),
         clickhouse=args.clickhouse,
     )
-    return run(settings)
+
+
+def serve_settings(argv: Sequence[str]) -> Settings:
+    """The settings ``splitedge serve ARGV`` runs with: flags over env vars over defaults."""
+    parser = _parser()
+    return _settings(parser, parser.parse_args(["serve", *argv]))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    parser = argparse.ArgumentParser(prog="splitedge", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _serve_parser(sub)
+    parser = _parser()
     args = parser.parse_args(argv)
+    settings = _settings(parser, args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.command == "serve":
-        return _serve(args)
-    parser.error(f"unknown command {args.command}")
-    return 2
+    from edge.server import run  # Granian and chDB load only when serving
+
+    return run(settings)
 
 
 if __name__ == "__main__":

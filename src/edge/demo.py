@@ -11,9 +11,9 @@ from typing import Any
 
 from starlette.types import Receive, Send
 
+from edge.config import MutationConfig
 from edge.control.snapshot import DEMO_SITE_META_KEY
 from edge.control.store import NewExperiment, NewGoal, NewVariant, Store
-from edge.config import MutationConfig
 from edge.http import JSON_HEADERS, error_body, send_response
 from edge.kv import KVHolder
 
@@ -71,7 +71,8 @@ _PAGE = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>splitedge demo</title>
 <style>
-body {{ font: 18px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 3rem auto; padding: 0 1rem; }}
+body {{ font: 18px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 3rem auto;
+       padding: 0 1rem; }}
 .cta {{ display: inline-block; padding: .7em 1.4em; border-radius: .4em; background: #ddd;
         color: #222; text-decoration: none; }}
 #assignment {{ margin-top: 2rem; padding: 1rem; background: #f4f4f8; border-radius: .4em; }}

@@ -48,9 +48,9 @@ class AssignRequest(msgspec.Struct, forbid_unknown_fields=True):
     unit_id: UnitId | None = None
     url: Url | None = None
     attributes: Attributes = {}
-    units: Annotated[list[AssignUnit], Meta(min_length=1, max_length=MAX_UNITS_PER_BATCH)] | None = (
-        None
-    )
+    units: (
+        Annotated[list[AssignUnit], Meta(min_length=1, max_length=MAX_UNITS_PER_BATCH)] | None
+    ) = None
 
 
 class WebPayload(msgspec.Struct, frozen=True):

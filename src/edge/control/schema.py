@@ -29,7 +29,9 @@ def _bump_triggers() -> str:
             )
     for event in ("INSERT", "DELETE", "UPDATE OF revoked_at"):
         name = event.split()[0].lower()
-        parts.append(f"CREATE TRIGGER api_keys_{name}_bumps_config AFTER {event} ON api_keys {bump}")
+        parts.append(
+            f"CREATE TRIGGER api_keys_{name}_bumps_config AFTER {event} ON api_keys {bump}"
+        )
     return "\n".join(parts)
 
 

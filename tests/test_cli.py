@@ -1,0 +1,81 @@
+"""`splitedge serve`: settings from flags and env, first start, clean shutdown."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from edge.cli import serve_settings
+from edge.control.snapshot import DEMO_SITE_META_KEY
+from edge.control.store import Store
+from edge.settings import Settings
+from tests.support import running_server
+
+
+def test_env_vars_set_what_flags_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SPLITEDGE_HOST", "0.0.0.0")
+    monkeypatch.setenv("SPLITEDGE_PORT", "9001")
+    monkeypatch.setenv("SPLITEDGE_WORKERS", "3")
+    monkeypatch.setenv("SPLITEDGE_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("SPLITEDGE_CLICKHOUSE", "http://ch:8123")
+    s = serve_settings([])
+    assert (s.host, s.port, s.workers) == ("0.0.0.0", 9001, 3)
+    assert s.data_dir == str(tmp_path / "d") and s.clickhouse_dsn == "http://ch:8123"
+    s = serve_settings(["--port", "9002", "--workers", "1"])
+    assert (s.port, s.workers) == (9002, 1)
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("HOST", "PORT", "WORKERS", "DATA_DIR", "CLICKHOUSE"):
+        monkeypatch.delenv("SPLITEDGE_" + name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    s = serve_settings([])
+    assert (s.host, s.port, s.workers) == ("127.0.0.1", 8000, 1)
+    assert s.store_path == tmp_path / "data" / "splitedge.sqlite3"
+    assert s.clickhouse_dsn == f"chdb://{tmp_path / 'data' / 'clickhouse'}"
+
+
+@pytest.mark.parametrize("argv", [["--workers", "0"], ["--port", "0"], ["--port", "x"]])
+def test_bad_flags_are_usage_errors(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        serve_settings(argv)
+    assert exc.value.code == 2
+
+
+def test_settings_reach_workers_through_the_environment() -> None:
+    s = Settings(host="::1", port=1234, workers=2, data_dir="/x", clickhouse="http://c:1")
+    assert Settings.from_env(s.to_env()) == s
+
+
+def test_first_start_prints_a_working_key_once_and_stops_cleanly(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with running_server(data) as server:
+        keys = re.findall(r"sk_live_[\w-]{43}", server.output())
+        assert len(keys) == 1
+        demo = re.search(r"/s/([0-9a-f]{32})\.js", server.output())
+        assert demo is not None
+        ready = httpx.get(server.base_url + "/readyz").json()
+        assert ready["sites"] == 1
+        assert httpx.get(server.base_url + "/demo").status_code == 200
+        store = Store(data / "splitedge.sqlite3")
+        demo_site_id = store.get_meta(DEMO_SITE_META_KEY)
+        store.close()
+        r = httpx.post(
+            server.base_url + "/v1/assign",
+            json={"site_id": demo_site_id, "unit_id": "u1", "url": "/demo"},
+            headers={"authorization": f"Bearer {keys[0]}"},
+        )
+        assert r.status_code == 200 and len(r.json()["data"]["assignments"]) == 1
+        code = server.stop()
+    assert code == 0, server.output()
+    assert (data / "splitedge.sqlite3").exists() and (data / "clickhouse").is_dir()
+    assert keys[0] not in (data / "splitedge.sqlite3").read_bytes().decode("latin-1")
+
+    with running_server(data) as again:
+        assert "sk_live_" not in again.output()
+        assert re.search(r"/s/[0-9a-f]{32}\.js", again.output()) is None  # demo exists
+        assert httpx.get(again.base_url + "/readyz").json()["sites"] == 1
+        assert again.stop() == 0
