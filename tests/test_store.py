@@ -141,3 +141,15 @@ def test_snapshot_holds_only_running_experiments(store_path: Path) -> None:
         }
     finally:
         store.close()
+
+
+def test_store_methods_compose_into_one_transaction(store: Store) -> None:
+    ws = store.create_workspace("w")
+    before = store.config_version()
+    with pytest.raises(RuntimeError), store.transaction():
+        site = store.create_site(ws.id, "example.com")
+        store.create_experiment(pricing_experiment(ws.id, site.id, None))
+        raise RuntimeError("crash halfway")
+    assert store.conn.execute("SELECT count(*) FROM sites").fetchone()[0] == 0
+    assert store.conn.execute("SELECT count(*) FROM experiments").fetchone()[0] == 0
+    assert store.config_version() == before

@@ -25,8 +25,13 @@ DEMO_PATH = "/demo"
 def ensure_demo_site(store: Store, workspace_id: str, base_url: str) -> str | None:
     """Create the demo site with one running experiment, once per store. Returns the new
     site's public key, or None when the store already has its demo site."""
-    if store.get_meta(DEMO_SITE_META_KEY) is not None:
-        return None
+    with store.transaction():
+        if store.get_meta(DEMO_SITE_META_KEY) is not None:
+            return None
+        return _create_demo_site(store, workspace_id, base_url)
+
+
+def _create_demo_site(store: Store, workspace_id: str, base_url: str) -> str:
     site = store.create_site(workspace_id, base_url, name="splitedge demo")
     experiment_id = store.create_experiment(
         NewExperiment(

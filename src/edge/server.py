@@ -9,6 +9,7 @@ can take its lock.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
@@ -19,7 +20,23 @@ from edge.control.store import Store
 from edge.demo import ensure_demo_site
 from edge.settings import Settings
 
-__all__ = ["prepare", "run"]
+__all__ = ["granian_options", "prepare", "run"]
+
+
+def granian_options(workers: int) -> dict[str, Any]:
+    """How Granian serves the edge (everything but the app and the address); the
+    benchmark's bare baseline (bench/bare_app.py) runs with exactly these."""
+    return {
+        "interface": Interfaces.ASGI,
+        "workers": workers,
+        "loop": Loops.uvloop,
+        "http": HTTPModes.http1,
+        "websockets": False,
+        "backlog": 2048,
+        "backpressure": 512,
+        "respawn_failed_workers": True,
+        "workers_kill_timeout": 10,
+    }
 
 
 def prepare(settings: Settings) -> None:
@@ -56,14 +73,6 @@ def run(settings: Settings) -> int:
         factory=True,
         address=settings.host,
         port=settings.port,
-        interface=Interfaces.ASGI,
-        workers=settings.workers,
-        loop=Loops.uvloop,
-        http=HTTPModes.http1,
-        websockets=False,
-        backlog=2048,
-        backpressure=512,
-        respawn_failed_workers=True,
-        workers_kill_timeout=10,
+        **granian_options(settings.workers),
     ).serve()
     return 0
