@@ -22,14 +22,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-snippet-test:
+snippet/node_modules/.installed: snippet/package-lock.json
+	cd snippet && npm ci --no-audit --no-fund --silent
+	touch $@
+
+snippet-test: snippet/node_modules/.installed
 	cd snippet && node --test test/
 
 test: $(STAMP) lint typecheck snippet-test
 	$(BIN)/pytest
 
-snippet:
-	cd snippet && npm ci && npm run build
+snippet: snippet/node_modules/.installed
+	cd snippet && npm run build
 
 bench: $(STAMP)
 	$(BIN)/python bench/edge.py
