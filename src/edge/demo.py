@@ -122,9 +122,8 @@ class DemoPage:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kv = self.holder.kv
-        bundle = None if kv is None or kv.demo_public_key is None else (
-            kv.by_public_key.get(kv.demo_public_key)
-        )  # fmt: skip
+        demo_key = None if kv is None else kv.demo_public_key
+        bundle = None if kv is None or demo_key is None else kv.by_public_key.get(demo_key)
         if bundle is None:
             body = error_body("not_found", "this install has no demo site")
             await send_response(send, 404, JSON_HEADERS, body)

@@ -107,9 +107,9 @@ def build_kv(
     for site in snapshot.sites:
         digest = xxhash.xxh3_64_hexdigest(_site_encoder.encode(site))
         old = reusable.get(site.public_key)
-        bundles.append(old if old is not None and old.digest == digest else SiteBundle(
-            site, digest, runtime
-        ))  # fmt: skip
+        if old is None or old.digest != digest:
+            old = SiteBundle(site, digest, runtime)
+        bundles.append(old)
     return ConfigKV(snapshot.version, bundles, snapshot.api_keys, snapshot.demo_public_key)
 
 
@@ -165,7 +165,6 @@ class ConfigFollower:
                 current = self.holder.kv
                 if current is None or self.source.version() != current.version:
                     kv = await asyncio.to_thread(self.load)
-                    log.info("config version %d loaded (%d sites)", kv.version,
-                             len(kv.by_public_key))  # fmt: skip
+                    log.info("config version %d loaded", kv.version)
             except Exception:
                 log.exception("config reload failed; still serving the previous version")
