@@ -38,13 +38,15 @@ log = logging.getLogger("splitedge.kv")
 
 
 class CompiledExperiment:
-    """A running experiment ready for the hot path: URL matcher, assignment table and
-    the encoded assignment of each variant."""
+    """A running experiment ready for the hot path: URL matcher, assignment table, the
+    encoded assignment of each variant, and the variant and goal ids events may name."""
 
-    __slots__ = ("config", "fragments", "matcher", "table")
+    __slots__ = ("config", "fragments", "goal_ids", "matcher", "table", "variant_ids")
 
     def __init__(self, config: ExperimentConfig) -> None:
         self.config = config
+        self.variant_ids = frozenset(v.id for v in config.variants)
+        self.goal_ids = frozenset(g.id for g in config.goals)
         self.matcher: UrlMatcher = compile_pattern(config.url_pattern)
         self.table = AssignmentTable.build(
             config.id, [v.weight for v in config.variants], config.coverage
@@ -57,19 +59,27 @@ class CompiledExperiment:
 class SiteBundle:
     """Everything the edge serves for one site, immutable once built."""
 
-    __slots__ = ("digest", "experiments", "site", "snippet")
+    __slots__ = ("digest", "experiments", "experiments_by_id", "site", "snippet")
 
     def __init__(self, site: SiteConfig, digest: str, runtime: Runtime) -> None:
         self.site = site
         self.digest = digest
         self.snippet: SnippetBody = build_snippet(runtime, site)
         self.experiments = tuple(CompiledExperiment(e) for e in site.experiments)
+        self.experiments_by_id = {e.config.id: e for e in self.experiments}
 
 
 class ConfigKV:
     """One config version, compiled. Never mutated after `build_kv` returns it."""
 
-    __slots__ = ("by_public_key", "by_site_id", "demo_public_key", "keys_by_prefix", "version")
+    __slots__ = (
+        "by_public_key",
+        "by_site_id",
+        "demo_public_key",
+        "experiments_by_id",
+        "keys_by_prefix",
+        "version",
+    )
 
     def __init__(
         self,
@@ -81,6 +91,11 @@ class ConfigKV:
         self.version = version
         self.by_public_key = {b.site.public_key: b for b in bundles}
         self.by_site_id = {b.site.id: b for b in bundles}
+        self.experiments_by_id = {
+            exp_id: (b.site.workspace_id, exp)
+            for b in bundles
+            for exp_id, exp in b.experiments_by_id.items()
+        }
         keys: dict[str, list[ApiKeyEntry]] = {}
         for entry in api_keys:
             keys.setdefault(entry.prefix, []).append(entry)

@@ -1,0 +1,140 @@
+"""``POST /v1/collect``: browser events from the snippet, authenticated by the site's
+public key, which can write only that site's events.
+
+Beacons come as ``application/json`` or ``text/plain`` (navigator.sendBeacon), plain or
+gzip. An event that names an experiment, variant or goal that is not a running one of
+this site is dropped and counted by reason; the rest of its batch is accepted. Every
+answer carries CORS headers, errors included, so a page's script can read them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+from starlette.types import Receive, Send
+
+from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, SplitedgeError
+from edge.http import error_body, send_response
+from edge.ingest.body import read_event_body
+from edge.ingest.buffer import BrowserChunk, EventBuffer
+from edge.ingest.schema import BrowserEvent, CollectRequest
+from edge.kv import KVHolder, SiteBundle
+from edge.metrics import IngestCounters
+
+__all__ = ["MAX_COLLECT_BODY", "MAX_COLLECT_JSON", "CollectEndpoint", "screen_events"]
+
+MAX_COLLECT_BODY = 256 * 1024
+MAX_COLLECT_JSON = 1 << 20
+
+_CORS = [
+    (b"access-control-allow-origin", b"*"),
+    (b"access-control-allow-methods", b"POST, OPTIONS"),
+    (b"access-control-allow-headers", b"content-type, content-encoding"),
+    (b"access-control-max-age", b"86400"),
+]
+_JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), *_CORS]
+_CONTENT_TYPES = (b"", b"application/json", b"text/plain")
+
+_decoder = msgspec.json.Decoder(CollectRequest)
+
+
+class _Screened(msgspec.Struct):
+    accepted: int
+    rejected: int
+    rejected_reasons: dict[str, int]
+
+
+class _Answer(msgspec.Struct):
+    data: _Screened
+
+
+def screen_events(
+    bundle: SiteBundle, events: list[BrowserEvent]
+) -> tuple[list[BrowserEvent], dict[str, int]]:
+    """The events this site may write, and the count of the others by reason."""
+    kept: list[BrowserEvent] = []
+    rejected: dict[str, int] = {}
+    experiments = bundle.experiments_by_id
+    for event in events:
+        reason = None
+        if event.experiment_id:
+            experiment = experiments.get(event.experiment_id)
+            if experiment is None:
+                reason = "unknown_experiment"
+            elif event.variant_id and event.variant_id not in experiment.variant_ids:
+                reason = "unknown_variant"
+            elif event.goal_id and event.goal_id not in experiment.goal_ids:
+                reason = "unknown_goal"
+        elif event.variant_id or event.goal_id:
+            reason = "missing_experiment"
+        if reason is None and event.type == "exposure" and not event.variant_id:
+            reason = "exposure_without_variant"
+        if reason is None:
+            kept.append(event)
+        else:
+            rejected[reason] = rejected.get(reason, 0) + 1
+    return kept, rejected
+
+
+def _content_type(scope: dict[str, Any]) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            return bytes(value).split(b";")[0].strip().lower()
+    return b""
+
+
+class CollectEndpoint:
+    """Raw ASGI endpoint for browser beacons."""
+
+    def __init__(self, holder: KVHolder, buffer: EventBuffer, counters: IngestCounters):
+        self.holder = holder
+        self.buffer = buffer
+        self.counters = counters
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["method"] == "OPTIONS":
+            await send_response(send, 204, _CORS)
+            return
+        try:
+            answer = await self._collect(scope, receive)
+        except SplitedgeError as exc:
+            self.counters.reject("request_" + exc.code)
+            headers = list(_JSON)
+            if isinstance(exc, ServiceUnavailable):
+                headers.append((b"retry-after", str(exc.retry_after).encode()))
+            await send_response(send, exc.status, headers, error_body(exc.code, exc.message))
+            return
+        await send_response(send, 200, _JSON, msgspec.json.encode(answer))
+
+    async def _collect(self, scope: dict[str, Any], receive: Receive) -> _Answer:
+        if _content_type(scope) not in _CONTENT_TYPES:
+            raise InvalidRequest("send events as application/json or text/plain")
+        text = await read_event_body(scope, receive, MAX_COLLECT_BODY, MAX_COLLECT_JSON)
+        try:
+            request = _decoder.decode(text)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"invalid event batch: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"the body is not valid JSON ({exc})") from None
+        kv = self.holder.kv
+        if kv is None:
+            raise ServiceUnavailable("the edge is loading its config; retry in a second")
+        bundle = kv.by_public_key.get(request.public_key)
+        if bundle is None:
+            raise NotFound("no site has that public_key; check the snippet tag of this site")
+        self.counters.receive("browser", len(request.events))
+        kept, rejected = screen_events(bundle, request.events)
+        for reason, count in rejected.items():
+            self.counters.reject(reason, count)
+        if kept:
+            chunk = BrowserChunk(
+                workspace_id=bundle.site.workspace_id,
+                site_id=bundle.site.id,
+                received_ms=time.time_ns() // 1_000_000,
+                events=kept,
+            )
+            await self.buffer.add(chunk)
+            self.counters.accept("browser", len(kept))
+        return _Answer(_Screened(len(kept), len(request.events) - len(kept), rejected))

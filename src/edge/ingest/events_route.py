@@ -1,0 +1,105 @@
+"""``POST /v1/events``: agent task events (ClawTrait's trackTask), one or a batch,
+authenticated by a workspace API key; answered 201 with the event ids.
+
+An event naming an experiment must name a running experiment of the key's workspace
+(another workspace's is unknown: 404), and a variant of it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+from starlette.types import Receive, Send
+
+from edge.assign_route import bearer_key
+from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
+from edge.http import JSON_HEADERS, send_response
+from edge.ingest.body import read_event_body
+from edge.ingest.buffer import AgentChunk, EventBuffer
+from edge.ingest.schema import MAX_EVENTS_PER_BATCH, AgentTaskEvent
+from edge.kv import ConfigKV, KVHolder
+from edge.metrics import IngestCounters
+
+__all__ = ["MAX_EVENTS_BODY", "EventsEndpoint"]
+
+MAX_EVENTS_BODY = 1 << 20
+
+_Batch = Annotated[list[AgentTaskEvent], Meta(min_length=1, max_length=MAX_EVENTS_PER_BATCH)]
+_decoder: msgspec.json.Decoder[AgentTaskEvent | _Batch] = msgspec.json.Decoder(
+    AgentTaskEvent | _Batch
+)
+
+
+class _One(msgspec.Struct):
+    id: str
+
+
+class _Many(msgspec.Struct):
+    ids: list[str]
+
+
+class _Created(msgspec.Struct):
+    data: _One | _Many
+
+
+def _check_experiments(kv: ConfigKV, workspace_id: str, events: list[AgentTaskEvent]) -> None:
+    for event in events:
+        if not event.experiment_id:
+            if event.variant_id:
+                raise InvalidRequest("variant_id needs the experiment_id it belongs to")
+            continue
+        found = kv.experiments_by_id.get(event.experiment_id)
+        if found is None or found[0] != workspace_id:
+            raise NotFound(
+                f"no running experiment {event.experiment_id!r} in this workspace; "
+                "launch it first or drop experiment_id"
+            )
+        if event.variant_id and event.variant_id not in found[1].variant_ids:
+            raise InvalidRequest(
+                f"variant {event.variant_id!r} is not a variant of experiment "
+                f"{event.experiment_id!r}; use the variant_id /v1/assign returned"
+            )
+
+
+class EventsEndpoint:
+    """Raw ASGI endpoint for agent task events."""
+
+    def __init__(self, holder: KVHolder, buffer: EventBuffer, counters: IngestCounters):
+        self.holder = holder
+        self.buffer = buffer
+        self.counters = counters
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        kv = self.holder.kv
+        if kv is None:
+            raise ServiceUnavailable("the edge is loading its config; retry in a second")
+        key = bearer_key(scope)
+        if key is None:
+            raise Unauthorized("send the workspace API key: Authorization: Bearer sk_live_...")
+        workspace_id = kv.workspace_of_key(key)
+        if workspace_id is None:
+            raise Unauthorized("the API key is unknown or revoked")
+        text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
+        try:
+            decoded = _decoder.decode(text)
+        except msgspec.ValidationError as exc:
+            raise InvalidRequest(f"invalid task event: {exc}") from None
+        except msgspec.DecodeError as exc:
+            raise InvalidRequest(f"the body is not valid JSON ({exc})") from None
+        events = decoded if isinstance(decoded, list) else [decoded]
+        self.counters.receive("agent", len(events))
+        try:
+            _check_experiments(kv, workspace_id, events)
+        except (InvalidRequest, NotFound) as exc:
+            self.counters.reject("unknown_experiment", len(events))
+            raise exc
+        ids = [e.event_id or uuid.uuid4().hex for e in events]
+        chunk = AgentChunk(workspace_id, time.time_ns() // 1_000_000, events, ids)
+        await self.buffer.add(chunk)
+        self.counters.accept("agent", len(events))
+        answer = _Created(_Many(ids) if isinstance(decoded, list) else _One(ids[0]))
+        await send_response(send, 201, JSON_HEADERS, msgspec.json.encode(answer))

@@ -1,0 +1,126 @@
+"""Wire shapes of the events the edge ingests, and the Arrow schema of one event row.
+
+Two sources write one events table:
+
+- **browser events** (``POST /v1/collect``), sent by the snippet with the site's public
+  key: exposures, pageviews, goal conversions and custom events;
+- **agent task events** (``POST /v1/events``), ClawTrait's ``trackTask`` shape with an
+  API key, plus the experiment fields that tie a task to a variant.
+
+Every row carries the workspace and the server's receive time; the client's fields are
+kept as sent, validated for type and size.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+import pyarrow as pa
+from msgspec import Meta
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "MAX_EVENTS_PER_BATCH",
+    "AgentTaskEvent",
+    "BrowserEvent",
+    "CollectRequest",
+]
+
+MAX_EVENTS_PER_BATCH = 500
+
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+ShortText = Annotated[str, Meta(max_length=256)]
+Pathname = Annotated[str, Meta(max_length=2048)]
+# Milliseconds since the epoch, between 2000-01-01 and 2100-01-01.
+EpochMillis = Annotated[int, Meta(ge=946_684_800_000, lt=4_102_444_800_000)]
+Amount = Annotated[float, Meta(ge=-1e15, le=1e15)]
+BrowserEventType = Literal["exposure", "pageview", "goal", "custom"]
+Device = Literal["desktop", "tablet", "mobile"]
+Outcome = Literal["success", "failure", "partial"]
+Metadata = Annotated[dict[ShortText, ShortText | int | float | bool | None], Meta(max_length=64)]
+
+
+class BrowserEvent(msgspec.Struct, forbid_unknown_fields=True):
+    """One event from the snippet. ``event_id`` is made by the client, so a beacon that
+    is sent twice is recognisably the same event."""
+
+    event_id: Id
+    type: BrowserEventType
+    visitor_id: Id
+    ts: EpochMillis
+    session_id: Annotated[str, Meta(max_length=128)] = ""
+    experiment_id: Annotated[str, Meta(max_length=128)] = ""
+    variant_id: Annotated[str, Meta(max_length=128)] = ""
+    goal_id: Annotated[str, Meta(max_length=128)] = ""
+    name: ShortText = ""
+    value: Amount | None = None
+    pathname: Pathname = ""
+    device: Device | Literal[""] = ""
+
+
+class CollectRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Body of ``POST /v1/collect``: the site's public key and a batch of events."""
+
+    public_key: Annotated[str, Meta(min_length=1, max_length=64)]
+    events: Annotated[list[BrowserEvent], Meta(min_length=1, max_length=MAX_EVENTS_PER_BATCH)]
+
+
+class AgentTaskEvent(
+    msgspec.Struct,
+    forbid_unknown_fields=True,
+    rename={"agent_id": "agentId", "duration_ms": "durationMs"},
+):
+    """One agent task: ClawTrait's trackTask fields as it spells them (``agentId``,
+    ``durationMs``), and the experiment fields in the snake_case of the rest of the API.
+    ``session_id`` is the unit the experiment assigned (an agent session or run)."""
+
+    agent_id: Id
+    task: ShortText
+    outcome: Outcome
+    cost: Amount = 0.0
+    duration_ms: Annotated[float, Meta(ge=0, le=1e12)] = 0.0
+    metadata: Metadata = {}
+    turns: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
+    experiment_id: Annotated[str, Meta(max_length=128)] = ""
+    variant_id: Annotated[str, Meta(max_length=128)] = ""
+    session_id: Annotated[str, Meta(max_length=128)] = ""
+    event_id: Annotated[str, Meta(max_length=128)] = ""
+    ts: EpochMillis | None = None
+
+
+# One row of the events table, web and agent alike. Strings that repeat across rows are
+# dictionary-encoded (LowCardinality in ClickHouse); a string a row does not have is "".
+# Only measures and the client's clock may be null.
+_dict_string = pa.dictionary(pa.int32(), pa.string())
+
+
+def _field(name: str, kind: pa.DataType, nullable: bool = False) -> pa.Field:
+    return pa.field(name, kind, nullable=nullable)
+
+
+EVENT_SCHEMA = pa.schema(
+    [
+        _field("event_id", pa.string()),
+        _field("kind", _dict_string),
+        _field("workspace_id", _dict_string),
+        _field("site_id", _dict_string),
+        _field("experiment_id", _dict_string),
+        _field("variant_id", _dict_string),
+        _field("unit_id", pa.string()),
+        _field("session_id", pa.string()),
+        _field("goal_id", _dict_string),
+        _field("name", _dict_string),
+        _field("value", pa.float64(), nullable=True),
+        _field("pathname", _dict_string),
+        _field("device", _dict_string),
+        _field("agent_id", _dict_string),
+        _field("outcome", _dict_string),
+        _field("cost", pa.float64(), nullable=True),
+        _field("duration_ms", pa.float64(), nullable=True),
+        _field("turns", pa.int32(), nullable=True),
+        _field("metadata", pa.string()),
+        _field("client_ts", pa.timestamp("ms", tz="UTC"), nullable=True),
+        _field("received_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)

@@ -1,0 +1,104 @@
+"""Ingest counters and ``GET /metrics`` in the Prometheus text format.
+
+Each worker process counts what it received, accepted and rejected, and writes its
+counters to ``<data-dir>/run/metrics-<pid>.json`` every second (and at shutdown); the
+flusher, in the server's parent process, writes its status next to the spool. Any worker
+answering ``/metrics`` sums every worker's file, so the figures do not depend on which
+worker a scrape reaches. A worker that died keeps its file, so counters never go down.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.types import Receive, Send
+
+from edge.http import send_response
+
+__all__ = ["IngestCounters", "MetricsEndpoint", "render_metrics"]
+
+
+class IngestCounters(msgspec.Struct):
+    """One worker's event counters, by source (browser, agent) and rejection reason."""
+
+    received: dict[str, int] = {}
+    accepted: dict[str, int] = {}
+    rejected: dict[str, int] = {}
+
+    def receive(self, source: str, count: int) -> None:
+        """Count events that arrived in a well-formed request."""
+        self.received[source] = self.received.get(source, 0) + count
+
+    def accept(self, source: str, count: int) -> None:
+        """Count events now in the spool."""
+        self.accepted[source] = self.accepted.get(source, 0) + count
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        """Count events (or whole requests, reason ``request_<code>``) turned away."""
+        self.rejected[reason] = self.rejected.get(reason, 0) + count
+
+    def save(self, run_dir: Path) -> None:
+        """Write this worker's counters where `/metrics` reads them (atomically)."""
+        path = run_dir / f"metrics-{os.getpid()}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.encode(self))
+        os.replace(tmp, path)
+
+
+_counters_decoder = msgspec.json.Decoder(IngestCounters)
+
+
+def _summed(run_dir: Path) -> IngestCounters:
+    total = IngestCounters()
+    for path in run_dir.glob("metrics-*.json"):
+        try:
+            part = _counters_decoder.decode(path.read_bytes())
+        except (OSError, msgspec.DecodeError):
+            continue  # a file being replaced right now; the next scrape reads it
+        for mine, theirs in (
+            (total.received, part.received),
+            (total.accepted, part.accepted),
+            (total.rejected, part.rejected),
+        ):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+    return total
+
+
+def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+
+
+def render_metrics(run_dir: Path, extra: Callable[[list[str]], None] | None = None) -> bytes:
+    """The Prometheus exposition of every worker's counters, plus ``extra`` families."""
+    total = _summed(run_dir)
+    lines: list[str] = []
+    for name, values, label, help_text in (
+        ("splitedge_events_received_total", total.received, "source", "Events received."),
+        ("splitedge_events_accepted_total", total.accepted, "source", "Events spooled (2xx)."),
+        ("splitedge_events_rejected_total", total.rejected, "reason", "Events turned away."),
+    ):
+        _family(lines, name, "counter", help_text)
+        for key, value in sorted(values.items()):
+            lines.append(f'{name}{{{label}="{key}"}} {value}')
+    if extra is not None:
+        extra(lines)
+    return ("\n".join(lines) + "\n").encode()
+
+
+class MetricsEndpoint:
+    """``GET /metrics``."""
+
+    def __init__(self, run_dir: Path, extra: Callable[[list[str]], None] | None = None):
+        self.run_dir = run_dir
+        self.extra = extra
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        body = render_metrics(self.run_dir, self.extra)
+        headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
+        await send_response(send, 200, headers, body)
