@@ -76,7 +76,8 @@ def test_agent_batch_rows() -> None:
     assert first["turns"] == 7 and second["turns"] is None
     assert first["metadata"] == '{"model":"x"}' and second["metadata"] == ""
     assert first["cost"] == 0.04 and first["duration_ms"] == 3200.0
-    assert first["site_id"] == "" and second["client_ts"] is None
+    assert first["site_id"] == ""
+    assert second["client_ts"].timestamp() * 1000 == T0  # no clock of its own
 
 
 def test_concurrent_requests_share_batches() -> None:

@@ -1,26 +1,295 @@
-"""The ClickHouse warehouse, through clickhouse-connect only.
+"""The ClickHouse warehouse: the client, the events table and its versioned migrations.
 
-``chdb:///path`` is embedded ClickHouse (one process may own the directory at a time);
-``http://host:8123`` is a ClickHouse server. Both give the same `Client` API.
+ClickHouse is reached through clickhouse-connect only. ``chdb:///path`` is embedded
+ClickHouse (one process may own the directory at a time); ``http://host:8123`` is a
+ClickHouse server. Both give the same `Client` API, and the SQL here runs on both.
+
+One table, ``splitedge.events``, holds web and agent events; its columns follow the Arrow
+schema of the ingest (``edge.ingest.schema.EVENT_SCHEMA``) plus ``inserted_at``, which
+ClickHouse fills. The flusher writes a spool segment with::
+
+    client.insert_arrow(EVENTS_TABLE, table, settings=insert_settings(segment_name))
+
+and a segment that is inserted again (a retry after a lost answer, a replay after a
+crash) is not counted twice: the segment name is the insert's deduplication token, and
+the table keeps the tokens of its last `DEDUPLICATION_WINDOW` inserted blocks, across
+restarts. A token names the data, so a name must never be reused for other events: an
+insert whose token the table has seen is dropped whatever it contains.
+
+`migrate` creates the database and brings the schema to the newest version; every step
+is recorded in ``splitedge.schema_migrations``. With ``cluster="NAME"`` (the
+``--clickhouse-cluster`` option) the same steps run ``ON CLUSTER`` and the events table
+becomes a ``Distributed`` table over a ``ReplicatedMergeTree`` table on every shard, so
+inserts and queries name ``splitedge.events`` in both modes. The cluster's
+``remote_servers`` entry must set ``internal_replication`` to true (the replicated table
+copies the data to its replicas, not the Distributed table), and every host must define
+the ``{shard}`` and ``{replica}`` macros.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 
-__all__ = ["DATABASE", "connect", "ensure_database"]
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+
+__all__ = [
+    "DATABASE",
+    "DEDUPLICATION_WINDOW",
+    "EVENTS_TABLE",
+    "MIGRATIONS",
+    "MIGRATIONS_TABLE",
+    "Migration",
+    "connect",
+    "ddl_statements",
+    "insert_settings",
+    "migrate",
+    "ping",
+    "schema_version",
+]
 
 DATABASE = "splitedge"
+EVENTS_TABLE = f"{DATABASE}.events"
+MIGRATIONS_TABLE = f"{DATABASE}.schema_migrations"
+
+# How many recent insert blocks the events table remembers for deduplication.
+# A segment is retried within seconds of a failure and replayed at the next start, so
+# the window only has to outlast the inserts made in between; 10,000 segments of ~10k
+# rows each is 100M events.
+DEDUPLICATION_WINDOW = 10_000
+# How long a replicated table (cluster mode) keeps those tokens. ClickHouse's default is
+# one hour; a node that crashed and comes back the next day must still find them.
+_REPLICATED_DEDUPLICATION_SECONDS = 7 * 24 * 3600
+
+Migration = Callable[[str | None], list[str]]
+"""One schema version: given the cluster name (None on a single node), the SQL statements
+that bring the schema from the previous version to this one."""
+
+# A cluster name is a name from the server's remote_servers config, or a macro such as
+# {cluster}; nothing that could close a quoted string.
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9_.\-{}]{1,128}")
 
 
 def connect(dsn: str) -> Any:
-    """A clickhouse-connect client for a DSN."""
+    """A clickhouse-connect client for a DSN (``chdb:///abs/dir`` or ``http://host:8123``).
+
+    Raises what clickhouse-connect raises when the server cannot be reached.
+    """
     return clickhouse_connect.get_client(dsn=dsn)
 
 
-def ensure_database(client: Any) -> str:
-    """Create the splitedge database if it is missing; returns the server version."""
-    client.command(f"CREATE DATABASE IF NOT EXISTS {DATABASE}")
-    return str(client.command("SELECT version()"))
+def ping(client: Client) -> str:
+    """The server's version, proving that a query round-trips; raises when it does not.
+
+    Errors are clickhouse-connect's (``OperationalError`` when the server is unreachable,
+    ``DatabaseError`` when it refuses the query).
+    """
+    version = str(client.command("SELECT version()")).strip()
+    if not version:
+        raise RuntimeError("ClickHouse answered SELECT version() with an empty result")
+    return version
+
+
+def insert_settings(token: str) -> dict[str, str | int]:
+    """The settings of one idempotent insert into `EVENTS_TABLE`, in both modes.
+
+    ``token`` names the data (the spool segment): inserting the same token again is a
+    no-op. ``distributed_foreground_insert`` makes an insert into the cluster's
+    Distributed table return only after every shard has written its rows (and
+    deduplicated them by the token), so a segment is never deleted while its rows wait
+    in a node's local queue; on a single node it changes nothing.
+    """
+    if not token:
+        raise ValueError("an insert deduplication token must not be empty")
+    return {"insert_deduplication_token": token, "distributed_foreground_insert": 1}
+
+
+# --- the DDL ---------------------------------------------------------------------------
+
+# The events table, version 1. One row per event, web and agent alike; the Arrow column
+# with dictionary<int32, string> becomes LowCardinality(String), a nullable Arrow number
+# stays Nullable here. Strings a client may omit are '' (never NULL), so that they can be
+# in the sorting key and compare without NULL rules.
+_EVENT_COLUMNS_V1: tuple[tuple[str, str], ...] = (
+    ("event_id", "String"),
+    ("kind", "LowCardinality(String)"),
+    ("workspace_id", "LowCardinality(String)"),
+    ("site_id", "LowCardinality(String)"),
+    ("experiment_id", "LowCardinality(String)"),
+    ("variant_id", "LowCardinality(String)"),
+    ("unit_id", "String"),
+    ("session_id", "String"),
+    ("goal_id", "LowCardinality(String)"),
+    ("name", "LowCardinality(String)"),
+    ("value", "Nullable(Float64)"),
+    ("pathname", "LowCardinality(String)"),
+    ("device", "LowCardinality(String)"),
+    ("agent_id", "LowCardinality(String)"),
+    ("outcome", "LowCardinality(String)"),
+    ("cost", "Nullable(Float64)"),
+    ("duration_ms", "Nullable(Float64)"),
+    ("turns", "Nullable(Int32)"),
+    ("metadata", "String"),
+    ("client_ts", "DateTime64(3, 'UTC')"),
+    ("received_at", "DateTime64(3, 'UTC')"),
+    # When ClickHouse accepted the row; not sent by the ingest, so insert_arrow (which
+    # names the Arrow columns) leaves it to this default.
+    ("inserted_at", "DateTime64(3, 'UTC') DEFAULT now64(3)"),
+)
+
+# Every analytics query reads one experiment, so experiment_id comes first and an
+# experiment is one contiguous range of each part. Within it, kind: the results query
+# reads its exposures (who was exposed to which variant) and its conversions (goal and
+# task events) as two sides of a per-unit join, and each side is again one range. Then
+# variant_id, unit_id: each side comes out sorted by (variant, unit), so distinct units
+# per variant and the exposure-to-conversion join can run in key order (aggregation in
+# order, sorting merge join) instead of in a hash table, and repeated unit ids compress
+# well. received_at last orders a unit's events in time (first exposure, then goals).
+# Rows without an experiment (plain pageviews) share the '' range, which the experiment
+# queries skip.
+_EVENTS_ORDER_BY = "(experiment_id, kind, variant_id, unit_id, received_at)"
+_EVENTS_PARTITION_BY = "toYYYYMM(received_at)"
+
+
+_MIGRATION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("version", "UInt32"),
+    ("applied_at", "DateTime64(3, 'UTC') DEFAULT now64(3)"),
+)
+
+
+def _on_cluster(cluster: str | None) -> str:
+    return "" if cluster is None else f" ON CLUSTER '{cluster}'"
+
+
+def _columns(columns: tuple[tuple[str, str], ...]) -> str:
+    return "(\n" + ",\n".join(f"    {name} {kind}" for name, kind in columns) + "\n)"
+
+
+def _check_cluster(cluster: str | None) -> None:
+    if cluster is not None and not _CLUSTER_NAME.fullmatch(cluster):
+        raise ValueError(
+            f"invalid ClickHouse cluster name {cluster!r}: use the name of a cluster in the "
+            "server's remote_servers config (letters, digits, _ . - or a {macro})"
+        )
+
+
+def _bootstrap(cluster: str | None) -> list[str]:
+    """The database and the migrations log, which exist before any version is applied.
+
+    On a cluster the log is one ReplicatedMergeTree table with a single Keeper path for
+    the whole cluster (no ``{shard}`` in it): every host of every shard is a replica of
+    it, so whichever host runs `migrate` next sees what any other host applied. A plain
+    MergeTree ON CLUSTER would record a version only on the host that ran the migration,
+    and every other host would run the (idempotent) DDL again.
+    """
+    on = _on_cluster(cluster)
+    if cluster is None:
+        engine = "MergeTree"
+    else:
+        # Replica names must be unique across the whole path, and {replica} is often
+        # only unique within a shard (replica1, replica2 on every shard).
+        engine = (
+            f"ReplicatedMergeTree('/clickhouse/tables/{DATABASE}/schema_migrations', "
+            "'{shard}-{replica}')"
+        )
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {DATABASE}{on}",
+        f"CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE}{on}\n"
+        + _columns(_MIGRATION_COLUMNS)
+        + f"\nENGINE = {engine}\nORDER BY version",
+    ]
+
+
+def _v1_events(cluster: str | None) -> list[str]:
+    """Version 1: the events table.
+
+    Single node: a MergeTree that deduplicates inserts by token. Cluster: the rows live in
+    ``events_local`` (ReplicatedMergeTree, one Keeper path per shard) and ``events`` is a
+    Distributed table over it, sharded by unit id, so that all the events of one visitor
+    or agent session are on one shard and per-unit aggregation needs no shuffle.
+    """
+    columns = _columns(_EVENT_COLUMNS_V1)
+    layout = f"PARTITION BY {_EVENTS_PARTITION_BY}\nORDER BY {_EVENTS_ORDER_BY}"
+    if cluster is None:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE}\n{columns}\nENGINE = MergeTree\n"
+            f"{layout}\nSETTINGS non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+        ]
+    on = _on_cluster(cluster)
+    local = f"{DATABASE}.events_local"
+    replicated = (
+        f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{DATABASE}/events_local', "
+        "'{replica}')"
+    )
+    return [
+        f"CREATE TABLE IF NOT EXISTS {local}{on}\n{columns}\nENGINE = {replicated}\n{layout}\n"
+        f"SETTINGS replicated_deduplication_window = {DEDUPLICATION_WINDOW}, "
+        f"replicated_deduplication_window_seconds = {_REPLICATED_DEDUPLICATION_SECONDS}",
+        f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE}{on}\n{columns}\n"
+        f"ENGINE = Distributed('{cluster}', '{DATABASE}', 'events_local', cityHash64(unit_id))",
+    ]
+
+
+# The schema versions, oldest first: MIGRATIONS[i] is version i + 1. Append, never edit
+# or reorder a released one. Every statement must be safe to run twice (IF NOT EXISTS,
+# ADD COLUMN IF NOT EXISTS, ...): a crash between a migration's DDL and its record in
+# schema_migrations runs it again. In cluster mode a change to the events columns must
+# alter both events_local and events, ON CLUSTER.
+MIGRATIONS: tuple[Migration, ...] = (_v1_events,)
+
+
+def ddl_statements(cluster: str | None = None) -> list[str]:
+    """Every DDL statement `migrate` would run on an empty server, in order.
+
+    ``cluster`` is a cluster name from the server's config (None on a single node).
+    Raises ValueError for a name that is not one.
+    """
+    _check_cluster(cluster)
+    statements = _bootstrap(cluster)
+    for migration in MIGRATIONS:
+        statements.extend(migration(cluster))
+    return statements
+
+
+# --- applying it -----------------------------------------------------------------------
+
+
+def _applied_versions(client: Client) -> set[int]:
+    result = client.query(f"SELECT DISTINCT version FROM {MIGRATIONS_TABLE}")
+    return {int(row[0]) for row in result.result_rows}
+
+
+def schema_version(client: Client) -> int:
+    """The newest schema version recorded in the warehouse; 0 before the first `migrate`."""
+    exists = client.command(f"EXISTS TABLE {MIGRATIONS_TABLE}")
+    if str(exists).strip() != "1":
+        return 0
+    return max(_applied_versions(client), default=0)
+
+
+def migrate(client: Client, cluster: str | None = None) -> int:
+    """Create the database if it is missing and apply the migrations not yet applied.
+
+    Each applied version is recorded in ``splitedge.schema_migrations``; running it again
+    does nothing. Returns the schema version now in the warehouse (which is newer than
+    ``len(MIGRATIONS)`` when a newer release has already migrated it). ``cluster`` runs
+    every statement ``ON CLUSTER`` with replicated and distributed tables; raises
+    ValueError for an invalid name and clickhouse-connect's errors when ClickHouse
+    refuses a statement.
+    """
+    _check_cluster(cluster)
+    for statement in _bootstrap(cluster):
+        client.command(statement)
+    applied = _applied_versions(client)
+    for version, migration in enumerate(MIGRATIONS, start=1):
+        if version in applied:
+            continue
+        for statement in migration(cluster):
+            client.command(statement)
+        client.command(f"INSERT INTO {MIGRATIONS_TABLE} (version) VALUES ({version})")
+        applied.add(version)
+    return max(applied, default=0)

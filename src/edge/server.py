@@ -58,10 +58,11 @@ def prepare(settings: Settings) -> None:
         print(f"  demo: {base_url}/demo  (snippet {base_url}/s/{demo_key}.js)\n", flush=True)
     client = warehouse.connect(settings.clickhouse_dsn)
     try:
-        version = warehouse.ensure_database(client)
+        schema = warehouse.migrate(client)
+        version = warehouse.ping(client)
     finally:
         client.close()
-    print(f"  ClickHouse {version} at {settings.clickhouse_dsn}", flush=True)
+    print(f"  ClickHouse {version} at {settings.clickhouse_dsn} (schema v{schema})", flush=True)
 
 
 def run(settings: Settings) -> int:

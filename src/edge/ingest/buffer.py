@@ -154,7 +154,9 @@ def agent_batch(chunks: Sequence[AgentChunk]) -> pa.RecordBatch:
                 [_encode_json(e.metadata).decode() if e.metadata else "" for e in events],
                 pa.string(),
             ),
-            pa.array([e.ts for e in events], pa.int64()).cast(_TS),
+            pa.array([e.ts or c.received_ms for c in chunks for e in c.events], pa.int64()).cast(
+                _TS
+            ),
             _per_chunk_ts([c.received_ms for c in chunks], counts),
         ],
         schema=EVENT_SCHEMA,

@@ -91,7 +91,7 @@ class AgentTaskEvent(
 
 # One row of the events table, web and agent alike. Strings that repeat across rows are
 # dictionary-encoded (LowCardinality in ClickHouse); a string a row does not have is "".
-# Only measures and the client's clock may be null.
+# Only measures may be null; an agent event without its own clock gets the receive time.
 _dict_string = pa.dictionary(pa.int32(), pa.string())
 
 
@@ -120,7 +120,7 @@ EVENT_SCHEMA = pa.schema(
         _field("duration_ms", pa.float64(), nullable=True),
         _field("turns", pa.int32(), nullable=True),
         _field("metadata", pa.string()),
-        _field("client_ts", pa.timestamp("ms", tz="UTC"), nullable=True),
+        _field("client_ts", pa.timestamp("ms", tz="UTC")),
         _field("received_at", pa.timestamp("ms", tz="UTC")),
     ]
 )

@@ -1,0 +1,335 @@
+"""The warehouse DDL and migrations against real embedded ClickHouse (chDB), and the
+cluster DDL for shape (no cluster exists here; chDB still parses every statement)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from analytics import warehouse
+from edge.ingest.schema import EVENT_SCHEMA
+
+# chDB allows one data directory per process at a time: the whole module shares one.
+
+
+class Chdb:
+    """The module's chDB directory and its open client (reopened by the restart test)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.client: Any = warehouse.connect(f"chdb://{path}")
+
+    def reopen(self) -> None:
+        self.client.close()
+        self.client = warehouse.connect(f"chdb://{self.path}")
+
+
+@pytest.fixture(scope="module")
+def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chdb]:
+    db = Chdb(tmp_path_factory.mktemp("warehouse") / "clickhouse")
+    yield db
+    db.client.close()
+
+
+@pytest.fixture(scope="module")
+def migrated(chdb: Chdb) -> Chdb:
+    assert warehouse.schema_version(chdb.client) == 0
+    assert warehouse.migrate(chdb.client) == len(warehouse.MIGRATIONS)
+    return chdb
+
+
+EXPECTED_COLUMNS = [
+    ("event_id", "String"),
+    ("kind", "LowCardinality(String)"),
+    ("workspace_id", "LowCardinality(String)"),
+    ("site_id", "LowCardinality(String)"),
+    ("experiment_id", "LowCardinality(String)"),
+    ("variant_id", "LowCardinality(String)"),
+    ("unit_id", "String"),
+    ("session_id", "String"),
+    ("goal_id", "LowCardinality(String)"),
+    ("name", "LowCardinality(String)"),
+    ("value", "Nullable(Float64)"),
+    ("pathname", "LowCardinality(String)"),
+    ("device", "LowCardinality(String)"),
+    ("agent_id", "LowCardinality(String)"),
+    ("outcome", "LowCardinality(String)"),
+    ("cost", "Nullable(Float64)"),
+    ("duration_ms", "Nullable(Float64)"),
+    ("turns", "Nullable(Int32)"),
+    ("metadata", "String"),
+    ("client_ts", "DateTime64(3, 'UTC')"),
+    ("received_at", "DateTime64(3, 'UTC')"),
+    ("inserted_at", "DateTime64(3, 'UTC')"),
+]
+
+
+def _ts(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def _row(event_id: str, **fields: Any) -> dict[str, Any]:
+    """One EVENT_SCHEMA row: '' for absent strings, None for absent numbers."""
+    row: dict[str, Any] = {f.name: "" for f in EVENT_SCHEMA if pa.types.is_dictionary(f.type)}
+    row.update(event_id=event_id, unit_id="", session_id="", metadata="")
+    row.update(value=None, cost=None, duration_ms=None, turns=None)
+    row.update(client_ts=_ts("2025-03-04 05:06:07.008"), received_at=_ts("2025-03-04 05:06:08"))
+    row.update(fields)
+    return row
+
+
+def _events(prefix: str, received_at: list[str] | None = None) -> pa.Table:
+    """Three web events and one agent task, as the ingest builds them."""
+    rows = [
+        _row(f"{prefix}-1", kind="exposure", workspace_id="ws1", site_id="site1",
+             experiment_id="exp1", variant_id="control", unit_id="visitor-1",
+             session_id="s-1", pathname="/pricing", device="desktop"),
+        _row(f"{prefix}-2", kind="goal", workspace_id="ws1", site_id="site1",
+             experiment_id="exp1", variant_id="control", unit_id="visitor-1",
+             session_id="s-1", goal_id="signup", pathname="/pricing", device="desktop"),
+        _row(f"{prefix}-3", kind="custom", workspace_id="ws1", site_id="site1",
+             experiment_id="exp1", variant_id="b", unit_id="visiteur-é-😀",
+             name="revenue", value=12.5, pathname="/checkout", device="mobile"),
+        _row(f"{prefix}-4", kind="task", workspace_id="ws1", experiment_id="exp2",
+             variant_id="prompt-v2", unit_id="run-9", session_id="run-9",
+             agent_id="agent-7", outcome="partial", name="summarise", cost=0.25,
+             metadata='{"model":"m1","retries":2}',
+             client_ts=_ts("2025-03-04 05:06:07.999")),
+    ]  # fmt: skip
+    for row, when in zip(rows, received_at or [], strict=False):
+        row["received_at"] = _ts(when)
+    return pa.Table.from_pylist(rows, schema=EVENT_SCHEMA)
+
+
+def _count(client: Any, prefix: str) -> int:
+    sql = f"SELECT count() FROM {warehouse.EVENTS_TABLE} WHERE startsWith(event_id, {{p:String}})"
+    return int(client.command(sql, parameters={"p": prefix + "-"}))
+
+
+# --- migrations on chDB ------------------------------------------------------------------
+
+
+def test_migrate_creates_the_events_table(migrated: Chdb) -> None:
+    client = migrated.client
+    columns = client.query(
+        "SELECT name, type, default_kind, default_expression FROM system.columns "
+        "WHERE database = 'splitedge' AND table = 'events' ORDER BY position"
+    ).result_rows
+    assert [(name, kind) for name, kind, _, _ in columns] == EXPECTED_COLUMNS
+    assert [name for name, *_ in columns] == [*EVENT_SCHEMA.names, "inserted_at"]
+    defaults = {name: (kind, expr) for name, _, kind, expr in columns if kind}
+    assert defaults == {"inserted_at": ("DEFAULT", "now64(3)")}
+
+    engine, partition_key, sorting_key, engine_full = client.query(
+        "SELECT engine, partition_key, sorting_key, engine_full FROM system.tables "
+        "WHERE database = 'splitedge' AND name = 'events'"
+    ).result_rows[0]
+    assert engine == "MergeTree"
+    assert partition_key == "toYYYYMM(received_at)"
+    assert sorting_key == "experiment_id, kind, variant_id, unit_id, received_at"
+    assert "non_replicated_deduplication_window = 10000" in engine_full
+
+
+def test_migrate_records_the_version_and_is_idempotent(migrated: Chdb) -> None:
+    client = migrated.client
+    log = "SELECT version, applied_at FROM splitedge.schema_migrations ORDER BY version"
+    before = client.query(log).result_rows
+    assert [version for version, _ in before] == list(range(1, len(warehouse.MIGRATIONS) + 1))
+    table_sql = "SELECT create_table_query FROM system.tables WHERE database = 'splitedge'"
+    tables = client.query(table_sql).result_rows
+
+    assert warehouse.migrate(client) == len(warehouse.MIGRATIONS)
+    assert warehouse.migrate(client) == len(warehouse.MIGRATIONS)
+    assert client.query(log).result_rows == before
+    assert client.query(table_sql).result_rows == tables
+    assert warehouse.schema_version(client) == len(warehouse.MIGRATIONS)
+    types = client.query(
+        "SELECT name, type FROM system.columns "
+        "WHERE database = 'splitedge' AND table = 'schema_migrations' ORDER BY position"
+    ).result_rows
+    assert types == [("version", "UInt32"), ("applied_at", "DateTime64(3, 'UTC')")]
+
+
+def test_migrate_reapplies_a_version_whose_record_was_lost(migrated: Chdb) -> None:
+    # A crash between a migration's DDL and its record: the DDL runs again, harmlessly.
+    client = migrated.client
+    client.command("TRUNCATE TABLE splitedge.schema_migrations")
+    assert warehouse.schema_version(client) == 0
+    assert warehouse.migrate(client) == len(warehouse.MIGRATIONS)
+    assert warehouse.schema_version(client) == len(warehouse.MIGRATIONS)
+
+
+def test_ping_returns_the_server_version(migrated: Chdb) -> None:
+    assert re.fullmatch(r"\d+\.\d+[\d.]*", warehouse.ping(migrated.client))
+
+
+def test_ping_raises_when_the_query_fails() -> None:
+    class Broken:
+        def command(self, sql: str) -> str:
+            raise ConnectionError("ClickHouse is down")
+
+    with pytest.raises(ConnectionError):
+        warehouse.ping(Broken())  # type: ignore[arg-type]
+
+
+# --- inserting what the ingest writes -----------------------------------------------------
+
+
+def test_insert_arrow_reads_back_the_same_values(migrated: Chdb) -> None:
+    client = migrated.client
+    table = _events("rt")
+    before = datetime.now(UTC) - timedelta(seconds=5)
+    client.insert_arrow(warehouse.EVENTS_TABLE, table, settings=warehouse.insert_settings("rt"))
+
+    names = ", ".join(EVENT_SCHEMA.names)
+    back = client.query_arrow(
+        f"SELECT {names}, inserted_at FROM {warehouse.EVENTS_TABLE} "
+        "WHERE startsWith(event_id, 'rt-') ORDER BY event_id"
+    )
+    assert back.column_names == [*EVENT_SCHEMA.names, "inserted_at"]
+    assert back.select(EVENT_SCHEMA.names).to_pylist() == table.to_pylist()
+    assert back.schema.field("received_at").type == pa.timestamp("ms", tz="UTC")
+    assert back.column("value").to_pylist() == [None, None, 12.5, None]
+    assert back.column("turns").null_count == 4
+    inserted = back.column("inserted_at").to_pylist()
+    assert all(before <= at <= datetime.now(UTC) + timedelta(seconds=5) for at in inserted)
+
+    # The dictionary columns stay LowCardinality: the agent row's empty site_id is ''.
+    site = client.query(
+        "SELECT toTypeName(site_id), site_id FROM splitedge.events WHERE event_id = 'rt-4'"
+    ).result_rows
+    assert site == [("LowCardinality(String)", "")]
+
+
+def test_same_token_is_counted_once(migrated: Chdb) -> None:
+    client = migrated.client
+    table = _events("dup")
+    for _ in range(2):
+        client.insert_arrow(
+            warehouse.EVENTS_TABLE, table, settings=warehouse.insert_settings("segment-dup")
+        )
+    assert _count(client, "dup") == 4
+
+
+def test_different_tokens_are_counted_twice(migrated: Chdb) -> None:
+    client = migrated.client
+    table = _events("two")
+    for token in ("segment-two-a", "segment-two-b"):
+        client.insert_arrow(
+            warehouse.EVENTS_TABLE, table, settings=warehouse.insert_settings(token)
+        )
+    assert _count(client, "two") == 8
+
+
+def test_a_segment_over_two_months_is_deduplicated_across_a_restart(migrated: Chdb) -> None:
+    # Two partitions written by one insert, then the same segment replayed after the
+    # process reopened chDB (as the flusher does after a crash).
+    months = ["2025-01-31 23:59:59.999", "2025-02-01 00:00:00", "2025-02-01 00:00:01"]
+    table = _events("restart", received_at=months)
+    settings = warehouse.insert_settings("segment-restart")
+    migrated.client.insert_arrow(warehouse.EVENTS_TABLE, table, settings=settings)
+    migrated.reopen()
+    assert warehouse.migrate(migrated.client) == len(warehouse.MIGRATIONS)
+    migrated.client.insert_arrow(warehouse.EVENTS_TABLE, table, settings=settings)
+    assert _count(migrated.client, "restart") == 4
+    partitions = migrated.client.query(
+        "SELECT DISTINCT toYYYYMM(received_at) FROM splitedge.events "
+        "WHERE startsWith(event_id, 'restart-') ORDER BY 1"
+    ).result_rows
+    assert partitions == [(202501,), (202502,), (202503,)]
+
+
+def test_insert_settings_need_a_token() -> None:
+    assert warehouse.insert_settings("seg-1")["insert_deduplication_token"] == "seg-1"
+    with pytest.raises(ValueError):
+        warehouse.insert_settings("")
+
+
+# --- cluster DDL, for shape ----------------------------------------------------------------
+
+
+def _statement(statements: list[str], prefix: str) -> str:
+    found = [s for s in statements if s.startswith(prefix)]
+    assert len(found) == 1, (prefix, statements)
+    return found[0]
+
+
+def _column_block(statement: str) -> str:
+    return statement.split("\n(\n", 1)[1].split("\n)\n", 1)[0]
+
+
+def _after_columns(statement: str) -> str:
+    return statement.split("\n)\n", 1)[1]
+
+
+def test_single_node_ddl_has_no_cluster_parts() -> None:
+    statements = warehouse.ddl_statements()
+    assert statements == warehouse.ddl_statements(None)
+    text = "\n".join(statements)
+    assert "ON CLUSTER" not in text
+    assert "Replicated" not in text and "Distributed" not in text
+    assert "events_local" not in text
+
+
+def test_cluster_ddl_shape() -> None:
+    single = warehouse.ddl_statements()
+    statements = warehouse.ddl_statements("prod")
+    assert len(statements) == len(single) + 1  # events_local and events for events
+    assert all(" ON CLUSTER 'prod'\n" in s or s.endswith(" ON CLUSTER 'prod'") for s in statements)
+    assert statements[0] == "CREATE DATABASE IF NOT EXISTS splitedge ON CLUSTER 'prod'"
+
+    single_events = _statement(single, "CREATE TABLE IF NOT EXISTS splitedge.events\n")
+    local = _statement(statements, "CREATE TABLE IF NOT EXISTS splitedge.events_local ON")
+    dist = _statement(statements, "CREATE TABLE IF NOT EXISTS splitedge.events ON")
+    # The local table is created before the Distributed table that reads it.
+    assert statements.index(local) < statements.index(dist)
+    # Same columns, same types, same defaults in both modes and on both tables.
+    assert _column_block(local) == _column_block(dist) == _column_block(single_events)
+
+    assert _after_columns(local).startswith(
+        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/splitedge/events_local', "
+        "'{replica}')\n"
+    )
+    layout = [
+        "PARTITION BY toYYYYMM(received_at)",
+        "ORDER BY (experiment_id, kind, variant_id, unit_id, received_at)",
+    ]
+    assert _after_columns(single_events).split("\n")[1:3] == layout
+    assert _after_columns(local).split("\n")[1:3] == layout
+    assert "replicated_deduplication_window = 10000" in local
+    assert _after_columns(dist) == (
+        "ENGINE = Distributed('prod', 'splitedge', 'events_local', cityHash64(unit_id))"
+    )
+
+    migrations = _statement(statements, "CREATE TABLE IF NOT EXISTS splitedge.schema_migrations")
+    assert _column_block(migrations) == _column_block(
+        _statement(single, "CREATE TABLE IF NOT EXISTS splitedge.schema_migrations")
+    )
+    assert (
+        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/splitedge/schema_migrations', "
+        "'{shard}-{replica}')"
+    ) in migrations
+
+
+def test_cluster_ddl_accepts_a_macro_and_rejects_injection() -> None:
+    assert "ON CLUSTER '{cluster}'" in warehouse.ddl_statements("{cluster}")[0]
+    for bad in ("", "a b", "x'; DROP TABLE t; --", "c`", "a\\b", "x" * 129):
+        with pytest.raises(ValueError, match="cluster name"):
+            warehouse.ddl_statements(bad)
+
+
+@pytest.mark.parametrize("cluster", [None, "prod", "{cluster}"])
+def test_every_statement_parses(migrated: Chdb, cluster: str | None) -> None:
+    # formatQuery parses without executing: the cluster DDL is valid ClickHouse SQL even
+    # though no cluster exists here.
+    for statement in warehouse.ddl_statements(cluster):
+        formatted = migrated.client.command(
+            "SELECT formatQuery({q:String})", parameters={"q": statement}
+        )
+        assert str(formatted).startswith("CREATE ")
