@@ -21,7 +21,9 @@ def test_env_vars_set_what_flags_do(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("SPLITEDGE_WORKERS", "3")
     monkeypatch.setenv("SPLITEDGE_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.setenv("SPLITEDGE_CLICKHOUSE", "http://ch:8123")
+    monkeypatch.setenv("SPLITEDGE_CLICKHOUSE_CLUSTER", "prod")
     s = serve_settings([])
+    assert s.clickhouse_cluster == "prod"
     assert (s.host, s.port, s.workers) == ("0.0.0.0", 9001, 3)
     assert s.data_dir == str(tmp_path / "d") and s.clickhouse_dsn == "http://ch:8123"
     s = serve_settings(["--port", "9002", "--workers", "1"])
@@ -29,7 +31,7 @@ def test_env_vars_set_what_flags_do(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("HOST", "PORT", "WORKERS", "DATA_DIR", "CLICKHOUSE"):
+    for name in ("HOST", "PORT", "WORKERS", "DATA_DIR", "CLICKHOUSE", "CLICKHOUSE_CLUSTER"):
         monkeypatch.delenv("SPLITEDGE_" + name, raising=False)
     monkeypatch.chdir(tmp_path)
     s = serve_settings([])

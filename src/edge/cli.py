@@ -46,6 +46,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="ClickHouse DSN, e.g. http://host:8123 (SPLITEDGE_CLICKHOUSE); "
         "default chdb://<data-dir>/clickhouse, embedded",
     )
+    serve.add_argument(
+        "--clickhouse-cluster",
+        default=_env("clickhouse_cluster", defaults.clickhouse_cluster),
+        metavar="NAME",
+        help="create the events table as ReplicatedMergeTree + Distributed ON CLUSTER NAME "
+        "(SPLITEDGE_CLICKHOUSE_CLUSTER)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +75,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         workers=args.workers,
         data_dir=str(Path(args.data_dir).resolve()),
         clickhouse=args.clickhouse,
+        clickhouse_cluster=args.clickhouse_cluster,
     )
 
 

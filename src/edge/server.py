@@ -58,7 +58,7 @@ def prepare(settings: Settings) -> None:
         print(f"  demo: {base_url}/demo  (snippet {base_url}/s/{demo_key}.js)\n", flush=True)
     client = warehouse.connect(settings.clickhouse_dsn)
     try:
-        schema = warehouse.migrate(client)
+        schema = warehouse.migrate(client, cluster=settings.clickhouse_cluster or None)
         version = warehouse.ping(client)
     finally:
         client.close()

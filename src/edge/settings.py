@@ -24,6 +24,7 @@ class Settings(msgspec.Struct, frozen=True):
     workers: int = 1
     data_dir: str = "data"
     clickhouse: str = ""
+    clickhouse_cluster: str = ""
     config_poll_interval: float = 0.2
 
     @property
