@@ -1,8 +1,9 @@
-"""The edge ASGI app: snippet, assignment, health and demo routes over the config KV.
+"""The edge ASGI app: snippet, assignment, event ingestion, health, metrics and demo.
 
 Granian builds one app per worker process through `create_app` (a factory, so each
 worker opens its own store connection). The lifespan loads the KV before the worker
-reports ready and follows the config version until shutdown.
+reports ready and follows the config version until shutdown; at shutdown it writes what
+the event buffer holds to the spool and finishes the open spool segment.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -26,7 +28,13 @@ from edge.http import (
     splitedge_error_response,
     unexpected_error_response,
 )
+from edge.ingest.buffer import EventBuffer
+from edge.ingest.collect_route import CollectEndpoint
+from edge.ingest.events_route import EventsEndpoint
+from edge.ingest.flusher import read_status
+from edge.ingest.spool import SpoolWriter
 from edge.kv import ConfigFollower, KVHolder
+from edge.metrics import IngestCounters, MetricsEndpoint, flusher_families
 from edge.settings import Settings
 from edge.snippet import load_runtime
 from edge.snippet_route import SnippetEndpoint
@@ -36,10 +44,20 @@ __all__ = ["create_app"]
 log = logging.getLogger("splitedge.app")
 
 
+async def _save_every(counters: IngestCounters, run_dir: Path, interval: float = 1.0) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(counters.save, run_dir)
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """The app for one worker process; settings default to the ``SPLITEDGE_*`` env."""
     settings = Settings.from_env() if settings is None else settings
     holder = KVHolder()
+    spool = SpoolWriter(settings.spool_dir, disk_cap_bytes=settings.spool_cap_mb << 20)
+    buffer = EventBuffer(spool)
+    counters = IngestCounters()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -49,20 +67,39 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         kv = await asyncio.to_thread(follower.load)
         log.info("ready at config version %d (%d sites)", kv.version, len(kv.by_public_key))
-        task = asyncio.create_task(follower.follow(), name="config-follower")
+        tasks = [
+            asyncio.create_task(follower.follow(), name="config-follower"),
+            asyncio.create_task(_save_every(counters, settings.run_dir), name="counters"),
+        ]
+        writer = asyncio.create_task(buffer.run(), name="event-writer")
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await buffer.close(writer)
+            spool.close()
+            counters.save(settings.run_dir)
             source.close()
 
     routes = [
         Route("/s/{public_key}.js", SnippetEndpoint(holder), methods=["GET", "HEAD"]),
         Route("/v1/assign", AssignEndpoint(holder), methods=["POST"]),
+        Route(
+            "/v1/collect", CollectEndpoint(holder, buffer, counters), methods=["POST", "OPTIONS"]
+        ),
+        Route("/v1/events", EventsEndpoint(holder, buffer, counters), methods=["POST"]),
         Route("/healthz", Health(), methods=["GET"]),
-        Route("/readyz", Readiness(holder), methods=["GET"]),
+        Route(
+            "/readyz", Readiness(holder, lambda: read_status(settings.spool_dir)), methods=["GET"]
+        ),
+        Route(
+            "/metrics",
+            MetricsEndpoint(settings.run_dir, flusher_families(settings.spool_dir)),
+            methods=["GET"],
+        ),
         Route(DEMO_PATH, DemoPage(holder), methods=["GET"]),
     ]
     return Starlette(

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 from starlette.types import Receive, Send
 
 from edge.http import JSON_HEADERS, send_response
+from edge.ingest.flusher import FlusherStatus
 from edge.kv import KVHolder
 
 __all__ = ["Health", "Readiness"]
+
+
+# A flusher rewrites its status every 0.5 s; older than this, none is running.
+STALE_STATUS_SECONDS = 5.0
 
 
 class _Ready(msgspec.Struct):
@@ -19,6 +25,9 @@ class _Ready(msgspec.Struct):
     config_version: int | None
     sites: int
     pid: int
+    clickhouse: str
+    clickhouse_error: str
+    spool_segments: int
 
 
 class Health:
@@ -30,16 +39,34 @@ class Health:
 
 class Readiness:
     """200 once this worker has its config KV, 503 before. The answer names the worker
-    (its pid) and its config version, so an operator can see every worker converge."""
+    (its pid) and its config version, so an operator can see every worker converge, and
+    reports ClickHouse as the flusher last saw it. ClickHouse being down does not make the
+    edge unready: events are spooled until it is back."""
 
-    def __init__(self, holder: KVHolder) -> None:
+    def __init__(self, holder: KVHolder, flusher_status: Callable[[], FlusherStatus | None]):
         self.holder = holder
+        self.flusher_status = flusher_status
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kv = self.holder.kv
+        flusher = self.flusher_status()
+        if flusher is None:
+            clickhouse, error, segments = "unknown", "", 0
+        else:
+            stale = flusher.age() > STALE_STATUS_SECONDS
+            clickhouse = "no_flusher" if stale else flusher.clickhouse
+            error, segments = flusher.last_error, flusher.pending_segments
+        ready = _Ready(
+            status="loading" if kv is None else "ready",
+            config_version=None if kv is None else kv.version,
+            sites=0 if kv is None else len(kv.by_public_key),
+            pid=os.getpid(),
+            clickhouse=clickhouse,
+            clickhouse_error=error,
+            spool_segments=segments,
+        )
+        body = msgspec.json.encode(ready)
         if kv is None:
-            body = msgspec.json.encode(_Ready("loading", None, 0, os.getpid()))
             await send_response(send, 503, [*JSON_HEADERS, (b"retry-after", b"1")], body)
-            return
-        body = msgspec.json.encode(_Ready("ready", kv.version, len(kv.by_public_key), os.getpid()))
-        await send_response(send, 200, JSON_HEADERS, body)
+        else:
+            await send_response(send, 200, JSON_HEADERS, body)

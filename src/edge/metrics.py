@@ -18,8 +18,9 @@ import msgspec
 from starlette.types import Receive, Send
 
 from edge.http import send_response
+from edge.ingest.flusher import read_status
 
-__all__ = ["IngestCounters", "MetricsEndpoint", "render_metrics"]
+__all__ = ["IngestCounters", "MetricsEndpoint", "flusher_families", "render_metrics"]
 
 
 class IngestCounters(msgspec.Struct):
@@ -89,6 +90,34 @@ def render_metrics(run_dir: Path, extra: Callable[[list[str]], None] | None = No
     if extra is not None:
         extra(lines)
     return ("\n".join(lines) + "\n").encode()
+
+
+def flusher_families(spool_dir: Path) -> Callable[[list[str]], None]:
+    """The metric families of the flusher, read from the status it publishes."""
+
+    def add(lines: list[str]) -> None:
+        status = read_status(spool_dir)
+        if status is None:
+            return
+        for name, kind, value, help_text in (
+            ("splitedge_events_flushed_total", "counter", status.rows_flushed,
+             "Events inserted into ClickHouse."),
+            ("splitedge_segments_flushed_total", "counter", status.segments_flushed,
+             "Spool segments inserted into ClickHouse."),
+            ("splitedge_clickhouse_errors_total", "counter", status.errors,
+             "Failed ClickHouse connections and inserts."),
+            ("splitedge_clickhouse_up", "gauge", int(status.clickhouse == "ok"),
+             "1 while ClickHouse accepts inserts."),
+            ("splitedge_spool_segments", "gauge", status.pending_segments,
+             "Segments in the spool, open and finished."),
+            ("splitedge_spool_bytes", "gauge", status.pending_bytes, "Bytes in the spool."),
+            ("splitedge_flush_seconds", "gauge", status.last_flush_seconds or 0.0,
+             "Duration of the last segment flush (read, insert, delete)."),
+        ):  # fmt: skip
+            _family(lines, name, kind, help_text)
+            lines.append(f"{name} {value}")
+
+    return add
 
 
 class MetricsEndpoint:

@@ -1,14 +1,17 @@
 """Starting the server: prepare the store and the warehouse once, then run Granian.
 
 Preparation happens in the parent process, before any worker exists: migrations, the
-first-start workspace and key, the demo site, and the ClickHouse database. The embedded
-chDB directory is opened and closed again here, so that whichever process owns it later
-can take its lock.
+first-start workspace and key, the demo site, and the ClickHouse schema. The parent then
+runs the flusher, the one owner of ClickHouse (and of an embedded chDB directory): the
+workers only write spool segments, so any number of them can ingest in embedded mode.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
+import shutil
 from typing import Any
 
 from granian import Granian
@@ -18,9 +21,12 @@ from analytics import warehouse
 from edge.control.bootstrap import first_start
 from edge.control.store import Store
 from edge.demo import ensure_demo_site
+from edge.ingest.flusher import Flusher
 from edge.settings import Settings
 
 __all__ = ["granian_options", "prepare", "run"]
+
+log = logging.getLogger("splitedge.server")
 
 
 def granian_options(workers: int) -> dict[str, Any]:
@@ -56,24 +62,45 @@ def prepare(settings: Settings) -> None:
         )
     if demo_key is not None:
         print(f"  demo: {base_url}/demo  (snippet {base_url}/s/{demo_key}.js)\n", flush=True)
-    client = warehouse.connect(settings.clickhouse_dsn)
     try:
-        schema = warehouse.migrate(client, cluster=settings.clickhouse_cluster or None)
-        version = warehouse.ping(client)
-    finally:
-        client.close()
+        client = warehouse.connect(settings.clickhouse_dsn)
+        try:
+            schema = warehouse.migrate(client, cluster=settings.clickhouse_cluster or None)
+            version = warehouse.ping(client)
+        finally:
+            client.close()
+    except Exception as exc:  # the edge serves and spools while ClickHouse is away
+        log.warning("ClickHouse at %s is unavailable (%s); events are spooled until it is "
+                    "back", settings.clickhouse_dsn, exc)  # fmt: skip
+        return
     print(f"  ClickHouse {version} at {settings.clickhouse_dsn} (schema v{schema})", flush=True)
 
 
 def run(settings: Settings) -> int:
-    """Prepare, then serve until SIGTERM or SIGINT (Granian drains the workers)."""
+    """Prepare, start the flusher, then serve until SIGTERM or SIGINT. Granian drains the
+    workers (each spools what it holds); then the flusher makes a last pass and stops."""
     prepare(settings)
+    shutil.rmtree(settings.run_dir, ignore_errors=True)
+    settings.run_dir.mkdir(parents=True)
+    cluster = settings.clickhouse_cluster or None
+    flusher = Flusher(
+        settings.spool_dir,
+        settings.clickhouse_dsn,
+        prepare=lambda client: warehouse.migrate(client, cluster=cluster),
+    )
+    flusher.start()
     os.environ.update(settings.to_env())
-    Granian(
-        target="edge.app:create_app",
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        **granian_options(settings.workers),
-    ).serve()
+    # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
+    # may hold embedded ClickHouse, neither of which a forked child may inherit.
+    multiprocessing.set_start_method("spawn", force=True)
+    try:
+        Granian(
+            target="edge.app:create_app",
+            factory=True,
+            address=settings.host,
+            port=settings.port,
+            **granian_options(settings.workers),
+        ).serve()
+    finally:
+        flusher.stop()
     return 0

@@ -25,12 +25,23 @@ class Settings(msgspec.Struct, frozen=True):
     data_dir: str = "data"
     clickhouse: str = ""
     clickhouse_cluster: str = ""
+    spool_cap_mb: int = 1024
     config_poll_interval: float = 0.2
 
     @property
     def store_path(self) -> Path:
         """The SQLite control-plane store."""
         return Path(self.data_dir) / "splitedge.sqlite3"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Arrow IPC segments of accepted events not yet in ClickHouse."""
+        return Path(self.data_dir) / "spool"
+
+    @property
+    def run_dir(self) -> Path:
+        """Per-process files of the running server (worker counters)."""
+        return Path(self.data_dir) / "run"
 
     @property
     def clickhouse_dsn(self) -> str:

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from edge.errors import ServiceUnavailable
 from edge.ingest.schema import EVENT_SCHEMA
@@ -508,4 +509,20 @@ def read_segment(path: Path | str) -> pa.Table:
         )
     if not batches:
         return EVENT_SCHEMA.empty_table()
-    return pa.Table.from_batches(batches, schema=schema).unify_dictionaries()
+    return _one_dictionary_per_column(pa.Table.from_batches(batches, schema=schema))
+
+
+def _one_dictionary_per_column(table: pa.Table) -> pa.Table:
+    """Give the chunks of each dictionary column one shared dictionary (pyarrow's
+    unification refuses dictionaries that contain nulls; those columns are re-encoded)."""
+    for index, field in enumerate(table.schema):
+        column = table.column(index)
+        if not pa.types.is_dictionary(field.type) or column.num_chunks < 2:
+            continue
+        try:
+            unified = column.unify_dictionaries()
+        except pa.ArrowInvalid:
+            plain = column.cast(field.type.value_type)
+            unified = pc.dictionary_encode(plain).cast(field.type)
+        table = table.set_column(index, field, unified)
+    return table
