@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +36,12 @@ class Server:
     def output(self) -> str:
         return self.log.read_text()
 
+    def kill(self) -> None:
+        """SIGKILL the server and its workers (its whole process group), no goodbyes."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
     def stop(self, timeout: float = 20) -> int:
         """SIGTERM by PID and wait; returns the exit code."""
         if self.proc.poll() is None:
@@ -51,7 +57,10 @@ class Server:
 
 @contextmanager
 def running_server(
-    data_dir: Path, workers: int = 1, env: dict[str, str] | None = None, args: list[str] = ()
+    data_dir: Path,
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    args: Sequence[str] = (),
 ) -> Iterator[Server]:
     """Start ``splitedge serve`` on a free loopback port; wait for /readyz; stop it after."""
     port = free_port()
@@ -63,7 +72,12 @@ def running_server(
     ]  # fmt: skip
     with log.open("w") as out:
         proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})}
+            cmd,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     try:
@@ -96,6 +110,9 @@ class Seed(msgspec.Struct):
     experiment_id: str
     other_key: IssuedKey
     other_site: Site
+    variant_ids: list[str]
+    goal_id: str
+    other_experiment_id: str
 
 
 def pricing_experiment(workspace_id: str, site_id: str, url_pattern: str | None) -> NewExperiment:
@@ -120,7 +137,7 @@ def pricing_experiment(workspace_id: str, site_id: str, url_pattern: str | None)
 
 def seed_store(path: Path) -> Seed:
     """A workspace with a site and one running experiment on /pricing, and a second
-    workspace with a site of its own."""
+    workspace with a site and a running experiment of its own."""
     store = Store(path)
     try:
         ws = store.create_workspace("acme")
@@ -131,6 +148,46 @@ def seed_store(path: Path) -> Seed:
         other = store.create_workspace("other")
         other_key = store.issue_api_key(other.id)
         other_site = store.create_site(other.id, "https://other.example.org")
-        return Seed(ws.id, key, site, exp, other_key, other_site)
+        other_exp = store.create_experiment(pricing_experiment(other.id, other_site.id, None))
+        store.set_experiment_status(other_exp, "running")
+        variants = [
+            row[0]
+            for row in store.conn.execute(
+                "SELECT id FROM variants WHERE experiment_id = ? ORDER BY position", (exp,)
+            )
+        ]
+        (goal,) = store.conn.execute("SELECT id FROM goals WHERE experiment_id = ?", (exp,))
+        return Seed(ws.id, key, site, exp, other_key, other_site, variants, goal[0], other_exp)
     finally:
         store.close()
+
+
+def clickhouse_rows(data_dir: Path, sql: str) -> list[tuple[object, ...]]:
+    """Run a query on a stopped server's embedded ClickHouse."""
+    from analytics import warehouse
+
+    client = warehouse.connect(f"chdb://{data_dir.resolve() / 'clickhouse'}")
+    try:
+        return [tuple(row) for row in client.query(sql).result_rows]
+    finally:
+        client.close()
+
+
+def metric(server: Server, name: str) -> float:
+    """One unlabelled value of the server's /metrics, 0 when absent."""
+    for line in httpx.get(server.base_url + "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def wait_flushed(server: Server, rows: int, timeout: float = 60) -> None:
+    """Wait until the flusher reports ``rows`` events inserted."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metric(server, "splitedge_events_flushed_total") >= rows:
+            return
+        time.sleep(0.2)
+    raise AssertionError(
+        f"not flushed in {timeout}s:\n{httpx.get(server.base_url + '/metrics').text}"
+    )

@@ -200,3 +200,9 @@ def test_fuzzed_bytes_never_get_a_5xx(edge_server: Served, raw: bytes) -> None:
     server, _ = edge_server
     r = httpx.post(server.base_url + "/v1/assign", content=raw)
     assert 400 <= r.status_code < 500
+
+
+def test_invalid_utf8_is_400(edge_server: Served) -> None:
+    server, _ = edge_server
+    r = httpx.post(server.base_url + "/v1/assign", content=b'{"unit_id": "\xff"}')
+    assert r.status_code == 400 and "UTF-8" in r.json()["error"]["message"]

@@ -13,7 +13,7 @@ import msgspec
 from starlette.types import Receive, Send
 
 from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
-from edge.http import JSON_HEADERS, read_body, send_response
+from edge.http import JSON_HEADERS, decode_body, read_body, send_response
 from edge.kv import ConfigKV, KVHolder, SiteBundle
 from edge.urlglob import pathname_of
 from edge.wire import AssignRequest, AssignUnit
@@ -35,15 +35,6 @@ def bearer_key(scope: dict[str, Any]) -> str | None:
             if scheme.lower() == "bearer" and token:
                 return token
     return None
-
-
-def _decode(body: bytes) -> AssignRequest:
-    try:
-        return _decoder.decode(body)
-    except msgspec.ValidationError as exc:
-        raise InvalidRequest(f"invalid assign request: {exc}") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(f"the body is not valid JSON ({exc}); send a JSON object") from None
 
 
 def _site(request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]) -> SiteBundle:
@@ -95,7 +86,9 @@ class AssignEndpoint:
         self.holder = holder
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        request = _decode(await read_body(scope, receive, MAX_ASSIGN_BODY))
+        request = decode_body(
+            _decoder, await read_body(scope, receive, MAX_ASSIGN_BODY), "assign request"
+        )
         kv = self.holder.kv
         if kv is None:
             raise ServiceUnavailable("the edge is loading its config; retry in a second")

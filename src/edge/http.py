@@ -7,7 +7,7 @@ costs one dict lookup and one ``send`` of precomputed headers. Errors are raised
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.exceptions import HTTPException
@@ -15,10 +15,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Send
 
-from edge.errors import PayloadTooLarge, ServiceUnavailable, SplitedgeError
+from edge.errors import InvalidRequest, PayloadTooLarge, ServiceUnavailable, SplitedgeError
 
 __all__ = [
     "JSON_HEADERS",
+    "decode_body",
     "error_body",
     "http_exception_response",
     "read_body",
@@ -42,6 +43,22 @@ class _ErrorEnvelope(msgspec.Struct):
 def error_body(code: str, message: str) -> bytes:
     """The encoded failure envelope."""
     return msgspec.json.encode(_ErrorEnvelope(_ErrorDetail(code, message)))
+
+
+T = TypeVar("T")
+
+
+def decode_body(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
+    """Decode a JSON body into its Struct; every way it can be wrong is a 400 that says
+    where (msgspec names the path, e.g. ``$.events[0].ts``)."""
+    try:
+        return decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise InvalidRequest(f"invalid {what}: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(f"the body is not valid JSON ({exc}); send a JSON {what}") from None
+    except UnicodeDecodeError:
+        raise InvalidRequest("the body is not valid UTF-8; send UTF-8 JSON") from None
 
 
 async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:

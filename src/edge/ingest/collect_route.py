@@ -16,7 +16,7 @@ import msgspec
 from starlette.types import Receive, Send
 
 from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, SplitedgeError
-from edge.http import error_body, send_response
+from edge.http import decode_body, error_body, send_response
 from edge.ingest.body import read_event_body
 from edge.ingest.buffer import BrowserChunk, EventBuffer
 from edge.ingest.schema import BrowserEvent, CollectRequest
@@ -112,12 +112,7 @@ class CollectEndpoint:
         if _content_type(scope) not in _CONTENT_TYPES:
             raise InvalidRequest("send events as application/json or text/plain")
         text = await read_event_body(scope, receive, MAX_COLLECT_BODY, MAX_COLLECT_JSON)
-        try:
-            request = _decoder.decode(text)
-        except msgspec.ValidationError as exc:
-            raise InvalidRequest(f"invalid event batch: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"the body is not valid JSON ({exc})") from None
+        request = decode_body(_decoder, text, "event batch")
         kv = self.holder.kv
         if kv is None:
             raise ServiceUnavailable("the edge is loading its config; retry in a second")

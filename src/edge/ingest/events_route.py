@@ -17,7 +17,7 @@ from starlette.types import Receive, Send
 
 from edge.assign_route import bearer_key
 from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
-from edge.http import JSON_HEADERS, send_response
+from edge.http import JSON_HEADERS, decode_body, send_response
 from edge.ingest.body import read_event_body
 from edge.ingest.buffer import AgentChunk, EventBuffer
 from edge.ingest.schema import MAX_EVENTS_PER_BATCH, AgentTaskEvent
@@ -84,12 +84,7 @@ class EventsEndpoint:
         if workspace_id is None:
             raise Unauthorized("the API key is unknown or revoked")
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
-        try:
-            decoded = _decoder.decode(text)
-        except msgspec.ValidationError as exc:
-            raise InvalidRequest(f"invalid task event: {exc}") from None
-        except msgspec.DecodeError as exc:
-            raise InvalidRequest(f"the body is not valid JSON ({exc})") from None
+        decoded = decode_body(_decoder, text, "task event")
         events = decoded if isinstance(decoded, list) else [decoded]
         self.counters.receive("agent", len(events))
         try:

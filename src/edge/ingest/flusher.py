@@ -9,12 +9,11 @@ oldest first, insert each with ``insert_arrow`` and delete it.
 
 Exactly once
     Every segment is one insert whose ``insert_deduplication_token`` is the segment's
-    name. A segment inserted before a crash but not yet deleted is inserted again on the
-    next start, with the same bytes and the same token, and ClickHouse drops it as a
-    duplicate. This needs a table that deduplicates inserts by token: a MergeTree with
-    ``non_replicated_deduplication_window`` > 0, or a ReplicatedMergeTree (which
-    deduplicates by default); the token is remembered for as many recent inserts as
-    that window says.
+    name (settings from `analytics.warehouse.insert_settings`). A segment inserted before
+    a crash but not yet deleted is inserted again on the next start, with the same bytes
+    and the same token, and ClickHouse drops it as a duplicate. This needs a table that
+    deduplicates inserts by token (the warehouse's events table does: see its
+    ``DEDUPLICATION_WINDOW``).
 
 Failures
     Any error (unreachable server, a chDB directory locked by another process, a failed
@@ -37,7 +36,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +44,7 @@ import clickhouse_connect
 import msgspec
 from clickhouse_connect.driver.client import Client
 
+from analytics import warehouse
 from edge.ingest.spool import (
     read_segment,
     ready_segments,
@@ -54,7 +54,6 @@ from edge.ingest.spool import (
 )
 
 __all__ = [
-    "DEFAULT_TABLE",
     "STATUS_FILE",
     "ClickHouseState",
     "Flusher",
@@ -64,7 +63,6 @@ __all__ = [
 
 log = logging.getLogger("splitedge.flusher")
 
-DEFAULT_TABLE = "splitedge.events"
 STATUS_FILE = "flusher.status.json"
 
 ClickHouseState = Literal["starting", "ok", "unavailable", "stopped"]
@@ -113,7 +111,9 @@ class Flusher:
     """Inserts the spool's finished segments into ClickHouse; see the module docstring.
 
     ``prepare(client)`` runs after every (re)connect, before the first insert on that
-    client. ``connect(dsn)`` makes a client (clickhouse-connect by default). Counters for
+    client (pass ``warehouse.migrate``). ``connect(dsn)`` makes a client
+    (clickhouse-connect by default); ``insert_settings(token)`` gives the settings of the
+    idempotent insert of the segment named ``token``. Counters for
     metrics are plain attributes: ``segments_flushed``, ``rows_flushed``, ``errors``,
     ``last_flush_seconds``, ``state``, ``last_error``.
     """
@@ -123,8 +123,9 @@ class Flusher:
         spool_dir: Path | str,
         dsn: str,
         *,
-        table: str = DEFAULT_TABLE,
+        table: str = warehouse.EVENTS_TABLE,
         prepare: Callable[[Client], object] | None = None,
+        insert_settings: Callable[[str], Mapping[str, object]] = warehouse.insert_settings,
         backoff_initial: float = 0.2,
         backoff_cap: float = 10.0,
         poll_interval: float = 0.1,
@@ -138,6 +139,7 @@ class Flusher:
         self.dsn = dsn
         self.table = table
         self.prepare = prepare
+        self.insert_settings = insert_settings
         self.backoff_initial = backoff_initial
         self.backoff_cap = backoff_cap
         self.poll_interval = poll_interval
@@ -302,7 +304,7 @@ class Flusher:
             return
         token = segment_token(path)
         if table.num_rows:
-            client.insert_arrow(self.table, table, settings={"insert_deduplication_token": token})
+            client.insert_arrow(self.table, table, settings=dict(self.insert_settings(token)))
         path.unlink(missing_ok=True)  # only now: ClickHouse has accepted it
         seconds = time.monotonic() - started
         self.segments_flushed += 1
