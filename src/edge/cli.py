@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import logging.config
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edge.logs import logging_config
 from edge.settings import ENV_PREFIX, Settings
 
 __all__ = ["main", "serve_settings"]
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     settings = _settings(parser, args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.config.dictConfig(logging_config())
     from edge.server import run  # Granian and chDB load only when serving
 
     return run(settings)

@@ -22,6 +22,7 @@ from edge.control.bootstrap import first_start
 from edge.control.store import Store
 from edge.demo import ensure_demo_site
 from edge.ingest.flusher import Flusher
+from edge.logs import logging_config
 from edge.settings import Settings
 
 __all__ = ["granian_options", "prepare", "run"]
@@ -99,6 +100,7 @@ def run(settings: Settings) -> int:
             factory=True,
             address=settings.host,
             port=settings.port,
+            log_dictconfig=logging_config(),
             **granian_options(settings.workers),
         ).serve()
     finally:

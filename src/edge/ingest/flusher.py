@@ -192,7 +192,9 @@ class Flusher:
     def flush_once(self) -> int:
         """One synchronous pass: recover orphans, insert every finished segment, oldest
         first. Returns the rows inserted. Stops at the first error, which is recorded
-        (state, status file, log) rather than raised; the failed segment stays."""
+        (state, status file, log) rather than raised; the failed segment stays. The client
+        stays open for the next pass, unless the flusher was stopped: then it is closed
+        again."""
         with self._pass_lock:
             before = self.rows_flushed
             try:
@@ -200,6 +202,9 @@ class Flusher:
                 self._pass(final=True)
             except Exception as exc:
                 self._failed(exc, None)
+            if self._stop.is_set():
+                self._disconnect()
+                self.state = "stopped"
             self._publish(force=True)
             return self.rows_flushed - before
 
@@ -230,9 +235,8 @@ class Flusher:
                 elif flushed == 0:
                     self._stop.wait(self.poll_interval)
             self._last_pass()
-        except BaseException:
-            log.exception("flusher thread failed; segments stay in the spool")
-            raise
+        except Exception:
+            log.exception("flusher thread failed; its segments stay in the spool")
         finally:
             with self._pass_lock:
                 self._disconnect()

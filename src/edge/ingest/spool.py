@@ -133,13 +133,17 @@ def _fsync_directory(directory: Path) -> None:
 
 
 class _Segment:
-    """The open segment of a writer: its file, its IPC stream and what was written."""
+    """The open segment of a writer: its file, its IPC stream and what was written.
+
+    ``fd`` holds the segment's lock and serves fsync, ftruncate and the lock's release;
+    the IPC stream writes through a second descriptor, behind a buffer flushed once per
+    batch, so that a batch reaches the OS in one write()."""
 
     __slots__ = (
+        "abandoned",
         "dir_synced",
         "dirty",
-        "file",
-        "name",
+        "fd",
         "opened",
         "path",
         "schema",
@@ -148,17 +152,15 @@ class _Segment:
         "stream",
     )
 
-    def __init__(self, path: Path, file: pa.OSFile, schema: pa.Schema) -> None:
-        self.name = segment_token(path)
+    def __init__(self, path: Path, fd: int, schema: pa.Schema) -> None:
         self.path = path
-        self.file = file
-        # The stream writes a batch as many small pieces; buffered, and flushed once per
-        # batch, they reach the OS in one write().
-        self.sink = pa.BufferedOutputStream(file, _WRITE_BUFFER_BYTES)
+        self.fd = fd
+        self.sink = pa.BufferedOutputStream(pa.OSFile(str(path), mode="w"), _WRITE_BUFFER_BYTES)
+        self.stream = pa.ipc.new_stream(self.sink, schema)
         self.schema = schema
-        self.stream: pa.ipc.RecordBatchStreamWriter | None = pa.ipc.new_stream(self.sink, schema)
         self.opened = time.monotonic()
-        self.size = 0
+        self.size = 0  # bytes of complete messages
+        self.abandoned = False
         self.dirty = False
         self.dir_synced = False
 
@@ -237,12 +239,11 @@ class SpoolWriter:
                 segment = self._segment = self._open_segment(batch.schema)
             before = segment.size
             try:
-                assert segment.stream is not None
                 segment.stream.write_batch(batch)
                 segment.sink.flush()
                 segment.size = segment.sink.tell()
             except BaseException as exc:
-                self._abandon(segment, before)
+                self._abandon(segment)
                 if isinstance(exc, OSError):
                     raise self._write_error(exc) from exc
                 raise
@@ -282,15 +283,16 @@ class SpoolWriter:
         new = self.directory / (name + NEW_SUFFIX)
         path = self.directory / (name + OPEN_SUFFIX)
         try:
-            file = pa.OSFile(str(new), mode="w")
+            fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             try:
                 # Locked before it is visible as .open: an unlocked .open file is an orphan.
-                fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 os.rename(new, path)
-                return _Segment(path, file, schema)
+                return _Segment(path, fd, schema)
             except BaseException:
-                file.close()
+                os.close(fd)
                 new.unlink(missing_ok=True)
+                path.unlink(missing_ok=True)
                 raise
         except OSError as exc:
             raise self._write_error(exc) from exc
@@ -301,13 +303,10 @@ class SpoolWriter:
             self._to_finish.append(self._segment)
             self._segment = None
 
-    def _abandon(self, segment: _Segment, good_size: int) -> None:
-        """A write failed midway: cut the torn message off and finish what was complete."""
-        segment.stream = None  # and its sink's buffer is never flushed: see _finish
-        try:
-            os.ftruncate(segment.file.fileno(), good_size)
-        except OSError:
-            log.exception("spool: cannot truncate %s after a failed write", segment.path)
+    def _abandon(self, segment: _Segment) -> None:
+        """A write failed midway: finish the segment with its complete messages only (the
+        thread cuts the torn one off, see `_finish`); the next append opens another."""
+        segment.abandoned = True
         if self._segment is segment:
             self._detach()
         self._wake.set()
@@ -342,7 +341,7 @@ class SpoolWriter:
             if segment is not None and time.monotonic() - segment.opened >= self.max_segment_age:
                 self._detach()
             elif segment is not None and segment.dirty:
-                sync_fd = os.dup(segment.file.fileno())  # survives the segment being closed
+                sync_fd = os.dup(segment.fd)  # survives the segment being closed
                 segment.dirty = False
                 sync_dir, segment.dir_synced = not segment.dir_synced, True
         self._finish_detached()
@@ -365,20 +364,29 @@ class SpoolWriter:
     def _finish(self, segment: _Segment) -> None:
         """End of stream, fsync, rename to .arrow, fsync the directory, release the lock."""
         try:
-            if segment.stream is not None:
-                segment.stream.close()  # end-of-stream marker
-                segment.sink.flush()
-            os.fsync(segment.file.fileno())
+            if not segment.abandoned:
+                try:
+                    segment.stream.close()  # the end-of-stream marker
+                    segment.sink.close()
+                except OSError:
+                    segment.abandoned = True
+            if segment.abandoned:
+                # A write failed: drop what the buffer still holds and cut off the torn
+                # message; the complete ones before it are the segment.
+                try:
+                    segment.sink.close()
+                except OSError:
+                    pass
+                os.ftruncate(segment.fd, segment.size)
+            os.fsync(segment.fd)
             os.rename(segment.path, segment.path.with_suffix(READY_SUFFIX))
             _fsync_directory(self.directory)
             self.segments_finished += 1
         except Exception:
-            # Closing the file below frees its lock, so the flusher recovers it as an orphan.
+            # Closing fd below frees the lock, so the flusher recovers it as an orphan.
             log.exception("spool: cannot finish segment %s; left for recovery", segment.path)
         finally:
-            # The file, not the buffered sink: an abandoned segment's buffer may still
-            # hold a torn message, which must not be written after the truncation.
-            segment.file.close()
+            os.close(segment.fd)
 
     def _rescan(self) -> None:
         base = self.bytes_written
