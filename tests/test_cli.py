@@ -22,8 +22,9 @@ def test_env_vars_set_what_flags_do(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setenv("SPLITEDGE_DATA_DIR", str(tmp_path / "d"))
     monkeypatch.setenv("SPLITEDGE_CLICKHOUSE", "http://ch:8123")
     monkeypatch.setenv("SPLITEDGE_CLICKHOUSE_CLUSTER", "prod")
+    monkeypatch.setenv("SPLITEDGE_SPOOL_CAP_MB", "7")
     s = serve_settings([])
-    assert s.clickhouse_cluster == "prod"
+    assert s.clickhouse_cluster == "prod" and s.spool_cap_mb == 7
     assert (s.host, s.port, s.workers) == ("0.0.0.0", 9001, 3)
     assert s.data_dir == str(tmp_path / "d") and s.clickhouse_dsn == "http://ch:8123"
     s = serve_settings(["--port", "9002", "--workers", "1"])
@@ -31,7 +32,15 @@ def test_env_vars_set_what_flags_do(monkeypatch: pytest.MonkeyPatch, tmp_path: P
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("HOST", "PORT", "WORKERS", "DATA_DIR", "CLICKHOUSE", "CLICKHOUSE_CLUSTER"):
+    for name in (
+        "HOST",
+        "PORT",
+        "WORKERS",
+        "DATA_DIR",
+        "CLICKHOUSE",
+        "CLICKHOUSE_CLUSTER",
+        "SPOOL_CAP_MB",
+    ):
         monkeypatch.delenv("SPLITEDGE_" + name, raising=False)
     monkeypatch.chdir(tmp_path)
     s = serve_settings([])
@@ -40,7 +49,9 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert s.clickhouse_dsn == f"chdb://{tmp_path / 'data' / 'clickhouse'}"
 
 
-@pytest.mark.parametrize("argv", [["--workers", "0"], ["--port", "0"], ["--port", "x"]])
+@pytest.mark.parametrize(
+    "argv", [["--workers", "0"], ["--port", "0"], ["--port", "x"], ["--spool-cap-mb", "0"]]
+)
 def test_bad_flags_are_usage_errors(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         serve_settings(argv)

@@ -103,6 +103,16 @@ def test_events_reach_clickhouse_exactly_once(tmp_path: Path) -> None:
     assert (workspace, site) == (seed.workspace_id, seed.site.id)
 
 
+def test_shutdown_spools_and_flushes_what_it_holds(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    seed = seed_store(data / "splitedge.sqlite3")
+    with running_server(data) as server:
+        for i in range(5):
+            assert send(server, seed, batch(seed, 20, f"s{i}")).status_code == 200
+        assert server.stop() == 0  # at once: the open segment is finished and flushed
+    assert event_counts(data) == (100, 100)
+
+
 LOCKER = """
 import sys, time, clickhouse_connect
 client = clickhouse_connect.get_client(dsn=sys.argv[1])
@@ -140,6 +150,43 @@ def test_clickhouse_outage_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         assert locker.stdout is not None
         locker.stdout.close()
     assert event_counts(data) == (300, 300)
+
+
+def test_a_full_spool_answers_503_and_keeps_what_it_took(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    seed = seed_store(data / "splitedge.sqlite3")
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, f"chdb://{(data / 'clickhouse').resolve()}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    accepted = 0
+    try:
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        env = {"SPLITEDGE_SPOOL_CAP_MB": "1"}
+        with running_server(data, env=env) as server, httpx.Client(timeout=10) as client:
+            refused = None
+            for i in range(3000):
+                body = {"public_key": seed.site.public_key, "events": batch(seed, 100, f"f{i}")}
+                r = client.post(server.base_url + "/v1/collect", json=body)
+                if r.status_code == 503:
+                    refused = r
+                    break
+                assert r.status_code == 200
+                accepted += 100
+            assert refused is not None, "the spool never filled"
+            assert refused.json()["error"]["code"] == "spool_full"
+            assert int(refused.headers["retry-after"]) >= 1
+            locker.kill()
+            locker.wait()
+            wait_flushed(server, accepted)
+            assert server.stop() == 0
+    finally:
+        locker.kill()
+        locker.wait()
+        assert locker.stdout is not None
+        locker.stdout.close()
+    assert event_counts(data) == (accepted, accepted)
 
 
 def test_sigkill_mid_load_keeps_every_acknowledged_event(tmp_path: Path) -> None:

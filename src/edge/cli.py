@@ -48,6 +48,13 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "default chdb://<data-dir>/clickhouse, embedded",
     )
     serve.add_argument(
+        "--spool-cap-mb",
+        type=int,
+        default=int(_env("spool_cap_mb", str(defaults.spool_cap_mb))),
+        help="disk the spool may use while ClickHouse lags; past it, events get 503 "
+        "with Retry-After (SPLITEDGE_SPOOL_CAP_MB)",
+    )
+    serve.add_argument(
         "--clickhouse-cluster",
         default=_env("clickhouse_cluster", defaults.clickhouse_cluster),
         metavar="NAME",
@@ -70,6 +77,8 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         parser.error("--workers must be at least 1")
     if not 0 < args.port < 65536:
         parser.error("--port must be between 1 and 65535")
+    if args.spool_cap_mb < 1:
+        parser.error("--spool-cap-mb must be at least 1")
     return Settings(
         host=args.host,
         port=args.port,
@@ -77,6 +86,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         data_dir=str(Path(args.data_dir).resolve()),
         clickhouse=args.clickhouse,
         clickhouse_cluster=args.clickhouse_cluster,
+        spool_cap_mb=args.spool_cap_mb,
     )
 
 

@@ -22,10 +22,13 @@ Durability
     When `SpoolWriter.append` returns, the batch has been handed to the OS with write():
     a killed process (SIGKILL, OOM, crash) loses nothing it acknowledged. A background
     thread fsyncs the open segment every ``fsync_interval``; a power cut or kernel crash
-    can therefore lose up to ``fsync_interval`` (default 50 ms) of acknowledged events,
-    the part still in the page cache. Finishing a segment fsyncs the file, renames it and
-    fsyncs the directory. A message torn by a kill in the middle of a write() is the tail
-    of its segment, and `read_segment` returns every complete batch before it.
+    can therefore lose the acknowledged events of the last ``fsync_interval`` (default
+    50 ms), plus the time one fsync takes, which were still only in the page cache.
+    Finishing a segment fsyncs the file, renames it and fsyncs the directory. A message
+    torn by a kill (or a power cut) in the middle of a write() is the tail of its
+    segment, and `read_segment` returns every complete batch before it. A segment the
+    flusher deleted may reappear after a power cut; inserting it again is a no-op (see
+    `edge.ingest.flusher`).
 
 Defaults
     segments rotate at 16 MiB (``max_segment_bytes``) or 1 s after their first batch
