@@ -36,7 +36,8 @@ snippet: snippet/node_modules/.installed
 	cd snippet && npm run build
 
 bench: $(STAMP)
-	$(BIN)/python bench/edge.py
+	$(BIN)/python bench/edge.py --write
+	$(BIN)/python bench/ingest.py --write
 
 clean:
 	rm -rf $(VENV) data
