@@ -3,7 +3,8 @@ public key, which can write only that site's events.
 
 Beacons come as ``application/json`` or ``text/plain`` (navigator.sendBeacon), plain or
 gzip. An event that names an experiment, variant or goal that is not a running one of
-this site is dropped and counted by reason; the rest of its batch is accepted. Every
+this site is dropped and counted by reason; the rest of its batch is accepted (a batch
+with nothing left is a 400 that says why). Every
 answer carries CORS headers, errors included, so a page's script can read them.
 """
 
@@ -38,6 +39,12 @@ _JSON = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")
 _CONTENT_TYPES = (b"", b"application/json", b"text/plain")
 
 _decoder = msgspec.json.Decoder(CollectRequest)
+
+
+class EventsRejected(InvalidRequest):
+    """A whole batch named experiments, variants or goals this site does not run."""
+
+    code = "events_rejected"
 
 
 class _Screened(msgspec.Struct):
@@ -123,6 +130,12 @@ class CollectEndpoint:
         kept, rejected = screen_events(bundle, request.events)
         for reason, count in rejected.items():
             self.counters.reject(reason, count)
+        if not kept:
+            reasons = ", ".join(f"{reason}: {count}" for reason, count in rejected.items())
+            raise EventsRejected(
+                f"none of the {len(request.events)} events belongs to a running experiment "
+                f"of this site ({reasons}); send the ids the snippet assigned"
+            )
         if kept:
             chunk = BrowserChunk(
                 workspace_id=bundle.site.workspace_id,
