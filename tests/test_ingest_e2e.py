@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -121,10 +123,10 @@ time.sleep(600)
 """
 
 
-def test_clickhouse_outage_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    seed = seed_store(data / "splitedge.sqlite3")
-    # Another process owns the embedded ClickHouse directory: for the server it is down.
+@contextmanager
+def clickhouse_held_elsewhere(data: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process owns the embedded ClickHouse directory: for the server it is down
+    until that process is killed."""
     locker = subprocess.Popen(
         [sys.executable, "-c", LOCKER, f"chdb://{(data / 'clickhouse').resolve()}"],
         stdout=subprocess.PIPE,
@@ -132,6 +134,18 @@ def test_clickhouse_outage_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     )
     try:
         assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        yield locker
+    finally:
+        locker.kill()
+        locker.wait()
+        assert locker.stdout is not None
+        locker.stdout.close()
+
+
+def test_clickhouse_outage_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    seed = seed_store(data / "splitedge.sqlite3")
+    with clickhouse_held_elsewhere(data) as locker:
         with running_server(data) as server:
             for i in range(15):
                 assert send(server, seed, batch(seed, 20, f"o{i}")).status_code == 200
@@ -144,25 +158,14 @@ def test_clickhouse_outage_loses_and_duplicates_nothing(tmp_path: Path) -> None:
             locker.wait()
             wait_flushed(server, 300)
             assert server.stop() == 0
-    finally:
-        locker.kill()
-        locker.wait()
-        assert locker.stdout is not None
-        locker.stdout.close()
     assert event_counts(data) == (300, 300)
 
 
 def test_a_full_spool_answers_503_and_keeps_what_it_took(tmp_path: Path) -> None:
     data = tmp_path / "data"
     seed = seed_store(data / "splitedge.sqlite3")
-    locker = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, f"chdb://{(data / 'clickhouse').resolve()}"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     accepted = 0
-    try:
-        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+    with clickhouse_held_elsewhere(data) as locker:
         env = {"SPLITEDGE_SPOOL_CAP_MB": "1"}
         with running_server(data, env=env) as server, httpx.Client(timeout=10) as client:
             refused = None
@@ -181,11 +184,6 @@ def test_a_full_spool_answers_503_and_keeps_what_it_took(tmp_path: Path) -> None
             locker.wait()
             wait_flushed(server, accepted)
             assert server.stop() == 0
-    finally:
-        locker.kill()
-        locker.wait()
-        assert locker.stdout is not None
-        locker.stdout.close()
     assert event_counts(data) == (accepted, accepted)
 
 

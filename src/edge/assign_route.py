@@ -12,29 +12,19 @@ from typing import Any
 import msgspec
 from starlette.types import Receive, Send
 
-from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
+from edge.bearer import require_workspace
+from edge.errors import InvalidRequest, NotFound, ServiceUnavailable
 from edge.http import JSON_HEADERS, decode_body, read_body, send_response
 from edge.kv import ConfigKV, KVHolder, SiteBundle
 from edge.urlglob import pathname_of
 from edge.wire import AssignRequest, AssignUnit
 
-__all__ = ["MAX_ASSIGN_BODY", "AssignEndpoint", "bearer_key"]
+__all__ = ["MAX_ASSIGN_BODY", "AssignEndpoint"]
 
 MAX_ASSIGN_BODY = 1 << 20
 
 _decoder = msgspec.json.Decoder(AssignRequest)
 _encode = msgspec.json.encode
-
-
-def bearer_key(scope: dict[str, Any]) -> str | None:
-    """The API key of an ``Authorization: Bearer`` header, if there is one."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
-            token = token.strip()
-            if scheme.lower() == "bearer" and token:
-                return token
-    return None
 
 
 def _site(request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]) -> SiteBundle:
@@ -45,12 +35,7 @@ def _site(request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]) -> SiteBu
         if bundle is None:
             raise NotFound("no site has that public_key; copy it from the site's snippet tag")
         return bundle
-    key = bearer_key(scope)
-    if key is None:
-        raise Unauthorized("site_id needs an API key: send Authorization: Bearer sk_live_...")
-    workspace = kv.workspace_of_key(key)
-    if workspace is None:
-        raise Unauthorized("the API key is unknown or revoked")
+    workspace = require_workspace(kv, scope, "site_id")
     bundle = kv.by_site_id.get(request.site_id or "")
     if bundle is None or bundle.site.workspace_id != workspace:
         raise NotFound("no site with that site_id in this workspace")

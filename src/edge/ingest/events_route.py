@@ -15,8 +15,8 @@ import msgspec
 from msgspec import Meta
 from starlette.types import Receive, Send
 
-from edge.assign_route import bearer_key
-from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
+from edge.bearer import require_workspace
+from edge.errors import InvalidRequest, NotFound, ServiceUnavailable
 from edge.http import JSON_HEADERS, decode_body, send_response
 from edge.ingest.body import read_event_body
 from edge.ingest.buffer import AgentChunk, EventBuffer
@@ -77,12 +77,7 @@ class EventsEndpoint:
         kv = self.holder.kv
         if kv is None:
             raise ServiceUnavailable("the edge is loading its config; retry in a second")
-        key = bearer_key(scope)
-        if key is None:
-            raise Unauthorized("send the workspace API key: Authorization: Bearer sk_live_...")
-        workspace_id = kv.workspace_of_key(key)
-        if workspace_id is None:
-            raise Unauthorized("the API key is unknown or revoked")
+        workspace_id = require_workspace(kv, scope, "/v1/events")
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
         decoded = decode_body(_decoder, text, "task event")
         events = decoded if isinstance(decoded, list) else [decoded]
