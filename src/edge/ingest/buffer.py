@@ -53,7 +53,7 @@ class SpoolAppender(Protocol):
         ...
 
 
-class BrowserChunk(msgspec.Struct):
+class BrowserChunk(msgspec.Struct, gc=False):
     """The accepted browser events of one request."""
 
     workspace_id: str
@@ -62,7 +62,7 @@ class BrowserChunk(msgspec.Struct):
     events: list[BrowserEvent]
 
 
-class AgentChunk(msgspec.Struct):
+class AgentChunk(msgspec.Struct, gc=False):
     """The agent task events of one request, with the ids the server answered."""
 
     workspace_id: str
@@ -86,7 +86,14 @@ def _per_chunk(values: Sequence[str], counts: Sequence[int]) -> pa.DictionaryArr
 
 
 def _per_chunk_ts(values: Sequence[int], counts: Sequence[int]) -> pa.Array:
-    return pa.array(np.repeat(np.asarray(values, dtype=np.int64), counts)).cast(_TS)
+    return _timestamps(np.repeat(np.asarray(values, dtype=np.int64), counts))
+
+
+def _timestamps(millis: Any) -> pa.Array:
+    """Epoch milliseconds (a NumPy int64 array or a list of ints) as a timestamp column,
+    built from the int64 buffer directly (a cast would copy and check every value)."""
+    values = np.asarray(millis, dtype=np.int64)
+    return pa.Array.from_buffers(_TS, len(values), [None, pa.py_buffer(values)])
 
 
 def browser_batch(chunks: Sequence[BrowserChunk]) -> pa.RecordBatch:
@@ -115,7 +122,7 @@ def browser_batch(chunks: Sequence[BrowserChunk]) -> pa.RecordBatch:
             pa.nulls(n, pa.float64()),
             pa.nulls(n, pa.int32()),
             pa.repeat("", n).cast(pa.string()),
-            pa.array([e.ts for e in events], pa.int64()).cast(_TS),
+            _timestamps([e.ts for e in events]),
             _per_chunk_ts([c.received_ms for c in chunks], counts),
         ],
         schema=EVENT_SCHEMA,
@@ -154,9 +161,7 @@ def agent_batch(chunks: Sequence[AgentChunk]) -> pa.RecordBatch:
                 [_encode_json(e.metadata).decode() if e.metadata else "" for e in events],
                 pa.string(),
             ),
-            pa.array([e.ts or c.received_ms for c in chunks for e in c.events], pa.int64()).cast(
-                _TS
-            ),
+            _timestamps([e.ts or c.received_ms for c in chunks for e in c.events]),
             _per_chunk_ts([c.received_ms for c in chunks], counts),
         ],
         schema=EVENT_SCHEMA,

@@ -9,6 +9,10 @@ Two sources write one events table:
 
 Every row carries the workspace and the server's receive time; the client's fields are
 kept as sent, validated for type and size.
+
+The Structs are ``gc=False``: they hold only scalars, strings and lists of each other, so
+they can never be part of a reference cycle, and events waiting for their group commit
+would otherwise be scanned again and again by the cyclic garbage collector.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ Outcome = Literal["success", "failure", "partial"]
 Metadata = Annotated[dict[ShortText, ShortText | int | float | bool | None], Meta(max_length=64)]
 
 
-class BrowserEvent(msgspec.Struct, forbid_unknown_fields=True):
+class BrowserEvent(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """One event from the snippet. ``event_id`` is made by the client, so a beacon that
     is sent twice is recognisably the same event."""
 
@@ -59,7 +63,7 @@ class BrowserEvent(msgspec.Struct, forbid_unknown_fields=True):
     device: Device | Literal[""] = ""
 
 
-class CollectRequest(msgspec.Struct, forbid_unknown_fields=True):
+class CollectRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """Body of ``POST /v1/collect``: the site's public key and a batch of events."""
 
     public_key: Annotated[str, Meta(min_length=1, max_length=64)]
@@ -70,6 +74,7 @@ class AgentTaskEvent(
     msgspec.Struct,
     forbid_unknown_fields=True,
     rename={"agent_id": "agentId", "duration_ms": "durationMs"},
+    gc=False,
 ):
     """One agent task: ClawTrait's trackTask fields as it spells them (``agentId``,
     ``durationMs``), and the experiment fields in the snake_case of the rest of the API.
