@@ -31,8 +31,8 @@ Durability
     `edge.ingest.flusher`).
 
 Defaults
-    segments rotate at 16 MiB (``max_segment_bytes``) or 1 s after their first batch
-    (``max_segment_age``, so the flusher sees events within about a second at low
+    segments rotate at 16 MiB (``max_segment_bytes``) or 0.5 s after their first batch
+    (``max_segment_age``, so the flusher sees events within half a second at low
     traffic); fsync every 50 ms; the disk cap is 1 GiB (``disk_cap_bytes``) over all
     segments of all processes. Over the cap, `append` raises `SpoolFull` (HTTP 503 with
     Retry-After): events are refused, never dropped silently. The cap is soft: the
@@ -77,7 +77,7 @@ __all__ = [
 log = logging.getLogger("splitedge.spool")
 
 DEFAULT_MAX_SEGMENT_BYTES = 16 * 1024 * 1024
-DEFAULT_MAX_SEGMENT_AGE = 1.0
+DEFAULT_MAX_SEGMENT_AGE = 0.5
 DEFAULT_FSYNC_INTERVAL = 0.05
 DEFAULT_DISK_CAP_BYTES = 1024 * 1024 * 1024
 RESCAN_INTERVAL = 0.5
