@@ -54,9 +54,9 @@ async def _save_every(counters: IngestCounters, run_dir: Path, interval: float =
 def create_app(settings: Settings | None = None) -> Starlette:
     """The app for one worker process; settings default to the ``SPLITEDGE_*`` env."""
     settings = Settings.from_env() if settings is None else settings
-    # Requests allocate many short-lived objects and no cycles worth chasing often;
-    # collecting generation 0 every 700 allocations (the default) cost ingest a third
-    # of its throughput (bench/ingest.py).
+    # Requests allocate many short-lived objects and no cycles worth chasing often; with
+    # the default (a young collection every 700 allocations) the collector took 14% of an
+    # ingesting worker's time (py-spy, bench/RESULTS.md).
     gc.set_threshold(10_000, 10, 10)
     holder = KVHolder()
     spool = SpoolWriter(settings.spool_dir, disk_cap_bytes=settings.spool_cap_mb << 20)
