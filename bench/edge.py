@@ -320,17 +320,23 @@ def table(rows: list[Row], args: argparse.Namespace) -> list[str]:
     return lines
 
 
-def write_results(report: list[str]) -> None:
-    """Replace the generated block of bench/RESULTS.md, keeping the notes around it."""
-    block = "\n".join([BEGIN_MARK, *report, END_MARK])
-    text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else ""
-    if BEGIN_MARK in text and END_MARK in text:
-        head, _, rest = text.partition(BEGIN_MARK)
-        _, _, tail = rest.partition(END_MARK)
+def replace_results_block(begin: str, end: str, report: list[str], section: str) -> None:
+    """Put ``report`` between the ``begin`` and ``end`` marks of bench/RESULTS.md, keeping
+    everything around them; with no such block yet, append ``section`` and the block."""
+    block = "\n".join([begin, *report, end])
+    text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n"
+    if begin in text and end in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
         text = head + block + tail
     else:
-        text = f"# Benchmarks\n\n## bench/edge.py\n\n{block}\n" + (f"\n{text}" if text else "")
+        text = text.rstrip("\n") + "\n\n" + section + "\n" + block + "\n"
     RESULTS_PATH.write_text(text)
+
+
+def write_results(report: list[str]) -> None:
+    """Replace this script's block of bench/RESULTS.md."""
+    replace_results_block(BEGIN_MARK, END_MARK, report, "## bench/edge.py\n")
 
 
 def copy_store(data_dir: Path, copy_dir: Path) -> None:

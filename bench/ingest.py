@@ -604,15 +604,7 @@ def environment(argv: Sequence[str]) -> list[str]:
 
 def write_results(report: list[str]) -> None:
     """Replace this script's block of bench/RESULTS.md (add its section if missing)."""
-    block = "\n".join([BEGIN_MARK, *report, END_MARK])
-    text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n"
-    if BEGIN_MARK in text and END_MARK in text:
-        head, _, rest = text.partition(BEGIN_MARK)
-        _, _, tail = rest.partition(END_MARK)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + RESULTS_INTRO + "\n" + block + "\n"
-    RESULTS_PATH.write_text(text)
+    _edge_bench.replace_results_block(BEGIN_MARK, END_MARK, report, RESULTS_INTRO)
 
 
 # -- main ----------------------------------------------------------------------------------
