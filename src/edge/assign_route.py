@@ -13,7 +13,7 @@ import msgspec
 from starlette.types import Receive, Send
 
 from edge.bearer import require_workspace
-from edge.errors import InvalidRequest, NotFound, ServiceUnavailable
+from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, read_body, send_response
 from edge.kv import ConfigKV, KVHolder, SiteBundle
 from edge.urlglob import pathname_of
@@ -74,9 +74,7 @@ class AssignEndpoint:
         request = decode_body(
             _decoder, await read_body(scope, receive, MAX_ASSIGN_BODY), "assign request"
         )
-        kv = self.holder.kv
-        if kv is None:
-            raise ServiceUnavailable("the edge is loading its config; retry in a second")
+        kv = self.holder.require()
         bundle = _site(request, kv, scope)
         units, batch = _units(request)
         if batch:

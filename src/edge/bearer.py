@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edge.errors import Unauthorized
+from edge.http import header
 from edge.kv import ConfigKV
 
 __all__ = ["bearer_key", "require_workspace"]
@@ -12,13 +13,12 @@ __all__ = ["bearer_key", "require_workspace"]
 
 def bearer_key(scope: dict[str, Any]) -> str | None:
     """The API key of an ``Authorization: Bearer`` header, if there is one."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = bytes(value).decode("latin-1").partition(" ")
-            token = token.strip()
-            if scheme.lower() == "bearer" and token:
-                return token
-    return None
+    value = header(scope, b"authorization")
+    if value is None:
+        return None
+    scheme, _, token = value.decode("latin-1").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def require_workspace(kv: ConfigKV, scope: dict[str, Any], needs_it: str) -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "JSON_HEADERS",
     "decode_body",
     "error_body",
+    "header",
     "http_exception_response",
     "read_body",
     "send_response",
@@ -48,6 +49,14 @@ def error_body(code: str, message: str) -> bytes:
 T = TypeVar("T")
 
 
+def header(scope: dict[str, Any], name: bytes) -> bytes | None:
+    """The first value of a request header; ``name`` in lower case, as ASGI gives it."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
 def decode_body(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
     """Decode a JSON body into its Struct; every way it can be wrong is a 400 that says
     where (msgspec names the path, e.g. ``$.events[0].ts``)."""
@@ -64,12 +73,12 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
 async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing (413) anything over ``limit`` bytes before and
     while reading it, so an oversized body is never buffered."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if not value.isdigit():
-                raise PayloadTooLarge("the Content-Length header is not a number")
-            if int(value) > limit:
-                raise PayloadTooLarge(f"the body is over the {limit}-byte limit; send less")
+    length = header(scope, b"content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise PayloadTooLarge("the Content-Length header is not a number")
+        if int(length) > limit:
+            raise PayloadTooLarge(f"the body is over the {limit}-byte limit; send less")
     chunks: list[bytes] = []
     size = 0
     while True:

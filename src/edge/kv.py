@@ -20,6 +20,7 @@ import xxhash
 from edge.assign import AssignmentTable
 from edge.config import ApiKeyEntry, ConfigSnapshot, ExperimentConfig, SiteConfig
 from edge.control.auth import KEY_PREFIX_CHARS, digests_match
+from edge.errors import ServiceUnavailable
 from edge.snippet import Runtime, SnippetBody, build_snippet
 from edge.urlglob import UrlMatcher, compile_pattern
 from edge.wire import assignment_fragment
@@ -148,6 +149,13 @@ class KVHolder:
 
     def __init__(self) -> None:
         self.kv: ConfigKV | None = None
+
+    def require(self) -> ConfigKV:
+        """The current KV, or a 503 (retry in a second) while the first one loads."""
+        kv = self.kv
+        if kv is None:
+            raise ServiceUnavailable("the edge is loading its config; retry in a second")
+        return kv
 
 
 class ConfigFollower:

@@ -8,18 +8,11 @@ from typing import Any
 from starlette.types import Receive
 
 from edge.errors import InvalidRequest, PayloadTooLarge
-from edge.http import read_body
+from edge.http import header, read_body
 
 __all__ = ["GZIP_MAGIC", "read_event_body"]
 
 GZIP_MAGIC = b"\x1f\x8b"
-
-
-def _header(scope: dict[str, Any], name: bytes) -> bytes:
-    for key, value in scope["headers"]:
-        if key == name:
-            return bytes(value)
-    return b""
 
 
 async def read_event_body(
@@ -29,7 +22,7 @@ async def read_event_body(
     (by Content-Encoding, or by its magic bytes since sendBeacon cannot set headers), at
     most ``json_limit`` bytes inflated. A gzip bomb stops at the limit, never in memory."""
     raw = await read_body(scope, receive, wire_limit)
-    encoding = _header(scope, b"content-encoding").strip().lower()
+    encoding = (header(scope, b"content-encoding") or b"").strip().lower()
     if encoding not in (b"", b"identity", b"gzip"):
         raise InvalidRequest("Content-Encoding must be gzip or absent")
     if encoding != b"gzip" and not raw.startswith(GZIP_MAGIC):

@@ -182,8 +182,6 @@ class EventBuffer:
         self._pending_rows = 0
         self._wake = asyncio.Event()
         self._closed = False
-        self.batches_written = 0
-        self.rows_written = 0
 
     async def add(self, chunk: BrowserChunk | AgentChunk) -> None:
         """Return once the chunk's events are in the spool; raise what the spool raised."""
@@ -236,16 +234,13 @@ class EventBuffer:
     def _write(self, taken: list[_Pending], to_batch: Callable[[Any], pa.RecordBatch]) -> None:
         """Spool one batch of same-source chunks; resolve their futures either way."""
         try:
-            batch = to_batch([chunk for chunk, _ in taken])
-            self.spool.append(batch)
+            self.spool.append(to_batch([chunk for chunk, _ in taken]))
         except Exception as exc:
             log.warning("spool write failed for %d chunks: %s", len(taken), exc)
             for _, future in taken:
                 if not future.done():
                     future.set_exception(exc)
             return
-        self.batches_written += 1
-        self.rows_written += batch.num_rows
         for _, future in taken:
             if not future.done():
                 future.set_result(None)

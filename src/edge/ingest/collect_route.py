@@ -17,7 +17,7 @@ import msgspec
 from starlette.types import Receive, Send
 
 from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, SplitedgeError
-from edge.http import decode_body, error_body, send_response
+from edge.http import decode_body, error_body, header, send_response
 from edge.ingest.body import read_event_body
 from edge.ingest.buffer import BrowserChunk, EventBuffer
 from edge.ingest.schema import BrowserEvent, CollectRequest
@@ -85,13 +85,6 @@ def screen_events(
     return kept, rejected
 
 
-def _content_type(scope: dict[str, Any]) -> bytes:
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            return bytes(value).split(b";")[0].strip().lower()
-    return b""
-
-
 class CollectEndpoint:
     """Raw ASGI endpoint for browser beacons."""
 
@@ -116,14 +109,12 @@ class CollectEndpoint:
         await send_response(send, 200, _JSON, msgspec.json.encode(answer))
 
     async def _collect(self, scope: dict[str, Any], receive: Receive) -> _Answer:
-        if _content_type(scope) not in _CONTENT_TYPES:
+        content_type = header(scope, b"content-type") or b""
+        if content_type.split(b";")[0].strip().lower() not in _CONTENT_TYPES:
             raise InvalidRequest("send events as application/json or text/plain")
         text = await read_event_body(scope, receive, MAX_COLLECT_BODY, MAX_COLLECT_JSON)
         request = decode_body(_decoder, text, "event batch")
-        kv = self.holder.kv
-        if kv is None:
-            raise ServiceUnavailable("the edge is loading its config; retry in a second")
-        bundle = kv.by_public_key.get(request.public_key)
+        bundle = self.holder.require().by_public_key.get(request.public_key)
         if bundle is None:
             raise NotFound("no site has that public_key; check the snippet tag of this site")
         self.counters.receive("browser", len(request.events))

@@ -16,7 +16,7 @@ from msgspec import Meta
 from starlette.types import Receive, Send
 
 from edge.bearer import require_workspace
-from edge.errors import InvalidRequest, NotFound, ServiceUnavailable
+from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, send_response
 from edge.ingest.body import read_event_body
 from edge.ingest.buffer import AgentChunk, EventBuffer
@@ -74,9 +74,7 @@ class EventsEndpoint:
         self.counters = counters
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        kv = self.holder.kv
-        if kv is None:
-            raise ServiceUnavailable("the edge is loading its config; retry in a second")
+        kv = self.holder.require()
         workspace_id = require_workspace(kv, scope, "/v1/events")
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
         decoded = decode_body(_decoder, text, "task event")
