@@ -2,7 +2,8 @@
 
 The same dictConfig configures the parent process and, through Granian's
 ``log_dictconfig``, each worker, so every line of ``splitedge serve`` has one shape:
-``{"ts", "level", "logger", "pid", "msg"}`` plus ``exc`` when an exception is logged.
+``{"ts", "level", "logger", "pid", "msg"}``, the fields a call passed as ``extra=``, and
+``exc`` when an exception is logged.
 """
 
 from __future__ import annotations
@@ -16,28 +17,27 @@ import msgspec
 __all__ = ["JsonFormatter", "logging_config"]
 
 
-class _Line(msgspec.Struct, omit_defaults=True):
-    ts: str
-    level: str
-    logger: str
-    pid: int
-    msg: str
-    exc: str | None = None
+# What every LogRecord has; anything else on a record came from ``extra=`` and is a field.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one line of JSON."""
+    """Formats a record as one line of JSON, with the fields passed as ``extra=``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = _Line(
-            ts=datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
-            level=record.levelname.lower(),
-            logger=record.name,
-            pid=record.process or 0,
-            msg=record.getMessage(),
-            exc=self.formatException(record.exc_info) if record.exc_info else None,
-        )
-        return msgspec.json.encode(line).decode()
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process or 0,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_ATTRIBUTES and key not in line:
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(line, enc_hook=str).decode()
 
 
 def logging_config(level: str = "INFO") -> dict[str, Any]:
