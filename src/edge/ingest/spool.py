@@ -173,8 +173,10 @@ class SpoolWriter:
 
     ``append`` and the background thread (fsync, age-based finishing, disk rescans) share
     one lock, held only while a batch is written or a segment is swapped; fsyncs and
-    renames run outside it. Counters (plain ints, for metrics): ``batches_written``,
-    ``rows_written``, ``bytes_written``, ``segments_finished``, ``appends_refused``.
+    renames run outside it. Counters (plain ints; ``bytes_written`` also feeds the disk
+    cap between rescans): ``batches_written``, ``rows_written``, ``bytes_written``,
+    ``segments_finished``, ``appends_refused``. /metrics reports the spool from the
+    flusher's status, which sees every process's segments.
     """
 
     def __init__(
