@@ -124,10 +124,10 @@ def test_inserts_segments_then_deletes_them(
     assert list(spool_dir.iterdir()) == [spool_dir / STATUS_FILE]
     flusher.stop()
     assert counts(dsn) == (rows, rows)
-    sql = "SELECT kind, value, turns, toUnixTimestamp64Milli(client_ts) FROM splitedge.events"
+    sql = "SELECT site_id, value, turns, toUnixTimestamp64Milli(client_ts) FROM splitedge.events"
     expected = event_batch(30, "b", 40).slice(2, 1).to_pylist()[0]
     assert query(dsn, sql + " WHERE event_id = 'b-42'") == [
-        ("kind:b:2", 0.5, 2, int(expected["client_ts"].timestamp() * 1000))
+        ("site_id:b:2", 0.5, 2, int(expected["client_ts"].timestamp() * 1000))
     ]
     final = status(spool_dir)
     assert final.clickhouse == "stopped" and final.rows_flushed == rows

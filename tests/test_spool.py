@@ -98,7 +98,7 @@ def test_round_trip_with_a_new_dictionary_in_every_batch(
     assert table.schema.equals(EVENT_SCHEMA)
     assert rows(table) == [row for batch in batches for row in rows(batch)]
     assert rows(table)[0]["client_ts"] == datetime(2025, 3, 1, tzinfo=UTC)
-    assert rows(table)[3]["kind"] == "kind:a:3" and rows(table)[7]["kind"] == "kind:b:0"
+    assert rows(table)[3]["site_id"] == "site_id:a:3" and rows(table)[7]["site_id"] == "site_id:b:0"
     assert rows(table)[0]["value"] is None and rows(table)[1]["turns"] is None
     # One dictionary per column, so the table can be written as an Arrow file.
     for column in table.columns:

@@ -76,8 +76,10 @@ def _ts(text: str) -> datetime:
 
 def _row(event_id: str, **fields: Any) -> dict[str, Any]:
     """One EVENT_SCHEMA row: '' for absent strings, None for absent numbers."""
-    row: dict[str, Any] = {f.name: "" for f in EVENT_SCHEMA if pa.types.is_dictionary(f.type)}
-    row.update(event_id=event_id, unit_id="", session_id="", metadata="")
+    row: dict[str, Any] = {
+        f.name: "" for f in EVENT_SCHEMA if pa.types.is_dictionary(f.type) or f.type == pa.string()
+    }
+    row.update(event_id=event_id)
     row.update(value=None, cost=None, duration_ms=None, turns=None)
     row.update(client_ts=_ts("2025-03-04 05:06:07.008"), received_at=_ts("2025-03-04 05:06:08"))
     row.update(fields)

@@ -11,10 +11,13 @@ the next batch, so batches grow with the load with no timer on the request path.
 Defaults: a batch closes at ``max_rows`` (10 000) rows, or ``max_delay`` (1 ms) after
 the writer woke for its first pending chunk, whichever comes first.
 
-Building a batch never converts event by event into Arrow: each column is gathered with
-one comprehension over the batch and converted by one ``pyarrow.array`` call; what is
-constant per request (workspace, site, receive time) is repeated by NumPy, and a source's
-columns it never fills (agent fields on browser events and vice versa) are constants.
+Under load a batch holds only a few requests, so what a batch costs regardless of its
+size matters as much as the cost per event: each ``pyarrow`` call has a fixed price of
+several microseconds. So the string fields of every event go through one ``pa.array``
+call (the columns are then zero-copy slices of it), the fields are gathered with
+``msgspec.structs.astuple`` and ``zip`` (C loops, no Python per field), what is constant
+per request (workspace, site, receive time) is repeated by NumPy, and a source's columns
+it never fills are slices of a cached constant array.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Any, Protocol
 
 import msgspec
@@ -41,8 +45,12 @@ __all__ = [
 
 log = logging.getLogger("splitedge.ingest")
 
-_DICT = pa.dictionary(pa.int32(), pa.string())
 _TS = pa.timestamp("ms", tz="UTC")
+_STRING = pa.string()
+_INT32 = pa.int32()
+_FLOAT64 = pa.float64()
+_astuple = msgspec.structs.astuple
+_encode_json = msgspec.json.encode
 
 
 class SpoolAppender(Protocol):
@@ -71,10 +79,34 @@ class AgentChunk(msgspec.Struct, gc=False):
     event_ids: list[str]
 
 
-def _constant(value: str, n: int) -> pa.DictionaryArray:
-    return pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n, dtype=np.int32)), pa.array([value], pa.string())
-    )
+class _ConstantColumn:
+    """A column of one repeated value, sliced (zero-copy) from a cached array that grows
+    when a longer one is asked for."""
+
+    def __init__(self, make: Callable[[int], pa.Array]):
+        self._make = make
+        self._array = make(1024)
+
+    def __call__(self, n: int) -> pa.Array:
+        if n > len(self._array):
+            self._array = self._make(max(n, 2 * len(self._array)))
+        return self._array.slice(0, n)
+
+
+_empty_strings = _ConstantColumn(lambda n: pa.array([""] * n, _STRING))
+_task_kind = _ConstantColumn(lambda n: pa.array(["task"] * n, _STRING))
+_null_floats = _ConstantColumn(lambda n: pa.nulls(n, _FLOAT64))
+_null_ints = _ConstantColumn(lambda n: pa.nulls(n, _INT32))
+
+
+def _string_columns(columns: Sequence[Sequence[str]], n: int) -> list[pa.Array]:
+    """Several string columns of ``n`` rows each, converted by one ``pa.array`` call."""
+    strings = pa.array(list(chain.from_iterable(columns)), _STRING)
+    return [strings.slice(i * n, n) for i in range(len(columns))]
+
+
+def _int32_array(values: np.ndarray[Any, Any]) -> pa.Array:
+    return pa.Array.from_buffers(_INT32, len(values), [None, pa.py_buffer(values)])
 
 
 def _per_chunk(values: Sequence[str], counts: Sequence[int]) -> pa.DictionaryArray:
@@ -82,18 +114,29 @@ def _per_chunk(values: Sequence[str], counts: Sequence[int]) -> pa.DictionaryArr
     memo: dict[str, int] = {}
     codes = [memo.setdefault(v, len(memo)) for v in values]
     indices = np.repeat(np.asarray(codes, dtype=np.int32), counts)
-    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(list(memo), pa.string()))
+    return pa.DictionaryArray.from_arrays(
+        _int32_array(indices), pa.array(list(memo), _STRING), safe=False
+    )
+
+
+def _timestamps(millis: Any) -> pa.Array:
+    """Epoch milliseconds (a NumPy int64 array or a sequence of ints) as a timestamp
+    column, built from the int64 buffer directly (a cast would copy and check every
+    value)."""
+    values = np.asarray(millis, dtype=np.int64)
+    return pa.Array.from_buffers(_TS, len(values), [None, pa.py_buffer(values)])
 
 
 def _per_chunk_ts(values: Sequence[int], counts: Sequence[int]) -> pa.Array:
     return _timestamps(np.repeat(np.asarray(values, dtype=np.int64), counts))
 
 
-def _timestamps(millis: Any) -> pa.Array:
-    """Epoch milliseconds (a NumPy int64 array or a list of ints) as a timestamp column,
-    built from the int64 buffer directly (a cast would copy and check every value)."""
-    values = np.asarray(millis, dtype=np.int64)
-    return pa.Array.from_buffers(_TS, len(values), [None, pa.py_buffer(values)])
+# The string fields of a browser event in the order of their columns in `EVENT_SCHEMA`
+# (kind is the event's type, unit_id its visitor_id).
+_BROWSER_STRINGS = (
+    "event_id", "type", "experiment_id", "variant_id", "visitor_id", "session_id", "goal_id",
+    "name", "pathname", "device",
+)  # fmt: skip
 
 
 def browser_batch(chunks: Sequence[BrowserChunk]) -> pa.RecordBatch:
@@ -101,35 +144,27 @@ def browser_batch(chunks: Sequence[BrowserChunk]) -> pa.RecordBatch:
     events = [e for c in chunks for e in c.events]
     n = len(events)
     counts = [len(c.events) for c in chunks]
-    return pa.record_batch(
+    field = dict(zip(BrowserEvent.__struct_fields__, zip(*map(_astuple, events))))
+    strings = _string_columns([field[name] for name in _BROWSER_STRINGS], n)
+    return pa.RecordBatch.from_arrays(
         [
-            pa.array([e.event_id for e in events], pa.string()),
-            pa.array([e.type for e in events], _DICT),
+            *strings[:2],
             _per_chunk([c.workspace_id for c in chunks], counts),
             _per_chunk([c.site_id for c in chunks], counts),
-            pa.array([e.experiment_id for e in events], _DICT),
-            pa.array([e.variant_id for e in events], _DICT),
-            pa.array([e.visitor_id for e in events], pa.string()),
-            pa.array([e.session_id for e in events], pa.string()),
-            pa.array([e.goal_id for e in events], _DICT),
-            pa.array([e.name for e in events], _DICT),
-            pa.array([e.value for e in events], pa.float64()),
-            pa.array([e.pathname for e in events], _DICT),
-            pa.array([e.device for e in events], _DICT),
-            _constant("", n),
-            _constant("", n),
-            pa.nulls(n, pa.float64()),
-            pa.nulls(n, pa.float64()),
-            pa.nulls(n, pa.int32()),
-            pa.repeat("", n).cast(pa.string()),
-            _timestamps([e.ts for e in events]),
+            *strings[2:8],
+            pa.array(field["value"], _FLOAT64),
+            *strings[8:],
+            _empty_strings(n),
+            _empty_strings(n),
+            _null_floats(n),
+            _null_floats(n),
+            _null_ints(n),
+            _empty_strings(n),
+            _timestamps(field["ts"]),
             _per_chunk_ts([c.received_ms for c in chunks], counts),
         ],
         schema=EVENT_SCHEMA,
     )
-
-
-_encode_json = msgspec.json.encode
 
 
 def agent_batch(chunks: Sequence[AgentChunk]) -> pa.RecordBatch:
@@ -137,30 +172,37 @@ def agent_batch(chunks: Sequence[AgentChunk]) -> pa.RecordBatch:
     events = [e for c in chunks for e in c.events]
     n = len(events)
     counts = [len(c.events) for c in chunks]
-    return pa.record_batch(
+    strings = _string_columns(
+        (
+            [i for c in chunks for i in c.event_ids],
+            [e.experiment_id for e in events],
+            [e.variant_id for e in events],
+            [e.session_id or e.agent_id for e in events],
+            [e.session_id for e in events],
+            [e.task for e in events],
+            [e.agent_id for e in events],
+            [e.outcome for e in events],
+            [_encode_json(e.metadata).decode() if e.metadata else "" for e in events],
+        ),
+        n,
+    )
+    return pa.RecordBatch.from_arrays(
         [
-            pa.array([i for c in chunks for i in c.event_ids], pa.string()),
-            _constant("task", n),
+            strings[0],
+            _task_kind(n),
             _per_chunk([c.workspace_id for c in chunks], counts),
-            _constant("", n),
-            pa.array([e.experiment_id for e in events], _DICT),
-            pa.array([e.variant_id for e in events], _DICT),
-            pa.array([e.session_id or e.agent_id for e in events], pa.string()),
-            pa.array([e.session_id for e in events], pa.string()),
-            _constant("", n),
-            pa.array([e.task for e in events], _DICT),
-            pa.nulls(n, pa.float64()),
-            _constant("", n),
-            _constant("", n),
-            pa.array([e.agent_id for e in events], _DICT),
-            pa.array([e.outcome for e in events], _DICT),
-            pa.array([e.cost for e in events], pa.float64()),
-            pa.array([e.duration_ms for e in events], pa.float64()),
-            pa.array([e.turns for e in events], pa.int32()),
-            pa.array(
-                [_encode_json(e.metadata).decode() if e.metadata else "" for e in events],
-                pa.string(),
-            ),
+            _per_chunk(["" for _ in chunks], counts),
+            *strings[1:5],
+            _empty_strings(n),
+            strings[5],
+            _null_floats(n),
+            _empty_strings(n),
+            _empty_strings(n),
+            *strings[6:8],
+            pa.array([e.cost for e in events], _FLOAT64),
+            pa.array([e.duration_ms for e in events], _FLOAT64),
+            pa.array([e.turns for e in events], _INT32),
+            strings[8],
             _timestamps([e.ts or c.received_ms for c in chunks for e in c.events]),
             _per_chunk_ts([c.received_ms for c in chunks], counts),
         ],

@@ -3,7 +3,7 @@
 Two sources write one events table:
 
 - **browser events** (``POST /v1/collect``), sent by the snippet with the site's public
-  key: exposures, pageviews, goal conversions and custom events;
+  key: exposures, pageviews, goal conversions, custom events and runtime errors;
 - **agent task events** (``POST /v1/events``), ClawTrait's ``trackTask`` shape with an
   API key, plus the experiment fields that tie a task to a variant.
 
@@ -39,7 +39,8 @@ Pathname = Annotated[str, Meta(max_length=2048)]
 # Milliseconds since the epoch, between 2000-01-01 and 2100-01-01.
 EpochMillis = Annotated[int, Meta(ge=946_684_800_000, lt=4_102_444_800_000)]
 Amount = Annotated[float, Meta(ge=-1e15, le=1e15)]
-BrowserEventType = Literal["exposure", "pageview", "goal", "custom"]
+# "error": a change the snippet could not apply, reported once per page (name = message).
+BrowserEventType = Literal["exposure", "pageview", "goal", "custom", "error"]
 Device = Literal["desktop", "tablet", "mobile"]
 Outcome = Literal["success", "failure", "partial"]
 Metadata = Annotated[dict[ShortText, ShortText | int | float | bool | None], Meta(max_length=64)]
@@ -94,9 +95,12 @@ class AgentTaskEvent(
     ts: EpochMillis | None = None
 
 
-# One row of the events table, web and agent alike. Strings that repeat across rows are
-# dictionary-encoded (LowCardinality in ClickHouse); a string a row does not have is "".
-# Only measures may be null; an agent event without its own clock gets the receive time.
+# One row of the events table, web and agent alike. A string a row does not have is "";
+# only measures may be null; an agent event without its own clock gets the receive time.
+# The columns the server fills per request (workspace, site) are dictionary-encoded: one
+# dictionary entry per request instead of a string per event. The per-event strings are
+# plain: converting Python strings into a dictionary column costs the worker about twice
+# as much, and ClickHouse stores them as LowCardinality either way (analytics.warehouse).
 _dict_string = pa.dictionary(pa.int32(), pa.string())
 
 
@@ -107,20 +111,20 @@ def _field(name: str, kind: pa.DataType, nullable: bool = False) -> pa.Field:
 EVENT_SCHEMA = pa.schema(
     [
         _field("event_id", pa.string()),
-        _field("kind", _dict_string),
+        _field("kind", pa.string()),
         _field("workspace_id", _dict_string),
         _field("site_id", _dict_string),
-        _field("experiment_id", _dict_string),
-        _field("variant_id", _dict_string),
+        _field("experiment_id", pa.string()),
+        _field("variant_id", pa.string()),
         _field("unit_id", pa.string()),
         _field("session_id", pa.string()),
-        _field("goal_id", _dict_string),
-        _field("name", _dict_string),
+        _field("goal_id", pa.string()),
+        _field("name", pa.string()),
         _field("value", pa.float64(), nullable=True),
-        _field("pathname", _dict_string),
-        _field("device", _dict_string),
-        _field("agent_id", _dict_string),
-        _field("outcome", _dict_string),
+        _field("pathname", pa.string()),
+        _field("device", pa.string()),
+        _field("agent_id", pa.string()),
+        _field("outcome", pa.string()),
         _field("cost", pa.float64(), nullable=True),
         _field("duration_ms", pa.float64(), nullable=True),
         _field("turns", pa.int32(), nullable=True),
