@@ -1,13 +1,16 @@
-"""Shared fixtures: a real SQLite store file per test."""
+"""Shared fixtures: a real SQLite store file per test, real servers, real Chromium."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
+from playwright.sync_api import Browser, Page
 
 from edge.control.store import Store
+from tests.browser import SiteServer, chromium
 from tests.support import Seed, Server, running_server, seed_store
 
 
@@ -30,3 +33,44 @@ def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
     seed = seed_store(data / "splitedge.sqlite3")
     with running_server(data) as server:
         yield server, seed
+
+
+class BrowserEdge(msgspec.Struct):
+    """The real edge the browser tests load the snippet from, with its store."""
+
+    server: Server
+    seed: Seed
+    store_path: Path
+
+
+@pytest.fixture(scope="session")
+def browser_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserEdge]:
+    """A real server of its own: the browser tests start experiments in its store."""
+    data = tmp_path_factory.mktemp("browser-edge") / "data"
+    store_path = data / "splitedge.sqlite3"
+    seed = seed_store(store_path)
+    with running_server(data) as server:
+        yield BrowserEdge(server, seed, store_path)
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[SiteServer]:
+    server = SiteServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh visitor: a new browser context (no storage, no cookies) and its page."""
+    context = browser.new_context()
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
