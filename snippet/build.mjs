@@ -7,30 +7,46 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import * as esbuild from 'esbuild';
+import { minify } from 'terser';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 export const CONFIG_TOKEN = '__SPLITEDGE_CONFIG__';
 export const OUTPUT = join(here, '..', 'src', 'edge', 'static', 'runtime.js');
-// The first target was 2048; the runtime as specified (xxh32, URL patterns, DOM changes,
-// ids, preview, redirects) is about 2.4 KB, so the budget leaves a little room above it.
-export const GZIP_BUDGET = 2560;
+// 3 KB gzipped (level 9) for the runtime without its config: xxh32, assignment, URL
+// patterns, DOM changes and their undo, anti-flicker, redirects, events, goals, SPA routes.
+export const GZIP_BUDGET = 3072;
+// Browsers from late 2020 on: es2020 syntax (`?.`, `??`, `catch {}`) and the DOM of
+// Chrome 86, Firefox 78, Safari 14 (replaceChildren, to undo set_content).
+export const TARGET = 'es2020';
 
-/** Bundle and minify the runtime; returns its code. Throws unless the token occurs once. */
+/**
+ * Bundle the runtime with esbuild (modules into one IIFE), then minify it with terser,
+ * whose compressor and top-level mangling save about 5 % over esbuild's minifier.
+ * Returns its code. Throws unless the token occurs exactly once.
+ */
 export async function bundleRuntime() {
   const result = await esbuild.build({
     entryPoints: [join(here, 'src', 'main.js')],
     bundle: true,
     format: 'iife',
     minify: true,
-    target: 'es2017',
+    target: TARGET,
     sourcemap: false,
     legalComments: 'none',
     charset: 'utf8',
     write: false,
     logLevel: 'silent',
   });
-  const code = result.outputFiles[0].text;
+  // No `unsafe` transforms: the page may have replaced built-ins.
+  const minified = await minify(result.outputFiles[0].text, {
+    ecma: 2020,
+    module: false,
+    toplevel: true,
+    compress: { passes: 4, pure_getters: true, unsafe_arrows: true },
+    mangle: { toplevel: true },
+  });
+  const code = minified.code;
   const count = code.split(CONFIG_TOKEN).length - 1;
   if (count !== 1) {
     throw new Error(`the built runtime contains ${CONFIG_TOKEN} ${count} times; it must be exactly once`);

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from edge.config import ExperimentConfig, GoalConfig, MutationConfig, SiteConfig, VariantConfig
-from edge.snippet import build_snippet, load_runtime, script_safe_json
+from edge.snippet import ANTI_FLICKER_MS, build_snippet, load_runtime, script_safe_json
 
 RUNTIME = load_runtime(b"(function(c){window.__sk=c})(__SPLITEDGE_CONFIG__);\n")
 
@@ -55,6 +55,7 @@ def test_the_config_replaces_the_token() -> None:
     assert [v["weight"] for v in exp["variants"]] == [5000, 5000]
     assert exp["variants"][1]["changes"][0]["payload"] == "Hi"
     assert exp["goals"][0]["selector"] == ".buy"
+    assert config["anti_flicker_ms"] == ANTI_FLICKER_MS == 250
 
 
 def test_agent_configs_never_reach_the_browser() -> None:
@@ -100,3 +101,21 @@ def test_a_broken_runtime_build_is_refused(source: bytes) -> None:
 def test_the_shipped_runtime_has_the_token_once() -> None:
     runtime = load_runtime()
     assert runtime.head and runtime.tail
+
+
+def test_the_config_has_what_the_runtime_reads() -> None:
+    # snippet/README.md documents this shape; the runtime reads these keys and no others.
+    config = inlined_config(build_snippet(RUNTIME, site()).body)
+    assert sorted(config) == ["anti_flicker_ms", "experiments", "sk"]
+    (exp,) = config["experiments"]  # type: ignore[misc]
+    assert sorted(exp) == ["coverage", "goals", "id", "url_pattern", "variants"]
+    assert sorted(exp["variants"][1]) == [
+        "changes",
+        "control",
+        "id",
+        "name",
+        "redirect_url",
+        "weight",
+    ]
+    # Always there, empty or not: the runtime does not default them.
+    assert exp["variants"][0]["changes"] == [] and exp["variants"][0]["control"] is True

@@ -9,9 +9,7 @@ const VARIANT_SEED = 0;
 const COVERAGE_SEED = 1;
 
 // UTF-8 of key + ":" + unit; TextEncoder turns lone surrogates into U+FFFD, as the spec says.
-function unitBytes(key, unit) {
-  return new TextEncoder().encode(key + ':' + unit);
-}
+const unitBytes = (key, unit) => new TextEncoder().encode(key + ':' + unit);
 
 /** xxh32(bytes, 0) % 10000: which variant range the unit falls in. */
 export function variantBucket(key, unit) {
@@ -29,15 +27,12 @@ export function coverageBucket(key, unit) {
  * `coverageBps` is 0..10000 (undefined counts as 10000: everybody).
  */
 export function assign(key, unit, weightsBps, coverageBps) {
-  const bytes = unitBytes(key, unit);
-  if (coverageBps < BUCKETS && xxh32(bytes, COVERAGE_SEED) % BUCKETS >= coverageBps) {
-    return null;
-  }
+  const bytes = new TextEncoder().encode(key + ':' + unit);
   const bucket = xxh32(bytes, VARIANT_SEED) % BUCKETS;
   let upper = 0;
-  for (let i = 0; i < weightsBps.length; i++) {
-    upper += weightsBps[i];
-    if (bucket < upper) return i;
-  }
-  return null; // unreachable when the weights sum to 10000
+  // The first variant whose range [previous upper, upper) holds the bucket; the weights
+  // sum to 10000, so there always is one.
+  return coverageBps < BUCKETS && xxh32(bytes, COVERAGE_SEED) % BUCKETS >= coverageBps
+    ? null
+    : weightsBps.findIndex((weight) => bucket < (upper += weight));
 }

@@ -1,102 +1,144 @@
-// Applying a variant's DOM changes. Each (change, element) pair is applied at most once:
-// to the elements parsed so far, then, until DOMContentLoaded, to elements as the parser
-// adds them. A bad selector or a failing change is skipped; it never breaks the page.
+// Applying a variant's DOM changes, and undoing them. Each (change, element) pair is
+// applied at most once: to the elements parsed so far, then, until DOMContentLoaded, to
+// elements as the parser adds them; after an SPA route change (or when the runtime starts
+// after the page was parsed), to the elements the page adds for WATCH_MS. A bad selector
+// or a failing change is reported and skipped; it never breaks the page. Each applied
+// change keeps what it takes to undo it.
 
-// Every node this runtime inserted. insert_before/insert_after never target them (so an
+/** How long elements the page adds are still changed, once it is parsed. */
+export const WATCH_MS = 2000;
+
+// Every node this runtime inserted. No change applies to them or inside them (so an
 // inserted element that matches its own selector cannot start a chain of inserts), and
 // they do not count as "the parser has moved past this element".
 const inserted = new WeakSet();
 
-function isInserted(element) {
-  for (let node = element; node; node = node.parentNode) {
-    if (inserted.has(node)) return true;
-  }
-  return false;
+function isInserted(node) {
+  for (; node; node = node.parentNode) if (inserted.has(node)) return true;
 }
 
 // The parser adds nodes in document order, so an element is complete (all its children
 // parsed) once a node of the page follows it or one of its ancestors.
-function isComplete(element) {
-  for (let node = element; node; node = node.parentNode) {
-    for (let next = node.nextSibling; next; next = next.nextSibling) {
-      if (!inserted.has(next)) return true;
-    }
+function isComplete(node) {
+  for (; node; node = node.parentNode) {
+    for (let next = node.nextSibling; next; next = next.nextSibling) if (!inserted.has(next)) return true;
   }
-  return false;
 }
 
 // Insert `html` next to `element`, on the side `sibling` ('previousSibling' or
-// 'nextSibling') points to, and remember the inserted nodes.
+// 'nextSibling') points to; the undo removes the inserted nodes.
 function insertHtml(element, position, sibling, html) {
   const stop = element[sibling];
+  const nodes = [];
   element.insertAdjacentHTML(position, html);
-  for (let node = element[sibling]; node && node !== stop; node = node[sibling]) {
-    inserted.add(node);
-  }
+  for (let node = element[sibling]; node !== stop; node = node[sibling]) inserted.add(nodes[nodes.length] = node);
+  return () => nodes.map((node) => node.remove());
 }
 
-function classes(payload) {
-  return payload.split(/\s+/).filter(Boolean);
+// Add (`on`) or remove the classes of `payload`; the undo flips back only the classes
+// this change did flip.
+function toggleClasses(element, payload, on) {
+  const list = element.classList;
+  const names = payload.split(/\s+/).filter((name) => name && list.contains(name) !== on);
+  const flip = (state) => names.map((name) => list.toggle(name, state));
+  flip(on);
+  return () => flip(!on);
 }
 
-// What each action does to one element.
+// What each action does to one element; each returns its undo.
 const ACTIONS = {
-  set_content: (element, payload) => {
+  // The old child nodes are kept, so the undo restores markup (and nodes a framework
+  // still holds), not only text.
+  set_content(element, payload) {
+    const old = [...element.childNodes];
     element.textContent = payload;
+    return () => element.replaceChildren(...old);
   },
-  set_style: (element, payload) => {
-    element.style.cssText += ';' + payload;
+  // Through the CSSOM, which a Content-Security-Policy without 'unsafe-inline' allows.
+  set_style(element, payload) {
+    const style = element.style;
+    const old = style.cssText;
+    style.cssText += ';' + payload;
+    return () => (style.cssText = old);
   },
-  set_attribute: (element, payload, change) => {
-    if (change.attribute_name) element.setAttribute(change.attribute_name, payload);
+  // An empty name throws (no attribute_name): the change is reported as an error.
+  set_attribute(element, payload, change) {
+    const name = change.attribute_name || '';
+    const old = element.getAttribute(name);
+    element.setAttribute(name, payload);
+    return () => (old == null ? element.removeAttribute(name) : element.setAttribute(name, old));
   },
-  add_class: (element, payload) => element.classList.add(...classes(payload)),
-  remove_class: (element, payload) => element.classList.remove(...classes(payload)),
+  add_class: (element, payload) => toggleClasses(element, payload, true),
+  remove_class: (element, payload) => toggleClasses(element, payload, false),
   insert_before: (element, payload) => insertHtml(element, 'beforebegin', 'previousSibling', payload),
   insert_after: (element, payload) => insertHtml(element, 'afterend', 'nextSibling', payload),
 };
 
 /**
- * Apply `changes` (VariantMutation objects) now and to elements parsed later, until
- * DOMContentLoaded.
+ * Apply `changes` (VariantMutation objects) now and to elements added later: until
+ * DOMContentLoaded while the page is parsed, else (an SPA route change, or a runtime
+ * started after the page was parsed) for WATCH_MS.
+ *
+ * `report(error)` is called for each change that throws (a bad selector, a failing or an
+ * unknown action). `ready()` is called once: when every change was applied to at least
+ * one element (or failed), or after the pass at DOMContentLoaded.
+ *
+ * Returns `undo()`, which stops and undoes every change, last first.
  */
-export function applyChanges(changes) {
+export function applyChanges(changes, report, ready) {
   const applied = changes.map(() => new WeakSet());
+  const found = [];
+  const undos = [];
+  let parsed = document.readyState !== 'loading';
 
-  // `final`: the document is parsed, so every element is complete.
-  function pass(final) {
-    changes.forEach((change, index) => {
+  function pass() {
+    changes.map((change, index) => {
       try {
-        const action = ACTIONS[change.action];
-        const payload = change.payload || '';
-        const inserts = /^insert_/.test(change.action);
         for (const element of document.querySelectorAll(change.selector)) {
-          if (!action || applied[index].has(element) || (inserts && isInserted(element))) continue;
-          // Text set before the parser reaches the element's children would be followed
-          // by the original text: wait until the element is complete.
-          if (!final && change.action === 'set_content' && !isComplete(element)) continue;
-          applied[index].add(element);
-          try {
-            action(element, payload, change);
-          } catch (e) {
-            // a change that fails on one element is skipped there
+          if (
+            !applied[index].has(element) &&
+            !isInserted(element) &&
+            // Text set before the parser reaches the element's children would be
+            // followed by the original text: wait until the element is complete.
+            (parsed || change.action !== 'set_content' || isComplete(element))
+          ) {
+            applied[index].add(element);
+            found[index] = true;
+            undos.push(ACTIONS[change.action](element, change.payload || '', change));
           }
         }
-      } catch (e) {
-        // a bad selector: this change is skipped
+      } catch (error) {
+        // A bad selector, or an action that fails (on one element it fails on all, as
+        // a rule; the element it failed on is skipped, the next pass does the others).
+        found[index] = true;
+        report(error);
       }
     });
+    // `ready(ready = 0)` calls ready once: the callee is read before the argument.
+    if (ready && (parsed || changes.every((_, index) => found[index]))) ready((ready = 0));
   }
 
-  if (document.readyState !== 'loading') {
-    pass(true);
-    return;
+  const observer = new MutationObserver(pass);
+  const stop = () => observer.disconnect();
+  pass();
+  observer.observe(document, { childList: true, subtree: true });
+  if (parsed) setTimeout(stop, WATCH_MS);
+  else {
+    document.addEventListener('DOMContentLoaded', () => {
+      parsed = true;
+      pass();
+      stop();
+    });
   }
-  pass(false);
-  const observer = new MutationObserver(() => pass(false));
-  observer.observe(document.documentElement, { childList: true, subtree: true });
-  document.addEventListener('DOMContentLoaded', () => {
-    pass(true);
-    observer.disconnect();
-  });
+  return () => {
+    stop();
+    changes = [];
+    for (const step of undos.reverse()) {
+      try {
+        step();
+      } catch {
+        // cannot be undone: leave it
+      }
+    }
+  };
 }

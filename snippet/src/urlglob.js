@@ -4,71 +4,56 @@
 
 const ONE_SEGMENT = '/[^/]+';
 const ANY_DEPTH = '(?:/[^/]+)*';
-const ANY_DEPTH_LAZY = '(?:/[^/]+)*?';
 
-const EVERY_PAGE = { test: () => true };
-
-function splitPath(path) {
-  return path.split('/').filter(Boolean);
-}
+const splitPath = (path) => path.split('/').filter(Boolean);
 
 // Percent-decode one segment, all or nothing; `%2F` stays data, never a separator.
+// (A segment without `%` decodes to itself.)
 function decodeSegment(segment) {
-  if (!segment.includes('%')) return segment;
-  let decoded;
   try {
-    decoded = decodeURIComponent(segment);
-  } catch (e) {
+    const decoded = decodeURIComponent(segment);
+    return decoded.includes('/') ? segment : decoded;
+  } catch {
     return segment;
   }
-  return decoded.includes('/') ? segment : decoded;
-}
-
-function escapeRegExp(text) {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 /** The string a pattern is matched against: "/seg1/seg2", "" for the root. */
-export function normalizePath(path) {
-  return splitPath(path)
-    .map((segment) => '/' + decodeSegment(segment))
-    .join('');
-}
+export const normalizePath = (path) => splitPath(path).map((segment) => '/' + decodeSegment(segment)).join('');
 
 /**
  * Compile a url_pattern once into a matcher whose `test(pathname)` says whether the page
- * is in scope. null, "" or a blank pattern matches every page.
+ * is in scope. null, "" or a blank pattern matches every page, like "/" and "/**".
  */
 export function compilePattern(pattern) {
-  if (pattern == null || !pattern.trim()) return EVERY_PAGE;
-  // The regex of the segments between `**` segments (wildcards are seen as written).
+  // The regex of the segments between `**` segments (wildcards are seen as written). A
+  // blank pattern has no segments: its regex is ANY_DEPTH, like "/".
   const blocks = [''];
-  let previous = '';
-  let oneSegment = false;
-  for (const segment of splitPath(pattern)) {
+  let previous;
+  let oneSegment;
+  for (const segment of splitPath(pattern?.trim() || '')) {
     if (segment === '**') {
-      if (previous !== '**') blocks.push(''); // consecutive `**` collapse into one
-    } else if (segment === '*') {
-      blocks[blocks.length - 1] += ONE_SEGMENT;
-      oneSegment = true;
+      if (previous !== segment) blocks.push(''); // consecutive `**` collapse into one
     } else {
-      blocks[blocks.length - 1] += '/' + escapeRegExp(decodeSegment(segment));
+      blocks[blocks.length - 1] +=
+        segment === '*'
+          ? (oneSegment = ONE_SEGMENT)
+          : // Every non-word character escaped: an identity escape outside a class (no
+            // `u` flag), so regex syntax in a segment is literal.
+            '/' + decodeSegment(segment).replace(/\W/g, '\\$&');
     }
     previous = segment;
   }
-  let source;
-  if (blocks.length === 1) {
-    // No `**`: a plain pattern also matches everything below it, a `*` one is exact.
-    source = blocks[0] + (oneSegment ? '' : ANY_DEPTH);
-  } else {
-    // Every `**` but the last is committed to the earliest place its block matches:
-    // (?=(X))\n is an atomic group in JS, so long paths cannot backtrack in O(n^k).
-    const first = blocks[0];
-    const last = blocks[blocks.length - 1];
-    const middle = blocks.slice(1, -1).map((block, i) => `(?=(${ANY_DEPTH_LAZY}${block}))\\${i + 1}`);
-    source = first + middle.join('') + ANY_DEPTH + last;
-  }
-  if (source === ANY_DEPTH) return EVERY_PAGE; // "/" and "/**"
-  const regex = new RegExp('^' + source + '$');
+  const last = blocks.pop();
+  // No `**`: a plain pattern also matches everything below it, a `*` one is exact.
+  // Else every `**` but the last is committed to the earliest place its block matches:
+  // (?=(X))\n is an atomic group in JS, so long paths cannot backtrack in O(n^k).
+  const regex = new RegExp(
+    '^' +
+      (blocks.length
+        ? blocks[0] + blocks.slice(1).map((block, i) => `(?=(${ANY_DEPTH}?${block}))\\${i + 1}`).join('') + ANY_DEPTH + last
+        : last + (oneSegment ? '' : ANY_DEPTH)) +
+      '$',
+  );
   return { test: (pathname) => regex.test(normalizePath(pathname)) };
 }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { cookieValue, deviceType, previewVariantId, redirectTarget, uuidV4 } from '../src/runtime.js';
+import { deviceType, listed, redirectTarget } from '../src/runtime.js';
+import { uuid } from '../src/storage.js';
 
 const UA = {
   windowsChrome:
@@ -39,49 +40,44 @@ test('deviceType of iPadOS and of phones asking for desktop sites', () => {
   assert.equal(deviceType(undefined, undefined, undefined), 'desktop');
 });
 
-test('previewVariantId reads ?sk_preview=', () => {
-  assert.equal(previewVariantId('?sk_preview=abc-123'), 'abc-123');
-  assert.equal(previewVariantId('?utm_source=x&sk_preview=v%2D1&y=2'), 'v-1');
-  assert.equal(previewVariantId('?sk_preview='), null);
-  assert.equal(previewVariantId('?other=1'), null);
-  assert.equal(previewVariantId(''), null);
+const at = (href) => new URL(href);
+
+test('redirectTarget keeps the current query and hash unless the redirect has its own', () => {
+  const here = at('https://shop.example/pricing?utm_source=ad&x=1#plans');
+  assert.equal(redirectTarget('/pricing-b', here), 'https://shop.example/pricing-b?utm_source=ad&x=1#plans');
+  assert.equal(redirectTarget('https://shop.example/new', here), 'https://shop.example/new?utm_source=ad&x=1#plans');
+  assert.equal(redirectTarget('/pricing-b?plan=pro', here), 'https://shop.example/pricing-b?plan=pro#plans');
+  assert.equal(redirectTarget('/pricing-b#faq', here), 'https://shop.example/pricing-b?utm_source=ad&x=1#faq');
+  assert.equal(redirectTarget('https://other.example/p', at('https://shop.example/p')), 'https://other.example/p');
 });
 
-test('redirectTarget keeps the current query unless the redirect has its own', () => {
-  const here = 'https://shop.example/pricing?utm_source=ad&x=1#plans';
-  assert.equal(redirectTarget('/pricing-b', here), 'https://shop.example/pricing-b?utm_source=ad&x=1');
-  assert.equal(redirectTarget('https://shop.example/new', here), 'https://shop.example/new?utm_source=ad&x=1');
-  assert.equal(redirectTarget('/pricing-b?plan=pro', here), 'https://shop.example/pricing-b?plan=pro');
-  assert.equal(redirectTarget('https://other.example/p', 'https://shop.example/p'), 'https://other.example/p');
-});
-
-test('redirectTarget is null when the visitor is already there', () => {
-  assert.equal(redirectTarget('/pricing-b', 'https://shop.example/pricing-b'), null);
-  assert.equal(redirectTarget('/pricing-b', 'https://shop.example/pricing-b?utm=1#top'), null);
-  assert.equal(redirectTarget('https://shop.example/b?v=2', 'https://shop.example/b?v=2'), null);
-  assert.equal(redirectTarget('/b?v=2', 'https://shop.example/b?v=1'), 'https://shop.example/b?v=2');
+test('redirectTarget is null when the visitor is already there, the hash aside', () => {
+  assert.equal(redirectTarget('/pricing-b', at('https://shop.example/pricing-b')), null);
+  assert.equal(redirectTarget('/pricing-b', at('https://shop.example/pricing-b?utm=1#top')), null);
+  assert.equal(redirectTarget('/pricing-b#other', at('https://shop.example/pricing-b#top')), null);
+  assert.equal(redirectTarget('https://shop.example/b?v=2', at('https://shop.example/b?v=2')), null);
+  assert.equal(redirectTarget('/b?v=2', at('https://shop.example/b?v=1')), 'https://shop.example/b?v=2');
 });
 
 test('redirectTarget refuses anything but http(s)', () => {
-  assert.equal(redirectTarget('javascript:alert(1)', 'https://shop.example/'), null);
-  assert.equal(redirectTarget('data:text/html,x', 'https://shop.example/'), null);
-  assert.throws(() => redirectTarget('http://[bad', 'https://shop.example/'));
+  assert.equal(redirectTarget('javascript:alert(1)', at('https://shop.example/')), null);
+  assert.equal(redirectTarget('data:text/html,x', at('https://shop.example/')), null);
+  assert.throws(() => redirectTarget('http://[bad', at('https://shop.example/')));
 });
 
-test('uuidV4 has the uuid v4 format', () => {
+test('uuid is a random uuid v4', () => {
   const seen = new Set();
   for (let i = 0; i < 1000; i++) {
-    const id = uuidV4();
+    const id = uuid();
     assert.match(id, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     seen.add(id);
   }
   assert.equal(seen.size, 1000);
 });
 
-test('cookieValue finds one cookie by its exact name', () => {
-  assert.equal(cookieValue('sk_v=abc', 'sk_v'), 'abc');
-  assert.equal(cookieValue('a=1; sk_v=abc; b=2', 'sk_v'), 'abc');
-  assert.equal(cookieValue('xsk_v=nope; sk_v=yes', 'sk_v'), 'yes');
-  assert.equal(cookieValue('a=1', 'sk_v'), undefined);
-  assert.equal(cookieValue('', 'sk_v'), undefined);
+test('listed finds one id in a " "-separated list', () => {
+  assert.equal(listed(' a b', 'a'), true);
+  assert.equal(listed(' a b', 'b'), true);
+  assert.equal(listed(' ab', 'a'), false);
+  assert.equal(listed('', 'a'), false);
 });

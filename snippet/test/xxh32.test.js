@@ -59,3 +59,35 @@ test('xxh32 is an unsigned 32-bit integer', () => {
     assert.ok(Number.isInteger(hash) && hash >= 0 && hash <= 0xffffffff, `length ${length}`);
   }
 });
+
+// The spec's algorithm written out plainly (`| 0` after every sum), to check the compact
+// implementation on every length around the 4- and 16-byte boundaries and many seeds.
+function referenceXxh32(bytes, seed) {
+  const [P1, P2, P3, P4, P5] = [0x9e3779b1, 0x85ebca77, 0xc2b2ae3d, 0x27d4eb2f, 0x165667b1];
+  const rotl = (x, r) => (x << r) | (x >>> (32 - r));
+  const lane = (i) => bytes[i] | (bytes[i + 1] << 8) | (bytes[i + 2] << 16) | (bytes[i + 3] << 24);
+  const round = (acc, input) => Math.imul(rotl((acc + Math.imul(input, P2)) | 0, 13), P1);
+  let i = 0;
+  let acc;
+  if (bytes.length >= 16) {
+    const v = [(seed + P1 + P2) | 0, (seed + P2) | 0, seed | 0, (seed - P1) | 0];
+    for (; i + 16 <= bytes.length; i += 16) for (let k = 0; k < 4; k++) v[k] = round(v[k], lane(i + 4 * k));
+    acc = (rotl(v[0], 1) + rotl(v[1], 7) + rotl(v[2], 12) + rotl(v[3], 18)) | 0;
+  } else {
+    acc = (seed + P5) | 0;
+  }
+  acc = (acc + bytes.length) | 0;
+  for (; i + 4 <= bytes.length; i += 4) acc = Math.imul(rotl((acc + Math.imul(lane(i), P3)) | 0, 17), P4);
+  for (; i < bytes.length; i++) acc = Math.imul(rotl((acc + Math.imul(bytes[i], P5)) | 0, 11), P1);
+  acc = Math.imul(acc ^ (acc >>> 15), P2);
+  acc = Math.imul(acc ^ (acc >>> 13), P3);
+  return (acc ^ (acc >>> 16)) >>> 0;
+}
+
+test('xxh32 agrees with the plain algorithm on every length up to 100 and many seeds', () => {
+  const seeds = [0, 1, 2, 0x7fffffff, 0x80000000, 0x9e3779b1, 0xffffffff];
+  for (let length = 0; length <= 100; length++) {
+    const bytes = sanityBuffer(length);
+    for (const seed of seeds) assert.equal(xxh32(bytes, seed), referenceXxh32(bytes, seed), `length ${length}, seed ${seed}`);
+  }
+});

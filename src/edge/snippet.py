@@ -25,6 +25,9 @@ __all__ = [
 ]
 
 CONFIG_TOKEN = b"__SPLITEDGE_CONFIG__"
+# How long the runtime may hide a page while a variant's changes are pending (a site
+# setting later; one default for every site for now).
+ANTI_FLICKER_MS = 250
 CACHE_CONTROL = b"public, max-age=60"
 JS_CONTENT_TYPE = b"application/javascript; charset=utf-8"
 
@@ -51,10 +54,15 @@ class BrowserExperiment(msgspec.Struct, frozen=True):
 
 
 class BrowserConfig(msgspec.Struct, frozen=True):
-    """The JSON inlined into a site's snippet."""
+    """The JSON inlined into a site's snippet.
+
+    ``anti_flicker_ms`` bounds how long the runtime hides the page (``html`` opacity 0)
+    while a variant's changes are pending; the page is shown as soon as they are applied.
+    """
 
     sk: str
     experiments: tuple[BrowserExperiment, ...]
+    anti_flicker_ms: int = ANTI_FLICKER_MS
 
 
 class Runtime(msgspec.Struct, frozen=True):
