@@ -1,7 +1,9 @@
 """The edge ASGI app: snippet, assignment, event ingestion, health, metrics and demo.
 
 Granian builds one app per worker process through `create_app` (a factory, so each
-worker opens its own store connection). The lifespan loads the KV before the worker
+worker opens its own store connection). The ingest and assignment routes are also
+dispatched by exact path ahead of Starlette (`edge.hot_routes`); a method they do not
+answer still reaches Starlette's router, for its 405. The lifespan loads the KV before the worker
 reports ready and follows the config version until shutdown; at shutdown it writes what
 the event buffer holds to the spool and finishes the open spool segment.
 """
@@ -18,12 +20,14 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 from edge.assign_route import AssignEndpoint
 from edge.control.snapshot import StoreSource
 from edge.demo import DEMO_PATH, DemoPage
 from edge.errors import SplitedgeError
 from edge.health import Health, Readiness
+from edge.hot_routes import HotRoute, HotRoutes
 from edge.http import (
     http_exception_response,
     splitedge_error_response,
@@ -51,7 +55,7 @@ async def _save_every(counters: IngestCounters, run_dir: Path, interval: float =
         await asyncio.to_thread(counters.save, run_dir)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> ASGIApp:
     """The app for one worker process; settings default to the ``SPLITEDGE_*`` env."""
     settings = Settings.from_env() if settings is None else settings
     # Requests allocate many short-lived objects and no cycles worth chasing often; with
@@ -93,13 +97,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             counters.save(settings.run_dir)
             source.close()
 
+    hot_routes = [
+        HotRoute("/v1/assign", ["POST"], AssignEndpoint(holder)),
+        HotRoute("/v1/collect", ["POST", "OPTIONS"], CollectEndpoint(holder, buffer, counters)),
+        HotRoute("/v1/events", ["POST"], EventsEndpoint(holder, buffer, counters)),
+    ]
     routes = [
         Route("/s/{public_key}.js", SnippetEndpoint(holder), methods=["GET", "HEAD"]),
-        Route("/v1/assign", AssignEndpoint(holder), methods=["POST"]),
-        Route(
-            "/v1/collect", CollectEndpoint(holder, buffer, counters), methods=["POST", "OPTIONS"]
-        ),
-        Route("/v1/events", EventsEndpoint(holder, buffer, counters), methods=["POST"]),
+        *(Route(r.path, r.endpoint, methods=sorted(r.methods)) for r in hot_routes),
         Route("/healthz", Health(), methods=["GET"]),
         Route(
             "/readyz", Readiness(holder, lambda: read_status(settings.spool_dir)), methods=["GET"]
@@ -111,7 +116,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ),
         Route(DEMO_PATH, DemoPage(holder), methods=["GET"]),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
@@ -120,3 +125,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: unexpected_error_response,
         },
     )
+    return HotRoutes(app, hot_routes)

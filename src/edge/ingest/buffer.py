@@ -8,7 +8,7 @@ to the spool segment; then it resolves the futures, and only then are the reques
 answered 2xx. Under load, the requests that arrive while a batch is being written form
 the next batch, so batches grow with the load with no timer on the request path.
 
-Defaults: a batch closes at ``max_rows`` (10 000) rows, or ``max_delay`` (1 ms) after
+Defaults: a batch closes at ``max_rows`` (10 000) rows, or ``max_delay`` (2 ms) after
 the writer woke for its first pending chunk, whichever comes first.
 
 Under load a batch holds only a few requests, so what a batch costs regardless of its
@@ -216,7 +216,7 @@ _Pending = tuple[BrowserChunk | AgentChunk, "asyncio.Future[None]"]
 class EventBuffer:
     """Group commit of chunks into spool batches, for one worker process."""
 
-    def __init__(self, spool: SpoolAppender, max_rows: int = 10_000, max_delay: float = 0.001):
+    def __init__(self, spool: SpoolAppender, max_rows: int = 10_000, max_delay: float = 0.002):
         self.spool = spool
         self.max_rows = max_rows
         self.max_delay = max_delay

@@ -1,0 +1,73 @@
+"""The hot routes, dispatched by exact path ahead of Starlette.
+
+Starlette's middleware stack and router cost an ingesting worker about a tenth of its
+time per request (py-spy, bench/RESULTS.md): two middleware layers, an exception-handling
+wrapper and a regex match per route. The ingest and assignment endpoints are raw ASGI
+callables, so for their exact paths and methods `HotRoutes` calls them directly and
+maps what they raise as the app's exception handlers do. Everything else (other methods
+included, for Starlette's 405) goes through the Starlette app as before, lifespan too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from edge.errors import SplitedgeError
+from edge.http import splitedge_error_response, unexpected_error_response
+
+__all__ = ["HotRoute", "HotRoutes"]
+
+log = logging.getLogger("splitedge.app")
+
+# The endpoints take the scope as a dict (Granian and Starlette pass one).
+Endpoint = Callable[[Any, Receive, Send], Awaitable[None]]
+
+
+class HotRoute:
+    """An exact path, the methods it answers and its raw ASGI endpoint."""
+
+    def __init__(self, path: str, methods: Iterable[str], endpoint: Endpoint):
+        self.path = path
+        self.methods = frozenset(methods)
+        self.endpoint = endpoint
+
+
+class HotRoutes:
+    """An ASGI app: hot routes first, then the wrapped app."""
+
+    def __init__(self, app: ASGIApp, routes: Iterable[HotRoute]):
+        self.app = app
+        self.routes = {route.path: route for route in routes}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            route = self.routes.get(scope["path"])
+            if route is not None and scope["method"] in route.methods:
+                await self._call(route.endpoint, scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _call(self, endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracked_send(message: MutableMapping[str, Any]) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        # Errors get the answers Starlette's exception handlers give on the other routes.
+        try:
+            await endpoint(scope, receive, tracked_send)
+        except SplitedgeError as exc:
+            if started:
+                raise
+            await splitedge_error_response(Request(scope), exc)(scope, receive, send)
+        except Exception as exc:
+            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            if not started:
+                await unexpected_error_response(Request(scope), exc)(scope, receive, send)
