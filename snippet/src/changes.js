@@ -45,6 +45,16 @@ function toggleClasses(element, payload, on) {
   return () => flip(!on);
 }
 
+// Change attribute `name` of `element` with `change()`; the undo puts the old value back,
+// or removes the attribute if there was none. With toggleAttribute: it brings a style
+// attribute up to date first (Chromium writes CSSOM changes back to it lazily, and after
+// a plain removeAttribute would later write the change back).
+function changeAttribute(element, name, change) {
+  const old = element.getAttribute(name);
+  change();
+  return () => (old == null ? element.toggleAttribute(name, false) : element.setAttribute(name, old));
+}
+
 // What each action does to one element; each returns its undo.
 const ACTIONS = {
   // The old child nodes are kept, so the undo restores markup (and nodes a framework
@@ -54,19 +64,14 @@ const ACTIONS = {
     element.textContent = payload;
     return () => element.replaceChildren(...old);
   },
-  // Through the CSSOM, which a Content-Security-Policy without 'unsafe-inline' allows.
-  set_style(element, payload) {
-    const style = element.style;
-    const old = style.cssText;
-    style.cssText += ';' + payload;
-    return () => (style.cssText = old);
-  },
+  // Through the CSSOM, which a Content-Security-Policy without 'unsafe-inline' allows
+  // (its undo may set the attribute: the old value was under the same policy).
+  set_style: (element, payload) =>
+    changeAttribute(element, 'style', () => (element.style.cssText += ';' + payload)),
   // An empty name throws (no attribute_name): the change is reported as an error.
   set_attribute(element, payload, change) {
     const name = change.attribute_name || '';
-    const old = element.getAttribute(name);
-    element.setAttribute(name, payload);
-    return () => (old == null ? element.removeAttribute(name) : element.setAttribute(name, old));
+    return changeAttribute(element, name, () => element.setAttribute(name, payload));
   },
   add_class: (element, payload) => toggleClasses(element, payload, true),
   remove_class: (element, payload) => toggleClasses(element, payload, false),

@@ -1,10 +1,10 @@
 // What the runtime keeps in the browser: random ids, localStorage with a first-party
 // cookie as its fallback, and sessionStorage. Nothing here throws.
 
-/** A random uuid v4 (crypto.getRandomValues works in insecure contexts too). */
+/** A random uuid v4. Math.random, not crypto: ids only need to be distinct. */
 export const uuid = () =>
   '10000000-1000-4000-8000-100000000000'.replace(/[018]/g, (digit) =>
-    (digit ^ (crypto.getRandomValues(new Uint8Array(1))[0] & (15 >> (digit / 4)))).toString(16),
+    (digit ^ ((Math.random() * 16) & (15 >> (digit / 4)))).toString(16),
   );
 
 /**

@@ -64,7 +64,17 @@ export class FakeElement extends FakeNode {
     super();
     this.tagName = tag.toUpperCase();
     this.attributes = new Map(Object.entries(attributes));
-    this.style = { cssText: attributes.style || '' };
+    // The CSSOM of the style attribute: its cssText is kept in step with the attribute,
+    // as in browsers (other properties, such as opacity, are plain fields here).
+    const element = this;
+    this.style = {
+      get cssText() {
+        return element.getAttribute('style') || '';
+      },
+      set cssText(text) {
+        element.attributes.set('style', String(text ?? ''));
+      },
+    };
     this.append(...children.map((child) => (typeof child === 'string' ? new FakeText(child) : child)));
   }
   getAttribute(name) {
@@ -77,6 +87,12 @@ export class FakeElement extends FakeNode {
   removeAttribute(name) {
     this.attributes.delete(name);
   }
+  toggleAttribute(name, force) {
+    if (force) this.attributes.set(name, this.getAttribute(name) || '');
+    else this.attributes.delete(name);
+    return !!force;
+  }
+
   get classList() {
     const names = () => (this.getAttribute('class') || '').split(/\s+/).filter(Boolean);
     const write = (list) => this.setAttribute('class', list.join(' '));
