@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page
 
-from edge.control.store import NewVariant
+from edge.control.store import NewVariant, Store
 from tests.browser import Beacons, SiteServer, change, launch, only_variant, page_html
 from tests.conftest import BrowserEdge
 
@@ -182,6 +182,33 @@ def test_a_broken_change_still_shows_the_page_within_the_timeout(
     errors = beacons.of_type("error")
     assert len(errors) == 1 and errors[0]["experiment_id"] == launched.id, errors
     assert errors[0]["variant_id"] == launched.variant_ids[1]
+
+
+def test_a_sites_anti_flicker_timeout_bounds_the_hiding(
+    page: Page, site: SiteServer, browser_edge: BrowserEdge
+) -> None:
+    """A site set to 1200 ms: a change whose element never comes keeps the page hidden
+    about that long, not the default 250 ms, and not until the parser is done (3 s)."""
+    store = Store(browser_edge.store_path)
+    try:
+        slow = store.create_site(
+            browser_edge.seed.workspace_id, "slow.example", anti_flicker_ms=1200
+        )
+    finally:
+        store.close()
+    launch(
+        browser_edge.store_path, browser_edge.server, slow.workspace_id, slow.id,
+        slow.public_key, "/slow", only_variant(change("#never-there", "set_content", "x")),
+    )  # fmt: skip
+    page.add_init_script(FRAME_RECORDER.replace("SELECTOR", "#t"))
+    head, tail = page_html(browser_edge.server, slow.public_key, "").split("</body>")
+    url = site.add("/slow", head + '<h1 id="t">Text</h1>', (3.0, "<p>rest</p></body>" + tail))
+    page.goto(url, wait_until="commit")
+    page.wait_for_function("document.readyState === 'complete'", timeout=10_000)
+    recorded = frames(page)
+    first_shown = next(ms for ms, _, visible in recorded if visible)
+    assert 1100 < first_shown < 1200 + 500, first_shown
+    assert any(ms < 1000 for ms, *_ in recorded)  # frames ran while it was hidden
 
 
 def test_single_page_app_navigation_applies_and_reverts(

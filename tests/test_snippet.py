@@ -5,8 +5,15 @@ import json
 
 import pytest
 
-from edge.config import ExperimentConfig, GoalConfig, MutationConfig, SiteConfig, VariantConfig
-from edge.snippet import ANTI_FLICKER_MS, build_snippet, load_runtime, script_safe_json
+from edge.config import (
+    ANTI_FLICKER_MS,
+    ExperimentConfig,
+    GoalConfig,
+    MutationConfig,
+    SiteConfig,
+    VariantConfig,
+)
+from edge.snippet import build_snippet, load_runtime, script_safe_json
 
 RUNTIME = load_runtime(b"(function(c){window.__sk=c})(__SPLITEDGE_CONFIG__);\n")
 

@@ -7,6 +7,7 @@ import pytest
 from edge.control.snapshot import load_snapshot
 from edge.control.store import NewExperiment, NewVariant, Store, normalize_site_url
 from edge.errors import Conflict, InvalidRequest, InvalidUrlPattern, NotFound
+from edge.snippet import browser_config
 from tests.support import pricing_experiment, seed_store
 
 
@@ -90,6 +91,23 @@ def test_duplicate_domain_conflicts(store: Store) -> None:
     store.create_site(ws.id, "example.com")
     with pytest.raises(Conflict, match="example.com"):
         store.create_site(ws.id, "https://example.com/other")
+
+
+def test_a_sites_anti_flicker_timeout_reaches_its_snippet_config(store: Store) -> None:
+    ws = store.create_workspace("w")
+    default = store.create_site(ws.id, "a.example")
+    quick = store.create_site(ws.id, "b.example", anti_flicker_ms=80)
+    assert (default.anti_flicker_ms, quick.anti_flicker_ms) == (250, 80)
+    assert store.get_site(quick.id) == quick
+    version = store.config_version()
+    sites = {s.id: s for s in load_snapshot(store.conn).sites}
+    assert store.config_version() == version
+    assert (sites[default.id].anti_flicker_ms, sites[quick.id].anti_flicker_ms) == (250, 80)
+    config = browser_config(sites[quick.id])
+    assert config.anti_flicker_ms == 80
+    for bad in (-1, 5001):
+        with pytest.raises(InvalidRequest, match="anti_flicker_ms must be between 0 and 5000"):
+            store.create_site(ws.id, f"c{bad}.example", anti_flicker_ms=bad)
 
 
 def test_invalid_url_pattern_is_refused_at_creation(store: Store) -> None:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import msgspec
 
 __all__ = [
+    "ANTI_FLICKER_MS",
+    "MAX_ANTI_FLICKER_MS",
     "ApiKeyEntry",
     "ConfigSnapshot",
     "ExperimentConfig",
@@ -22,6 +24,11 @@ __all__ = [
     "SiteConfig",
     "VariantConfig",
 ]
+
+# How long the snippet may hide a page while a variant's changes are pending, by default
+# and at most (a site setting).
+ANTI_FLICKER_MS = 250
+MAX_ANTI_FLICKER_MS = 5_000
 
 MutationAction = Literal[
     "set_style",
@@ -86,13 +93,17 @@ class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class SiteConfig(msgspec.Struct, frozen=True):
-    """A site, identified by its public key, with its running experiments."""
+    """A site, identified by its public key, with its running experiments.
+
+    ``anti_flicker_ms`` bounds how long its snippet hides a page while a change is pending.
+    """
 
     id: str
     workspace_id: str
     public_key: str
     url: str
     experiments: tuple[ExperimentConfig, ...]
+    anti_flicker_ms: int = ANTI_FLICKER_MS
 
 
 class ApiKeyEntry(msgspec.Struct, frozen=True):

@@ -19,15 +19,13 @@ __all__ = [
     "BrowserConfig",
     "Runtime",
     "SnippetBody",
+    "browser_config",
     "build_snippet",
     "load_runtime",
     "script_safe_json",
 ]
 
 CONFIG_TOKEN = b"__SPLITEDGE_CONFIG__"
-# How long the runtime may hide a page while a variant's changes are pending (a site
-# setting later; one default for every site for now).
-ANTI_FLICKER_MS = 250
 CACHE_CONTROL = b"public, max-age=60"
 JS_CONTENT_TYPE = b"application/javascript; charset=utf-8"
 
@@ -62,7 +60,7 @@ class BrowserConfig(msgspec.Struct, frozen=True):
 
     sk: str
     experiments: tuple[BrowserExperiment, ...]
-    anti_flicker_ms: int = ANTI_FLICKER_MS
+    anti_flicker_ms: int
 
 
 class Runtime(msgspec.Struct, frozen=True):
@@ -126,6 +124,7 @@ def browser_config(site: SiteConfig) -> BrowserConfig:
     return BrowserConfig(
         sk=site.public_key,
         experiments=tuple(_browser_experiment(e) for e in site.experiments if e.kind == "web"),
+        anti_flicker_ms=site.anti_flicker_ms,
     )
 
 

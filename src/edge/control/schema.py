@@ -132,7 +132,13 @@ CREATE TABLE goals (
 {_bump_triggers()}
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1,)
+# Version 2: how long a site's snippet may hide a page while a change is pending.
+_V2 = """
+ALTER TABLE sites ADD COLUMN anti_flicker_ms INTEGER NOT NULL DEFAULT 250
+    CHECK (anti_flicker_ms BETWEEN 0 AND 5000);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -92,9 +92,10 @@ def _read(conn: sqlite3.Connection) -> ConfigSnapshot:
             public_key=public_key,
             url=url,
             experiments=tuple(experiments[site_id]),
+            anti_flicker_ms=anti_flicker_ms,
         )
-        for site_id, workspace_id, public_key, url in conn.execute(
-            "SELECT id, workspace_id, public_key, url FROM sites ORDER BY id"
+        for site_id, workspace_id, public_key, url, anti_flicker_ms in conn.execute(
+            "SELECT id, workspace_id, public_key, url, anti_flicker_ms FROM sites ORDER BY id"
         )
     )
     api_keys = tuple(

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from edge.assign import weights_to_bps
-from edge.config import MutationConfig
+from edge.config import ANTI_FLICKER_MS, MAX_ANTI_FLICKER_MS, MutationConfig
 from edge.control.auth import key_digest, key_prefix, new_api_key
 from edge.control.schema import migrate
 from edge.errors import Conflict, InvalidRequest, NotFound
@@ -74,7 +74,8 @@ class IssuedKey(msgspec.Struct, frozen=True):
 
 
 class Site(msgspec.Struct, frozen=True):
-    """A website registered for testing; ``public_key`` names its snippet."""
+    """A website registered for testing; ``public_key`` names its snippet, and
+    ``anti_flicker_ms`` bounds how long the snippet may hide its pages."""
 
     id: str
     workspace_id: str
@@ -83,6 +84,7 @@ class Site(msgspec.Struct, frozen=True):
     domain: str
     public_key: str
     created_at: str
+    anti_flicker_ms: int = ANTI_FLICKER_MS
 
 
 class NewVariant(msgspec.Struct, frozen=True):
@@ -235,9 +237,20 @@ class Store:
 
     # sites
 
-    def create_site(self, workspace_id: str, url: str, name: str | None = None) -> Site:
+    def create_site(
+        self,
+        workspace_id: str,
+        url: str,
+        name: str | None = None,
+        anti_flicker_ms: int = ANTI_FLICKER_MS,
+    ) -> Site:
         """Register a site; the URL gets a scheme if it lacks one, the name defaults to the
-        domain. A second site with the same domain in a workspace is a conflict."""
+        domain. A second site with the same domain in a workspace is a conflict.
+        ``anti_flicker_ms`` bounds how long its snippet hides a page (0 never hides)."""
+        if not 0 <= anti_flicker_ms <= MAX_ANTI_FLICKER_MS:
+            raise InvalidRequest(
+                f"anti_flicker_ms must be between 0 and {MAX_ANTI_FLICKER_MS} (milliseconds)"
+            )
         normalized, domain = normalize_site_url(url)
         now = utc_now()
         site = Site(
@@ -248,13 +261,17 @@ class Store:
             domain=domain,
             public_key=uuid.uuid4().hex,
             created_at=now,
+            anti_flicker_ms=anti_flicker_ms,
         )
         try:
             self.conn.execute(
                 "INSERT INTO sites (id, workspace_id, name, url, domain, public_key, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (site.id, workspace_id, site.name, site.url, domain, site.public_key, now, now),
-            )
+                "created_at, updated_at, anti_flicker_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    site.id, workspace_id, site.name, site.url, domain, site.public_key, now,
+                    now, anti_flicker_ms,
+                ),
+            )  # fmt: skip
         except sqlite3.IntegrityError:
             raise Conflict(f"a site for {domain} is already registered") from None
         return site
@@ -262,8 +279,8 @@ class Store:
     def get_site(self, site_id: str) -> Site:
         """One site by id."""
         row = self.conn.execute(
-            "SELECT id, workspace_id, name, url, domain, public_key, created_at "
-            "FROM sites WHERE id = ?",
+            "SELECT id, workspace_id, name, url, domain, public_key, created_at, "
+            "anti_flicker_ms FROM sites WHERE id = ?",
             (site_id,),
         ).fetchone()
         if row is None:
