@@ -60,8 +60,11 @@ def site() -> Iterator[SiteServer]:
     server.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Chromium for one test module. Not for the session: Playwright's sync API keeps an
+    event loop running in the main thread while it is started, and later tests call
+    asyncio.run."""
     with chromium() as launched:
         yield launched
 
