@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 from playwright.sync_api import Browser, Page, Playwright, Request, sync_playwright
 
 from edge.config import MutationConfig
-from edge.control.store import NewExperiment, NewGoal, NewVariant, Store
-from tests.support import Server
+from edge.control.store import NewExperiment, NewGoal, NewVariant, Site, Store
+from tests.support import Seed, Server, running_server, seed_store, variant_and_goal_ids
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -124,100 +125,89 @@ class SiteServer:
         self.httpd.server_close()
 
 
-def page_html(edge: Server, public_key: str, body: str, head: str = "") -> str:
-    """A page with the snippet first in <head>, as the install instructions say."""
+class BrowserEdge(msgspec.Struct):
+    """The real edge the browser tests load the snippet from, with its seeded store."""
+
+    server: Server
+    seed: Seed
+    store_path: Path
+
+
+@contextmanager
+def browser_edge_on(data: Path) -> Iterator[BrowserEdge]:
+    """Seed a store in ``data`` and run the edge over it until the block ends."""
+    store_path = data / "splitedge.sqlite3"
+    seed = seed_store(store_path)
+    with running_server(data) as server:
+        yield BrowserEdge(server, seed, store_path)
+
+
+def page_html(edge: BrowserEdge, body: str, head: str = "", site: Site | None = None) -> str:
+    """A page with the snippet of ``site`` (the seeded one by default) first in <head>,
+    as the install instructions say."""
+    public_key = (site or edge.seed.site).public_key
     return (
         "<!doctype html><html><head>"
-        f'<script src="{edge.base_url}/s/{public_key}.js"></script>{head}'
+        f'<script src="{edge.server.base_url}/s/{public_key}.js"></script>{head}'
         f"</head><body>{body}</body></html>"
     )
 
 
-class Launched:
+class Launched(msgspec.Struct):
     """A running web experiment: its id, its variant ids (control first), its goal ids."""
 
-    def __init__(self, experiment_id: str, variant_ids: list[str], goal_ids: list[str]):
-        self.id = experiment_id
-        self.variant_ids = variant_ids
-        self.goal_ids = goal_ids
+    id: str
+    variant_ids: list[str]
+    goal_ids: list[str]
 
 
 def launch(
-    store_path: Path,
-    edge: Server,
-    workspace_id: str,
-    site_id: str,
-    public_key: str,
+    edge: BrowserEdge,
     url_pattern: str | None,
     variants: Sequence[NewVariant],
     goals: Sequence[NewGoal] = (),
-    coverage_bps: int = 10_000,
+    site: Site | None = None,
 ) -> Launched:
-    """Create and start an experiment in the store; return once the edge serves it."""
-    store = Store(store_path)
+    """Create and start an experiment on ``site`` (the seeded one by default); return
+    once the edge serves it."""
+    site = site or edge.seed.site
+    store = Store(edge.store_path)
     try:
         experiment_id = store.create_experiment(
             NewExperiment(
-                workspace_id=workspace_id,
-                site_id=site_id,
+                workspace_id=site.workspace_id,
+                site_id=site.id,
                 name="browser test",
                 url_pattern=url_pattern,
                 variants=tuple(variants),
                 goals=tuple(goals),
-                coverage_bps=coverage_bps,
             )
         )
         store.set_experiment_status(experiment_id, "running")
-        variant_ids = [
-            row[0]
-            for row in store.conn.execute(
-                "SELECT id FROM variants WHERE experiment_id = ? ORDER BY position",
-                (experiment_id,),
-            )
-        ]
-        goal_ids = [
-            row[0]
-            for row in store.conn.execute(
-                "SELECT id FROM goals WHERE experiment_id = ? ORDER BY position", (experiment_id,)
-            )
-        ]
+        variant_ids, goal_ids = variant_and_goal_ids(store, experiment_id)
     finally:
         store.close()
-    wait_served(edge, public_key, experiment_id)
+    wait_served(edge.server, site.public_key, experiment_id)
     return Launched(experiment_id, variant_ids, goal_ids)
 
 
-def stop_experiment(store_path: Path, edge: Server, public_key: str, experiment_id: str) -> None:
-    store = Store(store_path)
-    try:
-        store.set_experiment_status(experiment_id, "paused")
-    finally:
-        store.close()
-    wait_served(edge, public_key, experiment_id, present=False)
-
-
-def wait_served(
-    edge: Server, public_key: str, experiment_id: str, present: bool = True, timeout: float = 5
-) -> None:
+def wait_served(edge: Server, public_key: str, experiment_id: str, timeout: float = 5) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        snippet = httpx.get(f"{edge.base_url}/s/{public_key}.js").text
-        if (experiment_id in snippet) == present:
+        if experiment_id in httpx.get(f"{edge.base_url}/s/{public_key}.js").text:
             return
         time.sleep(0.05)
-    raise AssertionError(
-        f"the edge did not {'start' if present else 'stop'} serving {experiment_id}"
-    )
+    raise AssertionError(f"the edge did not start serving {experiment_id} in {timeout}s")
 
 
 def change(selector: str, action: str, payload: str = "", **extra: str) -> MutationConfig:
     return MutationConfig(selector=selector, action=action, payload=payload, **extra)  # type: ignore[arg-type]
 
 
-def two_arms(*changes: MutationConfig, control_weight: float = 50) -> list[NewVariant]:
+def two_arms(*changes: MutationConfig) -> list[NewVariant]:
     return [
-        NewVariant(name="Control", weight=control_weight),
-        NewVariant(name="Variant", weight=100 - control_weight, changes=tuple(changes)),
+        NewVariant(name="Control", weight=50),
+        NewVariant(name="Variant", weight=50, changes=tuple(changes)),
     ]
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
 import pytest
 from playwright.sync_api import Browser, Page
 
 from edge.control.store import Store
-from tests.browser import SiteServer, chromium
+from tests.browser import BrowserEdge, SiteServer, browser_edge_on, chromium
 from tests.support import Seed, Server, running_server, seed_store
 
 
@@ -35,22 +34,11 @@ def edge_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serv
         yield server, seed
 
 
-class BrowserEdge(msgspec.Struct):
-    """The real edge the browser tests load the snippet from, with its store."""
-
-    server: Server
-    seed: Seed
-    store_path: Path
-
-
 @pytest.fixture(scope="session")
 def browser_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserEdge]:
     """A real server of its own: the browser tests start experiments in its store."""
-    data = tmp_path_factory.mktemp("browser-edge") / "data"
-    store_path = data / "splitedge.sqlite3"
-    seed = seed_store(store_path)
-    with running_server(data) as server:
-        yield BrowserEdge(server, seed, store_path)
+    with browser_edge_on(tmp_path_factory.mktemp("browser-edge") / "data") as edge:
+        yield edge
 
 
 @pytest.fixture(scope="session")

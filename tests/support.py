@@ -135,6 +135,20 @@ def pricing_experiment(workspace_id: str, site_id: str, url_pattern: str | None)
     )
 
 
+def variant_and_goal_ids(store: Store, experiment_id: str) -> tuple[list[str], list[str]]:
+    """The ids of an experiment's variants (control first) and goals, in their order."""
+    return tuple(  # type: ignore[return-value]
+        [
+            row[0]
+            for row in store.conn.execute(
+                f"SELECT id FROM {table} WHERE experiment_id = ? ORDER BY position",
+                (experiment_id,),
+            )
+        ]
+        for table in ("variants", "goals")
+    )
+
+
 def seed_store(path: Path) -> Seed:
     """A workspace with a site and one running experiment on /pricing, and a second
     workspace with a site and a running experiment of its own."""
@@ -150,14 +164,8 @@ def seed_store(path: Path) -> Seed:
         other_site = store.create_site(other.id, "https://other.example.org")
         other_exp = store.create_experiment(pricing_experiment(other.id, other_site.id, None))
         store.set_experiment_status(other_exp, "running")
-        variants = [
-            row[0]
-            for row in store.conn.execute(
-                "SELECT id FROM variants WHERE experiment_id = ? ORDER BY position", (exp,)
-            )
-        ]
-        (goal,) = store.conn.execute("SELECT id FROM goals WHERE experiment_id = ?", (exp,))
-        return Seed(ws.id, key, site, exp, other_key, other_site, variants, goal[0], other_exp)
+        variants, (goal,) = variant_and_goal_ids(store, exp)
+        return Seed(ws.id, key, site, exp, other_key, other_site, variants, goal, other_exp)
     finally:
         store.close()
 

@@ -14,9 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from playwright.async_api import async_playwright
 
 from edge.assign import AssignmentTable
-from edge.control.store import NewVariant
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, SiteServer, launch, page_html
-from tests.conftest import BrowserEdge
+from tests.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    BrowserEdge,
+    SiteServer,
+    launch,
+    page_html,
+    two_arms,
+)
 
 VISITORS = 2_000
 AT_ONCE = 4
@@ -53,13 +59,8 @@ async def visit(url: str, experiment_id: str) -> list[tuple[str, str]]:
 def test_two_thousand_fresh_visitors_split_as_python_assigns(
     site: SiteServer, browser_edge: BrowserEdge
 ) -> None:
-    seed = browser_edge.seed
-    variants = [NewVariant(name="Control", weight=50), NewVariant(name="B", weight=50)]
-    launched = launch(
-        browser_edge.store_path, browser_edge.server, seed.workspace_id, seed.site.id,
-        seed.site.public_key, "/split", variants,
-    )  # fmt: skip
-    url = site.add("/split", page_html(browser_edge.server, seed.site.public_key, "<p>hi</p>"))
+    launched = launch(browser_edge, "/split", two_arms())
+    url = site.add("/split", page_html(browser_edge, "<p>hi</p>"))
     with ThreadPoolExecutor(1) as thread:
         visits = thread.submit(asyncio.run, visit(url, launched.id)).result()
 

@@ -9,14 +9,20 @@ hides counts as not rendered).
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from playwright.sync_api import Page
 
 from edge.control.store import NewVariant, Store
-from tests.browser import Beacons, SiteServer, change, launch, only_variant, page_html
-from tests.conftest import BrowserEdge
+from tests.browser import (
+    Beacons,
+    BrowserEdge,
+    Part,
+    SiteServer,
+    change,
+    launch,
+    only_variant,
+    page_html,
+)
 
 # Every animation frame: [ms since navigation start, target's text or null, visible].
 FRAME_RECORDER = """
@@ -33,34 +39,22 @@ window.__frames = [];
 """
 
 
-def launch_on(edge: BrowserEdge, path: str, variants: list[NewVariant], **kw: Any) -> Any:
-    seed = edge.seed
-    return launch(
-        edge.store_path, edge.server, seed.workspace_id, seed.site.id, seed.site.public_key,
-        path, variants, **kw,
-    )  # fmt: skip
-
-
-def html(edge: BrowserEdge, body: str, head: str = "") -> str:
-    return page_html(edge.server, edge.seed.site.public_key, body, head)
-
-
-def streamed(edge: BrowserEdge, early: str, late: str, delay: float = 0.15) -> tuple[str, ...]:
+def streamed(edge: BrowserEdge, early: str, late: str, delay: float = 0.15) -> tuple[Part, ...]:
     """A page whose ``late`` part is parsed ``delay`` seconds after the snippet ran."""
-    start = html(edge, "")
+    start = page_html(edge, "")
     head, tail = start.split("</body>")
     return (head + early, (delay, late + "</body>" + tail))
 
 
 def frames(page: Page) -> list[tuple[float, str | None, bool]]:
     page.wait_for_timeout(100)  # a few frames after the last change
-    return [tuple(f) for f in page.evaluate("window.__frames")]  # type: ignore[misc]
+    return [tuple(f) for f in page.evaluate("window.__frames")]
 
 
 def test_variant_text_is_never_rendered_before_the_change(
     page: Page, site: SiteServer, browser_edge: BrowserEdge
 ) -> None:
-    launch_on(browser_edge, "/flicker/variant", only_variant(change("#t", "set_content", "New")))
+    launch(browser_edge, "/flicker/variant", only_variant(change("#t", "set_content", "New")))
     page.add_init_script(FRAME_RECORDER.replace("SELECTOR", "#t"))
     url = site.add(
         "/flicker/variant",
@@ -80,7 +74,7 @@ def test_control_text_is_never_changed(
         NewVariant(name="Control", weight=1),
         NewVariant(name="B", weight=0, changes=(change("#t", "set_content", "New"),)),
     ]
-    launch_on(browser_edge, "/flicker/control", variants)
+    launch(browser_edge, "/flicker/control", variants)
     page.add_init_script(FRAME_RECORDER.replace("SELECTOR", "#t"))
     url = site.add(
         "/flicker/control",
@@ -125,7 +119,7 @@ def test_each_action_applies_once_to_early_and_late_elements(
 ) -> None:
     payload, element, check = ACTIONS[action]
     path = f"/actions/{action}/{placement}"
-    launch_on(browser_edge, path, only_variant(change(".t", action, **payload)))
+    launch(browser_edge, path, only_variant(change(".t", action, **payload)))
     edge, key = browser_edge.server.base_url, browser_edge.seed.site.public_key
     snippet = f'<script src="{edge}/s/{key}.js"></script>'
     if placement == "head":
@@ -148,9 +142,9 @@ def test_each_action_applies_once_to_early_and_late_elements(
 def test_changes_to_elements_added_by_scripts_before_domcontentloaded(
     page: Page, site: SiteServer, browser_edge: BrowserEdge
 ) -> None:
-    launch_on(browser_edge, "/scripted", only_variant(change("#late", "set_content", "Changed")))
+    launch(browser_edge, "/scripted", only_variant(change("#late", "set_content", "Changed")))
     body = '<div id="box"></div><script>box.innerHTML = "<b id=late>Original</b>"</script><p>x</p>'
-    page.goto(site.add("/scripted", html(browser_edge, body)))
+    page.goto(site.add("/scripted", page_html(browser_edge, body)))
     assert page.text_content("#late") == "Changed"
 
 
@@ -163,7 +157,7 @@ def test_a_broken_change_still_shows_the_page_within_the_timeout(
         change("#t", "set_content", "Applied"),
         change("#never-there", "set_content", "pending forever"),
     )
-    launched = launch_on(browser_edge, "/broken", only_variant(*changes))
+    launched = launch(browser_edge, "/broken", only_variant(*changes))
     page.add_init_script(FRAME_RECORDER.replace("SELECTOR", "#t"))
     beacons = Beacons(page)
     # The rest of the page comes 1.5 s late, so DOMContentLoaded cannot be what shows it.
@@ -197,11 +191,10 @@ def test_a_sites_anti_flicker_timeout_bounds_the_hiding(
     finally:
         store.close()
     launch(
-        browser_edge.store_path, browser_edge.server, slow.workspace_id, slow.id,
-        slow.public_key, "/slow", only_variant(change("#never-there", "set_content", "x")),
-    )  # fmt: skip
+        browser_edge, "/slow", only_variant(change("#never-there", "set_content", "x")), site=slow
+    )
     page.add_init_script(FRAME_RECORDER.replace("SELECTOR", "#t"))
-    head, tail = page_html(browser_edge.server, slow.public_key, "").split("</body>")
+    head, tail = page_html(browser_edge, "", site=slow).split("</body>")
     url = site.add("/slow", head + '<h1 id="t">Text</h1>', (3.0, "<p>rest</p></body>" + tail))
     page.goto(url, wait_until="commit")
     page.wait_for_function("document.readyState === 'complete'", timeout=10_000)
@@ -221,10 +214,10 @@ def test_single_page_app_navigation_applies_and_reverts(
         change("#h", "set_style", "color: rgb(0, 128, 0)"),
         change("#h", "insert_after", '<p class="ins">Ends tonight</p>'),
     )
-    launched = launch_on(browser_edge, "/spa/pricing", only_variant(*changes))
+    launched = launch(browser_edge, "/spa/pricing", only_variant(*changes))
     beacons = Beacons(page)
     body = '<h1 id="h" class="title" data-mode="plain">Welcome</h1><p>footer</p>'
-    page.goto(site.add("/spa/home", html(browser_edge, body)))
+    page.goto(site.add("/spa/home", page_html(browser_edge, body)))
     original = page.evaluate("document.body.innerHTML")
     assert page.evaluate("window.__sk.a") == []
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, Page
@@ -14,29 +13,18 @@ from playwright.sync_api import Browser, Page
 from edge.control.store import NewGoal, NewVariant
 from tests.browser import (
     Beacons,
+    BrowserEdge,
     SiteServer,
+    browser_edge_on,
     change,
     launch,
     only_variant,
     page_html,
     two_arms,
 )
-from tests.conftest import BrowserEdge
-from tests.support import clickhouse_rows, metric, running_server, seed_store, wait_flushed
+from tests.support import clickhouse_rows, metric, wait_flushed
 
 FLUSH_MS = 1000  # the runtime sends a batch this long after its first event
-
-
-def launch_on(edge: BrowserEdge, path: str | None, variants: list[NewVariant], **kw: Any) -> Any:
-    seed = edge.seed
-    return launch(
-        edge.store_path, edge.server, seed.workspace_id, seed.site.id, seed.site.public_key,
-        path, variants, **kw,
-    )  # fmt: skip
-
-
-def html(edge: BrowserEdge, body: str) -> str:
-    return page_html(edge.server, edge.seed.site.public_key, body)
 
 
 def leave(page: Page, site: SiteServer) -> None:
@@ -50,23 +38,23 @@ def leave(page: Page, site: SiteServer) -> None:
 def test_window_sk_has_the_reference_shape(
     page: Page, site: SiteServer, browser_edge: BrowserEdge
 ) -> None:
-    launched = launch_on(
+    launched = launch(
         browser_edge, "/shape",
         only_variant(change("h1", "set_content", "B")),
         goals=[NewGoal(name="Buy", type="click", selector=".buy")],
     )  # fmt: skip
-    page.goto(site.add("/shape", html(browser_edge, "<h1>A</h1>")))
+    page.goto(site.add("/shape", page_html(browser_edge, "<h1>A</h1>")))
     sk = page.evaluate(
         "(id) => { const sk = window.__sk; return {keys: Object.keys(sk).sort(), "
         "types: Object.fromEntries(Object.entries(sk).map(([k, v]) => [k, typeof v])), "
         "a: sk.a, sk: sk.sk, dt: sk.dt, preview: sk.preview, "
         "hit: sk.getVariant(id), miss: sk.getVariant('nope'), "
-        "ls: localStorage.length, ss: sessionStorage.length, v: sk.v, s: sk.s} }",
+        "v: sk.v, s: sk.s} }",
         launched.id,
     )
-    assert {"v", "s", "dt", "sk", "a", "preview", "getVariant", "track", "optOut"} <= set(
-        sk["keys"]
-    )
+    assert set(sk["keys"]) == {
+        "v", "s", "dt", "sk", "a", "preview", "getVariant", "track", "optOut",
+    }  # fmt: skip
     assert sk["types"]["getVariant"] == sk["types"]["track"] == sk["types"]["optOut"] == "function"
     assert sk["sk"] == browser_edge.seed.site.public_key and sk["dt"] == "desktop"
     assert sk["preview"] is False
@@ -90,7 +78,7 @@ def test_visitor_id_falls_back_to_a_first_party_cookie(
         "Object.defineProperty(window, 'localStorage', "
         "{get() { throw new DOMException('denied', 'SecurityError'); }});"
     )
-    url = site.add("/cookie", html(browser_edge, "<p>x</p>"))
+    url = site.add("/cookie", page_html(browser_edge, "<p>x</p>"))
     page.goto(url)
     visitor = page.evaluate("window.__sk.v")
     assert visitor and f"sk_v={visitor}" in page.evaluate("document.cookie")
@@ -101,7 +89,7 @@ def test_visitor_id_falls_back_to_a_first_party_cookie(
 def test_a_new_visitor_gets_a_new_id(
     browser: Browser, site: SiteServer, browser_edge: BrowserEdge
 ) -> None:
-    url = site.add("/ids", html(browser_edge, "<p>x</p>"))
+    url = site.add("/ids", page_html(browser_edge, "<p>x</p>"))
     ids = set()
     for _ in range(3):
         context = browser.new_context()
@@ -149,10 +137,10 @@ def test_the_reference_recipes_work_unchanged(
 ) -> None:
     """The reference's pricing bridge and show/hide recipe, verbatim, for visitors of
     both arms (fresh contexts until each arm was seen)."""
-    launched = launch_on(browser_edge, "/recipe", two_arms())
+    launched = launch(browser_edge, "/recipe", two_arms())
     control, variant = launched.variant_ids
     body = PRICING_BRIDGE % {"exp": launched.id, "control": control, "variant": variant}
-    url = site.add("/recipe", html(browser_edge, body))
+    url = site.add("/recipe", page_html(browser_edge, body))
     seen: dict[str, tuple[str, str, bool, bool]] = {}
     for _ in range(40):
         context = browser.new_context()
@@ -175,9 +163,9 @@ def test_the_reference_recipes_work_unchanged(
 def test_one_exposure_per_visitor_per_session(
     page: Page, site: SiteServer, browser_edge: BrowserEdge
 ) -> None:
-    launched = launch_on(browser_edge, "/once", two_arms())
+    launched = launch(browser_edge, "/once", two_arms())
     beacons = Beacons(page)
-    url = site.add("/once", html(browser_edge, "<p>x</p>"))
+    url = site.add("/once", page_html(browser_edge, "<p>x</p>"))
     for _ in range(3):
         page.goto(url)
         page.wait_for_timeout(FLUSH_MS + 300)  # each page view's batch is sent (and seen)
@@ -191,7 +179,7 @@ def test_one_exposure_per_visitor_per_session(
 
 
 def test_pageview_and_custom_goals(page: Page, site: SiteServer, browser_edge: BrowserEdge) -> None:
-    launched = launch_on(
+    launched = launch(
         browser_edge, "/shop",
         only_variant(),
         goals=[
@@ -201,8 +189,8 @@ def test_pageview_and_custom_goals(page: Page, site: SiteServer, browser_edge: B
     )  # fmt: skip
     pageview_goal, custom_goal = launched.goal_ids
     beacons = Beacons(page)
-    page.goto(site.add("/shop/list", html(browser_edge, "<p>list</p>")))
-    page.goto(site.add("/shop/checkout", html(browser_edge, "<p>pay</p>")))
+    page.goto(site.add("/shop/list", page_html(browser_edge, "<p>list</p>")))
+    page.goto(site.add("/shop/checkout", page_html(browser_edge, "<p>pay</p>")))
     page.evaluate("window.__sk.track('signup', 49.5)")
     page.evaluate("window.__sk.track('newsletter', 1)")  # no such goal: a custom event
     beacons.wait_for(page, lambda events: len(beacons.of_type("goal")) >= 2)
@@ -224,10 +212,10 @@ def test_redirect_before_paint_keeps_query_and_hash_and_exposes_on_the_destinati
         NewVariant(name="Control", weight=0),
         NewVariant(name="New page", weight=1, redirect_url="/landing-b"),
     ]
-    launched = launch_on(browser_edge, "/landing", variants)
+    launched = launch(browser_edge, "/landing", variants)
     beacons = Beacons(page)
-    site.add("/landing", html(browser_edge, "<h1>Old landing</h1>"))
-    site.add("/landing-b", html(browser_edge, "<h1>New landing</h1>"))
+    site.add("/landing", page_html(browser_edge, "<h1>Old landing</h1>"))
+    site.add("/landing-b", page_html(browser_edge, "<h1>New landing</h1>"))
     page.goto(site.base_url + "/landing?utm_source=mail#plans")
     page.wait_for_load_state("load")
     assert page.url == site.base_url + "/landing-b?utm_source=mail#plans"
@@ -248,9 +236,9 @@ def test_a_redirect_onto_a_matching_page_does_not_loop(
         NewVariant(name="Control", weight=0),
         NewVariant(name="B", weight=1, redirect_url="/loop/b"),
     ]
-    launch_on(browser_edge, "/loop", variants)
-    site.add("/loop/a", html(browser_edge, "<h1>a</h1>"))
-    site.add("/loop/b", html(browser_edge, "<h1>b</h1>"))
+    launch(browser_edge, "/loop", variants)
+    site.add("/loop/a", page_html(browser_edge, "<h1>a</h1>"))
+    site.add("/loop/b", page_html(browser_edge, "<h1>b</h1>"))
     before = len(site.requests)
     page.goto(site.base_url + "/loop/a")
     page.wait_for_timeout(500)
@@ -261,12 +249,12 @@ def test_a_redirect_onto_a_matching_page_does_not_loop(
 def test_opt_out_stops_all_sending_and_persists(
     page: Page, site: SiteServer, browser_edge: BrowserEdge
 ) -> None:
-    launch_on(
+    launch(
         browser_edge, "/optout", two_arms(),
         goals=[NewGoal(name="Buy", type="click", selector=".buy")],
     )  # fmt: skip
     beacons = Beacons(page)
-    url = site.add("/optout", html(browser_edge, '<button class="buy">Buy</button>'))
+    url = site.add("/optout", page_html(browser_edge, '<button class="buy">Buy</button>'))
     page.goto(url)
     page.evaluate("window.__sk.optOut()")
     page.click(".buy")
@@ -280,8 +268,8 @@ def test_opt_out_stops_all_sending_and_persists(
 
 def test_pagehide_flushes_the_batch(page: Page, site: SiteServer, own_edge: BrowserEdge) -> None:
     """On a server of its own, so that the only event it can receive is this one."""
-    launch_on(own_edge, "/gone", two_arms())
-    page.goto(site.add("/gone", html(own_edge, "<p>x</p>")))
+    launch(own_edge, "/gone", two_arms())
+    page.goto(site.add("/gone", page_html(own_edge, "<p>x</p>")))
     leave(page, site)  # before the batch timer: only pagehide can send the exposure
     received = 'splitedge_events_received_total{source="browser"}'
     deadline = time.monotonic() + 5
@@ -293,22 +281,20 @@ def test_pagehide_flushes_the_batch(page: Page, site: SiteServer, own_edge: Brow
 @pytest.fixture
 def own_edge(tmp_path: Path) -> Iterator[BrowserEdge]:
     """A server of the test's own, to stop and read its ClickHouse."""
-    data = tmp_path / "data"
-    seed = seed_store(data / "splitedge.sqlite3")
-    with running_server(data) as server:
-        yield BrowserEdge(server, seed, data / "splitedge.sqlite3")
+    with browser_edge_on(tmp_path / "data") as edge:
+        yield edge
 
 
 def test_click_goal_reaches_clickhouse_and_preview_sends_nothing(
     browser: Browser, site: SiteServer, own_edge: BrowserEdge
 ) -> None:
-    launched = launch_on(
+    launched = launch(
         own_edge, "/buy",
         two_arms(change("h1", "set_content", "Variant headline")),
         goals=[NewGoal(name="Buy", type="click", selector=".buy")],
     )  # fmt: skip
     url = site.add(
-        "/buy", html(own_edge, '<h1>Headline</h1><a class="buy" href="#"><b>Buy</b></a>')
+        "/buy", page_html(own_edge, '<h1>Headline</h1><a class="buy" href="#"><b>Buy</b></a>')
     )
 
     # Preview of the variant: applied, and not a single event sent.

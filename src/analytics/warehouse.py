@@ -110,9 +110,10 @@ def insert_settings(token: str) -> dict[str, str | int]:
 
 # --- the DDL ---------------------------------------------------------------------------
 
-# The events table, version 1. One row per event, web and agent alike; the Arrow column
-# with dictionary<int32, string> becomes LowCardinality(String), a nullable Arrow number
-# stays Nullable here. Strings a client may omit are '' (never NULL), so that they can be
+# The events table, version 1. One row per event, web and agent alike. Strings that
+# repeat are LowCardinality(String) whether the Arrow column is a plain string or a
+# dictionary (ClickHouse converts either on insert); a nullable Arrow number stays
+# Nullable here. Strings a client may omit are '' (never NULL), so that they can be
 # in the sorting key and compare without NULL rules.
 _EVENT_COLUMNS_V1: tuple[tuple[str, str], ...] = (
     ("event_id", "String"),

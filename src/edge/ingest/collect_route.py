@@ -127,13 +127,12 @@ class CollectEndpoint:
                 f"none of the {len(request.events)} events belongs to a running experiment "
                 f"of this site ({reasons}); send the ids the snippet assigned"
             )
-        if kept:
-            chunk = BrowserChunk(
-                workspace_id=bundle.site.workspace_id,
-                site_id=bundle.site.id,
-                received_ms=time.time_ns() // 1_000_000,
-                events=kept,
-            )
-            await self.buffer.add(chunk)
-            self.counters.accept("browser", len(kept))
+        chunk = BrowserChunk(
+            workspace_id=bundle.site.workspace_id,
+            site_id=bundle.site.id,
+            received_ms=time.time_ns() // 1_000_000,
+            events=kept,
+        )
+        await self.buffer.add(chunk)
+        self.counters.accept("browser", len(kept))
         return _Answer(_Screened(len(kept), len(request.events) - len(kept), rejected))
