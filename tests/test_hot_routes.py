@@ -13,7 +13,7 @@ from starlette.types import Receive, Send
 
 from edge.errors import ServiceUnavailable
 from edge.hot_routes import HotRoute, HotRoutes
-from edge.http import send_response
+from edge.http import EXCEPTION_HANDLERS, send_response
 
 calls: list[str] = []
 
@@ -43,7 +43,7 @@ def app() -> HotRoutes:
             Route("/other", lambda request: PlainTextResponse("starlette")),
         ]
     )
-    return HotRoutes(starlette, hot)
+    return HotRoutes(starlette, hot, EXCEPTION_HANDLERS)
 
 
 def request(method: str, path: str) -> httpx.Response:

@@ -18,21 +18,15 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from edge.assign_route import AssignEndpoint
 from edge.control.snapshot import StoreSource
 from edge.demo import DEMO_PATH, DemoPage
-from edge.errors import SplitedgeError
 from edge.health import Health, Readiness
 from edge.hot_routes import HotRoute, HotRoutes
-from edge.http import (
-    http_exception_response,
-    splitedge_error_response,
-    unexpected_error_response,
-)
+from edge.http import EXCEPTION_HANDLERS
 from edge.ingest.buffer import EventBuffer
 from edge.ingest.collect_route import CollectEndpoint
 from edge.ingest.events_route import EventsEndpoint
@@ -119,10 +113,6 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        exception_handlers={
-            SplitedgeError: splitedge_error_response,
-            HTTPException: http_exception_response,
-            Exception: unexpected_error_response,
-        },
+        exception_handlers=dict(EXCEPTION_HANDLERS),
     )
-    return HotRoutes(app, hot_routes)
+    return HotRoutes(app, hot_routes, EXCEPTION_HANDLERS)

@@ -4,21 +4,21 @@ Starlette's middleware stack and router cost an ingesting worker about a tenth o
 time per request (py-spy, bench/RESULTS.md): two middleware layers, an exception-handling
 wrapper and a regex match per route. The ingest and assignment endpoints are raw ASGI
 callables, so for their exact paths and methods `HotRoutes` calls them directly and
-maps what they raise as the app's exception handlers do. Everything else (other methods
+answers what they raise with the app's own exception handlers. Everything else (other methods
 included, for Starlette's 405) goes through the Starlette app as before, lifespan too.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge.errors import SplitedgeError
-from edge.http import splitedge_error_response, unexpected_error_response
+from edge.http import ExceptionHandler
 
 __all__ = ["HotRoute", "HotRoutes"]
 
@@ -38,11 +38,19 @@ class HotRoute:
 
 
 class HotRoutes:
-    """An ASGI app: hot routes first, then the wrapped app."""
+    """An ASGI app: hot routes first, then the wrapped app. ``handlers`` are the app's
+    exception handlers (`edge.http.EXCEPTION_HANDLERS`): what a hot route raises is
+    answered as Starlette would answer it on the other routes."""
 
-    def __init__(self, app: ASGIApp, routes: Iterable[HotRoute]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Iterable[HotRoute],
+        handlers: Mapping[type[Exception], ExceptionHandler],
+    ):
         self.app = app
         self.routes = {route.path: route for route in routes}
+        self.handlers = handlers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -60,14 +68,15 @@ class HotRoutes:
             started = True
             await send(message)
 
-        # Errors get the answers Starlette's exception handlers give on the other routes.
         try:
             await endpoint(scope, receive, tracked_send)
-        except SplitedgeError as exc:
-            if started:
-                raise
-            await splitedge_error_response(Request(scope), exc)(scope, receive, send)
         except Exception as exc:
-            log.exception("unexpected error on %s %s", scope["method"], scope["path"])
-            if not started:
-                await unexpected_error_response(Request(scope), exc)(scope, receive, send)
+            handler = next(
+                (self.handlers[kind] for kind in type(exc).__mro__ if kind in self.handlers), None
+            )
+            if handler is None or started:
+                raise
+            response = handler(Request(scope), exc)
+            if response.status_code >= 500 and not isinstance(exc, SplitedgeError):
+                log.exception("unexpected error on %s %s", scope["method"], scope["path"])
+            await response(scope, receive, send)

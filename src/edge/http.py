@@ -7,6 +7,7 @@ costs one dict lookup and one ``send`` of precomputed headers. Errors are raised
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgspec
@@ -18,6 +19,8 @@ from starlette.types import Receive, Send
 from edge.errors import InvalidRequest, PayloadTooLarge, ServiceUnavailable, SplitedgeError
 
 __all__ = [
+    "EXCEPTION_HANDLERS",
+    "ExceptionHandler",
     "JSON_HEADERS",
     "decode_body",
     "error_body",
@@ -137,3 +140,14 @@ def unexpected_error_response(request: Request, exc: Exception) -> Response:
         status_code=500,
         media_type="application/json",
     )
+
+
+ExceptionHandler = Callable[[Request, Exception], Response]
+
+# The app's exception handlers, for Starlette and for the routes dispatched ahead of it
+# (`edge.hot_routes`): the most specific class of an exception picks its handler.
+EXCEPTION_HANDLERS: dict[type[Exception], ExceptionHandler] = {
+    SplitedgeError: splitedge_error_response,
+    HTTPException: http_exception_response,
+    Exception: unexpected_error_response,
+}
