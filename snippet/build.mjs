@@ -22,7 +22,7 @@ export const TARGET = 'es2020';
 
 /**
  * Bundle the runtime with esbuild (modules into one IIFE), then minify it with terser,
- * whose compressor and top-level mangling save about 5 % over esbuild's minifier.
+ * whose compressor and top-level mangling save about 3 % (gzipped) over esbuild's minifier.
  * Returns its code. Throws unless the token occurs exactly once.
  */
 export async function bundleRuntime() {
