@@ -39,6 +39,8 @@ snippet: snippet/node_modules/.installed
 bench: $(STAMP)
 	$(BIN)/python bench/edge.py --write
 	$(BIN)/python bench/ingest.py --write
+	$(BIN)/python bench/stats.py --write
+	$(BIN)/python bench/results_query.py --write
 
 clean:
 	rm -rf $(VENV) data

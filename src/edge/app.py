@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -21,7 +22,15 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from analytics import bayes
+from analytics.gateway import query_runner
 from edge.assign_route import AssignEndpoint
+from edge.control.report_page import ReportLinks, ReportPage
+from edge.control.results_api import (
+    ExperimentMetricsEndpoint,
+    ExperimentResultsEndpoint,
+    ResultsSource,
+)
 from edge.control.snapshot import StoreSource
 from edge.demo import DEMO_PATH, DemoPage
 from edge.health import Health, Readiness
@@ -43,6 +52,13 @@ __all__ = ["create_app"]
 log = logging.getLogger("splitedge.app")
 
 
+def _warm_up_statistics() -> None:
+    try:
+        bayes.warm_up()
+    except Exception:  # the first results request compiles instead
+        log.exception("warming up the statistics kernels failed")
+
+
 async def _save_every(counters: IngestCounters, run_dir: Path, interval: float = 1.0) -> None:
     while True:
         await asyncio.sleep(interval)
@@ -61,10 +77,16 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     buffer = EventBuffer(spool)
     counters = IngestCounters()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
+    runner = query_runner(settings.clickhouse_dsn, settings.run_dir)
+    results = ResultsSource(settings.store_path, runner)
+    links = ReportLinks(settings.store_path)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         source = await asyncio.to_thread(StoreSource, settings.store_path)
+        # Numba compiles (or loads from its cache) the kernels off the request path and
+        # without holding up readiness; a results request before it ends waits for it.
+        threading.Thread(target=_warm_up_statistics, name="warm-up", daemon=True).start()
         follower = ConfigFollower(
             source, load_runtime(), holder, interval=settings.config_poll_interval
         )
@@ -90,6 +112,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             spool.close()
             counters.save(settings.run_dir)
             source.close()
+            runner.close()
 
     hot_routes = [
         HotRoute("/v1/assign", ["POST"], AssignEndpoint(holder)),
@@ -109,6 +132,17 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             methods=["GET"],
         ),
         Route(DEMO_PATH, DemoPage(holder), methods=["GET"]),
+        Route(
+            "/v1/experiments/{experiment_id}/results",
+            ExperimentResultsEndpoint(holder, results, links),
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/experiments/{experiment_id}/metrics",
+            ExperimentMetricsEndpoint(holder, results),
+            methods=["GET"],
+        ),
+        Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

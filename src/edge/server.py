@@ -18,6 +18,7 @@ from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
 
 from analytics import warehouse
+from analytics.gateway import SOCKET_NAME, WarehouseGateway
 from edge.control.bootstrap import first_start
 from edge.control.store import Store
 from edge.demo import ensure_demo_site
@@ -78,8 +79,9 @@ def prepare(settings: Settings) -> None:
 
 
 def run(settings: Settings) -> int:
-    """Prepare, start the flusher, then serve until SIGTERM or SIGINT. Granian drains the
-    workers (each spools what it holds); then the flusher makes a last pass and stops."""
+    """Prepare, start the flusher (and, for embedded chDB, the workers' query gateway),
+    then serve until SIGTERM or SIGINT. Granian drains the workers (each spools what it
+    holds); then the gateway stops and the flusher makes a last pass and stops."""
     prepare(settings)
     shutil.rmtree(settings.run_dir, ignore_errors=True)
     settings.run_dir.mkdir(parents=True)
@@ -90,6 +92,12 @@ def run(settings: Settings) -> int:
         prepare=lambda client: warehouse.migrate(client, cluster=cluster),
     )
     flusher.start()
+    # Workers cannot open an embedded chDB directory this process holds: they query
+    # through it (analytics.gateway).
+    gateway = None
+    if settings.clickhouse_dsn.startswith("chdb:"):
+        gateway = WarehouseGateway(settings.run_dir / SOCKET_NAME, settings.clickhouse_dsn)
+        gateway.start()
     os.environ.update(settings.to_env())
     # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
     # may hold embedded ClickHouse, neither of which a forked child may inherit.
@@ -104,5 +112,7 @@ def run(settings: Settings) -> int:
             **granian_options(settings.workers),
         ).serve()
     finally:
+        if gateway is not None:
+            gateway.stop()
         flusher.stop()
     return 0

@@ -28,13 +28,16 @@ from edge.urlglob import validate_pattern
 
 __all__ = [
     "ApiKeyRecord",
+    "Experiment",
     "ExperimentStatus",
+    "Goal",
     "IssuedKey",
     "NewExperiment",
     "NewGoal",
     "NewVariant",
     "Site",
     "Store",
+    "Variant",
     "Workspace",
     "utc_now",
 ]
@@ -119,6 +122,51 @@ class NewExperiment(msgspec.Struct, frozen=True):
     coverage_bps: int = 10_000
     hypothesis: str | None = None
     target_url: str | None = None
+
+
+class Variant(msgspec.Struct, frozen=True):
+    """A variant as stored; ``weight_bps`` is its share of the covered traffic."""
+
+    id: str
+    name: str
+    is_control: bool
+    weight_bps: int
+
+
+class Goal(msgspec.Struct, frozen=True):
+    """A goal as stored."""
+
+    id: str
+    name: str
+    type: str
+    selector: str | None
+    url_pattern: str | None
+
+
+class Experiment(msgspec.Struct, frozen=True):
+    """An experiment as stored, with its variants and goals in position order (the first
+    goal is the primary one). Times are the store's ISO 8601 strings."""
+
+    id: str
+    workspace_id: str
+    site_id: str | None
+    kind: Literal["web", "agent"]
+    name: str
+    status: ExperimentStatus
+    hypothesis: str | None
+    sample_size: int | None
+    primary_metric: str | None
+    confidence: float | None
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+    variants: tuple[Variant, ...]
+    goals: tuple[Goal, ...]
+
+
+_EXPERIMENT_COLUMNS = tuple(
+    name for name in Experiment.__struct_fields__ if name not in ("variants", "goals")
+)
 
 
 def _new_id() -> str:
@@ -332,6 +380,45 @@ class Store:
                 ],
             )
         return experiment_id
+
+    def find_experiment(self, experiment_id: str, workspace_id: str | None) -> Experiment | None:
+        """An experiment of a workspace with its variants and goals; None when that
+        workspace has no such experiment (another workspace's is not there either).
+        ``workspace_id=None`` finds it in any workspace: only for a caller that proved
+        access another way (a signed report link)."""
+        # One read transaction, so the experiment and its rows come from one snapshot.
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN")
+        try:
+            row = self.conn.execute(
+                f"SELECT {', '.join(_EXPERIMENT_COLUMNS)} FROM experiments "
+                "WHERE id = ? AND (? IS NULL OR workspace_id = ?)",
+                (experiment_id, workspace_id, workspace_id),
+            ).fetchone()
+            if row is None:
+                return None
+            variants = tuple(
+                Variant(vid, name, bool(is_control), weight)
+                for vid, name, is_control, weight in self.conn.execute(
+                    "SELECT id, name, is_control, weight_bps FROM variants "
+                    "WHERE experiment_id = ? ORDER BY position",
+                    (experiment_id,),
+                )
+            )
+            goals = tuple(
+                Goal(*goal)
+                for goal in self.conn.execute(
+                    "SELECT id, name, type, selector, url_pattern FROM goals "
+                    "WHERE experiment_id = ? ORDER BY position",
+                    (experiment_id,),
+                )
+            )
+        finally:
+            if own:
+                self.conn.execute("COMMIT")
+        fields = dict(zip(_EXPERIMENT_COLUMNS, row, strict=True))
+        return Experiment(**fields, variants=variants, goals=goals)
 
     def set_experiment_status(self, experiment_id: str, status: ExperimentStatus) -> None:
         """Move an experiment to a status. The lifecycle rules live in the control API;

@@ -1,0 +1,248 @@
+"""``GET /v1/experiments/{id}/results`` and ``GET /v1/experiments/{id}/metrics``.
+
+Both take a workspace API key (``Authorization: Bearer sk_live_...``) and answer
+``{"data": ..., "meta": {...}}``. An unknown id and another workspace's experiment are the
+same 404. ``/results`` is a superset of ClawSplit's results (status, winner, p_value,
+variants by name) with the Bayesian figures, the SRM test, the samples still needed and a
+signed ``report_url`` to the human-readable page (`edge.control.report_page`);
+``/metrics`` is crewkit's shape (control and variant arms, significance).
+
+The experiment comes from the store, its aggregates from ClickHouse through the worker's
+`QueryRunner` (`analytics.gateway.query_runner`); the query and the statistics run on a
+thread, off the event loop. ClickHouse unavailable or too slow is a 503 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.types import Receive, Send
+
+from analytics.frequentist import SampleRatio
+from analytics.results import (
+    ClawSplitResults,
+    CrewkitMetrics,
+    DecisionRules,
+    ExperimentResults,
+    ExperimentSpec,
+    GoalSpec,
+    QueryRunner,
+    TimelinePoint,
+    VariantSpec,
+    clawsplit_view,
+    compute_results,
+    crewkit_metrics_view,
+    fetch_aggregates,
+    fetch_timeline,
+)
+from edge.bearer import require_workspace
+from edge.control.report_page import ReportLinks
+from edge.control.store import Experiment, Store
+from edge.errors import InvalidRequest, NotFound
+from edge.http import JSON_HEADERS, header, send_response
+from edge.kv import KVHolder
+
+__all__ = [
+    "Computed",
+    "ExperimentMetricsEndpoint",
+    "ExperimentResultsEndpoint",
+    "ResultsData",
+    "ResultsMeta",
+    "ResultsSource",
+    "experiment_spec",
+]
+
+# Experiment ids are UUIDs here; this admits any id a client could reasonably hold and
+# nothing that needs escaping in a URL or a log line.
+_EXPERIMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+
+
+def _check_id(experiment_id: str) -> None:
+    if not _EXPERIMENT_ID.fullmatch(experiment_id):
+        raise InvalidRequest(
+            "that is not an experiment id: ids are 1 to 128 letters, digits, '-' or '_'; "
+            "use the id that POST /v1/experiments returned"
+        )
+
+
+def experiment_spec(experiment: Experiment) -> ExperimentSpec:
+    """What the results need of a stored experiment."""
+    return ExperimentSpec(
+        id=experiment.id,
+        workspace_id=experiment.workspace_id,
+        kind=experiment.kind,
+        status=experiment.status,
+        variants=tuple(
+            VariantSpec(v.id, v.name, v.is_control, v.weight_bps) for v in experiment.variants
+        ),
+        goals=tuple(GoalSpec(g.id, g.name, g.type) for g in experiment.goals),
+        sample_size=experiment.sample_size,
+        confidence=experiment.confidence,
+        primary_metric=experiment.primary_metric,
+        started_at=None
+        if experiment.started_at is None
+        else datetime.fromisoformat(experiment.started_at),
+    )
+
+
+class Computed(msgspec.Struct, frozen=True):
+    """An experiment's results and how long they took: the ClickHouse query, then the
+    statistics (milliseconds)."""
+
+    results: ExperimentResults
+    computed_at: datetime
+    query_ms: float
+    compute_ms: float
+
+
+class ResultsSource:
+    """Experiments from the store and their results from ClickHouse, for one worker.
+    Blocking: call it on a thread. Each call opens its own store connection (cheap), so
+    any number of threads may use one source."""
+
+    def __init__(self, store_path: Path, run: QueryRunner) -> None:
+        self.store_path = store_path
+        self.run = run
+
+    def experiment(self, experiment_id: str, workspace_id: str | None) -> Experiment:
+        """The experiment, of ``workspace_id`` (None: any workspace, for a caller that
+        proved access otherwise); `NotFound` when there is none."""
+        _check_id(experiment_id)
+        store = Store(self.store_path)
+        try:
+            found = store.find_experiment(experiment_id, workspace_id)
+        finally:
+            store.close()
+        if found is None:
+            raise NotFound(
+                f"no experiment {experiment_id!r} in the workspace of this API key; check "
+                "the id, and that the key belongs to the experiment's workspace"
+            )
+        return found
+
+    def compute(self, experiment: Experiment) -> Computed:
+        """Query the aggregates and compute the results."""
+        spec = experiment_spec(experiment)
+        started = time.perf_counter()
+        aggregates = fetch_aggregates(self.run, spec)
+        queried = time.perf_counter()
+        results = compute_results(spec, aggregates)
+        done = time.perf_counter()
+        return Computed(
+            results=results,
+            computed_at=datetime.now(UTC),
+            query_ms=round(1000 * (queried - started), 3),
+            compute_ms=round(1000 * (done - queried), 3),
+        )
+
+    def timeline(self, experiment: Experiment) -> list[TimelinePoint]:
+        """Daily entries and conversions of the experiment's primary metric."""
+        return fetch_timeline(self.run, experiment_spec(experiment))
+
+
+class ResultsMeta(msgspec.Struct, frozen=True):
+    """How the figures were made: when, how long the query and the statistics took, the
+    Monte Carlo draws and seed, its largest standard error, and the decision rules."""
+
+    computed_at: datetime
+    query_ms: float
+    compute_ms: float
+    draws: int | None
+    seed: int
+    mc_error: float | None
+    rules: DecisionRules
+
+
+class ResultsData(ClawSplitResults, frozen=True):
+    """``/results``: ClawSplit's shape plus the leader's expected loss and lift interval,
+    the sample-ratio test, and a signed link to the results page (valid 7 days)."""
+
+    expected_loss: float | None
+    lift_interval: tuple[float, float] | None
+    srm: SampleRatio | None
+    report_url: str
+
+
+class _ResultsAnswer(msgspec.Struct):
+    data: ResultsData
+    meta: ResultsMeta
+
+
+class _MetricsAnswer(msgspec.Struct):
+    data: CrewkitMetrics
+    meta: ResultsMeta
+
+
+def _meta(computed: Computed) -> ResultsMeta:
+    rules = computed.results.rules
+    return ResultsMeta(
+        computed_at=computed.computed_at,
+        query_ms=computed.query_ms,
+        compute_ms=computed.compute_ms,
+        draws=rules.draws,
+        seed=rules.seed,
+        mc_error=computed.results.mc_error,
+        rules=rules,
+    )
+
+
+def _base_url(scope: dict[str, Any]) -> str:
+    host = header(scope, b"host")
+    if host is None:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        return f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host.decode('latin-1')}"
+
+
+class _ExperimentEndpoint:
+    def __init__(self, holder: KVHolder, source: ResultsSource) -> None:
+        self.holder = holder
+        self.source = source
+
+    async def computed(self, scope: dict[str, Any], what: str) -> tuple[Experiment, Computed]:
+        workspace_id = require_workspace(self.holder.require(), scope, what)
+        experiment_id = scope["path_params"]["experiment_id"]
+
+        def load() -> tuple[Experiment, Computed]:
+            experiment = self.source.experiment(experiment_id, workspace_id)
+            return experiment, self.source.compute(experiment)
+
+        return await asyncio.to_thread(load)
+
+
+class ExperimentResultsEndpoint(_ExperimentEndpoint):
+    """``GET /v1/experiments/{experiment_id}/results``."""
+
+    def __init__(self, holder: KVHolder, source: ResultsSource, links: ReportLinks) -> None:
+        super().__init__(holder, source)
+        self.links = links
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        experiment, computed = await self.computed(scope, "results")
+        results = computed.results
+        view = clawsplit_view(results)
+        link = await asyncio.to_thread(self.links.path, experiment.id)
+        data = ResultsData(
+            **msgspec.structs.asdict(view),
+            expected_loss=results.expected_loss,
+            lift_interval=results.lift_interval,
+            srm=results.srm,
+            report_url=_base_url(scope) + link,
+        )
+        body = msgspec.json.encode(_ResultsAnswer(data, _meta(computed)))
+        await send_response(send, 200, JSON_HEADERS, body)
+
+
+class ExperimentMetricsEndpoint(_ExperimentEndpoint):
+    """``GET /v1/experiments/{experiment_id}/metrics``."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        _, computed = await self.computed(scope, "metrics")
+        answer = _MetricsAnswer(crewkit_metrics_view(computed.results), _meta(computed))
+        await send_response(send, 200, JSON_HEADERS, msgspec.json.encode(answer))

@@ -1,0 +1,438 @@
+"""``GET /v1/experiments/{id}/results`` and ``/metrics`` end to end: a real server over a
+seeded store, events sent through /v1/collect and /v1/events, flushed into embedded
+ClickHouse, read back by the worker through the parent's warehouse gateway."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import numpy as np
+import pytest
+
+from analytics.gateway import SOCKET_NAME
+from edge.control.results_api import experiment_spec
+from edge.control.store import NewExperiment, NewGoal, NewVariant, Store
+from tests.support import Seed, Server, running_server, seed_store, wait_flushed
+
+T0 = int(time.time() * 1000) - 3_600_000
+
+
+class Scenario(msgspec.Struct):
+    """The seeded store, the experiments added to it, and what was sent."""
+
+    seed: Seed
+    store_path: Path
+    server: Server
+    agent_id: str
+    agent_variants: list[str]
+    srm_id: str
+    srm_variants: list[str]
+    draft_id: str
+    costs: dict[str, list[float]]
+    turns: dict[str, list[int]]
+    successes: dict[str, int]
+
+
+def add_experiment(store: Store, new: NewExperiment, start: bool = True) -> tuple[str, list[str]]:
+    experiment_id = store.create_experiment(new)
+    if start:
+        store.set_experiment_status(experiment_id, "running")
+    variants = [
+        row[0]
+        for row in store.conn.execute(
+            "SELECT id FROM variants WHERE experiment_id = ? ORDER BY position", (experiment_id,)
+        )
+    ]
+    return experiment_id, variants
+
+
+def exposures(experiment_id: str, variant_id: str, visitors: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "exposure",
+            "visitor_id": visitor,
+            "ts": T0 + i,
+            "experiment_id": experiment_id,
+            "variant_id": variant_id,
+            "pathname": "/pricing",
+        }
+        for i, visitor in enumerate(visitors)
+    ]
+
+
+def goals(
+    experiment_id: str, goal_id: str, visitors: list[str], value: float | None = None
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "goal",
+            "visitor_id": visitor,
+            "ts": T0 + 60_000 + i,
+            "experiment_id": experiment_id,
+            "goal_id": goal_id,
+            "value": value,
+            "pathname": "/pricing",
+        }
+        for i, visitor in enumerate(visitors)
+    ]
+
+
+def collect(server: Server, public_key: str, events: list[dict[str, Any]]) -> int:
+    """Send browser events in batches of 500; returns how many were accepted."""
+    accepted = 0
+    for i in range(0, len(events), 500):
+        answer = httpx.post(
+            server.base_url + "/v1/collect",
+            json={"public_key": public_key, "events": events[i : i + 500]},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        accepted += answer.json()["data"]["accepted"]
+    return accepted
+
+
+def web_events(experiment_id: str, variants: list[str], goal_id: str, plan: list[tuple[int, int]],
+               prefix: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Per variant (units, converted units): exposures, and goals for the first units
+    (each converting twice, which counts once)."""
+    events: list[dict[str, Any]] = []
+    for variant_id, (units, converted) in zip(variants, plan, strict=True):
+        visitors = [f"{prefix}-{variant_id[:8]}-{i}" for i in range(units)]
+        events += exposures(experiment_id, variant_id, visitors)
+        events += goals(experiment_id, goal_id, visitors[:converted], 10.0)
+        events += goals(experiment_id, goal_id, visitors[:converted], 5.0)
+    return events
+
+
+def get(server: Server, path: str, key: str | None) -> httpx.Response:
+    headers = {} if key is None else {"authorization": f"Bearer {key}"}
+    return httpx.get(server.base_url + path, headers=headers, timeout=30)
+
+
+def two_proportion_p(c1: int, n1: int, c2: int, n2: int) -> float:
+    pooled = (c1 + c2) / (n1 + n2)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    return math.erfc(abs(c2 / n2 - c1 / n1) / se / math.sqrt(2))
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
+    data = tmp_path_factory.mktemp("results") / "data"
+    store_path = data / "splitedge.sqlite3"
+    seed = seed_store(store_path)
+    store = Store(store_path)
+    try:
+        agent_id, agent_variants = add_experiment(
+            store,
+            NewExperiment(
+                workspace_id=seed.workspace_id,
+                site_id=seed.site.id,
+                kind="agent",
+                name="Concise prompt",
+                variants=(NewVariant("control", 50), NewVariant("concise", 50)),
+            ),
+        )
+        srm_id, srm_variants = add_experiment(
+            store,
+            NewExperiment(
+                workspace_id=seed.workspace_id,
+                site_id=seed.site.id,
+                name="Broken split",
+                url_pattern="/pricing",
+                variants=(NewVariant("A", 50), NewVariant("B", 50)),
+                goals=(NewGoal("Signup", "click", ".signup"),),
+            ),
+        )
+        draft_id, _ = add_experiment(
+            store,
+            NewExperiment(
+                workspace_id=seed.workspace_id,
+                site_id=seed.site.id,
+                name="Not started",
+                variants=(NewVariant("A", 50), NewVariant("B", 50)),
+                goals=(NewGoal("Signup", "click", ".signup"),),
+            ),
+            start=False,
+        )
+        (srm_goal,) = [
+            row[0]
+            for row in store.conn.execute("SELECT id FROM goals WHERE experiment_id = ?", (srm_id,))
+        ]
+    finally:
+        store.close()
+
+    rng = np.random.default_rng(7)
+    costs: dict[str, list[float]] = {}
+    turns: dict[str, list[int]] = {}
+    successes: dict[str, int] = {}
+    with running_server(data) as server:
+        sent = collect(
+            server,
+            seed.site.public_key,
+            web_events(
+                seed.experiment_id, seed.variant_ids, seed.goal_id, [(200, 20), (200, 40)], "w"
+            ),  # fmt: skip
+        )
+        # a goal of a visitor never exposed to the experiment does not count
+        sent += collect(
+            server, seed.site.public_key, goals(seed.experiment_id, seed.goal_id, ["stranger"])
+        )
+        sent += collect(
+            server,
+            seed.site.public_key,
+            web_events(srm_id, srm_variants, srm_goal, [(300, 30), (200, 20)], "s"),
+        )
+        tasks = []
+        for variant_id, rate in zip(agent_variants, (0.6, 0.8), strict=True):
+            costs[variant_id], turns[variant_id], successes[variant_id] = [], [], 0
+            for unit in range(40):
+                session = f"run-{variant_id[:8]}-{unit}"
+                unit_cost, unit_turns, succeeded = 0.0, 0, False
+                for _ in range(2):  # two tasks per session; cost and turns add up per unit
+                    cost = round(float(rng.uniform(0.001, 0.05)), 6)
+                    n_turns = int(rng.integers(1, 20))
+                    outcome = "success" if rng.random() < rate else "failure"
+                    unit_cost, unit_turns = unit_cost + cost, unit_turns + n_turns
+                    succeeded = succeeded or outcome == "success"
+                    tasks.append({
+                        "agentId": "agent-1", "task": "triage", "outcome": outcome,
+                        "cost": cost, "durationMs": 1000.0, "turns": n_turns,
+                        "experiment_id": agent_id, "variant_id": variant_id,
+                        "session_id": session,
+                    })  # fmt: skip
+                costs[variant_id].append(unit_cost)
+                turns[variant_id].append(unit_turns)
+                successes[variant_id] += succeeded
+        for i in range(0, len(tasks), 100):
+            answer = httpx.post(
+                server.base_url + "/v1/events",
+                json=tasks[i : i + 100],
+                headers={"authorization": f"Bearer {seed.key.key}"},
+                timeout=10,
+            )
+            assert answer.status_code == 201, answer.text
+        wait_flushed(server, sent + len(tasks))
+        yield Scenario(
+            seed, store_path, server, agent_id, agent_variants, srm_id, srm_variants, draft_id,
+            costs, turns, successes,
+        )  # fmt: skip
+
+
+def test_web_results_match_what_was_sent(scenario: Scenario) -> None:
+    seed = scenario.seed
+    answer = get(scenario.server, f"/v1/experiments/{seed.experiment_id}/results", seed.key.key)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/json"
+    body = answer.json()
+    data, meta = body["data"], body["meta"]
+    assert data["experiment_id"] == seed.experiment_id
+    assert data["status"] == "collecting"  # 200 units per arm is under the minimum of 500
+    assert data["winner"] is None
+    control, bold = data["variants"]["Control"], data["variants"]["Bold"]
+    assert (control["id"], control["is_control"]) == (seed.variant_ids[0], True)
+    assert (control["units"], bold["units"]) == (200, 200)
+    assert control["completion"] == pytest.approx(0.10)
+    assert bold["completion"] == pytest.approx(0.20)
+    assert bold["lift"] == pytest.approx(1.0)
+    expected_p = two_proportion_p(20, 200, 40, 200)
+    assert bold["p_value"] == pytest.approx(expected_p, rel=1e-6)
+    assert data["p_value"] == pytest.approx(expected_p, rel=1e-6)
+    assert 0.99 < bold["prob_to_win"] <= 1.0
+    assert control["prob_to_win"] == pytest.approx(1 - bold["prob_to_win"], abs=1e-3)
+    assert 0 < bold["prob_beat_control"] <= 1 and control["prob_beat_control"] is None
+    low, high = bold["lift_interval"]
+    assert 0 < low < 1.0 < high
+    assert data["lift_interval"] == bold["lift_interval"]
+    assert data["expected_loss"] == pytest.approx(bold["expected_loss"])
+    assert data["srm_flagged"] is False and data["srm"]["flagged"] is False
+    assert data["samples_needed"] >= 300
+    assert data["report_url"].startswith(
+        f"{scenario.server.base_url}/reports/{seed.experiment_id}?expires="
+    )
+    assert "&sig=" in data["report_url"]
+    assert meta["draws"] > 0 and meta["query_ms"] >= 0 and meta["compute_ms"] >= 0
+    assert meta["seed"] == meta["rules"]["seed"]
+    assert meta["rules"]["confidence"] == 0.95
+    assert meta["mc_error"] is not None and meta["mc_error"] < 0.01
+    assert meta["computed_at"].endswith(("Z", "+00:00"))
+
+
+def test_results_are_reproducible(scenario: Scenario) -> None:
+    seed = scenario.seed
+    path = f"/v1/experiments/{seed.experiment_id}/results"
+    first = get(scenario.server, path, seed.key.key).json()["data"]
+    second = get(scenario.server, path, seed.key.key).json()["data"]
+    first.pop("report_url"), second.pop("report_url")
+    assert first == second
+
+
+def test_web_metrics_in_crewkits_shape(scenario: Scenario) -> None:
+    seed = scenario.seed
+    answer = get(scenario.server, f"/v1/experiments/{seed.experiment_id}/metrics", seed.key.key)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert data["control"]["total_sessions"] == 200
+    assert data["control"]["success_rate"] == pytest.approx(10.0)
+    assert data["variant"]["total_sessions"] == 200
+    assert data["variant"]["success_rate"] == pytest.approx(20.0)
+    assert data["control"]["avg_cost"] is None  # web experiments have no cost
+    significance = data["significance"]
+    assert significance["p_value"] == pytest.approx(two_proportion_p(20, 200, 40, 200), rel=1e-6)
+    assert significance["significant"] is False
+    assert significance["confidence"] == 0.95
+
+
+def test_agent_metrics_match_what_was_sent(scenario: Scenario) -> None:
+    seed = scenario.seed
+    answer = get(scenario.server, f"/v1/experiments/{scenario.agent_id}/metrics", seed.key.key)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    for arm, variant_id in zip(("control", "variant"), scenario.agent_variants, strict=True):
+        costs, turns = scenario.costs[variant_id], scenario.turns[variant_id]
+        got = data[arm]
+        assert got["variant_id"] == variant_id
+        assert got["total_sessions"] == 40
+        assert got["success_rate"] == pytest.approx(100 * scenario.successes[variant_id] / 40)
+        assert got["avg_cost"] == pytest.approx(sum(costs) / 40, rel=1e-9)
+        assert got["avg_turns"] == pytest.approx(sum(turns) / 40, rel=1e-9)
+        assert got["p95_cost"] == pytest.approx(float(np.percentile(costs, 95)), rel=1e-9)
+    c, v = (scenario.successes[x] for x in scenario.agent_variants)
+    assert data["significance"]["p_value"] == pytest.approx(two_proportion_p(c, 40, v, 40))
+
+
+def test_agent_results_carry_task_completion_and_cost(scenario: Scenario) -> None:
+    seed = scenario.seed
+    answer = get(scenario.server, f"/v1/experiments/{scenario.agent_id}/results", seed.key.key)
+    data = answer.json()["data"]
+    control = data["variants"]["control"]
+    assert control["task_completion"] == pytest.approx(
+        scenario.successes[scenario.agent_variants[0]] / 40
+    )
+    assert control["avg_cost"] == pytest.approx(
+        sum(scenario.costs[scenario.agent_variants[0]]) / 40, rel=1e-9
+    )
+    assert data["status"] == "collecting"
+
+
+def test_a_broken_split_is_flagged(scenario: Scenario) -> None:
+    seed = scenario.seed
+    answer = get(scenario.server, f"/v1/experiments/{scenario.srm_id}/results", seed.key.key)
+    data = answer.json()["data"]
+    assert (data["variants"]["A"]["units"], data["variants"]["B"]["units"]) == (300, 200)
+    assert data["srm_flagged"] is True
+    assert data["srm"]["flagged"] is True
+    assert data["srm"]["chi2"] == pytest.approx(20.0)
+    assert data["srm"]["p_value"] < 0.001
+    assert any("sample ratio mismatch" in w for w in data["warnings"])
+    assert data["winner"] is None
+
+
+def test_a_draft_without_data_is_collecting(scenario: Scenario) -> None:
+    seed = scenario.seed
+    answer = get(scenario.server, f"/v1/experiments/{scenario.draft_id}/results", seed.key.key)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    assert data["status"] == "collecting"
+    assert [v["units"] for v in data["variants"].values()] == [0, 0]
+    assert data["p_value"] is None and data["srm"] is None
+    metrics = get(scenario.server, f"/v1/experiments/{scenario.draft_id}/metrics", seed.key.key)
+    assert metrics.status_code == 200
+    assert metrics.json()["data"]["control"]["total_sessions"] == 0
+
+
+@pytest.mark.parametrize("view", ["results", "metrics"])
+def test_no_key_or_a_bad_key_is_401(scenario: Scenario, view: str) -> None:
+    path = f"/v1/experiments/{scenario.seed.experiment_id}/{view}"
+    for key in (None, "sk_live_" + "0" * 40):
+        answer = get(scenario.server, path, key)
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("view", ["results", "metrics"])
+def test_another_workspaces_experiment_is_404(scenario: Scenario, view: str) -> None:
+    seed = scenario.seed
+    theirs = get(
+        scenario.server, f"/v1/experiments/{seed.other_experiment_id}/{view}", seed.key.key
+    )
+    unknown = get(scenario.server, f"/v1/experiments/{uuid.uuid4()}/{view}", seed.key.key)
+    ours_with_their_key = get(
+        scenario.server, f"/v1/experiments/{seed.experiment_id}/{view}", seed.other_key.key
+    )
+    for answer in (theirs, unknown, ours_with_their_key):
+        assert answer.status_code == 404
+        error = answer.json()["error"]
+        assert error["code"] == "not_found"
+        assert "no experiment" in error["message"]
+    # the same answer whether the experiment exists in another workspace or not at all
+
+    def without_id(answer: httpx.Response) -> str:
+        message: str = answer.json()["error"]["message"]
+        return message.replace(answer.url.path.split("/")[3], "ID")
+
+    assert without_id(theirs) == without_id(unknown)
+
+
+@pytest.mark.parametrize("bad_id", ["x" * 129, "bad$id", "-leading-dash", "a.b"])
+def test_a_malformed_id_is_a_clear_400(scenario: Scenario, bad_id: str) -> None:
+    answer = get(scenario.server, f"/v1/experiments/{bad_id}/results", scenario.seed.key.key)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert "not an experiment id" in error["message"]
+
+
+def test_other_methods_are_405(scenario: Scenario) -> None:
+    answer = httpx.post(
+        f"{scenario.server.base_url}/v1/experiments/{scenario.seed.experiment_id}/results",
+        headers={"authorization": f"Bearer {scenario.seed.key.key}"},
+    )
+    assert answer.status_code == 405
+
+
+def test_the_store_loads_an_experiment_only_for_its_workspace(scenario: Scenario) -> None:
+    seed = scenario.seed
+    store = Store(scenario.store_path)
+    try:
+        mine = store.find_experiment(seed.experiment_id, seed.workspace_id)
+        assert mine is not None
+        assert [v.id for v in mine.variants] == seed.variant_ids
+        assert [v.is_control for v in mine.variants] == [True, False]
+        assert [v.weight_bps for v in mine.variants] == [5000, 5000]
+        assert [g.id for g in mine.goals] == [seed.goal_id]
+        assert mine.status == "running" and mine.started_at is not None
+        spec = experiment_spec(mine)
+        assert spec.started_at is not None and spec.started_at.tzinfo is not None
+        assert store.find_experiment(seed.experiment_id, seed.other_site.workspace_id) is None
+        assert store.find_experiment("nope", seed.workspace_id) is None
+        anywhere = store.find_experiment(seed.other_experiment_id, None)
+        assert anywhere is not None and anywhere.workspace_id == seed.other_site.workspace_id
+    finally:
+        store.close()
+
+
+def test_the_gateway_down_is_503_with_retry_after(scenario: Scenario) -> None:
+    """Take the worker's way to ClickHouse away (the socket file moved aside), then back."""
+    run_dir = scenario.store_path.parent / "run"
+    socket, aside = run_dir / SOCKET_NAME, run_dir / "moved-aside.sock"
+    path = f"/v1/experiments/{scenario.seed.experiment_id}/results"
+    socket.rename(aside)
+    try:
+        answer = get(scenario.server, path, scenario.seed.key.key)
+    finally:
+        aside.rename(socket)
+    assert answer.status_code == 503
+    assert int(answer.headers["retry-after"]) > 0
+    error = answer.json()["error"]
+    assert error["code"] == "warehouse_unavailable"
+    assert "retry" in error["message"]
+    assert get(scenario.server, path, scenario.seed.key.key).status_code == 200
