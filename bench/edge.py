@@ -23,23 +23,14 @@ is answered by one run rather than by comparing runs taken minutes apart.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import http.client
 import os
-import platform
-import re
-import shlex
-import signal
-import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 # Python puts bench/ first on sys.path when it runs a script from it, and there "edge"
@@ -47,42 +38,15 @@ from pathlib import Path
 _BENCH_DIR = os.path.dirname(os.path.realpath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != _BENCH_DIR] + [_BENCH_DIR]
 
-import granian  # noqa: E402
-
 from bare_app import parse_overrides, write_bodies  # noqa: E402
-from edge.server import granian_options  # noqa: E402
+from report import granian_environment, publish  # noqa: E402
+from wrk_load import Scenario, WrkRun, fetch, free_port, run_wrk, running  # noqa: E402
 
 BENCH_DIR = Path(__file__).resolve().parent
-RESULTS_PATH = BENCH_DIR / "RESULTS.md"
-BEGIN_MARK = "<!-- bench/edge.py: begin -->"
-END_MARK = "<!-- bench/edge.py: end -->"
 CANDIDATE = "candidate"
-READY_TIMEOUT = 90.0
-STOP_TIMEOUT = 15.0
 DEMO_KEY_SQL = (
     "SELECT s.public_key FROM meta m JOIN sites s ON s.id = m.value WHERE m.key = 'demo_site_id'"
 )
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One request shape, sent identically to both servers."""
-
-    name: str
-    method: str
-    path: str
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-
-
-@dataclass(frozen=True)
-class WrkRun:
-    """What one wrk run measured."""
-
-    rps: float
-    p99_ms: float
-    requests: int
-    errors: str
 
 
 @dataclass(frozen=True)
@@ -94,80 +58,6 @@ class Row:
 
     def median(self, server: str, attr: str) -> float:
         return float(statistics.median(getattr(run, attr) for run in self.runs[server]))
-
-
-class ServerProcess:
-    """A server subprocess in its own process group, stopped by PID (SIGTERM, then kill)."""
-
-    def __init__(self, name: str, cmd: list[str], port: int, log: Path, env: dict[str, str]):
-        self.name = name
-        self.port = port
-        self.log = log
-        with log.open("w") as out:
-            self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.output()}")
-            try:
-                if fetch(self.port, Scenario("ready", "GET", "/readyz"))[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"{self.name} not ready in {timeout:.0f}s:\n{self.output()}")
-
-    def stop(self) -> None:
-        """SIGTERM the server (Granian drains its workers); kill its group if it hangs."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                print(f"  {self.name} ignored SIGTERM; killing it", file=sys.stderr)
-        # The session we started has the server's PID as its id; this reaches its workers
-        # even if the server itself is gone.
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-
-
-@contextmanager
-def running(
-    name: str, cmd: list[str], port: int, log: Path, env: dict[str, str]
-) -> Iterator[ServerProcess]:
-    server = ServerProcess(name, cmd, port, log, env)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def fetch(port: int, scenario: Scenario) -> tuple[int, dict[str, str], bytes]:
-    """One request, with no content decoding: status, headers, raw body."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        conn.request(scenario.method, scenario.path, scenario.body or None, scenario.headers)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
 
 
 def demo_public_key(data_dir: Path) -> str:
@@ -205,38 +95,6 @@ def lua_script(scenario: Scenario, directory: Path, index: int) -> Path:
     return path
 
 
-_UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def parse_wrk(output: str) -> WrkRun:
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", output, re.M)
-    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", output, re.M)
-    total = re.search(r"^\s+(\d+) requests in", output, re.M)
-    if rps is None or p99 is None or total is None:
-        raise RuntimeError(f"cannot parse wrk output:\n{output}")
-    errors = [
-        m.group(0).strip()
-        for m in re.finditer(r"^\s+(Socket errors:.*|Non-2xx or 3xx responses:.*)$", output, re.M)
-    ]
-    return WrkRun(
-        rps=float(rps.group(1)),
-        p99_ms=float(p99.group(1)) * _UNITS_MS[p99.group(2)],
-        requests=int(total.group(1)),
-        errors="; ".join(errors),
-    )
-
-
-def run_wrk(args: argparse.Namespace, port: int, path: str, script: Path, seconds: float) -> WrkRun:
-    cmd = [
-        "wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds:g}s",
-        "--latency", "--timeout", "5s", "-s", str(script), f"http://127.0.0.1:{port}{path}",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return parse_wrk(done.stdout)
-
-
 def capture(port: int, scenario: Scenario) -> tuple[bytes, dict[str, str]]:
     status, headers, body = fetch(port, scenario)
     if status != 200:
@@ -250,30 +108,6 @@ def check_same_bytes(real_port: int, bare_port: int, cases: list[Scenario]) -> N
         if real[0] != 200 or bare[0] != 200 or real[2] != bare[2]:
             raise RuntimeError(f"{scenario.name}: the servers disagree: {real} vs {bare}")
         print(f"  {scenario.name}: {len(real[2])} body bytes from both", flush=True)
-
-
-def environment(argv: Sequence[str], overrides: list[str], candidate: list[str]) -> list[str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-    wrk_version = (wrk.stdout + wrk.stderr).split("\n")[0].split(" [")[0].strip()
-    settings = granian_options(0)
-    settings.pop("workers")
-    shown = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in settings.items())
-    return [
-        f"- command: `{shlex.join(['.venv/bin/python', 'bench/edge.py', *argv])}`",
-        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: nproc {len(os.sched_getaffinity(0))}, {cpu}; {platform.system()} "
-        f"{platform.release()}",
-        f"- Python {platform.python_version()}, Granian {granian.__version__}, {wrk_version}",
-        f"- Granian settings (edge.server.granian_options): {shown}"
-        + (f"; overridden here: {', '.join(overrides)}" if overrides else ""),
-        *([f"- candidate: splitedge with {', '.join(candidate)}"] if candidate else []),
-    ]
 
 
 def comparison(rows: list[Row], first: str, second: str) -> list[str]:
@@ -318,25 +152,6 @@ def table(rows: list[Row], args: argparse.Namespace) -> list[str]:
     if errors:
         lines += ["", "wrk reported errors:", "", *errors]
     return lines
-
-
-def replace_results_block(begin: str, end: str, report: list[str], section: str) -> None:
-    """Put ``report`` between the ``begin`` and ``end`` marks of bench/RESULTS.md, keeping
-    everything around them; with no such block yet, append ``section`` and the block."""
-    block = "\n".join([begin, *report, end])
-    text = RESULTS_PATH.read_text() if RESULTS_PATH.exists() else "# Benchmark results\n"
-    if begin in text and end in text:
-        head, _, rest = text.partition(begin)
-        _, _, tail = rest.partition(end)
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n" + block + "\n"
-    RESULTS_PATH.write_text(text)
-
-
-def write_results(report: list[str]) -> None:
-    """Replace this script's block of bench/RESULTS.md."""
-    replace_results_block(BEGIN_MARK, END_MARK, report, "## bench/edge.py\n")
 
 
 def copy_store(data_dir: Path, copy_dir: Path) -> None:
@@ -448,11 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="splitedge-bench-") as tmp, ExitStack() as stack:
         rows = measure(args, Path(tmp), stack)
-    report = [*environment(argv, args.set, args.candidate), "", *table(rows, args)]
-    print("\n" + "\n".join(report))
-    if args.write:
-        write_results(report)
-        print(f"\nwrote {RESULTS_PATH}")
+    report = [
+        *granian_environment("edge.py", argv, args.set, args.candidate),
+        "",
+        *table(rows, args),
+    ]
+    publish("edge.py", report, "## bench/edge.py\n", args.write)
     return 0
 
 

@@ -38,7 +38,6 @@ GIL-holding samples, with native frames) and prints where the time goes.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import re
@@ -53,7 +52,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 # Python puts bench/ first on sys.path when it runs a script from it, and there "edge"
@@ -67,29 +65,18 @@ sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") not in _AFTER] 
 import msgspec  # noqa: E402
 
 from edge.ingest.schema import CollectRequest  # noqa: E402
-
-
-def _load_edge_bench() -> ModuleType:
-    """bench/edge.py, whose module name ``edge`` is the splitedge package's."""
-    spec = importlib.util.spec_from_file_location("bench_edge", Path(_BENCH_DIR) / "edge.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_edge_bench = _load_edge_bench()
-Scenario = _edge_bench.Scenario
-fetch: Callable[..., tuple[int, dict[str, str], bytes]] = _edge_bench.fetch
-free_port: Callable[[], int] = _edge_bench.free_port
-run_wrk: Callable[..., Any] = _edge_bench.run_wrk
-running: Callable[..., Any] = _edge_bench.running
+from report import granian_environment, publish  # noqa: E402
+from wrk_load import (  # noqa: E402
+    Scenario,
+    ServerProcess,
+    WrkRun,
+    fetch,
+    free_port,
+    run_wrk,
+    running,
+)
 
 BENCH_DIR = Path(_BENCH_DIR)
-RESULTS_PATH = BENCH_DIR / "RESULTS.md"
-BEGIN_MARK = "<!-- bench/ingest.py: begin -->"
-END_MARK = "<!-- bench/ingest.py: end -->"
 BATCH = 20
 TARGET = 0.60
 DRAIN_TIMEOUT = 180.0
@@ -220,10 +207,10 @@ def worker_pid(server_pid: int) -> int:
 
 @dataclass(frozen=True)
 class Load:
-    """One wrk run: its figures (bench/edge.py's WrkRun), its length, its 2xx count, and
-    the worker's CPU seconds meanwhile."""
+    """One wrk run: its figures, its length, its 2xx count, and the worker's CPU seconds
+    meanwhile."""
 
-    wrk: Any
+    wrk: WrkRun
     seconds: float
     ok: int
     cpu: float
@@ -338,7 +325,7 @@ def server_env() -> dict[str, str]:
 
 
 @contextmanager
-def splitedge(workdir: Path, name: str) -> Iterator[tuple[Any, Path, str]]:
+def splitedge(workdir: Path, name: str) -> Iterator[tuple[ServerProcess, Path, str]]:
     """A new seeded data dir and ``splitedge serve`` on it: (server, data dir, template)."""
     data_dir = workdir / name
     template = body_template(seed(data_dir))
@@ -511,7 +498,9 @@ def profiled_load(
     return load
 
 
-def profile(args: argparse.Namespace, workdir: Path, scripts: Scripts, decoder: Any) -> None:
+def profile(
+    args: argparse.Namespace, workdir: Path, scripts: Scripts, decoder: ServerProcess
+) -> None:
     """One unmeasured load on each server under py-spy; print the summaries."""
     out: Path = args.profile
     out.mkdir(parents=True, exist_ok=True)
@@ -595,18 +584,6 @@ def table(m: Measured, args: argparse.Namespace) -> list[str]:
     return [*lines, "", *m.checks]
 
 
-def environment(argv: Sequence[str]) -> list[str]:
-    """bench/edge.py's environment lines, with this script's command."""
-    lines = list(_edge_bench.environment(argv, [], []))
-    lines[0] = f"- command: `{shlex.join(['.venv/bin/python', 'bench/ingest.py', *argv])}`"
-    return lines
-
-
-def write_results(report: list[str]) -> None:
-    """Replace this script's block of bench/RESULTS.md (add its section if missing)."""
-    _edge_bench.replace_results_block(BEGIN_MARK, END_MARK, report, RESULTS_INTRO)
-
-
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -668,11 +645,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="splitedge-bench-ingest-") as tmp, ExitStack() as st:
         measured = measure(args, Path(tmp), st)
-    report = [*environment(argv), "", *table(measured, args)]
-    print("\n" + "\n".join(report))
-    if args.write:
-        write_results(report)
-        print(f"\nwrote {RESULTS_PATH}")
+    report = [*granian_environment("ingest.py", argv), "", *table(measured, args)]
+    publish("ingest.py", report, RESULTS_INTRO, args.write)
     return 0
 
 

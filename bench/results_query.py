@@ -7,9 +7,9 @@ one agent experiment (tasks with outcome, cost, duration and turns), spread over
 and inserted with ``insert_arrow`` in chunks of 1M rows built by NumPy/Arrow. Then, for the
 largest web experiment and for the agent experiment, each query runs ``--runs`` times:
 
-- **results**: `analytics.results.results_query` (what ``GET /v1/experiments/{id}/results``
+- **results**: `analytics.aggregates.results_query` (what ``GET /v1/experiments/{id}/results``
   runs), through `fetch_aggregates`, so the Arrow answer is parsed too;
-- **timeline**: `analytics.results.timeline_query` (the results page's chart);
+- **timeline**: `analytics.aggregates.timeline_query` (the results page's chart);
 - baselines from the same run over the same rows: ``count()`` of the experiment's range
   (same filter: the least any query over those rows costs) and ``uniqExact(unit_id)``
   of it (counting distinct units is the heart of the results query);
@@ -28,19 +28,13 @@ column is the results query's warm time divided by the row's.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.util
 import os
-import platform
-import shlex
 import statistics
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 # Python puts bench/ first on sys.path when it runs a script from it, and there "edge"
@@ -55,17 +49,16 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
-from analytics import results, warehouse  # noqa: E402
+from analytics import aggregates, warehouse  # noqa: E402
 from edge.ingest.schema import EVENT_SCHEMA  # noqa: E402
+from report import environment, publish  # noqa: E402
 
-BEGIN_MARK = "<!-- bench/results_query.py: begin -->"
-END_MARK = "<!-- bench/results_query.py: end -->"
 RESULTS_INTRO = """\
 ## bench/results_query.py: the results query over 10M events, against plain scans
 
 A temporary chDB warehouse holds 10M synthetic events: three web experiments (exposures,
 goal conversions with values), one agent experiment (tasks) and a neighbour workspace.
-The results query (`analytics.results.results_query`, parsed by `fetch_aggregates`) and
+The results query (`analytics.aggregates.results_query`, parsed by `fetch_aggregates`) and
 the timeline query run for the largest web experiment and the agent experiment, beside
 baselines over the same rows in the same run: `count()` of the experiment's range (same
 filter) and `uniqExact(unit_id)` of it; and the results query with the experiment hidden
@@ -228,17 +221,17 @@ def agent_events(
     return out
 
 
-def spec(experiment: str, kind: str) -> results.ExperimentSpec:
-    return results.ExperimentSpec(
+def spec(experiment: str, kind: str) -> aggregates.ExperimentSpec:
+    return aggregates.ExperimentSpec(
         id=experiment,
         workspace_id=WORKSPACE,
         kind="web" if kind == "web" else "agent",
         status="running",
         variants=(
-            results.VariantSpec(VARIANTS[0], "Control", True, 5000),
-            results.VariantSpec(VARIANTS[1], "Treatment", False, 5000),
+            aggregates.VariantSpec(VARIANTS[0], "Control", True, 5000),
+            aggregates.VariantSpec(VARIANTS[1], "Treatment", False, 5000),
         ),
-        goals=tuple(results.GoalSpec(g, g, "click") for g in GOALS) if kind == "web" else (),
+        goals=tuple(aggregates.GoalSpec(g, g, "click") for g in GOALS) if kind == "web" else (),
         primary_metric=None if kind == "web" else "avg_cost",
     )
 
@@ -304,12 +297,12 @@ def measure(client: Any, runs: int) -> list[str]:
         s = spec(experiment, kind)
         params = {"exp": experiment, "ws": WORKSPACE}
         # The same results query with experiment_id hidden from the sorting key.
-        unkeyed = results.results_query(s.kind).replace(
+        unkeyed = aggregates.results_query(s.kind).replace(
             "experiment_id = {exp:String}", "identity(experiment_id) = {exp:String}"
         )
         queries: list[tuple[str, Callable[[], object]]] = [
-            ("**results** (fetch_aggregates)", lambda s=s: results.fetch_aggregates(run, s)),
-            ("timeline (fetch_timeline)", lambda s=s: results.fetch_timeline(run, s)),
+            ("**results** (fetch_aggregates)", lambda s=s: aggregates.fetch_aggregates(run, s)),
+            ("timeline (fetch_timeline)", lambda s=s: aggregates.fetch_timeline(run, s)),
             (
                 "baseline: count() of the range",
                 lambda p=params: run(f"SELECT count() FROM {table} WHERE {scope}", p),
@@ -339,38 +332,6 @@ def measure(client: Any, runs: int) -> list[str]:
     return lines
 
 
-def environment(argv: Sequence[str]) -> list[str]:
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return [
-        f"- command: `{shlex.join(['.venv/bin/python', 'bench/results_query.py', *argv])}`",
-        f"- date: {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: nproc {len(os.sched_getaffinity(0))}, {cpu}; {platform.system()} "
-        f"{platform.release()}",
-        f"- Python {platform.python_version()}, chDB {chdb.__version__}",
-    ]
-
-
-def _load_edge_bench() -> ModuleType:
-    """bench/edge.py (for its RESULTS.md block writer), whose module name ``edge`` is the
-    splitedge package's."""
-    spec_ = importlib.util.spec_from_file_location("bench_edge", Path(_BENCH_DIR) / "edge.py")
-    assert spec_ is not None and spec_.loader is not None
-    module = importlib.util.module_from_spec(spec_)
-    sys.modules[spec_.name] = module
-    spec_.loader.exec_module(module)
-    return module
-
-
-def write_results(report: list[str]) -> None:
-    """Replace this script's block of bench/RESULTS.md (add its section if missing)."""
-    _load_edge_bench().replace_results_block(BEGIN_MARK, END_MARK, report, RESULTS_INTRO)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -392,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             client.close()
     report = [
-        *environment(argv),
+        *environment("results_query.py", argv, f"chDB {chdb.__version__}"),
         "",
         f"{rows:,} events inserted in {seconds:.1f} s ({rows / seconds:,.0f} rows/s, "
         f"{CHUNK:,}-row insert_arrow chunks), {parts} active parts (no OPTIMIZE); "
@@ -400,10 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *lines,
     ]
-    print("\n" + "\n".join(report))
-    if args.write:
-        write_results(report)
-        print(f"\nwrote {Path(_BENCH_DIR) / 'RESULTS.md'}")
+    publish("results_query.py", report, RESULTS_INTRO, args.write)
     return 0
 
 

@@ -20,8 +20,7 @@ and its agreement with GrowthBook's engine (gbstats 0.8).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import importlib.util
+import json
 import math
 import os
 import platform
@@ -32,7 +31,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 
 import numba
 import numpy as np
@@ -40,10 +38,9 @@ from gbstats.bayesian.tests import EffectBayesianABTest, EffectBayesianConfig
 from gbstats.models.statistics import ProportionStatistic
 
 from analytics.bayes import DEFAULT_DRAWS, BayesResult, beta_binomial, prob_beats_exact, warm_up
+from report import command_line, date_line, machine, publish
 
 BENCH_DIR = Path(__file__).resolve().parent
-BEGIN_MARK = "<!-- bench/stats.py: begin -->"
-END_MARK = "<!-- bench/stats.py: end -->"
 TARGET_SE = 1e-4
 PILOT_DRAWS = 200_000
 NUMPY_TIMED_MAX = 1_000_000
@@ -68,16 +65,10 @@ SCENARIOS: dict[int, tuple[list[int], list[int]]] = {
     10: ([480 + 7 * i for i in range(10)], [5000] * 10),
 }
 
-GBSTATS_CASES = [
-    (480, 5000, 530, 5000),
-    (100, 1000, 120, 1000),
-    (500, 10_000, 600, 10_000),
-    (2000, 10_000, 2100, 10_000),
-    (300, 2000, 260, 1800),
-    (10_000_000, 100_000_000, 10_002_000, 100_000_000),
-    (50, 1000, 600, 10_000),
-    (0, 10, 3, 10),
-]
+# Shared with tests/test_bayes_gbstats.py: the cases within gbstats' domain, then those
+# outside it (the table's note speaks of these last rows).
+_GBSTATS_VECTORS = json.loads((BENCH_DIR.parent / "tests" / "vectors" / "gbstats.json").read_text())
+GBSTATS_CASES = [*_GBSTATS_VECTORS["within"], *_GBSTATS_VECTORS["outside"]]
 
 
 def median_ms(call: Callable[[], object], repeats: int) -> float:
@@ -210,30 +201,17 @@ def jit_times() -> list[str]:
     ]
 
 
-def load_edge_bench() -> ModuleType:
-    """bench/edge.py (its module name ``edge`` is the splitedge package's), for its
-    RESULTS.md block writer."""
-    spec = importlib.util.spec_from_file_location("bench_edge", BENCH_DIR / "edge.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args()
     warm_up()
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     report = [
-        f"- command: `.venv/bin/python bench/stats.py{' --write' if args.write else ''}`",
-        f"- date: {now}",
-        f"- machine: nproc {os.cpu_count()}, {platform.processor() or platform.machine()}; "
-        f"Python {platform.python_version()}, numpy {np.__version__}, numba "
-        f"{numba.__version__} ({numba.get_num_threads()} threads)",
+        command_line("stats.py", sys.argv[1:]),
+        date_line(),
+        f"- machine: {machine()}; Python {platform.python_version()}, numpy "
+        f"{np.__version__}, numba {numba.__version__} ({numba.get_num_threads()} threads)",
         f"- medians of {args.repeats} calls (numpy: of {max(3, args.repeats // 10)}); "
         "`ours ms` is the whole `beta_binomial` call (probabilities, loss, rate and lift "
         "intervals)",
@@ -245,10 +223,7 @@ def main() -> int:
     report += gbstats_table()
     report += [""]
     report += jit_times()
-    print("\n".join(report))
-    if args.write:
-        load_edge_bench().replace_results_block(BEGIN_MARK, END_MARK, report, RESULTS_INTRO)
-        print(f"\nwrote {BENCH_DIR / 'RESULTS.md'}")
+    publish("stats.py", report, RESULTS_INTRO, args.write)
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Test support: seeded stores, and real servers (`splitedge serve` on loopback, stopped by PID)."""
+"""Test support: seeded stores, real servers (`splitedge serve` on loopback, stopped by PID),
+the events the API tests send them, and the experiment specs of the results tests."""
 
 from __future__ import annotations
 
@@ -8,13 +9,23 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 import msgspec
 
+from analytics.aggregates import (
+    ArmAggregates,
+    ExperimentSpec,
+    GoalAggregates,
+    GoalSpec,
+    VariantSpec,
+)
+from analytics.results import ExperimentResults, compute_results
 from edge.config import MutationConfig
 from edge.control.store import IssuedKey, NewExperiment, NewGoal, NewVariant, Site, Store
 
@@ -199,3 +210,145 @@ def wait_flushed(server: Server, rows: int, timeout: float = 60) -> None:
     raise AssertionError(
         f"not flushed in {timeout}s:\n{httpx.get(server.base_url + '/metrics').text}"
     )
+
+
+def add_experiment(
+    store: Store,
+    seed: Seed,
+    name: str,
+    variants: Sequence[str],
+    goals: Sequence[NewGoal] = (),
+    *,
+    kind: Literal["web", "agent"] = "web",
+    url_pattern: str | None = None,
+    hypothesis: str | None = None,
+    start: bool = True,
+) -> tuple[str, list[str], list[str]]:
+    """An experiment on the seeded site, its variants weighted equally, started unless
+    ``start`` is False: its id, and the ids of its variants and goals in their order."""
+    experiment_id = store.create_experiment(
+        NewExperiment(
+            workspace_id=seed.workspace_id,
+            site_id=seed.site.id,
+            kind=kind,
+            name=name,
+            url_pattern=url_pattern,
+            hypothesis=hypothesis,
+            variants=tuple(NewVariant(v, 50) for v in variants),
+            goals=tuple(goals),
+        )
+    )
+    if start:
+        store.set_experiment_status(experiment_id, "running")
+    variant_ids, goal_ids = variant_and_goal_ids(store, experiment_id)
+    return experiment_id, variant_ids, goal_ids
+
+
+# --- events sent through the API ----------------------------------------------------------
+
+# The client timestamp of the events sent: an hour before the run.
+SENT_AT_MS = int(time.time() * 1000) - 3_600_000
+
+
+def exposures(experiment_id: str, variant_id: str, visitors: list[str]) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "exposure",
+            "visitor_id": visitor,
+            "ts": SENT_AT_MS + i,
+            "experiment_id": experiment_id,
+            "variant_id": variant_id,
+            "pathname": "/pricing",
+        }
+        for i, visitor in enumerate(visitors)
+    ]
+
+
+def goals(
+    experiment_id: str, goal_id: str, visitors: list[str], value: float | None = None
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "event_id": uuid.uuid4().hex,
+            "type": "goal",
+            "visitor_id": visitor,
+            "ts": SENT_AT_MS + 60_000 + i,
+            "experiment_id": experiment_id,
+            "goal_id": goal_id,
+            "value": value,
+            "pathname": "/pricing",
+        }
+        for i, visitor in enumerate(visitors)
+    ]
+
+
+def web_events(experiment_id: str, variants: list[str], goal_id: str, plan: list[tuple[int, int]],
+               prefix: str) -> list[dict[str, Any]]:  # fmt: skip
+    """Per variant (units, converted units): exposures, and goals for the first units
+    (each converting twice, which counts once)."""
+    events: list[dict[str, Any]] = []
+    for variant_id, (units, converted) in zip(variants, plan, strict=True):
+        visitors = [f"{prefix}-{variant_id[:8]}-{i}" for i in range(units)]
+        events += exposures(experiment_id, variant_id, visitors)
+        events += goals(experiment_id, goal_id, visitors[:converted], 10.0)
+        events += goals(experiment_id, goal_id, visitors[:converted], 5.0)
+    return events
+
+
+def collect(server: Server, public_key: str, events: list[dict[str, Any]]) -> int:
+    """Send browser events in batches of 500; returns how many were accepted."""
+    accepted = 0
+    for i in range(0, len(events), 500):
+        answer = httpx.post(
+            server.base_url + "/v1/collect",
+            json={"public_key": public_key, "events": events[i : i + 500]},
+            timeout=10,
+        )
+        assert answer.status_code == 200, answer.text
+        accepted += answer.json()["data"]["accepted"]
+    return accepted
+
+
+def api_get(server: Server, path: str, key: str | None) -> httpx.Response:
+    """GET ``path`` with ``key`` as the bearer API key (None: no Authorization header)."""
+    headers = {} if key is None else {"authorization": f"Bearer {key}"}
+    return httpx.get(server.base_url + path, headers=headers, timeout=30)
+
+
+# --- experiment specs of the results tests ------------------------------------------------
+
+SPEC_WORKSPACE = "ws_results"
+CONTROL = VariantSpec("v_a", "Control", True, 5000)
+BOLD = VariantSpec("v_b", "Bold", False, 5000)
+SIGNUP, BUY = GoalSpec("g_signup", "Signup", "click"), GoalSpec("g_buy", "Buy", "custom")
+
+
+def web_spec(
+    exp: str, variants: tuple[VariantSpec, ...] = (CONTROL, BOLD), **kw: Any
+) -> ExperimentSpec:
+    options: dict[str, Any] = {"status": "running", "goals": (SIGNUP, BUY), **kw}
+    return ExperimentSpec(
+        id=exp, workspace_id=SPEC_WORKSPACE, kind="web", variants=variants, **options
+    )
+
+
+def agent_spec(exp: str, **kw: Any) -> ExperimentSpec:
+    options: dict[str, Any] = {"status": "running", **kw}
+    return ExperimentSpec(
+        id=exp, workspace_id=SPEC_WORKSPACE, kind="agent", variants=(CONTROL, BOLD), **options
+    )
+
+
+def web_arms(*arms: tuple[int, int]) -> list[ArmAggregates]:
+    """(units, signups) per arm, in the order of the spec's variants."""
+    ids = ("v_a", "v_b", "v_c")
+    return [
+        ArmAggregates(ids[i], units, (GoalAggregates("g_signup", conv, 0.0, 0.0, None),))
+        for i, (units, conv) in enumerate(arms)
+    ]
+
+
+def decide(*arms: tuple[int, int], **spec: Any) -> ExperimentResults:
+    """The results of a web experiment with these (units, signups) per arm."""
+    return compute_results(web_spec("exp_rules", **spec), web_arms(*arms))

@@ -16,20 +16,21 @@ import msgspec
 import pytest
 from playwright.sync_api import Page
 
-from analytics.results import ArmAggregates, GoalAggregates, TimelinePoint, compute_results
+from analytics.aggregates import ArmAggregates, GoalAggregates, TimelinePoint
+from analytics.results import compute_results
 from edge.control.report_page import REPORT_SECRET_META_KEY, ReportLinks, render_report
 from edge.control.results_api import experiment_spec
-from edge.control.store import (
-    Experiment,
-    Goal,
-    NewExperiment,
-    NewGoal,
-    NewVariant,
-    Store,
-    Variant,
+from edge.control.store import Experiment, Goal, NewGoal, Store, Variant
+from tests.support import (
+    Server,
+    add_experiment,
+    api_get,
+    collect,
+    running_server,
+    seed_store,
+    wait_flushed,
+    web_events,
 )
-from tests.support import Server, running_server, seed_store, wait_flushed
-from tests.test_results_api import add_experiment, collect, get, web_events
 
 HOSTILE = '<script>window.pwned = 1</script> & "Bold"'
 
@@ -51,26 +52,20 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reports]:
     seed = seed_store(store_path)
     store = Store(store_path)
     try:
-        made = []
-        for name in ("Checkout </title><b>copy", "Broken split"):
-            experiment_id, variants = add_experiment(
+        made = [
+            add_experiment(
                 store,
-                NewExperiment(
-                    workspace_id=seed.workspace_id,
-                    site_id=seed.site.id,
-                    name=name,
-                    hypothesis="Shorter copy <em>sells</em> more",
-                    variants=(NewVariant("Control", 50), NewVariant(HOSTILE, 50)),
-                    goals=(NewGoal("Purchase", "click", ".buy"),),
-                ),
+                seed,
+                name,
+                ("Control", HOSTILE),
+                (NewGoal("Purchase", "click", ".buy"),),
+                hypothesis="Shorter copy <em>sells</em> more",
             )
-            goal = store.conn.execute(
-                "SELECT id FROM goals WHERE experiment_id = ?", (experiment_id,)
-            ).fetchone()[0]
-            made.append((experiment_id, variants, goal))
+            for name in ("Checkout </title><b>copy", "Broken split")
+        ]
     finally:
         store.close()
-    (fair_id, fair_variants, fair_goal), (srm_id, srm_variants, srm_goal) = made
+    (fair_id, fair_variants, (fair_goal,)), (srm_id, srm_variants, (srm_goal,)) = made
     with running_server(data) as server:
         sent = collect(
             server,
@@ -81,7 +76,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Reports]:
         wait_flushed(server, sent)
         urls = []
         for experiment_id in (fair_id, srm_id):
-            answer = get(server, f"/v1/experiments/{experiment_id}/results", seed.key.key)
+            answer = api_get(server, f"/v1/experiments/{experiment_id}/results", seed.key.key)
             assert answer.status_code == 200, answer.text
             urls.append(answer.json()["data"]["report_url"])
         yield Reports(server, store_path, seed.key.key, fair_id, urls[0], srm_id, urls[1])

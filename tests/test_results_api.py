@@ -5,11 +5,9 @@ ClickHouse, read back by the worker through the parent's warehouse gateway."""
 from __future__ import annotations
 
 import math
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import msgspec
@@ -17,11 +15,21 @@ import numpy as np
 import pytest
 
 from analytics.gateway import SOCKET_NAME
-from edge.control.results_api import experiment_spec
-from edge.control.store import NewExperiment, NewGoal, NewVariant, Store
-from tests.support import Seed, Server, running_server, seed_store, wait_flushed
+from edge.control.store import NewGoal, Store
+from tests.support import (
+    Seed,
+    Server,
+    add_experiment,
+    api_get,
+    collect,
+    goals,
+    running_server,
+    seed_store,
+    wait_flushed,
+    web_events,
+)
 
-T0 = int(time.time() * 1000) - 3_600_000
+SIGNUP = NewGoal("Signup", "click", ".signup")
 
 
 class Scenario(msgspec.Struct):
@@ -40,84 +48,6 @@ class Scenario(msgspec.Struct):
     successes: dict[str, int]
 
 
-def add_experiment(store: Store, new: NewExperiment, start: bool = True) -> tuple[str, list[str]]:
-    experiment_id = store.create_experiment(new)
-    if start:
-        store.set_experiment_status(experiment_id, "running")
-    variants = [
-        row[0]
-        for row in store.conn.execute(
-            "SELECT id FROM variants WHERE experiment_id = ? ORDER BY position", (experiment_id,)
-        )
-    ]
-    return experiment_id, variants
-
-
-def exposures(experiment_id: str, variant_id: str, visitors: list[str]) -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": uuid.uuid4().hex,
-            "type": "exposure",
-            "visitor_id": visitor,
-            "ts": T0 + i,
-            "experiment_id": experiment_id,
-            "variant_id": variant_id,
-            "pathname": "/pricing",
-        }
-        for i, visitor in enumerate(visitors)
-    ]
-
-
-def goals(
-    experiment_id: str, goal_id: str, visitors: list[str], value: float | None = None
-) -> list[dict[str, Any]]:
-    return [
-        {
-            "event_id": uuid.uuid4().hex,
-            "type": "goal",
-            "visitor_id": visitor,
-            "ts": T0 + 60_000 + i,
-            "experiment_id": experiment_id,
-            "goal_id": goal_id,
-            "value": value,
-            "pathname": "/pricing",
-        }
-        for i, visitor in enumerate(visitors)
-    ]
-
-
-def collect(server: Server, public_key: str, events: list[dict[str, Any]]) -> int:
-    """Send browser events in batches of 500; returns how many were accepted."""
-    accepted = 0
-    for i in range(0, len(events), 500):
-        answer = httpx.post(
-            server.base_url + "/v1/collect",
-            json={"public_key": public_key, "events": events[i : i + 500]},
-            timeout=10,
-        )
-        assert answer.status_code == 200, answer.text
-        accepted += answer.json()["data"]["accepted"]
-    return accepted
-
-
-def web_events(experiment_id: str, variants: list[str], goal_id: str, plan: list[tuple[int, int]],
-               prefix: str) -> list[dict[str, Any]]:  # fmt: skip
-    """Per variant (units, converted units): exposures, and goals for the first units
-    (each converting twice, which counts once)."""
-    events: list[dict[str, Any]] = []
-    for variant_id, (units, converted) in zip(variants, plan, strict=True):
-        visitors = [f"{prefix}-{variant_id[:8]}-{i}" for i in range(units)]
-        events += exposures(experiment_id, variant_id, visitors)
-        events += goals(experiment_id, goal_id, visitors[:converted], 10.0)
-        events += goals(experiment_id, goal_id, visitors[:converted], 5.0)
-    return events
-
-
-def get(server: Server, path: str, key: str | None) -> httpx.Response:
-    headers = {} if key is None else {"authorization": f"Bearer {key}"}
-    return httpx.get(server.base_url + path, headers=headers, timeout=30)
-
-
 def two_proportion_p(c1: int, n1: int, c2: int, n2: int) -> float:
     pooled = (c1 + c2) / (n1 + n2)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
@@ -131,42 +61,15 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     seed = seed_store(store_path)
     store = Store(store_path)
     try:
-        agent_id, agent_variants = add_experiment(
-            store,
-            NewExperiment(
-                workspace_id=seed.workspace_id,
-                site_id=seed.site.id,
-                kind="agent",
-                name="Concise prompt",
-                variants=(NewVariant("control", 50), NewVariant("concise", 50)),
-            ),
+        agent_id, agent_variants, _ = add_experiment(
+            store, seed, "Concise prompt", ("control", "concise"), kind="agent"
         )
-        srm_id, srm_variants = add_experiment(
-            store,
-            NewExperiment(
-                workspace_id=seed.workspace_id,
-                site_id=seed.site.id,
-                name="Broken split",
-                url_pattern="/pricing",
-                variants=(NewVariant("A", 50), NewVariant("B", 50)),
-                goals=(NewGoal("Signup", "click", ".signup"),),
-            ),
+        srm_id, srm_variants, (srm_goal,) = add_experiment(
+            store, seed, "Broken split", ("A", "B"), (SIGNUP,), url_pattern="/pricing"
         )
-        draft_id, _ = add_experiment(
-            store,
-            NewExperiment(
-                workspace_id=seed.workspace_id,
-                site_id=seed.site.id,
-                name="Not started",
-                variants=(NewVariant("A", 50), NewVariant("B", 50)),
-                goals=(NewGoal("Signup", "click", ".signup"),),
-            ),
-            start=False,
+        draft_id, _, _ = add_experiment(
+            store, seed, "Not started", ("A", "B"), (SIGNUP,), start=False
         )
-        (srm_goal,) = [
-            row[0]
-            for row in store.conn.execute("SELECT id FROM goals WHERE experiment_id = ?", (srm_id,))
-        ]
     finally:
         store.close()
 
@@ -229,7 +132,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
 def test_web_results_match_what_was_sent(scenario: Scenario) -> None:
     seed = scenario.seed
-    answer = get(scenario.server, f"/v1/experiments/{seed.experiment_id}/results", seed.key.key)
+    answer = api_get(scenario.server, f"/v1/experiments/{seed.experiment_id}/results", seed.key.key)
     assert answer.status_code == 200, answer.text
     assert answer.headers["content-type"] == "application/json"
     body = answer.json()
@@ -269,15 +172,15 @@ def test_web_results_match_what_was_sent(scenario: Scenario) -> None:
 def test_results_are_reproducible(scenario: Scenario) -> None:
     seed = scenario.seed
     path = f"/v1/experiments/{seed.experiment_id}/results"
-    first = get(scenario.server, path, seed.key.key).json()["data"]
-    second = get(scenario.server, path, seed.key.key).json()["data"]
+    first = api_get(scenario.server, path, seed.key.key).json()["data"]
+    second = api_get(scenario.server, path, seed.key.key).json()["data"]
     first.pop("report_url"), second.pop("report_url")
     assert first == second
 
 
 def test_web_metrics_in_crewkits_shape(scenario: Scenario) -> None:
     seed = scenario.seed
-    answer = get(scenario.server, f"/v1/experiments/{seed.experiment_id}/metrics", seed.key.key)
+    answer = api_get(scenario.server, f"/v1/experiments/{seed.experiment_id}/metrics", seed.key.key)
     assert answer.status_code == 200, answer.text
     data = answer.json()["data"]
     assert data["control"]["total_sessions"] == 200
@@ -293,7 +196,7 @@ def test_web_metrics_in_crewkits_shape(scenario: Scenario) -> None:
 
 def test_agent_metrics_match_what_was_sent(scenario: Scenario) -> None:
     seed = scenario.seed
-    answer = get(scenario.server, f"/v1/experiments/{scenario.agent_id}/metrics", seed.key.key)
+    answer = api_get(scenario.server, f"/v1/experiments/{scenario.agent_id}/metrics", seed.key.key)
     assert answer.status_code == 200, answer.text
     data = answer.json()["data"]
     for arm, variant_id in zip(("control", "variant"), scenario.agent_variants, strict=True):
@@ -311,7 +214,7 @@ def test_agent_metrics_match_what_was_sent(scenario: Scenario) -> None:
 
 def test_agent_results_carry_task_completion_and_cost(scenario: Scenario) -> None:
     seed = scenario.seed
-    answer = get(scenario.server, f"/v1/experiments/{scenario.agent_id}/results", seed.key.key)
+    answer = api_get(scenario.server, f"/v1/experiments/{scenario.agent_id}/results", seed.key.key)
     data = answer.json()["data"]
     control = data["variants"]["control"]
     assert control["task_completion"] == pytest.approx(
@@ -325,7 +228,7 @@ def test_agent_results_carry_task_completion_and_cost(scenario: Scenario) -> Non
 
 def test_a_broken_split_is_flagged(scenario: Scenario) -> None:
     seed = scenario.seed
-    answer = get(scenario.server, f"/v1/experiments/{scenario.srm_id}/results", seed.key.key)
+    answer = api_get(scenario.server, f"/v1/experiments/{scenario.srm_id}/results", seed.key.key)
     data = answer.json()["data"]
     assert (data["variants"]["A"]["units"], data["variants"]["B"]["units"]) == (300, 200)
     assert data["srm_flagged"] is True
@@ -338,13 +241,13 @@ def test_a_broken_split_is_flagged(scenario: Scenario) -> None:
 
 def test_a_draft_without_data_is_collecting(scenario: Scenario) -> None:
     seed = scenario.seed
-    answer = get(scenario.server, f"/v1/experiments/{scenario.draft_id}/results", seed.key.key)
+    answer = api_get(scenario.server, f"/v1/experiments/{scenario.draft_id}/results", seed.key.key)
     assert answer.status_code == 200, answer.text
     data = answer.json()["data"]
     assert data["status"] == "collecting"
     assert [v["units"] for v in data["variants"].values()] == [0, 0]
     assert data["p_value"] is None and data["srm"] is None
-    metrics = get(scenario.server, f"/v1/experiments/{scenario.draft_id}/metrics", seed.key.key)
+    metrics = api_get(scenario.server, f"/v1/experiments/{scenario.draft_id}/metrics", seed.key.key)
     assert metrics.status_code == 200
     assert metrics.json()["data"]["control"]["total_sessions"] == 0
 
@@ -353,7 +256,7 @@ def test_a_draft_without_data_is_collecting(scenario: Scenario) -> None:
 def test_no_key_or_a_bad_key_is_401(scenario: Scenario, view: str) -> None:
     path = f"/v1/experiments/{scenario.seed.experiment_id}/{view}"
     for key in (None, "sk_live_" + "0" * 40):
-        answer = get(scenario.server, path, key)
+        answer = api_get(scenario.server, path, key)
         assert answer.status_code == 401
         assert answer.json()["error"]["code"] == "unauthorized"
 
@@ -361,11 +264,11 @@ def test_no_key_or_a_bad_key_is_401(scenario: Scenario, view: str) -> None:
 @pytest.mark.parametrize("view", ["results", "metrics"])
 def test_another_workspaces_experiment_is_404(scenario: Scenario, view: str) -> None:
     seed = scenario.seed
-    theirs = get(
+    theirs = api_get(
         scenario.server, f"/v1/experiments/{seed.other_experiment_id}/{view}", seed.key.key
     )
-    unknown = get(scenario.server, f"/v1/experiments/{uuid.uuid4()}/{view}", seed.key.key)
-    ours_with_their_key = get(
+    unknown = api_get(scenario.server, f"/v1/experiments/{uuid.uuid4()}/{view}", seed.key.key)
+    ours_with_their_key = api_get(
         scenario.server, f"/v1/experiments/{seed.experiment_id}/{view}", seed.other_key.key
     )
     for answer in (theirs, unknown, ours_with_their_key):
@@ -384,7 +287,7 @@ def test_another_workspaces_experiment_is_404(scenario: Scenario, view: str) -> 
 
 @pytest.mark.parametrize("bad_id", ["x" * 129, "bad$id", "-leading-dash", "a.b"])
 def test_a_malformed_id_is_a_clear_400(scenario: Scenario, bad_id: str) -> None:
-    answer = get(scenario.server, f"/v1/experiments/{bad_id}/results", scenario.seed.key.key)
+    answer = api_get(scenario.server, f"/v1/experiments/{bad_id}/results", scenario.seed.key.key)
     assert answer.status_code == 400
     error = answer.json()["error"]
     assert error["code"] == "invalid_request"
@@ -410,8 +313,6 @@ def test_the_store_loads_an_experiment_only_for_its_workspace(scenario: Scenario
         assert [v.weight_bps for v in mine.variants] == [5000, 5000]
         assert [g.id for g in mine.goals] == [seed.goal_id]
         assert mine.status == "running" and mine.started_at is not None
-        spec = experiment_spec(mine)
-        assert spec.started_at is not None and spec.started_at.tzinfo is not None
         assert store.find_experiment(seed.experiment_id, seed.other_site.workspace_id) is None
         assert store.find_experiment("nope", seed.workspace_id) is None
         anywhere = store.find_experiment(seed.other_experiment_id, None)
@@ -427,7 +328,7 @@ def test_the_gateway_down_is_503_with_retry_after(scenario: Scenario) -> None:
     path = f"/v1/experiments/{scenario.seed.experiment_id}/results"
     socket.rename(aside)
     try:
-        answer = get(scenario.server, path, scenario.seed.key.key)
+        answer = api_get(scenario.server, path, scenario.seed.key.key)
     finally:
         aside.rename(socket)
     assert answer.status_code == 503
@@ -435,4 +336,4 @@ def test_the_gateway_down_is_503_with_retry_after(scenario: Scenario) -> None:
     error = answer.json()["error"]
     assert error["code"] == "warehouse_unavailable"
     assert "retry" in error["message"]
-    assert get(scenario.server, path, scenario.seed.key.key).status_code == 200
+    assert api_get(scenario.server, path, scenario.seed.key.key).status_code == 200

@@ -143,15 +143,14 @@ _EVENT_COLUMNS_V1: tuple[tuple[str, str], ...] = (
 )
 
 # Every analytics query reads one experiment, so experiment_id comes first and an
-# experiment is one contiguous range of each part. Within it, kind: the results query
-# reads its exposures (who was exposed to which variant) and its conversions (goal and
-# task events) as two sides of a per-unit join, and each side is again one range. Then
-# variant_id, unit_id: each side comes out sorted by (variant, unit), so distinct units
-# per variant and the exposure-to-conversion join can run in key order (aggregation in
-# order, sorting merge join) instead of in a hash table, and repeated unit ids compress
-# well. received_at last orders a unit's events in time (first exposure, then goals).
-# Rows without an experiment (plain pageviews) share the '' range, which the experiment
-# queries skip.
+# experiment is one contiguous range of each part: the primary index skips every other
+# experiment's rows. Within it, kind: the results query (analytics.aggregates) reads the
+# exposures (who was exposed to which variant) and the conversions (goal and task events)
+# as two sides of a per-unit join, and each side is again one range. Then variant_id,
+# unit_id, received_at: repeated ids compress well and a unit's rows sit together. The
+# query itself groups by unit in a hash table (bench/results_query.py measured the cost:
+# counting distinct units, not reading rows). Rows without an experiment (plain
+# pageviews) share the '' range, which the experiment queries skip.
 _EVENTS_ORDER_BY = "(experiment_id, kind, variant_id, unit_id, received_at)"
 _EVENTS_PARTITION_BY = "toYYYYMM(received_at)"
 

@@ -36,7 +36,8 @@ from edge.errors import NotFound, ServiceUnavailable, SplitedgeError
 from edge.http import send_response
 
 if TYPE_CHECKING:
-    from analytics.results import ExperimentResults, TimelinePoint
+    from analytics.aggregates import TimelinePoint
+    from analytics.results import ExperimentResults
     from edge.control.results_api import ResultsSource
 
 __all__ = [

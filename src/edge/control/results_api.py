@@ -24,23 +24,23 @@ from typing import Any
 import msgspec
 from starlette.types import Receive, Send
 
-from analytics.frequentist import SampleRatio
-from analytics.results import (
-    ClawSplitResults,
-    CrewkitMetrics,
-    DecisionRules,
-    ExperimentResults,
+from analytics.aggregates import (
     ExperimentSpec,
     GoalSpec,
     QueryRunner,
     TimelinePoint,
     VariantSpec,
-    clawsplit_view,
-    compute_results,
-    crewkit_metrics_view,
     fetch_aggregates,
     fetch_timeline,
 )
+from analytics.frequentist import SampleRatio
+from analytics.result_views import (
+    ClawSplitResults,
+    CrewkitMetrics,
+    clawsplit_view,
+    crewkit_metrics_view,
+)
+from analytics.results import DecisionRules, ExperimentResults, compute_results
 from edge.bearer import require_workspace
 from edge.control.report_page import ReportLinks
 from edge.control.store import Experiment, Store
@@ -85,9 +85,6 @@ def experiment_spec(experiment: Experiment) -> ExperimentSpec:
         sample_size=experiment.sample_size,
         confidence=experiment.confidence,
         primary_metric=experiment.primary_metric,
-        started_at=None
-        if experiment.started_at is None
-        else datetime.fromisoformat(experiment.started_at),
     )
 
 

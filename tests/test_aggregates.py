@@ -1,0 +1,296 @@
+"""The aggregate and timeline SQL against real chDB (what counts, once, for whom), and one
+experiment's results fetched from chDB end to end."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from analytics import frequentist, warehouse
+from analytics.aggregates import (
+    ArmAggregates,
+    ExperimentSpec,
+    GoalAggregates,
+    VariantSpec,
+    fetch_aggregates,
+    fetch_timeline,
+)
+from analytics.result_views import crewkit_metrics_view
+from analytics.results import compute_results, fetch_results
+from edge.ingest.schema import EVENT_SCHEMA
+from tests.support import BUY, SPEC_WORKSPACE, agent_spec, web_spec
+
+T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+# --- chDB: one warehouse for the module (a process owns one chDB directory at a time) ----
+
+_ids = itertools.count()
+
+
+class Warehouse:
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def run(self, sql: str, parameters: dict[str, Any]) -> pa.Table:
+        return self.client.query_arrow(sql, parameters=parameters)
+
+    def insert(self, rows: list[dict[str, Any]]) -> None:
+        """Insert rows given as column -> value; '' / null for the columns not given."""
+        full = []
+        for row in rows:
+            base: dict[str, Any] = {
+                f.name: None if f.nullable else "" for f in EVENT_SCHEMA if f.name != "client_ts"
+            }
+            base.update(event_id=f"e{next(_ids)}", workspace_id=SPEC_WORKSPACE, received_at=T0)
+            base.update(row)
+            base["client_ts"] = base["received_at"]
+            full.append(base)
+        table = pa.Table.from_pylist(full, schema=EVENT_SCHEMA)
+        token = warehouse.insert_settings(uuid.uuid4().hex)
+        self.client.insert_arrow(warehouse.EVENTS_TABLE, table, settings=token)
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+    client = warehouse.connect(f"chdb://{tmp_path_factory.mktemp('results') / 'clickhouse'}")
+    warehouse.migrate(client)
+    yield Warehouse(client)
+    client.close()
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def exposure(exp: str, unit: str, variant: str, minutes: float = 0, **kw: Any) -> dict[str, Any]:
+    return dict(kind="exposure", experiment_id=exp, variant_id=variant, unit_id=unit,
+                received_at=at(minutes), **kw)  # fmt: skip
+
+
+def goal(exp: str, unit: str, variant: str, goal_id: str, value: float | None = None,
+         minutes: float = 1, **kw: Any) -> dict[str, Any]:  # fmt: skip
+    return dict(kind="goal", experiment_id=exp, variant_id=variant, unit_id=unit,
+                goal_id=goal_id, value=value, received_at=at(minutes), **kw)  # fmt: skip
+
+
+def task(exp: str, unit: str, variant: str, outcome: str, cost: float | None = None,
+         duration_ms: float | None = None, turns: int | None = None,
+         minutes: float = 0) -> dict[str, Any]:  # fmt: skip
+    return dict(kind="task", experiment_id=exp, variant_id=variant, unit_id=unit,
+                session_id=unit, agent_id="agent-1", outcome=outcome, cost=cost,
+                duration_ms=duration_ms, turns=turns, received_at=at(minutes))  # fmt: skip
+
+
+def arms_by_id(wh: Warehouse, spec: ExperimentSpec) -> dict[str, ArmAggregates]:
+    return {a.variant_id: a for a in fetch_aggregates(wh.run, spec)}
+
+
+def goals_of(arm: ArmAggregates) -> dict[str, GoalAggregates]:
+    return {g.goal_id: g for g in arm.goals}
+
+
+def test_a_unit_counts_with_its_goals_in_the_variant_of_its_first_exposure(wh: Warehouse) -> None:
+    exp = "exp_first"
+    # u1 is first exposed to control; a later exposure (inserted first) says Bold, and its
+    # goal row carries Bold's id: it all counts for control.
+    wh.insert(
+        [exposure(exp, "u1", "v_b", minutes=30), goal(exp, "u1", "v_b", "g_signup", minutes=31)]
+    )
+    wh.insert([exposure(exp, "u1", "v_a", minutes=5), exposure(exp, "u2", "v_b", minutes=1)])
+    arms = arms_by_id(wh, web_spec(exp))
+    assert (arms["v_a"].units, arms["v_b"].units) == (1, 1)
+    assert goals_of(arms["v_a"])["g_signup"].converted == 1
+    assert goals_of(arms["v_b"]) == {}
+
+
+def test_goals_of_units_never_exposed_do_not_count(wh: Warehouse) -> None:
+    exp = "exp_unexposed"
+    wh.insert(
+        [
+            exposure(exp, "seen", "v_a"),
+            goal(exp, "seen", "v_a", "g_signup"),
+            goal(exp, "ghost", "v_a", "g_signup", value=100.0),  # no exposure anywhere
+            exposure("exp_other", "elsewhere", "v_a"),  # exposed to another experiment only
+            goal(exp, "elsewhere", "v_a", "g_signup", value=50.0),
+        ]
+    )
+    arms = arms_by_id(wh, web_spec(exp))
+    assert list(arms) == ["v_a"] and arms["v_a"].units == 1
+    signup = goals_of(arms["v_a"])["g_signup"]
+    assert (signup.converted, signup.value_sum) == (1, 0.0)
+
+
+def test_a_unit_converting_twice_counts_once_and_its_values_add_up(wh: Warehouse) -> None:
+    exp = "exp_twice"
+    wh.insert(
+        [
+            exposure(exp, "u1", "v_b"),
+            exposure(exp, "u1", "v_b", minutes=60),  # a second session: still one unit
+            goal(exp, "u1", "v_b", "g_buy", value=10.0),
+            goal(exp, "u1", "v_b", "g_buy", value=2.5, minutes=61),
+            goal(exp, "u1", "v_b", "g_buy", value=None, minutes=62),  # no value: adds 0
+            goal(exp, "u1", "v_b", "g_signup"),
+            exposure(exp, "u2", "v_b"),
+        ]
+    )
+    arm = arms_by_id(wh, web_spec(exp))["v_b"]
+    assert arm.units == 2
+    buy, signup = goals_of(arm)["g_buy"], goals_of(arm)["g_signup"]
+    assert (buy.converted, buy.value_sum, buy.value_sumsq, buy.value_p95) == (1, 12.5, 156.25, 12.5)
+    assert (signup.converted, signup.value_sum) == (1, 0.0)
+
+
+def test_goal_value_sums_and_p95_match_numpy(wh: Warehouse) -> None:
+    exp = "exp_values"
+    rng = np.random.default_rng(7)
+    rows = []
+    per_unit: dict[str, list[float]] = {"v_a": [], "v_b": []}  # converted units only
+    per_unit_all: dict[str, list[float]] = {"v_a": [], "v_b": []}
+    for n in range(300):
+        variant = ("v_a", "v_b")[n % 2]
+        rows.append(exposure(exp, f"u{n}", variant, minutes=n))
+        fires = int(rng.integers(0, 4)) if rng.random() < 0.4 else 0
+        values = [round(float(rng.lognormal(3, 1)), 2) for _ in range(fires)]
+        rows += [goal(exp, f"u{n}", variant, "g_buy", value=v, minutes=n + 1) for v in values]
+        per_unit_all[variant].append(sum(values))
+        if fires:
+            per_unit[variant].append(sum(values))
+    wh.insert(rows)
+    arms = arms_by_id(wh, web_spec(exp))
+    for variant, arm in arms.items():
+        buy = goals_of(arm)["g_buy"]
+        every = np.array(per_unit_all[variant])
+        assert arm.units == len(every) == 150
+        assert buy.converted == len(per_unit[variant])
+        assert buy.value_sum == pytest.approx(every.sum(), rel=1e-12)
+        assert buy.value_sumsq == pytest.approx((every**2).sum(), rel=1e-12)
+        assert buy.value_p95 == pytest.approx(np.quantile(per_unit[variant], 0.95), rel=1e-12)
+    # The results report the mean and std_dev per exposed unit (non-converters are 0).
+    results = compute_results(web_spec(exp, goals=(BUY,)), list(arms.values()))
+    value = results.variants[1].goals[0].value
+    every = np.array(per_unit_all["v_b"])
+    assert value.mean == pytest.approx(every.mean(), rel=1e-12)
+    assert value.std_dev == pytest.approx(every.std(ddof=1), rel=1e-9)
+
+
+def test_rows_of_other_workspaces_and_experiments_are_never_counted(wh: Warehouse) -> None:
+    exp = "exp_scoped"
+    wh.insert(
+        [exposure(exp, "mine", "v_a"), goal(exp, "mine", "v_a", "g_signup")]
+        + [exposure(exp, f"theirs{n}", "v_a", workspace_id="ws_other") for n in range(5)]
+        + [goal(exp, f"theirs{n}", "v_a", "g_signup", workspace_id="ws_other") for n in range(5)]
+        + [goal(exp, "mine", "v_a", "g_buy", value=9.0, workspace_id="ws_other")]
+        + [exposure("exp_scoped_2", "mine", "v_a"), goal("exp_scoped_2", "mine", "v_a", "g_buy")]
+    )
+    arms = arms_by_id(wh, web_spec(exp))
+    assert arms["v_a"].units == 1
+    assert list(goals_of(arms["v_a"])) == ["g_signup"]
+    nobody = msgspec.structs.replace(web_spec(exp), workspace_id="ws_nobody")
+    assert fetch_aggregates(wh.run, nobody) == []
+
+
+def test_agent_units_succeed_once_and_their_sums_and_p95_match_numpy(wh: Warehouse) -> None:
+    exp = "exp_agent"
+    rng = np.random.default_rng(11)
+    rows = []
+    per_unit: dict[str, list[tuple[float, float, float, bool, int, int]]] = {"v_a": [], "v_b": []}
+    for n in range(120):
+        variant = ("v_a", "v_b")[n % 2]
+        k = int(rng.integers(1, 5))
+        outcomes = [str(o) for o in rng.choice(["success", "failure", "partial"], k)]
+        costs = [round(float(rng.gamma(2, 0.01)), 5) for _ in range(k)]
+        turns = [int(t) for t in rng.integers(1, 9, k)]
+        rows += [
+            task(exp, f"run{n}", variant, o, cost=c, duration_ms=100.0 * t, turns=t, minutes=i)
+            for i, (o, c, t) in enumerate(zip(outcomes, costs, turns, strict=True))
+        ]
+        wins = outcomes.count("success")
+        per_unit[variant].append((sum(costs), 100.0 * sum(turns), sum(turns), wins > 0, k, wins))
+    # A unit whose first task ran in control and a later one in Bold stays in control; a task
+    # without cost, duration or turns adds 0.
+    rows += [task(exp, "mover", "v_a", "failure", minutes=-1), task(exp, "mover", "v_b", "success")]
+    per_unit["v_a"].append((0.0, 0.0, 0, True, 2, 1))
+    wh.insert(rows)
+    arms = arms_by_id(wh, agent_spec(exp))
+    for variant, arm in arms.items():
+        units = np.array(per_unit[variant], dtype=float)
+        assert arm.units == len(units)
+        assert arm.converted == int(units[:, 3].sum())
+        assert (arm.tasks, arm.successful_tasks) == (int(units[:, 4].sum()), int(units[:, 5].sum()))
+        for col, name in enumerate(("cost", "duration_ms", "turns")):
+            assert arm.sums[name] == pytest.approx(units[:, col].sum(), rel=1e-12)
+            assert arm.sumsqs[name] == pytest.approx((units[:, col] ** 2).sum(), rel=1e-12)
+            assert arm.p95s[name] == pytest.approx(np.quantile(units[:, col], 0.95), rel=1e-12)
+    results = compute_results(agent_spec(exp, primary_metric="avg_cost"), list(arms.values()))
+    metrics = results.variants[0].agent
+    assert metrics is not None
+    assert metrics.cost.p95 == arms["v_a"].p95s["cost"]
+    assert metrics.success_rate == arms["v_a"].converted / arms["v_a"].units
+    assert metrics.task_success_rate == arms["v_a"].successful_tasks / arms["v_a"].tasks
+
+
+def test_timeline_dates_entries_and_first_conversions(wh: Warehouse) -> None:
+    exp = "exp_timeline"
+    day = 24 * 60
+    wh.insert(
+        [
+            exposure(exp, "u1", "v_a", minutes=0),
+            goal(exp, "u1", "v_a", "g_signup", minutes=day + 5),  # converts the next day
+            goal(exp, "u1", "v_a", "g_signup", minutes=2 * day),  # again: not counted
+            exposure(exp, "u2", "v_b", minutes=10),
+            goal(exp, "u2", "v_b", "g_buy", minutes=20),  # not the primary goal
+            goal(exp, "u3", "v_b", "g_signup", minutes=20),  # never exposed
+            # a goal delivered before its exposure counts on the exposure's day
+            goal(exp, "u4", "v_b", "g_signup", minutes=day - 1),
+            exposure(exp, "u4", "v_b", minutes=day + 1),
+        ]
+    )
+    points = [
+        (p.day, p.variant_id, p.entered, p.converted) for p in fetch_timeline(wh.run, web_spec(exp))
+    ]
+    d0, d1 = date(2025, 6, 1), date(2025, 6, 2)
+    assert points == [(d0, "v_a", 1, 0), (d0, "v_b", 1, 0), (d1, "v_a", 0, 1), (d1, "v_b", 1, 1)]
+    wh.insert([task("exp_agent_tl", "r1", "v_a", "failure"),
+               task("exp_agent_tl", "r1", "v_a", "success", minutes=day),
+               task("exp_agent_tl", "r2", "v_b", "partial")])  # fmt: skip
+    agent = [(p.day, p.variant_id, p.entered, p.converted)
+             for p in fetch_timeline(wh.run, agent_spec("exp_agent_tl"))]  # fmt: skip
+    assert agent == [(d0, "v_a", 1, 0), (d0, "v_b", 1, 0), (d1, "v_a", 0, 1)]
+
+
+def test_fetch_results_of_three_arms_from_chdb(wh: Warehouse) -> None:
+    exp = "exp_three"
+    variants = (
+        VariantSpec("v_a", "Control", True, 3334),
+        VariantSpec("v_b", "Bold", False, 3333),
+        VariantSpec("v_c", "Calm", False, 3333),
+    )
+    rows = []
+    # 600 units per arm; signup rates 10% (control), 20% (Bold), 10% (Calm).
+    for arm, every in (("v_a", 10), ("v_b", 5), ("v_c", 10)):
+        for n in range(600):
+            rows.append(exposure(exp, f"{arm}-{n}", arm, minutes=n))
+            if n % every == 0:
+                rows.append(goal(exp, f"{arm}-{n}", arm, "g_signup", minutes=n + 1))
+    wh.insert(rows)
+    results = fetch_results(wh.run, web_spec(exp, variants))
+    assert [v.units for v in results.variants] == [600, 600, 600]
+    assert [v.conversions for v in results.variants] == [60, 120, 60]
+    assert results.status == "significant" and results.winner is not None
+    assert results.winner.name == "Bold"
+    assert results.rules.comparisons == 2 and results.rules.alpha == pytest.approx(0.025)
+    expected = frequentist.two_proportion_p_value(60, 600, 120, 600)
+    assert results.p_value == results.variants[1].p_value == pytest.approx(expected)
+    assert sum(v.prob_to_win or 0 for v in results.variants) == pytest.approx(1, abs=1e-3)
+    view = crewkit_metrics_view(results)
+    assert view.variants is not None and set(view.variants) == {"Control", "Bold", "Calm"}
+    assert view.variant is not None and view.variant.name == "Bold"
+    assert view.variant.success_rate == pytest.approx(20.0)
