@@ -138,6 +138,11 @@ def test_migrate_creates_the_events_table(migrated: Chdb) -> None:
     assert "non_replicated_deduplication_window = 10000" in engine_full
 
 
+def test_migrate_sets_the_merge_selector_base(migrated: Chdb) -> None:
+    create = str(migrated.client.command(f"SHOW CREATE TABLE {warehouse.EVENTS_TABLE}"))
+    assert f"merge_selector_base = {warehouse.MERGE_SELECTOR_BASE}" in create
+
+
 def test_migrate_records_the_version_and_is_idempotent(migrated: Chdb) -> None:
     client = migrated.client
     log = "SELECT version, applied_at FROM splitedge.schema_migrations ORDER BY version"
@@ -283,7 +288,7 @@ def test_cluster_ddl_shape() -> None:
     single = warehouse.ddl_statements()
     statements = warehouse.ddl_statements("prod")
     assert len(statements) == len(single) + 1  # events_local and events for events
-    assert all(" ON CLUSTER 'prod'\n" in s or s.endswith(" ON CLUSTER 'prod'") for s in statements)
+    assert all(" ON CLUSTER 'prod'" in s for s in statements)
     assert statements[0] == "CREATE DATABASE IF NOT EXISTS splitedge ON CLUSTER 'prod'"
 
     single_events = _statement(single, "CREATE TABLE IF NOT EXISTS splitedge.events\n")
@@ -334,4 +339,4 @@ def test_every_statement_parses(migrated: Chdb, cluster: str | None) -> None:
         formatted = migrated.client.command(
             "SELECT formatQuery({q:String})", parameters={"q": statement}
         )
-        assert str(formatted).startswith("CREATE ")
+        assert str(formatted).startswith(("CREATE ", "ALTER "))
