@@ -43,6 +43,21 @@ class ListSpool:
         self.batches.append(batch)
 
 
+def test_batches_of_one_site_each_keep_their_own_ids() -> None:
+    # One site per batch is the usual case, served from a cached column per value; a
+    # batch longer than the cached column grows it.
+    for workspace, site, n in [
+        ("ws-a", "site-a", 3),
+        ("ws-b", "site-b", 1500),
+        ("ws-a", "site-a", 2),
+    ]:
+        chunks = [BrowserChunk(workspace, site, T0, browser_events(n - n // 2, "x"))]
+        chunks.append(BrowserChunk(workspace, site, T0 + 1, browser_events(n // 2, "y")))
+        columns = browser_batch(chunks).to_pydict()
+        assert columns["site_id"] == [site] * n
+        assert columns["workspace_id"] == [workspace] * n
+
+
 def test_browser_batch_rows() -> None:
     chunks = [
         BrowserChunk("ws-a", "site-a", T0, browser_events(3, "a")),
