@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
-from edge.cli import serve_settings
+from edge.cli import main, serve_settings
+from edge.control import sites_api
 from edge.control.snapshot import DEMO_SITE_META_KEY
 from edge.control.store import Store
+from edge.http import EXCEPTION_HANDLERS
 from edge.settings import Settings
 from tests.support import running_server
 
@@ -95,3 +99,68 @@ def test_first_start_prints_a_working_key_once_and_stops_cleanly(tmp_path: Path)
         assert re.search(r"/s/[0-9a-f]{32}\.js", again.output()) is None  # demo exists
         assert httpx.get(again.base_url + "/readyz").json()["sites"] == 1
         assert again.stop() == 0
+
+
+# -- splitedge keys --
+
+
+def keys(capsys: pytest.CaptureFixture[str], data: Path, *argv: str) -> tuple[int, str, str]:
+    code = main(["keys", *argv, "--data-dir", str(data)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def sites_status(data: Path, key: str) -> int:
+    """What the API says to ``key``: the real routes and store, in process."""
+    app = Starlette(
+        routes=sites_api.routes(data / "splitedge.sqlite3"),
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+    )
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
+            return await client.get("/v1/sites", headers={"authorization": f"Bearer {key}"})
+
+    return asyncio.run(send()).status_code
+
+
+def test_keys_create_list_revoke(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code, out, err = keys(capsys, data, "create", "--workspace", "acme")
+    assert code == 0 and re.fullmatch(r"sk_live_[\w-]{43}\n", out)
+    first = out.strip()
+    assert "created workspace 'acme'" in err and "shown this once" in err
+    assert sites_status(data, first) == 200
+
+    code, out, err = keys(capsys, data, "create", "--workspace", "acme", "--name", "ci")
+    second = out.strip()
+    assert code == 0 and second != first and "created workspace" not in err
+    keys(capsys, data, "create", "--workspace", "other")
+
+    code, out, _ = keys(capsys, data, "list", "--workspace", "acme")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == [
+        "ID", "PREFIX", "WORKSPACE", "NAME", "CREATED", "LAST", "USED", "REVOKED"
+    ]  # fmt: skip
+    assert len(lines) == 3 and first not in out and second not in out
+    assert lines[1].split()[1] == first[:16] + "..." and lines[1].split()[5] != "never"
+    assert lines[2].split()[3:] == ["ci", lines[2].split()[4], "never", "-"]
+    _, everyone, _ = keys(capsys, data, "list")
+    assert len(everyone.splitlines()) == 4 and "other" in everyone
+
+    code, _, err = keys(capsys, data, "revoke", first[:16] + "...")
+    assert code == 0 and "revoked" in err
+    assert sites_status(data, first) == 401 and sites_status(data, second) == 200
+    _, out, _ = keys(capsys, data, "list", "--workspace", "acme")
+    assert out.splitlines()[1].split()[-1] != "-"
+
+    key_id = out.splitlines()[2].split()[0]
+    assert keys(capsys, data, "revoke", key_id)[0] == 0
+    assert sites_status(data, second) == 401
+    code, _, err = keys(capsys, data, "revoke", key_id)
+    assert code == 1 and "was revoked at" in err
+    code, _, err = keys(capsys, data, "revoke", "sk_live_nothere")
+    assert code == 1 and "no API key" in err
+    code, _, err = keys(capsys, data, "list", "--workspace", "nope")
+    assert code == 1 and "no workspace named 'nope'" in err

@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 from analytics import bayes
 from analytics.gateway import query_runner
 from edge.assign_route import AssignEndpoint
+from edge.control import experiments_api, sites_api, webhooks
 from edge.control.report_page import ReportLinks, ReportPage
 from edge.control.results_api import (
     ExperimentMetricsEndpoint,
@@ -134,15 +135,18 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route(DEMO_PATH, DemoPage(holder), methods=["GET"]),
         Route(
             "/v1/experiments/{experiment_id}/results",
-            ExperimentResultsEndpoint(holder, results, links),
+            ExperimentResultsEndpoint(results, links),
             methods=["GET"],
         ),
         Route(
             "/v1/experiments/{experiment_id}/metrics",
-            ExperimentMetricsEndpoint(holder, results),
+            ExperimentMetricsEndpoint(results),
             methods=["GET"],
         ),
         Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
+        *sites_api.routes(settings.store_path),
+        *experiments_api.routes(settings.store_path),
+        *webhooks.routes(settings.store_path, dev=settings.dev),
     ]
     app = Starlette(
         routes=routes,

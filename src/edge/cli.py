@@ -9,6 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
+from edge.control import keys_cli
 from edge.logs import logging_config
 from edge.settings import ENV_PREFIX, Settings
 
@@ -61,6 +64,12 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="create the events table as ReplicatedMergeTree + Distributed ON CLUSTER NAME "
         "(SPLITEDGE_CLICKHOUSE_CLUSTER)",
     )
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        default=_env("dev", "false").lower() in ("1", "true"),
+        help="development mode: webhooks may target http:// on loopback hosts (SPLITEDGE_DEV)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    keys_cli.add_parser(sub)
     return parser
 
 
@@ -79,7 +89,10 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         parser.error("--port must be between 1 and 65535")
     if args.spool_cap_mb < 1:
         parser.error("--spool-cap-mb must be at least 1")
-    return Settings(
+    # Settings without a flag (e.g. the webhook_* ones) come from the environment.
+    return msgspec.structs.replace(
+        Settings.from_env(),
+        dev=args.dev,
         host=args.host,
         port=args.port,
         workers=args.workers,
@@ -100,6 +113,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "keys":
+        return keys_cli.run(args)
     settings = _settings(parser, args)
     logging.config.dictConfig(logging_config())
     from edge.server import run  # Granian and chDB load only when serving

@@ -13,6 +13,7 @@ __all__ = [
     "InvalidUrlPattern",
     "NotFound",
     "PayloadTooLarge",
+    "PlanLimitReached",
     "ServiceUnavailable",
     "SplitedgeError",
     "Unauthorized",
@@ -62,6 +63,13 @@ class Conflict(SplitedgeError):
 
     code = "conflict"
     status = 409
+
+
+class PlanLimitReached(SplitedgeError):
+    """The workspace's plan allows no more of something (sites, credits)."""
+
+    code = "plan_limit_reached"
+    status = 402
 
 
 class PayloadTooLarge(SplitedgeError):

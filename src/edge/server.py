@@ -21,6 +21,7 @@ from analytics import warehouse
 from analytics.gateway import SOCKET_NAME, WarehouseGateway
 from edge.control.bootstrap import first_start
 from edge.control.store import Store
+from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.demo import ensure_demo_site
 from edge.ingest.flusher import Flusher
 from edge.logs import logging_config
@@ -92,6 +93,9 @@ def run(settings: Settings) -> int:
         prepare=lambda client: warehouse.migrate(client, cluster=cluster),
     )
     flusher.start()
+    # Webhooks are sent from this process only, whatever the number of workers.
+    dispatcher = WebhookDispatcher(settings.store_path, RetryPolicy.from_settings(settings))
+    dispatcher.start()
     # Workers cannot open an embedded chDB directory this process holds: they query
     # through it (analytics.gateway).
     gateway = None
@@ -115,4 +119,5 @@ def run(settings: Settings) -> int:
         if gateway is not None:
             gateway.stop()
         flusher.stop()
+        dispatcher.stop()
     return 0

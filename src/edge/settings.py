@@ -27,6 +27,13 @@ class Settings(msgspec.Struct, frozen=True):
     clickhouse_cluster: str = ""
     spool_cap_mb: int = 1024
     config_poll_interval: float = 0.2
+    # Development mode: webhooks may then target plain http:// on loopback hosts.
+    dev: bool = False
+    # Webhook deliveries (edge.control.webhook_dispatch.RetryPolicy), in seconds.
+    webhook_timeout: float = 10.0
+    webhook_backoff: float = 30.0
+    webhook_backoff_cap: float = 3600.0
+    webhook_max_attempts: int = 12
 
     @property
     def store_path(self) -> Path:

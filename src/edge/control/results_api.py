@@ -41,12 +41,11 @@ from analytics.result_views import (
     crewkit_metrics_view,
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
-from edge.bearer import require_workspace
+from edge.control.api import authenticate, base_url
 from edge.control.report_page import ReportLinks
 from edge.control.store import Experiment, Store
 from edge.errors import InvalidRequest, NotFound
-from edge.http import JSON_HEADERS, header, send_response
-from edge.kv import KVHolder
+from edge.http import JSON_HEADERS, send_response
 
 __all__ = [
     "Computed",
@@ -189,21 +188,12 @@ def _meta(computed: Computed) -> ResultsMeta:
     )
 
 
-def _base_url(scope: dict[str, Any]) -> str:
-    host = header(scope, b"host")
-    if host is None:
-        server = scope.get("server") or ("127.0.0.1", 80)
-        return f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host.decode('latin-1')}"
-
-
 class _ExperimentEndpoint:
-    def __init__(self, holder: KVHolder, source: ResultsSource) -> None:
-        self.holder = holder
+    def __init__(self, source: ResultsSource) -> None:
         self.source = source
 
-    async def computed(self, scope: dict[str, Any], what: str) -> tuple[Experiment, Computed]:
-        workspace_id = require_workspace(self.holder.require(), scope, what)
+    async def computed(self, scope: dict[str, Any]) -> tuple[Experiment, Computed]:
+        workspace_id = (await authenticate(self.source.store_path, scope)).workspace_id
         experiment_id = scope["path_params"]["experiment_id"]
 
         def load() -> tuple[Experiment, Computed]:
@@ -216,12 +206,12 @@ class _ExperimentEndpoint:
 class ExperimentResultsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/results``."""
 
-    def __init__(self, holder: KVHolder, source: ResultsSource, links: ReportLinks) -> None:
-        super().__init__(holder, source)
+    def __init__(self, source: ResultsSource, links: ReportLinks) -> None:
+        super().__init__(source)
         self.links = links
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        experiment, computed = await self.computed(scope, "results")
+        experiment, computed = await self.computed(scope)
         results = computed.results
         view = clawsplit_view(results)
         link = await asyncio.to_thread(self.links.path, experiment.id)
@@ -230,7 +220,7 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
             expected_loss=results.expected_loss,
             lift_interval=results.lift_interval,
             srm=results.srm,
-            report_url=_base_url(scope) + link,
+            report_url=base_url(scope) + link,
         )
         body = msgspec.json.encode(_ResultsAnswer(data, _meta(computed)))
         await send_response(send, 200, JSON_HEADERS, body)
@@ -240,6 +230,6 @@ class ExperimentMetricsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/metrics``."""
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        _, computed = await self.computed(scope, "metrics")
+        _, computed = await self.computed(scope)
         answer = _MetricsAnswer(crewkit_metrics_view(computed.results), _meta(computed))
         await send_response(send, 200, JSON_HEADERS, msgspec.json.encode(answer))

@@ -138,7 +138,65 @@ ALTER TABLE sites ADD COLUMN anti_flicker_ms INTEGER NOT NULL DEFAULT 250
     CHECK (anti_flicker_ms BETWEEN 0 AND 5000);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+# Version 3: webhook endpoints and their delivery log (edge.control.webhooks). Neither
+# changes what the edge serves, so neither bumps config_version.
+#
+# ``webhooks.secret`` is kept as issued, unlike an API key's digest: an API key is only
+# ever *checked* (a digest suffices), but the signing secret must *sign* every delivery,
+# and an HMAC cannot be computed from a hash of its key. Whoever can read this file can
+# already send as the control plane, so encrypting it with a key kept beside it would
+# protect nothing; the API shows the secret once, on creation, and never again.
+#
+# A delivery row is one event for one endpoint; its ``payload`` is the exact body sent,
+# so every retry carries (and signs) the same bytes. ``next_attempt_at`` (Unix seconds)
+# is when a pending row is due, and for a row a dispatcher has claimed ('delivering'),
+# when its claim lapses: a claimed row whose process died is due again after that.
+# Each attempt appends a webhook_attempts row, the log a user reads.
+_V3 = """
+CREATE TABLE webhooks (
+    id           TEXT PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    url          TEXT NOT NULL,
+    events       TEXT NOT NULL,
+    secret       TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    deleted_at   TEXT
+);
+CREATE INDEX webhooks_workspace ON webhooks(workspace_id, deleted_at);
+
+CREATE TABLE webhook_deliveries (
+    id               INTEGER PRIMARY KEY,
+    webhook_id       TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event_id         TEXT NOT NULL,
+    event            TEXT NOT NULL,
+    payload          BLOB NOT NULL,
+    status           TEXT NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'delivering', 'delivered', 'failed',
+                                       'cancelled')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL NOT NULL,
+    last_status_code INTEGER,
+    last_error       TEXT,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    delivered_at     TEXT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(status, next_attempt_at);
+CREATE INDEX webhook_deliveries_webhook ON webhook_deliveries(webhook_id, id);
+
+CREATE TABLE webhook_attempts (
+    id          INTEGER PRIMARY KEY,
+    delivery_id INTEGER NOT NULL REFERENCES webhook_deliveries(id) ON DELETE CASCADE,
+    number      INTEGER NOT NULL,
+    started_at  TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    status_code INTEGER,
+    error       TEXT,
+    UNIQUE (delivery_id, number)
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -27,8 +27,11 @@ from edge.errors import Conflict, InvalidRequest, NotFound
 from edge.urlglob import validate_pattern
 
 __all__ = [
+    "ApiKeyCredential",
+    "ApiKeyInfo",
     "ApiKeyRecord",
     "Experiment",
+    "ExperimentRecord",
     "ExperimentStatus",
     "Goal",
     "IssuedKey",
@@ -36,8 +39,10 @@ __all__ = [
     "NewGoal",
     "NewVariant",
     "Site",
+    "SiteRecord",
     "Store",
     "Variant",
+    "VariantRecord",
     "Workspace",
     "utc_now",
 ]
@@ -76,6 +81,30 @@ class IssuedKey(msgspec.Struct, frozen=True):
     key: str
 
 
+class ApiKeyCredential(msgspec.Struct, frozen=True):
+    """What checking a presented key needs of its row."""
+
+    id: str
+    workspace_id: str
+    sha256: str
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class ApiKeyInfo(ApiKeyRecord, frozen=True):
+    """A key for listings: the record, its workspace's name, when it was last used and
+    revoked (None: never)."""
+
+    workspace_name: str = ""
+    last_used_at: str | None = None
+    revoked_at: str | None = None
+
+
+_API_KEY_INFO_COLUMNS = (
+    "k.id, k.workspace_id, k.name, k.prefix, k.created_at, w.name, k.last_used_at, k.revoked_at"
+)
+
+
 class Site(msgspec.Struct, frozen=True):
     """A website registered for testing; ``public_key`` names its snippet, and
     ``anti_flicker_ms`` bounds how long the snippet may hide its pages."""
@@ -88,6 +117,20 @@ class Site(msgspec.Struct, frozen=True):
     public_key: str
     created_at: str
     anti_flicker_ms: int = ANTI_FLICKER_MS
+
+
+class SiteRecord(Site, frozen=True):
+    """A site with what the API shows besides: its platform (when known) and when it last
+    changed."""
+
+    platform: str | None = None
+    updated_at: str = ""
+
+
+_SITE_RECORD_COLUMNS = (
+    "id, workspace_id, name, url, domain, public_key, created_at, anti_flicker_ms, "
+    "platform, updated_at"
+)
 
 
 class NewVariant(msgspec.Struct, frozen=True):
@@ -167,6 +210,52 @@ class Experiment(msgspec.Struct, frozen=True):
 _EXPERIMENT_COLUMNS = tuple(
     name for name in Experiment.__struct_fields__ if name not in ("variants", "goals")
 )
+
+
+class VariantRecord(Variant, frozen=True):
+    """A variant with what the API shows besides its weight: its DOM changes or redirect
+    (web) or its config (agent)."""
+
+    changes: tuple[MutationConfig, ...] = ()
+    redirect_url: str | None = None
+    config: Any = None
+
+
+class ExperimentRecord(msgspec.Struct, frozen=True):
+    """An experiment as the experiments API shows it: every column, its site's name and
+    URL, its variants (control first) and goals (primary first) in position order."""
+
+    id: str
+    workspace_id: str
+    site_id: str | None
+    kind: Literal["web", "agent"]
+    name: str
+    status: ExperimentStatus
+    hypothesis: str | None
+    target_url: str | None
+    url_pattern: str | None
+    coverage_bps: int
+    sample_size: int | None
+    primary_metric: str | None
+    confidence: float | None
+    winner_variant_id: str | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    ended_at: str | None
+    site_name: str | None
+    site_url: str | None
+    variants: tuple[VariantRecord, ...] = ()
+    goals: tuple[Goal, ...] = ()
+
+
+# The record's fields read from a row (all but variants and goals), and their columns.
+_EXPERIMENT_RECORD_FIELDS = ExperimentRecord.__struct_fields__[:-2]
+_EXPERIMENT_RECORD_COLUMNS = (
+    ", ".join(f"e.{name}" for name in _EXPERIMENT_RECORD_FIELDS[:-2]) + ", s.name, s.url"
+)
+_variant_changes = msgspec.json.Decoder(tuple[MutationConfig, ...])
+_variant_config: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
 def _new_id() -> str:
@@ -454,3 +543,214 @@ class Store:
                 "UPDATE variants SET weight_bps = ? WHERE id = ?",
                 list(zip(weights_to_bps(weights), ids, strict=True)),
             )
+
+    # -- sites and keys (API) --
+
+    def api_keys_with_prefix(self, prefix: str) -> list[ApiKeyCredential]:
+        """The keys whose display prefix is ``prefix`` (almost always one), revoked
+        ones too, so the caller can tell a revoked key from an unknown one."""
+        return [
+            ApiKeyCredential(*row)
+            for row in self.conn.execute(
+                "SELECT id, workspace_id, sha256, last_used_at, revoked_at FROM api_keys "
+                "WHERE prefix = ?",
+                (prefix,),
+            )
+        ]
+
+    def touch_api_key(self, key_id: str, at: str) -> None:
+        """Record that a key was used at ``at``; it does not bump the config version."""
+        self.conn.execute("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (at, key_id))
+
+    def list_api_keys(self, workspace_id: str | None = None) -> list[ApiKeyInfo]:
+        """Keys (of one workspace, or all), oldest first; never their secrets."""
+        return [
+            ApiKeyInfo(*row)
+            for row in self.conn.execute(
+                f"SELECT {_API_KEY_INFO_COLUMNS} FROM api_keys k "
+                "JOIN workspaces w ON w.id = k.workspace_id "
+                "WHERE ? IS NULL OR k.workspace_id = ? ORDER BY k.created_at, k.rowid",
+                (workspace_id, workspace_id),
+            )
+        ]
+
+    def find_api_keys(self, id_or_prefix: str) -> list[ApiKeyInfo]:
+        """The keys whose id or display prefix is ``id_or_prefix``."""
+        return [
+            ApiKeyInfo(*row)
+            for row in self.conn.execute(
+                f"SELECT {_API_KEY_INFO_COLUMNS} FROM api_keys k "
+                "JOIN workspaces w ON w.id = k.workspace_id "
+                "WHERE k.id = ? OR k.prefix = ? ORDER BY k.created_at, k.rowid",
+                (id_or_prefix, id_or_prefix),
+            )
+        ]
+
+    def get_workspace(self, workspace_id: str) -> Workspace:
+        """One workspace by id."""
+        row = self.conn.execute(
+            "SELECT id, name, plan, created_at FROM workspaces WHERE id = ?", (workspace_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no workspace with id {workspace_id!r}")
+        return Workspace(*row)
+
+    def list_sites(
+        self, workspace_id: str, limit: int, offset: int
+    ) -> tuple[list[SiteRecord], int]:
+        """A page of a workspace's sites, newest first, and how many it has in all."""
+        sites = [
+            SiteRecord(*row)
+            for row in self.conn.execute(
+                f"SELECT {_SITE_RECORD_COLUMNS} FROM sites WHERE workspace_id = ? "
+                "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
+                (workspace_id, limit, offset),
+            )
+        ]
+        return sites, self.count_sites(workspace_id)
+
+    def count_sites(self, workspace_id: str) -> int:
+        """How many sites a workspace has."""
+        (count,) = self.conn.execute(
+            "SELECT count(*) FROM sites WHERE workspace_id = ?", (workspace_id,)
+        ).fetchone()
+        return int(count)
+
+    def find_site(self, site_id: str, workspace_id: str) -> SiteRecord | None:
+        """A site of a workspace; None when that workspace has no such site (another
+        workspace's is not there either)."""
+        row = self.conn.execute(
+            f"SELECT {_SITE_RECORD_COLUMNS} FROM sites WHERE id = ? AND workspace_id = ?",
+            (site_id, workspace_id),
+        ).fetchone()
+        return None if row is None else SiteRecord(*row)
+
+    def site_by_domain(self, workspace_id: str, domain: str) -> SiteRecord | None:
+        """The workspace's site for a (lower-case) domain, if it has one."""
+        row = self.conn.execute(
+            f"SELECT {_SITE_RECORD_COLUMNS} FROM sites WHERE workspace_id = ? AND domain = ?",
+            (workspace_id, domain),
+        ).fetchone()
+        return None if row is None else SiteRecord(*row)
+
+    # -- experiments (API) --
+
+    def experiment_record(self, experiment_id: str, workspace_id: str) -> ExperimentRecord | None:
+        """An experiment of a workspace as the API shows it; None when that workspace has
+        no such experiment (another workspace's is not there either)."""
+        records = self._experiment_records(
+            "e.id = ? AND e.workspace_id = ?", (experiment_id, workspace_id)
+        )
+        return records[0] if records else None
+
+    def list_experiment_records(
+        self,
+        workspace_id: str,
+        *,
+        site_id: str | None,
+        status: ExperimentStatus | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ExperimentRecord], int]:
+        """A page of a workspace's experiments, newest first, optionally of one site and
+        one status, and how many match in all."""
+        where = (
+            "e.workspace_id = ? AND (? IS NULL OR e.site_id = ?) AND (? IS NULL OR e.status = ?)"
+        )
+        args = (workspace_id, site_id, site_id, status, status)
+        with self._read_snapshot():
+            (total,) = self.conn.execute(
+                f"SELECT count(*) FROM experiments e WHERE {where}", args
+            ).fetchone()
+            records = self._experiment_records(
+                f"{where} ORDER BY e.created_at DESC, e.rowid DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            )
+        return records, int(total)
+
+    def set_experiment_targets(
+        self,
+        experiment_id: str,
+        sample_size: int | None,
+        primary_metric: str | None,
+        confidence: float | None,
+    ) -> None:
+        """Record what the results judge an experiment by (ClawSplit's sample_size,
+        primary_metric and confidence); None keeps the defaults of the analysis."""
+        self.conn.execute(
+            "UPDATE experiments SET sample_size = ?, primary_metric = ?, confidence = ?, "
+            "updated_at = ? WHERE id = ?",
+            (sample_size, primary_metric, confidence, utc_now(), experiment_id),
+        )
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Delete an experiment with its variants and goals (the lifecycle rules, which
+        statuses may be deleted, live in `edge.control.lifecycle`)."""
+        self.conn.execute("DELETE FROM experiments WHERE id = ?", (experiment_id,))
+
+    def promote_variant(self, experiment_id: str, variant_id: str) -> None:
+        """Give a variant all the traffic, record it as the winner and complete the
+        experiment, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE variants SET weight_bps = CASE WHEN id = ? THEN 10000 ELSE 0 END "
+                "WHERE experiment_id = ?",
+                (variant_id, experiment_id),
+            )
+            conn.execute(
+                "UPDATE experiments SET winner_variant_id = ? WHERE id = ?",
+                (variant_id, experiment_id),
+            )
+            self.set_experiment_status(experiment_id, "completed")
+
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """Reads from one snapshot: a read transaction, or the caller's transaction."""
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.conn.execute("COMMIT")
+
+    def _experiment_records(self, where: str, args: Sequence[Any]) -> list[ExperimentRecord]:
+        with self._read_snapshot():
+            rows = self.conn.execute(
+                f"SELECT {_EXPERIMENT_RECORD_COLUMNS} FROM experiments e "
+                f"LEFT JOIN sites s ON s.id = e.site_id WHERE {where}",
+                args,
+            ).fetchall()
+            ids = [row[0] for row in rows]
+            marks = ", ".join("?" * len(ids))
+            variants: dict[str, list[VariantRecord]] = {i: [] for i in ids}
+            for exp_id, vid, name, control, weight, changes, redirect, config in self.conn.execute(
+                "SELECT experiment_id, id, name, is_control, weight_bps, changes, redirect_url, "
+                f"config FROM variants WHERE experiment_id IN ({marks}) "
+                "ORDER BY experiment_id, position",
+                ids,
+            ):
+                variants[exp_id].append(
+                    VariantRecord(
+                        vid, name, bool(control), weight,
+                        changes=_variant_changes.decode(changes),
+                        redirect_url=redirect,
+                        config=None if config is None else _variant_config.decode(config),
+                    )
+                )  # fmt: skip
+            goals: dict[str, list[Goal]] = {i: [] for i in ids}
+            for exp_id, *goal in self.conn.execute(
+                "SELECT experiment_id, id, name, type, selector, url_pattern FROM goals "
+                f"WHERE experiment_id IN ({marks}) ORDER BY experiment_id, position",
+                ids,
+            ):
+                goals[exp_id].append(Goal(*goal))
+        return [
+            ExperimentRecord(
+                **dict(zip(_EXPERIMENT_RECORD_FIELDS, row, strict=True)),
+                variants=tuple(variants[row[0]]),
+                goals=tuple(goals[row[0]]),
+            )
+            for row in rows
+        ]

@@ -1,0 +1,262 @@
+"""What every authenticated ``/v1`` control-plane route shares.
+
+A route module (``sites_api``, ``experiments_api``, ...) exposes
+``routes(store_path, ...) -> list[Route]`` built with `api_route`: one Starlette route per
+path whose methods map to `Handler` coroutines. A handler authenticates the request
+(`authenticate`: the workspace comes from the API key, never from the request), reads its
+body (`read_json`) and query (`page_params`), does its store work on a thread
+(`in_store`), and returns a `Reply` (`ok`: the ``{data, meta}`` envelope). Errors are
+raised as `edge.errors.SplitedgeError` and rendered by the app's exception handlers
+(`edge.http`) as ``{error: {code, message}}``; a `DetailedConflict` also carries the
+fields the reference adds to its error object (e.g. ``existing_site``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+import msgspec
+from starlette.routing import Route
+from starlette.types import Receive, Send
+
+from edge.bearer import bearer_key
+from edge.control.auth import KEY_PREFIX_CHARS, digests_match, key_prefix
+from edge.control.store import Store
+from edge.errors import Conflict, InvalidRequest, Unauthorized
+from edge.http import JSON_HEADERS, decode_body, header, read_body, send_response
+
+__all__ = [
+    "BODY_LIMIT",
+    "MAX_LIMIT",
+    "Auth",
+    "DetailedConflict",
+    "Handler",
+    "Meta",
+    "Page",
+    "Reply",
+    "api_route",
+    "authenticate",
+    "base_url",
+    "in_store",
+    "ok",
+    "page_params",
+    "query_params",
+    "read_json",
+]
+
+T = TypeVar("T")
+
+BODY_LIMIT = 256 * 1024
+"""The default bound of a request body, in bytes (413 over it)."""
+
+# last_used_at is for people auditing keys; a minute's precision spares the store a write
+# on every request.
+_LAST_USED_EVERY = timedelta(minutes=1)
+
+# The reference's text for 401; what follows the colon says what to fix.
+_UNAUTHORIZED = "Invalid or missing API key"
+
+
+class Auth(msgspec.Struct, frozen=True):
+    """Who is calling: the workspace of the API key, and the key (for the audit trail)."""
+
+    workspace_id: str
+    key_id: str
+
+
+class Meta(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The ``meta`` of a success envelope: the key's workspace (as in the reference) and,
+    for lists, the page that was asked for and how many items there are in all."""
+
+    workspace_id: str
+    limit: int | None = None
+    offset: int | None = None
+    total: int | None = None
+
+
+class Reply(msgspec.Struct, frozen=True):
+    """A handler's answer: status and encoded JSON body."""
+
+    status: int
+    body: bytes
+
+
+class _Envelope(msgspec.Struct):
+    data: Any
+    meta: Any
+
+
+def ok(data: Any, meta: Meta | None = None, status: int = 200) -> Reply:
+    """The success envelope ``{data, meta}``; ``data`` is anything msgspec encodes."""
+    return Reply(status, msgspec.json.encode(_Envelope(data, {} if meta is None else meta)))
+
+
+class DetailedConflict(Conflict):
+    """A 409 whose error object carries more fields than code and message, e.g. the
+    reference's ``existing_site`` on a duplicate domain."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class _DetailedError(msgspec.Struct):
+    error: dict[str, Any]
+
+
+def _detailed_body(exc: DetailedConflict) -> bytes:
+    return msgspec.json.encode(
+        _DetailedError({"code": exc.code, "message": exc.message, **exc.details})
+    )
+
+
+async def in_store(store_path: Path, work: Callable[[Store], T]) -> T:
+    """Run ``work`` with its own store connection on a thread, off the event loop."""
+
+    def run() -> T:
+        store = Store(store_path)
+        try:
+            return work(store)
+        finally:
+            store.close()
+
+    return await asyncio.to_thread(run)
+
+
+def _check_key(store: Store, key: str) -> Auth:
+    now = datetime.now(UTC)
+    for found in store.api_keys_with_prefix(key_prefix(key)):
+        if not digests_match(key, found.sha256):
+            continue
+        if found.revoked_at is not None:
+            raise Unauthorized(
+                f"{_UNAUTHORIZED}: this key was revoked at {found.revoked_at}; issue a new "
+                "one with `splitedge keys create --workspace NAME`"
+            )
+        last = found.last_used_at
+        if last is None or now - datetime.fromisoformat(last) >= _LAST_USED_EVERY:
+            store.touch_api_key(found.id, now.isoformat())
+        return Auth(workspace_id=found.workspace_id, key_id=found.id)
+    raise Unauthorized(
+        f"{_UNAUTHORIZED}: this key is unknown; check it was copied whole, or issue one "
+        "with `splitedge keys create --workspace NAME`"
+    )
+
+
+async def authenticate(store_path: Path, scope: dict[str, Any]) -> Auth:
+    """The caller of an ``Authorization: Bearer sk_live_...`` request; 401 (with the
+    reference's text and what to fix) without a key, or with an unknown or revoked one.
+    The digest comparison is constant-time; the store work runs on a thread."""
+    key = bearer_key(scope)
+    if key is None:
+        raise Unauthorized(f"{_UNAUTHORIZED}: send the header Authorization: Bearer sk_live_...")
+    if not key.startswith("sk_live_") or len(key) <= KEY_PREFIX_CHARS:
+        raise Unauthorized(f"{_UNAUTHORIZED}: API keys look like sk_live_ and 43 more characters")
+    return await in_store(store_path, lambda store: _check_key(store, key))
+
+
+async def read_json(
+    scope: dict[str, Any],
+    receive: Receive,
+    decoder: msgspec.json.Decoder[T],
+    what: str,
+    limit: int = BODY_LIMIT,
+) -> T:
+    """The request body decoded into ``decoder``'s type: 413 over ``limit`` bytes, 400
+    naming where it is wrong (msgspec's path, e.g. ``$.variants[1].name``). ``what``
+    names the body in messages (e.g. "site")."""
+    body = await read_body(scope, receive, limit)
+    if not body.strip():
+        raise InvalidRequest(f"the body is empty; send a JSON {what}")
+    return decode_body(decoder, body, what)
+
+
+def query_params(scope: dict[str, Any]) -> dict[str, str]:
+    """The query string's parameters (the last value of a repeated one)."""
+    return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+
+
+def base_url(scope: dict[str, Any]) -> str:
+    """The scheme and host the client reached us at, for links in answers (e.g. the
+    snippet URL): the Host header, else the server's address."""
+    host = header(scope, b"host")
+    if host is None:
+        server = scope.get("server") or ("127.0.0.1", 80)
+        return f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}"
+    return f"{scope.get('scheme', 'http')}://{host.decode('latin-1')}"
+
+
+class Page(msgspec.Struct, frozen=True):
+    """The standard pagination: ``limit`` (1 to 100, default 20) and ``offset`` (>= 0)."""
+
+    limit: int = 20
+    offset: int = 0
+
+
+MAX_LIMIT = 100
+"""The largest page a list answers."""
+
+
+# SQLite's largest integer: a bigger offset could not be bound to the query.
+_SQLITE_MAX = 2**63 - 1
+
+
+def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = params.get(name)
+    if text is None:
+        return default
+    bounds = f"{low} or more" if high == _SQLITE_MAX else f"from {low} to {high}"
+    digits = text.strip()
+    # Bounded before int(): Python refuses to parse thousands of digits.
+    # isdigit alone admits digits int() refuses, such as "²".
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(_SQLITE_MAX)):
+        raise InvalidRequest(f"{name} must be a whole number {bounds}, not {text[:40]!r}")
+    value = int(digits)
+    if value > high:
+        raise InvalidRequest(f"{name} must be at most {high}, not {value}")
+    if value < low:
+        raise InvalidRequest(f"{name} must be {bounds}, not {value}")
+    return value
+
+
+def page_params(scope: dict[str, Any]) -> Page:
+    """The page a list request asks for; 400 saying the bounds when out of them."""
+    params = query_params(scope)
+    return Page(
+        limit=_int_param(params, "limit", 20, 1, MAX_LIMIT),
+        offset=_int_param(params, "offset", 0, 0, _SQLITE_MAX),
+    )
+
+
+Handler = Callable[[dict[str, Any], Receive], Awaitable[Reply]]
+"""A method of an API route: the request's scope and receive in, a `Reply` out."""
+
+
+class _MethodDispatch:
+    """The ASGI endpoint of one path: picks the handler of the method and sends its reply.
+    HEAD runs GET's handler and sends no body."""
+
+    def __init__(self, handlers: Mapping[str, Handler]) -> None:
+        self.handlers = dict(handlers)
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        method = scope["method"]
+        handler = self.handlers["GET" if method == "HEAD" else method]
+        try:
+            reply = await handler(scope, receive)
+        except DetailedConflict as exc:
+            reply = Reply(exc.status, _detailed_body(exc))
+        await send_response(
+            send, reply.status, JSON_HEADERS, b"" if method == "HEAD" else reply.body
+        )
+
+
+def api_route(path: str, handlers: Mapping[str, Handler]) -> Route:
+    """A Starlette route for ``path`` answering each method of ``handlers`` (e.g.
+    ``{"GET": list_sites, "POST": create_site}``); other methods are Starlette's 405."""
+    return Route(path, _MethodDispatch(handlers), methods=sorted(handlers))

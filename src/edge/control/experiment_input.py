@@ -1,0 +1,289 @@
+"""The body of ``POST /v1/experiments`` and how it becomes a draft experiment.
+
+Everything the snippet runtime would trip over in a visitor's browser is refused here,
+at create time, as a 400 naming the field: an action it does not know, a
+``set_attribute`` without an attribute name the DOM accepts, a class change without a
+class, a redirect that is not an http(s) URL, a goal type it does not track (``click``,
+``pageview``, ``custom``), a click goal without a selector, a url_pattern the matcher
+rejects (`edge.urlglob`). See ``snippet/README.md`` for what the runtime does with them.
+
+A web experiment is a control (created here, no changes) and one variant that changes the
+page (``changes``) or redirects (``redirect_url``). An agent experiment lists every
+variant with its ``config`` (any JSON), control first, in ClawSplit's style, or names
+crewkit's ``control_version_hash`` and ``variant_version_hash`` of a ``resource_id``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from edge.config import MutationConfig
+from edge.control.lifecycle import split_weights
+from edge.control.store import NewExperiment, NewGoal, NewVariant
+from edge.errors import InvalidRequest, InvalidUrlPattern
+from edge.urlglob import validate_pattern
+
+__all__ = [
+    "GOAL_TYPES",
+    "MAX_AGENT_VARIANTS",
+    "CreateExperiment",
+    "GoalIn",
+    "NotAvailable",
+    "VariantIn",
+    "new_experiment",
+]
+
+GOAL_TYPES = ("click", "pageview", "custom")
+"""The goal types the snippet runtime tracks."""
+
+MAX_AGENT_VARIANTS = 10
+
+CONTROL_NAME = "Control (A)"
+
+# An attribute name setAttribute accepts in every supported browser: the XML Name
+# production (Chrome 86 still checks it; newer browsers accept a superset).
+_NAME_START = (
+    ":A-Z_a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u02ff\u0370-\u037d\u037f-\u1fff\u200c-\u200d"
+    "\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd\U00010000-\U000effff"
+)
+_ATTRIBUTE_NAME = re.compile(
+    f"[{_NAME_START}][{_NAME_START}\\-.0-9\u00b7\u0300-\u036f\u203f-\u2040]*"
+)
+
+_Text = Annotated[str, msgspec.Meta(max_length=2048)]
+
+
+class NotAvailable(InvalidRequest):
+    """A documented way of creating an experiment that this server does not offer yet."""
+
+    code = "not_available"
+
+
+class VariantIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A variant: DOM ``changes`` (the reference's VariantMutation[], e.g. from
+    ``POST /v1/variants/generate``), a ``redirect_url`` (split-URL test), or an agent
+    ``config``."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200)]
+    changes: tuple[MutationConfig, ...] = ()
+    redirect_url: _Text | None = None
+    config: Any = None
+
+
+class GoalIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A goal (the first is the primary one): ``click`` on ``selector``, ``pageview`` of
+    the pages ``url_pattern`` matches (none: every page) or ``custom`` (``__sk.track``)."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200)]
+    type: str
+    selector: _Text | None = None
+    url_pattern: _Text | None = None
+
+
+class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/experiments`` (the reference's fields, ClawSplit's sample_size,
+    primary_metric and confidence, crewkit's version hashes). ``traffic_split`` is the
+    percent of traffic on the variant(s), 1 to 99 (default: equal shares)."""
+
+    site_id: str | None = None
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    prompt: str | None = None
+    idea_id: str | None = None
+    target_url: _Text | None = None
+    url_pattern: _Text | None = None
+    auto_launch: bool = False
+    hypothesis: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    traffic_split: int | None = None
+    variants: Annotated[tuple[VariantIn, ...], msgspec.Meta(max_length=MAX_AGENT_VARIANTS)] = ()
+    goals: Annotated[tuple[GoalIn, ...], msgspec.Meta(max_length=20)] = ()
+    kind: Literal["web", "agent"] | None = None
+    sample_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    primary_metric: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    confidence: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    resource_id: _Text | None = None
+    control_version_hash: _Text | None = None
+    variant_version_hash: _Text | None = None
+
+
+def _http_url(url: str, where: str) -> str:
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise InvalidRequest(
+            f"{where} {url[:200]!r} is not an absolute http(s) URL; pass e.g. "
+            "https://example.com/pricing-b"
+        )
+    return text
+
+
+def _check_change(change: MutationConfig, where: str) -> None:
+    if not change.selector.strip():
+        raise InvalidRequest(
+            f"{where}.selector is empty; give the CSS selector of the element to change"
+        )
+    if change.action == "set_attribute":
+        name = change.attribute_name or ""
+        if not _ATTRIBUTE_NAME.fullmatch(name):
+            raise InvalidRequest(
+                f"{where}.attribute_name {name!r} is not an attribute name the browser "
+                'accepts; set_attribute needs one, e.g. "href" or "data-plan"'
+            )
+    elif change.attribute_name:
+        raise InvalidRequest(
+            f"{where}.attribute_name is only for set_attribute; remove it, or use "
+            f'"action": "set_attribute"'
+        )
+    if change.action in ("add_class", "remove_class") and not change.payload.split():
+        raise InvalidRequest(
+            f"{where}.payload names no class; {change.action} takes class names separated "
+            'by spaces, e.g. "btn btn--primary"'
+        )
+
+
+def _web_variant(variant: VariantIn, where: str) -> NewVariant:
+    if variant.config is not None:
+        raise InvalidRequest(
+            f"{where}.config is for agent experiments, whose variants all carry one; a web "
+            "variant has changes or a redirect_url"
+        )
+    if variant.changes and variant.redirect_url is not None:
+        raise InvalidRequest(
+            f"{where} has changes and a redirect_url; a variant either changes the page or "
+            "sends its visitors elsewhere: pass one of them"
+        )
+    for j, change in enumerate(variant.changes):
+        _check_change(change, f"{where}.changes[{j}]")
+    redirect = None
+    if variant.redirect_url is not None:
+        redirect = _http_url(variant.redirect_url, f"{where}.redirect_url")
+    return NewVariant(variant.name, 1, changes=variant.changes, redirect_url=redirect)
+
+
+def _agent_variant(variant: VariantIn, where: str) -> NewVariant:
+    if variant.config is None:
+        raise InvalidRequest(
+            f"{where} has no config; in an agent experiment every variant, the control "
+            'first, carries its configuration, e.g. {"name": "concise", "config": '
+            '{"soul_md": "Be concise."}}'
+        )
+    if variant.changes or variant.redirect_url is not None:
+        raise InvalidRequest(
+            f"{where} has changes or a redirect_url, which are for web experiments; an "
+            "agent variant carries only its config"
+        )
+    return NewVariant(variant.name, 1, config=variant.config)
+
+
+def _goal(goal: GoalIn, where: str) -> NewGoal:
+    if goal.type not in GOAL_TYPES:
+        raise InvalidRequest(
+            f"{where}.type {goal.type[:50]!r} is not a goal type the snippet tracks; use "
+            "click (with a selector), pageview (with an optional url_pattern) or custom "
+            "(sent with __sk.track(name))"
+        )
+    selector = (goal.selector or "").strip() or None
+    if goal.type == "click" and selector is None:
+        raise InvalidRequest(
+            f"{where} is a click goal without a selector; add the CSS selector of the "
+            'element whose clicks count, e.g. "selector": ".buy"'
+        )
+    try:
+        pattern = validate_pattern(goal.url_pattern)
+    except InvalidUrlPattern as exc:
+        raise InvalidUrlPattern(f"{where}: {exc.message}") from None
+    return NewGoal(goal.name, goal.type, selector, pattern)
+
+
+def _variants(body: CreateExperiment) -> tuple[Literal["web", "agent"], tuple[NewVariant, ...]]:
+    crewkit = (body.resource_id, body.control_version_hash, body.variant_version_hash)
+    if any(field is not None for field in crewkit):
+        if body.variants:
+            raise InvalidRequest(
+                "pass either variants or crewkit's resource_id, control_version_hash and "
+                "variant_version_hash, not both"
+            )
+        if not all(crewkit):
+            raise InvalidRequest(
+                "a crewkit experiment needs resource_id, control_version_hash and "
+                "variant_version_hash"
+            )
+        return "agent", tuple(
+            NewVariant(name, 1, config={"resource_id": body.resource_id, "version_hash": h})
+            for name, h in (
+                ("control", body.control_version_hash),
+                ("variant", body.variant_version_hash),
+            )
+        )
+    if not body.variants:
+        raise InvalidRequest(
+            "variants is empty; pass the variant to test: [{name, changes}] (DOM changes, "
+            "e.g. from POST /v1/variants/generate), [{name, redirect_url}] (a split-URL "
+            "test) or agent configs [{name, config}, ...] (control first). A blank draft "
+            "to fill in later is not available: this server has no dashboard"
+        )
+    agent = body.kind == "agent" or any(v.config is not None for v in body.variants)
+    if agent:
+        if body.kind == "web":
+            raise InvalidRequest('variants carry a config, which is for "kind": "agent"')
+        if len(body.variants) < 2:
+            raise InvalidRequest(
+                "an agent experiment lists every variant with its config, the control "
+                "first: pass at least 2"
+            )
+        return "agent", tuple(
+            _agent_variant(v, f"variants[{i}]") for i, v in enumerate(body.variants)
+        )
+    if len(body.variants) > 1:
+        raise InvalidRequest(
+            f"variants has {len(body.variants)} entries; a web experiment takes one variant "
+            "(the control is created for you, unchanged)"
+        )
+    return "web", (NewVariant(CONTROL_NAME, 1), _web_variant(body.variants[0], "variants[0]"))
+
+
+def new_experiment(
+    body: CreateExperiment, workspace_id: str, site_id: str, site_url: str
+) -> NewExperiment:
+    """The draft a create body describes, validated; ``site_url`` is the target URL (the
+    base of preview URLs) when the body names none."""
+    if body.prompt is not None:
+        raise NotAvailable(
+            "prompt (authoring a variant from a description) is not available on this "
+            "server yet; pass variants: [{name, changes}] with the DOM changes instead"
+        )
+    if body.idea_id is not None:
+        raise NotAvailable(
+            "idea_id (a variant from a generated idea) is not available on this server "
+            "yet; pass variants: [{name, changes}] with the idea's changes instead"
+        )
+    name = (body.name or "").strip()
+    if not name:
+        raise InvalidRequest("name is required; give the experiment a name")
+    kind, variants = _variants(body)
+    if body.traffic_split is not None:
+        if not 1 <= body.traffic_split <= 99:
+            raise InvalidRequest(
+                "traffic_split must be a whole number from 1 to 99 (the percent of traffic "
+                f"on the variant), not {body.traffic_split}"
+            )
+        weights = split_weights(len(variants), body.traffic_split)
+        variants = tuple(
+            msgspec.structs.replace(v, weight=w) for v, w in zip(variants, weights, strict=True)
+        )
+    url_pattern = validate_pattern(body.url_pattern)
+    target = site_url if body.target_url is None else _http_url(body.target_url, "target_url")
+    return NewExperiment(
+        workspace_id=workspace_id,
+        name=name,
+        variants=variants,
+        site_id=site_id,
+        kind=kind,
+        goals=tuple(_goal(g, f"goals[{i}]") for i, g in enumerate(body.goals)),
+        url_pattern=url_pattern,
+        hypothesis=body.hypothesis,
+        target_url=target,
+    )

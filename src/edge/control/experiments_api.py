@@ -1,0 +1,468 @@
+"""``/v1/experiments``: create, list, get, change the lifecycle of, re-split, promote and
+delete the experiments of the API key's workspace.
+
+The reference's routes (abtestbot): ``POST`` and ``GET /v1/experiments``,
+``GET``, ``PATCH`` (``{"action": ...}`` or ``{"traffic_split": n}``) and ``DELETE
+/v1/experiments/{id}``; crewkit's lifecycle routes ``POST /v1/experiments/{id}/start``,
+``/stop``, ``/archive`` and ``/deploy`` (``{"variant": <name or id>}``, also at
+``/promote``). The rules live in `edge.control.lifecycle`, the create body's validation
+in `edge.control.experiment_input`. Another workspace's experiment is the same 404 as an
+unknown id; the ``/results`` and ``/metrics`` routes are `edge.control.results_api`'s.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import msgspec
+from starlette.routing import Route
+from starlette.types import Receive
+
+from edge.config import MutationConfig
+from edge.control import lifecycle
+from edge.control.api import (
+    Handler,
+    Meta,
+    Reply,
+    api_route,
+    authenticate,
+    in_store,
+    ok,
+    page_params,
+    query_params,
+    read_json,
+)
+from edge.control.experiment_input import CreateExperiment, new_experiment
+from edge.control.sites_api import require_site
+from edge.control.store import ExperimentRecord, ExperimentStatus, Goal, Store
+from edge.errors import InvalidRequest
+
+__all__ = [
+    "CreatedExperiment",
+    "DeployBody",
+    "ExperimentDetail",
+    "ExperimentOut",
+    "ExperimentSummary",
+    "ExperimentsApi",
+    "LaunchOutcome",
+    "PreviewUrl",
+    "SiteSummary",
+    "StatusOut",
+    "UpdateExperiment",
+    "VariantOut",
+    "routes",
+]
+
+
+class SiteSummary(msgspec.Struct, frozen=True):
+    """The parent site of an experiment (the reference's nested ``sites``)."""
+
+    id: str
+    name: str
+    url: str
+
+
+class VariantOut(msgspec.Struct, frozen=True):
+    """A variant: its share of the traffic in basis points (10000 = 100 %), and its DOM
+    changes or redirect (web) or its config (agent)."""
+
+    id: str
+    name: str
+    is_control: bool
+    weight_bps: int
+    changes: tuple[MutationConfig, ...]
+    redirect_url: str | None
+    config: Any
+
+
+class ExperimentSummary(msgspec.Struct, frozen=True):
+    """An experiment in a list. ``traffic_split``: the percent of traffic on the
+    non-control variants."""
+
+    id: str
+    name: str
+    status: ExperimentStatus
+    kind: Literal["web", "agent"]
+    traffic_split: int
+    site_id: str | None
+    sites: SiteSummary | None
+    created_at: str
+    started_at: str | None
+    ended_at: str | None
+
+
+class ExperimentOut(msgspec.Struct, frozen=True):
+    """An experiment in full: variants (control first), goals (primary first), parent
+    site, and the winner once one was promoted."""
+
+    id: str
+    name: str
+    status: ExperimentStatus
+    kind: Literal["web", "agent"]
+    site_id: str | None
+    sites: SiteSummary | None
+    hypothesis: str | None
+    target_url: str | None
+    url_pattern: str | None
+    traffic_split: int
+    sample_size: int | None
+    primary_metric: str | None
+    confidence: float | None
+    winner_variant_id: str | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    ended_at: str | None
+    variants: tuple[VariantOut, ...]
+    goals: tuple[Goal, ...]
+
+
+class PreviewUrl(msgspec.Struct, frozen=True):
+    """``<target_url>?sk_preview=<variant_id>``: the page with that variant applied, not
+    counted as a visit."""
+
+    variant_id: str
+    variant_name: str
+    url: str
+
+
+class ExperimentDetail(ExperimentOut, frozen=True):
+    """``GET /v1/experiments/{id}``: the experiment, its preview URLs, and what to do next."""
+
+    preview_urls: tuple[PreviewUrl, ...]
+    activation_hint: str
+
+
+class LaunchOutcome(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What ``auto_launch`` did: ``running``, or ``draft`` with the reason."""
+
+    status: ExperimentStatus
+    error: str | None = None
+
+
+class CreatedExperiment(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The answer to ``POST /v1/experiments`` (``launch`` only with ``auto_launch``)."""
+
+    experiment: ExperimentOut
+    preview_urls: tuple[PreviewUrl, ...]
+    activation_hint: str
+    launch: LaunchOutcome | None = None
+
+
+class StatusOut(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The answer to a lifecycle change: the experiment's id and new status (and, after a
+    promotion, its winner)."""
+
+    id: str
+    status: ExperimentStatus
+    winner_variant_id: str | None = None
+
+
+class UpdateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``PATCH /v1/experiments/{id}``: a lifecycle ``action``, or a new ``traffic_split``
+    (percent on the variant, 1 to 99), one at a time."""
+
+    action: str | None = None
+    traffic_split: int | None = None
+
+
+class DeployBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """crewkit's deploy: the variant to promote, by name (``"variant"``) or id."""
+
+    variant: str | None = None
+    variant_id: str | None = None
+
+
+class _Deleted(msgspec.Struct, frozen=True):
+    id: str
+    deleted: bool
+
+
+_create_decoder = msgspec.json.Decoder(CreateExperiment)
+_update_decoder = msgspec.json.Decoder(UpdateExperiment)
+_deploy_decoder = msgspec.json.Decoder(DeployBody)
+
+# The reference's filter says "active" for what its PATCH answers call "running".
+_STATUS_FILTERS: dict[str, ExperimentStatus] = {
+    "draft": "draft",
+    "active": "running",
+    "running": "running",
+    "paused": "paused",
+    "completed": "completed",
+    "archived": "archived",
+}
+
+
+def _traffic_split(record: ExperimentRecord) -> int:
+    control = next((v.weight_bps for v in record.variants if v.is_control), 10_000)
+    return round((10_000 - control) / 100)
+
+
+def _site(record: ExperimentRecord) -> SiteSummary | None:
+    if record.site_id is None or record.site_name is None or record.site_url is None:
+        return None
+    return SiteSummary(record.site_id, record.site_name, record.site_url)
+
+
+def _summary(record: ExperimentRecord) -> ExperimentSummary:
+    return ExperimentSummary(
+        id=record.id,
+        name=record.name,
+        status=record.status,
+        kind=record.kind,
+        traffic_split=_traffic_split(record),
+        site_id=record.site_id,
+        sites=_site(record),
+        created_at=record.created_at,
+        started_at=record.started_at,
+        ended_at=record.ended_at,
+    )
+
+
+def _out(record: ExperimentRecord) -> ExperimentOut:
+    variants = tuple(
+        VariantOut(v.id, v.name, v.is_control, v.weight_bps, v.changes, v.redirect_url, v.config)
+        for v in record.variants
+    )
+    return ExperimentOut(
+        **msgspec.structs.asdict(_summary(record)),
+        hypothesis=record.hypothesis,
+        target_url=record.target_url,
+        url_pattern=record.url_pattern,
+        sample_size=record.sample_size,
+        primary_metric=record.primary_metric,
+        confidence=record.confidence,
+        winner_variant_id=record.winner_variant_id,
+        updated_at=record.updated_at,
+        variants=variants,
+        goals=record.goals,
+    )
+
+
+def _preview_url(target_url: str, variant_id: str) -> str:
+    parts = urlsplit(target_url)
+    query = f"{parts.query}&" if parts.query else ""
+    return urlunsplit(parts._replace(query=f"{query}sk_preview={variant_id}"))
+
+
+def _preview_urls(record: ExperimentRecord) -> tuple[PreviewUrl, ...]:
+    if record.kind != "web" or record.target_url is None:
+        return ()
+    return tuple(
+        PreviewUrl(v.id, v.name, _preview_url(record.target_url, v.id))
+        for v in record.variants
+        if not v.is_control
+    )
+
+
+def _activation_hint(record: ExperimentRecord) -> str:
+    path = f"/v1/experiments/{record.id}"
+    if record.status == "draft":
+        hint = (
+            "To launch: pass `auto_launch: true` on create, OR call PATCH "
+            f'{path} {{ "action": "launch" }} after reviewing the preview URLs below. '
+            "Requires at least 1 non-control variant and 1 goal."
+        )
+        blocker = lifecycle.launch_blocker(record)
+        return hint if blocker is None else f"{hint} Now: {blocker}"
+    if record.status == "running":
+        return (
+            f'Running. PATCH {path} {{ "action": "pause" }} or {{ "action": "complete" }}; '
+            f"GET {path}/results for the results; POST {path}/deploy "
+            '{ "variant": "<name or id>" } to promote a winner.'
+        )
+    if record.status == "paused":
+        return f'Paused. PATCH {path} {{ "action": "resume" }} or {{ "action": "complete" }}.'
+    if record.status == "completed":
+        done = (
+            f"Completed; variant {record.winner_variant_id} was promoted."
+            if record.winner_variant_id
+            else f'Completed. POST {path}/deploy {{ "variant": "<name or id>" }} to promote '
+            "a winner;"
+        )
+        return f'{done} PATCH {path} {{ "action": "archive" }} to archive it.'
+    return f"Archived. DELETE {path} to delete it."
+
+
+def _detail(record: ExperimentRecord) -> ExperimentDetail:
+    return ExperimentDetail(
+        **msgspec.structs.asdict(_out(record)),
+        preview_urls=_preview_urls(record),
+        activation_hint=_activation_hint(record),
+    )
+
+
+def _status(record: ExperimentRecord) -> StatusOut:
+    return StatusOut(record.id, record.status, record.winner_variant_id)
+
+
+def _action(text: str) -> lifecycle.Action:
+    for action in lifecycle.ACTIONS:
+        if text == action:
+            return action
+    raise InvalidRequest(
+        f"action {text[:50]!r} is not a lifecycle action; use one of "
+        + ", ".join(lifecycle.ACTIONS)
+    )
+
+
+class ExperimentsApi:
+    """The handlers of ``/v1/experiments``, over one store file."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.store_path = store_path
+
+    async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``POST /v1/experiments``: 201 with the draft (or, with ``auto_launch`` and its
+        preconditions met, the running experiment), its preview URLs and next step."""
+        auth = await authenticate(self.store_path, scope)
+        body = await read_json(scope, receive, _create_decoder, "experiment")
+        if body.site_id is None:
+            raise InvalidRequest("site_id is required")
+        site_id = body.site_id
+
+        def work(store: Store) -> tuple[ExperimentRecord, LaunchOutcome | None]:
+            with store.transaction():
+                site = require_site(store, auth.workspace_id, site_id)
+                new = new_experiment(body, auth.workspace_id, site.id, site.url)
+                experiment_id = store.create_experiment(new)
+                if body.sample_size or body.primary_metric or body.confidence:
+                    store.set_experiment_targets(
+                        experiment_id, body.sample_size, body.primary_metric, body.confidence
+                    )
+                record = lifecycle.load(store, auth.workspace_id, experiment_id)
+                if not body.auto_launch:
+                    return record, None
+                blocker = lifecycle.launch_blocker(record)
+                if blocker is not None:
+                    return record, LaunchOutcome("draft", f"auto_launch skipped: {blocker}")
+                record = lifecycle.transition(store, auth.workspace_id, experiment_id, "launch")
+                return record, LaunchOutcome("running")
+
+        record, launch = await in_store(self.store_path, work)
+        created = CreatedExperiment(
+            _out(record), _preview_urls(record), _activation_hint(record), launch
+        )
+        return ok(created, Meta(auth.workspace_id), status=201)
+
+    async def list_experiments(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``GET /v1/experiments``: newest first, filtered by ``site_id`` and ``status``."""
+        auth = await authenticate(self.store_path, scope)
+        page = page_params(scope)
+        params = query_params(scope)
+        status = None
+        if "status" in params:
+            status = _STATUS_FILTERS.get(params["status"])
+            if status is None:
+                raise InvalidRequest(
+                    f"status {params['status'][:50]!r} is not an experiment status; use one "
+                    "of draft, active (or running), paused, completed, archived"
+                )
+        site_id = params.get("site_id") or None
+        records, total = await in_store(
+            self.store_path,
+            lambda store: store.list_experiment_records(
+                auth.workspace_id,
+                site_id=site_id,
+                status=status,
+                limit=page.limit,
+                offset=page.offset,
+            ),
+        )
+        meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
+        return ok([_summary(r) for r in records], meta)
+
+    async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``GET /v1/experiments/{id}``: the experiment, its preview URLs and next step."""
+        auth = await authenticate(self.store_path, scope)
+        experiment_id = scope["path_params"]["experiment_id"]
+        record = await in_store(
+            self.store_path, lambda store: lifecycle.load(store, auth.workspace_id, experiment_id)
+        )
+        return ok(_detail(record), Meta(auth.workspace_id))
+
+    async def update(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``PATCH /v1/experiments/{id}``: ``{"action": ...}`` answers ``{id, status}``;
+        ``{"traffic_split": n}`` answers the experiment in full."""
+        auth = await authenticate(self.store_path, scope)
+        experiment_id = scope["path_params"]["experiment_id"]
+        body = await read_json(scope, receive, _update_decoder, "experiment update")
+        if (body.action is None) == (body.traffic_split is None):
+            raise InvalidRequest(
+                'send one change at a time: {"action": "launch"} (or pause, resume, '
+                'complete, archive), or {"traffic_split": 30}'
+            )
+        if body.action is not None:
+            action = _action(body.action)
+            record = await in_store(
+                self.store_path,
+                lambda store: lifecycle.transition(store, auth.workspace_id, experiment_id, action),
+            )
+            return ok(_status(record), Meta(auth.workspace_id))
+        percent = body.traffic_split
+        assert percent is not None  # one of the two is set
+        record = await in_store(
+            self.store_path,
+            lambda store: lifecycle.resplit(store, auth.workspace_id, experiment_id, percent),
+        )
+        return ok(_detail(record), Meta(auth.workspace_id))
+
+    async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``DELETE /v1/experiments/{id}``: drafts and archived experiments only."""
+        auth = await authenticate(self.store_path, scope)
+        experiment_id = scope["path_params"]["experiment_id"]
+        await in_store(
+            self.store_path,
+            lambda store: lifecycle.delete(store, auth.workspace_id, experiment_id),
+        )
+        return ok(_Deleted(experiment_id, True), Meta(auth.workspace_id))
+
+    def crewkit(self, action: lifecycle.Action) -> Handler:
+        """The handler of crewkit's ``POST /v1/experiments/{id}/<start|stop|archive>``."""
+
+        async def handler(scope: dict[str, Any], receive: Receive) -> Reply:
+            auth = await authenticate(self.store_path, scope)
+            experiment_id = scope["path_params"]["experiment_id"]
+            record = await in_store(
+                self.store_path,
+                lambda store: lifecycle.transition(store, auth.workspace_id, experiment_id, action),
+            )
+            return ok(_status(record), Meta(auth.workspace_id))
+
+        return handler
+
+    async def deploy(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``POST /v1/experiments/{id}/deploy`` (and ``/promote``): the variant gets all
+        the traffic and the experiment completes with it as the winner."""
+        auth = await authenticate(self.store_path, scope)
+        experiment_id = scope["path_params"]["experiment_id"]
+        body = await read_json(scope, receive, _deploy_decoder, "deploy request")
+        variant = body.variant_id or body.variant
+        if not variant or (body.variant_id and body.variant):
+            raise InvalidRequest(
+                'name the variant to promote: {"variant": "<its name>"} or '
+                '{"variant_id": "<its id>"}'
+            )
+        record = await in_store(
+            self.store_path,
+            lambda store: lifecycle.promote(store, auth.workspace_id, experiment_id, variant),
+        )
+        return ok(_status(record), Meta(auth.workspace_id))
+
+
+def routes(store_path: Path) -> list[Route]:
+    """The routes of ``/v1/experiments`` (not ``/results`` and ``/metrics``)."""
+    api = ExperimentsApi(store_path)
+    one = "/v1/experiments/{experiment_id}"
+    return [
+        api_route("/v1/experiments", {"GET": api.list_experiments, "POST": api.create}),
+        api_route(one, {"GET": api.get, "PATCH": api.update, "DELETE": api.delete}),
+        *(
+            api_route(f"{one}/{name}", {"POST": api.crewkit(action)})
+            for name, action in lifecycle.CREWKIT_ACTIONS.items()
+        ),
+        api_route(f"{one}/deploy", {"POST": api.deploy}),
+        api_route(f"{one}/promote", {"POST": api.deploy}),
+    ]

@@ -1,0 +1,250 @@
+"""``/v1/sites``: list, register and get the websites of the API key's workspace.
+
+As in the reference: a URL without a scheme gets ``https://``, the name defaults to the
+domain, a second site for a domain is a 409 whose error carries ``existing_site`` (or,
+with ``reuse_if_exists: true``, a 200 with ``reused: true``), and a new site's answer
+includes its snippet tag and install instructions. Another workspace's site is the same
+404 as an unknown id.
+
+Plan site limits (reference: Starter 1, Pro 10, Enterprise 25) apply only when the app
+passes a limits table to `routes`; a self-hosted install is unlimited by default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from starlette.routing import Route
+from starlette.types import Receive
+
+from edge.config import ANTI_FLICKER_MS, MAX_ANTI_FLICKER_MS
+from edge.control.api import (
+    DetailedConflict,
+    Meta,
+    Reply,
+    api_route,
+    authenticate,
+    base_url,
+    in_store,
+    ok,
+    page_params,
+    read_json,
+)
+from edge.control.store import SiteRecord, Store, normalize_site_url
+from edge.errors import NotFound, PlanLimitReached
+
+__all__ = [
+    "REFERENCE_SITE_LIMITS",
+    "CreateSite",
+    "CreatedSite",
+    "ExistingSite",
+    "SiteOut",
+    "SitesApi",
+    "require_site",
+    "routes",
+]
+
+REFERENCE_SITE_LIMITS: Mapping[str, int] = {"starter": 1, "pro": 10, "enterprise": 25}
+"""Sites per workspace by plan, as the reference sets them; a plan not in a limits table
+has no site limit."""
+
+
+class CreateSite(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``POST /v1/sites``: the site's URL (``https://`` added when it has no scheme), its
+    display name (default: the domain), whether a duplicate domain answers with the
+    existing site instead of 409, and how long its snippet may hide a page (ms)."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    reuse_if_exists: bool = False
+    anti_flicker_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_ANTI_FLICKER_MS)] = ANTI_FLICKER_MS
+
+
+class SiteOut(msgspec.Struct, frozen=True):
+    """A site as the API shows it. ``public_key`` names its snippet, ``/s/{public_key}.js``;
+    ``crawl_status`` is the reference's field and always null: splitedge does not crawl."""
+
+    id: str
+    name: str
+    url: str
+    domain: str
+    platform: str | None
+    public_key: str
+    crawl_status: str | None
+    anti_flicker_ms: int
+    created_at: str
+    updated_at: str
+
+
+class CreatedSite(SiteOut, frozen=True):
+    """The answer to ``POST /v1/sites``: the site, its snippet tag, how to install it, and
+    whether an existing site was reused (``reuse_if_exists``)."""
+
+    snippet: str
+    instructions: str
+    reused: bool
+
+
+class ExistingSite(msgspec.Struct, frozen=True):
+    """The ``existing_site`` of a duplicate-domain 409, in the reference's shape."""
+
+    id: str
+    name: str
+    url: str
+    public_key: str
+
+
+_create_decoder = msgspec.json.Decoder(CreateSite)
+
+
+def _site_out(site: SiteRecord) -> SiteOut:
+    return SiteOut(
+        id=site.id,
+        name=site.name,
+        url=site.url,
+        domain=site.domain,
+        platform=site.platform,
+        public_key=site.public_key,
+        crawl_status=None,
+        anti_flicker_ms=site.anti_flicker_ms,
+        created_at=site.created_at,
+        updated_at=site.updated_at,
+    )
+
+
+def require_site(store: Store, workspace_id: str, site_id: str) -> SiteRecord:
+    """The workspace's site ``site_id``; a 404 that says what to do otherwise, the same
+    whether the id is unknown or another workspace's."""
+    site = store.find_site(site_id, workspace_id)
+    if site is not None:
+        return site
+    if store.count_sites(workspace_id) == 0:
+        raise NotFound(
+            "No sites registered in this workspace. Register one with POST /v1/sites first."
+        )
+    raise NotFound(
+        f"No site {site_id[:100]!r} in this workspace. Call GET /v1/sites for the ids of "
+        "its sites, or POST /v1/sites to add a new one."
+    )
+
+
+def _snippet_tag(origin: str, site: SiteRecord) -> str:
+    return f'<script src="{origin}/s/{site.public_key}.js"></script>'
+
+
+def _created(origin: str, site: SiteRecord, reused: bool) -> CreatedSite:
+    tag = _snippet_tag(origin, site)
+    if reused:
+        instructions = (
+            f'Site "{site.name}" ({site.url}) is already registered (ID: {site.id}). Reusing it.'
+        )
+    else:
+        instructions = (
+            f'Site "{site.name}" created successfully (ID: {site.id}).\n\n'
+            f"Add this snippet to the <head> of {site.url}, before any other scripts:\n\n"
+            f"{tag}\n\n"
+            "The script is synchronous — placing it first in <head> prevents A/B variant "
+            "flicker.\nOnce installed, create an experiment with POST /v1/experiments and "
+            f'"site_id": "{site.id}".'
+        )
+    return CreatedSite(
+        **msgspec.structs.asdict(_site_out(site)),
+        snippet=tag,
+        instructions=instructions,
+        reused=reused,
+    )
+
+
+class SitesApi:
+    """The handlers of ``/v1/sites``, over one store file and an optional limits table
+    (sites per plan; None: no limits)."""
+
+    def __init__(self, store_path: Path, site_limits: Mapping[str, int] | None = None) -> None:
+        self.store_path = store_path
+        self.site_limits = site_limits
+
+    async def list_sites(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``GET /v1/sites``: the workspace's sites, newest first, a page at a time."""
+        auth = await authenticate(self.store_path, scope)
+        page = page_params(scope)
+        sites, total = await in_store(
+            self.store_path,
+            lambda store: store.list_sites(auth.workspace_id, page.limit, page.offset),
+        )
+        meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
+        return ok([_site_out(site) for site in sites], meta)
+
+    async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``GET /v1/sites/{site_id}``."""
+        auth = await authenticate(self.store_path, scope)
+        site_id = scope["path_params"]["site_id"]
+        site = await in_store(
+            self.store_path, lambda store: require_site(store, auth.workspace_id, site_id)
+        )
+        return ok(_site_out(site), Meta(auth.workspace_id))
+
+    async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``POST /v1/sites``: 201 with the new site, or 200 with the existing one when
+        ``reuse_if_exists`` is set and the domain is registered already."""
+        auth = await authenticate(self.store_path, scope)
+        body = await read_json(scope, receive, _create_decoder, "site")
+        site, reused = await in_store(
+            self.store_path, lambda store: self._register(store, auth.workspace_id, body)
+        )
+        return ok(
+            _created(base_url(scope), site, reused),
+            Meta(auth.workspace_id),
+            status=200 if reused else 201,
+        )
+
+    def _register(
+        self, store: Store, workspace_id: str, body: CreateSite
+    ) -> tuple[SiteRecord, bool]:
+        _, domain = normalize_site_url(body.url)
+        # One write transaction: the duplicate check, the limit and the insert see the same
+        # sites, so two concurrent requests cannot both pass the limit.
+        with store.transaction():
+            existing = store.site_by_domain(workspace_id, domain)
+            if existing is not None:
+                if body.reuse_if_exists:
+                    return existing, True
+                raise DetailedConflict(
+                    f"A site for {domain} is already registered (ID: {existing.id}). Reuse it "
+                    "via GET /v1/sites / its id, or POST /v1/sites again with "
+                    "reuse_if_exists: true for idempotent behavior.",
+                    existing_site=ExistingSite(
+                        existing.id, existing.name, existing.url, existing.public_key
+                    ),
+                )
+            self._check_limit(store, workspace_id)
+            created = store.create_site(workspace_id, body.url, body.name, body.anti_flicker_ms)
+            site = store.find_site(created.id, workspace_id)
+        assert site is not None  # created in this transaction
+        return site, False
+
+    def _check_limit(self, store: Store, workspace_id: str) -> None:
+        if self.site_limits is None:
+            return
+        plan = store.get_workspace(workspace_id).plan
+        limit = self.site_limits.get(plan)
+        if limit is None:
+            return
+        count = store.count_sites(workspace_id)
+        if count >= limit:
+            raise PlanLimitReached(
+                f"the {plan} plan allows {limit} site(s) and this workspace has {count}; "
+                "reuse one of them (GET /v1/sites) or move the workspace to a plan with more"
+            )
+
+
+def routes(store_path: Path, site_limits: Mapping[str, int] | None = None) -> list[Route]:
+    """The routes of ``/v1/sites``; ``site_limits`` maps plan names to their site limit
+    (e.g. `REFERENCE_SITE_LIMITS`), None for none."""
+    api = SitesApi(store_path, site_limits)
+    return [
+        api_route("/v1/sites", {"GET": api.list_sites, "POST": api.create}),
+        api_route("/v1/sites/{site_id}", {"GET": api.get}),
+    ]

@@ -1,0 +1,313 @@
+"""Delivering webhooks: signing, retries, and the dispatcher thread.
+
+Signing
+    Each attempt is a POST of the delivery's JSON body with a fresh Unix ``timestamp``
+    and ``X-abTestBot-Signature: sha256=<hex>``, where ``<hex>`` is
+    HMAC-SHA256(key = the endpoint's secret as UTF-8, message = timestamp + "." + body),
+    and ``X-abTestBot-Timestamp: <timestamp>``. Signing the timestamp lets a receiver
+    reject replays of old deliveries; the body is the same bytes on every attempt.
+    ``X-ClawSplit-Signature`` carries the same value, for receivers written against that
+    reference. docs/webhooks.md has the verification code users paste.
+
+Dispatcher
+    One `WebhookDispatcher` runs in the server's parent process on a daemon thread (the
+    workers only queue rows, `edge.control.webhooks.enqueue_event`). It claims due rows in
+    a ``BEGIN IMMEDIATE`` transaction (status ``delivering``, ``attempts + 1``, and a lease
+    in ``next_attempt_at``), so two processes on one store never send the same attempt;
+    a claim whose process died lapses and the row is sent again (at-least-once; the event
+    ``id`` lets receivers deduplicate). Claimed rows are posted by a small thread pool
+    with a bounded timeout, and every outcome is written to ``webhook_attempts``. A 2xx
+    delivers; anything else is retried after a capped exponential backoff with jitter,
+    until `RetryPolicy.max_attempts`, then the row is ``failed``. Redirects are not
+    followed (a POST must not silently turn into a GET elsewhere).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import logging
+import random
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from edge.control.store import Store, utc_now
+from edge.settings import Settings
+
+__all__ = [
+    "CLAWSPLIT_SIGNATURE_HEADER",
+    "SIGNATURE_HEADER",
+    "TIMESTAMP_HEADER",
+    "RetryPolicy",
+    "WebhookDispatcher",
+    "sign",
+]
+
+log = logging.getLogger("splitedge.webhooks")
+
+SIGNATURE_HEADER = "X-abTestBot-Signature"
+TIMESTAMP_HEADER = "X-abTestBot-Timestamp"
+CLAWSPLIT_SIGNATURE_HEADER = "X-ClawSplit-Signature"
+EVENT_HEADER = "X-abTestBot-Event"
+DELIVERY_HEADER = "X-abTestBot-Delivery"
+USER_AGENT = "splitedge-webhooks/1"
+
+# How much of a failed response's body the log keeps, to show the receiver's complaint.
+_ERROR_BODY_CHARS = 300
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """The signature header's value: ``sha256=`` and the hex HMAC-SHA256 of
+    ``timestamp + "." + body`` under the secret."""
+    message = str(timestamp).encode("ascii") + b"." + body
+    return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+class RetryPolicy(msgspec.Struct, frozen=True):
+    """How deliveries are timed: the per-attempt ``timeout`` (connect and each read),
+    the first retry's delay ``backoff``, doubling up to ``backoff_cap``, and how many
+    attempts a delivery gets (seconds throughout)."""
+
+    timeout: float = 10.0
+    backoff: float = 30.0
+    backoff_cap: float = 3600.0
+    max_attempts: int = 12
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The policy the server's ``webhook_*`` settings describe."""
+        return cls(
+            timeout=settings.webhook_timeout,
+            backoff=settings.webhook_backoff,
+            backoff_cap=settings.webhook_backoff_cap,
+            max_attempts=settings.webhook_max_attempts,
+        )
+
+    def delay(self, failed_attempts: int) -> float:
+        """Seconds until the next attempt after ``failed_attempts`` failures: capped
+        exponential, jittered down to half so retries of many rows spread out."""
+        exponent = min(max(failed_attempts - 1, 0), 30)
+        return min(self.backoff_cap, self.backoff * 2.0**exponent) * random.uniform(0.5, 1.0)
+
+    @property
+    def lease(self) -> float:
+        """How long a claim holds a row: past any attempt's duration, with room to spare."""
+        return 3 * self.timeout + 30.0
+
+
+class _Claimed(msgspec.Struct, frozen=True):
+    delivery_id: int
+    attempt: int
+    event_id: str
+    event: str
+    payload: bytes
+    url: str
+    secret: str
+
+
+class _Outcome(msgspec.Struct, frozen=True):
+    started_at: str
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # urllib then raises HTTPError with the 3xx status
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = exc.read(_ERROR_BODY_CHARS).decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        body = ""
+    finally:
+        exc.close()
+    redirect = " (redirects are not followed)" if 300 <= exc.code < 400 else ""
+    return f"HTTP {exc.code} {exc.reason}{redirect}" + (f": {body}" if body else "")
+
+
+def _post(opener: urllib.request.OpenerDirector, claimed: _Claimed, timeout: float) -> _Outcome:
+    """One attempt; every way it can fail becomes the outcome's error, never an exception."""
+    timestamp = int(time.time())
+    signature = sign(claimed.secret, timestamp, claimed.payload)
+    request = urllib.request.Request(
+        claimed.url,
+        data=claimed.payload,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            SIGNATURE_HEADER: signature,
+            TIMESTAMP_HEADER: str(timestamp),
+            CLAWSPLIT_SIGNATURE_HEADER: signature,
+            EVENT_HEADER: claimed.event,
+            DELIVERY_HEADER: claimed.event_id,
+        },
+    )
+    started_at = utc_now()
+    started = time.perf_counter()
+    status: int | None = None
+    error: str | None = None
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status, error = exc.code, _error_text(exc)
+    except Exception as exc:  # whatever one receiver does fails its attempt, not the thread
+        error = f"{type(exc).__name__}: {exc}"[:_ERROR_BODY_CHARS]
+    duration_ms = round(1000 * (time.perf_counter() - started))
+    return _Outcome(started_at, duration_ms, status, error)
+
+
+_CLAIM = """
+SELECT d.id, d.attempts + 1, d.event_id, d.event, d.payload, w.url, w.secret
+FROM webhook_deliveries AS d JOIN webhooks AS w ON w.id = d.webhook_id
+WHERE d.status IN ('pending', 'delivering') AND d.next_attempt_at <= ?
+  AND w.deleted_at IS NULL
+ORDER BY d.next_attempt_at LIMIT ?
+"""
+
+
+class WebhookDispatcher:
+    """Delivers the store's due webhook rows on a thread; see the module docstring.
+
+    ``concurrency`` bounds the attempts in flight; ``poll_interval`` is how often the
+    store is asked for due rows when nothing is happening.
+    """
+
+    def __init__(
+        self,
+        store_path: Path | str,
+        policy: RetryPolicy | None = None,
+        *,
+        concurrency: int = 8,
+        poll_interval: float = 0.25,
+    ) -> None:
+        self.store_path = Path(store_path)
+        self.policy = RetryPolicy() if policy is None else policy
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self._opener = urllib.request.build_opener(_NoRedirects)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the dispatcher thread."""
+        if self._thread is not None:
+            raise RuntimeError("the webhook dispatcher is already started")
+        self._thread = threading.Thread(target=self._run, name="splitedge-webhooks", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Stop claiming, let the attempts in flight finish and record them. Returns False
+        if the thread did not end within ``timeout`` (default: one attempt's timeout and
+        a little); rows it still held are sent again once their claim lapses."""
+        self._stop.set()
+        if self._thread is None:
+            return True
+        self._thread.join(self.policy.timeout + 5.0 if timeout is None else timeout)
+        if self._thread.is_alive():
+            log.warning("webhook dispatcher did not stop in time; its claims lapse later")
+            return False
+        return True
+
+    def _run(self) -> None:
+        store = Store(self.store_path)
+        pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="splitedge-webhook")
+        inflight: dict[Future[_Outcome], _Claimed] = {}
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._settle(store, inflight)
+                    free = self.concurrency - len(inflight)
+                    claimed = self._claim(store, free) if free > 0 else []
+                except sqlite3.Error:
+                    # A locked or busy store is transient: the rows wait for the next pass.
+                    log.exception("webhook dispatcher could not reach the store")
+                    claimed = []
+                for row in claimed:
+                    inflight[pool.submit(_post, self._opener, row, self.policy.timeout)] = row
+                if claimed:
+                    continue
+                if inflight:
+                    wait(inflight, self.poll_interval, return_when=FIRST_COMPLETED)
+                else:
+                    self._stop.wait(self.poll_interval)
+            wait(inflight, self.policy.timeout + 1.0)
+            self._settle(store, inflight)
+        except Exception:
+            log.exception("webhook dispatcher failed; queued deliveries wait for a restart")
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+            store.close()
+
+    def _claim(self, store: Store, limit: int) -> list[_Claimed]:
+        now = time.time()
+        with store.transaction() as conn:
+            rows = [_Claimed(*row) for row in conn.execute(_CLAIM, (now, limit))]
+            conn.executemany(
+                "UPDATE webhook_deliveries SET status = 'delivering', attempts = ?, "
+                "next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                [(r.attempt, now + self.policy.lease, utc_now(), r.delivery_id) for r in rows],
+            )
+        return rows
+
+    def _settle(self, store: Store, inflight: dict[Future[_Outcome], _Claimed]) -> None:
+        """Record the finished attempts, in one transaction."""
+        done = [future for future in inflight if future.done()]
+        if not done:
+            return
+        with store.transaction() as conn:
+            for future in done:
+                self._record(conn, inflight.pop(future), future.result())
+
+    def _record(self, conn: sqlite3.Connection, row: _Claimed, outcome: _Outcome) -> None:
+        now = utc_now()
+        conn.execute(
+            "INSERT INTO webhook_attempts (delivery_id, number, started_at, "
+            "duration_ms, status_code, error) VALUES (?, ?, ?, ?, ?, ?)",
+            (row.delivery_id, row.attempt, outcome.started_at, outcome.duration_ms,
+             outcome.status_code, outcome.error),
+        )  # fmt: skip
+        next_at, delivered_at = time.time(), None
+        if outcome.delivered:
+            status, delivered_at = "delivered", now
+        elif row.attempt >= self.policy.max_attempts:
+            status = "failed"
+        else:
+            status, next_at = "pending", next_at + self.policy.delay(row.attempt)
+        # Only while the claim is still this one's: a delete (cancelled) or a lapsed and
+        # re-claimed row (a higher attempt number) is left as it is.
+        conn.execute(
+            "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, "
+            "last_status_code = ?, last_error = ?, updated_at = ?, delivered_at = ? "
+            "WHERE id = ? AND status = 'delivering' AND attempts = ?",
+            (status, next_at, outcome.status_code, outcome.error, now, delivered_at,
+             row.delivery_id, row.attempt),
+        )  # fmt: skip
+        if not outcome.delivered:
+            # The host only: a URL's path or query may hold the receiver's own token.
+            log.warning(
+                "webhook delivery %d attempt %d to %s failed: %s",
+                row.delivery_id,
+                row.attempt,
+                urlsplit(row.url).hostname,
+                outcome.error,
+                extra={"delivery": row.delivery_id, "attempt": row.attempt, "next": status},
+            )

@@ -1,0 +1,371 @@
+"""Webhooks: the events a workspace subscribes to, queueing them, and ``/v1/webhooks``.
+
+`enqueue_event` runs inside the caller's store transaction, so an event is queued if and
+only if the change it reports commits. It writes one pending delivery row per active
+endpoint subscribed to the event and returns at once; the dispatcher
+(`edge.control.webhook_dispatch`) delivers the rows later, in the server's parent process,
+off the request path.
+
+The routes (all with a workspace API key): ``GET /v1/webhooks`` lists the active
+endpoints; ``POST /v1/webhooks`` registers one and shows its signing secret this once;
+``DELETE /v1/webhooks/{id}`` deactivates it (soft delete; its queued deliveries are
+cancelled); ``GET /v1/webhooks/{id}/deliveries`` is its delivery log, newest first, with
+every attempt. Another workspace's endpoint is the same 404 as an unknown one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+import sqlite3
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+from urllib.parse import urlsplit
+
+import msgspec
+from starlette.routing import Route
+from starlette.types import Receive
+
+from edge.control.api import (
+    Meta,
+    Page,
+    Reply,
+    api_route,
+    authenticate,
+    in_store,
+    ok,
+    page_params,
+    read_json,
+)
+from edge.control.store import Store, utc_now
+from edge.errors import InvalidRequest, NotFound
+
+__all__ = [
+    "EVENTS",
+    "Delivery",
+    "DeliveryAttempt",
+    "EventName",
+    "NewWebhook",
+    "RegisteredWebhook",
+    "Webhook",
+    "enqueue_event",
+    "routes",
+]
+
+EventName = Literal[
+    "experiment.launched",
+    "experiment.started",
+    "experiment.completed",
+    "experiment.sample_reached",
+    "experiment.winner_declared",
+    "experiment.no_winner",
+    "experiment.stopped",
+    "variant.promoted",
+    "ideas.generated",
+    "idea.status_changed",
+]
+EVENTS: tuple[str, ...] = get_args(EventName)
+
+# The body's own fields; an event's payload may not use them.
+_ENVELOPE_FIELDS = frozenset({"id", "event", "timestamp"})
+
+
+def _event_body(event_id: str, event: str, payload: dict[str, Any]) -> bytes:
+    """The JSON body every endpoint receives: ``id`` and ``event`` first, the payload's
+    fields flat beside them, then ``timestamp`` (the shape of the references' examples)."""
+    clash = _ENVELOPE_FIELDS.intersection(payload)
+    if clash:
+        raise ValueError(f"webhook payload may not set {sorted(clash)}: the body sets them")
+    stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return msgspec.json.encode({"id": event_id, "event": event, **payload, "timestamp": stamp})
+
+
+def enqueue_event(
+    conn: sqlite3.Connection, workspace_id: str, event: str, payload: dict[str, Any]
+) -> int:
+    """Queue ``event`` for every active endpoint of the workspace subscribed to it, inside
+    the caller's transaction; returns how many deliveries were queued.
+
+    Every endpoint gets the same body and the same event ``id`` (receivers deduplicate
+    retries by it). An unknown event name is a programming error (ValueError).
+    """
+    if event not in EVENTS:
+        raise ValueError(f"unknown webhook event {event!r}; known: {', '.join(EVENTS)}")
+    endpoints = conn.execute(
+        "SELECT id FROM webhooks WHERE workspace_id = ? AND deleted_at IS NULL "
+        "AND EXISTS (SELECT 1 FROM json_each(webhooks.events) WHERE value = ?)",
+        (workspace_id, event),
+    ).fetchall()
+    if not endpoints:
+        return 0
+    event_id = "evt_" + uuid.uuid4().hex
+    body = _event_body(event_id, event, payload)
+    now = utc_now()
+    conn.executemany(
+        "INSERT INTO webhook_deliveries (webhook_id, event_id, event, payload, "
+        "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(webhook_id, event_id, event, body, time.time(), now, now) for (webhook_id,) in endpoints],
+    )
+    return len(endpoints)
+
+
+# -- the API ---------------------------------------------------------------------------
+
+
+class Webhook(msgspec.Struct, frozen=True):
+    """An endpoint as listed (the reference's shape); the secret is never shown again."""
+
+    id: str
+    url: str
+    events: list[EventName]
+    is_active: bool
+    created_at: str
+
+
+class RegisteredWebhook(Webhook, frozen=True):
+    """The 201 of a registration: the endpoint and its signing secret, shown this once."""
+
+    secret: str
+
+
+class NewWebhook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The body of ``POST /v1/webhooks``."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    events: Annotated[list[EventName], msgspec.Meta(min_length=1)]
+
+
+class DeliveryAttempt(msgspec.Struct, frozen=True):
+    """One POST of a delivery: when, how long (ms), and the status or the error."""
+
+    number: int
+    started_at: str
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+
+
+class Delivery(msgspec.Struct, frozen=True):
+    """One event for one endpoint: ``status`` is pending (``next_attempt_at`` says
+    when), delivering, delivered, failed (attempts exhausted) or cancelled (the endpoint
+    was deleted); ``payload`` is the exact body sent."""
+
+    id: int
+    event_id: str
+    event: str
+    status: str
+    attempts: int
+    next_attempt_at: str | None
+    last_status_code: int | None
+    last_error: str | None
+    created_at: str
+    updated_at: str
+    delivered_at: str | None
+    payload: msgspec.Raw
+    attempt_log: list[DeliveryAttempt]
+
+
+class _Deleted(msgspec.Struct, frozen=True):
+    deleted: bool
+
+
+_WEBHOOK_COLUMNS = "id, url, events, deleted_at IS NULL, created_at"
+_new_webhook = msgspec.json.Decoder(NewWebhook)
+_events = msgspec.json.Decoder(list[EventName])
+_EXAMPLE_URL = "https://your-app.com/webhooks/abtestbot"
+
+
+def _webhook(row: sqlite3.Row | tuple[Any, ...]) -> Webhook:
+    id_, url, events, active, created_at = row
+    return Webhook(id_, url, _events.decode(events), bool(active), created_at)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(url: str, dev: bool) -> str:
+    """The endpoint URL, if deliveries may go there: https, or http to a loopback host
+    in development mode; a 400 that says which otherwise."""
+    text = url.strip()
+    parts = urlsplit(text)
+    try:
+        parts.port  # raises ValueError when the port is not a number from 0 to 65535
+    except ValueError:
+        raise InvalidRequest(f"url {text!r} has an invalid port; e.g. {_EXAMPLE_URL}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"url must be an absolute https:// URL, e.g. {_EXAMPLE_URL}")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidRequest(
+            "url must not carry credentials (user:password@); verify deliveries with the "
+            "X-abTestBot-Signature header instead"
+        )
+    if parts.scheme == "http" and not (dev and _is_loopback(parts.hostname)):
+        where = "" if dev else " when the server runs with --dev (SPLITEDGE_DEV=1)"
+        raise InvalidRequest(
+            "url must use https://; plain http:// is accepted only for loopback hosts "
+            f"(localhost, 127.0.0.1, [::1]){where}"
+        )
+    return text
+
+
+def _not_found(webhook_id: str) -> NotFound:
+    return NotFound(
+        f"no webhook {webhook_id[:64]!r} in the workspace of this API key; list them with "
+        "GET /v1/webhooks"
+    )
+
+
+def _register(
+    store: Store, workspace_id: str, url: str, events: list[EventName]
+) -> RegisteredWebhook:
+    webhook_id = str(uuid.uuid4())
+    secret = "whsec_" + secrets.token_urlsafe(32)
+    created_at = utc_now()
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (webhook_id, workspace_id, url, msgspec.json.encode(events).decode(), secret,
+             created_at),
+        )  # fmt: skip
+    return RegisteredWebhook(webhook_id, url, events, True, created_at, secret)
+
+
+def _list(store: Store, workspace_id: str, page: Page) -> tuple[list[Webhook], int]:
+    active = "FROM webhooks WHERE workspace_id = ? AND deleted_at IS NULL"
+    (total,) = store.conn.execute(f"SELECT count(*) {active}", (workspace_id,)).fetchone()
+    rows = store.conn.execute(
+        f"SELECT {_WEBHOOK_COLUMNS} {active} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+        (workspace_id, page.limit, page.offset),
+    )
+    return [_webhook(row) for row in rows], int(total)
+
+
+def _delete(store: Store, workspace_id: str, webhook_id: str) -> None:
+    now = utc_now()
+    with store.transaction() as conn:
+        found = conn.execute(
+            "SELECT deleted_at FROM webhooks WHERE id = ? AND workspace_id = ?",
+            (webhook_id, workspace_id),
+        ).fetchone()
+        if found is None:
+            raise _not_found(webhook_id)
+        if found[0] is not None:
+            return  # already inactive: deleting again changes nothing
+        conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = ?", (now, webhook_id))
+        conn.execute(
+            "UPDATE webhook_deliveries SET status = 'cancelled', updated_at = ? "
+            "WHERE webhook_id = ? AND status IN ('pending', 'delivering')",
+            (now, webhook_id),
+        )
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat()
+
+
+def _deliveries(
+    store: Store, workspace_id: str, webhook_id: str, page: Page
+) -> tuple[list[Delivery], int]:
+    conn = store.conn
+    owned = conn.execute(
+        "SELECT 1 FROM webhooks WHERE id = ? AND workspace_id = ?", (webhook_id, workspace_id)
+    ).fetchone()
+    if owned is None:
+        raise _not_found(webhook_id)
+    (total,) = conn.execute(
+        "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = ?", (webhook_id,)
+    ).fetchone()
+    rows = conn.execute(
+        "SELECT id, event_id, event, status, attempts, next_attempt_at, last_status_code, "
+        "last_error, created_at, updated_at, delivered_at, payload FROM webhook_deliveries "
+        "WHERE webhook_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
+        (webhook_id, page.limit, page.offset),
+    ).fetchall()
+    attempts: dict[int, list[DeliveryAttempt]] = {row[0]: [] for row in rows}
+    if attempts:
+        marks = ", ".join("?" * len(attempts))
+        for delivery_id, *attempt in conn.execute(
+            "SELECT delivery_id, number, started_at, duration_ms, status_code, error "
+            f"FROM webhook_attempts WHERE delivery_id IN ({marks}) ORDER BY number",
+            list(attempts),
+        ):
+            attempts[delivery_id].append(DeliveryAttempt(*attempt))
+    deliveries = [
+        Delivery(
+            id=id_,
+            event_id=event_id,
+            event=event,
+            status=status,
+            attempts=count,
+            next_attempt_at=_iso(next_at) if status == "pending" else None,
+            last_status_code=code,
+            last_error=error,
+            created_at=created_at,
+            updated_at=updated_at,
+            delivered_at=delivered_at,
+            payload=msgspec.Raw(bytes(payload)),
+            attempt_log=attempts[id_],
+        )
+        for (id_, event_id, event, status, count, next_at, code, error, created_at, updated_at,
+             delivered_at, payload) in rows
+    ]  # fmt: skip
+    return deliveries, int(total)
+
+
+class _Endpoints:
+    def __init__(self, store_path: Path, dev: bool) -> None:
+        self.store_path = store_path
+        self.dev = dev
+
+    async def index(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        auth = await authenticate(self.store_path, scope)
+        page = page_params(scope)
+        items, total = await in_store(
+            self.store_path, lambda store: _list(store, auth.workspace_id, page)
+        )
+        return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
+
+    async def register(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        auth = await authenticate(self.store_path, scope)
+        body = await read_json(scope, receive, _new_webhook, "webhook")
+        url = _check_url(body.url, self.dev)
+        events = list(dict.fromkeys(body.events))  # each once, in the order given
+        created = await in_store(
+            self.store_path, lambda store: _register(store, auth.workspace_id, url, events)
+        )
+        return ok(created, Meta(auth.workspace_id), status=201)
+
+    async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        auth = await authenticate(self.store_path, scope)
+        webhook_id = scope["path_params"]["webhook_id"]
+        await in_store(self.store_path, lambda store: _delete(store, auth.workspace_id, webhook_id))
+        return ok(_Deleted(True), Meta(auth.workspace_id))
+
+    async def deliveries(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        auth = await authenticate(self.store_path, scope)
+        webhook_id = scope["path_params"]["webhook_id"]
+        page = page_params(scope)
+        items, total = await in_store(
+            self.store_path, lambda store: _deliveries(store, auth.workspace_id, webhook_id, page)
+        )
+        return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
+
+
+def routes(store_path: Path, *, dev: bool = False) -> list[Route]:
+    """The ``/v1/webhooks`` routes; ``dev`` admits http:// endpoints on loopback hosts."""
+    endpoints = _Endpoints(store_path, dev)
+    return [
+        api_route("/v1/webhooks", {"GET": endpoints.index, "POST": endpoints.register}),
+        api_route("/v1/webhooks/{webhook_id}", {"DELETE": endpoints.delete}),
+        api_route("/v1/webhooks/{webhook_id}/deliveries", {"GET": endpoints.deliveries}),
+    ]

@@ -1,0 +1,446 @@
+"""Webhooks end to end: a real server (dev mode, small backoff) delivers to a real local
+HTTP receiver, which checks every signature with the Python snippet of docs/webhooks.md."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from edge.control.store import NewGoal, Store
+from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
+from edge.control.webhooks import EVENTS, enqueue_event
+from tests.support import Seed, Server, add_experiment, running_server, seed_store
+
+DOCS = Path(__file__).parents[1] / "docs" / "webhooks.md"
+
+# Endpoints no test expects deliveries at: port 9 (discard) refuses them at once.
+NOWHERE = "https://127.0.0.1:9"
+
+# Retries a few tenths of a second apart, so a test sees them without waiting minutes.
+SERVER_ENV = {
+    "SPLITEDGE_WEBHOOK_BACKOFF": "0.3",
+    "SPLITEDGE_WEBHOOK_BACKOFF_CAP": "0.6",
+    "SPLITEDGE_WEBHOOK_TIMEOUT": "5",
+    "SPLITEDGE_WEBHOOK_MAX_ATTEMPTS": "3",
+}
+
+
+def documented_verifier() -> Callable[[str, Any, bytes], bool]:
+    """``verify_webhook`` exactly as docs/webhooks.md shows it to users."""
+    snippet = re.search(r"```python\n(.*?)```", DOCS.read_text(), re.S)
+    assert snippet is not None
+    namespace: dict[str, Any] = {}
+    exec(snippet.group(1), namespace)
+    verify: Callable[[str, Any, bytes], bool] = namespace["verify_webhook"]
+    return verify
+
+
+def documented_js_verifies(secret: str, headers: Message, body: bytes) -> bool:
+    """Whether ``verifyWebhook`` of docs/webhooks.md, run by Node, accepts a delivery."""
+    snippet = re.search(r"```js\n(.*?)```", DOCS.read_text(), re.S)
+    assert snippet is not None
+    check = (
+        "const input = JSON.parse(require('node:fs').readFileSync(0, 'utf8'));\n"
+        "console.log(verifyWebhook(input.secret, input.headers, "
+        "Buffer.from(input.body, 'base64')));\n"
+    )
+    given = {
+        "secret": secret,
+        "headers": {name.lower(): value for name, value in headers.items()},
+        "body": base64.b64encode(body).decode(),
+    }
+    run = subprocess.run(
+        ["node", "-e", snippet.group(1) + check],
+        input=json.dumps(given),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return run.stdout.strip() == "true"
+
+
+class Received(msgspec.Struct):
+    path: str
+    headers: Message  # case-insensitive, as HTTP header names are
+    body: bytes
+    verified: bool
+    at: float
+
+
+class Receiver:
+    """A local HTTP endpoint: per path, the secret to verify with, the statuses to answer
+    (then 200), and how long to wait before answering."""
+
+    def __init__(self) -> None:
+        self.verify = documented_verifier()
+        self.secrets: dict[str, str] = {}
+        self.answers: dict[str, list[int]] = {}
+        self.delays: dict[str, float] = {}
+        self.received: list[Received] = []
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                secret = receiver.secrets.get(self.path, "")
+                verified = receiver.verify(secret, self.headers, body)
+                time.sleep(receiver.delays.get(self.path, 0.0))
+                with receiver.changed:
+                    planned = receiver.answers.get(self.path) or [200]
+                    status = planned.pop(0) if len(planned) > 1 else planned[0]
+                    receiver.received.append(
+                        Received(self.path, self.headers, body, verified, time.monotonic())
+                    )
+                    receiver.changed.notify_all()
+                payload = b"boom" if status >= 400 else b"ok"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 64  # the dispatcher opens up to 8 connections at once per process
+
+        self.http = Server(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.http.server_address[1]}{path}"
+
+    def at(self, path: str) -> list[Received]:
+        with self.changed:
+            return [r for r in self.received if r.path == path]
+
+    def wait_for(self, path: str, count: int, timeout: float = 15) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len(got := [r for r in self.received if r.path == path]) < count:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{path}: {len(got)} of {count} deliveries in {timeout}s"
+                self.changed.wait(left)
+            return got
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    r.thread.start()
+    yield r
+    r.http.shutdown()
+    r.http.server_close()
+
+
+@pytest.fixture(scope="module")
+def dev_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Seed, Path]]:
+    data = tmp_path_factory.mktemp("webhooks") / "data"
+    store_path = data / "splitedge.sqlite3"
+    seed = seed_store(store_path)
+    with running_server(data, env=SERVER_ENV, args=["--dev"]) as server:
+        yield server, seed, store_path
+
+
+def call(server: Server, method: str, path: str, key: str, body: Any = None) -> httpx.Response:
+    return httpx.request(
+        method,
+        server.base_url + path,
+        headers={"authorization": f"Bearer {key}"},
+        json=body,
+        timeout=30,
+    )
+
+
+def register(server: Server, key: str, url: str, events: list[str]) -> dict[str, Any]:
+    response = call(server, "POST", "/v1/webhooks", key, {"url": url, "events": events})
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+def enqueue(store_path: Path, workspace_id: str, event: str, **payload: Any) -> int:
+    """Queue an event the way a store change does: inside a store transaction."""
+    store = Store(store_path)
+    try:
+        with store.transaction() as conn:
+            return enqueue_event(conn, workspace_id, event, payload)
+    finally:
+        store.close()
+
+
+def delivery_log(server: Server, key: str, webhook_id: str) -> list[dict[str, Any]]:
+    response = call(server, "GET", f"/v1/webhooks/{webhook_id}/deliveries", key)
+    assert response.status_code == 200, response.text
+    entries: list[dict[str, Any]] = response.json()["data"]
+    return entries
+
+
+def wait_log(
+    server: Server, key: str, webhook_id: str, done: Callable[[list[dict[str, Any]]], bool]
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 15
+    while not done(entries := delivery_log(server, key, webhook_id)):
+        assert time.monotonic() < deadline, entries
+        time.sleep(0.05)
+    return entries
+
+
+def test_a_500_is_retried_and_every_attempt_is_signed_and_logged(
+    dev_server: tuple[Server, Seed, Path], receiver: Receiver
+) -> None:
+    server, seed, store_path = dev_server
+    hook = register(server, seed.key.key, receiver.url("/flaky"), ["experiment.winner_declared"])
+    receiver.secrets["/flaky"] = hook["secret"]
+    receiver.answers["/flaky"] = [500, 200]
+
+    queued = enqueue(
+        store_path, seed.workspace_id, "experiment.winner_declared",
+        experiment_id="exp_abc123", winner="concise", p_value=0.003,
+    )  # fmt: skip
+    assert queued == 1
+
+    first, second = receiver.wait_for("/flaky", 2)
+    assert first.verified and second.verified
+    assert first.body == second.body  # the same bytes on every attempt
+    body = json.loads(first.body)
+    assert body["event"] == "experiment.winner_declared"
+    assert body["winner"] == "concise" and body["p_value"] == 0.003
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["timestamp"])
+    assert first.headers["X-abTestBot-Event"] == "experiment.winner_declared"
+    assert first.headers["X-abTestBot-Delivery"] == body["id"]
+    assert first.headers["X-ClawSplit-Signature"] == first.headers["X-abTestBot-Signature"]
+    # the retry waited out its backoff (0.3 s, jittered down to half at most)
+    assert second.at - first.at >= 0.14
+
+    (entry,) = wait_log(
+        server, seed.key.key, hook["id"], lambda log: log[0]["status"] == "delivered"
+    )
+    assert entry["attempts"] == 2 and entry["last_status_code"] == 200
+    assert entry["payload"] == body and entry["next_attempt_at"] is None
+    attempts = entry["attempt_log"]
+    assert [a["number"] for a in attempts] == [1, 2]
+    assert [a["status_code"] for a in attempts] == [500, 200]
+    assert attempts[0]["error"].startswith("HTTP 500") and "boom" in attempts[0]["error"]
+    assert attempts[1]["error"] is None
+
+    # a tampered body or a wrong secret fails the documented check
+    verify = documented_verifier()
+    assert not verify(hook["secret"], first.headers, first.body + b" ")
+    assert not verify("whsec_other", first.headers, first.body)
+    # and so does the JavaScript snippet
+    assert documented_js_verifies(hook["secret"], second.headers, second.body)
+    assert not documented_js_verifies(hook["secret"], second.headers, second.body + b" ")
+
+
+def test_attempts_stop_at_the_limit(
+    dev_server: tuple[Server, Seed, Path], receiver: Receiver
+) -> None:
+    server, seed, store_path = dev_server
+    hook = register(server, seed.key.key, receiver.url("/down"), ["idea.status_changed"])
+    receiver.answers["/down"] = [503]
+    enqueue(store_path, seed.workspace_id, "idea.status_changed", idea_id="i1")
+
+    (entry,) = wait_log(server, seed.key.key, hook["id"], lambda log: log[0]["status"] == "failed")
+    assert entry["attempts"] == 3  # SPLITEDGE_WEBHOOK_MAX_ATTEMPTS
+    assert [a["status_code"] for a in entry["attempt_log"]] == [503, 503, 503]
+    assert len(receiver.at("/down")) == 3
+
+
+def test_only_subscribed_events_are_queued(dev_server: tuple[Server, Seed, Path]) -> None:
+    server, seed, store_path = dev_server
+    register(server, seed.key.key, NOWHERE + "/only-ideas", ["ideas.generated"])
+    assert enqueue(store_path, seed.workspace_id, "experiment.no_winner") == 0
+    with pytest.raises(ValueError, match="unknown webhook event"):
+        enqueue(store_path, seed.workspace_id, "experiment.exploded")
+    with pytest.raises(ValueError, match="may not set"):
+        enqueue(store_path, seed.workspace_id, "ideas.generated", timestamp="x")
+
+
+def test_registration_validates_url_and_events(dev_server: tuple[Server, Seed, Path]) -> None:
+    server, seed, _ = dev_server
+    key = seed.key.key
+
+    def refused(body: Any) -> str:
+        response = call(server, "POST", "/v1/webhooks", key, body)
+        assert response.status_code == 400, response.text
+        error: dict[str, str] = response.json()["error"]
+        assert error["code"] == "invalid_request"
+        return error["message"]
+
+    events = ["experiment.launched"]
+    assert "https://" in refused({"url": "http://example.com/hook", "events": events})
+    assert "https://" in refused({"url": "ftp://example.com/hook", "events": events})
+    assert "https://" in refused({"url": "/relative", "events": events})
+    assert "credentials" in refused({"url": "https://u:p@example.com/", "events": events})
+    assert "port" in refused({"url": "https://example.com:99999/", "events": events})
+    assert "$.events[0]" in refused({"url": "https://example.com/", "events": ["nope"]})
+    assert "$.events" in refused({"url": "https://example.com/", "events": []})
+    assert "`url`" in refused({"events": events})
+    assert "color" in refused({"url": "https://example.com/", "events": events, "color": 1})
+
+    for loopback in ("http://127.0.0.1:9/hook", "http://localhost/hook", "http://[::1]:9/"):
+        hook = register(server, key, loopback, events)
+        assert hook["url"] == loopback
+    hook = register(server, key, NOWHERE + "/h", [*events, *events, "ideas.generated"])
+    assert hook["events"] == ["experiment.launched", "ideas.generated"]
+
+    response = httpx.post(server.base_url + "/v1/webhooks", json={}, timeout=30)
+    assert response.status_code == 401
+
+
+def test_http_is_refused_outside_dev_mode(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    seed = seed_store(data / "splitedge.sqlite3")
+    with running_server(data) as server:
+        body = {"url": "http://127.0.0.1:9/hook", "events": ["experiment.launched"]}
+        response = call(server, "POST", "/v1/webhooks", seed.key.key, body)
+        assert response.status_code == 400
+        assert "--dev" in response.json()["error"]["message"]
+        register(server, seed.key.key, "https://127.0.0.1:9/hook", ["experiment.launched"])
+
+
+def test_the_secret_is_shown_once(dev_server: tuple[Server, Seed, Path]) -> None:
+    server, seed, _ = dev_server
+    hook = register(server, seed.key.key, NOWHERE + "/once", ["experiment.completed"])
+    assert re.fullmatch(r"whsec_[A-Za-z0-9_-]{43}", hook["secret"])
+    assert set(hook) == {"id", "url", "events", "is_active", "created_at", "secret"}
+
+    response = call(server, "GET", "/v1/webhooks?limit=100", seed.key.key)
+    assert response.status_code == 200
+    listed = response.json()
+    assert listed["meta"]["workspace_id"] == seed.workspace_id
+    (same,) = [h for h in listed["data"] if h["id"] == hook["id"]]
+    assert same == {k: v for k, v in hook.items() if k != "secret"}
+    assert hook["secret"] not in response.text
+
+
+def test_deleting_stops_deliveries(
+    dev_server: tuple[Server, Seed, Path], receiver: Receiver
+) -> None:
+    server, seed, store_path = dev_server
+    key = seed.key.key
+    hook = register(server, key, receiver.url("/deleted"), ["experiment.stopped"])
+    receiver.secrets["/deleted"] = hook["secret"]
+    receiver.answers["/deleted"] = [500]
+    enqueue(store_path, seed.workspace_id, "experiment.stopped", experiment_id="e1")
+    receiver.wait_for("/deleted", 1)
+
+    response = call(server, "DELETE", f"/v1/webhooks/{hook['id']}", key)
+    assert response.status_code == 200 and response.json()["data"] == {"deleted": True}
+    again = call(server, "DELETE", f"/v1/webhooks/{hook['id']}", key)
+    assert again.status_code == 200  # deleting twice changes nothing
+
+    (entry,) = wait_log(server, key, hook["id"], lambda log: log[0]["status"] == "cancelled")
+    assert enqueue(store_path, seed.workspace_id, "experiment.stopped", experiment_id="e2") == 0
+    time.sleep(1.0)  # past the retry the first 500 scheduled (0.3 s at most)
+    assert len(receiver.at("/deleted")) == 1
+    listed = call(server, "GET", "/v1/webhooks?limit=100", key).json()["data"]
+    assert hook["id"] not in {h["id"] for h in listed}
+
+
+def test_another_workspace_gets_404(dev_server: tuple[Server, Seed, Path]) -> None:
+    server, seed, _ = dev_server
+    hook = register(server, seed.key.key, NOWHERE + "/mine", ["experiment.launched"])
+    other = seed.other_key.key
+    for method, path in (
+        ("DELETE", f"/v1/webhooks/{hook['id']}"),
+        ("GET", f"/v1/webhooks/{hook['id']}/deliveries"),
+        ("DELETE", "/v1/webhooks/no-such-id"),
+    ):
+        response = call(server, method, path, other)
+        assert response.status_code == 404, (method, path, response.text)
+        assert response.json()["error"]["code"] == "not_found"
+    listed = call(server, "GET", "/v1/webhooks", other).json()["data"]
+    assert hook["id"] not in {h["id"] for h in listed}
+    mine = call(server, "GET", "/v1/webhooks?limit=100", seed.key.key).json()["data"]
+    assert hook["id"] in {h["id"] for h in mine}  # still active
+
+
+def test_an_api_request_returns_before_its_delivery(
+    dev_server: tuple[Server, Seed, Path], receiver: Receiver
+) -> None:
+    server, seed, store_path = dev_server
+    hook = register(server, seed.key.key, receiver.url("/slow"), ["experiment.launched"])
+    receiver.secrets["/slow"] = hook["secret"]
+    receiver.delays["/slow"] = 2.0
+    store = Store(store_path)
+    try:
+        experiment_id, _, _ = add_experiment(
+            store, seed, "Slow hook", ["Control", "B"], [NewGoal("Buy", "click", ".buy")],
+            start=False,
+        )  # fmt: skip
+    finally:
+        store.close()
+
+    started = time.monotonic()
+    response = call(
+        server, "PATCH", f"/v1/experiments/{experiment_id}", seed.key.key, {"action": "launch"}
+    )
+    answered = time.monotonic()
+    assert response.status_code == 200, response.text
+    assert answered - started < 1.0
+
+    (delivery,) = receiver.wait_for("/slow", 1)
+    assert delivery.verified
+    assert json.loads(delivery.body)["experiment_id"] == experiment_id
+    # the receiver took 2 s to answer, long after the launch was answered
+    (entry,) = wait_log(
+        server, seed.key.key, hook["id"], lambda log: bool(log) and log[0]["status"] == "delivered"
+    )
+    assert entry["attempt_log"][0]["duration_ms"] >= 1900
+
+
+def test_two_dispatchers_never_send_an_attempt_twice(tmp_path: Path, receiver: Receiver) -> None:
+    store_path = tmp_path / "splitedge.sqlite3"
+    store = Store(store_path)
+    workspace = store.create_workspace("pair")
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) "
+            "VALUES ('w', ?, ?, ?, 'whsec_pair', 'now')",
+            (workspace.id, receiver.url("/pair"), json.dumps(list(EVENTS))),
+        )
+        for number in range(40):
+            enqueue_event(conn, workspace.id, "ideas.generated", {"n": number})
+    store.close()
+    receiver.secrets["/pair"] = "whsec_pair"
+
+    dispatchers = [
+        WebhookDispatcher(store_path, RetryPolicy(timeout=5, backoff=0.1), poll_interval=0.01)
+        for _ in range(2)
+    ]
+    for dispatcher in dispatchers:
+        dispatcher.start()
+    try:
+        got = receiver.wait_for("/pair", 40)
+        time.sleep(0.3)
+    finally:
+        for dispatcher in dispatchers:
+            assert dispatcher.stop()
+    assert len(receiver.at("/pair")) == 40
+    assert sorted(json.loads(r.body)["n"] for r in got) == list(range(40))
+    assert all(r.verified for r in got)
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    policy = RetryPolicy(backoff=30, backoff_cap=3600)
+    for failures, full in ((1, 30), (2, 60), (3, 120), (8, 3600), (40, 3600)):
+        delays = [policy.delay(failures) for _ in range(200)]
+        assert all(full / 2 <= d <= full for d in delays)
+        assert max(delays) - min(delays) > full / 10  # jittered, not fixed
