@@ -150,7 +150,7 @@ def test_another_workspace_is_not_found_and_unchanged(store: Store, seeded: Seed
     ):
         with pytest.raises(NotFound, match="no experiment"):
             attempt()
-    record = store.find_experiment(theirs, None)
+    record = store.experiment_record(theirs, None)
     assert record is not None and record.status == "running"
     assert [v.weight_bps for v in record.variants] == [5000, 5000]
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -20,7 +21,7 @@ from analytics.aggregates import ArmAggregates, GoalAggregates, TimelinePoint
 from analytics.results import compute_results
 from edge.control.report_page import REPORT_SECRET_META_KEY, ReportLinks, render_report
 from edge.control.results_api import experiment_spec
-from edge.control.store import Experiment, Goal, NewGoal, Store, Variant
+from edge.control.store import ExperimentRecord, Goal, NewGoal, Store, VariantRecord
 from tests.support import (
     Server,
     add_experiment,
@@ -188,15 +189,25 @@ def test_links_are_signed_with_one_stored_secret(tmp_path: Path) -> None:
         store.close()
 
 
+def _record(**fields: Any) -> ExperimentRecord:
+    """A running experiment as the store gives it, with ``fields`` set."""
+    base: dict[str, Any] = dict(
+        workspace_id="w", site_id=None, status="running", hypothesis=None, target_url=None,
+        url_pattern=None, coverage_bps=10_000, sample_size=None, primary_metric=None,
+        confidence=None, winner_variant_id=None, created_at="2026-01-01T00:00:00+00:00",
+        updated_at="2026-01-01T00:00:00+00:00", started_at=None, ended_at=None,
+        site_name=None, site_url=None,
+    )  # fmt: skip
+    return ExperimentRecord(**{**base, **fields})
+
+
 def test_render_escapes_every_name() -> None:
     """Without a browser: nothing a user named reaches the page unescaped."""
-    experiment = Experiment(
-        id="e1", workspace_id="w", site_id=None, kind="web", name="<b>name</b>",
-        status="running", hypothesis="<i>h</i>", sample_size=None, primary_metric=None,
-        confidence=None, created_at="2026-01-01T00:00:00+00:00", started_at=None,
-        ended_at=None,
+    experiment = _record(
+        id="e1", kind="web", name="<b>name</b>", hypothesis="<i>h</i>",
         variants=(
-            Variant("v1", "<img src=x>", True, 5000), Variant("v2", "</svg>'\"", False, 5000),
+            VariantRecord("v1", "<img src=x>", True, 5000),
+            VariantRecord("v2", "</svg>'\"", False, 5000),
         ),
         goals=(Goal("g1", "<goal>", "click", None, None),),
     )  # fmt: skip
@@ -220,13 +231,11 @@ def test_render_escapes_every_name() -> None:
 
 
 def test_render_a_mean_metric_plots_normal_posteriors() -> None:
-    experiment = Experiment(
-        id="e2", workspace_id="w", site_id=None, kind="agent", name="Cheaper runs",
-        status="running", hypothesis=None, sample_size=None, primary_metric="avg_cost",
-        confidence=None, created_at="2026-01-01T00:00:00+00:00", started_at=None,
-        ended_at=None,
-        variants=(Variant("c", "control", True, 5000), Variant("v", "terse", False, 5000)),
-        goals=(),
+    experiment = _record(
+        id="e2", kind="agent", name="Cheaper runs", primary_metric="avg_cost",
+        variants=(
+            VariantRecord("c", "control", True, 5000), VariantRecord("v", "terse", False, 5000),
+        ),
     )  # fmt: skip
     arms = [
         ArmAggregates("c", 50, converted=30, tasks=50, successful_tasks=30,

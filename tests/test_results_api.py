@@ -306,16 +306,16 @@ def test_the_store_loads_an_experiment_only_for_its_workspace(scenario: Scenario
     seed = scenario.seed
     store = Store(scenario.store_path)
     try:
-        mine = store.find_experiment(seed.experiment_id, seed.workspace_id)
+        mine = store.experiment_record(seed.experiment_id, seed.workspace_id)
         assert mine is not None
         assert [v.id for v in mine.variants] == seed.variant_ids
         assert [v.is_control for v in mine.variants] == [True, False]
         assert [v.weight_bps for v in mine.variants] == [5000, 5000]
         assert [g.id for g in mine.goals] == [seed.goal_id]
         assert mine.status == "running" and mine.started_at is not None
-        assert store.find_experiment(seed.experiment_id, seed.other_site.workspace_id) is None
-        assert store.find_experiment("nope", seed.workspace_id) is None
-        anywhere = store.find_experiment(seed.other_experiment_id, None)
+        assert store.experiment_record(seed.experiment_id, seed.other_site.workspace_id) is None
+        assert store.experiment_record("nope", seed.workspace_id) is None
+        anywhere = store.experiment_record(seed.other_experiment_id, None)
         assert anywhere is not None and anywhere.workspace_id == seed.other_site.workspace_id
     finally:
         store.close()

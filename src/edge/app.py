@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 from analytics import bayes
 from analytics.gateway import query_runner
 from edge.assign_route import AssignEndpoint
-from edge.control import experiments_api, sites_api, webhooks
+from edge.control import experiments_api, plans, sites_api, webhooks
 from edge.control.report_page import ReportLinks, ReportPage
 from edge.control.results_api import (
     ExperimentMetricsEndpoint,
@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     runner = query_runner(settings.clickhouse_dsn, settings.run_dir)
     results = ResultsSource(settings.store_path, runner)
     links = ReportLinks(settings.store_path)
+    plan_table = plans.load_plans(settings.limits)
+    limits = plans.rate_limits(plan_table)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -135,18 +137,18 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         Route(DEMO_PATH, DemoPage(holder), methods=["GET"]),
         Route(
             "/v1/experiments/{experiment_id}/results",
-            ExperimentResultsEndpoint(results, links),
+            ExperimentResultsEndpoint(results, links, limits),
             methods=["GET"],
         ),
         Route(
             "/v1/experiments/{experiment_id}/metrics",
-            ExperimentMetricsEndpoint(results),
+            ExperimentMetricsEndpoint(results, limits),
             methods=["GET"],
         ),
         Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
-        *sites_api.routes(settings.store_path),
-        *experiments_api.routes(settings.store_path),
-        *webhooks.routes(settings.store_path, dev=settings.dev),
+        *sites_api.routes(settings.store_path, plans.site_limits(plan_table), limits),
+        *experiments_api.routes(settings.store_path, limits),
+        *webhooks.routes(settings.store_path, dev=settings.dev, limits=limits),
     ]
     app = Starlette(
         routes=routes,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 
-from edge.control import keys_cli
+from edge.control import keys_cli, plans
 from edge.logs import logging_config
 from edge.settings import ENV_PREFIX, Settings
 
@@ -70,6 +70,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         default=_env("dev", "false").lower() in ("1", "true"),
         help="development mode: webhooks may target http:// on loopback hosts (SPLITEDGE_DEV)",
     )
+    serve.add_argument(
+        "--limits",
+        default=_env("limits", defaults.limits),
+        metavar="off|reference|FILE",
+        help="plans: requests per minute per API key and sites per workspace; 'off' "
+        "(default: unmetered), 'reference' (Starter/Pro/Team/Enterprise) or a plans JSON "
+        "file (SPLITEDGE_LIMITS)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +97,14 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         parser.error("--port must be between 1 and 65535")
     if args.spool_cap_mb < 1:
         parser.error("--spool-cap-mb must be at least 1")
+    limits = args.limits
+    if limits not in (plans.OFF, plans.REFERENCE):
+        # Absolute, so that every worker reads the same file whatever its directory.
+        limits = str(Path(limits).resolve())
+    try:
+        plans.load_plans(limits)
+    except plans.PlansError as exc:
+        parser.error(f"--limits: {exc}")
     # Settings without a flag (e.g. the webhook_* ones) come from the environment.
     return msgspec.structs.replace(
         Settings.from_env(),
@@ -100,6 +116,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         clickhouse=args.clickhouse,
         clickhouse_cluster=args.clickhouse_cluster,
         spool_cap_mb=args.spool_cap_mb,
+        limits=limits,
     )
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PlanLimitReached",
+    "RateLimited",
     "ServiceUnavailable",
     "SplitedgeError",
     "Unauthorized",
@@ -25,6 +26,8 @@ class SplitedgeError(Exception):
 
     code: str = "error"
     status: int = 400
+    # Seconds after which a retry may succeed; the HTTP layer sends it as Retry-After.
+    retry_after: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -70,6 +73,17 @@ class PlanLimitReached(SplitedgeError):
 
     code = "plan_limit_reached"
     status = 402
+
+
+class RateLimited(SplitedgeError):
+    """The API key has made as many requests as its plan allows this minute."""
+
+    code = "rate_limited"
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PayloadTooLarge(SplitedgeError):

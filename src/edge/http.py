@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Send
 
-from edge.errors import InvalidRequest, PayloadTooLarge, ServiceUnavailable, SplitedgeError
+from edge.errors import InvalidRequest, PayloadTooLarge, SplitedgeError
 
 __all__ = [
     "EXCEPTION_HANDLERS",
@@ -107,7 +107,7 @@ def splitedge_error_response(request: Request, exc: Exception) -> Response:
     """Starlette handler: a `SplitedgeError` becomes its status and JSON envelope."""
     assert isinstance(exc, SplitedgeError)
     headers = {"cache-control": "no-store"}
-    if isinstance(exc, ServiceUnavailable):
+    if exc.retry_after is not None:
         headers["retry-after"] = str(exc.retry_after)
     return Response(
         error_body(exc.code, exc.message),

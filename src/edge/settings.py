@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True):
     webhook_backoff: float = 30.0
     webhook_backoff_cap: float = 3600.0
     webhook_max_attempts: int = 12
+    # Plans (edge.control.plans): "off" (unmetered, unlimited), "reference" or a JSON file.
+    limits: str = "off"
 
     @property
     def store_path(self) -> Path:

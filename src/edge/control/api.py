@@ -26,6 +26,7 @@ from starlette.types import Receive, Send
 
 from edge.bearer import bearer_key
 from edge.control.auth import KEY_PREFIX_CHARS, digests_match, key_prefix
+from edge.control.plans import RateLimits
 from edge.control.store import Store
 from edge.errors import Conflict, InvalidRequest, Unauthorized
 from edge.http import JSON_HEADERS, decode_body, header, read_body, send_response
@@ -128,7 +129,7 @@ async def in_store(store_path: Path, work: Callable[[Store], T]) -> T:
     return await asyncio.to_thread(run)
 
 
-def _check_key(store: Store, key: str) -> Auth:
+def _check_key(store: Store, key: str, limits: RateLimits | None) -> Auth:
     now = datetime.now(UTC)
     for found in store.api_keys_with_prefix(key_prefix(key)):
         if not digests_match(key, found.sha256):
@@ -141,6 +142,10 @@ def _check_key(store: Store, key: str) -> Auth:
         last = found.last_used_at
         if last is None or now - datetime.fromisoformat(last) >= _LAST_USED_EVERY:
             store.touch_api_key(found.id, now.isoformat())
+        if limits is not None:
+            clock = now.timestamp()
+            count = store.count_request(found.id, limits.window(clock))
+            limits.check(store.get_workspace(found.workspace_id).plan, count, clock)
         return Auth(workspace_id=found.workspace_id, key_id=found.id)
     raise Unauthorized(
         f"{_UNAUTHORIZED}: this key is unknown; check it was copied whole, or issue one "
@@ -148,16 +153,18 @@ def _check_key(store: Store, key: str) -> Auth:
     )
 
 
-async def authenticate(store_path: Path, scope: dict[str, Any]) -> Auth:
+async def authenticate(store_path: Path, scope: dict[str, Any], limits: RateLimits | None) -> Auth:
     """The caller of an ``Authorization: Bearer sk_live_...`` request; 401 (with the
-    reference's text and what to fix) without a key, or with an unknown or revoked one.
-    The digest comparison is constant-time; the store work runs on a thread."""
+    reference's text and what to fix) without a key, or with an unknown or revoked one;
+    429 with Retry-After when the key is over its plan's ``limits`` this minute (None:
+    unmetered). The digest comparison is constant-time; the store work, the rate count
+    included, runs in one visit on a thread."""
     key = bearer_key(scope)
     if key is None:
         raise Unauthorized(f"{_UNAUTHORIZED}: send the header Authorization: Bearer sk_live_...")
     if not key.startswith("sk_live_") or len(key) <= KEY_PREFIX_CHARS:
         raise Unauthorized(f"{_UNAUTHORIZED}: API keys look like sk_live_ and 43 more characters")
-    return await in_store(store_path, lambda store: _check_key(store, key))
+    return await in_store(store_path, lambda store: _check_key(store, key, limits))
 
 
 async def read_json(

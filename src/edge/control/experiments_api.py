@@ -35,6 +35,7 @@ from edge.control.api import (
     read_json,
 )
 from edge.control.experiment_input import CreateExperiment, new_experiment
+from edge.control.plans import RateLimits
 from edge.control.sites_api import require_site
 from edge.control.store import ExperimentRecord, ExperimentStatus, Goal, Store
 from edge.errors import InvalidRequest
@@ -311,13 +312,14 @@ def _action(text: str) -> lifecycle.Action:
 class ExperimentsApi:
     """The handlers of ``/v1/experiments``, over one store file."""
 
-    def __init__(self, store_path: Path) -> None:
+    def __init__(self, store_path: Path, limits: RateLimits | None = None) -> None:
         self.store_path = store_path
+        self.limits = limits
 
     async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``POST /v1/experiments``: 201 with the draft (or, with ``auto_launch`` and its
         preconditions met, the running experiment), its preview URLs and next step."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _create_decoder, "experiment")
         if body.site_id is None:
             raise InvalidRequest("site_id is required")
@@ -349,7 +351,7 @@ class ExperimentsApi:
 
     async def list_experiments(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``GET /v1/experiments``: newest first, filtered by ``site_id`` and ``status``."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         page = page_params(scope)
         params = query_params(scope)
         status = None
@@ -376,7 +378,7 @@ class ExperimentsApi:
 
     async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``GET /v1/experiments/{id}``: the experiment, its preview URLs and next step."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         experiment_id = scope["path_params"]["experiment_id"]
         record = await in_store(
             self.store_path, lambda store: lifecycle.load(store, auth.workspace_id, experiment_id)
@@ -386,7 +388,7 @@ class ExperimentsApi:
     async def update(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``PATCH /v1/experiments/{id}``: ``{"action": ...}`` answers ``{id, status}``;
         ``{"traffic_split": n}`` answers the experiment in full."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         experiment_id = scope["path_params"]["experiment_id"]
         body = await read_json(scope, receive, _update_decoder, "experiment update")
         if (body.action is None) == (body.traffic_split is None):
@@ -411,7 +413,7 @@ class ExperimentsApi:
 
     async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``DELETE /v1/experiments/{id}``: drafts and archived experiments only."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         experiment_id = scope["path_params"]["experiment_id"]
         await in_store(
             self.store_path,
@@ -423,7 +425,7 @@ class ExperimentsApi:
         """The handler of crewkit's ``POST /v1/experiments/{id}/<start|stop|archive>``."""
 
         async def handler(scope: dict[str, Any], receive: Receive) -> Reply:
-            auth = await authenticate(self.store_path, scope)
+            auth = await authenticate(self.store_path, scope, self.limits)
             experiment_id = scope["path_params"]["experiment_id"]
             record = await in_store(
                 self.store_path,
@@ -436,7 +438,7 @@ class ExperimentsApi:
     async def deploy(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``POST /v1/experiments/{id}/deploy`` (and ``/promote``): the variant gets all
         the traffic and the experiment completes with it as the winner."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         experiment_id = scope["path_params"]["experiment_id"]
         body = await read_json(scope, receive, _deploy_decoder, "deploy request")
         variant = body.variant_id or body.variant
@@ -452,9 +454,10 @@ class ExperimentsApi:
         return ok(_status(record), Meta(auth.workspace_id))
 
 
-def routes(store_path: Path) -> list[Route]:
-    """The routes of ``/v1/experiments`` (not ``/results`` and ``/metrics``)."""
-    api = ExperimentsApi(store_path)
+def routes(store_path: Path, limits: RateLimits | None = None) -> list[Route]:
+    """The routes of ``/v1/experiments`` (not ``/results`` and ``/metrics``); ``limits``
+    are the plans' rate limits (None: unmetered)."""
+    api = ExperimentsApi(store_path, limits)
     one = "/v1/experiments/{experiment_id}"
     return [
         api_route("/v1/experiments", {"GET": api.list_experiments, "POST": api.create}),

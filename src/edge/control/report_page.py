@@ -31,7 +31,7 @@ import msgspec
 from starlette.types import Receive, Send
 
 from analytics.special import log_beta, norm_ppf
-from edge.control.store import Experiment, Store
+from edge.control.store import ExperimentRecord, Store
 from edge.errors import NotFound, ServiceUnavailable, SplitedgeError
 from edge.http import send_response
 
@@ -367,7 +367,7 @@ def _table(results: ExperimentResults) -> str:
 
 
 def render_report(
-    experiment: Experiment,
+    experiment: ExperimentRecord,
     results: ExperimentResults,
     timeline: Sequence[TimelinePoint],
     *,

@@ -42,8 +42,9 @@ from analytics.result_views import (
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
 from edge.control.api import authenticate, base_url
+from edge.control.plans import RateLimits
 from edge.control.report_page import ReportLinks
-from edge.control.store import Experiment, Store
+from edge.control.store import ExperimentRecord, Store
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, send_response
 
@@ -57,7 +58,7 @@ __all__ = [
     "experiment_spec",
 ]
 
-# Experiment ids are UUIDs here; this admits any id a client could reasonably hold and
+# ExperimentRecord ids are UUIDs here; this admits any id a client could reasonably hold and
 # nothing that needs escaping in a URL or a log line.
 _EXPERIMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 
@@ -70,7 +71,7 @@ def _check_id(experiment_id: str) -> None:
         )
 
 
-def experiment_spec(experiment: Experiment) -> ExperimentSpec:
+def experiment_spec(experiment: ExperimentRecord) -> ExperimentSpec:
     """What the results need of a stored experiment."""
     return ExperimentSpec(
         id=experiment.id,
@@ -106,13 +107,13 @@ class ResultsSource:
         self.store_path = store_path
         self.run = run
 
-    def experiment(self, experiment_id: str, workspace_id: str | None) -> Experiment:
+    def experiment(self, experiment_id: str, workspace_id: str | None) -> ExperimentRecord:
         """The experiment, of ``workspace_id`` (None: any workspace, for a caller that
         proved access otherwise); `NotFound` when there is none."""
         _check_id(experiment_id)
         store = Store(self.store_path)
         try:
-            found = store.find_experiment(experiment_id, workspace_id)
+            found = store.experiment_record(experiment_id, workspace_id)
         finally:
             store.close()
         if found is None:
@@ -122,7 +123,7 @@ class ResultsSource:
             )
         return found
 
-    def compute(self, experiment: Experiment) -> Computed:
+    def compute(self, experiment: ExperimentRecord) -> Computed:
         """Query the aggregates and compute the results."""
         spec = experiment_spec(experiment)
         started = time.perf_counter()
@@ -137,7 +138,7 @@ class ResultsSource:
             compute_ms=round(1000 * (done - queried), 3),
         )
 
-    def timeline(self, experiment: Experiment) -> list[TimelinePoint]:
+    def timeline(self, experiment: ExperimentRecord) -> list[TimelinePoint]:
         """Daily entries and conversions of the experiment's primary metric."""
         return fetch_timeline(self.run, experiment_spec(experiment))
 
@@ -189,14 +190,15 @@ def _meta(computed: Computed) -> ResultsMeta:
 
 
 class _ExperimentEndpoint:
-    def __init__(self, source: ResultsSource) -> None:
+    def __init__(self, source: ResultsSource, limits: RateLimits | None) -> None:
         self.source = source
+        self.limits = limits
 
-    async def computed(self, scope: dict[str, Any]) -> tuple[Experiment, Computed]:
-        workspace_id = (await authenticate(self.source.store_path, scope)).workspace_id
+    async def computed(self, scope: dict[str, Any]) -> tuple[ExperimentRecord, Computed]:
+        workspace_id = (await authenticate(self.source.store_path, scope, self.limits)).workspace_id
         experiment_id = scope["path_params"]["experiment_id"]
 
-        def load() -> tuple[Experiment, Computed]:
+        def load() -> tuple[ExperimentRecord, Computed]:
             experiment = self.source.experiment(experiment_id, workspace_id)
             return experiment, self.source.compute(experiment)
 
@@ -206,8 +208,10 @@ class _ExperimentEndpoint:
 class ExperimentResultsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/results``."""
 
-    def __init__(self, source: ResultsSource, links: ReportLinks) -> None:
-        super().__init__(source)
+    def __init__(
+        self, source: ResultsSource, links: ReportLinks, limits: RateLimits | None
+    ) -> None:
+        super().__init__(source, limits)
         self.links = links
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:

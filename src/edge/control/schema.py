@@ -196,7 +196,19 @@ CREATE TABLE webhook_attempts (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+# Version 4: the per-key request counter of the plans' rate limit (edge.control.plans): one
+# row per key, its current one-minute window (start, Unix seconds) and the requests counted
+# in it. In the store, not in memory, so that every worker process counts the same
+# requests; it does not change what the edge serves, so it does not bump config_version.
+_V4 = """
+CREATE TABLE rate_windows (
+    key_id       TEXT PRIMARY KEY REFERENCES api_keys(id) ON DELETE CASCADE,
+    window_start INTEGER NOT NULL,
+    requests     INTEGER NOT NULL
+);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -6,8 +6,9 @@ with ``reuse_if_exists: true``, a 200 with ``reused: true``), and a new site's a
 includes its snippet tag and install instructions. Another workspace's site is the same
 404 as an unknown id.
 
-Plan site limits (reference: Starter 1, Pro 10, Enterprise 25) apply only when the app
-passes a limits table to `routes`; a self-hosted install is unlimited by default.
+Plan site limits (`edge.control.plans`; reference: Starter 1, Pro 10, Enterprise 25) apply
+only when the app passes a limits table to `routes`; a self-hosted install is unlimited by
+default.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from edge.control.api import (
     page_params,
     read_json,
 )
+from edge.control.plans import RateLimits
 from edge.control.store import SiteRecord, Store, normalize_site_url
 from edge.errors import NotFound, PlanLimitReached
 
 __all__ = [
-    "REFERENCE_SITE_LIMITS",
     "CreateSite",
     "CreatedSite",
     "ExistingSite",
@@ -46,10 +47,6 @@ __all__ = [
     "require_site",
     "routes",
 ]
-
-REFERENCE_SITE_LIMITS: Mapping[str, int] = {"starter": 1, "pro": 10, "enterprise": 25}
-"""Sites per workspace by plan, as the reference sets them; a plan not in a limits table
-has no site limit."""
 
 
 class CreateSite(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -162,13 +159,19 @@ class SitesApi:
     """The handlers of ``/v1/sites``, over one store file and an optional limits table
     (sites per plan; None: no limits)."""
 
-    def __init__(self, store_path: Path, site_limits: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        store_path: Path,
+        site_limits: Mapping[str, int] | None = None,
+        limits: RateLimits | None = None,
+    ) -> None:
         self.store_path = store_path
         self.site_limits = site_limits
+        self.limits = limits
 
     async def list_sites(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``GET /v1/sites``: the workspace's sites, newest first, a page at a time."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         page = page_params(scope)
         sites, total = await in_store(
             self.store_path,
@@ -179,7 +182,7 @@ class SitesApi:
 
     async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``GET /v1/sites/{site_id}``."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         site_id = scope["path_params"]["site_id"]
         site = await in_store(
             self.store_path, lambda store: require_site(store, auth.workspace_id, site_id)
@@ -189,7 +192,7 @@ class SitesApi:
     async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``POST /v1/sites``: 201 with the new site, or 200 with the existing one when
         ``reuse_if_exists`` is set and the domain is registered already."""
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _create_decoder, "site")
         site, reused = await in_store(
             self.store_path, lambda store: self._register(store, auth.workspace_id, body)
@@ -240,10 +243,15 @@ class SitesApi:
             )
 
 
-def routes(store_path: Path, site_limits: Mapping[str, int] | None = None) -> list[Route]:
+def routes(
+    store_path: Path,
+    site_limits: Mapping[str, int] | None = None,
+    limits: RateLimits | None = None,
+) -> list[Route]:
     """The routes of ``/v1/sites``; ``site_limits`` maps plan names to their site limit
-    (e.g. `REFERENCE_SITE_LIMITS`), None for none."""
-    api = SitesApi(store_path, site_limits)
+    (`edge.control.plans.site_limits`), None for none; ``limits`` are the plans' rate limits
+    (None: unmetered)."""
+    api = SitesApi(store_path, site_limits, limits)
     return [
         api_route("/v1/sites", {"GET": api.list_sites, "POST": api.create}),
         api_route("/v1/sites/{site_id}", {"GET": api.get}),

@@ -30,7 +30,6 @@ __all__ = [
     "ApiKeyCredential",
     "ApiKeyInfo",
     "ApiKeyRecord",
-    "Experiment",
     "ExperimentRecord",
     "ExperimentStatus",
     "Goal",
@@ -184,32 +183,6 @@ class Goal(msgspec.Struct, frozen=True):
     type: str
     selector: str | None
     url_pattern: str | None
-
-
-class Experiment(msgspec.Struct, frozen=True):
-    """An experiment as stored, with its variants and goals in position order (the first
-    goal is the primary one). Times are the store's ISO 8601 strings."""
-
-    id: str
-    workspace_id: str
-    site_id: str | None
-    kind: Literal["web", "agent"]
-    name: str
-    status: ExperimentStatus
-    hypothesis: str | None
-    sample_size: int | None
-    primary_metric: str | None
-    confidence: float | None
-    created_at: str
-    started_at: str | None
-    ended_at: str | None
-    variants: tuple[Variant, ...]
-    goals: tuple[Goal, ...]
-
-
-_EXPERIMENT_COLUMNS = tuple(
-    name for name in Experiment.__struct_fields__ if name not in ("variants", "goals")
-)
 
 
 class VariantRecord(Variant, frozen=True):
@@ -470,45 +443,6 @@ class Store:
             )
         return experiment_id
 
-    def find_experiment(self, experiment_id: str, workspace_id: str | None) -> Experiment | None:
-        """An experiment of a workspace with its variants and goals; None when that
-        workspace has no such experiment (another workspace's is not there either).
-        ``workspace_id=None`` finds it in any workspace: only for a caller that proved
-        access another way (a signed report link)."""
-        # One read transaction, so the experiment and its rows come from one snapshot.
-        own = not self.conn.in_transaction
-        if own:
-            self.conn.execute("BEGIN")
-        try:
-            row = self.conn.execute(
-                f"SELECT {', '.join(_EXPERIMENT_COLUMNS)} FROM experiments "
-                "WHERE id = ? AND (? IS NULL OR workspace_id = ?)",
-                (experiment_id, workspace_id, workspace_id),
-            ).fetchone()
-            if row is None:
-                return None
-            variants = tuple(
-                Variant(vid, name, bool(is_control), weight)
-                for vid, name, is_control, weight in self.conn.execute(
-                    "SELECT id, name, is_control, weight_bps FROM variants "
-                    "WHERE experiment_id = ? ORDER BY position",
-                    (experiment_id,),
-                )
-            )
-            goals = tuple(
-                Goal(*goal)
-                for goal in self.conn.execute(
-                    "SELECT id, name, type, selector, url_pattern FROM goals "
-                    "WHERE experiment_id = ? ORDER BY position",
-                    (experiment_id,),
-                )
-            )
-        finally:
-            if own:
-                self.conn.execute("COMMIT")
-        fields = dict(zip(_EXPERIMENT_COLUMNS, row, strict=True))
-        return Experiment(**fields, variants=variants, goals=goals)
-
     def set_experiment_status(self, experiment_id: str, status: ExperimentStatus) -> None:
         """Move an experiment to a status. The lifecycle rules live in the control API;
         this only records the move and its timestamps."""
@@ -635,11 +569,16 @@ class Store:
 
     # -- experiments (API) --
 
-    def experiment_record(self, experiment_id: str, workspace_id: str) -> ExperimentRecord | None:
+    def experiment_record(
+        self, experiment_id: str, workspace_id: str | None
+    ) -> ExperimentRecord | None:
         """An experiment of a workspace as the API shows it; None when that workspace has
-        no such experiment (another workspace's is not there either)."""
+        no such experiment (another workspace's is not there either). ``workspace_id=None``
+        finds it in any workspace: only for a caller that proved access another way (a
+        signed report link)."""
         records = self._experiment_records(
-            "e.id = ? AND e.workspace_id = ?", (experiment_id, workspace_id)
+            "e.id = ? AND (? IS NULL OR e.workspace_id = ?)",
+            (experiment_id, workspace_id, workspace_id),
         )
         return records[0] if records else None
 
@@ -754,3 +693,20 @@ class Store:
             )
             for row in rows
         ]
+
+    # -- limits --
+
+    def count_request(self, key_id: str, window_start: int) -> int:
+        """Count a request of ``key_id`` in the window starting at ``window_start`` and
+        return how many it has made in it (this one included). One statement, so
+        concurrent workers never lose a count; a new window starts again at 1."""
+        (requests,) = self.conn.execute(
+            "INSERT INTO rate_windows (key_id, window_start, requests) VALUES (?, ?, 1) "
+            "ON CONFLICT (key_id) DO UPDATE SET "
+            "requests = CASE WHEN window_start = excluded.window_start "
+            "THEN requests + 1 ELSE 1 END, "
+            "window_start = excluded.window_start "
+            "RETURNING requests",
+            (key_id, window_start),
+        ).fetchone()
+        return int(requests)

@@ -40,6 +40,7 @@ from edge.control.api import (
     page_params,
     read_json,
 )
+from edge.control.plans import RateLimits
 from edge.control.store import Store, utc_now
 from edge.errors import InvalidRequest, NotFound
 
@@ -323,12 +324,13 @@ def _deliveries(
 
 
 class _Endpoints:
-    def __init__(self, store_path: Path, dev: bool) -> None:
+    def __init__(self, store_path: Path, dev: bool, limits: RateLimits | None) -> None:
         self.store_path = store_path
         self.dev = dev
+        self.limits = limits
 
     async def index(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         page = page_params(scope)
         items, total = await in_store(
             self.store_path, lambda store: _list(store, auth.workspace_id, page)
@@ -336,7 +338,7 @@ class _Endpoints:
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
     async def register(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _new_webhook, "webhook")
         url = _check_url(body.url, self.dev)
         events = list(dict.fromkeys(body.events))  # each once, in the order given
@@ -346,13 +348,13 @@ class _Endpoints:
         return ok(created, Meta(auth.workspace_id), status=201)
 
     async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         webhook_id = scope["path_params"]["webhook_id"]
         await in_store(self.store_path, lambda store: _delete(store, auth.workspace_id, webhook_id))
         return ok(_Deleted(True), Meta(auth.workspace_id))
 
     async def deliveries(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        auth = await authenticate(self.store_path, scope)
+        auth = await authenticate(self.store_path, scope, self.limits)
         webhook_id = scope["path_params"]["webhook_id"]
         page = page_params(scope)
         items, total = await in_store(
@@ -361,9 +363,10 @@ class _Endpoints:
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
 
-def routes(store_path: Path, *, dev: bool = False) -> list[Route]:
-    """The ``/v1/webhooks`` routes; ``dev`` admits http:// endpoints on loopback hosts."""
-    endpoints = _Endpoints(store_path, dev)
+def routes(store_path: Path, *, dev: bool = False, limits: RateLimits | None = None) -> list[Route]:
+    """The ``/v1/webhooks`` routes; ``dev`` admits http:// endpoints on loopback hosts;
+    ``limits`` are the plans' rate limits (None: unmetered)."""
+    endpoints = _Endpoints(store_path, dev, limits)
     return [
         api_route("/v1/webhooks", {"GET": endpoints.index, "POST": endpoints.register}),
         api_route("/v1/webhooks/{webhook_id}", {"DELETE": endpoints.delete}),

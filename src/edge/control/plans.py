@@ -1,0 +1,149 @@
+"""Plans: how many requests per minute an API key may make, and how many sites a
+workspace may register, by the workspace's plan.
+
+A self-hosted install is unmetered and unlimited: the ``limits`` setting (``--limits``,
+``SPLITEDGE_LIMITS``) is ``off`` by default. ``reference`` switches on the reference's
+plans (`REFERENCE_PLANS`); any other value is the path of a JSON file of the same shape,
+plan name to limits::
+
+    {"starter": {"requests_per_minute": 60, "sites": 1},
+     "enterprise": {"requests_per_minute": 1200}}
+
+A limit left out (or null) is no limit, and so is a plan the table does not name. A
+workspace's plan is its ``workspaces.plan`` (``enterprise`` unless set otherwise).
+
+The rate limit is a fixed one-minute window per key, counted in the SQLite store
+(`edge.control.store.Store.count_request`) so that every worker process shares it; it
+is checked by `edge.control.api.authenticate` in the same store visit that finds the
+key, and answered ``429 rate_limited`` with ``Retry-After`` (seconds to the window's end).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from edge.errors import RateLimited
+
+__all__ = [
+    "OFF",
+    "REFERENCE",
+    "REFERENCE_PLANS",
+    "WINDOW_SECONDS",
+    "Plan",
+    "PlansError",
+    "RateLimits",
+    "load_plans",
+    "rate_limits",
+    "site_limits",
+]
+
+OFF = "off"
+"""The ``limits`` setting of an unmetered, unlimited install (the default)."""
+
+REFERENCE = "reference"
+"""The ``limits`` setting that applies `REFERENCE_PLANS`."""
+
+WINDOW_SECONDS = 60
+"""The rate limit's window: requests are counted per key per clock minute."""
+
+
+class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The limits of one plan; None is no limit."""
+
+    requests_per_minute: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    sites: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+# The reference's figures: requests per minute from ClawSplit (Starter 60, Pro 300, Team 600,
+# Enterprise "custom"), sites from abtestbot (Starter 1, Pro 10, Enterprise 25). Where the
+# reference gives no number we pick one: Enterprise gets 1200 requests per minute (twice
+# Team), and Team, which abtestbot does not list, keeps Pro's 10 sites (it buys throughput).
+REFERENCE_PLANS: Mapping[str, Plan] = {
+    "starter": Plan(requests_per_minute=60, sites=1),
+    "pro": Plan(requests_per_minute=300, sites=10),
+    "team": Plan(requests_per_minute=600, sites=10),
+    "enterprise": Plan(requests_per_minute=1200, sites=25),
+}
+
+_plans_decoder = msgspec.json.Decoder(dict[str, Plan])
+
+
+class PlansError(ValueError):
+    """The ``limits`` setting names no usable plans table; the message says why."""
+
+
+def load_plans(setting: str) -> Mapping[str, Plan] | None:
+    """The plans of the ``limits`` setting: None for ``off``, `REFERENCE_PLANS` for
+    ``reference``, else those of the JSON file at that path; `PlansError` if it cannot be
+    read or is not a plans table."""
+    if setting == OFF:
+        return None
+    if setting == REFERENCE:
+        return REFERENCE_PLANS
+    path = Path(setting)
+    try:
+        plans = _plans_decoder.decode(path.read_bytes())
+    except OSError as exc:
+        raise PlansError(
+            f"limits must be {OFF!r}, {REFERENCE!r} or a plans JSON file; "
+            f"cannot read {setting!r}: {exc.strerror}"
+        ) from None
+    except msgspec.ValidationError as exc:
+        raise PlansError(
+            f"{path} is not a plans table ({exc}); it maps plan names to "
+            '{"requests_per_minute": N, "sites": N}'
+        ) from None
+    except msgspec.DecodeError as exc:
+        raise PlansError(f"{path} is not JSON: {exc}") from None
+    if not plans:
+        raise PlansError(f"{path} names no plans; use {OFF!r} for no limits")
+    return plans
+
+
+def site_limits(plans: Mapping[str, Plan] | None) -> dict[str, int] | None:
+    """Sites per plan, for `edge.control.sites_api.routes` (plans without one omitted)."""
+    if plans is None:
+        return None
+    return {name: plan.sites for name, plan in plans.items() if plan.sites is not None}
+
+
+class RateLimits:
+    """Requests per minute per key, by plan: what `edge.control.api.authenticate`
+    enforces."""
+
+    def __init__(self, per_minute: Mapping[str, int]) -> None:
+        self.per_minute = dict(per_minute)
+
+    def window(self, now: float) -> int:
+        """The start (Unix seconds) of the window ``now`` falls in."""
+        return int(now // WINDOW_SECONDS) * WINDOW_SECONDS
+
+    def check(self, plan: str, count: int, now: float) -> None:
+        """`RateLimited` if ``count`` requests in the current window are over ``plan``'s
+        limit; its Retry-After is the whole seconds to the window's end."""
+        limit = self.per_minute.get(plan)
+        if limit is None or count <= limit:
+            return
+        retry_after = max(1, math.ceil(self.window(now) + WINDOW_SECONDS - now))
+        raise RateLimited(
+            f"rate limit reached: the {plan} plan allows {limit} requests per minute per "
+            f"API key; retry in {retry_after} s (Retry-After)",
+            retry_after,
+        )
+
+
+def rate_limits(plans: Mapping[str, Plan] | None) -> RateLimits | None:
+    """The per-key rate limits of ``plans``; None when no plan has one."""
+    if plans is None:
+        return None
+    per_minute = {
+        name: plan.requests_per_minute
+        for name, plan in plans.items()
+        if plan.requests_per_minute is not None
+    }
+    return RateLimits(per_minute) if per_minute else None
