@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 from analytics import bayes
 from analytics.gateway import query_runner
 from edge.assign_route import AssignEndpoint
-from edge.control import experiments_api, plans, sites_api, webhooks
+from edge.control import experiments_api, plans, sites_api, webhooks, workspace_api
 from edge.control.report_page import ReportLinks, ReportPage
 from edge.control.results_api import (
     ExperimentMetricsEndpoint,
@@ -149,6 +149,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         *sites_api.routes(settings.store_path, plans.site_limits(plan_table), limits),
         *experiments_api.routes(settings.store_path, limits),
         *webhooks.routes(settings.store_path, dev=settings.dev, limits=limits),
+        *workspace_api.routes(settings.store_path, limits),
     ]
     app = Starlette(
         routes=routes,

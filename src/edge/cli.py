@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 
-from edge.control import keys_cli, plans
+from edge.control import credits_cli, keys_cli, plans
 from edge.logs import logging_config
 from edge.settings import ENV_PREFIX, Settings
 
@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     keys_cli.add_parser(sub)
+    credits_cli.add_parser(sub)
     return parser
 
 
@@ -132,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "keys":
         return keys_cli.run(args)
+    if args.command == "credits":
+        return credits_cli.run(args)
     settings = _settings(parser, args)
     logging.config.dictConfig(logging_config())
     from edge.server import run  # Granian and chDB load only when serving

@@ -25,6 +25,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Send
 
 from edge.bearer import bearer_key
+from edge.control import credits
 from edge.control.auth import KEY_PREFIX_CHARS, digests_match, key_prefix
 from edge.control.plans import RateLimits
 from edge.control.store import Store
@@ -44,6 +45,7 @@ __all__ = [
     "authenticate",
     "base_url",
     "in_store",
+    "in_transaction",
     "ok",
     "page_params",
     "query_params",
@@ -64,10 +66,12 @@ _UNAUTHORIZED = "Invalid or missing API key"
 
 
 class Auth(msgspec.Struct, frozen=True):
-    """Who is calling: the workspace of the API key, and the key (for the audit trail)."""
+    """Who is calling: the workspace of the API key, the key (for the audit trail), and
+    whether the workspace's plan pays for calls in credits."""
 
     workspace_id: str
     key_id: str
+    metered: bool = False
 
 
 class Meta(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -129,6 +133,23 @@ async def in_store(store_path: Path, work: Callable[[Store], T]) -> T:
     return await asyncio.to_thread(run)
 
 
+async def in_transaction(
+    store_path: Path, auth: Auth, work: Callable[[Store], T], tool: str | None = None
+) -> T:
+    """Run ``work`` in one write transaction on a thread, paying ``tool``'s credits first
+    when the caller's plan is metered (`edge.control.credits`): a short balance is a 402
+    and ``work`` never runs; a failing ``work`` rolls the debit back. Changes run here, so
+    that they, their audit entry and their webhook events commit together or not at all."""
+
+    def run(store: Store) -> T:
+        with store.transaction():
+            if tool is not None and auth.metered:
+                credits.debit(store, auth.workspace_id, auth.key_id, tool)
+            return work(store)
+
+    return await in_store(store_path, run)
+
+
 def _check_key(store: Store, key: str, limits: RateLimits | None) -> Auth:
     now = datetime.now(UTC)
     for found in store.api_keys_with_prefix(key_prefix(key)):
@@ -142,11 +163,12 @@ def _check_key(store: Store, key: str, limits: RateLimits | None) -> Auth:
         last = found.last_used_at
         if last is None or now - datetime.fromisoformat(last) >= _LAST_USED_EVERY:
             store.touch_api_key(found.id, now.isoformat())
-        if limits is not None:
-            clock = now.timestamp()
-            count = store.count_request(found.id, limits.window(clock))
-            limits.check(store.get_workspace(found.workspace_id).plan, count, clock)
-        return Auth(workspace_id=found.workspace_id, key_id=found.id)
+        if limits is None:
+            return Auth(workspace_id=found.workspace_id, key_id=found.id)
+        clock = now.timestamp()
+        plan = store.get_workspace(found.workspace_id).plan
+        limits.check(plan, store.count_request(found.id, limits.window(clock)), clock)
+        return Auth(found.workspace_id, found.id, metered=plan in limits.metered)
     raise Unauthorized(
         f"{_UNAUTHORIZED}: this key is unknown; check it was copied whole, or issue one "
         "with `splitedge keys create --workspace NAME`"

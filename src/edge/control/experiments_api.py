@@ -21,14 +21,15 @@ from starlette.routing import Route
 from starlette.types import Receive
 
 from edge.config import MutationConfig
-from edge.control import lifecycle
+from edge.control import audit, lifecycle
 from edge.control.api import (
+    Auth,
     Handler,
     Meta,
     Reply,
     api_route,
     authenticate,
-    in_store,
+    in_transaction,
     ok,
     page_params,
     query_params,
@@ -309,6 +310,19 @@ def _action(text: str) -> lifecycle.Action:
     )
 
 
+def _audit(
+    store: Store,
+    auth: Auth,
+    action: str,
+    record: ExperimentRecord,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    audit.record(
+        store, auth.workspace_id, auth.key_id, f"experiment.{action}", "experiment", record.id,
+        {"status": record.status, **(detail or {})},
+    )  # fmt: skip
+
+
 class ExperimentsApi:
     """The handlers of ``/v1/experiments``, over one store file."""
 
@@ -335,15 +349,18 @@ class ExperimentsApi:
                         experiment_id, body.sample_size, body.primary_metric, body.confidence
                     )
                 record = lifecycle.load(store, auth.workspace_id, experiment_id)
+                _audit(store, auth, "create", record)
                 if not body.auto_launch:
                     return record, None
                 blocker = lifecycle.launch_blocker(record)
                 if blocker is not None:
                     return record, LaunchOutcome("draft", f"auto_launch skipped: {blocker}")
+                # Launching is free on this path (the reference): create pays for both.
                 record = lifecycle.transition(store, auth.workspace_id, experiment_id, "launch")
+                _audit(store, auth, "launch", record)
                 return record, LaunchOutcome("running")
 
-        record, launch = await in_store(self.store_path, work)
+        record, launch = await in_transaction(self.store_path, auth, work, "create_experiment")
         created = CreatedExperiment(
             _out(record), _preview_urls(record), _activation_hint(record), launch
         )
@@ -363,8 +380,9 @@ class ExperimentsApi:
                     "of draft, active (or running), paused, completed, archived"
                 )
         site_id = params.get("site_id") or None
-        records, total = await in_store(
+        records, total = await in_transaction(
             self.store_path,
+            auth,
             lambda store: store.list_experiment_records(
                 auth.workspace_id,
                 site_id=site_id,
@@ -372,6 +390,7 @@ class ExperimentsApi:
                 limit=page.limit,
                 offset=page.offset,
             ),
+            tool="list_experiments",
         )
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
         return ok([_summary(r) for r in records], meta)
@@ -380,8 +399,11 @@ class ExperimentsApi:
         """``GET /v1/experiments/{id}``: the experiment, its preview URLs and next step."""
         auth = await authenticate(self.store_path, scope, self.limits)
         experiment_id = scope["path_params"]["experiment_id"]
-        record = await in_store(
-            self.store_path, lambda store: lifecycle.load(store, auth.workspace_id, experiment_id)
+        record = await in_transaction(
+            self.store_path,
+            auth,
+            lambda store: lifecycle.load(store, auth.workspace_id, experiment_id),
+            tool="get_experiment",
         )
         return ok(_detail(record), Meta(auth.workspace_id))
 
@@ -397,28 +419,43 @@ class ExperimentsApi:
                 'complete, archive), or {"traffic_split": 30}'
             )
         if body.action is not None:
-            action = _action(body.action)
-            record = await in_store(
-                self.store_path,
-                lambda store: lifecycle.transition(store, auth.workspace_id, experiment_id, action),
-            )
+            record = await self._transition(auth, experiment_id, _action(body.action))
             return ok(_status(record), Meta(auth.workspace_id))
         percent = body.traffic_split
         assert percent is not None  # one of the two is set
-        record = await in_store(
-            self.store_path,
-            lambda store: lifecycle.resplit(store, auth.workspace_id, experiment_id, percent),
-        )
+
+        def resplit(store: Store) -> ExperimentRecord:
+            record = lifecycle.resplit(store, auth.workspace_id, experiment_id, percent)
+            _audit(store, auth, "traffic_split", record, {"traffic_split": percent})
+            return record
+
+        record = await in_transaction(self.store_path, auth, resplit)
         return ok(_detail(record), Meta(auth.workspace_id))
+
+    async def _transition(
+        self, auth: Auth, experiment_id: str, action: lifecycle.Action
+    ) -> ExperimentRecord:
+        def move(store: Store) -> ExperimentRecord:
+            record = lifecycle.transition(store, auth.workspace_id, experiment_id, action)
+            _audit(store, auth, action, record)
+            return record
+
+        tool = "launch_experiment" if action == "launch" else None
+        return await in_transaction(self.store_path, auth, move, tool)
 
     async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``DELETE /v1/experiments/{id}``: drafts and archived experiments only."""
         auth = await authenticate(self.store_path, scope, self.limits)
         experiment_id = scope["path_params"]["experiment_id"]
-        await in_store(
-            self.store_path,
-            lambda store: lifecycle.delete(store, auth.workspace_id, experiment_id),
-        )
+
+        def delete(store: Store) -> None:
+            lifecycle.delete(store, auth.workspace_id, experiment_id)
+            audit.record(
+                store, auth.workspace_id, auth.key_id, "experiment.delete", "experiment",
+                experiment_id,
+            )  # fmt: skip
+
+        await in_transaction(self.store_path, auth, delete)
         return ok(_Deleted(experiment_id, True), Meta(auth.workspace_id))
 
     def crewkit(self, action: lifecycle.Action) -> Handler:
@@ -427,10 +464,7 @@ class ExperimentsApi:
         async def handler(scope: dict[str, Any], receive: Receive) -> Reply:
             auth = await authenticate(self.store_path, scope, self.limits)
             experiment_id = scope["path_params"]["experiment_id"]
-            record = await in_store(
-                self.store_path,
-                lambda store: lifecycle.transition(store, auth.workspace_id, experiment_id, action),
-            )
+            record = await self._transition(auth, experiment_id, action)
             return ok(_status(record), Meta(auth.workspace_id))
 
         return handler
@@ -447,10 +481,13 @@ class ExperimentsApi:
                 'name the variant to promote: {"variant": "<its name>"} or '
                 '{"variant_id": "<its id>"}'
             )
-        record = await in_store(
-            self.store_path,
-            lambda store: lifecycle.promote(store, auth.workspace_id, experiment_id, variant),
-        )
+
+        def promote(store: Store) -> ExperimentRecord:
+            record = lifecycle.promote(store, auth.workspace_id, experiment_id, variant)
+            _audit(store, auth, "promote", record, {"variant_id": record.winner_variant_id})
+            return record
+
+        record = await in_transaction(self.store_path, auth, promote)
         return ok(_status(record), Meta(auth.workspace_id))
 
 

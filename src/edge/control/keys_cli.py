@@ -11,22 +11,29 @@ import argparse
 import os
 import sys
 
+from edge.control import audit
 from edge.control.store import ApiKeyInfo, Store
 from edge.settings import ENV_PREFIX, Settings
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "data_dir_parent", "run"]
+
+
+def data_dir_parent() -> argparse.ArgumentParser:
+    """The ``--data-dir`` option of the store commands, as a parent parser."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(
+        "--data-dir",
+        default=os.environ.get(ENV_PREFIX + "DATA_DIR", Settings().data_dir),
+        help="where the store lives, as for serve (SPLITEDGE_DATA_DIR)",
+    )
+    return parent
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The ``keys`` command and its subcommands."""
     keys = sub.add_parser("keys", help="create, list and revoke workspace API keys")
     actions = keys.add_subparsers(dest="keys_command", required=True)
-    data_dir = argparse.ArgumentParser(add_help=False)
-    data_dir.add_argument(
-        "--data-dir",
-        default=os.environ.get(ENV_PREFIX + "DATA_DIR", Settings().data_dir),
-        help="where the store lives, as for serve (SPLITEDGE_DATA_DIR)",
-    )
+    data_dir = data_dir_parent()
     create = actions.add_parser(
         "create",
         parents=[data_dir],
@@ -34,6 +41,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     create.add_argument("--workspace", required=True, metavar="NAME")
     create.add_argument("--name", default="default", help="a label for the key")
+    create.add_argument(
+        "--plan",
+        help="the workspace's plan (starter, pro, team, enterprise or one of your plans "
+        "file), which sets its limits; a new workspace is enterprise unless given",
+    )
     listing = actions.add_parser(
         "list", parents=[data_dir], help="keys with prefix, dates and state; never secrets"
     )
@@ -42,13 +54,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     revoke.add_argument("key", metavar="KEY_ID_OR_PREFIX", help="as `keys list` shows it")
 
 
-def _create(store: Store, workspace_name: str, key_name: str) -> int:
+def _create(store: Store, workspace_name: str, key_name: str, plan: str | None) -> int:
     with store.transaction():
         workspace = store.workspace_by_name(workspace_name)
         created = workspace is None
         if workspace is None:
-            workspace = store.create_workspace(workspace_name)
+            workspace = store.create_workspace(workspace_name, plan or "enterprise")
+        elif plan is not None and plan != workspace.plan:
+            store.set_workspace_plan(workspace.id, plan)
+            print(f"workspace {workspace_name!r} moved to plan {plan!r}", file=sys.stderr)
         issued = store.issue_api_key(workspace.id, name=key_name)
+        audit.record(store, workspace.id, None, "key.create", "api_key", issued.record.id)
     if created:
         print(f"created workspace {workspace_name!r} ({workspace.id})", file=sys.stderr)
     print(
@@ -103,7 +119,9 @@ def _revoke(store: Store, wanted: str) -> int:
     if key.revoked_at is not None:
         print(f"splitedge: {_describe(key)} was revoked at {key.revoked_at}", file=sys.stderr)
         return 1
-    store.revoke_api_key(key.id)
+    with store.transaction():
+        store.revoke_api_key(key.id)
+        audit.record(store, key.workspace_id, None, "key.revoke", "api_key", key.id)
     print(f"revoked {_describe(key)}; requests with it now get 401", file=sys.stderr)
     return 0
 
@@ -113,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     store = Store(Settings(data_dir=args.data_dir).store_path)
     try:
         if args.keys_command == "create":
-            return _create(store, args.workspace, args.name)
+            return _create(store, args.workspace, args.name, args.plan)
         if args.keys_command == "list":
             return _list(store, args.workspace)
         return _revoke(store, args.key)

@@ -6,11 +6,13 @@ A self-hosted install is unmetered and unlimited: the ``limits`` setting (``--li
 plans (`REFERENCE_PLANS`); any other value is the path of a JSON file of the same shape,
 plan name to limits::
 
-    {"starter": {"requests_per_minute": 60, "sites": 1},
+    {"starter": {"requests_per_minute": 60, "sites": 1, "metered": true},
      "enterprise": {"requests_per_minute": 1200}}
 
 A limit left out (or null) is no limit, and so is a plan the table does not name. A
-workspace's plan is its ``workspaces.plan`` (``enterprise`` unless set otherwise).
+``metered`` plan pays for calls in credits (`edge.control.credits`); plans are unmetered
+unless they say so. A workspace's plan is its ``workspaces.plan`` (``enterprise`` unless
+set otherwise).
 
 The rate limit is a fixed one-minute window per key, counted in the SQLite store
 (`edge.control.store.Store.count_request`) so that every worker process shares it; it
@@ -53,10 +55,11 @@ WINDOW_SECONDS = 60
 
 
 class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The limits of one plan; None is no limit."""
+    """The limits of one plan; None is no limit. ``metered``: calls cost credits."""
 
     requests_per_minute: Annotated[int, msgspec.Meta(ge=1)] | None = None
     sites: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    metered: bool = False
 
 
 # The reference's figures: requests per minute from ClawSplit (Starter 60, Pro 300, Team 600,
@@ -113,11 +116,14 @@ def site_limits(plans: Mapping[str, Plan] | None) -> dict[str, int] | None:
 
 
 class RateLimits:
-    """Requests per minute per key, by plan: what `edge.control.api.authenticate`
-    enforces."""
+    """Requests per minute per key, and which plans pay in credits: what
+    `edge.control.api.authenticate` enforces and tells the handlers."""
 
-    def __init__(self, per_minute: Mapping[str, int]) -> None:
+    def __init__(
+        self, per_minute: Mapping[str, int], metered: frozenset[str] = frozenset()
+    ) -> None:
         self.per_minute = dict(per_minute)
+        self.metered = metered
 
     def window(self, now: float) -> int:
         """The start (Unix seconds) of the window ``now`` falls in."""
@@ -138,7 +144,8 @@ class RateLimits:
 
 
 def rate_limits(plans: Mapping[str, Plan] | None) -> RateLimits | None:
-    """The per-key rate limits of ``plans``; None when no plan has one."""
+    """The per-key rate limits and the metered plans of ``plans``; None when no plan has
+    either."""
     if plans is None:
         return None
     per_minute = {
@@ -146,4 +153,5 @@ def rate_limits(plans: Mapping[str, Plan] | None) -> RateLimits | None:
         for name, plan in plans.items()
         if plan.requests_per_minute is not None
     }
-    return RateLimits(per_minute) if per_minute else None
+    metered = frozenset(name for name, plan in plans.items() if plan.metered)
+    return RateLimits(per_minute, metered) if per_minute or metered else None

@@ -208,7 +208,41 @@ CREATE TABLE rate_windows (
 );
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+# Version 5: the credits ledger (edge.control.credits) and the audit trail
+# (edge.control.audit). ``workspaces.credits`` is the balance; every debit and grant also
+# appends a ``credit_ledger`` row with the balance after it, in the same transaction, so the
+# ledger always sums to the balance. An audit row names who made a change (the API key, or
+# NULL for the command line), what it was and when; neither table changes what the edge
+# serves.
+_V5 = """
+ALTER TABLE workspaces ADD COLUMN credits INTEGER NOT NULL DEFAULT 0 CHECK (credits >= 0);
+
+CREATE TABLE credit_ledger (
+    id           INTEGER PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    key_id       TEXT REFERENCES api_keys(id) ON DELETE SET NULL,
+    delta        INTEGER NOT NULL,
+    balance      INTEGER NOT NULL,
+    reason       TEXT NOT NULL,
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX credit_ledger_workspace ON credit_ledger(workspace_id, id);
+
+CREATE TABLE audit_log (
+    id           INTEGER PRIMARY KEY,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    key_id       TEXT REFERENCES api_keys(id) ON DELETE SET NULL,
+    action       TEXT NOT NULL,
+    target_type  TEXT NOT NULL,
+    target_id    TEXT NOT NULL,
+    detail       TEXT,
+    created_at   TEXT NOT NULL
+);
+CREATE INDEX audit_log_workspace ON audit_log(workspace_id, id);
+CREATE INDEX audit_log_target ON audit_log(workspace_id, target_id, id);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

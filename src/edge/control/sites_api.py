@@ -22,7 +22,9 @@ from starlette.routing import Route
 from starlette.types import Receive
 
 from edge.config import ANTI_FLICKER_MS, MAX_ANTI_FLICKER_MS
+from edge.control import audit
 from edge.control.api import (
+    Auth,
     DetailedConflict,
     Meta,
     Reply,
@@ -30,6 +32,7 @@ from edge.control.api import (
     authenticate,
     base_url,
     in_store,
+    in_transaction,
     ok,
     page_params,
     read_json,
@@ -173,9 +176,11 @@ class SitesApi:
         """``GET /v1/sites``: the workspace's sites, newest first, a page at a time."""
         auth = await authenticate(self.store_path, scope, self.limits)
         page = page_params(scope)
-        sites, total = await in_store(
+        sites, total = await in_transaction(
             self.store_path,
+            auth,
             lambda store: store.list_sites(auth.workspace_id, page.limit, page.offset),
+            tool="list_sites",
         )
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
         return ok([_site_out(site) for site in sites], meta)
@@ -194,8 +199,8 @@ class SitesApi:
         ``reuse_if_exists`` is set and the domain is registered already."""
         auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _create_decoder, "site")
-        site, reused = await in_store(
-            self.store_path, lambda store: self._register(store, auth.workspace_id, body)
+        site, reused = await in_transaction(
+            self.store_path, auth, lambda store: self._register(store, auth, body), "create_site"
         )
         return ok(
             _created(base_url(scope), site, reused),
@@ -203,9 +208,8 @@ class SitesApi:
             status=200 if reused else 201,
         )
 
-    def _register(
-        self, store: Store, workspace_id: str, body: CreateSite
-    ) -> tuple[SiteRecord, bool]:
+    def _register(self, store: Store, auth: Auth, body: CreateSite) -> tuple[SiteRecord, bool]:
+        workspace_id = auth.workspace_id
         _, domain = normalize_site_url(body.url)
         # One write transaction: the duplicate check, the limit and the insert see the same
         # sites, so two concurrent requests cannot both pass the limit.
@@ -225,7 +229,8 @@ class SitesApi:
             self._check_limit(store, workspace_id)
             created = store.create_site(workspace_id, body.url, body.name, body.anti_flicker_ms)
             site = store.find_site(created.id, workspace_id)
-        assert site is not None  # created in this transaction
+            assert site is not None  # created in this transaction
+            audit.record(store, workspace_id, auth.key_id, "site.create", "site", site.id)
         return site, False
 
     def _check_limit(self, store: Store, workspace_id: str) -> None:

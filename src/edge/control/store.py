@@ -312,6 +312,10 @@ class Store:
             raise Conflict(f"a workspace named {name!r} already exists") from None
         return ws
 
+    def set_workspace_plan(self, workspace_id: str, plan: str) -> None:
+        """Move a workspace to another plan (its limits follow on the next request)."""
+        self.conn.execute("UPDATE workspaces SET plan = ? WHERE id = ?", (plan, workspace_id))
+
     def workspace_by_name(self, name: str) -> Workspace | None:
         """The workspace of that name, if any."""
         row = self.conn.execute(

@@ -29,6 +29,7 @@ import msgspec
 from starlette.routing import Route
 from starlette.types import Receive
 
+from edge.control import audit
 from edge.control.api import (
     Meta,
     Page,
@@ -36,6 +37,7 @@ from edge.control.api import (
     api_route,
     authenticate,
     in_store,
+    in_transaction,
     ok,
     page_params,
     read_json,
@@ -251,7 +253,8 @@ def _list(store: Store, workspace_id: str, page: Page) -> tuple[list[Webhook], i
     return [_webhook(row) for row in rows], int(total)
 
 
-def _delete(store: Store, workspace_id: str, webhook_id: str) -> None:
+def _delete(store: Store, workspace_id: str, webhook_id: str) -> bool:
+    """Deactivate the endpoint; whether it was active (deleting twice changes nothing)."""
     now = utc_now()
     with store.transaction() as conn:
         found = conn.execute(
@@ -261,13 +264,14 @@ def _delete(store: Store, workspace_id: str, webhook_id: str) -> None:
         if found is None:
             raise _not_found(webhook_id)
         if found[0] is not None:
-            return  # already inactive: deleting again changes nothing
+            return False
         conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = ?", (now, webhook_id))
         conn.execute(
             "UPDATE webhook_deliveries SET status = 'cancelled', updated_at = ? "
             "WHERE webhook_id = ? AND status IN ('pending', 'delivering')",
             (now, webhook_id),
         )
+    return True
 
 
 def _iso(unix: float) -> str:
@@ -342,15 +346,29 @@ class _Endpoints:
         body = await read_json(scope, receive, _new_webhook, "webhook")
         url = _check_url(body.url, self.dev)
         events = list(dict.fromkeys(body.events))  # each once, in the order given
-        created = await in_store(
-            self.store_path, lambda store: _register(store, auth.workspace_id, url, events)
-        )
+
+        def register(store: Store) -> RegisteredWebhook:
+            created = _register(store, auth.workspace_id, url, events)
+            audit.record(
+                store, auth.workspace_id, auth.key_id, "webhook.create", "webhook", created.id,
+                {"url": url, "events": events},
+            )  # fmt: skip
+            return created
+
+        created = await in_transaction(self.store_path, auth, register)
         return ok(created, Meta(auth.workspace_id), status=201)
 
     async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
         auth = await authenticate(self.store_path, scope, self.limits)
         webhook_id = scope["path_params"]["webhook_id"]
-        await in_store(self.store_path, lambda store: _delete(store, auth.workspace_id, webhook_id))
+
+        def delete(store: Store) -> None:
+            if _delete(store, auth.workspace_id, webhook_id):
+                audit.record(
+                    store, auth.workspace_id, auth.key_id, "webhook.delete", "webhook", webhook_id
+                )
+
+        await in_transaction(self.store_path, auth, delete)
         return ok(_Deleted(True), Meta(auth.workspace_id))
 
     async def deliveries(self, scope: dict[str, Any], receive: Receive) -> Reply:

@@ -1,0 +1,102 @@
+"""What a workspace can read about itself: its credits and its audit trail.
+
+``GET /v1/credits``: the plan, whether it is metered, the balance and the price of each
+tool. ``GET /v1/credits/ledger``: every debit and grant, newest first. ``GET /v1/audit``:
+who changed what and when, newest first, filtered by ``target_id`` or ``action``. All three
+are free: reading what was charged must not cost anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from starlette.routing import Route
+from starlette.types import Receive
+
+from edge.control import audit, credits
+from edge.control.api import (
+    Meta,
+    Reply,
+    api_route,
+    authenticate,
+    in_store,
+    ok,
+    page_params,
+    query_params,
+)
+from edge.control.plans import RateLimits
+from edge.control.store import Store
+
+__all__ = ["CreditsOut", "WorkspaceApi", "routes"]
+
+
+class CreditsOut(msgspec.Struct, frozen=True):
+    """The workspace's credits: its ``plan``, whether calls cost credits on it
+    (``metered``), its ``balance``, and what each tool costs (``costs``)."""
+
+    plan: str
+    metered: bool
+    balance: int
+    costs: Mapping[str, int]
+
+
+class WorkspaceApi:
+    """The handlers of ``/v1/credits`` and ``/v1/audit``."""
+
+    def __init__(self, store_path: Path, limits: RateLimits | None = None) -> None:
+        self.store_path = store_path
+        self.limits = limits
+
+    async def credits(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``GET /v1/credits``."""
+        auth = await authenticate(self.store_path, scope, self.limits)
+
+        def read(store: Store) -> CreditsOut:
+            plan = store.get_workspace(auth.workspace_id).plan
+            balance = credits.balance(store, auth.workspace_id)
+            return CreditsOut(plan, auth.metered, balance, credits.TOOL_COSTS)
+
+        return ok(await in_store(self.store_path, read), Meta(auth.workspace_id))
+
+    async def ledger(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``GET /v1/credits/ledger``: a page of debits and grants, newest first."""
+        auth = await authenticate(self.store_path, scope, self.limits)
+        page = page_params(scope)
+        items, total = await in_store(
+            self.store_path,
+            lambda store: credits.ledger(store, auth.workspace_id, page.limit, page.offset),
+        )
+        return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
+
+    async def audit(self, scope: dict[str, Any], receive: Receive) -> Reply:
+        """``GET /v1/audit``: a page of the trail, newest first; ``target_id`` and
+        ``action`` (e.g. ``experiment.launch``) narrow it."""
+        auth = await authenticate(self.store_path, scope, self.limits)
+        page = page_params(scope)
+        params = query_params(scope)
+        items, total = await in_store(
+            self.store_path,
+            lambda store: audit.entries(
+                store,
+                auth.workspace_id,
+                page.limit,
+                page.offset,
+                target_id=params.get("target_id") or None,
+                action=params.get("action") or None,
+            ),
+        )
+        return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
+
+
+def routes(store_path: Path, limits: RateLimits | None = None) -> list[Route]:
+    """The routes of ``/v1/credits`` and ``/v1/audit``; ``limits`` are the plans' rate
+    limits and metered plans (None: none)."""
+    api = WorkspaceApi(store_path, limits)
+    return [
+        api_route("/v1/credits", {"GET": api.credits}),
+        api_route("/v1/credits/ledger", {"GET": api.ledger}),
+        api_route("/v1/audit", {"GET": api.audit}),
+    ]
