@@ -1,6 +1,6 @@
 """Contract tests of ``/v1/experiments`` against a real server, with the reference's
 example bodies: create (draft, preview URLs, activation hint, ``auto_launch`` and its
-``launch`` outcome, the ``prompt`` and ``idea_id`` paths refused, every validation 400),
+``launch`` outcome, the ``idea_id`` path, the ``prompt`` path refused, every validation 400),
 list (filters, paging), get, PATCH actions and traffic_split, DELETE, crewkit's
 start/stop/archive/deploy, the webhook events each change queues, isolation between
 workspaces, and a launch reaching ``GET /s/{public_key}.js`` within a second."""
@@ -17,6 +17,7 @@ import httpx
 import msgspec
 import pytest
 
+from edge.control.ideas import NewIdea, add_idea
 from edge.control.store import Store
 from tests.support import Seed, Server, running_server, seed_store
 
@@ -213,7 +214,7 @@ def test_agent_experiment_crewkit_style(env: Env) -> None:
         ({"site_id": None}, 400, "invalid_request", "site_id is required"),
         ({"name": " "}, 400, "invalid_request", "name is required"),
         ({"prompt": "Change the hero price from $99 to $499"}, 400, "not_available", "prompt"),
-        ({"idea_id": "idea-1"}, 400, "not_available", "idea_id"),
+        ({"idea_id": "idea-1", "variants": []}, 404, "not_found", "no idea 'idea-1'"),
         ({"variants": []}, 400, "invalid_request", "variants is empty"),
         ({"traffic_split": 0}, 400, "invalid_request", "from 1 to 99"),
         ({"traffic_split": 100}, 400, "invalid_request", "from 1 to 99"),
@@ -278,6 +279,85 @@ def test_create_refuses(
     body = {k: v for k, v in body.items() if v is not None}
     response = call(env, "POST", "/v1/experiments", body=body)
     assert message in error_of(response, status, code)
+
+
+IDEA = NewIdea(
+    title="Test CTA button color",
+    hypothesis="Changing from grey to green will increase CTR",
+    category="cta",
+    priority="high",
+    estimated_impact="high",
+    mockup_data={
+        "mutations": [
+            {"selector": "a.cta", "action": "set_style", "payload": "background: green"},
+            {"selector": "a.cta", "action": "set_content", "payload": "Start free"},
+        ]
+    },
+    source_url="https://shop.example.com/pricing",
+)
+
+
+def seed_idea(env: Env, workspace_id: str, site_id: str, idea: NewIdea = IDEA) -> str:
+    store = Store(env.store_path)
+    try:
+        return add_idea(store, workspace_id, site_id, idea).id
+    finally:
+        store.close()
+
+
+def test_create_from_an_idea(env: Env) -> None:
+    idea_id = seed_idea(env, env.seed.workspace_id, env.seed.site.id)
+    body = {"site_id": env.seed.site.id, "idea_id": idea_id, "name": "CTA colour",
+            "goals": PREMIUM["goals"], "auto_launch": True}  # fmt: skip
+    response = call(env, "POST", "/v1/experiments", body=body)
+    assert response.status_code == 201, response.text
+    data = response.json()["data"]
+    experiment = data["experiment"]
+    assert data["launch"] == {"status": "running"}
+    assert [v["name"] for v in experiment["variants"]] == ["Control (A)", "Variant B"]
+    assert experiment["variants"][1]["changes"] == IDEA.mockup_data["mutations"]
+    assert experiment["hypothesis"] == IDEA.hypothesis
+    assert experiment["target_url"] == IDEA.source_url
+    variant_id = experiment["variants"][1]["id"]
+    assert data["preview_urls"][0]["url"] == f"{IDEA.source_url}?sk_preview={variant_id}"
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"variants": PREMIUM["variants"]}, "idea_id and variants are mutually exclusive"),
+        ({"target_url": "https://shop.example.com/other", "kind": "agent"}, "mutually exclusive"),
+    ],
+)
+def test_create_from_an_idea_refuses_variants_too(
+    env: Env, fields: dict[str, Any], says: str
+) -> None:
+    idea_id = seed_idea(env, env.seed.workspace_id, env.seed.site.id)
+    body = {"site_id": env.seed.site.id, "idea_id": idea_id, "name": "Both", **fields}
+    assert says in error_of(call(env, "POST", "/v1/experiments", body=body), 400, "invalid_request")
+
+
+def test_an_idea_without_mutations_or_of_another_site_is_400(env: Env) -> None:
+    empty = seed_idea(env, env.seed.workspace_id, env.seed.site.id, NewIdea(title="Vague"))
+    body = {"site_id": env.seed.site.id, "idea_id": empty, "name": "Vague"}
+    message = error_of(call(env, "POST", "/v1/experiments", body=body), 400, "invalid_request")
+    assert "has no mutations to test" in message
+    store = Store(env.store_path)
+    try:
+        second = store.create_site(env.seed.workspace_id, "second-shop.example", None)
+    finally:
+        store.close()
+    elsewhere = seed_idea(env, env.seed.workspace_id, second.id)
+    body = {"site_id": env.seed.site.id, "idea_id": elsewhere, "name": "Elsewhere"}
+    message = error_of(call(env, "POST", "/v1/experiments", body=body), 400, "invalid_request")
+    assert f"is for site {second.id}" in message
+
+
+def test_another_workspaces_idea_is_404(env: Env) -> None:
+    theirs = seed_idea(env, env.seed.other_site.workspace_id, env.seed.other_site.id)
+    body = {"site_id": env.seed.site.id, "idea_id": theirs, "name": "Not mine"}
+    message = error_of(call(env, "POST", "/v1/experiments", body=body), 404, "not_found")
+    assert f"no idea {theirs!r} in the workspace of this API key" in message
 
 
 def test_create_on_another_workspaces_site_is_404(env: Env) -> None:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from edge.config import MutationConfig
+from edge.control.ideas import Idea, idea_mutations
 from edge.control.lifecycle import split_weights
 from edge.control.store import NewExperiment, NewGoal, NewVariant
 from edge.errors import InvalidRequest, InvalidUrlPattern
@@ -29,6 +30,7 @@ from edge.urlglob import validate_pattern
 
 __all__ = [
     "GOAL_TYPES",
+    "IDEA_VARIANT_NAME",
     "MAX_AGENT_VARIANTS",
     "CreateExperiment",
     "GoalIn",
@@ -43,6 +45,8 @@ GOAL_TYPES = ("click", "pageview", "custom")
 MAX_AGENT_VARIANTS = 10
 
 CONTROL_NAME = "Control (A)"
+IDEA_VARIANT_NAME = "Variant B"
+"""The name of the variant an idea's mutations make (the reference's example's)."""
 
 # An attribute name setAttribute accepts in every supported browser: the XML Name
 # production (Chrome 86 still checks it; newer browsers accept a superset).
@@ -245,25 +249,40 @@ def _variants(body: CreateExperiment) -> tuple[Literal["web", "agent"], tuple[Ne
     return "web", (NewVariant(CONTROL_NAME, 1), _web_variant(body.variants[0], "variants[0]"))
 
 
+def _idea_variants(
+    body: CreateExperiment, idea: Idea
+) -> tuple[Literal["web"], tuple[NewVariant, ...]]:
+    if body.variants or body.kind == "agent" or body.resource_id is not None:
+        raise InvalidRequest(
+            "idea_id and variants are mutually exclusive: the idea's mutations are the "
+            "variant; pass one of them"
+        )
+    changes = idea_mutations(idea)
+    for j, change in enumerate(changes):
+        _check_change(change, f"idea {idea.id}: mockup_data.mutations[{j}]")
+    return "web", (NewVariant(CONTROL_NAME, 1), NewVariant(IDEA_VARIANT_NAME, 1, changes=changes))
+
+
 def new_experiment(
-    body: CreateExperiment, workspace_id: str, site_id: str, site_url: str
+    body: CreateExperiment,
+    workspace_id: str,
+    site_id: str,
+    site_url: str,
+    idea: Idea | None = None,
 ) -> NewExperiment:
     """The draft a create body describes, validated; ``site_url`` is the target URL (the
-    base of preview URLs) when the body names none."""
+    base of preview URLs) when the body names none. With ``idea`` (the body's
+    ``idea_id``, loaded), the variant is the idea's mutations, and the idea's hypothesis
+    and source page stand in for those the body leaves out."""
     if body.prompt is not None:
         raise NotAvailable(
             "prompt (authoring a variant from a description) is not available on this "
             "server yet; pass variants: [{name, changes}] with the DOM changes instead"
         )
-    if body.idea_id is not None:
-        raise NotAvailable(
-            "idea_id (a variant from a generated idea) is not available on this server "
-            "yet; pass variants: [{name, changes}] with the idea's changes instead"
-        )
     name = (body.name or "").strip()
     if not name:
         raise InvalidRequest("name is required; give the experiment a name")
-    kind, variants = _variants(body)
+    kind, variants = _variants(body) if idea is None else _idea_variants(body, idea)
     if body.traffic_split is not None:
         if not 1 <= body.traffic_split <= 99:
             raise InvalidRequest(
@@ -275,7 +294,13 @@ def new_experiment(
             msgspec.structs.replace(v, weight=w) for v, w in zip(variants, weights, strict=True)
         )
     url_pattern = validate_pattern(body.url_pattern)
-    target = site_url if body.target_url is None else _http_url(body.target_url, "target_url")
+    hypothesis = body.hypothesis
+    target = site_url
+    if idea is not None:
+        hypothesis = hypothesis or idea.hypothesis
+        target = idea.source_url or site_url
+    if body.target_url is not None:
+        target = _http_url(body.target_url, "target_url")
     return NewExperiment(
         workspace_id=workspace_id,
         name=name,
@@ -284,6 +309,6 @@ def new_experiment(
         kind=kind,
         goals=tuple(_goal(g, f"goals[{i}]") for i, g in enumerate(body.goals)),
         url_pattern=url_pattern,
-        hypothesis=body.hypothesis,
+        hypothesis=hypothesis,
         target_url=target,
     )

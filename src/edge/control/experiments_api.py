@@ -36,6 +36,7 @@ from edge.control.api import (
     read_json,
 )
 from edge.control.experiment_input import CreateExperiment, new_experiment
+from edge.control.ideas import require_idea
 from edge.control.plans import RateLimits
 from edge.control.sites_api import require_site
 from edge.control.store import ExperimentRecord, ExperimentStatus, Goal, Store
@@ -342,7 +343,15 @@ class ExperimentsApi:
         def work(store: Store) -> tuple[ExperimentRecord, LaunchOutcome | None]:
             with store.transaction():
                 site = require_site(store, auth.workspace_id, site_id)
-                new = new_experiment(body, auth.workspace_id, site.id, site.url)
+                idea = None
+                if body.idea_id is not None:
+                    idea = require_idea(store, auth.workspace_id, body.idea_id)
+                    if idea.site_id != site.id:
+                        raise InvalidRequest(
+                            f"idea {idea.id} is for site {idea.site_id}, not {site.id}; "
+                            "create the experiment on the idea's site"
+                        )
+                new = new_experiment(body, auth.workspace_id, site.id, site.url, idea)
                 experiment_id = store.create_experiment(new)
                 if body.sample_size or body.primary_metric or body.confidence:
                     store.set_experiment_targets(

@@ -242,7 +242,31 @@ CREATE INDEX audit_log_workspace ON audit_log(workspace_id, id);
 CREATE INDEX audit_log_target ON audit_log(workspace_id, target_id, id);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+# Version 6: A/B test ideas (edge.control.ideas), in the reference's shape. An idea's
+# ``mockup_data`` is JSON; its ``mutations`` become a variant's changes when an experiment is
+# created with ``idea_id``. Ideas are not served, so they do not bump config_version.
+_V6 = """
+CREATE TABLE ideas (
+    id               TEXT PRIMARY KEY,
+    workspace_id     TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    site_id          TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    title            TEXT NOT NULL,
+    hypothesis       TEXT,
+    category         TEXT,
+    priority         TEXT,
+    status           TEXT NOT NULL DEFAULT 'new'
+                     CHECK (status IN ('new', 'approved', 'implemented', 'rejected', 'archived')),
+    output_type      TEXT NOT NULL DEFAULT 'html',
+    estimated_impact TEXT,
+    mockup_data      TEXT NOT NULL DEFAULT '{}',
+    source_url       TEXT,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL
+);
+CREATE INDEX ideas_workspace_site ON ideas(workspace_id, site_id, created_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
