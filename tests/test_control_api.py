@@ -75,6 +75,19 @@ def test_a_missing_or_bad_key_is_401_with_the_reference_text(
         assert message.startswith("Invalid or missing API key: ") and says in message
 
 
+def test_a_sites_public_key_is_403_on_the_api(env: Env) -> None:
+    store = Store(env.store_path)
+    try:
+        (public_key,) = store.conn.execute("SELECT public_key FROM sites LIMIT 1").fetchone()
+    finally:
+        store.close()
+    for method, path in (("GET", "/v1/sites"), ("POST", "/v1/experiments"), ("GET", "/v1/audit")):
+        message = error_of(call(env, method, path, key=public_key), 403, "forbidden")
+        assert message.startswith("this is a site's public key: it only loads the site's snippet")
+    # A key that is no site's stays a 401.
+    error_of(call(env, "GET", "/v1/sites", key="0" * 32), 401, "unauthorized")
+
+
 def test_a_key_that_differs_in_its_secret_part_is_unknown(env: Env) -> None:
     # Same prefix (the lookup), different digest (the constant-time comparison).
     forged = env.key[:-4] + ("AAAA" if not env.key.endswith("AAAA") else "BBBB")

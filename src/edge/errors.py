@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "Conflict",
+    "Forbidden",
     "InvalidRequest",
     "InvalidUrlPattern",
     "NotFound",
@@ -52,6 +53,14 @@ class Unauthorized(SplitedgeError):
 
     code = "unauthorized"
     status = 401
+
+
+class Forbidden(SplitedgeError):
+    """The credential is genuine but may not do this (e.g. a site's public key on the
+    control-plane API)."""
+
+    code = "forbidden"
+    status = 403
 
 
 class NotFound(SplitedgeError):

@@ -312,6 +312,11 @@ class Store:
             raise Conflict(f"a workspace named {name!r} already exists") from None
         return ws
 
+    def is_public_key(self, key: str) -> bool:
+        """Whether ``key`` is a site's public (snippet) key."""
+        found = self.conn.execute("SELECT 1 FROM sites WHERE public_key = ?", (key,))
+        return found.fetchone() is not None
+
     def set_workspace_plan(self, workspace_id: str, plan: str) -> None:
         """Move a workspace to another plan (its limits follow on the next request)."""
         self.conn.execute("UPDATE workspaces SET plan = ? WHERE id = ?", (plan, workspace_id))
