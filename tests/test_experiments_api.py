@@ -7,6 +7,7 @@ workspaces, and a launch reaching ``GET /s/{public_key}.js`` within a second."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -616,6 +617,63 @@ def test_lifecycle_changes_reach_the_snippet_within_a_second(env: Env) -> None:
         assert took < 1.0, f"{action}: {took:.3f} s"
     since = time.monotonic()
     assert call(env, "PATCH", path, body={"action": "complete"}).status_code == 200
+    assert seconds_until_served(env, experiment_id, False, since) < 1.0
+
+
+def served_config(env: Env, experiment_id: str) -> dict[str, Any] | None:
+    """The experiment as the site's snippet serves it, if it does."""
+    text = httpx.get(f"{env.server.base_url}/s/{env.seed.site.public_key}.js", timeout=5).text
+    start = text.index('"experiments":')
+    experiments, _ = json.JSONDecoder().raw_decode(text, start + len('"experiments":'))
+    return next((e for e in experiments if e["id"] == experiment_id), None)
+
+
+def test_a_promoted_winner_is_served_to_everyone_within_a_second(env: Env) -> None:
+    data = create(env, auto_launch=True)
+    experiment_id = data["experiment"]["id"]
+    winner = data["experiment"]["variants"][1]
+    since = time.monotonic()
+    deployed = call(
+        env, "POST", f"/v1/experiments/{experiment_id}/deploy", body={"variant": winner["name"]}
+    )
+    assert deployed.status_code == 200, deployed.text
+    while True:
+        served = served_config(env, experiment_id)
+        if served is not None and not served["goals"]:
+            break
+        assert time.monotonic() - since < 1.0, served
+        time.sleep(0.02)
+    # All the weight on the winner, and no goals: nothing more is counted.
+    weights = {v["id"]: v["weight"] for v in served["variants"]}
+    assert weights == {v["id"]: 0 for v in data["experiment"]["variants"]} | {winner["id"]: 10_000}
+    units = [{"unit_id": f"visitor-{n}"} for n in range(200)]
+    assigned = httpx.post(
+        env.server.base_url + "/v1/assign",
+        json={"public_key": env.seed.site.public_key, "units": units},
+        timeout=10,
+    ).json()["data"]["units"]
+    picks = {
+        a["variant_id"]
+        for u in assigned
+        for a in u["assignments"]
+        if a["experiment_id"] == experiment_id
+    }
+    assert picks == {winner["id"]} and all(
+        any(a["experiment_id"] == experiment_id for a in u["assignments"]) for u in assigned
+    )
+    # An exposure sent by a page that still had the running experiment is not counted.
+    exposure = {"event_id": "late-1", "type": "exposure", "visitor_id": "v",
+                "ts": int(time.time() * 1000),
+                "experiment_id": experiment_id, "variant_id": winner["id"]}  # fmt: skip
+    late = httpx.post(
+        env.server.base_url + "/v1/collect",
+        json={"public_key": env.seed.site.public_key, "events": [exposure]},
+        timeout=10,
+    )
+    assert late.status_code == 400 and "running experiment" in late.text, late.text
+    # Archiving ends the deployment.
+    call(env, "PATCH", f"/v1/experiments/{experiment_id}", body={"action": "archive"})
+    since = time.monotonic()
     assert seconds_until_served(env, experiment_id, False, since) < 1.0
 
 

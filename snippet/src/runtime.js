@@ -208,7 +208,11 @@ export function boot(cfg) {
     for (const entry of entries) {
       // The first exposure of each experiment in the session.
       exposed = session(EXPOSED_KEY) || exposed;
-      listed(exposed, entry.eid) || (send('exposure', entry) && session(EXPOSED_KEY, (exposed += ' ' + entry.eid)));
+      // An experiment without goals has nothing to count: a deployed one (a promoted winner,
+      // served to everyone, its goals withdrawn) changes the page and sends no exposure.
+      !entry.gs.length ||
+        listed(exposed, entry.eid) ||
+        (send('exposure', entry) && session(EXPOSED_KEY, (exposed += ' ' + entry.eid)));
       if (entry.ch.length) {
         waiting++;
         // A change that throws: one error event per page view.

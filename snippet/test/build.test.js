@@ -345,7 +345,7 @@ test('a failing change is skipped, the page shown, and one error event sent', ()
 
 test('events: one exposure per experiment and session, in batches to the edge that served the snippet', () => {
   const b = browser();
-  const sk = b.boot(site(allB([]), experiment({ id: 'e2', url_pattern: null, goals: [] })));
+  const sk = b.boot(site(allB([]), experiment({ id: 'e2', url_pattern: null })));
   assert.deepEqual(b.requests, [], 'nothing is sent before the flush timer');
   b.timers.run(FLUSH_MS - 1);
   assert.deepEqual(b.requests, []);
@@ -379,6 +379,16 @@ test('events: one exposure per experiment and session, in batches to the edge th
   const next = browser({ localStorage: { ...b.context.localStorage } });
   next.boot(site(allB([])));
   assert.deepEqual(next.events().map((event) => event.type), ['exposure']);
+});
+
+test('a deployed winner (served without goals) changes the page and sends no exposure', () => {
+  const b = browser();
+  const winner = { ...VARIANT_B, weight: 10000, changes: [{ selector: '#headline', action: 'set_content', payload: 'Winner' }] };
+  const sk = b.boot(site(experiment({ variants: [winner], goals: [] })));
+  assert.equal(b.byId('headline').textContent, 'Winner');
+  assert.equal(sk.getVariant(EXP).variantId, winner.id);
+  b.timers.run(FLUSH_MS);
+  assert.deepEqual(b.events(), []);
 });
 
 test(`batches hold at most ${MAX_BATCH} events; pagehide and a hidden page flush at once`, () => {

@@ -82,6 +82,11 @@ class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
 
     ``coverage`` is the share of units in the experiment at all, in basis points; a unit
     outside it sees the page unchanged and is not counted.
+
+    ``deployed``: the experiment is over and its winner was promoted. It is served with all
+    the weight on the winner, so every unit gets it, and counts nothing: no goals, no
+    exposures, and events naming it are refused like those of any experiment that is not
+    running.
     """
 
     id: str
@@ -90,6 +95,7 @@ class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     goals: tuple[GoalConfig, ...] = ()
     url_pattern: str | None = None
     coverage: int = 10_000
+    deployed: bool = False
 
 
 class SiteConfig(msgspec.Struct, frozen=True):

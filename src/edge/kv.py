@@ -67,7 +67,10 @@ class SiteBundle:
         self.digest = digest
         self.snippet: SnippetBody = build_snippet(runtime, site)
         self.experiments = tuple(CompiledExperiment(e) for e in site.experiments)
-        self.experiments_by_id = {e.config.id: e for e in self.experiments}
+        # The experiments events may name: a deployed one counts nothing.
+        self.experiments_by_id = {
+            e.config.id: e for e in self.experiments if not e.config.deployed
+        }
 
 
 class ConfigKV:

@@ -42,7 +42,8 @@ class BrowserVariant(msgspec.Struct, frozen=True):
 
 
 class BrowserExperiment(msgspec.Struct, frozen=True):
-    """A web experiment as the runtime reads it."""
+    """A web experiment as the runtime reads it. One without goals sends no exposure: a
+    deployed one (`edge.config.ExperimentConfig.deployed`) is served without them."""
 
     id: str
     url_pattern: str | None

@@ -28,6 +28,12 @@ _changes_decoder = msgspec.json.Decoder(tuple[MutationConfig, ...])
 _config_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 
 
+# What the edge serves: running experiments, and completed ones whose winner was promoted
+# (deployed: the promotion gave the winner all the weight, so every unit gets it; their
+# goals are not served, and nothing counts).
+_SERVED = "(e.status = 'running' OR (e.status = 'completed' AND e.winner_variant_id IS NOT NULL))"
+
+
 def load_snapshot(conn: sqlite3.Connection) -> ConfigSnapshot:
     """The running experiments of every site and the active API keys, read in one
     transaction so the version and the rows agree."""
@@ -45,7 +51,7 @@ def _read(conn: sqlite3.Connection) -> ConfigSnapshot:
     for exp_id, vid, name, is_control, weight, changes, redirect, config in conn.execute(
         "SELECT v.experiment_id, v.id, v.name, v.is_control, v.weight_bps, v.changes, "
         "v.redirect_url, v.config FROM variants v JOIN experiments e ON e.id = v.experiment_id "
-        "WHERE e.status = 'running' ORDER BY v.experiment_id, v.position"
+        f"WHERE {_SERVED} ORDER BY v.experiment_id, v.position"
     ):
         variants[exp_id].append(
             VariantConfig(
@@ -70,9 +76,10 @@ def _read(conn: sqlite3.Connection) -> ConfigSnapshot:
         )
 
     experiments: defaultdict[str, list[ExperimentConfig]] = defaultdict(list)
-    for exp_id, site_id, kind, pattern, coverage in conn.execute(
-        "SELECT id, site_id, kind, url_pattern, coverage_bps FROM experiments "
-        "WHERE status = 'running' AND site_id IS NOT NULL ORDER BY started_at, id"
+    for exp_id, site_id, kind, pattern, coverage, status in conn.execute(
+        "SELECT e.id, e.site_id, e.kind, e.url_pattern, e.coverage_bps, e.status "
+        f"FROM experiments e WHERE {_SERVED} AND e.site_id IS NOT NULL "
+        "ORDER BY e.started_at, e.id"
     ):
         experiments[site_id].append(
             ExperimentConfig(
@@ -82,6 +89,7 @@ def _read(conn: sqlite3.Connection) -> ConfigSnapshot:
                 goals=tuple(goals[exp_id]),
                 url_pattern=pattern,
                 coverage=coverage,
+                deployed=status == "completed",
             )
         )
 
