@@ -161,11 +161,16 @@ class Launched(msgspec.Struct):
     goal_ids: list[str]
 
 
+# A launched web experiment has a goal (the API refuses to launch one without), and the
+# runtime exposes only experiments with goals: without a test's own, this inert one.
+INERT_GOAL = NewGoal(name="inert", type="click", selector="#no-such-element")
+
+
 def launch(
     edge: BrowserEdge,
     url_pattern: str | None,
     variants: Sequence[NewVariant],
-    goals: Sequence[NewGoal] = (),
+    goals: Sequence[NewGoal] = (INERT_GOAL,),
     site: Site | None = None,
 ) -> Launched:
     """Create and start an experiment on ``site`` (the seeded one by default); return

@@ -7,10 +7,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from edge.control.store import NewGoal, NewVariant
+from edge.control.store import NewGoal, NewVariant, Store
 from tests.browser import (
     Beacons,
     BrowserEdge,
@@ -176,6 +177,40 @@ def test_one_exposure_per_visitor_per_session(
     assert sk["visitor_id"] and sk["session_id"] and sk["device"] == "desktop"
     assert sk["pathname"] == "/once" and sk["variant_id"] in launched.variant_ids
     assert all(b["public_key"] == browser_edge.seed.site.public_key for b in beacons.batches)
+
+
+def test_a_deployed_winner_changes_every_page_and_counts_nothing(
+    page: Page, site: SiteServer, browser_edge: BrowserEdge
+) -> None:
+    launched = launch(
+        browser_edge, "/deployed",
+        two_arms(change("h1", "set_content", "Winner")),
+        goals=[NewGoal(name="Buy", type="click", selector=".buy")],
+    )  # fmt: skip
+    winner = launched.variant_ids[1]
+    store = Store(browser_edge.store_path)
+    try:
+        store.promote_variant(launched.id, winner)
+    finally:
+        store.close()
+    snippet = f"{browser_edge.server.base_url}/s/{browser_edge.seed.site.public_key}.js"
+    deadline = time.monotonic() + 5
+    while launched.goal_ids[0] in httpx.get(snippet).text:  # served without its goals
+        assert time.monotonic() < deadline, "the deployment was not served within 5 s"
+        time.sleep(0.05)
+    beacons = Beacons(page)
+    url = site.add("/deployed", page_html(browser_edge, "<h1>A</h1><a class='buy'>Buy</a>"))
+    for _ in range(3):
+        page.context.clear_cookies()
+        page.goto(url)
+        page.evaluate("localStorage.clear(); sessionStorage.clear()")
+        page.goto(url)  # a new visitor
+        assert page.text_content("h1") == "Winner"
+        assert page.evaluate("(id) => window.__sk.getVariant(id).variantId", launched.id) == winner
+        page.click(".buy")
+    page.wait_for_timeout(FLUSH_MS + 300)
+    leave(page, site)
+    assert [e for e in beacons.events if e.get("experiment_id") == launched.id] == []
 
 
 def test_pageview_and_custom_goals(page: Page, site: SiteServer, browser_edge: BrowserEdge) -> None:
