@@ -19,34 +19,40 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from analytics import bayes
 from analytics.gateway import query_runner
-from edge.assign_route import AssignEndpoint
-from edge.control import experiments_api, plans, sites_api, webhooks, workspace_api
-from edge.control.report_page import ReportLinks, ReportPage
-from edge.control.results_api import (
-    ExperimentMetricsEndpoint,
-    ExperimentResultsEndpoint,
-    ResultsSource,
+from edge.assign_route import ASSIGN_OPERATION, AssignEndpoint
+from edge.control import (
+    experiments_api,
+    plans,
+    results_api,
+    sites_api,
+    webhooks,
+    workspace_api,
 )
+from edge.control.docs_page import DocsPage
+from edge.control.openapi import OpenApiEndpoint, openapi_document
+from edge.control.report_page import ReportLinks, ReportPage
+from edge.control.results_api import ResultsSource
 from edge.control.snapshot import StoreSource
 from edge.demo import DEMO_PATH, DemoPage
-from edge.health import Health, Readiness
+from edge.health import HEALTH_OPERATION, READY_OPERATION, Health, Readiness
 from edge.hot_routes import HotRoute, HotRoutes
 from edge.http import EXCEPTION_HANDLERS
 from edge.ingest.buffer import EventBuffer
-from edge.ingest.collect_route import CollectEndpoint
-from edge.ingest.events_route import EventsEndpoint
+from edge.ingest.collect_route import COLLECT_OPERATION, PREFLIGHT_OPERATION, CollectEndpoint
+from edge.ingest.events_route import EVENTS_OPERATION, EventsEndpoint
 from edge.ingest.flusher import read_status
 from edge.ingest.spool import SpoolWriter
 from edge.kv import ConfigFollower, KVHolder
 from edge.metrics import IngestCounters, MetricsEndpoint, flusher_families
+from edge.operation import DocumentedRoute
 from edge.settings import Settings
 from edge.snippet import load_runtime
-from edge.snippet_route import SnippetEndpoint
+from edge.snippet_route import SNIPPET_OPERATION, SnippetEndpoint
 
 __all__ = ["create_app"]
 
@@ -117,17 +123,26 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             source.close()
             runner.close()
 
-    hot_routes = [
-        HotRoute("/v1/assign", ["POST"], AssignEndpoint(holder)),
-        HotRoute("/v1/collect", ["POST", "OPTIONS"], CollectEndpoint(holder, buffer, counters)),
-        HotRoute("/v1/events", ["POST"], EventsEndpoint(holder, buffer, counters)),
+    ingest = [
+        DocumentedRoute("/v1/assign", AssignEndpoint(holder), {"POST": ASSIGN_OPERATION}),
+        DocumentedRoute(
+            "/v1/collect",
+            CollectEndpoint(holder, buffer, counters),
+            {"POST": COLLECT_OPERATION, "OPTIONS": PREFLIGHT_OPERATION},
+        ),
+        DocumentedRoute(
+            "/v1/events", EventsEndpoint(holder, buffer, counters), {"POST": EVENTS_OPERATION}
+        ),
     ]
-    routes = [
-        Route("/s/{public_key}.js", SnippetEndpoint(holder), methods=["GET", "HEAD"]),
-        *(Route(r.path, r.endpoint, methods=sorted(r.methods)) for r in hot_routes),
-        Route("/healthz", Health(), methods=["GET"]),
-        Route(
-            "/readyz", Readiness(holder, lambda: read_status(settings.spool_dir)), methods=["GET"]
+    hot_routes = [HotRoute(r.path, r.operations, r.endpoint) for r in ingest]
+    routes: list[BaseRoute] = [
+        DocumentedRoute("/s/{public_key}.js", SnippetEndpoint(holder), {"GET": SNIPPET_OPERATION}),
+        *ingest,
+        DocumentedRoute("/healthz", Health(), {"GET": HEALTH_OPERATION}),
+        DocumentedRoute(
+            "/readyz",
+            Readiness(holder, lambda: read_status(settings.spool_dir)),
+            {"GET": READY_OPERATION},
         ),
         Route(
             "/metrics",
@@ -135,21 +150,18 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             methods=["GET"],
         ),
         Route(DEMO_PATH, DemoPage(holder), methods=["GET"]),
-        Route(
-            "/v1/experiments/{experiment_id}/results",
-            ExperimentResultsEndpoint(results, links, limits),
-            methods=["GET"],
-        ),
-        Route(
-            "/v1/experiments/{experiment_id}/metrics",
-            ExperimentMetricsEndpoint(results, limits),
-            methods=["GET"],
-        ),
+        *results_api.routes(results, links, limits),
         Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
         *sites_api.routes(settings.store_path, plans.site_limits(plan_table), limits),
         *experiments_api.routes(settings.store_path, limits),
         *webhooks.routes(settings.store_path, dev=settings.dev, limits=limits),
         *workspace_api.routes(settings.store_path, limits),
+    ]
+    # Built once per worker, from the routes above: what they declare is what they do.
+    document = openapi_document(routes)
+    routes += [
+        Route("/openapi.json", OpenApiEndpoint(document), methods=["GET"]),
+        Route("/docs", DocsPage(document), methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

@@ -16,15 +16,32 @@ from edge.bearer import require_workspace
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, read_body, send_response
 from edge.kv import ConfigKV, KVHolder, SiteBundle
+from edge.operation import Operation
 from edge.urlglob import pathname_of
-from edge.wire import AssignRequest, AssignUnit
+from edge.wire import AssignBatch, AssignMeta, AssignRequest, AssignUnit, UnitAssignments
 
-__all__ = ["MAX_ASSIGN_BODY", "AssignEndpoint"]
+__all__ = ["ASSIGN_OPERATION", "MAX_ASSIGN_BODY", "AssignEndpoint"]
 
 MAX_ASSIGN_BODY = 1 << 20
 
 _decoder = msgspec.json.Decoder(AssignRequest)
 _encode = msgspec.json.encode
+
+ASSIGN_OPERATION = Operation(
+    summary="Assign units to the variants of a site's running experiments",
+    description="Name the site by public_key, or by site_id with an API key of its "
+    "workspace; send one unit (unit_id, url, attributes) or a batch (units). Not metered.",
+    body=_decoder,
+    data=UnitAssignments | AssignBatch,
+    meta=AssignMeta,
+    errors=(401, 404, 503),
+    auth="optional",
+    example={
+        "public_key": "61d94cdccd0641ef99d1d2fd9525704a",
+        "unit_id": "visitor-42",
+        "url": "https://mystore.com/pricing",
+    },
+)
 
 
 def _site(request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]) -> SiteBundle:

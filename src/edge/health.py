@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from starlette.types import Receive, Send
@@ -12,16 +12,35 @@ from starlette.types import Receive, Send
 from edge.http import JSON_HEADERS, send_response
 from edge.ingest.flusher import FlusherStatus
 from edge.kv import KVHolder
+from edge.operation import Operation
 
-__all__ = ["Health", "Readiness"]
+__all__ = [
+    "HEALTH_OPERATION",
+    "READY_OPERATION",
+    "Health",
+    "HealthStatus",
+    "ReadyStatus",
+    "Readiness",
+]
 
 
 # A flusher rewrites its status every 0.5 s; older than this, none is running.
 STALE_STATUS_SECONDS = 5.0
 
 
-class _Ready(msgspec.Struct):
-    status: str
+class HealthStatus(msgspec.Struct):
+    """The answer of ``/healthz``."""
+
+    status: Literal["ok"]
+
+
+class ReadyStatus(msgspec.Struct):
+    """The answer of ``/readyz``: whether this worker has its config (``status``), which
+    worker it is (``pid``) and its config version, and ClickHouse as the flusher last saw
+    it (its state: ``starting``, ``ok``, ``unavailable``, ``stopped``; ``no_flusher`` when
+    none reported lately, ``unknown`` before any did) with the spool segments pending."""
+
+    status: Literal["loading", "ready"]
     config_version: int | None
     sites: int
     pid: int
@@ -30,11 +49,25 @@ class _Ready(msgspec.Struct):
     spool_segments: int
 
 
+HEALTH_OPERATION = Operation(
+    summary="The process answers", data=HealthStatus, envelope=False, auth="none"
+)
+READY_OPERATION = Operation(
+    summary="This worker has its config (200), or is still loading it (503)",
+    data=ReadyStatus,
+    envelope=False,
+    statuses=(200, 503),
+    auth="none",
+)
+
+_HEALTHY = msgspec.json.encode(HealthStatus("ok"))
+
+
 class Health:
     """Always 200 while the process serves requests."""
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await send_response(send, 200, JSON_HEADERS, b'{"status":"ok"}')
+        await send_response(send, 200, JSON_HEADERS, _HEALTHY)
 
 
 class Readiness:
@@ -56,7 +89,7 @@ class Readiness:
             stale = flusher.age() > STALE_STATUS_SECONDS
             clickhouse = "no_flusher" if stale else flusher.clickhouse
             error, segments = flusher.last_error, flusher.pending_segments
-        ready = _Ready(
+        ready = ReadyStatus(
             status="loading" if kv is None else "ready",
             config_version=None if kv is None else kv.version,
             sites=0 if kv is None else len(kv.by_public_key),

@@ -20,6 +20,8 @@ from edge.errors import InvalidRequest, PayloadTooLarge, SplitedgeError
 
 __all__ = [
     "EXCEPTION_HANDLERS",
+    "ErrorDetail",
+    "ErrorEnvelope",
     "ExceptionHandler",
     "JSON_HEADERS",
     "decode_body",
@@ -35,18 +37,23 @@ __all__ = [
 JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
 
-class _ErrorDetail(msgspec.Struct):
+class ErrorDetail(msgspec.Struct):
+    """What went wrong: a stable machine ``code`` and a ``message`` that says what to do
+    next. Some errors carry more fields (a duplicate site's 409 has ``existing_site``)."""
+
     code: str
     message: str
 
 
-class _ErrorEnvelope(msgspec.Struct):
-    error: _ErrorDetail
+class ErrorEnvelope(msgspec.Struct):
+    """The body of every error answer."""
+
+    error: ErrorDetail
 
 
 def error_body(code: str, message: str) -> bytes:
     """The encoded failure envelope."""
-    return msgspec.json.encode(_ErrorEnvelope(_ErrorDetail(code, message)))
+    return msgspec.json.encode(ErrorEnvelope(ErrorDetail(code, message)))
 
 
 T = TypeVar("T")
@@ -71,6 +78,10 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
         raise InvalidRequest(f"the body is not valid JSON ({exc}); send a JSON {what}") from None
     except UnicodeDecodeError:
         raise InvalidRequest("the body is not valid UTF-8; send UTF-8 JSON") from None
+    except RecursionError:
+        raise InvalidRequest(
+            f"the body nests arrays or objects too deeply to decode; send a flatter JSON {what}"
+        ) from None
 
 
 async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:

@@ -68,9 +68,7 @@ class SiteBundle:
         self.snippet: SnippetBody = build_snippet(runtime, site)
         self.experiments = tuple(CompiledExperiment(e) for e in site.experiments)
         # The experiments events may name: a deployed one counts nothing.
-        self.experiments_by_id = {
-            e.config.id: e for e in self.experiments if not e.config.deployed
-        }
+        self.experiments_by_id = {e.config.id: e for e in self.experiments if not e.config.deployed}
 
 
 class ConfigKV:

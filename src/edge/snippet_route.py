@@ -8,9 +8,10 @@ from starlette.types import Receive, Send
 
 from edge.http import send_response
 from edge.kv import KVHolder
+from edge.operation import Operation
 from edge.snippet import JS_CONTENT_TYPE, SnippetBody
 
-__all__ = ["SnippetEndpoint", "accepts_gzip", "etag_matches"]
+__all__ = ["SNIPPET_OPERATION", "SnippetEndpoint", "accepts_gzip", "etag_matches"]
 
 _UNKNOWN_KEY_HEADERS = [
     (b"content-type", JS_CONTENT_TYPE),
@@ -19,6 +20,18 @@ _UNKNOWN_KEY_HEADERS = [
 ]
 _UNKNOWN_KEY_BODY = b"/* splitedge: unknown site key; check the snippet tag of this site */\n"
 _NOT_READY_BODY = b"/* splitedge: starting up; retry in a second */\n"
+
+SNIPPET_OPERATION = Operation(
+    summary="A site's snippet: the runtime and the site's running experiments",
+    description="Gzip when accepted; 304 when If-None-Match names its ETag. An unknown key "
+    "is a 404 whose body is a JavaScript comment, so a page's script tag fails quietly.",
+    data=str,
+    envelope=False,
+    statuses=(200, 304),
+    errors=(404, 503),
+    auth="none",
+    media_type=JS_CONTENT_TYPE.split(b";")[0].decode(),
+)
 
 
 def accepts_gzip(accept_encoding: bytes) -> bool:

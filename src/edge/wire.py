@@ -1,4 +1,9 @@
-"""Wire shapes of the edge's own JSON routes (assignment), decoded and encoded by msgspec."""
+"""Wire shapes of the edge's own JSON routes (assignment), decoded and encoded by msgspec.
+
+The assignment answer is joined from bytes made once per config version
+(`assignment_fragment`); `UnitAssignments`, `AssignBatch` and `AssignMeta` are the shape
+of what is joined, for the OpenAPI document.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +16,12 @@ from edge.config import ExperimentConfig, MutationConfig, VariantConfig
 
 __all__ = [
     "MAX_UNITS_PER_BATCH",
+    "AssignBatch",
+    "AssignMeta",
     "AssignRequest",
     "AssignUnit",
     "Assignment",
+    "UnitAssignments",
     "WebPayload",
     "assignment_fragment",
 ]
@@ -68,6 +76,26 @@ class Assignment(msgspec.Struct, frozen=True):
     variant_name: str
     is_control: bool
     payload: Any
+
+
+class UnitAssignments(msgspec.Struct, frozen=True):
+    """A unit's answer: one `Assignment` per running experiment of the site that it
+    takes part in (of those whose url_pattern matches its ``url``, when it sent one)."""
+
+    unit_id: str
+    assignments: list[Assignment]
+
+
+class AssignBatch(msgspec.Struct, frozen=True):
+    """The answer to a batch (``units``): each unit's answer, in the order sent."""
+
+    units: list[UnitAssignments]
+
+
+class AssignMeta(msgspec.Struct, frozen=True):
+    """The config version the answer was made from."""
+
+    config_version: int
 
 
 def assignment_fragment(experiment: ExperimentConfig, variant: VariantConfig) -> bytes:

@@ -2,7 +2,9 @@
 
 A route module (``sites_api``, ``experiments_api``, ...) exposes
 ``routes(store_path, ...) -> list[Route]`` built with `api_route`: one Starlette route per
-path whose methods map to `Handler` coroutines. A handler authenticates the request
+path whose methods map to `ApiOperation`s, each a `Handler` coroutine with what the OpenAPI
+document says of it (`edge.control.openapi`): its body's decoder, the type of its answer's
+``data``, its statuses. A handler authenticates the request
 (`authenticate`: the workspace comes from the API key, never from the request), reads its
 body (`read_json`) and query (`page_params`), does its store work on a thread
 (`in_store`), and returns a `Reply` (`ok`: the ``{data, meta}`` envelope). Errors are
@@ -17,11 +19,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
-from starlette.routing import Route
 from starlette.types import Receive, Send
 
 from edge.bearer import bearer_key
@@ -29,12 +30,14 @@ from edge.control import credits
 from edge.control.auth import KEY_PREFIX_CHARS, digests_match, key_prefix
 from edge.control.plans import RateLimits
 from edge.control.store import Store
-from edge.errors import Conflict, InvalidRequest, Unauthorized
+from edge.errors import Conflict, Forbidden, InvalidRequest, Unauthorized
 from edge.http import JSON_HEADERS, decode_body, header, read_body, send_response
+from edge.operation import DocumentedRoute, Operation
 
 __all__ = [
     "BODY_LIMIT",
     "MAX_LIMIT",
+    "ApiOperation",
     "Auth",
     "DetailedConflict",
     "Handler",
@@ -185,6 +188,12 @@ async def authenticate(store_path: Path, scope: dict[str, Any], limits: RateLimi
     if key is None:
         raise Unauthorized(f"{_UNAUTHORIZED}: send the header Authorization: Bearer sk_live_...")
     if not key.startswith("sk_live_") or len(key) <= KEY_PREFIX_CHARS:
+        if await in_store(store_path, lambda store: store.is_public_key(key)):
+            raise Forbidden(
+                "this is a site's public key: it only loads the site's snippet "
+                "(GET /s/{public_key}.js) and sends its events (POST /v1/collect); the API "
+                "takes a workspace key, Authorization: Bearer sk_live_..."
+            )
         raise Unauthorized(f"{_UNAUTHORIZED}: API keys look like sk_live_ and 43 more characters")
     return await in_store(store_path, lambda store: _check_key(store, key, limits))
 
@@ -220,19 +229,24 @@ def base_url(scope: dict[str, Any]) -> str:
     return f"{scope.get('scheme', 'http')}://{host.decode('latin-1')}"
 
 
-class Page(msgspec.Struct, frozen=True):
-    """The standard pagination: ``limit`` (1 to 100, default 20) and ``offset`` (>= 0)."""
-
-    limit: int = 20
-    offset: int = 0
-
-
 MAX_LIMIT = 100
 """The largest page a list answers."""
 
 
 # SQLite's largest integer: a bigger offset could not be bound to the query.
 _SQLITE_MAX = 2**63 - 1
+
+
+class Page(msgspec.Struct, frozen=True):
+    """The standard pagination: ``limit`` (1 to 100, default 20) and ``offset`` (>= 0).
+    As an operation's ``query`` it documents the parameters `page_params` reads."""
+
+    limit: Annotated[
+        int, msgspec.Meta(ge=1, le=MAX_LIMIT, description="How many items to answer, at most.")
+    ] = 20
+    offset: Annotated[
+        int, msgspec.Meta(ge=0, le=_SQLITE_MAX, description="How many items to skip first.")
+    ] = 0
 
 
 def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -266,6 +280,19 @@ Handler = Callable[[dict[str, Any], Receive], Awaitable[Reply]]
 """A method of an API route: the request's scope and receive in, a `Reply` out."""
 
 
+class ApiOperation(Operation, frozen=True, kw_only=True):
+    """A method of a control-plane route: its `Handler` and what the OpenAPI document
+    says of it (`edge.operation.Operation`; ``meta`` defaults to `Meta`). Every handler
+    authenticates, so 401, 403 (a site's public key) and 429 go without saying."""
+
+    handler: Handler
+    meta: Any = Meta
+
+
+# What `authenticate` answers besides the handler's own errors.
+_AUTH_ERRORS = (401, 403, 429)
+
+
 class _MethodDispatch:
     """The ASGI endpoint of one path: picks the handler of the method and sends its reply.
     HEAD runs GET's handler and sends no body."""
@@ -285,7 +312,13 @@ class _MethodDispatch:
         )
 
 
-def api_route(path: str, handlers: Mapping[str, Handler]) -> Route:
-    """A Starlette route for ``path`` answering each method of ``handlers`` (e.g.
-    ``{"GET": list_sites, "POST": create_site}``); other methods are Starlette's 405."""
-    return Route(path, _MethodDispatch(handlers), methods=sorted(handlers))
+def api_route(path: str, methods: Mapping[str, ApiOperation]) -> DocumentedRoute:
+    """A Starlette route for ``path`` answering each method of ``methods`` (e.g.
+    ``{"GET": ApiOperation(handler=list_sites, summary=...), "POST": ...}``), documented
+    by those operations; other methods are Starlette's 405."""
+    handlers = {method: m.handler for method, m in methods.items()}
+    operations = {
+        method: msgspec.structs.replace(m, errors=tuple(sorted({*m.errors, *_AUTH_ERRORS})))
+        for method, m in methods.items()
+    }
+    return DocumentedRoute(path, _MethodDispatch(handlers), operations)

@@ -105,7 +105,8 @@ class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     variants: Annotated[tuple[VariantIn, ...], msgspec.Meta(max_length=MAX_AGENT_VARIANTS)] = ()
     goals: Annotated[tuple[GoalIn, ...], msgspec.Meta(max_length=20)] = ()
     kind: Literal["web", "agent"] | None = None
-    sample_size: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # Bounded: the store keeps it as a SQLite integer, and no test needs more units per arm.
+    sample_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
     primary_metric: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     confidence: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     resource_id: _Text | None = None
@@ -115,7 +116,14 @@ class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 def _http_url(url: str, where: str) -> str:
     text = url.strip()
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        parts.port  # raises ValueError when the port is not a number from 0 to 65535
+    except ValueError as exc:  # an invalid port, or an IPv6 host without its "]"
+        raise InvalidRequest(
+            f"{where} {url[:200]!r} is not a valid URL ({exc}); pass e.g. "
+            "https://example.com/pricing-b"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidRequest(
             f"{where} {url[:200]!r} is not an absolute http(s) URL; pass e.g. "

@@ -13,7 +13,7 @@ unknown id; the ``/results`` and ``/metrics`` routes are `edge.control.results_a
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -23,9 +23,11 @@ from starlette.types import Receive
 from edge.config import MutationConfig
 from edge.control import audit, lifecycle
 from edge.control.api import (
+    ApiOperation,
     Auth,
     Handler,
     Meta,
+    Page,
     Reply,
     api_route,
     authenticate,
@@ -44,14 +46,17 @@ from edge.errors import InvalidRequest
 
 __all__ = [
     "CreatedExperiment",
+    "DeletedExperiment",
     "DeployBody",
     "ExperimentDetail",
+    "ExperimentFilter",
     "ExperimentOut",
     "ExperimentSummary",
     "ExperimentsApi",
     "LaunchOutcome",
     "PreviewUrl",
     "SiteSummary",
+    "StatusFilter",
     "StatusOut",
     "UpdateExperiment",
     "VariantOut",
@@ -178,9 +183,29 @@ class DeployBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     variant_id: str | None = None
 
 
-class _Deleted(msgspec.Struct, frozen=True):
+class DeletedExperiment(msgspec.Struct, frozen=True):
+    """The answer to ``DELETE /v1/experiments/{id}``."""
+
     id: str
     deleted: bool
+
+
+StatusFilter = Literal["draft", "active", "running", "paused", "completed", "archived"]
+"""The ``status`` filter of the experiment list: the keys of ``_STATUS_FILTERS``."""
+
+
+class ExperimentFilter(Page, frozen=True):
+    """The query of ``GET /v1/experiments``: a page, of one site's experiments, of one
+    status."""
+
+    site_id: Annotated[str, msgspec.Meta(description="Only this site's experiments.")] | None = None
+    status: (
+        Annotated[
+            StatusFilter,
+            msgspec.Meta(description="Only experiments in this status (active: running)."),
+        ]
+        | None
+    ) = None
 
 
 _create_decoder = msgspec.json.Decoder(CreateExperiment)
@@ -465,7 +490,7 @@ class ExperimentsApi:
             )  # fmt: skip
 
         await in_transaction(self.store_path, auth, delete)
-        return ok(_Deleted(experiment_id, True), Meta(auth.workspace_id))
+        return ok(DeletedExperiment(experiment_id, True), Meta(auth.workspace_id))
 
     def crewkit(self, action: lifecycle.Action) -> Handler:
         """The handler of crewkit's ``POST /v1/experiments/{id}/<start|stop|archive>``."""
@@ -505,13 +530,87 @@ def routes(store_path: Path, limits: RateLimits | None = None) -> list[Route]:
     are the plans' rate limits (None: unmetered)."""
     api = ExperimentsApi(store_path, limits)
     one = "/v1/experiments/{experiment_id}"
+    listing = ApiOperation(
+        handler=api.list_experiments,
+        summary="List the workspace's experiments, newest first",
+        data=list[ExperimentSummary],
+        query=ExperimentFilter,
+        errors=(402,),
+    )
+    create = ApiOperation(
+        handler=api.create,
+        summary="Create an experiment",
+        description="A draft from variants[].changes, a redirect_url or agent configs; with "
+        "auto_launch and its preconditions met, a running experiment.",
+        body=_create_decoder,
+        data=CreatedExperiment,
+        statuses=(201,),
+        errors=(402, 404),
+        example={
+            "site_id": "e0e3f741-5a4e-4c2a-9d7a-3b1f0c8e2d10",
+            "name": "Pricing headline",
+            "hypothesis": "A bolder headline sells more Pro plans",
+            "target_url": "https://mystore.com/pricing",
+            "url_pattern": "/pricing",
+            "variants": [
+                {
+                    "name": "Bold",
+                    "changes": [
+                        {"selector": "h1", "action": "set_content", "payload": "Go Pro today"}
+                    ],
+                }
+            ],
+            "goals": [{"name": "Buy", "type": "click", "selector": ".buy"}],
+            "auto_launch": True,
+        },
+    )
+    get = ApiOperation(
+        handler=api.get,
+        summary="Get an experiment, its preview URLs and next step",
+        data=ExperimentDetail,
+        errors=(402, 404),
+    )
+    update = ApiOperation(
+        handler=api.update,
+        summary="Change an experiment's lifecycle or traffic split",
+        description='{"action": "launch|pause|resume|complete|archive"} answers {id, status}; '
+        '{"traffic_split": n} (1 to 99) answers the experiment in full.',
+        body=_update_decoder,
+        data=StatusOut | ExperimentDetail,
+        errors=(402, 404, 409),
+        example={"action": "pause"},
+    )
+    delete = ApiOperation(
+        handler=api.delete,
+        summary="Delete a draft or archived experiment",
+        data=DeletedExperiment,
+        errors=(404, 409),
+    )
+    deploy = ApiOperation(
+        handler=api.deploy,
+        summary="Promote a variant: it gets all the traffic, the experiment completes",
+        body=_deploy_decoder,
+        data=StatusOut,
+        errors=(404, 409),
+        example={"variant": "Bold"},
+    )
     return [
-        api_route("/v1/experiments", {"GET": api.list_experiments, "POST": api.create}),
-        api_route(one, {"GET": api.get, "PATCH": api.update, "DELETE": api.delete}),
+        api_route("/v1/experiments", {"GET": listing, "POST": create}),
+        api_route(one, {"GET": get, "PATCH": update, "DELETE": delete}),
         *(
-            api_route(f"{one}/{name}", {"POST": api.crewkit(action)})
+            api_route(
+                f"{one}/{name}",
+                {
+                    "POST": ApiOperation(
+                        handler=api.crewkit(action),
+                        summary=f"crewkit's {name}: the {action} action",
+                        data=StatusOut,
+                        errors=(402, 404, 409) if action == "launch" else (404, 409),
+                    )
+                },
+            )
             for name, action in lifecycle.CREWKIT_ACTIONS.items()
         ),
-        api_route(f"{one}/deploy", {"POST": api.deploy}),
-        api_route(f"{one}/promote", {"POST": api.deploy}),
+        api_route(f"{one}/deploy", {"POST": deploy}),
+        api_route(f"{one}/promote", {"POST": deploy}),
     ]

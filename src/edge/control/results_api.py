@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from starlette.types import Receive, Send
+from starlette.routing import Route
+from starlette.types import Receive
 
 from analytics.aggregates import (
     ExperimentSpec,
@@ -41,12 +42,11 @@ from analytics.result_views import (
     crewkit_metrics_view,
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
-from edge.control.api import authenticate, base_url
+from edge.control.api import ApiOperation, Reply, api_route, authenticate, base_url
 from edge.control.plans import RateLimits
 from edge.control.report_page import ReportLinks
 from edge.control.store import ExperimentRecord, Store
 from edge.errors import InvalidRequest, NotFound
-from edge.http import JSON_HEADERS, send_response
 
 __all__ = [
     "Computed",
@@ -56,6 +56,7 @@ __all__ = [
     "ResultsMeta",
     "ResultsSource",
     "experiment_spec",
+    "routes",
 ]
 
 # ExperimentRecord ids are UUIDs here; this admits any id a client could reasonably hold and
@@ -214,7 +215,7 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
         super().__init__(source, limits)
         self.links = links
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive) -> Reply:
         experiment, computed = await self.computed(scope)
         results = computed.results
         view = clawsplit_view(results)
@@ -226,14 +227,39 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
             srm=results.srm,
             report_url=base_url(scope) + link,
         )
-        body = msgspec.json.encode(_ResultsAnswer(data, _meta(computed)))
-        await send_response(send, 200, JSON_HEADERS, body)
+        return Reply(200, msgspec.json.encode(_ResultsAnswer(data, _meta(computed))))
 
 
 class ExperimentMetricsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/metrics``."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive) -> Reply:
         _, computed = await self.computed(scope)
         answer = _MetricsAnswer(crewkit_metrics_view(computed.results), _meta(computed))
-        await send_response(send, 200, JSON_HEADERS, msgspec.json.encode(answer))
+        return Reply(200, msgspec.json.encode(answer))
+
+
+def routes(source: ResultsSource, links: ReportLinks, limits: RateLimits | None) -> list[Route]:
+    """The ``/results`` and ``/metrics`` routes of an experiment; ``limits`` are the
+    plans' rate limits (None: unmetered)."""
+    one = "/v1/experiments/{experiment_id}"
+    # An id that cannot be one is a 400; ClickHouse unavailable or too slow, a 503.
+    errors = (400, 404, 503)
+    results = ApiOperation(
+        handler=ExperimentResultsEndpoint(source, links, limits),
+        summary="An experiment's results: per variant, Bayesian and frequentist, with SRM",
+        data=ResultsData,
+        meta=ResultsMeta,
+        errors=errors,
+    )
+    metrics = ApiOperation(
+        handler=ExperimentMetricsEndpoint(source, limits),
+        summary="crewkit's metrics of an experiment: control and variant arms, significance",
+        data=CrewkitMetrics,
+        meta=ResultsMeta,
+        errors=errors,
+    )
+    return [
+        api_route(f"{one}/results", {"GET": results}),
+        api_route(f"{one}/metrics", {"GET": metrics}),
+    ]

@@ -24,9 +24,11 @@ from starlette.types import Receive
 from edge.config import ANTI_FLICKER_MS, MAX_ANTI_FLICKER_MS
 from edge.control import audit
 from edge.control.api import (
+    ApiOperation,
     Auth,
     DetailedConflict,
     Meta,
+    Page,
     Reply,
     api_route,
     authenticate,
@@ -257,7 +259,27 @@ def routes(
     (`edge.control.plans.site_limits`), None for none; ``limits`` are the plans' rate limits
     (None: unmetered)."""
     api = SitesApi(store_path, site_limits, limits)
+    listing = ApiOperation(
+        handler=api.list_sites,
+        summary="List the workspace's sites, newest first",
+        data=list[SiteOut],
+        query=Page,
+        errors=(402,),
+    )
+    create = ApiOperation(
+        handler=api.create,
+        summary="Register a site",
+        description="201 with the new site, its snippet tag and install instructions; 200 "
+        "with the existing site when reuse_if_exists is set and the domain is registered "
+        "already (409 with existing_site without it); 402 at the plan's site limit.",
+        body=_create_decoder,
+        data=CreatedSite,
+        statuses=(201, 200),
+        errors=(402, 409),
+        example={"name": "My store", "url": "https://mystore.com", "reuse_if_exists": True},
+    )
+    get = ApiOperation(handler=api.get, summary="Get a site", data=SiteOut, errors=(404,))
     return [
-        api_route("/v1/sites", {"GET": api.list_sites, "POST": api.create}),
-        api_route("/v1/sites/{site_id}", {"GET": api.get}),
+        api_route("/v1/sites", {"GET": listing, "POST": create}),
+        api_route("/v1/sites/{site_id}", {"GET": get}),
     ]

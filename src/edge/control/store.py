@@ -238,13 +238,23 @@ def _new_id() -> str:
 def normalize_site_url(url: str) -> tuple[str, str]:
     """The site URL with a scheme (https:// added when missing) and its lower-case domain."""
     text = url.strip()
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
+        raise InvalidRequest(
+            f"url {url[:200]!r} has a space or a control character; pass e.g. https://example.com"
+        )
     if "://" not in text:
         text = "https://" + text
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+        port = parts.port  # a ValueError too when it is not a number from 0 to 65535
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL", "Port out of range 0-65535"
+        raise InvalidRequest(
+            f"url {url[:200]!r} is not a website address ({exc}); pass e.g. https://example.com"
+        ) from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"url {url!r} is not a website address; pass e.g. https://example.com")
     domain = parts.hostname.lower()
-    netloc = domain if parts.port is None else f"{domain}:{parts.port}"
+    netloc = domain if port is None else f"{domain}:{port}"
     return f"{parts.scheme}://{netloc}{parts.path or '/'}", domain
 
 

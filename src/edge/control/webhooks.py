@@ -31,6 +31,7 @@ from starlette.types import Receive
 
 from edge.control import audit
 from edge.control.api import (
+    ApiOperation,
     Meta,
     Page,
     Reply,
@@ -48,6 +49,7 @@ from edge.errors import InvalidRequest, NotFound
 
 __all__ = [
     "EVENTS",
+    "DeletedWebhook",
     "Delivery",
     "DeliveryAttempt",
     "EventName",
@@ -171,7 +173,9 @@ class Delivery(msgspec.Struct, frozen=True):
     attempt_log: list[DeliveryAttempt]
 
 
-class _Deleted(msgspec.Struct, frozen=True):
+class DeletedWebhook(msgspec.Struct, frozen=True):
+    """The answer to ``DELETE /v1/webhooks/{id}``."""
+
     deleted: bool
 
 
@@ -199,7 +203,10 @@ def _check_url(url: str, dev: bool) -> str:
     """The endpoint URL, if deliveries may go there: https, or http to a loopback host
     in development mode; a 400 that says which otherwise."""
     text = url.strip()
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as exc:  # e.g. an IPv6 host without its "]"
+        raise InvalidRequest(f"url {text!r} is not a URL ({exc}); e.g. {_EXAMPLE_URL}") from None
     try:
         parts.port  # raises ValueError when the port is not a number from 0 to 65535
     except ValueError:
@@ -369,7 +376,7 @@ class _Endpoints:
                 )
 
         await in_transaction(self.store_path, auth, delete)
-        return ok(_Deleted(True), Meta(auth.workspace_id))
+        return ok(DeletedWebhook(True), Meta(auth.workspace_id))
 
     async def deliveries(self, scope: dict[str, Any], receive: Receive) -> Reply:
         auth = await authenticate(self.store_path, scope, self.limits)
@@ -385,8 +392,39 @@ def routes(store_path: Path, *, dev: bool = False, limits: RateLimits | None = N
     """The ``/v1/webhooks`` routes; ``dev`` admits http:// endpoints on loopback hosts;
     ``limits`` are the plans' rate limits (None: unmetered)."""
     endpoints = _Endpoints(store_path, dev, limits)
+    index = ApiOperation(
+        handler=endpoints.index,
+        summary="List the workspace's active webhook endpoints",
+        data=list[Webhook],
+        query=Page,
+    )
+    register = ApiOperation(
+        handler=endpoints.register,
+        summary="Register a webhook endpoint",
+        description="The answer shows the endpoint's signing secret, this once.",
+        body=_new_webhook,
+        data=RegisteredWebhook,
+        statuses=(201,),
+        example={
+            "url": "https://your-app.com/webhooks/abtestbot",
+            "events": ["experiment.launched", "experiment.winner_declared"],
+        },
+    )
+    delete = ApiOperation(
+        handler=endpoints.delete,
+        summary="Deactivate a webhook endpoint and cancel its queued deliveries",
+        data=DeletedWebhook,
+        errors=(404,),
+    )
+    deliveries = ApiOperation(
+        handler=endpoints.deliveries,
+        summary="An endpoint's delivery log, newest first, with every attempt",
+        data=list[Delivery],
+        query=Page,
+        errors=(404,),
+    )
     return [
-        api_route("/v1/webhooks", {"GET": endpoints.index, "POST": endpoints.register}),
-        api_route("/v1/webhooks/{webhook_id}", {"DELETE": endpoints.delete}),
-        api_route("/v1/webhooks/{webhook_id}/deliveries", {"GET": endpoints.deliveries}),
+        api_route("/v1/webhooks", {"GET": index, "POST": register}),
+        api_route("/v1/webhooks/{webhook_id}", {"DELETE": delete}),
+        api_route("/v1/webhooks/{webhook_id}/deliveries", {"GET": deliveries}),
     ]

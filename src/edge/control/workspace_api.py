@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from starlette.routing import Route
@@ -18,7 +18,9 @@ from starlette.types import Receive
 
 from edge.control import audit, credits
 from edge.control.api import (
+    ApiOperation,
     Meta,
+    Page,
     Reply,
     api_route,
     authenticate,
@@ -30,7 +32,7 @@ from edge.control.api import (
 from edge.control.plans import RateLimits
 from edge.control.store import Store
 
-__all__ = ["CreditsOut", "WorkspaceApi", "routes"]
+__all__ = ["AuditFilter", "CreditsOut", "WorkspaceApi", "routes"]
 
 
 class CreditsOut(msgspec.Struct, frozen=True):
@@ -41,6 +43,18 @@ class CreditsOut(msgspec.Struct, frozen=True):
     metered: bool
     balance: int
     costs: Mapping[str, int]
+
+
+class AuditFilter(Page, frozen=True):
+    """The query of ``GET /v1/audit``: a page, of one target's changes, of one action."""
+
+    target_id: (
+        Annotated[str, msgspec.Meta(description="Only the changes of this site, experiment...")]
+        | None
+    ) = None
+    action: (
+        Annotated[str, msgspec.Meta(description="Only this action, e.g. experiment.launch.")] | None
+    ) = None
 
 
 class WorkspaceApi:
@@ -95,8 +109,25 @@ def routes(store_path: Path, limits: RateLimits | None = None) -> list[Route]:
     """The routes of ``/v1/credits`` and ``/v1/audit``; ``limits`` are the plans' rate
     limits and metered plans (None: none)."""
     api = WorkspaceApi(store_path, limits)
+    credits_ = ApiOperation(
+        handler=api.credits,
+        summary="The workspace's plan, credit balance and the price of each tool",
+        data=CreditsOut,
+    )
+    ledger = ApiOperation(
+        handler=api.ledger,
+        summary="The workspace's credit debits and grants, newest first",
+        data=list[credits.LedgerEntry],
+        query=Page,
+    )
+    trail = ApiOperation(
+        handler=api.audit,
+        summary="Who changed what and when, newest first",
+        data=list[audit.AuditEntry],
+        query=AuditFilter,
+    )
     return [
-        api_route("/v1/credits", {"GET": api.credits}),
-        api_route("/v1/credits/ledger", {"GET": api.ledger}),
-        api_route("/v1/audit", {"GET": api.audit}),
+        api_route("/v1/credits", {"GET": credits_}),
+        api_route("/v1/credits/ledger", {"GET": ledger}),
+        api_route("/v1/audit", {"GET": trail}),
     ]

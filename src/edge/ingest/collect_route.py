@@ -23,8 +23,17 @@ from edge.ingest.buffer import BrowserChunk, EventBuffer
 from edge.ingest.schema import BrowserEvent, CollectRequest
 from edge.kv import KVHolder, SiteBundle
 from edge.metrics import IngestCounters
+from edge.operation import Operation
 
-__all__ = ["MAX_COLLECT_BODY", "MAX_COLLECT_JSON", "CollectEndpoint", "screen_events"]
+__all__ = [
+    "COLLECT_OPERATION",
+    "MAX_COLLECT_BODY",
+    "MAX_COLLECT_JSON",
+    "PREFLIGHT_OPERATION",
+    "CollectEndpoint",
+    "ScreenedBatch",
+    "screen_events",
+]
 
 MAX_COLLECT_BODY = 256 * 1024
 MAX_COLLECT_JSON = 1 << 20
@@ -47,14 +56,46 @@ class EventsRejected(InvalidRequest):
     code = "events_rejected"
 
 
-class _Screened(msgspec.Struct):
+class ScreenedBatch(msgspec.Struct):
+    """How many events of the batch were accepted, and how many were dropped by reason
+    (``unknown_experiment``, ``unknown_variant``, ``unknown_goal``, ``missing_experiment``,
+    ``exposure_without_variant``)."""
+
     accepted: int
     rejected: int
     rejected_reasons: dict[str, int]
 
 
 class _Answer(msgspec.Struct):
-    data: _Screened
+    data: ScreenedBatch
+
+
+COLLECT_OPERATION = Operation(
+    summary="Browser events from the snippet, by the site's public key",
+    description="Sent as application/json or, by navigator.sendBeacon, text/plain; plain "
+    "or gzip. Events naming no running experiment, variant or goal of the site are dropped "
+    "and counted; a batch with nothing left is a 400. Not metered; CORS allows any origin.",
+    body=_decoder,
+    data=ScreenedBatch,
+    errors=(404, 503),
+    auth="none",
+    example={
+        "public_key": "61d94cdccd0641ef99d1d2fd9525704a",
+        "events": [
+            {
+                "event_id": "5f0c8e2d-1a4e-4c2a-9d7a-3b1fe0e3f741",
+                "type": "pageview",
+                "visitor_id": "visitor-42",
+                "ts": 1767225600000,
+                "pathname": "/pricing",
+                "device": "desktop",
+            }
+        ],
+    },
+)
+PREFLIGHT_OPERATION = Operation(
+    summary="The CORS preflight of /v1/collect", statuses=(204,), auth="none"
+)
 
 
 def screen_events(
@@ -135,4 +176,4 @@ class CollectEndpoint:
         )
         await self.buffer.add(chunk)
         self.counters.accept("browser", len(kept))
-        return _Answer(_Screened(len(kept), len(request.events) - len(kept), rejected))
+        return _Answer(ScreenedBatch(len(kept), len(request.events) - len(kept), rejected))

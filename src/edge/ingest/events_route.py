@@ -23,8 +23,9 @@ from edge.ingest.buffer import AgentChunk, EventBuffer
 from edge.ingest.schema import MAX_EVENTS_PER_BATCH, AgentTaskEvent
 from edge.kv import ConfigKV, KVHolder
 from edge.metrics import IngestCounters
+from edge.operation import Operation
 
-__all__ = ["MAX_EVENTS_BODY", "EventsEndpoint"]
+__all__ = ["EVENTS_OPERATION", "MAX_EVENTS_BODY", "CreatedEvent", "CreatedEvents", "EventsEndpoint"]
 
 MAX_EVENTS_BODY = 1 << 20
 
@@ -34,16 +35,40 @@ _decoder: msgspec.json.Decoder[AgentTaskEvent | _Batch] = msgspec.json.Decoder(
 )
 
 
-class _One(msgspec.Struct):
+class CreatedEvent(msgspec.Struct):
+    """The answer to one event: its id (the one sent, or one made for it)."""
+
     id: str
 
 
-class _Many(msgspec.Struct):
+class CreatedEvents(msgspec.Struct):
+    """The answer to a batch: the events' ids, in the order sent."""
+
     ids: list[str]
 
 
 class _Created(msgspec.Struct):
-    data: _One | _Many
+    data: CreatedEvent | CreatedEvents
+
+
+EVENTS_OPERATION = Operation(
+    summary="Agent task events (ClawTrait's trackTask), one or a batch",
+    description="An event naming an experiment must name a running experiment of the key's "
+    "workspace and one of its variants. Not metered.",
+    body=_decoder,
+    data=CreatedEvent | CreatedEvents,
+    statuses=(201,),
+    errors=(404, 503),
+    example={
+        "agentId": "support-bot",
+        "task": "refund request",
+        "outcome": "success",
+        "cost": 0.012,
+        "durationMs": 5300,
+        "turns": 4,
+        "session_id": "run-7",
+    },
+)
 
 
 def _check_experiments(kv: ConfigKV, workspace_id: str, events: list[AgentTaskEvent]) -> None:
@@ -89,5 +114,5 @@ class EventsEndpoint:
         chunk = AgentChunk(workspace_id, time.time_ns() // 1_000_000, events, ids)
         await self.buffer.add(chunk)
         self.counters.accept("agent", len(events))
-        answer = _Created(_Many(ids) if isinstance(decoded, list) else _One(ids[0]))
+        answer = _Created(CreatedEvents(ids) if isinstance(decoded, list) else CreatedEvent(ids[0]))
         await send_response(send, 201, JSON_HEADERS, msgspec.json.encode(answer))
