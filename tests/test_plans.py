@@ -187,15 +187,15 @@ def test_the_reference_plans() -> None:
     reference = plans.load_plans("reference")
     assert reference is plans.REFERENCE_PLANS
     assert plans.site_limits(reference) == {"starter": 1, "pro": 10, "team": 10, "enterprise": 25}
-    limits = plans.rate_limits(reference)
+    limits = plans.plan_limits(reference)
     assert limits is not None
     assert limits.per_minute == {"starter": 60, "pro": 300, "team": 600, "enterprise": 1200}
     assert plans.load_plans("off") is None
-    assert plans.rate_limits(None) is None and plans.site_limits(None) is None
+    assert plans.plan_limits(None) is None and plans.site_limits(None) is None
 
 
 def test_retry_after_is_the_rest_of_the_window() -> None:
-    limits = plans.RateLimits({"tiny": 3})
+    limits = plans.PlanLimits({"tiny": 3})
     now = 1_700_000_017.4  # the window is [1_699_999_980, 1_700_000_040)
     assert limits.window(now) == 1_699_999_980
     limits.check("tiny", 3, now)

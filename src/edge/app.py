@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     results = ResultsSource(settings.store_path, runner)
     links = ReportLinks(settings.store_path)
     plan_table = plans.load_plans(settings.limits)
-    limits = plans.rate_limits(plan_table)
+    limits = plans.plan_limits(plan_table)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -28,7 +28,7 @@ from starlette.types import Receive, Send
 from edge.bearer import bearer_key
 from edge.control import credits
 from edge.control.auth import KEY_PREFIX_CHARS, digests_match, key_prefix
-from edge.control.plans import RateLimits
+from edge.control.plans import PlanLimits
 from edge.control.store import Store
 from edge.errors import Conflict, Forbidden, InvalidRequest, Unauthorized
 from edge.http import JSON_HEADERS, decode_body, header, read_body, send_response
@@ -153,7 +153,7 @@ async def in_transaction(
     return await in_store(store_path, run)
 
 
-def _check_key(store: Store, key: str, limits: RateLimits | None) -> Auth:
+def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:
     now = datetime.now(UTC)
     for found in store.api_keys_with_prefix(key_prefix(key)):
         if not digests_match(key, found.sha256):
@@ -178,7 +178,7 @@ def _check_key(store: Store, key: str, limits: RateLimits | None) -> Auth:
     )
 
 
-async def authenticate(store_path: Path, scope: dict[str, Any], limits: RateLimits | None) -> Auth:
+async def authenticate(store_path: Path, scope: dict[str, Any], limits: PlanLimits | None) -> Auth:
     """The caller of an ``Authorization: Bearer sk_live_...`` request; 401 (with the
     reference's text and what to fix) without a key, or with an unknown or revoked one;
     429 with Retry-After when the key is over its plan's ``limits`` this minute (None:

@@ -39,7 +39,7 @@ from edge.control.api import (
 )
 from edge.control.experiment_input import CreateExperiment, new_experiment
 from edge.control.ideas import require_idea
-from edge.control.plans import RateLimits
+from edge.control.plans import PlanLimits
 from edge.control.sites_api import require_site
 from edge.control.store import ExperimentRecord, ExperimentStatus, Goal, Store
 from edge.errors import InvalidRequest
@@ -352,7 +352,7 @@ def _audit(
 class ExperimentsApi:
     """The handlers of ``/v1/experiments``, over one store file."""
 
-    def __init__(self, store_path: Path, limits: RateLimits | None = None) -> None:
+    def __init__(self, store_path: Path, limits: PlanLimits | None = None) -> None:
         self.store_path = store_path
         self.limits = limits
 
@@ -525,9 +525,9 @@ class ExperimentsApi:
         return ok(_status(record), Meta(auth.workspace_id))
 
 
-def routes(store_path: Path, limits: RateLimits | None = None) -> list[Route]:
+def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
     """The routes of ``/v1/experiments`` (not ``/results`` and ``/metrics``); ``limits``
-    are the plans' rate limits (None: unmetered)."""
+    are the plans' rate limits and metered plans (None: none)."""
     api = ExperimentsApi(store_path, limits)
     one = "/v1/experiments/{experiment_id}"
     listing = ApiOperation(

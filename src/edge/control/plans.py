@@ -38,9 +38,9 @@ __all__ = [
     "WINDOW_SECONDS",
     "Plan",
     "PlansError",
-    "RateLimits",
+    "PlanLimits",
     "load_plans",
-    "rate_limits",
+    "plan_limits",
     "site_limits",
 ]
 
@@ -115,7 +115,7 @@ def site_limits(plans: Mapping[str, Plan] | None) -> dict[str, int] | None:
     return {name: plan.sites for name, plan in plans.items() if plan.sites is not None}
 
 
-class RateLimits:
+class PlanLimits:
     """Requests per minute per key, and which plans pay in credits: what
     `edge.control.api.authenticate` enforces and tells the handlers."""
 
@@ -143,7 +143,7 @@ class RateLimits:
         )
 
 
-def rate_limits(plans: Mapping[str, Plan] | None) -> RateLimits | None:
+def plan_limits(plans: Mapping[str, Plan] | None) -> PlanLimits | None:
     """The per-key rate limits and the metered plans of ``plans``; None when no plan has
     either."""
     if plans is None:
@@ -154,4 +154,4 @@ def rate_limits(plans: Mapping[str, Plan] | None) -> RateLimits | None:
         if plan.requests_per_minute is not None
     }
     metered = frozenset(name for name, plan in plans.items() if plan.metered)
-    return RateLimits(per_minute, metered) if per_minute or metered else None
+    return PlanLimits(per_minute, metered) if per_minute or metered else None

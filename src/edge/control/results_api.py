@@ -43,7 +43,7 @@ from analytics.result_views import (
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
 from edge.control.api import ApiOperation, Reply, api_route, authenticate, base_url
-from edge.control.plans import RateLimits
+from edge.control.plans import PlanLimits
 from edge.control.report_page import ReportLinks
 from edge.control.store import ExperimentRecord, Store
 from edge.errors import InvalidRequest, NotFound
@@ -191,7 +191,7 @@ def _meta(computed: Computed) -> ResultsMeta:
 
 
 class _ExperimentEndpoint:
-    def __init__(self, source: ResultsSource, limits: RateLimits | None) -> None:
+    def __init__(self, source: ResultsSource, limits: PlanLimits | None) -> None:
         self.source = source
         self.limits = limits
 
@@ -210,7 +210,7 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/results``."""
 
     def __init__(
-        self, source: ResultsSource, links: ReportLinks, limits: RateLimits | None
+        self, source: ResultsSource, links: ReportLinks, limits: PlanLimits | None
     ) -> None:
         super().__init__(source, limits)
         self.links = links
@@ -239,9 +239,9 @@ class ExperimentMetricsEndpoint(_ExperimentEndpoint):
         return Reply(200, msgspec.json.encode(answer))
 
 
-def routes(source: ResultsSource, links: ReportLinks, limits: RateLimits | None) -> list[Route]:
+def routes(source: ResultsSource, links: ReportLinks, limits: PlanLimits | None) -> list[Route]:
     """The ``/results`` and ``/metrics`` routes of an experiment; ``limits`` are the
-    plans' rate limits (None: unmetered)."""
+    plans' rate limits and metered plans (None: none)."""
     one = "/v1/experiments/{experiment_id}"
     # An id that cannot be one is a 400; ClickHouse unavailable or too slow, a 503.
     errors = (400, 404, 503)

@@ -39,7 +39,7 @@ from edge.control.api import (
     page_params,
     read_json,
 )
-from edge.control.plans import RateLimits
+from edge.control.plans import PlanLimits
 from edge.control.store import SiteRecord, Store, normalize_site_url
 from edge.errors import NotFound, PlanLimitReached
 
@@ -168,7 +168,7 @@ class SitesApi:
         self,
         store_path: Path,
         site_limits: Mapping[str, int] | None = None,
-        limits: RateLimits | None = None,
+        limits: PlanLimits | None = None,
     ) -> None:
         self.store_path = store_path
         self.site_limits = site_limits
@@ -253,11 +253,11 @@ class SitesApi:
 def routes(
     store_path: Path,
     site_limits: Mapping[str, int] | None = None,
-    limits: RateLimits | None = None,
+    limits: PlanLimits | None = None,
 ) -> list[Route]:
     """The routes of ``/v1/sites``; ``site_limits`` maps plan names to their site limit
     (`edge.control.plans.site_limits`), None for none; ``limits`` are the plans' rate limits
-    (None: unmetered)."""
+    and metered plans (None: none)."""
     api = SitesApi(store_path, site_limits, limits)
     listing = ApiOperation(
         handler=api.list_sites,

@@ -43,7 +43,7 @@ from edge.control.api import (
     page_params,
     read_json,
 )
-from edge.control.plans import RateLimits
+from edge.control.plans import PlanLimits
 from edge.control.store import Store, utc_now
 from edge.errors import InvalidRequest, NotFound
 
@@ -335,7 +335,7 @@ def _deliveries(
 
 
 class _Endpoints:
-    def __init__(self, store_path: Path, dev: bool, limits: RateLimits | None) -> None:
+    def __init__(self, store_path: Path, dev: bool, limits: PlanLimits | None) -> None:
         self.store_path = store_path
         self.dev = dev
         self.limits = limits
@@ -388,9 +388,9 @@ class _Endpoints:
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
 
-def routes(store_path: Path, *, dev: bool = False, limits: RateLimits | None = None) -> list[Route]:
+def routes(store_path: Path, *, dev: bool = False, limits: PlanLimits | None = None) -> list[Route]:
     """The ``/v1/webhooks`` routes; ``dev`` admits http:// endpoints on loopback hosts;
-    ``limits`` are the plans' rate limits (None: unmetered)."""
+    ``limits`` are the plans' rate limits and metered plans (None: none)."""
     endpoints = _Endpoints(store_path, dev, limits)
     index = ApiOperation(
         handler=endpoints.index,

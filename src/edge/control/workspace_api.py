@@ -29,7 +29,7 @@ from edge.control.api import (
     page_params,
     query_params,
 )
-from edge.control.plans import RateLimits
+from edge.control.plans import PlanLimits
 from edge.control.store import Store
 
 __all__ = ["AuditFilter", "CreditsOut", "WorkspaceApi", "routes"]
@@ -60,7 +60,7 @@ class AuditFilter(Page, frozen=True):
 class WorkspaceApi:
     """The handlers of ``/v1/credits`` and ``/v1/audit``."""
 
-    def __init__(self, store_path: Path, limits: RateLimits | None = None) -> None:
+    def __init__(self, store_path: Path, limits: PlanLimits | None = None) -> None:
         self.store_path = store_path
         self.limits = limits
 
@@ -105,7 +105,7 @@ class WorkspaceApi:
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
 
-def routes(store_path: Path, limits: RateLimits | None = None) -> list[Route]:
+def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
     """The routes of ``/v1/credits`` and ``/v1/audit``; ``limits`` are the plans' rate
     limits and metered plans (None: none)."""
     api = WorkspaceApi(store_path, limits)
