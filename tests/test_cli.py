@@ -86,6 +86,10 @@ def test_first_start_prints_a_working_key_once_and_stops_cleanly(tmp_path: Path)
             headers={"authorization": f"Bearer {keys[0]}"},
         )
         assert r.status_code == 200 and len(r.json()["data"]["assignments"]) == 1
+        trail = httpx.get(
+            server.base_url + "/v1/audit", headers={"authorization": f"Bearer {keys[0]}"}
+        ).json()["data"]
+        assert [(e["action"], e["key_id"]) for e in trail] == [("key.create", None)]
         code = server.stop()
     assert code == 0, server.output()
     assert (data / "splitedge.sqlite3").exists() and (data / "clickhouse").is_dir()

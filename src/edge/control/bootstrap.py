@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge.control import audit
 from edge.control.store import IssuedKey, Store, Workspace
 
 __all__ = ["DEFAULT_WORKSPACE", "first_start"]
@@ -20,4 +21,6 @@ def first_start(store: Store) -> tuple[Workspace, IssuedKey | None]:
         if existing is not None:
             return existing, None
         workspace = store.create_workspace(DEFAULT_WORKSPACE)
-        return workspace, store.issue_api_key(workspace.id, name="admin")
+        issued = store.issue_api_key(workspace.id, name="admin")
+        audit.record(store, workspace.id, None, "key.create", "api_key", issued.record.id)
+        return workspace, issued
