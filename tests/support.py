@@ -312,8 +312,16 @@ def collect(server: Server, public_key: str, events: list[dict[str, Any]]) -> in
 
 def api_get(server: Server, path: str, key: str | None) -> httpx.Response:
     """GET ``path`` with ``key`` as the bearer API key (None: no Authorization header)."""
+    return api_call(server, key, "GET", path)
+
+
+def api_call(
+    server: Server, key: str | None, method: str, path: str, body: Any = None
+) -> httpx.Response:
+    """``method path`` with ``key`` as the bearer API key (None: no Authorization header)
+    and ``body``, if any, as JSON."""
     headers = {} if key is None else {"authorization": f"Bearer {key}"}
-    return httpx.get(server.base_url + path, headers=headers, timeout=30)
+    return httpx.request(method, server.base_url + path, headers=headers, json=body, timeout=30)
 
 
 # --- experiment specs of the results tests ------------------------------------------------

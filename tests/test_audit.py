@@ -17,7 +17,7 @@ import msgspec
 import pytest
 
 from edge.control.store import Store
-from tests.support import Server, running_server
+from tests.support import Server, api_call, running_server
 
 GOALS = [{"name": "Buy clicks", "type": "click", "selector": "#buy"}]
 CHANGES = [{"selector": "h1", "action": "set_content", "payload": "Ship faster"}]
@@ -45,13 +45,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def call(env: Env, method: str, path: str, body: Any = None, key: str = "") -> httpx.Response:
-    return httpx.request(
-        method,
-        env.server.base_url + path,
-        headers={"authorization": f"Bearer {key or env.key}"},
-        json=body,
-        timeout=30,
-    )
+    return api_call(env.server, key or env.key, method, path, body)
 
 
 def trail(env: Env, query: str = "", key: str = "") -> list[dict[str, Any]]:

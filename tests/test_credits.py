@@ -20,7 +20,7 @@ import pytest
 
 from edge.control import credits
 from edge.control.store import Store
-from tests.support import Server, running_server
+from tests.support import Server, api_call, running_server
 
 # "metered" pays in credits; "free" is a plan with no metering (like the reference's
 # Enterprise). Rate limits stay out of the way.
@@ -66,13 +66,7 @@ def new_workspace(env: Env, plan: str = "metered", credit: int = 0) -> Workspace
 
 
 def call(env: Env, ws: Workspace, method: str, path: str, body: Any = None) -> httpx.Response:
-    return httpx.request(
-        method,
-        env.server.base_url + path,
-        headers={"authorization": f"Bearer {ws.key}"},
-        json=body,
-        timeout=30,
-    )
+    return api_call(env.server, ws.key, method, path, body)
 
 
 def balance(env: Env, ws: Workspace) -> int:

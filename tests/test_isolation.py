@@ -18,7 +18,7 @@ import pytest
 
 from edge.control.ideas import NewIdea, add_idea
 from edge.control.store import Store
-from tests.support import Seed, Server, running_server, seed_store
+from tests.support import Seed, Server, api_call, running_server, seed_store
 
 
 class Env(msgspec.Struct):
@@ -88,13 +88,7 @@ def snapshot(store_path: Path) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def call(env: Env, method: str, path: str, body: Any = None) -> httpx.Response:
-    return httpx.request(
-        method,
-        env.server.base_url + path,
-        headers={"authorization": f"Bearer {env.seed.key.key}"},
-        json=body,
-        timeout=30,
-    )
+    return api_call(env.server, env.seed.key.key, method, path, body)
 
 
 def body_for(method: str, path: str) -> Any:
