@@ -92,6 +92,7 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
     sample_size: int | None = None
     confidence: float | None = None
     primary_metric: str | None = None
+    max_cost_increase: float | None = None
 
 
 # --- the query -------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from analytics.aggregates import (
     QueryRunner,
     fetch_aggregates,
 )
+from analytics.guardrails import EARLY_ALPHA_SHARE, EARLY_MIN_UNITS, ArmCost, cost_excess_p_value
 
 __all__ = [
     "AGENT_METRICS",
@@ -163,6 +164,7 @@ class ExperimentResults(msgspec.Struct, frozen=True):
     mc_error: float | None
     rules: DecisionRules
     warnings: tuple[str, ...]
+    guardrail_reason: str | None = None
 
 
 def monte_carlo_seed(experiment_id: str) -> int:
@@ -365,25 +367,106 @@ def _samples_needed(
     return needed
 
 
+class _Decision(msgspec.Struct, frozen=True):
+    status: Status
+    winner: int | None = None
+    guardrail: int | None = None
+    reason: str | None = None
+
+
+def _costs(spec: ExperimentSpec, arms: list[ArmAggregates]) -> list[ArmCost] | None:
+    """The arms' cost per unit, when the experiment has a cost bound to check."""
+    if spec.kind != "agent" or spec.max_cost_increase is None:
+        return None
+    return [
+        ArmCost(
+            a.units,
+            a.sums.get("cost", 0.0) / a.units if a.units else 0.0,
+            _variance(a.units, a.sums.get("cost", 0.0), a.sumsqs.get("cost", 0.0)),
+        )
+        for a in arms
+    ]
+
+
+def _guardrail(
+    spec: ExperimentSpec,
+    units: list[int],
+    control: int,
+    rules: DecisionRules,
+    stats: _Statistics | None,
+    costs: list[ArmCost] | None,
+    alpha: float,
+) -> _Decision | None:
+    """The guardrail that trips at ``alpha``, if any: the primary metric first (the worst
+    such arm), then the cost bound (the most expensive such arm)."""
+    challengers = [i for i in range(len(units)) if i != control]
+    c = rules.confidence
+    if stats is not None:
+        arms = stats.bayes.arms
+
+        def worse(i: int) -> bool:
+            p = stats.p_values[i]
+            return p is not None and p < alpha and (arms[i].prob_beat_control or 0.0) <= 1 - c
+
+        harmful = [i for i in challengers if worse(i)]
+        if harmful:
+            i = min(harmful, key=lambda i: arms[i].prob_beat_control or 0.0)
+            return _Decision(
+                "guardrail",
+                guardrail=i,
+                reason=f"{spec.variants[i].name} is significantly worse than the control on "
+                f"the primary metric (p = {stats.p_values[i]:.3g}, P(beats control) = "
+                f"{arms[i].prob_beat_control:.3g})",
+            )
+    if costs is None or spec.max_cost_increase is None:
+        return None
+    bound = spec.max_cost_increase
+    excess = {
+        i: p
+        for i in challengers
+        if (p := cost_excess_p_value(costs[control], costs[i], bound)) is not None and p < alpha
+    }
+    if not excess:
+        return None
+    i = max(excess, key=lambda i: costs[i].mean)
+    base = costs[control].mean
+    more = f"{costs[i].mean / base - 1:.0%} more" if base > 0 else "more"
+    return _Decision(
+        "guardrail",
+        guardrail=i,
+        reason=f"{spec.variants[i].name} costs {more} per unit than the control "
+        f"({costs[i].mean:.4g} against {base:.4g}), significantly beyond the bound of "
+        f"{bound:.0%} (p = {excess[i]:.3g})",
+    )
+
+
 def _decide(
     spec: ExperimentSpec,
     units: list[int],
     control: int,
     rules: DecisionRules,
     stats: _Statistics | None,
+    costs: list[ArmCost] | None,
     srm_flagged: bool,
     warnings: list[str],
-) -> tuple[Status, int | None, int | None]:
-    """(status, winner index, guardrail index) by the rules of docs/statistics.md."""
+) -> _Decision:
+    """The status, winner and guardrail (with its reason) by the rules of
+    docs/statistics.md."""
     ended = spec.status in ("completed", "archived")
     if stats is None or min(units) < rules.min_units_per_arm:
         if not ended:
-            return "collecting", None, None
+            if min(units) >= EARLY_MIN_UNITS:
+                early = _guardrail(
+                    spec, units, control, rules, stats, costs, rules.alpha * EARLY_ALPHA_SHARE
+                )
+                if early is not None:
+                    return early
+            return _Decision("collecting")
         warnings.append(
             f"the experiment ended before every arm had {rules.min_units_per_arm} units: "
             "no winner can be declared"
         )
-        return "no_winner", None, None
+        return _Decision("no_winner")
     arms = stats.bayes.arms
     c = rules.confidence
     challengers = [i for i in range(len(units)) if i != control]
@@ -392,17 +475,16 @@ def _decide(
         p = stats.p_values[i]
         return p is not None and p < rules.alpha
 
+    cost = _guardrail(spec, units, control, rules, None, costs, rules.alpha)
     winners = [i for i in challengers if arms[i].prob_best >= c and significant(i)]
-    if winners and not srm_flagged:
-        return "significant", winners[0], None
-    worse = [
-        i for i in challengers if (arms[i].prob_beat_control or 0.0) <= 1 - c and significant(i)
-    ]
-    if worse:
-        return "guardrail", None, min(worse, key=lambda i: arms[i].prob_beat_control or 0.0)
+    if winners and not srm_flagged and (cost is None or cost.guardrail != winners[0]):
+        return _Decision("significant", winner=winners[0])
+    harm = _guardrail(spec, units, control, rules, stats, costs, rules.alpha)
+    if harm is not None:
+        return harm
     if ended or spec.sample_size is not None:
-        return "no_winner", None, None
-    return "running", None, None
+        return _Decision("no_winner")
+    return _Decision("running")
 
 
 def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> ExperimentResults:
@@ -445,7 +527,10 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
     )
     srm = _srm(spec, units, warnings)
     srm_flagged = srm is not None and srm.flagged
-    status, winner, guardrail = _decide(spec, units, control, rules, stats, srm_flagged, warnings)
+    decision = _decide(
+        spec, units, control, rules, stats, _costs(spec, arms), srm_flagged, warnings
+    )
+    status, winner, guardrail = decision.status, decision.winner, decision.guardrail
     needed = _samples_needed(primary, units, control, rules.min_units_per_arm, stats, rules.alpha)
 
     variants = []
@@ -515,6 +600,7 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
         mc_error=max(errors) if errors else None,
         rules=rules,
         warnings=tuple(warnings),
+        guardrail_reason=decision.reason,
     )
 
 

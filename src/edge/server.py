@@ -18,8 +18,10 @@ from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
 
 from analytics import warehouse
-from analytics.gateway import SOCKET_NAME, WarehouseGateway
+from analytics.gateway import SOCKET_NAME, WarehouseGateway, query_runner
 from edge.control.bootstrap import first_start
+from edge.control.decisions import Decider
+from edge.control.results_api import ResultsSource
 from edge.control.store import Store
 from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.demo import ensure_demo_site
@@ -102,6 +104,12 @@ def run(settings: Settings) -> int:
     if settings.clickhouse_dsn.startswith("chdb:"):
         gateway = WarehouseGateway(settings.run_dir / SOCKET_NAME, settings.clickhouse_dsn)
         gateway.start()
+    # Conclusions and guardrail stops, decided once per server, queried like a worker.
+    decider = Decider(
+        ResultsSource(settings.store_path, query_runner(settings.clickhouse_dsn, settings.run_dir)),
+        settings.decision_interval,
+    )
+    decider.start()
     os.environ.update(settings.to_env())
     # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
     # may hold embedded ClickHouse, neither of which a forked child may inherit.
@@ -116,6 +124,7 @@ def run(settings: Settings) -> int:
             **granian_options(settings.workers),
         ).serve()
     finally:
+        decider.stop()
         if gateway is not None:
             gateway.stop()
         flusher.stop()

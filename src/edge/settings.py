@@ -36,6 +36,8 @@ class Settings(msgspec.Struct, frozen=True):
     webhook_max_attempts: int = 12
     # Plans (edge.control.plans): "off" (unmetered, unlimited), "reference" or a JSON file.
     limits: str = "off"
+    # Seconds between passes of the automatic decisions (edge.control.decisions).
+    decision_interval: float = 30.0
 
     @property
     def store_path(self) -> Path:

@@ -90,7 +90,9 @@ class GoalIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``POST /v1/experiments`` (the reference's fields, ClawSplit's sample_size,
-    primary_metric and confidence, crewkit's version hashes). ``traffic_split`` is the
+    primary_metric and confidence, crewkit's version hashes, and ``max_cost_increase``:
+    the cost guardrail of an agent experiment, 0.3 = stop when a variant costs
+    significantly more than 30% above the control). ``traffic_split`` is the
     percent of traffic on the variant(s), 1 to 99 (default: equal shares)."""
 
     site_id: str | None = None
@@ -109,6 +111,7 @@ class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sample_size: Annotated[int, msgspec.Meta(ge=1, le=1_000_000_000)] | None = None
     primary_metric: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     confidence: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
+    max_cost_increase: Annotated[float, msgspec.Meta(gt=0, le=100)] | None = None
     resource_id: _Text | None = None
     control_version_hash: _Text | None = None
     variant_version_hash: _Text | None = None
@@ -291,6 +294,11 @@ def new_experiment(
     if not name:
         raise InvalidRequest("name is required; give the experiment a name")
     kind, variants = _variants(body) if idea is None else _idea_variants(body, idea)
+    if body.max_cost_increase is not None and kind != "agent":
+        raise InvalidRequest(
+            "max_cost_increase is the cost guardrail of agent experiments, whose tasks report "
+            "a cost; remove it from this web experiment"
+        )
     if body.traffic_split is not None:
         if not 1 <= body.traffic_split <= 99:
             raise InvalidRequest(

@@ -118,6 +118,7 @@ class ExperimentOut(msgspec.Struct, frozen=True):
     sample_size: int | None
     primary_metric: str | None
     confidence: float | None
+    max_cost_increase: float | None
     winner_variant_id: str | None
     created_at: str
     updated_at: str
@@ -262,6 +263,7 @@ def _out(record: ExperimentRecord) -> ExperimentOut:
         sample_size=record.sample_size,
         primary_metric=record.primary_metric,
         confidence=record.confidence,
+        max_cost_increase=record.max_cost_increase,
         winner_variant_id=record.winner_variant_id,
         updated_at=record.updated_at,
         variants=variants,
@@ -378,9 +380,10 @@ class ExperimentsApi:
                         )
                 new = new_experiment(body, auth.workspace_id, site.id, site.url, idea)
                 experiment_id = store.create_experiment(new)
-                if body.sample_size or body.primary_metric or body.confidence:
+                targets = (body.sample_size, body.primary_metric, body.confidence)
+                if any(targets) or body.max_cost_increase:
                     store.set_experiment_targets(
-                        experiment_id, body.sample_size, body.primary_metric, body.confidence
+                        experiment_id, *targets, max_cost_increase=body.max_cost_increase
                     )
                 record = lifecycle.load(store, auth.workspace_id, experiment_id)
                 _audit(store, auth, "create", record)

@@ -35,6 +35,7 @@ __all__ = [
     "LaunchBlocked",
     "Transition",
     "delete",
+    "event_payload",
     "launch_blocker",
     "load",
     "promote",
@@ -126,7 +127,7 @@ def _moves_from(status: ExperimentStatus) -> str:
     return "its actions are " + ", ".join(f'{{"action": "{a}"}}' for a in moves)
 
 
-def _event_payload(record: ExperimentRecord, **extra: Any) -> dict[str, Any]:
+def event_payload(record: ExperimentRecord, **extra: Any) -> dict[str, Any]:
     """The fields every experiment event carries (flat, as the references' examples)."""
     return {
         "experiment_id": record.id,
@@ -161,7 +162,7 @@ def transition(
         store.set_experiment_status(record.id, rule.target)
         moved = load(store, workspace_id, experiment_id)
         for event in rule.events:
-            enqueue_event(conn, workspace_id, event, _event_payload(moved))
+            enqueue_event(conn, workspace_id, event, event_payload(moved))
     return moved
 
 
@@ -203,12 +204,12 @@ def promote(store: Store, workspace_id: str, experiment_id: str, variant: str) -
         promoted = load(store, workspace_id, experiment_id)
         if record.status != "completed":
             for event in TRANSITIONS["complete"].events:
-                enqueue_event(conn, workspace_id, event, _event_payload(promoted))
+                enqueue_event(conn, workspace_id, event, event_payload(promoted))
         enqueue_event(
             conn,
             workspace_id,
             "variant.promoted",
-            _event_payload(promoted, variant_id=winner.id, variant_name=winner.name),
+            event_payload(promoted, variant_id=winner.id, variant_name=winner.name),
         )
     return promoted
 

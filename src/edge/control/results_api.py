@@ -86,6 +86,7 @@ def experiment_spec(experiment: ExperimentRecord) -> ExperimentSpec:
         sample_size=experiment.sample_size,
         confidence=experiment.confidence,
         primary_metric=experiment.primary_metric,
+        max_cost_increase=experiment.max_cost_increase,
     )
 
 

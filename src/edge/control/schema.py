@@ -266,7 +266,14 @@ CREATE TABLE ideas (
 CREATE INDEX ideas_workspace_site ON ideas(workspace_id, site_id, created_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+# Version 7: an experiment's cost guardrail (analytics.results): how much more a variant's
+# mean cost per unit may be than the control's (0.3 = 30% more) before the experiment is
+# stopped; NULL: no cost guardrail.
+_V7 = """
+ALTER TABLE experiments ADD COLUMN max_cost_increase REAL CHECK (max_cost_increase > 0);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
 
 def migrate(conn: sqlite3.Connection) -> None:

@@ -216,6 +216,7 @@ class ExperimentRecord(msgspec.Struct, frozen=True):
     updated_at: str
     started_at: str | None
     ended_at: str | None
+    max_cost_increase: float | None
     site_name: str | None
     site_url: str | None
     variants: tuple[VariantRecord, ...] = ()
@@ -632,13 +633,16 @@ class Store:
         sample_size: int | None,
         primary_metric: str | None,
         confidence: float | None,
+        max_cost_increase: float | None = None,
     ) -> None:
         """Record what the results judge an experiment by (ClawSplit's sample_size,
-        primary_metric and confidence); None keeps the defaults of the analysis."""
+        primary_metric and confidence, and the cost guardrail: how much more a variant's
+        mean cost may be than the control's, 0.3 = 30%); None keeps the defaults of the
+        analysis."""
         self.conn.execute(
             "UPDATE experiments SET sample_size = ?, primary_metric = ?, confidence = ?, "
-            "updated_at = ? WHERE id = ?",
-            (sample_size, primary_metric, confidence, utc_now(), experiment_id),
+            "max_cost_increase = ?, updated_at = ? WHERE id = ?",
+            (sample_size, primary_metric, confidence, max_cost_increase, utc_now(), experiment_id),
         )
 
     def delete_experiment(self, experiment_id: str) -> None:
