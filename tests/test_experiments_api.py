@@ -191,6 +191,34 @@ def test_agent_experiment_clawsplit_style(env: Env) -> None:
     }
 
 
+def test_clawsplits_documented_body_needs_no_site(env: Env) -> None:
+    """ClawSplit's quickstart body, as its docs show it: no site, soul_md on the variants."""
+    body = {
+        "name": "concise-vs-verbose-soulmd",
+        "variants": [
+            {"name": "control", "soul_md": "You are a helpful assistant..."},
+            {"name": "concise", "soul_md": "Be concise and direct..."},
+        ],
+        "sample_size": 500,
+        "primary_metric": "task_completion",
+        "confidence": 0.95,
+    }
+    response = call(env, "POST", "/v1/experiments", body=body)
+    assert response.status_code == 201, response.text
+    experiment = response.json()["data"]["experiment"]
+    assert experiment["kind"] == "agent" and experiment["site_id"] is None
+    assert [v["config"] for v in experiment["variants"]] == [
+        {"soul_md": "You are a helpful assistant..."},
+        {"soul_md": "Be concise and direct..."},
+    ]
+    both = {"name": "both", "soul_md": "x", "config": {"soul_md": "y"}}
+    refused = call(env, "POST", "/v1/experiments", body={**body, "variants": [both, both]})
+    assert "has both config and soul_md" in error_of(refused, 400, "invalid_request")
+    web = {"name": "no site", "variants": PREMIUM["variants"]}
+    refused = call(env, "POST", "/v1/experiments", body=web)
+    assert "site_id is required" in error_of(refused, 400, "invalid_request")
+
+
 def test_agent_experiment_crewkit_style(env: Env) -> None:
     body = {
         "site_id": env.seed.site.id,

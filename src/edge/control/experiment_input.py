@@ -70,12 +70,13 @@ class NotAvailable(InvalidRequest):
 class VariantIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A variant: DOM ``changes`` (the reference's VariantMutation[], e.g. from
     ``POST /v1/variants/generate``), a ``redirect_url`` (split-URL test), or an agent
-    ``config``."""
+    ``config`` (any JSON), or ClawSplit's ``soul_md`` (the config ``{"soul_md": ...}``)."""
 
     name: Annotated[str, msgspec.Meta(max_length=200)]
     changes: tuple[MutationConfig, ...] = ()
     redirect_url: _Text | None = None
     config: Any = None
+    soul_md: Annotated[str, msgspec.Meta(max_length=200_000)] | None = None
 
 
 class GoalIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -160,7 +161,7 @@ def _check_change(change: MutationConfig, where: str) -> None:
 
 
 def _web_variant(variant: VariantIn, where: str) -> NewVariant:
-    if variant.config is not None:
+    if variant.config is not None or variant.soul_md is not None:
         raise InvalidRequest(
             f"{where}.config is for agent experiments, whose variants all carry one; a web "
             "variant has changes or a redirect_url"
@@ -179,6 +180,13 @@ def _web_variant(variant: VariantIn, where: str) -> NewVariant:
 
 
 def _agent_variant(variant: VariantIn, where: str) -> NewVariant:
+    if variant.config is not None and variant.soul_md is not None:
+        raise InvalidRequest(
+            f"{where} has both config and soul_md; soul_md is the config "
+            '{"soul_md": ...}: pass one of them'
+        )
+    if variant.soul_md is not None:
+        variant = msgspec.structs.replace(variant, config={"soul_md": variant.soul_md})
     if variant.config is None:
         raise InvalidRequest(
             f"{where} has no config; in an agent experiment every variant, the control "
@@ -240,7 +248,9 @@ def _variants(body: CreateExperiment) -> tuple[Literal["web", "agent"], tuple[Ne
             "test) or agent configs [{name, config}, ...] (control first). A blank draft "
             "to fill in later is not available: this server has no dashboard"
         )
-    agent = body.kind == "agent" or any(v.config is not None for v in body.variants)
+    agent = body.kind == "agent" or any(
+        v.config is not None or v.soul_md is not None for v in body.variants
+    )
     if agent:
         if body.kind == "web":
             raise InvalidRequest('variants carry a config, which is for "kind": "agent"')
@@ -277,14 +287,15 @@ def _idea_variants(
 def new_experiment(
     body: CreateExperiment,
     workspace_id: str,
-    site_id: str,
-    site_url: str,
+    site_id: str | None,
+    site_url: str | None,
     idea: Idea | None = None,
 ) -> NewExperiment:
     """The draft a create body describes, validated; ``site_url`` is the target URL (the
-    base of preview URLs) when the body names none. With ``idea`` (the body's
-    ``idea_id``, loaded), the variant is the idea's mutations, and the idea's hypothesis
-    and source page stand in for those the body leaves out."""
+    base of preview URLs) when the body names none. A web experiment needs its site; an
+    agent experiment may have none (ClawSplit's and crewkit's bodies name none). With
+    ``idea`` (the body's ``idea_id``, loaded), the variant is the idea's mutations, and
+    the idea's hypothesis and source page stand in for those the body leaves out."""
     if body.prompt is not None:
         raise NotAvailable(
             "prompt (authoring a variant from a description) is not available on this "
@@ -294,6 +305,11 @@ def new_experiment(
     if not name:
         raise InvalidRequest("name is required; give the experiment a name")
     kind, variants = _variants(body) if idea is None else _idea_variants(body, idea)
+    if site_id is None and kind == "web":
+        raise InvalidRequest(
+            "site_id is required: a web experiment runs on a site (GET /v1/sites lists "
+            "them); only agent experiments may have none"
+        )
     if body.max_cost_increase is not None and kind != "agent":
         raise InvalidRequest(
             "max_cost_increase is the cost guardrail of agent experiments, whose tasks report "

@@ -363,22 +363,28 @@ class ExperimentsApi:
         preconditions met, the running experiment), its preview URLs and next step."""
         auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _create_decoder, "experiment")
-        if body.site_id is None:
-            raise InvalidRequest("site_id is required")
         site_id = body.site_id
+        if site_id is None and body.idea_id is not None:
+            raise InvalidRequest("site_id is required: an idea is for one of your sites")
 
         def work(store: Store) -> tuple[ExperimentRecord, LaunchOutcome | None]:
             with store.transaction():
-                site = require_site(store, auth.workspace_id, site_id)
+                site = None if site_id is None else require_site(store, auth.workspace_id, site_id)
                 idea = None
-                if body.idea_id is not None:
+                if site is not None and body.idea_id is not None:
                     idea = require_idea(store, auth.workspace_id, body.idea_id)
                     if idea.site_id != site.id:
                         raise InvalidRequest(
                             f"idea {idea.id} is for site {idea.site_id}, not {site.id}; "
                             "create the experiment on the idea's site"
                         )
-                new = new_experiment(body, auth.workspace_id, site.id, site.url, idea)
+                new = new_experiment(
+                    body,
+                    auth.workspace_id,
+                    None if site is None else site.id,
+                    None if site is None else site.url,
+                    idea,
+                )
                 experiment_id = store.create_experiment(new)
                 targets = (body.sample_size, body.primary_metric, body.confidence)
                 if any(targets) or body.max_cost_increase:
