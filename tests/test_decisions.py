@@ -1,0 +1,185 @@
+"""Automatic decisions end to end (edge.control.decisions): a real server (decision passes
+every half second, dev mode) takes agent task events through POST /v1/events, and a real
+local receiver gets the signed webhooks: a much worse arm stops the experiment early
+(experiment.stopped with the reason), so does an arm beyond the cost bound, and equal arms
+at their sample size end with experiment.sample_reached then experiment.no_winner."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import msgspec
+import numpy as np
+import pytest
+
+from tests.support import Seed, Server, api_call, running_server, seed_store
+from tests.webhook_receiver import Receiver
+
+SERVER_ENV = {
+    "SPLITEDGE_DECISION_INTERVAL": "0.5",
+    "SPLITEDGE_WEBHOOK_BACKOFF": "0.3",
+    "SPLITEDGE_WEBHOOK_BACKOFF_CAP": "0.6",
+}
+DECISION_EVENTS = [
+    "experiment.sample_reached", "experiment.winner_declared", "experiment.no_winner",
+    "experiment.stopped", "experiment.completed",
+]  # fmt: skip
+
+
+class Env(msgspec.Struct):
+    server: Server
+    seed: Seed
+    receiver: Receiver
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    data = tmp_path_factory.mktemp("decisions") / "data"
+    seed = seed_store(data / "splitedge.sqlite3")
+    receiver = Receiver()
+    receiver.thread.start()
+    try:
+        with running_server(data, env=SERVER_ENV, args=["--dev"]) as server:
+            yield Env(server, seed, receiver)
+    finally:
+        receiver.http.shutdown()
+        receiver.http.server_close()
+
+
+def call(env: Env, method: str, path: str, body: Any = None) -> httpx.Response:
+    return api_call(env.server, env.seed.key.key, method, path, body)
+
+
+def launch_agent_experiment(env: Env, path: str, **fields: Any) -> dict[str, Any]:
+    """A running two-arm agent experiment, and a webhook for its decisions at ``path``."""
+    hook = call(env, "POST", "/v1/webhooks", {"url": env.receiver.url(path),
+                                               "events": DECISION_EVENTS})  # fmt: skip
+    assert hook.status_code == 201, hook.text
+    env.receiver.secrets[path] = hook.json()["data"]["secret"]
+    body = {
+        "site_id": env.seed.site.id,
+        "name": f"decisions {path}",
+        "variants": [
+            {"name": "control", "soul_md": "You are careful."},
+            {"name": "sloppy", "soul_md": "Answer fast."},
+        ],
+        "primary_metric": "task_completion",
+        "confidence": 0.95,
+        "auto_launch": True,
+        **fields,
+    }
+    created = call(env, "POST", "/v1/experiments", body)
+    assert created.status_code == 201, created.text
+    experiment: dict[str, Any] = created.json()["data"]["experiment"]
+    assert experiment["status"] == "running"
+    # Events may name it once the edge serves it (within a second of the launch).
+    deadline = time.monotonic() + 5
+    while True:
+        assigned = call(env, "POST", "/v1/assign", {"site_id": env.seed.site.id, "unit_id": "u"})
+        ids = [a["experiment_id"] for a in assigned.json()["data"]["assignments"]]
+        if experiment["id"] in ids:
+            return experiment
+        assert time.monotonic() < deadline, "the edge did not serve the experiment in 5 s"
+        time.sleep(0.05)
+
+
+def send_tasks(
+    env: Env,
+    experiment: dict[str, Any],
+    sessions: int,
+    success: tuple[float, float],
+    cost: tuple[float, float],
+    seed: int,
+    sessions_from: int = 0,
+    exact: bool = False,
+) -> None:
+    """Sessions ``sessions_from`` to ``sessions - 1`` of each arm, one task each, with
+    these success rates and mean costs (control first): drawn at random, or ``exact``,
+    spread evenly so that every arm has exactly its rate."""
+    rng = np.random.default_rng(seed)
+    events = []
+    for arm, variant in enumerate(experiment["variants"]):
+        rate = success[arm]
+        for n in range(sessions_from, sessions):
+            won = int((n + 1) * rate) > int(n * rate) if exact else rng.random() < rate
+            events.append({
+                "agentId": f"agent-{arm}", "task": "triage",
+                "outcome": "success" if won else "failure",
+                "cost": float(rng.normal(cost[arm], cost[arm] / 5)), "durationMs": 1000,
+                "turns": 3, "experiment_id": experiment["id"], "variant_id": variant["id"],
+                "session_id": f"{experiment['id']}-{arm}-{n}",
+            })  # fmt: skip
+    for start in range(0, len(events), 500):
+        sent = call(env, "POST", "/v1/events", events[start : start + 500])
+        assert sent.status_code == 201, sent.text
+
+
+def received(env: Env, path: str, count: int, timeout: float = 30) -> dict[str, dict[str, Any]]:
+    """The first ``count`` deliveries at ``path`` by event, each checked against its
+    signature (they are sent concurrently: their order is not the events' order)."""
+    deliveries = env.receiver.wait_for(path, count, timeout)
+    assert all(d.verified for d in deliveries), "a delivery failed the documented check"
+    bodies = [json.loads(d.body) for d in deliveries]
+    return {body["event"]: body for body in bodies}
+
+
+def status_of(env: Env, experiment_id: str) -> str:
+    status: str = call(env, "GET", f"/v1/experiments/{experiment_id}").json()["data"]["status"]
+    return status
+
+
+def test_a_much_worse_arm_stops_the_experiment_early(env: Env) -> None:
+    experiment = launch_agent_experiment(env, "/worse", sample_size=2000)
+    # 150 sessions per arm: far below the sample size, above the early minimum.
+    send_tasks(env, experiment, 150, success=(0.9, 0.45), cost=(0.01, 0.01), seed=1)
+    events = received(env, "/worse", 2)
+    assert set(events) == {"experiment.stopped", "experiment.completed"}
+    stopped = events["experiment.stopped"]
+    assert stopped["experiment_id"] == experiment["id"] and stopped["status"] == "completed"
+    assert stopped["guardrail"] == "sloppy"
+    assert stopped["guardrail_variant_id"] == experiment["variants"][1]["id"]
+    assert stopped["reason"].startswith(
+        "sloppy is significantly worse than the control on the primary metric"
+    )
+    assert stopped["variants"]["sloppy"]["units"] == 150
+    assert status_of(env, experiment["id"]) == "completed"
+    # The stop is in the audit trail, decided by the server (no key).
+    trail = call(env, "GET", f"/v1/audit?target_id={experiment['id']}").json()["data"]
+    assert trail[0]["action"] == "experiment.complete" and trail[0]["key_id"] is None
+    assert trail[0]["detail"]["outcome"] == "stopped"
+
+
+def test_an_arm_beyond_the_cost_bound_stops_the_experiment(env: Env) -> None:
+    experiment = launch_agent_experiment(env, "/dear", sample_size=2000, max_cost_increase=0.3)
+    send_tasks(env, experiment, 150, success=(0.9, 0.9), cost=(0.010, 0.025), seed=2)
+    stopped = received(env, "/dear", 2)["experiment.stopped"]
+    assert stopped["guardrail"] == "sloppy"
+    assert "costs" in stopped["reason"] and "beyond the bound of 30%" in stopped["reason"]
+    costs = {name: arm["avg_cost"] for name, arm in stopped["variants"].items()}
+    assert costs["control"] == pytest.approx(0.010, rel=0.1)
+    assert costs["sloppy"] == pytest.approx(0.025, rel=0.1)
+
+
+def test_equal_arms_at_their_sample_size_end_without_a_winner(env: Env) -> None:
+    experiment = launch_agent_experiment(env, "/equal", sample_size=300)
+    send_tasks(env, experiment, 299, success=(0.8, 0.8), cost=(0.01, 0.01), seed=3, exact=True)
+    time.sleep(2)  # a few passes: one session short of the sample size, nothing happens
+    assert env.receiver.at("/equal") == [] and status_of(env, experiment["id"]) == "running"
+    send_tasks(
+        env, experiment, 300, (0.8, 0.8), (0.01, 0.01), seed=4, sessions_from=299, exact=True
+    )
+    events = received(env, "/equal", 3)
+    assert set(events) == {
+        "experiment.sample_reached", "experiment.no_winner", "experiment.completed",
+    }  # fmt: skip
+    reached, verdict = events["experiment.sample_reached"], events["experiment.no_winner"]
+    # Queued in this order: their event ids say so.
+    assert reached["id"] != verdict["id"]
+    assert reached["sample_size"] == 300
+    assert verdict["winner"] is None and verdict["confidence"] == 0.95
+    assert {arm["units"] for arm in verdict["variants"].values()} == {300}
+    assert status_of(env, experiment["id"]) == "completed"
