@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py --write
 	$(BIN)/python bench/stats.py --write
 	$(BIN)/python bench/results_query.py --write
+	$(BIN)/python bench/agents.py --write
 
 clean:
 	rm -rf $(VENV) data

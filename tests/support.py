@@ -72,9 +72,11 @@ def running_server(
     workers: int = 1,
     env: dict[str, str] | None = None,
     args: Sequence[str] = (),
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """Start ``splitedge serve`` on a free loopback port; wait for /readyz; stop it after."""
-    port = free_port()
+    """Start ``splitedge serve`` on a free loopback port (or ``port``: a restart on the
+    port of an earlier run); wait for /readyz; stop it after."""
+    port = free_port() if port is None else port
     log = data_dir.parent / f"server-{port}.log"
     cmd = [
         sys.executable, "-m", "edge.cli", "serve",

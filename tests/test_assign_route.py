@@ -81,11 +81,47 @@ def test_site_id_needs_a_key_of_its_workspace(edge_server: Served) -> None:
     assert unknown.status_code == 404
 
 
+def test_experiment_id_answers_that_experiment_alone_with_a_key_of_its_workspace(
+    edge_server: Served,
+) -> None:
+    server, seed = edge_server
+    body = {"experiment_id": seed.experiment_id, "unit_id": "agent-run-7"}
+    ok = assign(server, body, seed.key.key)
+    assert ok.status_code == 200, ok.text
+    (a,) = ok.json()["data"]["assignments"]
+    index = expected_variant(seed, "agent-run-7")
+    assert (a["experiment_id"], a["variant_id"]) == (
+        seed.experiment_id,
+        seed.variant_ids[index or 0],
+    )
+    assert a["deployed"] is False
+    by_site = assign(server, {"site_id": seed.site.id, "unit_id": "agent-run-7"}, seed.key.key)
+    assert by_site.json()["data"]["assignments"] == [a]
+    units = [{"unit_id": f"u{i}"} for i in range(50)] + [{"unit_id": "v", "url": "/about"}]
+    batch = assign(server, {"experiment_id": seed.experiment_id, "units": units}, seed.key.key)
+    answers = batch.json()["data"]["units"]
+    assert [u["assignments"][0]["variant_id"] for u in answers[:50]] == [
+        seed.variant_ids[expected_variant(seed, f"u{i}") or 0] for i in range(50)
+    ]
+    assert answers[50] == {"unit_id": "v", "assignments": []}  # /about is not /pricing
+    assert assign(server, body).status_code == 401
+    assert assign(server, body, seed.key.key + "x").status_code == 401
+    for key, experiment_id in [
+        (seed.other_key.key, seed.experiment_id),
+        (seed.key.key, seed.other_experiment_id),
+        (seed.key.key, "no-such-experiment"),
+    ]:
+        foreign = assign(server, {"experiment_id": experiment_id, "unit_id": "x"}, key)
+        assert foreign.status_code == 404 and foreign.json()["error"]["code"] == "not_found"
+
+
 @pytest.mark.parametrize(
     ("body", "status", "says"),
     [
-        ({"unit_id": "x"}, 400, "exactly one of public_key or site_id"),
+        ({"unit_id": "x"}, 400, "exactly one of experiment_id (with an API key), public_key"),
         ({"public_key": "a", "site_id": "b", "unit_id": "x"}, 400, "exactly one"),
+        ({"experiment_id": "a", "public_key": "KEY", "unit_id": "x"}, 400, "exactly one"),
+        ({"experiment_id": "x" * 129, "unit_id": "x"}, 400, "experiment_id"),
         ({"public_key": "KEY"}, 400, "unit_id is required"),
         ({"public_key": "KEY", "unit_id": ""}, 400, "unit_id"),
         ({"public_key": "KEY", "unit_id": 42}, 400, "got `int` - at `$.unit_id`"),
@@ -168,6 +204,7 @@ json_values = st.recursive(
         st.fixed_dictionaries(
             {},
             optional={
+                "experiment_id": json_values,
                 "public_key": json_values,
                 "site_id": json_values,
                 "unit_id": json_values,

@@ -18,7 +18,7 @@ import pytest
 
 from edge.control.ideas import NewIdea, add_idea
 from edge.control.store import Store
-from tests.support import Seed, Server, api_call, running_server, seed_store
+from tests.support import Seed, Server, api_call, running_server, seed_store, wait_flushed
 
 
 class Env(msgspec.Struct):
@@ -54,11 +54,19 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             timeout=30,
         )
         assert hook.status_code == 201, hook.text
+        # An agent of B's with task events in ClickHouse: A must not see its stats or drift.
+        tasks = [{"agentId": "b-agent", "task": "t", "outcome": "success", "cost": 0.1}] * 40
+        sent = api_call(server, seed.other_key.key, "POST", "/v1/events", tasks)
+        assert sent.status_code == 201, sent.text
+        wait_flushed(server, len(tasks))
+        own = api_call(server, seed.other_key.key, "GET", "/v1/agents/b-agent/stats")
+        assert own.status_code == 200 and own.json()["data"]["totalTasks"] == 40, own.text
         ids = {
             "site_id": seed.other_site.id,
             "experiment_id": seed.other_experiment_id,
             "webhook_id": hook.json()["data"]["id"],
             "idea_id": idea.id,
+            "agent_id": "b-agent",
         }
         yield Env(server, store_path, seed, ids)
 
@@ -132,6 +140,8 @@ def test_every_route_with_an_id_is_404_for_another_workspace(env: Env) -> None:
         "GET /v1/experiments/{experiment_id}/results",
         "DELETE /v1/webhooks/{webhook_id}",
         "GET /v1/webhooks/{webhook_id}/deliveries",
+        "GET /v1/agents/{agent_id}/stats",
+        "GET /v1/agents/{agent_id}/drift",
     ):
         assert expected in tried, (expected, tried)
     assert snapshot(env.store_path) == before
@@ -147,8 +157,9 @@ def test_ids_in_bodies_and_queries_find_nothing_of_another_workspace(env: Env) -
     ):
         response = call(env, "POST", "/v1/experiments", body)
         assert response.status_code == 404, response.text
-    assign = call(env, "POST", "/v1/assign", {"site_id": ids["site_id"], "unit_id": "u1"})
-    assert assign.status_code == 404, assign.text
+    for named in ({"site_id": ids["site_id"]}, {"experiment_id": ids["experiment_id"]}):
+        assign = call(env, "POST", "/v1/assign", {**named, "unit_id": "u1"})
+        assert assign.status_code == 404, assign.text
     event = {"agentId": "a", "task": "t", "outcome": "success"}
     events = call(env, "POST", "/v1/events", [{**event, "experiment_id": ids["experiment_id"]}])
     assert events.status_code == 404, events.text

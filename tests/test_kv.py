@@ -4,7 +4,7 @@ import asyncio
 from pathlib import Path
 
 from edge.control.snapshot import StoreSource, load_snapshot
-from edge.control.store import Store
+from edge.control.store import NewExperiment, NewVariant, Store
 from edge.kv import ConfigFollower, KVHolder, build_kv
 from edge.snippet import load_runtime
 from tests.support import pricing_experiment, seed_store
@@ -42,6 +42,47 @@ def test_unchanged_sites_keep_their_bundle(store_path: Path) -> None:
     assert second.by_public_key[changed] is not first.by_public_key[changed]
     assert second.by_public_key[changed].snippet.etag != first.by_public_key[changed].snippet.etag
     assert len(second.by_public_key[changed].experiments) == 2
+
+
+def test_experiments_by_id_for_assignment_and_for_events(store_path: Path) -> None:
+    """Assignment by id finds every served experiment, deployed ones and those on no site;
+    events may name only the running ones."""
+    seed = seed_store(store_path)
+    store = Store(store_path)
+    try:
+        agent = NewExperiment(
+            workspace_id=seed.workspace_id,
+            name="prompts",
+            kind="agent",
+            variants=(NewVariant("a", 1, config={"soul_md": "A"}), NewVariant("b", 1, config=2)),
+        )
+        siteless = store.create_experiment(agent)
+        store.set_experiment_status(siteless, "running")
+        draft = store.create_experiment(agent)
+        first = build_kv(load_snapshot(store.conn), RUNTIME)
+        winner = store.conn.execute(
+            "SELECT id FROM variants WHERE experiment_id = ? AND position = 1",
+            (seed.experiment_id,),
+        ).fetchone()[0]
+        store.promote_variant(seed.experiment_id, winner)
+        second = build_kv(load_snapshot(store.conn), RUNTIME, first)
+    finally:
+        store.close()
+    assert set(first.assignable_by_id) == {seed.experiment_id, seed.other_experiment_id, siteless}
+    assert set(first.experiments_by_id) == set(first.assignable_by_id)
+    workspace, (compiled,) = first.assignable_by_id[siteless]
+    assert workspace == seed.workspace_id and draft not in first.assignable_by_id
+    assert b'"payload":{"soul_md":"A"}' in compiled.fragments[0]
+    assert b'"deployed":false' in compiled.fragments[1]
+    # No snippet carries an experiment on no site.
+    assert all(siteless.encode() not in b.snippet.body for b in first.by_public_key.values())
+    # Promoted: still assignable (every unit gets the winner), no longer nameable by events.
+    _, (deployed,) = second.assignable_by_id[seed.experiment_id]
+    assert deployed.config.deployed and seed.experiment_id not in second.experiments_by_id
+    assert {deployed.table.assign(f"u{i}") for i in range(100)} == {1}
+    assert b'"deployed":true' in deployed.fragments[1]
+    # An unchanged experiment on no site is not compiled again.
+    assert second.assignable_by_id[siteless][1][0] is compiled
 
 
 def test_api_keys_resolve_to_their_workspace(store_path: Path) -> None:

@@ -24,6 +24,7 @@ from edge.hot_routes import HotRoutes
 from edge.operation import Operation
 from edge.settings import Settings
 from tests.support import (
+    SENT_AT_MS,
     Seed,
     Server,
     add_experiment,
@@ -85,7 +86,27 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         events = web_events(seed.experiment_id, seed.variant_ids, seed.goal_id,
                             [(40, 4), (40, 9)], "openapi")  # fmt: skip
         assert collect(server, seed.site.public_key, events) == len(events)
-        wait_flushed(server, len(events))
+        # An agent's tasks, half of them ten days ago: its stats and drift have figures.
+        outcomes = ("success", "failure", "partial")
+        tasks = [
+            {
+                "agentId": "openapi-bot",
+                "task": f"t{i % 3}",
+                "outcome": outcomes[i % 3],
+                "cost": 0.01 * (i + 1),
+                "durationMs": 100.0 * i,
+                "turns": i % 5,
+                "ts": SENT_AT_MS - i % 2 * 10 * 86_400_000,
+            }
+            for i in range(80)
+        ]
+        sent = httpx.post(
+            server.base_url + "/v1/events",
+            headers={"authorization": f"Bearer {seed.key.key}"},
+            json=tasks,
+        )
+        assert sent.status_code == 201, sent.text
+        wait_flushed(server, len(events) + len(tasks))
         webhook = httpx.post(
             server.base_url + "/v1/webhooks",
             headers={"authorization": f"Bearer {seed.key.key}"},
@@ -100,6 +121,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             variant_id=[*seed.variant_ids, *draft_variants],
             variant=["Control", "Bold", "Wide"],
             goal_id=[seed.goal_id],
+            agent_id=["openapi-bot"],
             webhook_id=[webhook.json()["data"]["id"]],
             target_id=[seed.experiment_id, seed.site.id],
             # An endpoint URL on this machine, for the webhook example among others. (Events

@@ -26,6 +26,7 @@ from analytics import bayes
 from analytics.gateway import query_runner
 from edge.assign_route import ASSIGN_OPERATION, AssignEndpoint
 from edge.control import (
+    agents_api,
     experiments_api,
     plans,
     results_api,
@@ -151,6 +152,9 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         ),
         Route(DEMO_PATH, DemoPage(holder), methods=["GET"]),
         *results_api.routes(results, links, limits),
+        *agents_api.routes(
+            settings.store_path, runner, limits, settings.agent_value_per_success or None
+        ),
         Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
         *sites_api.routes(settings.store_path, plans.site_limits(plan_table), limits),
         *experiments_api.routes(settings.store_path, limits),

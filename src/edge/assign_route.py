@@ -1,8 +1,12 @@
-"""``POST /v1/assign``: which variant of each running experiment a unit gets.
+"""``POST /v1/assign``: which variant of an experiment, or of each running experiment of a
+site, a unit gets.
 
-A site is named by its public key (public, like the snippet that carries the same
-config) or by its id together with an API key of the site's workspace. A site of
-another workspace is answered 404, the same as a site that does not exist.
+An agent names its experiment by ``experiment_id`` with an API key of the experiment's
+workspace, and gets that experiment's variant and payload (its prompt or config) in one
+call: running experiments, and deployed ones (every unit gets the promoted winner), on a
+site or on none. A site is named by its public key (public, like the snippet that carries
+the same config) or by its id with an API key of the site's workspace. Another
+workspace's experiment or site is answered 404, the same as one that does not exist.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from starlette.types import Receive, Send
 from edge.bearer import require_workspace
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, read_body, send_response
-from edge.kv import ConfigKV, KVHolder, SiteBundle
+from edge.kv import CompiledExperiment, ConfigKV, KVHolder
 from edge.operation import Operation
 from edge.urlglob import pathname_of
 from edge.wire import AssignBatch, AssignMeta, AssignRequest, AssignUnit, UnitAssignments
@@ -28,9 +32,11 @@ _decoder = msgspec.json.Decoder(AssignRequest)
 _encode = msgspec.json.encode
 
 ASSIGN_OPERATION = Operation(
-    summary="Assign units to the variants of a site's running experiments",
-    description="Name the site by public_key, or by site_id with an API key of its "
-    "workspace; send one unit (unit_id, url, attributes) or a batch (units). Not metered.",
+    summary="Assign units to the variants of an experiment, or of a site's experiments",
+    description="Name one experiment by experiment_id (an agent's: its variant and payload, "
+    "the promoted winner once deployed) with an API key of its workspace, or a site by "
+    "public_key, or by site_id with an API key of its workspace; send one unit (unit_id, "
+    "url, attributes) or a batch (units). Not metered.",
     body=_decoder,
     data=UnitAssignments | AssignBatch,
     meta=AssignMeta,
@@ -43,20 +49,36 @@ ASSIGN_OPERATION = Operation(
     },
 )
 
+_NAME_ONE = (
+    "name exactly one of experiment_id (with an API key), public_key or site_id (with an API key)"
+)
 
-def _site(request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]) -> SiteBundle:
-    if (request.public_key is None) == (request.site_id is None):
-        raise InvalidRequest("name the site with exactly one of public_key or site_id")
+
+def _experiments(
+    request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]
+) -> tuple[CompiledExperiment, ...]:
+    named = (request.experiment_id, request.public_key, request.site_id)
+    if sum(name is not None for name in named) != 1:
+        raise InvalidRequest(_NAME_ONE)
+    if request.experiment_id is not None:
+        workspace = require_workspace(kv, scope, "experiment_id")
+        found = kv.assignable_by_id.get(request.experiment_id)
+        if found is None or found[0] != workspace:
+            raise NotFound(
+                "no running or deployed experiment with that experiment_id in this "
+                "workspace; launch it first, or check the id POST /v1/experiments returned"
+            )
+        return found[1]
     if request.public_key is not None:
         bundle = kv.by_public_key.get(request.public_key)
         if bundle is None:
             raise NotFound("no site has that public_key; copy it from the site's snippet tag")
-        return bundle
+        return bundle.experiments
     workspace = require_workspace(kv, scope, "site_id")
     bundle = kv.by_site_id.get(request.site_id or "")
     if bundle is None or bundle.site.workspace_id != workspace:
         raise NotFound("no site with that site_id in this workspace")
-    return bundle
+    return bundle.experiments
 
 
 def _units(request: AssignRequest) -> tuple[list[AssignUnit], bool]:
@@ -69,10 +91,10 @@ def _units(request: AssignRequest) -> tuple[list[AssignUnit], bool]:
     return [AssignUnit(request.unit_id, request.url, request.attributes)], False
 
 
-def _assignments(bundle: SiteBundle, unit: AssignUnit) -> bytes:
+def _assignments(experiments: tuple[CompiledExperiment, ...], unit: AssignUnit) -> bytes:
     path = None if unit.url is None else pathname_of(unit.url)
     fragments = []
-    for experiment in bundle.experiments:
+    for experiment in experiments:
         if path is not None and not experiment.matcher.matches(path):
             continue
         index = experiment.table.assign(unit.unit_id)
@@ -92,11 +114,11 @@ class AssignEndpoint:
             _decoder, await read_body(scope, receive, MAX_ASSIGN_BODY), "assign request"
         )
         kv = self.holder.require()
-        bundle = _site(request, kv, scope)
+        experiments = _experiments(request, kv, scope)
         units, batch = _units(request)
         if batch:
-            data = b'{"units":[%b]}' % b",".join(_assignments(bundle, u) for u in units)
+            data = b'{"units":[%b]}' % b",".join(_assignments(experiments, u) for u in units)
         else:
-            data = _assignments(bundle, units[0])
+            data = _assignments(experiments, units[0])
         body = b'{"data":%b,"meta":{"config_version":%d}}' % (data, kv.version)
         await send_response(send, 200, JSON_HEADERS, body)

@@ -1,8 +1,9 @@
 """The served configuration: what the control plane publishes and every edge process serves.
 
 A `ConfigSnapshot` is everything an edge needs to answer snippet, assign and event
-requests without touching the store: the running experiments of every site and the
-hashes of the API keys that may write events. It is produced by the store
+requests without touching the store: the running experiments of every site, those of
+no site (agent experiments, assigned by experiment id), and the hashes of the API keys
+that may write events. It is produced by the store
 (`edge.control.snapshot`), compiled into a `edge.kv.ConfigKV`, and (in a later issue)
 shipped to remote edge nodes as msgspec-encoded JSON. The version only ever grows.
 """
@@ -22,6 +23,7 @@ __all__ = [
     "GoalConfig",
     "MutationConfig",
     "SiteConfig",
+    "SitelessExperiments",
     "VariantConfig",
 ]
 
@@ -112,6 +114,15 @@ class SiteConfig(msgspec.Struct, frozen=True):
     anti_flicker_ms: int = ANTI_FLICKER_MS
 
 
+class SitelessExperiments(msgspec.Struct, frozen=True):
+    """A workspace's served experiments that belong to no site (agent experiments made
+    without one). No snippet carries them: they are assigned by experiment id, with an
+    API key of the workspace, and events name them like any running experiment."""
+
+    workspace_id: str
+    experiments: tuple[ExperimentConfig, ...]
+
+
 class ApiKeyEntry(msgspec.Struct, frozen=True):
     """An active API key as the edge knows it: never the key, only its SHA-256."""
 
@@ -127,3 +138,4 @@ class ConfigSnapshot(msgspec.Struct, frozen=True):
     sites: tuple[SiteConfig, ...]
     api_keys: tuple[ApiKeyEntry, ...] = ()
     demo_public_key: str | None = None
+    siteless: tuple[SitelessExperiments, ...] = ()

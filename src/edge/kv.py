@@ -1,4 +1,5 @@
-"""The config KV: public_key → `SiteBundle`, rebuilt whole for every config version.
+"""The config KV: public_key → `SiteBundle`, experiment id → compiled experiment, rebuilt
+whole for every config version.
 
 Each worker process holds one `ConfigKV` behind a `KVHolder`. A `ConfigFollower` polls
 the snapshot source for a new version and, when it sees one, builds a fresh KV off the
@@ -6,6 +7,11 @@ event loop and swaps the holder's reference in one assignment. Requests read
 ``holder.kv`` once and use that object throughout, so they never see a half-built KV
 and never take a lock. Bundles of sites whose config did not change are carried over
 into the new KV, so a change to one site does not re-gzip every other site's snippet.
+
+Two maps answer "which experiment is this id": ``assignable_by_id`` holds every served
+experiment (deployed ones and those on no site included) for assignment by experiment
+id; ``experiments_by_id`` holds only those events may name (running ones: a deployed
+experiment counts nothing).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from edge.urlglob import UrlMatcher, compile_pattern
 from edge.wire import assignment_fragment
 
 __all__ = [
+    "Assignable",
     "CompiledExperiment",
     "ConfigFollower",
     "ConfigKV",
@@ -71,10 +78,19 @@ class SiteBundle:
         self.experiments_by_id = {e.config.id: e for e in self.experiments if not e.config.deployed}
 
 
+# An experiment's workspace, and the experiment as a one-element tuple: what an assign by
+# experiment id iterates, made once here rather than per request.
+Assignable = tuple[str, tuple[CompiledExperiment]]
+
+
 class ConfigKV:
-    """One config version, compiled. Never mutated after `build_kv` returns it."""
+    """One config version, compiled. Never mutated after `build_kv` returns it.
+
+    ``siteless`` are the compiled experiments on no site, with their workspace ids.
+    """
 
     __slots__ = (
+        "assignable_by_id",
         "by_public_key",
         "by_site_id",
         "demo_public_key",
@@ -89,14 +105,19 @@ class ConfigKV:
         bundles: list[SiteBundle],
         api_keys: tuple[ApiKeyEntry, ...],
         demo_public_key: str | None,
+        siteless: list[tuple[str, CompiledExperiment]] | None = None,
     ) -> None:
         self.version = version
         self.by_public_key = {b.site.public_key: b for b in bundles}
         self.by_site_id = {b.site.id: b for b in bundles}
+        served = [(b.site.workspace_id, e) for b in bundles for e in b.experiments]
+        served += siteless or []
+        self.assignable_by_id: dict[str, Assignable] = {
+            e.config.id: (workspace_id, (e,)) for workspace_id, e in served
+        }
+        # The experiments events may name: a deployed one counts nothing.
         self.experiments_by_id = {
-            exp_id: (b.site.workspace_id, exp)
-            for b in bundles
-            for exp_id, exp in b.experiments_by_id.items()
+            e.config.id: (workspace_id, e) for workspace_id, e in served if not e.config.deployed
         }
         keys: dict[str, list[ApiKeyEntry]] = {}
         for entry in api_keys:
@@ -118,7 +139,8 @@ _site_encoder = msgspec.json.Encoder()
 def build_kv(
     snapshot: ConfigSnapshot, runtime: Runtime, previous: ConfigKV | None = None
 ) -> ConfigKV:
-    """Compile a snapshot, reusing the previous KV's bundle of every unchanged site."""
+    """Compile a snapshot, reusing the previous KV's bundle of every unchanged site and
+    its compilation of every unchanged experiment on no site."""
     reusable = {} if previous is None else previous.by_public_key
     bundles = []
     for site in snapshot.sites:
@@ -127,7 +149,24 @@ def build_kv(
         if old is None or old.digest != digest:
             old = SiteBundle(site, digest, runtime)
         bundles.append(old)
-    return ConfigKV(snapshot.version, bundles, snapshot.api_keys, snapshot.demo_public_key)
+    compiled = {} if previous is None else previous.assignable_by_id
+    siteless = [
+        (group.workspace_id, _reuse_or_compile(compiled, config))
+        for group in snapshot.siteless
+        for config in group.experiments
+    ]
+    return ConfigKV(
+        snapshot.version, bundles, snapshot.api_keys, snapshot.demo_public_key, siteless
+    )
+
+
+def _reuse_or_compile(
+    compiled: dict[str, Assignable], config: ExperimentConfig
+) -> CompiledExperiment:
+    old = compiled.get(config.id)
+    if old is not None and old[1][0].config == config:
+        return old[1][0]
+    return CompiledExperiment(config)
 
 
 class SnapshotSource(Protocol):

@@ -49,8 +49,15 @@ class AssignUnit(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AssignRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Body of ``POST /v1/assign``: one unit inline, or many in ``units``."""
+    """Body of ``POST /v1/assign``: what to assign in (exactly one of ``experiment_id``,
+    ``public_key`` or ``site_id``), and one unit inline or many in ``units``.
 
+    ``experiment_id`` names one experiment of the API key's workspace, running or deployed
+    (an agent experiment, whose id is the key of its assignment hash); ``public_key`` or
+    ``site_id`` a site, whose running experiments all answer.
+    """
+
+    experiment_id: Annotated[str, Meta(max_length=128)] | None = None
     public_key: Annotated[str, Meta(max_length=64)] | None = None
     site_id: Annotated[str, Meta(max_length=64)] | None = None
     unit_id: UnitId | None = None
@@ -69,18 +76,27 @@ class WebPayload(msgspec.Struct, frozen=True):
 
 
 class Assignment(msgspec.Struct, frozen=True):
-    """One experiment's answer for a unit."""
+    """One experiment's answer for a unit. ``payload`` is what the variant does: a web
+    variant's `WebPayload`, an agent variant's config (any JSON: a soul_md, a model
+    setting, a config version hash).
+
+    ``deployed``: the experiment is over and this is its promoted winner, which every unit
+    gets. It counts nothing: events naming it are refused, so an agent reports its tasks
+    without the experiment's ids.
+    """
 
     experiment_id: str
     variant_id: str
     variant_name: str
     is_control: bool
     payload: Any
+    deployed: bool
 
 
 class UnitAssignments(msgspec.Struct, frozen=True):
-    """A unit's answer: one `Assignment` per running experiment of the site that it
-    takes part in (of those whose url_pattern matches its ``url``, when it sent one)."""
+    """A unit's answer: one `Assignment` per experiment named that it takes part in (of
+    those whose url_pattern matches its ``url``, when it sent one). For an experiment_id,
+    that is one assignment, or none when the unit is outside the experiment's coverage."""
 
     unit_id: str
     assignments: list[Assignment]
@@ -113,5 +129,6 @@ def assignment_fragment(experiment: ExperimentConfig, variant: VariantConfig) ->
             variant_name=variant.name,
             is_control=variant.control,
             payload=payload,
+            deployed=experiment.deployed,
         )
     )

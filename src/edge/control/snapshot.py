@@ -16,6 +16,7 @@ from edge.config import (
     GoalConfig,
     MutationConfig,
     SiteConfig,
+    SitelessExperiments,
     VariantConfig,
 )
 from edge.control.store import Store
@@ -35,8 +36,8 @@ _SERVED = "(e.status = 'running' OR (e.status = 'completed' AND e.winner_variant
 
 
 def load_snapshot(conn: sqlite3.Connection) -> ConfigSnapshot:
-    """The running experiments of every site and the active API keys, read in one
-    transaction so the version and the rows agree."""
+    """The served experiments of every site and of no site, and the active API keys,
+    read in one transaction so the version and the rows agree."""
     conn.execute("BEGIN")
     try:
         return _read(conn)
@@ -75,23 +76,27 @@ def _read(conn: sqlite3.Connection) -> ConfigSnapshot:
             GoalConfig(id=gid, name=name, type=gtype, selector=selector, url_pattern=pattern)
         )
 
+    # By site id; an experiment on no site (an agent experiment made without one) is
+    # served by workspace instead, for assignment by experiment id.
     experiments: defaultdict[str, list[ExperimentConfig]] = defaultdict(list)
-    for exp_id, site_id, kind, pattern, coverage, status in conn.execute(
-        "SELECT e.id, e.site_id, e.kind, e.url_pattern, e.coverage_bps, e.status "
-        f"FROM experiments e WHERE {_SERVED} AND e.site_id IS NOT NULL "
-        "ORDER BY e.started_at, e.id"
+    siteless: defaultdict[str, list[ExperimentConfig]] = defaultdict(list)
+    for exp_id, workspace_id, site_id, kind, pattern, coverage, status in conn.execute(
+        "SELECT e.id, e.workspace_id, e.site_id, e.kind, e.url_pattern, e.coverage_bps, "
+        f"e.status FROM experiments e WHERE {_SERVED} ORDER BY e.started_at, e.id"
     ):
-        experiments[site_id].append(
-            ExperimentConfig(
-                id=exp_id,
-                kind=kind,
-                variants=tuple(variants[exp_id]),
-                goals=tuple(goals[exp_id]),
-                url_pattern=pattern,
-                coverage=coverage,
-                deployed=status == "completed",
-            )
+        config = ExperimentConfig(
+            id=exp_id,
+            kind=kind,
+            variants=tuple(variants[exp_id]),
+            goals=tuple(goals[exp_id]),
+            url_pattern=pattern,
+            coverage=coverage,
+            deployed=status == "completed",
         )
+        if site_id is None:
+            siteless[workspace_id].append(config)
+        else:
+            experiments[site_id].append(config)
 
     sites = tuple(
         SiteConfig(
@@ -121,6 +126,10 @@ def _read(conn: sqlite3.Connection) -> ConfigSnapshot:
         sites=sites,
         api_keys=api_keys,
         demo_public_key=None if demo is None else demo[0],
+        siteless=tuple(
+            SitelessExperiments(workspace_id, tuple(configs))
+            for workspace_id, configs in sorted(siteless.items())
+        ),
     )
 
 
