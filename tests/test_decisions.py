@@ -16,6 +16,7 @@ import msgspec
 import numpy as np
 import pytest
 
+from edge.client import ApiError, Client
 from tests.support import Seed, Server, api_call, running_server, seed_store
 from tests.webhook_receiver import Receiver
 
@@ -24,6 +25,8 @@ SERVER_ENV = {
     "SPLITEDGE_WEBHOOK_BACKOFF": "0.3",
     "SPLITEDGE_WEBHOOK_BACKOFF_CAP": "0.6",
 }
+# The fleet's true success rates, by variant.
+RATES = {"control": 0.82, "concise": 0.91}
 DECISION_EVENTS = [
     "experiment.sample_reached", "experiment.winner_declared", "experiment.no_winner",
     "experiment.stopped", "experiment.completed",
@@ -183,3 +186,66 @@ def test_equal_arms_at_their_sample_size_end_without_a_winner(env: Env) -> None:
     assert verdict["winner"] is None and verdict["confidence"] == 0.95
     assert {arm["units"] for arm in verdict["variants"].values()} == {300}
     assert status_of(env, experiment["id"]) == "completed"
+
+
+def test_an_agent_fleet_through_the_sdk_gets_the_right_winner(env: Env) -> None:
+    """Two prompts with true success rates 0.82 and 0.91 and different costs, run by a
+    simulated fleet that assigns and reports through `edge.client`: at the sample size
+    the better prompt is declared the winner, in a signed webhook whose avg_cost per arm
+    is the simulated one."""
+    hook = call(env, "POST", "/v1/webhooks", {"url": env.receiver.url("/fleet"),
+                                               "events": DECISION_EVENTS})  # fmt: skip
+    env.receiver.secrets["/fleet"] = hook.json()["data"]["secret"]
+    # ClawSplit's quickstart body: no site, the prompts as soul_md.
+    created = call(env, "POST", "/v1/experiments", {
+        "name": "concise-vs-verbose-soulmd",
+        "variants": [
+            {"name": "control", "soul_md": "You are a helpful assistant..."},
+            {"name": "concise", "soul_md": "Be concise and direct..."},
+        ],
+        "sample_size": 500, "primary_metric": "task_completion", "confidence": 0.95,
+        "auto_launch": True,
+    })  # fmt: skip
+    assert created.status_code == 201, created.text
+    experiment_id = created.json()["data"]["experiment"]["id"]
+    # Per prompt: the true success rate and mean cost of a run.
+    truth = {
+        "You are a helpful assistant...": (RATES["control"], 0.0034),
+        "Be concise and direct...": (RATES["concise"], 0.0021),
+    }
+    rng = np.random.default_rng(7)
+    costs: dict[str, list[float]] = {"control": [], "concise": []}
+    deadline = time.monotonic() + 5
+    with Client(env.server.base_url, env.seed.key.key) as fleet:
+        while True:  # the edge serves the launch within a second
+            try:
+                fleet.assign(experiment_id, "warm-up")
+                break
+            except ApiError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        for run in range(1300):
+            variant = fleet.assign(experiment_id, f"run-{run}")
+            assert variant is not None
+            rate, mean_cost = truth[variant.payload["soul_md"]]
+            cost = max(0.0, float(rng.normal(mean_cost, mean_cost / 5)))
+            costs[variant.variant_name].append(cost)
+            outcome = "success" if rng.random() < rate else "failure"
+            fleet.track_task("support-bot", "refund", outcome, cost=cost, turns=4,
+                             duration_ms=900, assignment=variant)  # fmt: skip
+        fleet.flush(timeout=30)
+    assert min(len(c) for c in costs.values()) >= 500  # both arms reach the sample size
+    events = received(env, "/fleet", 3)
+    assert set(events) == {
+        "experiment.sample_reached", "experiment.winner_declared", "experiment.completed",
+    }  # fmt: skip
+    verdict = events["experiment.winner_declared"]
+    assert verdict["experiment_id"] == experiment_id
+    assert verdict["experiment_name"] == "concise-vs-verbose-soulmd"
+    assert verdict["winner"] == "concise" and verdict["p_value"] < 0.05
+    assert verdict["confidence"] == 0.95
+    for name, arm in verdict["variants"].items():
+        # The decision may come before the last batches land: a subset of the runs.
+        assert 500 <= arm["units"] <= len(costs[name])
+        assert arm["avg_cost"] == pytest.approx(float(np.mean(costs[name])), rel=0.03)
+        assert arm["task_completion"] == pytest.approx(RATES[name], abs=0.05)
