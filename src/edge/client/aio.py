@@ -18,26 +18,32 @@ import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote
 
 import httpx
-import msgspec
 
-from edge.client.batches import DeliveryStats, PendingEvents, Verdict, batch_body, judge
-from edge.client.errors import ClientClosed, DeliveryTimeout, QueueFull, Unreachable
-from edge.client.retry import RetryPolicy, retry_after, retryable
+from edge.client.batches import (
+    DeliveryStats,
+    PendingEvents,
+    Verdict,
+    batch_body,
+    judge,
+    outcome,
+)
+from edge.client.errors import ClientClosed, DeliveryTimeout, QueueFull
+from edge.client.retry import CallTries, RetryPolicy
 from edge.client.sync import client_headers
 from edge.client.wire import (
     AssignedVariant,
     MetadataValue,
     Outcome,
-    api_error,
+    assign_batches,
     assign_body,
     assigned,
     assigned_batch,
+    results_data,
+    results_path,
     task_event,
 )
-from edge.wire import MAX_UNITS_PER_BATCH
 
 __all__ = ["AsyncClient"]
 
@@ -100,8 +106,7 @@ class AsyncClient:
     ) -> list[AssignedVariant | None]:
         """`assign` for many units, in batches of 1000; answers in the order of the ids."""
         answers: list[AssignedVariant | None] = []
-        for start in range(0, len(unit_ids), MAX_UNITS_PER_BATCH):
-            body = assign_body(experiment_id, list(unit_ids[start : start + MAX_UNITS_PER_BATCH]))
+        for body in assign_batches(experiment_id, unit_ids):
             answers += assigned_batch(await self._call("POST", "/v1/assign", body))
         return answers
 
@@ -151,10 +156,7 @@ class AsyncClient:
 
     async def results(self, experiment_id: str) -> dict[str, Any]:
         """The experiment's results (``GET /v1/experiments/{id}/results``): its ``data``."""
-        path = f"/v1/experiments/{quote(experiment_id, safe='')}/results"
-        answer: dict[str, Any] = msgspec.json.decode(await self._call("GET", path))
-        data: dict[str, Any] = answer["data"]
-        return data
+        return results_data(await self._call("GET", results_path(experiment_id)))
 
     @property
     def stats(self) -> DeliveryStats:
@@ -221,26 +223,16 @@ class AsyncClient:
     async def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
         if self._closing:
             raise ClientClosed("this client is closed; make a new one")
-        policy = self.retry
-        failures = 0
+        tries = CallTries(self.retry, f"{method} {path}", self.base_url)
         while True:
             try:
                 response = await self._http.request(method, path, content=body)
             except httpx.TransportError as exc:
-                failures += 1
-                if failures >= policy.request_attempts:
-                    raise Unreachable(
-                        f"{method} {path}: {exc!r} after {failures} tries; is the server at "
-                        f"{self.base_url} up?"
-                    ) from exc
-                await asyncio.sleep(policy.delay(failures))
+                await asyncio.sleep(tries.unreachable(exc))
                 continue
             if response.is_success:
                 return response.content
-            failures += 1
-            if failures >= policy.request_attempts or not retryable(response.status_code):
-                raise api_error(response.status_code, response.content)
-            await asyncio.sleep(policy.delay(failures, retry_after(response.headers)))
+            await asyncio.sleep(tries.refused(response))
 
     async def _run(self) -> None:
         try:
@@ -297,18 +289,11 @@ class AsyncClient:
         body = batch_body(batch)
         failures = 0
         while True:
-            status: int | None = None
-            error: str | None = None
-            wait: float | None = None
+            status: int | None
             try:
-                response = await self._http.post("/v1/events", content=body)
+                status, error, wait = outcome(await self._http.post("/v1/events", content=body))
             except httpx.HTTPError as exc:
-                error = f"{exc!r} from {self.base_url}"
-            else:
-                status = response.status_code
-                if not response.is_success:
-                    error = str(api_error(status, response.content))
-                    wait = retry_after(response.headers)
+                status, error, wait = None, f"{exc!r} from {self.base_url}", None
             verdict = judge(status, len(batch))
             if verdict is not Verdict.RETRY:
                 return verdict, error

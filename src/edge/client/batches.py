@@ -11,9 +11,11 @@ import enum
 import time
 from collections import deque
 
+import httpx
 import msgspec
 
-from edge.client.retry import retryable
+from edge.client.retry import retry_after, retryable
+from edge.client.wire import api_error
 from edge.ingest.schema import MAX_EVENTS_PER_BATCH
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "Verdict",
     "batch_body",
     "judge",
+    "outcome",
 ]
 
 # Well under the server's 1 MiB body limit (edge.ingest.events_route.MAX_EVENTS_BODY),
@@ -122,3 +125,12 @@ def judge(status: int | None, events: int) -> Verdict:
     if status in (400, 404, 413) and events > 1:
         return Verdict.SPLIT
     return Verdict.DROP
+
+
+def outcome(response: httpx.Response) -> tuple[int, str | None, float | None]:
+    """What an answer to a batch says: its status, the error to report (None: delivered)
+    and the server's Retry-After, if any."""
+    status = response.status_code
+    if response.is_success:
+        return status, None, None
+    return status, str(api_error(status, response.content)), retry_after(response.headers)

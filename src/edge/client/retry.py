@@ -11,9 +11,13 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
+import httpx
 import msgspec
 
-__all__ = ["RetryPolicy", "retry_after", "retryable"]
+from edge.client.errors import Unreachable
+from edge.client.wire import api_error
+
+__all__ = ["CallTries", "RetryPolicy", "retry_after", "retryable"]
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -53,3 +57,34 @@ def retry_after(headers: Mapping[str, str]) -> float | None:
         return float(value)
     except ValueError:
         return None
+
+
+class CallTries:
+    """The tries of one call the caller waits for (``assign``, ``results``), for the sync
+    and the async client alike: after each failure, the seconds to wait before the next
+    try, or the error to raise once the policy's ``request_attempts`` are used up (or the
+    answer will not change)."""
+
+    def __init__(self, policy: RetryPolicy, what: str, base_url: str) -> None:
+        self.policy = policy
+        self.what = what
+        self.base_url = base_url
+        self.failures = 0
+
+    def unreachable(self, exc: httpx.TransportError) -> float:
+        """The wait after a connection error; `Unreachable` after the last try."""
+        self.failures += 1
+        if self.failures >= self.policy.request_attempts:
+            raise Unreachable(
+                f"{self.what}: {exc!r} after {self.failures} tries; is the server at "
+                f"{self.base_url} up?"
+            ) from exc
+        return self.policy.delay(self.failures)
+
+    def refused(self, response: httpx.Response) -> float:
+        """The wait after a non-2xx answer; its `ApiError` when it is final."""
+        self.failures += 1
+        status = response.status_code
+        if self.failures >= self.policy.request_attempts or not retryable(status):
+            raise api_error(status, response.content)
+        return self.policy.delay(self.failures, retry_after(response.headers))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal
+from urllib.parse import quote
 
 import msgspec
 
@@ -20,17 +21,20 @@ from edge.client.errors import ApiError
 from edge.errors import InvalidRequest
 from edge.http import ErrorEnvelope
 from edge.ingest.schema import AgentTaskEvent
-from edge.wire import AssignBatch, AssignRequest, AssignUnit, UnitAssignments
+from edge.wire import MAX_UNITS_PER_BATCH, AssignBatch, AssignRequest, AssignUnit, UnitAssignments
 
 __all__ = [
     "AssignedVariant",
     "MetadataValue",
     "Outcome",
     "api_error",
+    "assign_batches",
     "assign_body",
     "assigned",
     "assigned_batch",
     "new_event_id",
+    "results_data",
+    "results_path",
     "task_event",
 ]
 
@@ -77,6 +81,29 @@ def assign_body(experiment_id: str, unit_ids: Sequence[str] | str) -> bytes:
         return _encode(AssignRequest(experiment_id=experiment_id, unit_id=unit_ids))
     units = [AssignUnit(unit_id) for unit_id in unit_ids]
     return _encode(AssignRequest(experiment_id=experiment_id, units=units))
+
+
+def assign_batches(experiment_id: str, unit_ids: Sequence[str]) -> Iterator[bytes]:
+    """The bodies that assign ``unit_ids``, in batches of the most the server takes."""
+    for start in range(0, len(unit_ids), MAX_UNITS_PER_BATCH):
+        yield assign_body(experiment_id, list(unit_ids[start : start + MAX_UNITS_PER_BATCH]))
+
+
+def results_path(experiment_id: str) -> str:
+    """The path of an experiment's results."""
+    return f"/v1/experiments/{quote(experiment_id, safe='')}/results"
+
+
+class _Results(msgspec.Struct):
+    data: dict[str, Any]
+
+
+_results = msgspec.json.Decoder(_Results)
+
+
+def results_data(body: bytes) -> dict[str, Any]:
+    """The ``data`` of a results answer."""
+    return _results.decode(body).data
 
 
 def _variant(answer: UnitAssignments) -> AssignedVariant | None:
