@@ -51,6 +51,7 @@ __all__ = [
     "in_transaction",
     "ok",
     "page_params",
+    "paid_read",
     "query_params",
     "read_json",
 ]
@@ -151,6 +152,15 @@ async def in_transaction(
             return work(store)
 
     return await in_store(store_path, run)
+
+
+async def paid_read(store_path: Path, auth: Auth, tool: str, work: Callable[[Store], T]) -> T:
+    """Run ``work``, a read that costs ``tool``'s credits: in one write transaction with
+    its debit when the caller's plan is metered, else as a plain read that takes no write
+    lock."""
+    if auth.metered:
+        return await in_transaction(store_path, auth, work, tool)
+    return await in_store(store_path, work)
 
 
 def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:

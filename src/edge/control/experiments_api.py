@@ -34,6 +34,7 @@ from edge.control.api import (
     in_transaction,
     ok,
     page_params,
+    paid_read,
     query_params,
     read_json,
 )
@@ -423,9 +424,10 @@ class ExperimentsApi:
                     "of draft, active (or running), paused, completed, archived"
                 )
         site_id = params.get("site_id") or None
-        records, total = await in_transaction(
+        records, total = await paid_read(
             self.store_path,
             auth,
+            "list_experiments",
             lambda store: store.list_experiment_records(
                 auth.workspace_id,
                 site_id=site_id,
@@ -433,7 +435,6 @@ class ExperimentsApi:
                 limit=page.limit,
                 offset=page.offset,
             ),
-            tool="list_experiments",
         )
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
         return ok([_summary(r) for r in records], meta)
@@ -442,11 +443,11 @@ class ExperimentsApi:
         """``GET /v1/experiments/{id}``: the experiment, its preview URLs and next step."""
         auth = await authenticate(self.store_path, scope, self.limits)
         experiment_id = scope["path_params"]["experiment_id"]
-        record = await in_transaction(
+        record = await paid_read(
             self.store_path,
             auth,
+            "get_experiment",
             lambda store: lifecycle.load(store, auth.workspace_id, experiment_id),
-            tool="get_experiment",
         )
         return ok(_detail(record), Meta(auth.workspace_id))
 

@@ -37,6 +37,7 @@ from edge.control.api import (
     in_transaction,
     ok,
     page_params,
+    paid_read,
     read_json,
 )
 from edge.control.plans import PlanLimits
@@ -178,11 +179,11 @@ class SitesApi:
         """``GET /v1/sites``: the workspace's sites, newest first, a page at a time."""
         auth = await authenticate(self.store_path, scope, self.limits)
         page = page_params(scope)
-        sites, total = await in_transaction(
+        sites, total = await paid_read(
             self.store_path,
             auth,
+            "list_sites",
             lambda store: store.list_sites(auth.workspace_id, page.limit, page.offset),
-            tool="list_sites",
         )
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
         return ok([_site_out(site) for site in sites], meta)
