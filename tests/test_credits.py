@@ -113,7 +113,8 @@ def test_the_reference_flow_costs_what_the_reference_says(env: Env) -> None:
     assert launched.status_code == 200  # launch_experiment: 2
     # Free: pause, resume, the ledger and the credits themselves.
     for action in ("pause", "resume"):
-        assert call(env, ws, "PATCH", f"/v1/experiments/{experiment_id}", {"action": action})
+        moved = call(env, ws, "PATCH", f"/v1/experiments/{experiment_id}", {"action": action})
+        assert moved.status_code == 200, moved.text
     assert balance(env, ws) == 100 - 1 - 5 - 5 - 2 - 1 - 2
     ledger = call(env, ws, "GET", "/v1/credits/ledger").json()
     assert [(e["reason"], e["delta"]) for e in reversed(ledger["data"])] == [
