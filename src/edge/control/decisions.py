@@ -139,15 +139,11 @@ def _conclude(
 def _candidates(store: Store) -> list[ExperimentRecord]:
     """Running experiments with something to decide: a sample size, or a guardrail (every
     agent experiment has one)."""
-    ids = [
-        row[0]
-        for row in store.conn.execute(
-            "SELECT id FROM experiments WHERE status = 'running' "
-            "AND (kind = 'agent' OR sample_size IS NOT NULL) ORDER BY started_at, id"
-        )
+    return [
+        record
+        for record in store.running_experiment_records()
+        if record.kind == "agent" or record.sample_size is not None
     ]
-    found = (store.experiment_record(i, None) for i in ids)
-    return [record for record in found if record is not None]
 
 
 def decide_once(source: ResultsSource) -> list[Conclusion]:

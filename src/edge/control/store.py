@@ -627,6 +627,10 @@ class Store:
             )
         return records, int(total)
 
+    def running_experiment_records(self) -> list[ExperimentRecord]:
+        """Every workspace's running experiments, oldest start first (one read)."""
+        return self._experiment_records("e.status = 'running' ORDER BY e.started_at, e.id", ())
+
     def set_experiment_targets(
         self,
         experiment_id: str,
