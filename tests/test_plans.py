@@ -186,12 +186,12 @@ def test_a_missing_plans_file_fails_start_up(tmp_path: Path) -> None:
 def test_the_reference_plans() -> None:
     reference = plans.load_plans("reference")
     assert reference is plans.REFERENCE_PLANS
-    assert plans.site_limits(reference) == {"starter": 1, "pro": 10, "team": 10, "enterprise": 25}
     limits = plans.plan_limits(reference)
     assert limits is not None
+    assert limits.sites == {"starter": 1, "pro": 10, "team": 10, "enterprise": 25}
     assert limits.per_minute == {"starter": 60, "pro": 300, "team": 600, "enterprise": 1200}
     assert plans.load_plans("off") is None
-    assert plans.plan_limits(None) is None and plans.site_limits(None) is None
+    assert plans.plan_limits(None) is None
 
 
 def test_retry_after_is_the_rest_of_the_window() -> None:

@@ -18,7 +18,7 @@ import msgspec
 import pytest
 from starlette.applications import Starlette
 
-from edge.control import sites_api
+from edge.control import plans, sites_api
 from edge.control.store import Store
 from edge.http import EXCEPTION_HANDLERS
 from tests.support import Server, running_server
@@ -242,7 +242,9 @@ def test_the_plan_site_limit_is_402_and_reuse_still_works(store_path: Path) -> N
     starter_key, big_key = (store.issue_api_key(w.id).key for w in (starter, big))
     store.close()
     app = Starlette(
-        routes=sites_api.routes(store_path, {"starter": 1, "enterprise": 2}),
+        routes=sites_api.routes(
+            store_path, plans.PlanLimits({}, sites={"starter": 1, "enterprise": 2})
+        ),
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     assert post_in_process(app, starter_key, {"url": "one.example"}).status_code == 201

@@ -88,8 +88,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     runner = query_runner(settings.clickhouse_dsn, settings.run_dir)
     results = ResultsSource(settings.store_path, runner)
     links = ReportLinks(settings.store_path)
-    plan_table = plans.load_plans(settings.limits)
-    limits = plans.plan_limits(plan_table)
+    limits = plans.plan_limits(plans.load_plans(settings.limits))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -156,7 +155,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             settings.store_path, runner, limits, settings.agent_value_per_success or None
         ),
         Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
-        *sites_api.routes(settings.store_path, plans.site_limits(plan_table), limits),
+        *sites_api.routes(settings.store_path, limits),
         *experiments_api.routes(settings.store_path, limits),
         *webhooks.routes(settings.store_path, dev=settings.dev, limits=limits),
         *workspace_api.routes(settings.store_path, limits),

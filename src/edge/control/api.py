@@ -178,9 +178,10 @@ def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:
             store.touch_api_key(found.id, now.isoformat())
         if limits is None:
             return Auth(workspace_id=found.workspace_id, key_id=found.id)
-        clock = now.timestamp()
         plan = store.get_workspace(found.workspace_id).plan
-        limits.check(plan, store.count_request(found.id, limits.window(clock)), clock)
+        if plan in limits.per_minute:  # only a rate limit needs the count (a write)
+            clock = now.timestamp()
+            limits.check(plan, store.count_request(found.id, limits.window(clock)), clock)
         return Auth(found.workspace_id, found.id, metered=plan in limits.metered)
     raise Unauthorized(
         f"{_UNAUTHORIZED}: this key is unknown; check it was copied whole, or issue one "

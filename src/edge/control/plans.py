@@ -41,7 +41,6 @@ __all__ = [
     "PlanLimits",
     "load_plans",
     "plan_limits",
-    "site_limits",
 ]
 
 OFF = "off"
@@ -108,22 +107,21 @@ def load_plans(setting: str) -> Mapping[str, Plan] | None:
     return plans
 
 
-def site_limits(plans: Mapping[str, Plan] | None) -> dict[str, int] | None:
-    """Sites per plan, for `edge.control.sites_api.routes` (plans without one omitted)."""
-    if plans is None:
-        return None
-    return {name: plan.sites for name, plan in plans.items() if plan.sites is not None}
-
-
 class PlanLimits:
-    """Requests per minute per key, and which plans pay in credits: what
-    `edge.control.api.authenticate` enforces and tells the handlers."""
+    """The limits of a plans table, by plan name: requests per minute per key (what
+    `edge.control.api.authenticate` enforces), which plans pay in credits (what it tells
+    the handlers) and sites per workspace (what `edge.control.sites_api` enforces). A plan
+    missing from a map has no such limit."""
 
     def __init__(
-        self, per_minute: Mapping[str, int], metered: frozenset[str] = frozenset()
+        self,
+        per_minute: Mapping[str, int],
+        metered: frozenset[str] = frozenset(),
+        sites: Mapping[str, int] | None = None,
     ) -> None:
         self.per_minute = dict(per_minute)
         self.metered = metered
+        self.sites = dict(sites or {})
 
     def window(self, now: float) -> int:
         """The start (Unix seconds) of the window ``now`` falls in."""
@@ -144,8 +142,7 @@ class PlanLimits:
 
 
 def plan_limits(plans: Mapping[str, Plan] | None) -> PlanLimits | None:
-    """The per-key rate limits and the metered plans of ``plans``; None when no plan has
-    either."""
+    """The limits of ``plans``; None when no plan has any."""
     if plans is None:
         return None
     per_minute = {
@@ -154,4 +151,5 @@ def plan_limits(plans: Mapping[str, Plan] | None) -> PlanLimits | None:
         if plan.requests_per_minute is not None
     }
     metered = frozenset(name for name, plan in plans.items() if plan.metered)
-    return PlanLimits(per_minute, metered) if per_minute or metered else None
+    sites = {name: plan.sites for name, plan in plans.items() if plan.sites is not None}
+    return PlanLimits(per_minute, metered, sites) if per_minute or metered or sites else None

@@ -13,7 +13,6 @@ default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -162,17 +161,11 @@ def _created(origin: str, site: SiteRecord, reused: bool) -> CreatedSite:
 
 
 class SitesApi:
-    """The handlers of ``/v1/sites``, over one store file and an optional limits table
-    (sites per plan; None: no limits)."""
+    """The handlers of ``/v1/sites``, over one store file and the plans' limits (None:
+    no limits)."""
 
-    def __init__(
-        self,
-        store_path: Path,
-        site_limits: Mapping[str, int] | None = None,
-        limits: PlanLimits | None = None,
-    ) -> None:
+    def __init__(self, store_path: Path, limits: PlanLimits | None = None) -> None:
         self.store_path = store_path
-        self.site_limits = site_limits
         self.limits = limits
 
     async def list_sites(self, scope: dict[str, Any], receive: Receive) -> Reply:
@@ -237,10 +230,10 @@ class SitesApi:
         return site, False
 
     def _check_limit(self, store: Store, workspace_id: str) -> None:
-        if self.site_limits is None:
+        if self.limits is None:
             return
         plan = store.get_workspace(workspace_id).plan
-        limit = self.site_limits.get(plan)
+        limit = self.limits.sites.get(plan)
         if limit is None:
             return
         count = store.count_sites(workspace_id)
@@ -251,15 +244,10 @@ class SitesApi:
             )
 
 
-def routes(
-    store_path: Path,
-    site_limits: Mapping[str, int] | None = None,
-    limits: PlanLimits | None = None,
-) -> list[Route]:
-    """The routes of ``/v1/sites``; ``site_limits`` maps plan names to their site limit
-    (`edge.control.plans.site_limits`), None for none; ``limits`` are the plans' rate limits
-    and metered plans (None: none)."""
-    api = SitesApi(store_path, site_limits, limits)
+def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
+    """The routes of ``/v1/sites``; ``limits`` are the plans' limits: rate, metering and
+    sites per workspace (None: none)."""
+    api = SitesApi(store_path, limits)
     listing = ApiOperation(
         handler=api.list_sites,
         summary="List the workspace's sites, newest first",
