@@ -273,7 +273,86 @@ _V7 = """
 ALTER TABLE experiments ADD COLUMN max_cost_increase REAL CHECK (max_cost_increase > 0);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+# Version 8: continuous loops (edge.control.loops) and idea-generation schedules
+# (edge.control.schedules). A loop is a champion-challenger optimiser whose every round is
+# an experiment (loop_rounds.experiment_id); the experiment is what the edge serves, so the
+# loop tables themselves do not bump config_version. ``next_tick_at`` (ISO 8601, UTC) is
+# when the scheduler next looks at a loop or runs a schedule; ``claimed_until`` is how a
+# ticker claims a row in a transaction, so that two tickers never advance it twice.
+_V8 = """
+CREATE TABLE loops (
+    id                          TEXT PRIMARY KEY,
+    workspace_id                TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    site_id                     TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    name                        TEXT NOT NULL,
+    target_url                  TEXT NOT NULL,
+    url_pattern                 TEXT,
+    element_types               TEXT NOT NULL,
+    selector_hints              TEXT,
+    primary_goal                TEXT NOT NULL,
+    status                      TEXT NOT NULL DEFAULT 'running'
+                                CHECK (status IN ('running', 'paused', 'completed', 'archived')),
+    current_round_id            TEXT,
+    current_champion_variant_id TEXT,
+    champion_changes            TEXT NOT NULL DEFAULT '[]',
+    min_round_days              REAL NOT NULL DEFAULT 7 CHECK (min_round_days >= 0),
+    max_round_days              REAL NOT NULL DEFAULT 28,
+    min_samples_per_arm         INTEGER NOT NULL DEFAULT 500 CHECK (min_samples_per_arm >= 1),
+    decision_threshold          REAL NOT NULL DEFAULT 0.95
+                                CHECK (decision_threshold > 0.5 AND decision_threshold < 1),
+    consecutive_inconclusive    INTEGER NOT NULL DEFAULT 0,
+    rounds_since_check          INTEGER NOT NULL DEFAULT 0,
+    pause_reason                TEXT,
+    next_tick_at                TEXT NOT NULL,
+    claimed_until               TEXT,
+    created_at                  TEXT NOT NULL,
+    updated_at                  TEXT NOT NULL,
+    CHECK (max_round_days >= min_round_days)
+);
+CREATE INDEX loops_workspace ON loops(workspace_id, created_at);
+CREATE INDEX loops_due ON loops(status, next_tick_at);
+
+CREATE TABLE loop_rounds (
+    id                    TEXT PRIMARY KEY,
+    loop_id               TEXT NOT NULL REFERENCES loops(id) ON DELETE CASCADE,
+    round_number          INTEGER NOT NULL,
+    experiment_id         TEXT REFERENCES experiments(id) ON DELETE SET NULL,
+    champion_variant_id   TEXT,
+    challenger_variant_id TEXT,
+    challenger_changes    TEXT NOT NULL DEFAULT '[]',
+    is_regression_check   INTEGER NOT NULL DEFAULT 0 CHECK (is_regression_check IN (0, 1)),
+    outcome               TEXT NOT NULL DEFAULT 'pending'
+                          CHECK (outcome IN ('pending', 'challenger_promoted', 'champion_held',
+                                             'inconclusive')),
+    final_prob_to_win     REAL,
+    final_lift            REAL,
+    started_at            TEXT NOT NULL,
+    decided_at            TEXT,
+    UNIQUE (loop_id, round_number)
+);
+
+CREATE TABLE schedules (
+    id            TEXT PRIMARY KEY,
+    workspace_id  TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    site_id       TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    enabled       INTEGER NOT NULL DEFAULT 0 CHECK (enabled IN (0, 1)),
+    frequency     TEXT NOT NULL DEFAULT 'weekly'
+                  CHECK (frequency IN ('daily', 'weekly', 'monthly')),
+    day_of_week   INTEGER NOT NULL DEFAULT 1 CHECK (day_of_week BETWEEN 1 AND 7),
+    ideas_per_run INTEGER NOT NULL DEFAULT 2 CHECK (ideas_per_run BETWEEN 1 AND 10),
+    output_type   TEXT NOT NULL DEFAULT 'html' CHECK (output_type IN ('html', 'screenshot')),
+    target_pages  TEXT NOT NULL DEFAULT '[]',
+    next_run_at   TEXT,
+    last_run_at   TEXT,
+    claimed_until TEXT,
+    created_at    TEXT NOT NULL,
+    updated_at    TEXT NOT NULL
+);
+CREATE INDEX schedules_workspace ON schedules(workspace_id, created_at);
+CREATE INDEX schedules_due ON schedules(enabled, next_run_at);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
