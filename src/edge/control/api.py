@@ -35,6 +35,7 @@ from edge.http import JSON_HEADERS, decode_body, header, read_body, send_respons
 from edge.operation import DocumentedRoute, Operation
 
 __all__ = [
+    "AUTH_SCOPE_KEY",
     "BODY_LIMIT",
     "MAX_LIMIT",
     "ApiOperation",
@@ -60,6 +61,12 @@ T = TypeVar("T")
 
 BODY_LIMIT = 256 * 1024
 """The default bound of a request body, in bytes (413 over it)."""
+
+AUTH_SCOPE_KEY = "splitedge.auth"
+"""The scope key under which an in-process caller hands `authenticate` the `Auth` of a
+request it has already authenticated (the MCP gateway's calls of the REST routes,
+`edge.control.mcp_gateway`). Only code in this process can put it there: the server
+builds a network request's scope, and a client cannot add keys to it."""
 
 # last_used_at is for people auditing keys; a minute's precision spares the store a write
 # on every request.
@@ -195,6 +202,9 @@ async def authenticate(store_path: Path, scope: dict[str, Any], limits: PlanLimi
     429 with Retry-After when the key is over its plan's ``limits`` this minute (None:
     unmetered). The digest comparison is constant-time; the store work, the rate count
     included, runs in one visit on a thread."""
+    known = scope.get(AUTH_SCOPE_KEY)
+    if isinstance(known, Auth):
+        return known
     key = bearer_key(scope)
     if key is None:
         raise Unauthorized(f"{_UNAUTHORIZED}: send the header Authorization: Bearer sk_live_...")

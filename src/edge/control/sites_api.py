@@ -48,6 +48,8 @@ __all__ = [
     "CreatedSite",
     "ExistingSite",
     "SiteOut",
+    "REST_SITE_HINTS",
+    "SiteHints",
     "SitesApi",
     "require_site",
     "routes",
@@ -117,20 +119,32 @@ def _site_out(site: SiteRecord) -> SiteOut:
     )
 
 
-def require_site(store: Store, workspace_id: str, site_id: str) -> SiteRecord:
-    """The workspace's site ``site_id``; a 404 that says what to do otherwise, the same
-    whether the id is unknown or another workspace's."""
+class SiteHints(msgspec.Struct, frozen=True):
+    """What a missing site's 404 tells the caller to do, in the words of its interface:
+    ``register`` when the workspace has no site at all, ``choose`` when it has others."""
+
+    register: str
+    choose: str
+
+
+REST_SITE_HINTS = SiteHints(
+    register="No sites registered in this workspace. Register one with POST /v1/sites first.",
+    choose="Call GET /v1/sites for the ids of its sites, or POST /v1/sites to add a new one.",
+)
+"""The hints of the REST API."""
+
+
+def require_site(
+    store: Store, workspace_id: str, site_id: str, hints: SiteHints = REST_SITE_HINTS
+) -> SiteRecord:
+    """The workspace's site ``site_id``; a 404 that says what to do otherwise (``hints``),
+    the same whether the id is unknown or another workspace's."""
     site = store.find_site(site_id, workspace_id)
     if site is not None:
         return site
     if store.count_sites(workspace_id) == 0:
-        raise NotFound(
-            "No sites registered in this workspace. Register one with POST /v1/sites first."
-        )
-    raise NotFound(
-        f"No site {site_id[:100]!r} in this workspace. Call GET /v1/sites for the ids of "
-        "its sites, or POST /v1/sites to add a new one."
-    )
+        raise NotFound(hints.register)
+    raise NotFound(f"No site {site_id[:100]!r} in this workspace. {hints.choose}")
 
 
 def _snippet_tag(origin: str, site: SiteRecord) -> str:

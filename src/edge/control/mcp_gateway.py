@@ -1,0 +1,263 @@
+"""``/mcp``: the MCP gateway, the reference's 14 tools (`edge.control.mcp_tools`) over MCP's
+streamable HTTP transport, served by the official SDK (``mcp``).
+
+Every HTTP request to ``/mcp`` carries ``Authorization: Bearer sk_live_...`` and is
+authenticated like the REST API's (`edge.control.api.authenticate`: 401, 403 for a site's
+public key, 429 over the plan's rate); the SDK never sees one that is not. The transport
+is stateless and answers JSON, so any worker of the server answers any request.
+
+A tool call runs the tool's REST request in this process (`RestDispatch`), as the caller:
+the key's `Auth` travels in the request's scope (`edge.control.api.AUTH_SCOPE_KEY`), so
+the route does not authenticate or count the request a second time. Credits are charged
+by the route, per the reference's table. A route's error answer becomes the tool's
+``isError`` result, whose text is the error's message and whose structured content is the
+reference's error object (``{error, code, ...}``, e.g. ``existing_site`` on a duplicate
+domain). Site-scoped tools check their ``site_id`` first, with the reference's texts
+("Call `create_site` first.").
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import mcp_types as types
+import msgspec
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edge.control.api import AUTH_SCOPE_KEY, Auth, authenticate, in_store
+from edge.control.mcp_tools import TOOLS, Tool, input_schema
+from edge.control.plans import PlanLimits
+from edge.control.sites_api import SiteHints, require_site
+from edge.errors import SplitedgeError
+
+__all__ = ["MCP_SITE_HINTS", "McpGateway", "RestDispatch", "ToolFailure"]
+
+MCP_SITE_HINTS = SiteHints(
+    register="No sites registered in this workspace. Call `create_site` first.",
+    choose="Call `list_sites` for the ids of this workspace's sites, or `create_site` to add "
+    "a new one.",
+)
+"""A missing site's 404 in the words of the tools (the reference's texts)."""
+
+_BODY_LIMIT = 1 << 20  # a tool's arguments: the REST bodies' bound, with room for JSON-RPC
+
+
+class ToolFailure(Exception):
+    """A tool's REST request answered an error: its status and error object."""
+
+    def __init__(self, status: int, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", ""))
+        self.status = status
+        self.error = error
+
+
+class _ErrorAnswer(msgspec.Struct):
+    error: dict[str, Any]
+
+
+class _DataAnswer(msgspec.Struct):
+    data: Any
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorAnswer)
+_data_decoder = msgspec.json.Decoder(_DataAnswer)
+
+
+class RestDispatch:
+    """Runs REST requests in this process for a caller the gateway authenticated: the
+    request reaches ``app`` (the REST routes) with the caller's `Auth` in its scope and
+    the outer request's host, scheme and addresses (links in answers point where the
+    caller reached us)."""
+
+    def __init__(self, app: ASGIApp, outer: Scope, auth: Auth) -> None:
+        self.app = app
+        self.outer = outer
+        self.auth = auth
+
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """The ``data`` of the answer; `ToolFailure` for an error answer."""
+        payload = b"" if body is None else msgspec.json.encode(body)
+        host = next((v for k, v in self.outer["headers"] if k == b"host"), b"localhost")
+        scope: Scope = {
+            "type": "http",
+            "asgi": self.outer.get("asgi", {"version": "3.0"}),
+            "http_version": "1.1",
+            "method": method,
+            "scheme": self.outer.get("scheme", "http"),
+            "server": self.outer.get("server"),
+            "client": self.outer.get("client"),
+            "root_path": "",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": urlencode(query or {}, doseq=True).encode(),
+            "headers": [
+                (b"host", host),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+            ],
+            AUTH_SCOPE_KEY: self.auth,
+        }
+        sent = False
+
+        async def receive() -> Message:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+
+        status = 500
+        chunks: list[bytes] = []
+
+        async def send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, send)
+        answer = b"".join(chunks)
+        if status >= 400:
+            try:
+                error = _error_decoder.decode(answer).error
+            except msgspec.DecodeError:
+                error = {"code": "error", "message": answer.decode("utf-8", "replace")[:500]}
+            raise ToolFailure(status, error)
+        return _data_decoder.decode(answer).data
+
+
+def _required(params: type[msgspec.Struct]) -> tuple[str, ...]:
+    info = msgspec.inspect.type_info(params)
+    assert isinstance(info, msgspec.inspect.StructType)
+    return tuple(f.name for f in info.fields if f.required)
+
+
+def _arguments(tool: Tool, arguments: dict[str, Any] | None) -> msgspec.Struct:
+    """The call's arguments decoded into the tool's parameters; a 400 whose text names
+    the field to fix (a missing one in the reference's words: "site_id is required")."""
+    arguments = arguments or {}
+    for name in _required(tool.params):
+        if arguments.get(name) in (None, ""):
+            raise ToolFailure(400, {"code": "invalid_request", "message": f"{name} is required"})
+    try:
+        return msgspec.convert(arguments, tool.params)
+    except msgspec.ValidationError as exc:
+        raise ToolFailure(
+            400, {"code": "invalid_request", "message": f"invalid arguments for {tool.name}: {exc}"}
+        ) from None
+
+
+def _result(data: Any) -> types.CallToolResult:
+    text = msgspec.json.encode(data).decode()
+    structured = data if isinstance(data, dict) else {"result": data}
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text)], structured_content=structured
+    )
+
+
+def _failure(exc: ToolFailure) -> types.CallToolResult:
+    """The reference's error object: ``error`` is the message, beside ``code`` and any
+    fields the route added (e.g. ``existing_site``)."""
+    error = dict(exc.error)
+    message = str(error.pop("message", "")) or f"the call failed with status {exc.status}"
+    body = {"error": message, **error, "status": exc.status}
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=message)],
+        structured_content=body,
+        is_error=True,
+    )
+
+
+class McpGateway:
+    """The ``/mcp`` endpoint: authenticates, then hands the request to the SDK's
+    stateless streamable-HTTP transport, whose tool calls run through ``rest_app`` (the
+    app's REST routes: set once the app is built, which contains this endpoint).
+    ``lifespan`` must be entered once by the app (the SDK runs its tasks there)."""
+
+    rest_app: ASGIApp
+
+    def __init__(self, store_path: Path, limits: PlanLimits | None) -> None:
+        self.store_path = store_path
+        self.limits = limits
+        self._tools = [
+            types.Tool(
+                name=tool.name, description=tool.description, input_schema=input_schema(tool.params)
+            )
+            for tool in TOOLS.values()
+        ]
+        server: Server[Any] = Server(
+            "splitedge",
+            version="1",
+            instructions="A/B tests and continuous loops on your sites: register a site "
+            "(create_site), author variants (generate_variant), create and launch "
+            "experiments, run always-on loops.",
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+        )
+        self._sessions = StreamableHTTPSessionManager(
+            server, stateless=True, json_response=True, max_request_body_size=_BODY_LIMIT
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        """Run the SDK's session manager for the life of the worker."""
+        async with self._sessions.run():
+            yield
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        auth = await authenticate(self.store_path, scope, self.limits)
+        scope[AUTH_SCOPE_KEY] = auth
+        await self._sessions.handle_request(scope, receive, send)
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=self._tools)
+
+    async def _call_tool(
+        self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        tool = TOOLS.get(params.name)
+        if tool is None:
+            known = ", ".join(TOOLS)
+            return _failure(
+                ToolFailure(
+                    404,
+                    {
+                        "code": "not_found",
+                        "message": f"no tool {params.name[:100]!r}; the tools are {known}",
+                    },
+                )
+            )
+        request = ctx.request
+        assert request is not None  # the streamable-HTTP transport sets it
+        scope = request.scope
+        auth: Auth = scope[AUTH_SCOPE_KEY]
+        try:
+            arguments = _arguments(tool, params.arguments)
+            if tool.site_scoped:
+                site_id: str = getattr(arguments, "site_id")
+                await in_store(
+                    self.store_path,
+                    lambda store: require_site(store, auth.workspace_id, site_id, MCP_SITE_HINTS),
+                )
+            data = await tool.call(RestDispatch(self.rest_app, scope, auth), arguments)
+        except ToolFailure as exc:
+            return _failure(exc)
+        except SplitedgeError as exc:
+            return _failure(ToolFailure(exc.status, {"code": exc.code, "message": exc.message}))
+        return _result(data)
