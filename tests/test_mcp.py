@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from edge.control import credits
 from edge.control.store import Store
+from tests.page_server import serve_pages
 from tests.support import Server, api_call, running_server
 
 T = TypeVar("T")
@@ -283,3 +284,255 @@ def test_one_workspace_never_reaches_anothers_objects(env: Env) -> None:
             assert (await error(client, tool, **args))["status"] == 404, tool
 
     with_client(env, a.key, intrude)
+
+
+# --- the reference's flows, with the credits of its table --------------------------------
+
+PRICE_PROMPT = (
+    "Change the hero price from $99 to $499 and link the CTA to https://buy.stripe.com/pro_abc123"
+)
+
+
+@pytest.fixture(scope="module")
+def pages() -> Iterator[str]:
+    with serve_pages() as base:
+        yield base
+
+
+def ledger(env: Env, ws: Workspace) -> list[tuple[str, int]]:
+    """The workspace's debits, oldest first: (reason, credits)."""
+    store = Store(env.store_path)
+    try:
+        rows = store.conn.execute(
+            "SELECT reason, delta FROM credit_ledger WHERE workspace_id = ? AND delta < 0 "
+            "ORDER BY id",
+            (ws.id,),
+        ).fetchall()
+    finally:
+        store.close()
+    return [(reason, -delta) for reason, delta in rows]
+
+
+def registered(env: Env, ws: Workspace, url: str) -> str:
+    answer = api_call(env.server, ws.key, "POST", "/v1/sites", {"url": url})
+    assert answer.status_code == 201, answer.text
+    site_id: str = answer.json()["data"]["id"]
+    return site_id
+
+
+def assert_price_variant(experiment: dict[str, Any]) -> None:
+    changes = next(v["changes"] for v in experiment["variants"] if not v["is_control"])
+    assert {c["action"] for c in changes} == {"set_content", "set_attribute"}
+    assert any("$499" in c["payload"] for c in changes)
+    assert any(c["payload"] == "https://buy.stripe.com/pro_abc123" for c in changes)
+    assert experiment["goals"], "the suggested goal became the experiment's goal"
+
+
+def test_one_shot_flow_costs_15_credits(env: Env, pages: str) -> None:
+    ws = new_workspace(env, credit=100)
+    site_id = registered(env, ws, pages)
+    before = balance(env, ws)
+
+    async def flow(client: Client) -> dict[str, Any]:
+        return await call(
+            client,
+            "create_experiment",
+            site_id=site_id,
+            name="Pro pricing $499",
+            prompt=PRICE_PROMPT,
+            target_url=f"{pages}/pricing",
+            auto_launch=True,
+        )
+
+    created = with_client(env, ws.key, flow)
+    assert created["launch"] == {"status": "running"}
+    assert created["experiment"]["status"] == "running"
+    assert_price_variant(created["experiment"])
+    assert before - balance(env, ws) == 15
+    assert ledger(env, ws)[-2:] == [("generate_variant", 10), ("create_experiment", 5)]
+
+
+def test_two_step_flow_costs_17_credits(env: Env, pages: str) -> None:
+    ws = new_workspace(env, credit=100)
+    site_id = registered(env, ws, pages)
+    before = balance(env, ws)
+
+    async def flow(client: Client) -> dict[str, Any]:
+        draft = await call(
+            client,
+            "generate_variant",
+            site_id=site_id,
+            prompt=PRICE_PROMPT,
+            target_url=f"{pages}/pricing",
+        )
+        created = await call(
+            client,
+            "create_experiment",
+            site_id=site_id,
+            name="Premium pricing $499",
+            hypothesis=draft["hypothesis"],
+            variants=[{"name": draft["variant"]["name"], "changes": draft["variant"]["mutations"]}],
+            goals=draft["suggested_goals"],
+        )
+        assert created["experiment"]["status"] == "draft"
+        await call(client, "launch_experiment", experiment_id=created["experiment"]["id"])
+        return await call(client, "get_experiment", experiment_id=created["experiment"]["id"])
+
+    experiment = with_client(env, ws.key, flow)
+    assert experiment["status"] == "running"
+    assert_price_variant(experiment)
+    assert [tool for tool, _ in ledger(env, ws)[-4:]] == [
+        "generate_variant", "create_experiment", "launch_experiment", "get_experiment",
+    ]  # fmt: skip
+    assert before - balance(env, ws) == 17 + 2  # the flow, then the get_experiment check
+
+
+def test_new_site_flow_costs_what_its_steps_cost(env: Env, pages: str) -> None:
+    """list_sites 1 + create_site 5 + create_experiment with a prompt 15: 21 credits (the
+    reference's steps; its heading says 22, which its own steps do not add up to)."""
+    ws = new_workspace(env, credit=100)
+
+    async def flow(client: Client) -> dict[str, Any]:
+        assert (await call(client, "list_sites"))["sites"] == []
+        site = (await call(client, "create_site", url=pages, reuse_if_exists=True))["site"]
+        return await call(
+            client,
+            "create_experiment",
+            site_id=site["id"],
+            name="Pro pricing $499",
+            prompt=PRICE_PROMPT,
+            target_url=f"{pages}/pricing",
+            auto_launch=True,
+        )
+
+    created = with_client(env, ws.key, flow)
+    assert created["experiment"]["status"] == "running"
+    assert 100 - balance(env, ws) == 1 + 5 + 15
+    assert ledger(env, ws) == [
+        ("list_sites", 1), ("create_site", 5), ("generate_variant", 10), ("create_experiment", 5),
+    ]  # fmt: skip
+
+
+def test_idea_flow_costs_what_its_steps_cost(env: Env, pages: str) -> None:
+    """list_ideas 1 + create_experiment from the idea 5 + launch_experiment 2: 8 credits
+    (the reference's steps; its heading says 7)."""
+    ws = new_workspace(env, credit=100)
+    site_id = registered(env, ws, pages)
+
+    async def ideas(client: Client) -> list[dict[str, Any]]:
+        generated = await call(client, "generate_ideas", site_id=site_id, num_ideas=3)
+        assert generated["success"] is True
+        return list(generated["ideas"])
+
+    assert len(with_client(env, ws.key, ideas)) == 3
+    before = balance(env, ws)
+
+    async def flow(client: Client) -> dict[str, Any]:
+        listed = (await call(client, "list_ideas", site_id=site_id))["ideas"]
+        idea = listed[0]
+        created = await call(
+            client,
+            "create_experiment",
+            site_id=site_id,
+            idea_id=idea["id"],
+            name=idea["title"][:200],
+            goals=[{"name": "Signup", "type": "click", "selector": "a.nav__cta"}],
+        )
+        launched = await call(
+            client, "launch_experiment", experiment_id=created["experiment"]["id"]
+        )
+        assert launched["status"] == "running"
+        return dict(created["experiment"])
+
+    experiment = with_client(env, ws.key, flow)
+    assert next(v["changes"] for v in experiment["variants"] if not v["is_control"])
+    assert before - balance(env, ws) == 1 + 5 + 2
+    assert ledger(env, ws)[-3:] == [
+        ("list_ideas", 1), ("create_experiment", 5), ("launch_experiment", 2),
+    ]  # fmt: skip
+
+
+def test_a_prompt_without_a_page_asks_and_creates_nothing_for_10_credits(
+    env: Env, pages: str
+) -> None:
+    ws = new_workspace(env, credit=100)
+    site_id = registered(env, ws, pages)
+    before = balance(env, ws)
+
+    async def flow(client: Client) -> dict[str, Any]:
+        return await call(
+            client, "create_experiment", site_id=site_id, name="Vague",
+            prompt="Make the main button more exciting for visitors",
+        )  # fmt: skip
+
+    asked = with_client(env, ws.key, flow)
+    question = asked["needs_clarification"]["questions"][0]
+    assert (question["field"], question["input_type"], question["required"]) == (
+        "target_url", "url", True,
+    )  # fmt: skip
+    assert f"{pages}/pricing" in question["suggestions"]
+    assert before - balance(env, ws) == 10
+    listed = api_call(env.server, ws.key, "GET", f"/v1/experiments?site_id={site_id}")
+    assert listed.json()["data"] == []
+
+
+def test_a_short_balance_is_an_error_result_and_changes_nothing(env: Env, pages: str) -> None:
+    ws = new_workspace(env, credit=4)
+
+    async def flow(client: Client) -> dict[str, Any]:
+        return await error(client, "create_site", url=pages)
+
+    short = with_client(env, ws.key, flow)
+    assert (short["status"], short["code"]) == (402, "insufficient_credits")
+    assert balance(env, ws) == 4
+    listed = api_call(env.server, ws.key, "GET", "/v1/sites")
+    assert listed.json()["data"] == []
+
+
+def test_loop_tools_run_a_loop_with_the_reference_credits(env: Env, pages: str) -> None:
+    ws = new_workspace(env, credit=100)
+    site_id = registered(env, ws, pages)
+    before = balance(env, ws)
+    goal = {"name": "Pro checkout click", "type": "click", "selector": ".plan--pro a.cta"}
+
+    async def flow(client: Client) -> None:
+        coming = await error(
+            client, "create_loop", site_id=site_id, element_types=["headline", "image"]
+        )
+        assert (coming["status"], coming["code"]) == (400, "coming_soon")
+        seeds = await call(
+            client, "create_loop", site_id=site_id, target_url=f"{pages}/pricing",
+            element_types=["headline", "copy"],
+        )  # fmt: skip
+        assert seeds["phase"] == "seed_ideas" and 3 <= len(seeds["ideas"]) <= 5
+        idea = seeds["ideas"][0]
+        assert idea["mockup_data"]["mutations"]
+        launched = await call(
+            client, "create_loop", site_id=site_id, name="Pricing headline loop",
+            target_url=f"{pages}/pricing", element_types=["headline", "copy"],
+            primary_goal=goal, selected_idea_id=idea["id"],
+        )  # fmt: skip
+        assert launched["phase"] == "launched"
+        loop, first = launched["loop"], launched["round"]
+        assert (loop["status"], first["round_number"], first["outcome"]) == (
+            "running", 1, "pending",
+        )  # fmt: skip
+        assert launched["preview_url"].endswith(f"sk_preview={first['challenger_variant_id']}")
+        status = await call(client, "get_loop_status", loop_id=loop["id"])
+        assert status["current_round"]["id"] == first["id"]
+        assert status["next_decision_eta"]["decision"] == "wait"
+        paused = await call(client, "pause_loop", loop_id=loop["id"])
+        assert (paused["loop"]["status"], paused["no_op"]) == ("paused", False)
+        assert paused["paused_experiment_id"] == first["experiment_id"]
+        again = await call(client, "pause_loop", loop_id=loop["id"])
+        assert again["no_op"] is True
+        resumed = await call(client, "resume_loop", loop_id=loop["id"])
+        assert (resumed["loop"]["status"], resumed["no_op"]) == ("running", False)
+        assert resumed["resumed_experiment_id"] == first["experiment_id"]
+        gone = await error(client, "get_loop_status", loop_id="no-such-loop")
+        assert gone["status"] == 404
+
+    with_client(env, ws.key, flow)
+    # Two create_loop calls of 15, status 2, pause 2 twice, resume 2; the coming_soon
+    # call and the unknown loop are not charged.
+    assert before - balance(env, ws) == 15 + 15 + 2 + 2 + 2 + 2

@@ -8,7 +8,10 @@ class, a redirect that is not an http(s) URL, a goal type it does not track (``c
 rejects (`edge.urlglob`). See ``snippet/README.md`` for what the runtime does with them.
 
 A web experiment is a control (created here, no changes) and one variant that changes the
-page (``changes``) or redirects (``redirect_url``). An agent experiment lists every
+page (``changes``), redirects (``redirect_url``), comes from an idea (``idea_id``: its
+``mockup_data.mutations``) or is authored from a ``prompt`` (the author's `VariantDraft`:
+its mutations, and its suggested goals, hypothesis, page and url_pattern where the body
+gives none). An agent experiment lists every
 variant with its ``config`` (any JSON), control first, in ClawSplit's style, or names
 crewkit's ``control_version_hash`` and ``variant_version_hash`` of a ``resource_id``.
 """
@@ -21,6 +24,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from edge.authoring.drafts import VariantDraft
 from edge.config import MutationConfig
 from edge.control.ideas import Idea, idea_mutations
 from edge.control.lifecycle import split_weights
@@ -34,8 +38,9 @@ __all__ = [
     "MAX_AGENT_VARIANTS",
     "CreateExperiment",
     "GoalIn",
-    "NotAvailable",
     "VariantIn",
+    "check_prompt_create",
+    "http_url",
     "new_experiment",
 ]
 
@@ -59,12 +64,6 @@ _ATTRIBUTE_NAME = re.compile(
 )
 
 _Text = Annotated[str, msgspec.Meta(max_length=2048)]
-
-
-class NotAvailable(InvalidRequest):
-    """A documented way of creating an experiment that this server does not offer yet."""
-
-    code = "not_available"
 
 
 class VariantIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -118,7 +117,9 @@ class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     variant_version_hash: _Text | None = None
 
 
-def _http_url(url: str, where: str) -> str:
+def http_url(url: str, where: str) -> str:
+    """``url`` without surrounding blanks, if it is an absolute http(s) URL; else a 400
+    naming the field (``where``) and showing one that is."""
     text = url.strip()
     try:
         parts = urlsplit(text)
@@ -175,7 +176,7 @@ def _web_variant(variant: VariantIn, where: str) -> NewVariant:
         _check_change(change, f"{where}.changes[{j}]")
     redirect = None
     if variant.redirect_url is not None:
-        redirect = _http_url(variant.redirect_url, f"{where}.redirect_url")
+        redirect = http_url(variant.redirect_url, f"{where}.redirect_url")
     return NewVariant(variant.name, 1, changes=variant.changes, redirect_url=redirect)
 
 
@@ -284,63 +285,131 @@ def _idea_variants(
     return "web", (NewVariant(CONTROL_NAME, 1), NewVariant(IDEA_VARIANT_NAME, 1, changes=changes))
 
 
+def _prompt_alone(body: CreateExperiment) -> None:
+    if body.idea_id is not None:
+        raise InvalidRequest(
+            "prompt and idea_id are mutually exclusive: the variant is authored from the "
+            "prompt, or taken from the idea; pass one of them"
+        )
+    crewkit = (body.resource_id, body.control_version_hash, body.variant_version_hash)
+    if body.variants or body.kind == "agent" or any(f is not None for f in crewkit):
+        raise InvalidRequest(
+            "prompt and variants are mutually exclusive: the variant is authored from the "
+            "prompt; pass the prompt alone, or variants[0].changes (e.g. from POST "
+            "/v1/variants/generate)"
+        )
+
+
+def _draft_variants(
+    body: CreateExperiment, draft: VariantDraft
+) -> tuple[Literal["web"], tuple[NewVariant, ...]]:
+    _prompt_alone(body)
+    authored = VariantIn(
+        draft.variant.name, draft.variant.mutations, redirect_url=draft.variant.redirect_url
+    )
+    return "web", (NewVariant(CONTROL_NAME, 1), _web_variant(authored, "the authored variant"))
+
+
+def _name(body: CreateExperiment) -> str:
+    name = (body.name or "").strip()
+    if not name:
+        raise InvalidRequest("name is required; give the experiment a name")
+    return name
+
+
+class _Fields(msgspec.Struct, frozen=True):
+    goals: tuple[NewGoal, ...]
+    url_pattern: str | None
+    target_url: str | None
+
+
+def _fields(body: CreateExperiment, kind: Literal["web", "agent"]) -> _Fields:
+    """The checks of the body's fields that depend on no variant."""
+    if body.max_cost_increase is not None and kind != "agent":
+        raise InvalidRequest(
+            "max_cost_increase is the cost guardrail of agent experiments, whose tasks report "
+            "a cost; remove it from this web experiment"
+        )
+    if body.traffic_split is not None and not 1 <= body.traffic_split <= 99:
+        raise InvalidRequest(
+            "traffic_split must be a whole number from 1 to 99 (the percent of traffic "
+            f"on the variant), not {body.traffic_split}"
+        )
+    url_pattern = validate_pattern(body.url_pattern)
+    target = None if body.target_url is None else http_url(body.target_url, "target_url")
+    goals = tuple(_goal(g, f"goals[{i}]") for i, g in enumerate(body.goals))
+    return _Fields(goals, url_pattern, target)
+
+
+def check_prompt_create(body: CreateExperiment) -> None:
+    """A 400 for what is wrong with a ``prompt`` create body before its variant is
+    authored (authoring fetches a page and is paid for): the fields that are mutually
+    exclusive with ``prompt``, and every field `new_experiment` checks that does not
+    depend on the variant."""
+    _prompt_alone(body)
+    _name(body)
+    _fields(body, "web")
+
+
 def new_experiment(
     body: CreateExperiment,
     workspace_id: str,
     site_id: str | None,
     site_url: str | None,
     idea: Idea | None = None,
+    draft: VariantDraft | None = None,
 ) -> NewExperiment:
     """The draft a create body describes, validated; ``site_url`` is the target URL (the
     base of preview URLs) when the body names none. A web experiment needs its site; an
     agent experiment may have none (ClawSplit's and crewkit's bodies name none). With
     ``idea`` (the body's ``idea_id``, loaded), the variant is the idea's mutations, and
-    the idea's hypothesis and source page stand in for those the body leaves out."""
-    if body.prompt is not None:
-        raise NotAvailable(
-            "prompt (authoring a variant from a description) is not available on this "
-            "server yet; pass variants: [{name, changes}] with the DOM changes instead"
-        )
-    name = (body.name or "").strip()
-    if not name:
-        raise InvalidRequest("name is required; give the experiment a name")
-    kind, variants = _variants(body) if idea is None else _idea_variants(body, idea)
+    the idea's hypothesis and source page stand in for those the body leaves out. With
+    ``draft`` (the variant authored from the body's ``prompt``), the variant is the
+    draft's, and its suggested goals, hypothesis, analysed page and url_pattern stand in
+    for those the body leaves out."""
+    if body.prompt is not None and draft is None:
+        raise ValueError("a prompt create needs the variant authored from its prompt (draft)")
+    name = _name(body)
+    if draft is not None:
+        kind, variants = _draft_variants(body, draft)
+    elif idea is not None:
+        kind, variants = _idea_variants(body, idea)
+    else:
+        kind, variants = _variants(body)
     if site_id is None and kind == "web":
         raise InvalidRequest(
             "site_id is required: a web experiment runs on a site (GET /v1/sites lists "
             "them); only agent experiments may have none"
         )
-    if body.max_cost_increase is not None and kind != "agent":
-        raise InvalidRequest(
-            "max_cost_increase is the cost guardrail of agent experiments, whose tasks report "
-            "a cost; remove it from this web experiment"
-        )
+    fields = _fields(body, kind)
     if body.traffic_split is not None:
-        if not 1 <= body.traffic_split <= 99:
-            raise InvalidRequest(
-                "traffic_split must be a whole number from 1 to 99 (the percent of traffic "
-                f"on the variant), not {body.traffic_split}"
-            )
         weights = split_weights(len(variants), body.traffic_split)
         variants = tuple(
             msgspec.structs.replace(v, weight=w) for v, w in zip(variants, weights, strict=True)
         )
-    url_pattern = validate_pattern(body.url_pattern)
-    hypothesis = body.hypothesis
+    goals, url_pattern, hypothesis = fields.goals, fields.url_pattern, body.hypothesis
     target = site_url
     if idea is not None:
         hypothesis = hypothesis or idea.hypothesis
         target = idea.source_url or site_url
-    if body.target_url is not None:
-        target = _http_url(body.target_url, "target_url")
+    if draft is not None:
+        hypothesis = hypothesis or draft.hypothesis
+        target = draft.context.page_analyzed
+        if body.url_pattern is None:
+            url_pattern = validate_pattern(draft.context.url_pattern)
+        if not body.goals:
+            goals = tuple(
+                _goal(GoalIn(g.name, g.type, g.selector, g.url_pattern), f"suggested_goals[{i}]")
+                for i, g in enumerate(draft.suggested_goals)
+            )
     return NewExperiment(
         workspace_id=workspace_id,
         name=name,
         variants=variants,
         site_id=site_id,
         kind=kind,
-        goals=tuple(_goal(g, f"goals[{i}]") for i, g in enumerate(body.goals)),
+        goals=goals,
         url_pattern=url_pattern,
         hypothesis=hypothesis,
-        target_url=target,
+        target_url=fields.target_url or target,
     )

@@ -1,26 +1,79 @@
 """A/B test ideas: a hypothesis for a site and, in ``mockup_data.mutations``, the DOM
-changes that would test it (the reference's idea shape).
+changes that would test it (the reference's idea shape); listing them, moving them through
+their statuses, and generating them with an `edge.authoring.author.Author`.
 
 An experiment created with ``idea_id`` takes its variant's changes from the idea, and its
 hypothesis and target page when the create body names none
-(`edge.control.experiment_input.new_experiment`). Ideas are written by idea generation;
-another workspace's idea is the same 404 as an unknown one.
+(`edge.control.experiment_input.new_experiment`). Another workspace's idea is the same 404
+as an unknown one.
+
+Generating ideas costs generate_ideas (10 credits on a metered plan), paid up front in the
+transaction that finds the site (`begin_generation`), so a short balance or an unknown
+site is answered before any page is fetched. The author then runs on a thread, outside
+any store transaction (it fetches the page); its ideas are stored, audited and announced
+with the ``ideas.generated`` webhook in one transaction (`record_generated`). A run that
+fails is refunded and announced too, as ``ideas.generated`` with ``success: false`` and
+its errors (`record_failed`), so a caller who did not wait learns of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import Any, Literal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args
 
 import msgspec
 
+from edge.authoring.author import Author
+from edge.authoring.drafts import IdeaDraft
 from edge.config import MutationConfig
-from edge.control.store import Store, utc_now
-from edge.errors import InvalidRequest, NotFound
+from edge.control import audit, credits
+from edge.control.api import Auth, in_store, in_transaction
+from edge.control.sites_api import require_site
+from edge.control.store import SiteRecord, Store, utc_now
+from edge.control.webhooks import enqueue_event
+from edge.errors import InvalidRequest, NotFound, SplitedgeError
 
-__all__ = ["Idea", "IdeaStatus", "NewIdea", "add_idea", "idea_mutations", "require_idea"]
+__all__ = [
+    "IDEA_STATUSES",
+    "MAX_IDEAS_PER_RUN",
+    "REFUND_REASON",
+    "GenerationError",
+    "Idea",
+    "IdeaFilter",
+    "IdeaOut",
+    "IdeaSite",
+    "IdeaStatus",
+    "NewIdea",
+    "OutputType",
+    "add_idea",
+    "begin_generation",
+    "complete_generation",
+    "error_of",
+    "generate_ideas",
+    "get_idea",
+    "idea_mutations",
+    "list_ideas",
+    "record_failed",
+    "record_generated",
+    "require_idea",
+    "set_idea_status",
+]
 
 IdeaStatus = Literal["new", "approved", "implemented", "rejected", "archived"]
+IDEA_STATUSES: tuple[IdeaStatus, ...] = get_args(IdeaStatus)
+
+OutputType = Literal["html", "screenshot"]
+"""How an idea's mockup is meant to be shown (the reference's field). splitedge renders
+no screenshots: either way ``mockup_data.mutations`` holds the changes."""
+
+MAX_IDEAS_PER_RUN = 10
+"""The most ideas one generation asks the author for (the reference's max)."""
+
+REFUND_REASON = "refund:generate_ideas"
+"""The ledger's reason for the credits given back for a generation that made nothing."""
 
 
 class NewIdea(msgspec.Struct, frozen=True):
@@ -47,11 +100,67 @@ class Idea(NewIdea, frozen=True, kw_only=True):
     updated_at: str
 
 
+class IdeaSite(msgspec.Struct, frozen=True):
+    """The parent site of an idea (the reference's nested ``sites``)."""
+
+    name: str
+    url: str
+
+
+class IdeaOut(msgspec.Struct, frozen=True):
+    """An idea as the API shows it: the reference's fields, the page it is for
+    (``source_url``) and its parent site."""
+
+    id: str
+    title: str
+    hypothesis: str | None
+    category: str | None
+    priority: str | None
+    status: IdeaStatus
+    output_type: str
+    estimated_impact: str | None
+    mockup_data: dict[str, Any]
+    source_url: str | None
+    site_id: str
+    sites: IdeaSite
+    created_at: str
+    updated_at: str
+
+
+class IdeaFilter(msgspec.Struct, frozen=True):
+    """Which ideas a list answers: of one site, one status, one category (None: any)."""
+
+    site_id: str | None = None
+    status: IdeaStatus | None = None
+    category: str | None = None
+
+
+class GenerationError(msgspec.Struct, frozen=True):
+    """Why a page of a generation run gave no ideas: the page, and the error's code and
+    message (e.g. ``page_unavailable``)."""
+
+    url: str
+    code: str
+    message: str
+
+
 _COLUMNS = (
     "id, workspace_id, site_id, title, hypothesis, category, priority, status, output_type, "
     "estimated_impact, mockup_data, source_url, created_at, updated_at"
 )
+_OUT_COLUMNS = (
+    "i.id, i.title, i.hypothesis, i.category, i.priority, i.status, i.output_type, "
+    "i.estimated_impact, i.mockup_data, i.source_url, i.site_id, s.name, s.url, "
+    "i.created_at, i.updated_at"
+)
+_OUT_FROM = "FROM ideas i JOIN sites s ON s.id = i.site_id"
 _mockup_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+def _not_found(idea_id: str) -> NotFound:
+    return NotFound(
+        f"no idea {idea_id[:100]!r} in the workspace of this API key; GET /v1/ideas lists its ideas"
+    )
 
 
 def add_idea(store: Store, workspace_id: str, site_id: str, new: NewIdea) -> Idea:
@@ -84,10 +193,7 @@ def require_idea(store: Store, workspace_id: str, idea_id: str) -> Idea:
         (idea_id, workspace_id),
     ).fetchone()
     if row is None:
-        raise NotFound(
-            f"no idea {idea_id[:100]!r} in the workspace of this API key; GET /v1/ideas "
-            "lists its ideas"
-        )
+        raise _not_found(idea_id)
     (id_, ws, site, title, hypothesis, category, priority, status, output_type, impact,
      mockup, source_url, created_at, updated_at) = row  # fmt: skip
     return Idea(
@@ -97,6 +203,75 @@ def require_idea(store: Store, workspace_id: str, idea_id: str) -> Idea:
         workspace_id=ws, site_id=site, status=status, created_at=created_at,
         updated_at=updated_at,
     )  # fmt: skip
+
+
+def _out(row: Sequence[Any]) -> IdeaOut:
+    (id_, title, hypothesis, category, priority, status, output_type, impact, mockup,
+     source_url, site_id, site_name, site_url, created_at, updated_at) = row  # fmt: skip
+    return IdeaOut(
+        id=id_, title=title, hypothesis=hypothesis, category=category, priority=priority,
+        status=status, output_type=output_type, estimated_impact=impact,
+        mockup_data=_mockup_decoder.decode(mockup), source_url=source_url, site_id=site_id,
+        sites=IdeaSite(site_name, site_url), created_at=created_at, updated_at=updated_at,
+    )  # fmt: skip
+
+
+def get_idea(store: Store, workspace_id: str, idea_id: str) -> IdeaOut:
+    """The workspace's idea with its site; a 404 saying where ideas are listed otherwise."""
+    row = store.conn.execute(
+        f"SELECT {_OUT_COLUMNS} {_OUT_FROM} WHERE i.id = ? AND i.workspace_id = ?",
+        (idea_id, workspace_id),
+    ).fetchone()
+    if row is None:
+        raise _not_found(idea_id)
+    return _out(row)
+
+
+def list_ideas(
+    store: Store, workspace_id: str, where: IdeaFilter, limit: int, offset: int
+) -> tuple[list[IdeaOut], int]:
+    """A page of the workspace's ideas that ``where`` admits, newest first, and how many
+    it admits in all."""
+    condition = (
+        "i.workspace_id = ? AND (? IS NULL OR i.site_id = ?) AND (? IS NULL OR i.status = ?) "
+        "AND (? IS NULL OR i.category = ?)"
+    )
+    args = (workspace_id, where.site_id, where.site_id, where.status, where.status,
+            where.category, where.category)  # fmt: skip
+    rows = store.conn.execute(
+        f"SELECT {_OUT_COLUMNS} {_OUT_FROM} WHERE {condition} "
+        "ORDER BY i.created_at DESC, i.rowid DESC LIMIT ? OFFSET ?",
+        (*args, limit, offset),
+    ).fetchall()
+    (total,) = store.conn.execute(f"SELECT count(*) {_OUT_FROM} WHERE {condition}", args).fetchone()
+    return [_out(row) for row in rows], int(total)
+
+
+def set_idea_status(
+    store: Store, workspace_id: str, key_id: str, idea_id: str, status: IdeaStatus
+) -> IdeaOut:
+    """Move the idea to ``status``; when that changes it, the change is audited and the
+    ``idea.status_changed`` webhook queued, in one transaction. The idea after."""
+    with store.transaction():
+        before = require_idea(store, workspace_id, idea_id)
+        if before.status != status:
+            store.conn.execute(
+                "UPDATE ideas SET status = ?, updated_at = ? WHERE id = ?",
+                (status, utc_now(), idea_id),
+            )
+            audit.record(
+                store, workspace_id, key_id, "idea.status", "idea", idea_id,
+                {"from": before.status, "status": status},
+            )  # fmt: skip
+        idea = get_idea(store, workspace_id, idea_id)
+        if before.status != status:
+            enqueue_event(
+                store.conn, workspace_id, "idea.status_changed",
+                {"idea_id": idea.id, "site_id": idea.site_id, "title": idea.title,
+                 "previous_status": before.status, "status": status,
+                 "updated_at": idea.updated_at},
+            )  # fmt: skip
+    return idea
 
 
 def idea_mutations(idea: Idea) -> tuple[MutationConfig, ...]:
@@ -115,3 +290,142 @@ def idea_mutations(idea: Idea) -> tuple[MutationConfig, ...]:
             f"idea {idea.id}'s mockup_data.mutations are not VariantMutations ({exc}); "
             "pass variants: [{name, changes}] instead"
         ) from None
+
+
+# -- generation ------------------------------------------------------------------------
+
+
+def _new_idea(draft: IdeaDraft, output_type: str) -> NewIdea:
+    mockup: dict[str, Any] = {"mutations": msgspec.to_builtins(draft.mutations)}
+    if draft.element_type is not None:
+        mockup["element_type"] = draft.element_type
+    return NewIdea(
+        title=draft.title,
+        hypothesis=draft.hypothesis,
+        category=draft.category,
+        priority=draft.priority,
+        output_type=output_type,
+        estimated_impact=draft.estimated_impact,
+        mockup_data=mockup,
+        source_url=draft.source_url,
+    )
+
+
+def _announce(
+    store: Store,
+    workspace_id: str,
+    site_id: str,
+    schedule_id: str | None,
+    ideas: Sequence[IdeaOut],
+    errors: Sequence[GenerationError],
+) -> None:
+    enqueue_event(
+        store.conn, workspace_id, "ideas.generated",
+        {"success": bool(ideas) or not errors, "site_id": site_id, "schedule_id": schedule_id,
+         "ideas": msgspec.to_builtins(ideas), "errors": msgspec.to_builtins(errors)},
+    )  # fmt: skip
+
+
+def record_generated(
+    store: Store,
+    workspace_id: str,
+    key_id: str | None,
+    site: SiteRecord,
+    drafts: Sequence[IdeaDraft],
+    output_type: str,
+    schedule_id: str | None = None,
+    errors: Sequence[GenerationError] = (),
+) -> list[IdeaOut]:
+    """Store a run's ideas for the site, audit them and queue ``ideas.generated`` with
+    them (and the ``errors`` of the run's pages that gave none), in the caller's
+    transaction; the ideas as stored."""
+    with store.transaction():
+        ids = [add_idea(store, workspace_id, site.id, _new_idea(d, output_type)).id for d in drafts]
+        ideas = [get_idea(store, workspace_id, idea_id) for idea_id in ids]
+        audit.record(
+            store, workspace_id, key_id, "ideas.generate", "site", site.id,
+            {"ideas": ids, "schedule_id": schedule_id, "errors": len(errors)},
+        )  # fmt: skip
+        _announce(store, workspace_id, site.id, schedule_id, ideas, errors)
+    return ideas
+
+
+def record_failed(
+    store: Store,
+    workspace_id: str,
+    site_id: str,
+    errors: Sequence[GenerationError],
+    refund: int,
+    schedule_id: str | None = None,
+) -> None:
+    """A run that stored no idea: give back the ``refund`` credits it was charged and
+    queue ``ideas.generated`` with ``success: false`` and its ``errors``, in the caller's
+    transaction."""
+    with store.transaction():
+        if refund:
+            credits.grant(store, workspace_id, refund, REFUND_REASON)
+        _announce(store, workspace_id, site_id, schedule_id, (), errors)
+
+
+def error_of(url: str, exc: Exception) -> GenerationError:
+    """What a page's failed generation tells the caller: the error's own code and message
+    when it is a `SplitedgeError`, else that the author failed (the log has the rest)."""
+    if isinstance(exc, SplitedgeError):
+        return GenerationError(url, exc.code, exc.message)
+    return GenerationError(
+        url, "authoring_failed", f"the author failed on {url} ({type(exc).__name__}); retry later"
+    )
+
+
+async def begin_generation(store_path: Path, auth: Auth, site_id: str) -> SiteRecord:
+    """Pay generate_ideas (when metered) and find the workspace's site, in one
+    transaction: a 402 or a 404 charges nothing and nothing is generated."""
+    return await in_transaction(
+        store_path,
+        auth,
+        lambda store: require_site(store, auth.workspace_id, site_id),
+        "generate_ideas",
+    )
+
+
+async def complete_generation(
+    store_path: Path,
+    auth: Auth,
+    site: SiteRecord,
+    num_ideas: int,
+    output_type: str,
+    author: Author,
+) -> list[IdeaOut]:
+    """Run the author for ``num_ideas`` ideas of the site's root page on a thread, then
+    store and announce them (`record_generated`). When the author fails, the run is
+    refunded and announced as failed (`record_failed`) and the error raised again."""
+    try:
+        drafts = await asyncio.to_thread(author.generate_ideas, site.url, num_ideas)
+    except Exception as exc:
+        refund = credits.TOOL_COSTS["generate_ideas"] if auth.metered else 0
+        failure = [error_of(site.url, exc)]
+        await in_store(
+            store_path,
+            lambda store: record_failed(store, auth.workspace_id, site.id, failure, refund),
+        )
+        raise
+    return await in_store(
+        store_path,
+        lambda store: record_generated(
+            store, auth.workspace_id, auth.key_id, site, drafts[:num_ideas], output_type
+        ),
+    )
+
+
+async def generate_ideas(
+    store_path: Path,
+    auth: Auth,
+    site_id: str,
+    num_ideas: int,
+    author: Author,
+    output_type: str = "html",
+) -> list[IdeaOut]:
+    """Generate, store and announce ``num_ideas`` ideas for the site and answer them (the
+    synchronous form, e.g. ``POST /v1/ideas/generate`` with ``wait: true``)."""
+    site = await begin_generation(store_path, auth, site_id)
+    return await complete_generation(store_path, auth, site, num_ideas, output_type, author)

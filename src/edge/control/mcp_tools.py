@@ -6,9 +6,9 @@ generated from it, and arguments are decoded into it), and its ``call`` does the
 through the REST API of the same process (`Rest`, `edge.control.mcp_gateway`), so that a
 tool and its route share one implementation: validation, credits, audit and webhooks.
 What a tool adds is the reference's MCP answer shape (``{sites: [...]}`` for list_sites,
-``{experiment_id, status, message}`` for launch_experiment, ...). The only tool that is
-not a REST call is generate_ideas: over REST it is asynchronous (202 and a webhook), as a
-tool it answers the ideas (`edge.control.ideas_api.generate_ideas_now`).
+``{experiment_id, status, message}`` for launch_experiment, ...). generate_ideas waits
+for its ideas (``"wait": true``): over REST the run is asynchronous by default (202 and
+the ideas.generated webhook), but a tool answers what it made.
 """
 
 from __future__ import annotations

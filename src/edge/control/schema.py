@@ -278,7 +278,12 @@ ALTER TABLE experiments ADD COLUMN max_cost_increase REAL CHECK (max_cost_increa
 # an experiment (loop_rounds.experiment_id); the experiment is what the edge serves, so the
 # loop tables themselves do not bump config_version. ``next_tick_at`` (ISO 8601, UTC) is
 # when the scheduler next looks at a loop or runs a schedule; ``claimed_until`` is how a
-# ticker claims a row in a transaction, so that two tickers never advance it twice.
+# ticker claims a row in a transaction, so that two tickers never advance it twice. A
+# schedule's ``key_id`` is the API key that created it: its runs are charged and audited
+# in that key's name. A round's runtime excludes the time its loop was paused:
+# ``loops.paused_at`` is when the current pause began, ``loop_rounds.paused_seconds`` the
+# pauses the round has had; ``last_look`` is the index of the last daily look its decision
+# took (analytics.loop_decisions).
 _V8 = """
 CREATE TABLE loops (
     id                          TEXT PRIMARY KEY,
@@ -303,6 +308,7 @@ CREATE TABLE loops (
     consecutive_inconclusive    INTEGER NOT NULL DEFAULT 0,
     rounds_since_check          INTEGER NOT NULL DEFAULT 0,
     pause_reason                TEXT,
+    paused_at                   TEXT,
     next_tick_at                TEXT NOT NULL,
     claimed_until               TEXT,
     created_at                  TEXT NOT NULL,
@@ -328,6 +334,8 @@ CREATE TABLE loop_rounds (
     final_lift            REAL,
     started_at            TEXT NOT NULL,
     decided_at            TEXT,
+    paused_seconds        REAL NOT NULL DEFAULT 0,
+    last_look             INTEGER,
     UNIQUE (loop_id, round_number)
 );
 
@@ -335,6 +343,7 @@ CREATE TABLE schedules (
     id            TEXT PRIMARY KEY,
     workspace_id  TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
     site_id       TEXT NOT NULL REFERENCES sites(id) ON DELETE CASCADE,
+    key_id        TEXT NOT NULL REFERENCES api_keys(id),
     enabled       INTEGER NOT NULL DEFAULT 0 CHECK (enabled IN (0, 1)),
     frequency     TEXT NOT NULL DEFAULT 'weekly'
                   CHECK (frequency IN ('daily', 'weekly', 'monthly')),

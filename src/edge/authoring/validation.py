@@ -1,0 +1,88 @@
+"""Checking authored mutations against the page they were authored for.
+
+Every author's output goes through `validate_mutations` before it is returned, so a
+variant never carries a selector that finds nothing on the fetched page, an action the
+snippet does not know, a ``set_attribute`` without an attribute name, or a change that
+would run script in a visitor's browser (an ``on*`` handler, a ``javascript:`` URL).
+What is dropped is said in the warnings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Final, get_args
+
+from edge.authoring.page import Page
+from edge.config import MutationAction, MutationConfig
+
+__all__ = ["ACTIONS", "MAX_MUTATIONS", "MAX_PAYLOAD", "validate_mutations"]
+
+ACTIONS: Final = frozenset(get_args(MutationAction))
+"""The actions the snippet runtime applies."""
+
+MAX_MUTATIONS: Final = 20
+"""Most changes one authored variant may carry."""
+
+MAX_PAYLOAD: Final = 10_000
+"""Longest payload accepted, in characters."""
+
+MAX_SELECTOR: Final = 500
+
+# ASCII attribute names only: what an author legitimately sets (href, src, alt, data-*).
+_ATTRIBUTE: Final = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.-]*")
+_SCRIPT_URL: Final = re.compile(r"^\s*(?:javascript|vbscript|data)\s*:", re.I)
+_URL_ATTRIBUTES: Final = frozenset({"href", "src", "action", "formaction", "srcset", "poster"})
+
+
+def _problem(page: Page, change: MutationConfig) -> str | None:
+    """Why ``change`` cannot be kept, or None."""
+    if change.action not in ACTIONS:
+        return f"its action {change.action!r} is not one of {', '.join(sorted(ACTIONS))}"
+    selector = change.selector.strip()
+    if not selector or len(selector) > MAX_SELECTOR:
+        return "its selector is empty or too long"
+    if len(change.payload) > MAX_PAYLOAD:
+        return f"its payload is over {MAX_PAYLOAD:,} characters"
+    if change.action == "set_attribute":
+        name = (change.attribute_name or "").lower()
+        if not _ATTRIBUTE.fullmatch(name):
+            return "set_attribute needs an attribute_name such as href"
+        if name.startswith("on") or name in ("style", "srcdoc"):
+            return f"setting {name!r} could run script or restyle the page; use set_style"
+        if name in _URL_ATTRIBUTES and _SCRIPT_URL.match(change.payload):
+            return "its URL would run script"
+    elif change.attribute_name:
+        return "attribute_name is only for set_attribute"
+    if change.action in ("add_class", "remove_class") and not change.payload.split():
+        return f"{change.action} needs class names in its payload"
+    if page.count(selector) == 0:
+        return f"its selector {selector!r} matches nothing on {page.url}"
+    return None
+
+
+def validate_mutations(
+    page: Page, mutations: Sequence[MutationConfig]
+) -> tuple[tuple[MutationConfig, ...], tuple[str, ...]]:
+    """The mutations that may be applied to ``page`` (duplicates dropped, at most
+    `MAX_MUTATIONS`), and a warning for each one left out or matching several elements."""
+    kept: list[MutationConfig] = []
+    warnings: list[str] = []
+    for change in mutations:
+        problem = _problem(page, change)
+        if problem is not None:
+            warnings.append(f"Dropped a {change.action} change: {problem}.")
+            continue
+        if change in kept:
+            continue
+        if len(kept) == MAX_MUTATIONS:
+            warnings.append(f"Kept the first {MAX_MUTATIONS} changes; the rest were dropped.")
+            break
+        matched = page.count(change.selector)
+        if matched > 1:
+            warnings.append(
+                f"{change.selector} matches {matched} elements on the page; the change "
+                "applies to all of them."
+            )
+        kept.append(change)
+    return tuple(kept), tuple(warnings)
