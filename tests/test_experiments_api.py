@@ -242,7 +242,8 @@ def test_agent_experiment_crewkit_style(env: Env) -> None:
     [
         ({"site_id": None}, 400, "invalid_request", "site_id is required"),
         ({"name": " "}, 400, "invalid_request", "name is required"),
-        ({"prompt": "Change the hero price from $99 to $499"}, 400, "not_available", "prompt"),
+        ({"prompt": "Change the hero price from $99 to $499"}, 400, "invalid_request",
+         "prompt and variants are mutually exclusive"),
         ({"idea_id": "idea-1", "variants": []}, 404, "not_found", "no idea 'idea-1'"),
         ({"variants": []}, 400, "invalid_request", "variants is empty"),
         ({"traffic_split": 0}, 400, "invalid_request", "from 1 to 99"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ import httpx
 import msgspec
 import pytest
 
+from edge.config import MutationConfig
 from edge.control.ideas import NewIdea, add_idea
+from edge.control.loops import Goal, LoopConfig, create_loop
+from edge.control.schedules import ScheduleSettings, create_schedule
 from edge.control.store import Store
 from tests.support import Seed, Server, api_call, running_server, seed_store, wait_flushed
 
@@ -44,6 +48,16 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 mockup_data={"mutations": [{"selector": "h1", "action": "set_content"}]},
             ),
         )
+        b_loop, _ = create_loop(
+            store, seed.other_site.workspace_id, None,
+            LoopConfig("B's loop", seed.other_site.id, seed.other_site.url, ("headline",),
+                       Goal("click", "click", "a")),
+            (MutationConfig("h1", "set_content", "B"),), None, datetime.now(UTC),
+        )  # fmt: skip
+        b_schedule = create_schedule(
+            store, seed.other_site.workspace_id, seed.other_key.record.id, seed.other_site.id,
+            ScheduleSettings(enabled=True), datetime.now(UTC),
+        )  # fmt: skip
     finally:
         store.close()
     with running_server(data, args=["--dev"]) as server:
@@ -67,6 +81,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             "webhook_id": hook.json()["data"]["id"],
             "idea_id": idea.id,
             "agent_id": "b-agent",
+            "loop_id": b_loop.id,
+            "schedule_id": b_schedule.id,
         }
         yield Env(server, store_path, seed, ids)
 
@@ -74,7 +90,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 # Everything a request could change, B's rows and the served config alike.
 _TABLES = (
     "workspaces", "api_keys", "sites", "experiments", "variants", "goals", "webhooks",
-    "webhook_deliveries", "ideas", "audit_log", "credit_ledger", "config_version",
+    "webhook_deliveries", "ideas", "schedules", "audit_log", "credit_ledger", "config_version",
 )  # fmt: skip
 
 
@@ -103,6 +119,8 @@ def body_for(method: str, path: str) -> Any:
     """A body the route would accept for an id of A's own, so that only the id is wrong."""
     if method == "PATCH" and path.startswith("/v1/experiments/"):
         return {"action": "pause"}
+    if method == "PATCH" and path.startswith("/v1/schedules/"):
+        return {"enabled": False}
     if path.endswith(("/deploy", "/promote")):
         return {"variant": "Variant B"}
     if method == "PATCH":
@@ -157,6 +175,15 @@ def test_ids_in_bodies_and_queries_find_nothing_of_another_workspace(env: Env) -
     ):
         response = call(env, "POST", "/v1/experiments", body)
         assert response.status_code == 404, response.text
+    prompt = "Change the hero price from $99 to $499"
+    for path, body in (
+        ("/v1/ideas/generate", {"site_id": ids["site_id"]}),
+        ("/v1/variants/generate", {"site_id": ids["site_id"], "prompt": prompt}),
+        ("/v1/schedules", {"site_id": ids["site_id"]}),
+        ("/v1/experiments", {"site_id": ids["site_id"], "name": "n", "prompt": prompt}),
+    ):
+        response = call(env, "POST", path, body)
+        assert response.status_code == 404, (path, response.text)
     for named in ({"site_id": ids["site_id"]}, {"experiment_id": ids["experiment_id"]}):
         assign = call(env, "POST", "/v1/assign", {**named, "unit_id": "u1"})
         assert assign.status_code == 404, assign.text
@@ -165,12 +192,16 @@ def test_ids_in_bodies_and_queries_find_nothing_of_another_workspace(env: Env) -
     assert events.status_code == 404, events.text
     for query in (
         f"/v1/experiments?site_id={ids['site_id']}",
+        f"/v1/ideas?site_id={ids['site_id']}",
+        f"/v1/schedules?site_id={ids['site_id']}",
         f"/v1/audit?target_id={ids['experiment_id']}",
         f"/v1/audit?target_id={ids['webhook_id']}",
     ):
         response = call(env, "GET", query)
         assert response.status_code == 200 and response.json()["data"] == [], response.text
-    for listing in ("/v1/sites", "/v1/experiments", "/v1/webhooks", "/v1/audit"):
+    for listing in (
+        "/v1/sites", "/v1/experiments", "/v1/webhooks", "/v1/audit", "/v1/ideas", "/v1/schedules",
+    ):  # fmt: skip
         text = call(env, "GET", listing + "?limit=100").text
         assert not any(own in text for own in ids.values()), (listing, text)
     assert snapshot(env.store_path) == before

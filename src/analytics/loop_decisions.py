@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 import numpy as np
@@ -163,9 +163,7 @@ def _phi(x: float) -> float:
 
 
 @njit(cache=True)
-def _crossing(
-    grid: np.ndarray, mass: np.ndarray, c: float, root_t: float, sigma: float
-) -> float:
+def _crossing(grid: np.ndarray, mass: np.ndarray, c: float, root_t: float, sigma: float) -> float:
     """P(|Z_k| >= c and no earlier crossing), from the earlier continuation region's
     score grid and its probability mass (density times quadrature weight)."""
     total = 0.0
@@ -338,7 +336,13 @@ def decide(
     champion, challenger = data.champion, data.challenger
     p = prob_beats_exact(champion.conversions, champion.units, challenger.conversions,
                          challenger.units)  # fmt: skip
-    figures = {"look": k, "prob_to_win": p, "lift": _lift(data), "boundary": boundary}
+    # Any: the figures mix the look index (int) and probabilities (float).
+    figures: dict[str, Any] = {
+        "look": k,
+        "prob_to_win": p,
+        "lift": _lift(data),
+        "boundary": boundary,
+    }
     if p >= boundary:
         return LoopDecision(
             "promote",

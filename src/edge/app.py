@@ -25,12 +25,19 @@ from starlette.types import ASGIApp
 from analytics import bayes
 from analytics.gateway import query_runner
 from edge.assign_route import ASSIGN_OPERATION, AssignEndpoint
+from edge.authoring import configured_author
 from edge.control import (
     agents_api,
     experiments_api,
+    ideas_api,
+    intelligence_api,
+    loops,
+    loops_api,
     plans,
     results_api,
+    schedules_api,
     sites_api,
+    variants_api,
     webhooks,
     workspace_api,
 )
@@ -90,6 +97,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     results = ResultsSource(settings.store_path, runner)
     links = ReportLinks(settings.store_path)
     limits = plans.plan_limits(plans.load_plans(settings.limits))
+    # One author per worker: its page cache serves every route that authors.
+    author = configured_author()
     gateway = McpGateway(settings.store_path, limits)
 
     @contextlib.asynccontextmanager
@@ -159,7 +168,12 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         ),
         Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
         *sites_api.routes(settings.store_path, limits),
-        *experiments_api.routes(settings.store_path, limits),
+        *intelligence_api.routes(settings.store_path, author, limits),
+        *experiments_api.routes(settings.store_path, author, limits),
+        *variants_api.routes(settings.store_path, author, limits),
+        *ideas_api.routes(settings.store_path, author, limits),
+        *schedules_api.routes(settings.store_path, limits),
+        *loops_api.routes(settings.store_path, author, loops.source_results(results), limits),
         *webhooks.routes(settings.store_path, dev=settings.dev, limits=limits),
         *workspace_api.routes(settings.store_path, limits),
     ]

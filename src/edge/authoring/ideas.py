@@ -71,9 +71,7 @@ def _idea(
         category=strategy.category,
         priority=strategy.priority,
         estimated_impact=strategy.impact,
-        mutations=(
-            MutationConfig(selector, "set_content", rewrite, None, strategy.title),
-        ),
+        mutations=(MutationConfig(selector, "set_content", rewrite, None, strategy.title),),
         element_type=element_type,
         source_url=page.url,
     )
@@ -134,6 +132,7 @@ def next_challenger(
     mutations: list[MutationConfig] = []
     titles: list[str] = []
     reasons: list[str] = []
+    varied: list[ElementType] = []
     for element_type in dict.fromkeys(element_types):
         if element_type not in ("headline", "copy"):
             continue
@@ -149,6 +148,7 @@ def next_challenger(
         strategy, rewrite = next(item for item in candidates if item[1] not in shown)
         mutations.append(MutationConfig(selector, "set_content", rewrite, None, strategy.title))
         titles.append(strategy.title)
+        varied.append(element_type)
         reasons.append(f"{_quote(rewrite)} {strategy.why}")
     if not mutations:
         kinds = " or ".join(element_types) or "headline or copy"
@@ -156,7 +156,7 @@ def next_challenger(
             f"{page.url} has no {kinds} element to vary (no h1, no paragraph under it); pass "
             'selector_hints such as {"headline": ".hero h1", "copy": ".hero p"}'
         )
-    first: ElementType = "headline" if any(t == "headline" for t in element_types) else "copy"
+    first = varied[0]
     return IdeaDraft(
         title=f"Challenger {len(losers) + 1}: {' + '.join(titles)}",
         hypothesis=f"{'; '.join(reasons)}, so it should beat the current champion.",

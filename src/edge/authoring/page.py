@@ -12,7 +12,8 @@ import re
 from functools import cached_property
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from bs4 import BeautifulSoup, NavigableString, Tag
+from bs4 import BeautifulSoup, Tag
+from bs4.element import NavigableString
 
 from edge.authoring.fetch import FetchedPage
 from edge.authoring.selectors import count_matches, stable_selector
@@ -113,6 +114,17 @@ class Page:
     def text(self, element: Tag) -> str:
         """The visible text of ``element``, whitespace normalised."""
         return normalize_text(element.get_text(" "))
+
+    def strings(self) -> list[str]:
+        """The visible text of the page, one entry per text node, whitespace normalised."""
+        found: list[str] = []
+        for string in self.body.find_all(string=True):
+            parent = string.parent
+            if type(string) is NavigableString and parent is not None and self.visible(parent):
+                text = normalize_text(str(string))
+                if text:
+                    found.append(text)
+        return found
 
     def elements(self, *names: str) -> list[Tag]:
         """Visible elements named ``names``, with text, in document order."""

@@ -194,14 +194,20 @@ def _clause(clause: str, holes: list[str], kinds: list[str]) -> Intent | None:
     match = _ROLE_SAY.match(clause) or _ROLE_TO.match(clause)
     if match and not (has_url and _LINK_WORDS.search(clause)):
         hint = f"{match.group('hint')}{match.group('role')}"
-        return RoleText(_role_of(match.group("role")), _value(match.group("new"), holes), hint, restored)
+        return RoleText(
+            _role_of(match.group("role")), _value(match.group("new"), holes), hint, restored
+        )
     match = _FROM_TO.match(clause) or _VALUE_TO.match(clause)
     if match and not (has_url and _LINK_WORDS.search(clause)):
         hint = (match.groupdict().get("hint") or "").strip()
-        return TextChange(_value(match.group("old"), holes), _value(match.group("new"), holes), hint, restored)
+        return TextChange(
+            _value(match.group("old"), holes), _value(match.group("new"), holes), hint, restored
+        )
     match = _REPLACE_WITH.match(clause)
     if match and not has_url:
-        return TextChange(_value(match.group("old"), holes), _value(match.group("new"), holes), "", restored)
+        return TextChange(
+            _value(match.group("old"), holes), _value(match.group("new"), holes), "", restored
+        )
     if has_url and (_LINK_WORDS.search(clause) or _ACTION.match(clause)):
         # "link the CTA to URL on URL2": the payload is the URL the link goes "to".
         urls = [m for m in _HOLE.finditer(clause) if kinds[int(m.group(1))] == "url"]

@@ -96,16 +96,19 @@ def _brand(page: Page) -> str | None:
 
 def page_facts(page: Page, subhead: Tag | None) -> PageFacts:
     """The facts of ``page`` the rewrites use; ``subhead`` gives its promise."""
-    text = page.text(page.body)
-    proof = _PROOF.search(text)
-    number = next((m.group(0) for m in (p.search(text) for p in _NUMBER) if m), None)
-    promise = _first_clause(page.text(subhead)) if subhead is not None else None
+    # Searched text node by text node, so a match never runs on into the next element.
+    strings = page.strings()
+    proof = next((m for m in map(_PROOF.search, strings) if m), None)
+    number = next(
+        (m.group(0) for pattern in _NUMBER for m in map(pattern.search, strings) if m), None
+    )
+    promise = _first_clause(page.text(subhead), maximum=70) if subhead is not None else None
     return PageFacts(
         brand=_brand(page),
         proof=proof.group(0)[0].upper() + proof.group(0)[1:] if proof else None,
         number=number,
         promise=promise,
-        reassured=bool(_REASSURED.search(text)),
+        reassured=any(_REASSURED.search(text) for text in strings),
     )
 
 
@@ -150,7 +153,7 @@ def _headline_brand(text: str, facts: PageFacts) -> str | None:
 
 
 def _copy_shorter(text: str, facts: PageFacts) -> str | None:
-    short = _first_clause(text, minimum=15)
+    short = _first_clause(text, minimum=15, maximum=60)
     return _sentence(short) if short and len(short) + 5 < len(text) else None
 
 
@@ -180,53 +183,102 @@ def _cta_urgency(text: str, facts: PageFacts) -> str | None:
 
 HEADLINE_STRATEGIES: Final = (
     Strategy(
-        "outcome", "Lead with the outcome, not the feature", "headline", "high", "high",
-        "tells visitors what they get in the first second", _outcome,
+        "outcome",
+        "Lead with the outcome, not the feature",
+        "headline",
+        "high",
+        "high",
+        "tells visitors what they get in the first second",
+        _outcome,
     ),
     Strategy(
-        "social_proof", "Add quantified social proof to the headline", "social_proof", "high",
-        "high", "borrows the trust of the customers the page already names", _headline_proof,
+        "social_proof",
+        "Add quantified social proof to the headline",
+        "social_proof",
+        "high",
+        "high",
+        "borrows the trust of the customers the page already names",
+        _headline_proof,
     ),
     Strategy(
-        "question", "Ask the headline as a question", "headline", "medium", "medium",
-        "makes visitors answer yes to the problem before they read on", _question,
+        "question",
+        "Ask the headline as a question",
+        "headline",
+        "medium",
+        "medium",
+        "makes visitors answer yes to the problem before they read on",
+        _question,
     ),
     Strategy(
-        "number", "Make the headline specific with a number", "headline", "medium", "medium",
+        "number",
+        "Make the headline specific with a number",
+        "headline",
+        "medium",
+        "medium",
         "is concrete, and specific claims are believed more than general ones",
         _headline_number,
     ),
     Strategy(
-        "brand", "Put the brand in the headline", "headline", "low", "low",
-        "ties the promise to the name visitors will remember", _headline_brand,
+        "brand",
+        "Put the brand in the headline",
+        "headline",
+        "low",
+        "low",
+        "ties the promise to the name visitors will remember",
+        _headline_brand,
     ),
 )
 """Headline rewrites, best bets first."""
 
 COPY_STRATEGIES: Final = (
     Strategy(
-        "social_proof", "Open the subhead with social proof", "social_proof", "high", "high",
-        "answers 'who else uses this?' before the visitor asks", _copy_proof,
+        "social_proof",
+        "Open the subhead with social proof",
+        "social_proof",
+        "high",
+        "high",
+        "answers 'who else uses this?' before the visitor asks",
+        _copy_proof,
     ),
     Strategy(
-        "risk_reversal", "Add risk reversal to the subhead", "copy", "high", "medium",
-        "removes the fear of commitment at the moment of decision", _copy_risk,
+        "risk_reversal",
+        "Add risk reversal to the subhead",
+        "copy",
+        "high",
+        "medium",
+        "removes the fear of commitment at the moment of decision",
+        _copy_risk,
     ),
     Strategy(
-        "shorter", "Cut the subhead to one sentence", "copy", "medium", "medium",
-        "is read in full, where a longer one is skimmed", _copy_shorter,
+        "shorter",
+        "Cut the subhead to one sentence",
+        "copy",
+        "medium",
+        "medium",
+        "is read in full, where a longer one is skimmed",
+        _copy_shorter,
     ),
 )
 """Subhead (copy) rewrites, best bets first."""
 
 CTA_STRATEGIES: Final = (
     Strategy(
-        "first_person", "Write the CTA in the first person", "cta", "high", "medium",
-        "lets the visitor say what they want ('my') rather than be told", _cta_first_person,
+        "first_person",
+        "Write the CTA in the first person",
+        "cta",
+        "high",
+        "medium",
+        "lets the visitor say what they want ('my') rather than be told",
+        _cta_first_person,
     ),
     Strategy(
-        "urgency", "Add urgency to the CTA", "cta", "medium", "medium",
-        "gives a reason to act now rather than later", _cta_urgency,
+        "urgency",
+        "Add urgency to the CTA",
+        "cta",
+        "medium",
+        "medium",
+        "gives a reason to act now rather than later",
+        _cta_urgency,
     ),
 )
 """Call-to-action text rewrites."""
@@ -243,7 +295,12 @@ def numbered(element_type: ElementType, text: str, n: int) -> tuple[Strategy, st
         rewrite = f"{core}. Set up in under {n + 1} minutes."
         title = f"Promise set-up in under {n + 1} minutes"
     strategy = Strategy(
-        f"numbered_{n}", title, element_type, "medium", "medium",
-        "makes the promise concrete with a time frame", lambda _text, _facts: rewrite,
+        f"numbered_{n}",
+        title,
+        element_type,
+        "medium",
+        "medium",
+        "makes the promise concrete with a time frame",
+        lambda _text, _facts: rewrite,
     )
     return strategy, rewrite

@@ -29,7 +29,7 @@ MARKERS: Final[tuple[tuple[str, re.Pattern[str]], ...]] = tuple(
         ("Vue", r"data-v-[0-9a-f]{6,}|vue(?:\.runtime)?(?:\.global)?(?:\.prod)?(?:\.min)?\.js"),
         ("Angular", r"ng-version=|ng-app"),
         ("Svelte", r"svelte-[a-z0-9]{5,}|__sveltekit"),
-        ("jQuery", r"jquery[-.\d]*(?:\.min)?\.js"),
+        ("jQuery", r"/jquery[-.\w]*\.js"),
         ("Tailwind CSS", r"tailwindcss|cdn\.tailwindcss\.com"),
         ("Bootstrap", r"bootstrap(?:\.bundle)?(?:\.min)?\.(?:js|css)"),
         ("Stripe", r"js\.stripe\.com|buy\.stripe\.com|checkout\.stripe\.com"),

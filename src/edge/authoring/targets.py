@@ -112,7 +112,7 @@ def resolve_target(request: VariantRequest) -> str | None:
     without_urls = URL_IN_TEXT.sub(" ", request.prompt)
     path = _PATH_IN_TEXT.search(without_urls)
     if path:
-        return urljoin(site_root(request.site_url), path.group(1).rstrip(_TRAILING))
+        return urljoin(site_root(request.site_url), str(path.group(1)).rstrip(_TRAILING))
     if _HOME_HINT.search(request.prompt):
         return site_root(request.site_url)
     return None
@@ -201,7 +201,11 @@ def url_pattern_for(prompt: str, target_url: str) -> tuple[str | None, list[str]
             pattern = base if deeper == 0 else f"{base}/*" if deeper == 1 else f"{base}/**"
             note = f'Read "{kind.group(0)}" as the pages matching {pattern} (the target\'s path)'
             return pattern, [note], []
-    return None, [], [
-        f'The prompt speaks of "{kind.group(0)}" but the target URL\'s path has no '
-        f"{kind.group('kind')!r} segment; pass url_pattern to create_experiment to scope it"
-    ]
+    return (
+        None,
+        [],
+        [
+            f'The prompt speaks of "{kind.group(0)}" but the target URL\'s path has no '
+            f"{kind.group('kind')!r} segment; pass url_pattern to create_experiment to scope it"
+        ],
+    )

@@ -25,8 +25,8 @@ from edge.authoring.drafts import (
     VariantRequest,
 )
 from edge.authoring.page import PRICE, Page, normalize_text, text_pattern
-from edge.authoring.targets import domain_warning, url_pattern_for
 from edge.authoring.prompts import Hide, Intent, LinkChange, RoleText, TextChange, words
+from edge.authoring.targets import domain_warning, url_pattern_for
 from edge.config import MutationConfig
 from edge.errors import InvalidRequest
 
@@ -137,7 +137,9 @@ def _price_sentence(old: str, new: str) -> str:
     )
 
 
-def _text_change(page: Page, intent: TextChange, out: AuthoredChanges, near: Tag | None) -> Tag | None:
+def _text_change(
+    page: Page, intent: TextChange, out: AuthoredChanges, near: Tag | None
+) -> Tag | None:
     candidates = page.containing(intent.old)
     hint = words(intent.hint)
     if hint & _CTA_WORDS:
@@ -192,7 +194,9 @@ def _text_change(page: Page, intent: TextChange, out: AuthoredChanges, near: Tag
     return element
 
 
-def _link_change(page: Page, intent: LinkChange, out: AuthoredChanges, near: Tag | None) -> Tag | None:
+def _link_change(
+    page: Page, intent: LinkChange, out: AuthoredChanges, near: Tag | None
+) -> Tag | None:
     anchors = [el for el in page.elements("a") if el.has_attr("href")]
     hint = words(intent.hint)
     ctas = [el for el in page.ctas if el.name == "a" and el.has_attr("href")]
@@ -216,7 +220,9 @@ def _link_change(page: Page, intent: LinkChange, out: AuthoredChanges, near: Tag
     if element.get("href") == intent.url:
         out.warnings.append(f"{selector} already links to {intent.url}; the change does nothing.")
     out.mutations.append(
-        MutationConfig(selector, "set_attribute", intent.url, "href", f"Point {_quote(label)} at {host}")
+        MutationConfig(
+            selector, "set_attribute", intent.url, "href", f"Point {_quote(label)} at {host}"
+        )
     )
     if len(candidates) > 1:
         out.assumptions.append(f"Linked {selector} ({_quote(label)}) because {why}")
@@ -281,8 +287,10 @@ def _hide(page: Page, intent: Hide, out: AuthoredChanges) -> Tag | None:
         return None
     element = candidates[0]  # the outermost: find_all lists ancestors first
     selector = page.selector(element)
-    out.mutations.append(MutationConfig(selector, "set_style", "display: none", None, f"Hide {intent.what}"))
-    out.names.append(f"Without {intent.what}")
+    out.mutations.append(
+        MutationConfig(selector, "set_style", "display: none", None, f"Hide {intent.what}")
+    )
+    out.names.append(f"Hidden {intent.what}")
     out.sentences.append(
         f"Hiding {intent.what} removes a distraction from the main call to action, so more "
         "visitors take it."
@@ -324,7 +332,8 @@ def variant_name(pieces: Sequence[str]) -> str:
     buy.stripe.com"), at most 200 characters."""
     if not pieces:
         return "Variant B"
-    name = pieces[0] if len(pieces) == 1 else f"{', '.join(pieces[:-1])} with {pieces[-1]}"
+    rest = [piece[0].lower() + piece[1:] if piece[1:2].islower() else piece for piece in pieces[1:]]
+    name = " with ".join([pieces[0], *rest]) if len(rest) < 2 else " + ".join([pieces[0], *rest])
     return name if len(name) <= 200 else name[:199].rstrip() + "\u2026"
 
 
@@ -338,11 +347,15 @@ def variant_draft(
     hypothesis: str,
     assumptions: Sequence[str],
     warnings: Sequence[str],
+    url_pattern: str | None = None,
 ) -> VariantDraft:
     """The draft both authors return: the variant, its goals and hypothesis, and the
-    context (the page analyzed, its tech stack, the url_pattern the prompt implies, the
-    assumptions, and the warnings, a target on another domain than the site's first)."""
+    context (the page analyzed, its tech stack, the url_pattern, the assumptions, and
+    the warnings, a target on another domain than the site's first). ``url_pattern``
+    (already validated) overrides the one the prompt implies (`url_pattern_for`)."""
     pattern, scope_assumptions, scope_warnings = url_pattern_for(request.prompt, page.url)
+    if url_pattern is not None:
+        pattern, scope_assumptions, scope_warnings = url_pattern, [], []
     mismatch = domain_warning(request.site_url, page.url)
     context = AuthoringContext(
         page_analyzed=page.url,

@@ -370,6 +370,7 @@ def new_experiment(
     if body.prompt is not None and draft is None:
         raise ValueError("a prompt create needs the variant authored from its prompt (draft)")
     name = _name(body)
+    kind: Literal["web", "agent"]
     if draft is not None:
         kind, variants = _draft_variants(body, draft)
     elif idea is not None:

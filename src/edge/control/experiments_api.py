@@ -8,6 +8,13 @@ The reference's routes (abtestbot): ``POST`` and ``GET /v1/experiments``,
 ``/promote``). The rules live in `edge.control.lifecycle`, the create body's validation
 in `edge.control.experiment_input`. Another workspace's experiment is the same 404 as an
 unknown id; the ``/results`` and ``/metrics`` routes are `edge.control.results_api`'s.
+
+A create with ``prompt`` (the reference's one-shot path) authors its variant first, as
+``POST /v1/variants/generate`` does (`edge.control.variants_api.draft_variant`), outside
+any transaction, and then creates the experiment and debits create_experiment plus
+generate_variant (15 credits) in one transaction: a create that fails after authoring rolls
+its debit back and costs nothing. When the author needs clarification, nothing is created,
+generate_variant (10) is charged and the answer is 200 ``{needs_clarification: ...}``.
 """
 
 from __future__ import annotations
@@ -20,8 +27,10 @@ import msgspec
 from starlette.routing import Route
 from starlette.types import Receive
 
+from edge.authoring.author import Author
+from edge.authoring.drafts import NeedsClarification, VariantDraft
 from edge.config import MutationConfig
-from edge.control import audit, lifecycle
+from edge.control import audit, credits, lifecycle
 from edge.control.api import (
     ApiOperation,
     Auth,
@@ -38,11 +47,12 @@ from edge.control.api import (
     query_params,
     read_json,
 )
-from edge.control.experiment_input import CreateExperiment, new_experiment
+from edge.control.experiment_input import CreateExperiment, check_prompt_create, new_experiment
 from edge.control.ideas import require_idea
 from edge.control.plans import PlanLimits
 from edge.control.sites_api import require_site
 from edge.control.store import ExperimentRecord, ExperimentStatus, Goal, Store
+from edge.control.variants_api import Clarification, check_prompt, draft_variant
 from edge.errors import InvalidRequest
 
 __all__ = [
@@ -355,21 +365,58 @@ def _audit(
 class ExperimentsApi:
     """The handlers of ``/v1/experiments``, over one store file."""
 
-    def __init__(self, store_path: Path, limits: PlanLimits | None = None) -> None:
+    def __init__(self, store_path: Path, author: Author, limits: PlanLimits | None = None) -> None:
         self.store_path = store_path
+        self.author = author
         self.limits = limits
+
+    async def _authored(
+        self, auth: Auth, body: CreateExperiment
+    ) -> VariantDraft | NeedsClarification:
+        """The variant of a ``prompt`` create, authored before the create's transaction
+        (the author fetches a page), or the author's questions: those are paid for here,
+        as generate_variant, and nothing is created."""
+        check_prompt_create(body)
+        prompt = check_prompt(body.prompt)
+        if body.site_id is None:
+            raise InvalidRequest(
+                "site_id is required: the variant is authored for one of your sites (GET "
+                "/v1/sites lists them)"
+            )
+        _, answer = await draft_variant(
+            self.store_path, auth, self.author, body.site_id, prompt, body.target_url,
+            "create_experiment", credits.TOOL_COSTS["generate_variant"],
+        )  # fmt: skip
+        if isinstance(answer, NeedsClarification) and auth.metered:
+            await in_transaction(self.store_path, auth, lambda store: None, "generate_variant")
+        return answer
 
     async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``POST /v1/experiments``: 201 with the draft (or, with ``auto_launch`` and its
-        preconditions met, the running experiment), its preview URLs and next step."""
+        preconditions met, the running experiment), its preview URLs and next step; with
+        ``prompt``, the variant is authored first, and when the author needs to know more,
+        200 with ``needs_clarification`` and nothing created."""
         auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _create_decoder, "experiment")
         site_id = body.site_id
         if site_id is None and body.idea_id is not None:
             raise InvalidRequest("site_id is required: an idea is for one of your sites")
+        draft: VariantDraft | None = None
+        if body.prompt is not None:
+            authored = await self._authored(auth, body)
+            if isinstance(authored, NeedsClarification):
+                return ok(Clarification(authored), Meta(auth.workspace_id))
+            draft = authored
 
         def work(store: Store) -> tuple[ExperimentRecord, LaunchOutcome | None]:
             with store.transaction():
+                if draft is not None and auth.metered:
+                    # One debit for the create and its inline generate (15 credits): if
+                    # the create fails, it rolls back with it and nothing is charged.
+                    credits.debit(
+                        store, auth.workspace_id, auth.key_id, "create_experiment",
+                        credits.TOOL_COSTS["generate_variant"],
+                    )  # fmt: skip
                 site = None if site_id is None else require_site(store, auth.workspace_id, site_id)
                 idea = None
                 if site is not None and body.idea_id is not None:
@@ -385,6 +432,7 @@ class ExperimentsApi:
                     None if site is None else site.id,
                     None if site is None else site.url,
                     idea,
+                    draft,
                 )
                 experiment_id = store.create_experiment(new)
                 targets = (body.sample_size, body.primary_metric, body.confidence)
@@ -404,7 +452,9 @@ class ExperimentsApi:
                 _audit(store, auth, "launch", record)
                 return record, LaunchOutcome("running")
 
-        record, launch = await in_transaction(self.store_path, auth, work, "create_experiment")
+        # The prompt path debits in `work`, create and generate together.
+        tool = "create_experiment" if draft is None else None
+        record, launch = await in_transaction(self.store_path, auth, work, tool)
         created = CreatedExperiment(
             _out(record), _preview_urls(record), _activation_hint(record), launch
         )
@@ -535,10 +585,11 @@ class ExperimentsApi:
         return ok(_status(record), Meta(auth.workspace_id))
 
 
-def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
-    """The routes of ``/v1/experiments`` (not ``/results`` and ``/metrics``); ``limits``
-    are the plans' rate limits and metered plans (None: none)."""
-    api = ExperimentsApi(store_path, limits)
+def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -> list[Route]:
+    """The routes of ``/v1/experiments`` (not ``/results`` and ``/metrics``); ``author``
+    authors the variant of a ``prompt`` create; ``limits`` are the plans' rate limits and
+    metered plans (None: none)."""
+    api = ExperimentsApi(store_path, author, limits)
     one = "/v1/experiments/{experiment_id}"
     listing = ApiOperation(
         handler=api.list_experiments,
@@ -550,12 +601,16 @@ def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
     create = ApiOperation(
         handler=api.create,
         summary="Create an experiment",
-        description="A draft from variants[].changes, a redirect_url or agent configs; with "
-        "auto_launch and its preconditions met, a running experiment.",
+        description="A draft from variants[].changes, a redirect_url, an idea_id, agent "
+        "configs or a prompt (the variant is authored from it: create_experiment plus "
+        "generate_variant); with auto_launch and its preconditions met, a running "
+        "experiment. A prompt whose page cannot be resolved answers 200 with "
+        "needs_clarification and creates nothing (generate_variant is charged); 422 (free) "
+        "when its page cannot be fetched.",
         body=_create_decoder,
-        data=CreatedExperiment,
-        statuses=(201,),
-        errors=(402, 404),
+        data=CreatedExperiment | Clarification,
+        statuses=(201, 200),
+        errors=(402, 404, 422, 502),
         example={
             "site_id": "e0e3f741-5a4e-4c2a-9d7a-3b1f0c8e2d10",
             "name": "Pricing headline",

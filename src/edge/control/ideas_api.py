@@ -243,7 +243,7 @@ def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -
         body=_generate_decoder,
         data=GenerationStarted | GeneratedIdeas,
         statuses=(202, 200),
-        errors=(402, 404, 422),
+        errors=(402, 404, 422, 502),
         example={"site_id": "e0e3f741-5a4e-4c2a-9d7a-3b1f0c8e2d10", "num_ideas": 5},
     )
     get = ApiOperation(

@@ -112,6 +112,6 @@ def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -
         description="Fetched and read without an LLM; competitors stay empty (they need a "
         "language model). 422 (free) when the homepage cannot be fetched.",
         data=SiteIntelligenceOut,
-        errors=(402, 404, 422),
+        errors=(402, 404, 422, 502),
     )
     return [api_route("/v1/sites/{site_id}/intelligence", {"GET": get})]

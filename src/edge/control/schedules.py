@@ -337,8 +337,7 @@ def _finish(store: Store, schedule_id: str, now: datetime) -> str | None:
     enabled, frequency, day_of_week = row
     next_at = _stamp(next_run(frequency, day_of_week, now)) if enabled else None
     store.conn.execute(
-        "UPDATE schedules SET last_run_at = ?, next_run_at = ?, claimed_until = NULL "
-        "WHERE id = ?",
+        "UPDATE schedules SET last_run_at = ?, next_run_at = ?, claimed_until = NULL WHERE id = ?",
         (_stamp(now), next_at, schedule_id),
     )
     return next_at

@@ -154,9 +154,7 @@ class SchedulesApi:
         schedule_id = scope["path_params"]["schedule_id"]
         body = await read_json(scope, receive, _update_decoder, "schedule update")
         changes = {
-            name: value
-            for name, value in msgspec.structs.asdict(body).items()
-            if value is not None
+            name: value for name, value in msgspec.structs.asdict(body).items() if value is not None
         }
         now = datetime.now(UTC)
         schedule = await in_transaction(

@@ -161,7 +161,7 @@ def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -
         "generate_variant; 422 (free) when the page cannot be fetched.",
         body=_generate_decoder,
         data=VariantDraft | Clarification,
-        errors=(402, 404, 422),
+        errors=(402, 404, 422, 502),
         example={
             "site_id": "e0e3f741-5a4e-4c2a-9d7a-3b1f0c8e2d10",
             "prompt": "Change the hero price from $99 to $499 and update the CTA link to "

@@ -1,0 +1,620 @@
+"""Continuous loops: their store rows and their state machine (issue 8, docs/loops.md).
+
+A loop is a champion-challenger optimiser; each of its rounds is an experiment of two
+arms, the champion's changes (control) against a challenger's, on the loop's primary
+goal. One tick (`advance`) takes the round's decision (`analytics.loop_decisions`):
+
+- **wait**: nothing changes but ``next_tick_at`` (an hour on);
+- **promote**: the round's experiment completes with the challenger as its winner, whose
+  changes become the champion's; **hold**: it completes, the champion stays;
+  **inconclusive**: it completes, and the loop's streak grows;
+- then the author writes a new challenger (the champion and every prior loser as its
+  context) and round N+1 launches as a new experiment. The third inconclusive round in a
+  row pauses the loop: round N+1 is still created, with its experiment launched and
+  paused at once, so that ``resume`` resumes it like any paused round.
+
+Every function takes the clock ``now``. A round's runtime excludes the time its loop was
+paused. Ticking claims a loop in a transaction (``claimed_until``), and the change
+re-checks the claim, so two tickers never advance one loop twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import msgspec
+
+from analytics.loop_decisions import ArmCounts, LoopDecision, LoopRules, RoundData, decide
+from edge.authoring.author import Author
+from edge.authoring.drafts import ElementType
+from edge.config import MutationConfig
+from edge.control import audit, lifecycle
+from edge.control.results_api import ResultsSource
+from edge.control.store import ExperimentRecord, NewExperiment, NewGoal, NewVariant, Store
+from edge.errors import InvalidRequest, NotFound
+
+__all__ = [
+    "CLAIM_SECONDS",
+    "INCONCLUSIVE_LIMIT",
+    "TICK_SECONDS",
+    "Goal",
+    "Loop",
+    "LoopConfig",
+    "LoopStatus",
+    "Round",
+    "RoundResults",
+    "Toggle",
+    "advance",
+    "claim",
+    "create_loop",
+    "decision_of",
+    "due_loops",
+    "get_loop",
+    "list_loops",
+    "loop_status",
+    "pause_loop",
+    "require_loop",
+    "resume_loop",
+    "rounds_of",
+    "source_results",
+]
+
+TICK_SECONDS = 3600
+"""How long after a tick a running loop is due again."""
+
+CLAIM_SECONDS = 600
+"""How long a ticker's claim on a loop lasts: longer than authoring a challenger takes."""
+
+INCONCLUSIVE_LIMIT = 3
+"""Inconclusive rounds in a row that pause a loop."""
+
+LoopState = Literal["running", "paused", "completed", "archived"]
+Outcome = Literal["pending", "challenger_promoted", "champion_held", "inconclusive"]
+RoundResults = Callable[[ExperimentRecord], RoundData]
+"""The arms of a round's experiment so far (from ClickHouse, `edge.control.loops_api`)."""
+
+
+def source_results(source: ResultsSource) -> RoundResults:
+    """A round's arms from its experiment's results (ClickHouse, through ``source``):
+    the control is the champion, the second arm the challenger."""
+
+    def results(record: ExperimentRecord) -> RoundData:
+        computed = source.compute(record).results
+        champion, challenger = computed.variants[0], computed.variants[1]
+        return RoundData(
+            ArmCounts(champion.units, champion.conversions or 0),
+            ArmCounts(challenger.units, challenger.conversions or 0),
+            computed.srm_flagged,
+        )
+
+    return results
+
+
+class Goal(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A loop's primary goal, in create_experiment's goal shape."""
+
+    name: str
+    type: str
+    selector: str | None = None
+    url_pattern: str | None = None
+
+
+class LoopConfig(msgspec.Struct, frozen=True):
+    """What a loop is created with (validated by the caller)."""
+
+    name: str
+    site_id: str
+    target_url: str
+    element_types: tuple[ElementType, ...]
+    primary_goal: Goal
+    url_pattern: str | None = None
+    selector_hints: dict[str, str] | None = None
+    min_round_days: int = 7
+    max_round_days: int = 28
+    min_samples_per_arm: int = 500
+    decision_threshold: float = 0.95
+
+
+class Loop(msgspec.Struct, frozen=True):
+    """A loop as the API shows it (the reference's fields)."""
+
+    id: str
+    workspace_id: str
+    site_id: str
+    name: str
+    target_url: str
+    url_pattern: str | None
+    element_types: tuple[ElementType, ...]
+    selector_hints: dict[str, str] | None
+    primary_goal: Goal
+    status: LoopState
+    current_round_id: str | None
+    current_champion_variant_id: str | None
+    min_round_days: int
+    max_round_days: int
+    min_samples_per_arm: int
+    decision_threshold: float
+    consecutive_inconclusive: int
+    rounds_since_check: int
+    pause_reason: str | None
+    paused_at: str | None
+    next_tick_at: str
+    created_at: str
+    updated_at: str
+
+    def rules(self) -> LoopRules:
+        """The loop's decision rules."""
+        return LoopRules(
+            self.min_round_days,
+            self.max_round_days,
+            self.min_samples_per_arm,
+            self.decision_threshold,
+        )
+
+
+class Round(msgspec.Struct, frozen=True):
+    """A round as the API shows it."""
+
+    id: str
+    loop_id: str
+    round_number: int
+    experiment_id: str | None
+    champion_variant_id: str | None
+    challenger_variant_id: str | None
+    challenger_changes: tuple[MutationConfig, ...]
+    is_regression_check: bool
+    outcome: Outcome
+    final_prob_to_win: float | None
+    final_lift: float | None
+    started_at: str
+    decided_at: str | None
+    paused_seconds: float
+    last_look: int | None
+
+
+class LoopStatus(msgspec.Struct, frozen=True):
+    """get_loop_status: the loop, its current round, its last 10 rounds (newest first)
+    and what its next tick would decide."""
+
+    loop: Loop
+    current_round: Round | None
+    history: list[Round]
+    next_decision_eta: LoopDecision | None
+
+
+class Toggle(msgspec.Struct, frozen=True):
+    """What a pause or resume did: the loop after it, the experiment it moved (None:
+    none was), whether it was a no-op, and a message."""
+
+    loop: Loop
+    experiment_id: str | None
+    no_op: bool
+    message: str
+
+
+_LOOP_COLUMNS = (
+    "id, workspace_id, site_id, name, target_url, url_pattern, element_types, selector_hints, "
+    "primary_goal, status, current_round_id, current_champion_variant_id, min_round_days, "
+    "max_round_days, min_samples_per_arm, decision_threshold, consecutive_inconclusive, "
+    "rounds_since_check, pause_reason, paused_at, next_tick_at, created_at, updated_at"
+)
+_ROUND_COLUMNS = (
+    "id, loop_id, round_number, experiment_id, champion_variant_id, challenger_variant_id, "
+    "challenger_changes, is_regression_check, outcome, final_prob_to_win, final_lift, "
+    "started_at, decided_at, paused_seconds, last_look"
+)
+_changes_decoder = msgspec.json.Decoder(tuple[MutationConfig, ...])
+
+
+def _iso(now: datetime) -> str:
+    return now.isoformat()
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _loop(row: Sequence[Any]) -> Loop:
+    values = list(row)
+    values[6] = msgspec.json.decode(values[6], type=tuple[ElementType, ...])
+    values[7] = None if values[7] is None else msgspec.json.decode(values[7], type=dict[str, str])
+    values[8] = msgspec.json.decode(values[8], type=Goal)
+    values[12], values[13] = int(values[12]), int(values[13])
+    return Loop(*values)
+
+
+def _round(row: Sequence[Any]) -> Round:
+    values = list(row)
+    values[6] = _changes_decoder.decode(values[6])
+    values[7] = bool(values[7])
+    return Round(*values)
+
+
+def get_loop(store: Store, loop_id: str) -> Loop | None:
+    """The loop ``loop_id`` of any workspace (the ticker's view)."""
+    row = store.conn.execute(
+        f"SELECT {_LOOP_COLUMNS} FROM loops WHERE id = ?", (loop_id,)
+    ).fetchone()
+    return None if row is None else _loop(row)
+
+
+def require_loop(store: Store, workspace_id: str, loop_id: str) -> Loop:
+    """The workspace's loop; the same 404 for an unknown id and another workspace's."""
+    loop = get_loop(store, loop_id)
+    if loop is None or loop.workspace_id != workspace_id:
+        raise NotFound(
+            f"no loop {loop_id[:100]!r} in the workspace of this API key; GET /v1/loops "
+            "lists its loops"
+        )
+    return loop
+
+
+def list_loops(store: Store, workspace_id: str, limit: int, offset: int) -> tuple[list[Loop], int]:
+    """A page of the workspace's loops, newest first, and how many it has."""
+    rows = store.conn.execute(
+        f"SELECT {_LOOP_COLUMNS} FROM loops WHERE workspace_id = ? "
+        "ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+        (workspace_id, limit, offset),
+    ).fetchall()
+    (total,) = store.conn.execute(
+        "SELECT COUNT(*) FROM loops WHERE workspace_id = ?", (workspace_id,)
+    ).fetchone()
+    return [_loop(r) for r in rows], int(total)
+
+
+def rounds_of(store: Store, loop_id: str, limit: int = 10) -> list[Round]:
+    """The loop's last ``limit`` rounds, newest first."""
+    rows = store.conn.execute(
+        f"SELECT {_ROUND_COLUMNS} FROM loop_rounds WHERE loop_id = ? "
+        "ORDER BY round_number DESC LIMIT ?",
+        (loop_id, limit),
+    ).fetchall()
+    return [_round(r) for r in rows]
+
+
+def _current_round(store: Store, loop: Loop) -> Round | None:
+    if loop.current_round_id is None:
+        return None
+    row = store.conn.execute(
+        f"SELECT {_ROUND_COLUMNS} FROM loop_rounds WHERE id = ?", (loop.current_round_id,)
+    ).fetchone()
+    return None if row is None else _round(row)
+
+
+def _champion_changes(store: Store, loop_id: str) -> tuple[MutationConfig, ...]:
+    (raw,) = store.conn.execute(
+        "SELECT champion_changes FROM loops WHERE id = ?", (loop_id,)
+    ).fetchone()
+    return _changes_decoder.decode(raw)
+
+
+def _losers(store: Store, loop_id: str) -> list[tuple[MutationConfig, ...]]:
+    rows = store.conn.execute(
+        "SELECT challenger_changes FROM loop_rounds WHERE loop_id = ? "
+        "AND outcome IN ('champion_held', 'inconclusive') ORDER BY round_number",
+        (loop_id,),
+    ).fetchall()
+    return [_changes_decoder.decode(r[0]) for r in rows]
+
+
+def _launch_round(
+    store: Store,
+    loop: Loop,
+    number: int,
+    champion: Sequence[MutationConfig],
+    challenger: Sequence[MutationConfig],
+    hypothesis: str | None,
+    now: datetime,
+) -> Round:
+    """Create and launch round ``number``'s experiment and insert its row."""
+    goal = loop.primary_goal
+    experiment_id = store.create_experiment(
+        NewExperiment(
+            workspace_id=loop.workspace_id,
+            name=f"{loop.name} (round {number})"[:200],
+            variants=(
+                NewVariant("Champion", 1.0, tuple(champion)),
+                NewVariant("Challenger", 1.0, tuple(challenger)),
+            ),
+            site_id=loop.site_id,
+            goals=(NewGoal(goal.name, goal.type, goal.selector, goal.url_pattern),),
+            url_pattern=loop.url_pattern,
+            hypothesis=hypothesis,
+            target_url=loop.target_url,
+        )
+    )
+    record = lifecycle.transition(store, loop.workspace_id, experiment_id, "launch")
+    control, test = record.variants[0], record.variants[1]
+    round_ = Round(
+        id=str(uuid.uuid4()),
+        loop_id=loop.id,
+        round_number=number,
+        experiment_id=experiment_id,
+        champion_variant_id=control.id,
+        challenger_variant_id=test.id,
+        challenger_changes=tuple(challenger),
+        is_regression_check=False,
+        outcome="pending",
+        final_prob_to_win=None,
+        final_lift=None,
+        started_at=_iso(now),
+        decided_at=None,
+        paused_seconds=0.0,
+        last_look=None,
+    )
+    store.conn.execute(
+        f"INSERT INTO loop_rounds ({_ROUND_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+        (round_.id, loop.id, number, experiment_id, control.id, test.id, _json(challenger),
+         0, "pending", None, None, round_.started_at, None, 0.0, None),
+    )  # fmt: skip
+    store.conn.execute(
+        "UPDATE loops SET current_round_id = ?, current_champion_variant_id = ?, "
+        "champion_changes = ?, updated_at = ? WHERE id = ?",
+        (round_.id, control.id, _json(champion), _iso(now), loop.id),
+    )
+    return round_
+
+
+def create_loop(
+    store: Store,
+    workspace_id: str,
+    key_id: str | None,
+    config: LoopConfig,
+    challenger: Sequence[MutationConfig],
+    hypothesis: str | None,
+    now: datetime,
+) -> tuple[Loop, Round]:
+    """Create a loop whose round 1 tests ``challenger`` against the page as it is, and
+    launch that round, with an audit entry; in the caller's transaction when there is one."""
+    loop_id = str(uuid.uuid4())
+    stamp = _iso(now)
+    with store.transaction():
+        store.conn.execute(
+            f"INSERT INTO loops ({_LOOP_COLUMNS}) VALUES ({', '.join('?' * 23)})",
+            (loop_id, workspace_id, config.site_id, config.name, config.target_url,
+             config.url_pattern, _json(config.element_types),
+             None if config.selector_hints is None else _json(config.selector_hints),
+             _json(config.primary_goal), "running", None, None, config.min_round_days,
+             config.max_round_days, config.min_samples_per_arm, config.decision_threshold,
+             0, 0, None, None, _iso(now + timedelta(seconds=TICK_SECONDS)), stamp, stamp),
+        )  # fmt: skip
+        loop = require_loop(store, workspace_id, loop_id)
+        first = _launch_round(store, loop, 1, (), challenger, hypothesis, now)
+        audit.record(store, workspace_id, key_id, "loop.created", "loop", loop_id,
+                     {"round_id": first.id, "experiment_id": first.experiment_id})  # fmt: skip
+        return require_loop(store, workspace_id, loop_id), first
+
+
+def _elapsed_days(loop: Loop, round_: Round, now: datetime) -> float:
+    """The round's runtime in days, without its pauses (and the current one)."""
+    seconds = (now - datetime.fromisoformat(round_.started_at)).total_seconds()
+    seconds -= round_.paused_seconds
+    if loop.paused_at is not None:
+        seconds -= max(0.0, (now - datetime.fromisoformat(loop.paused_at)).total_seconds())
+    return max(0.0, seconds / 86400)
+
+
+def decision_of(
+    store: Store, loop: Loop, results: RoundResults, now: datetime
+) -> tuple[Round, ExperimentRecord, LoopDecision] | None:
+    """What the loop's current round decides at ``now`` (None: it has no round), without
+    changing anything."""
+    round_ = _current_round(store, loop)
+    if round_ is None or round_.experiment_id is None:
+        return None
+    record = store.experiment_record(round_.experiment_id, loop.workspace_id)
+    if record is None:
+        return None
+    ended = record.status in ("completed", "archived")
+    data = (
+        results(record) if record.status != "draft" else RoundData(ArmCounts(0, 0), ArmCounts(0, 0))
+    )
+    decision = decide(loop.rules(), _elapsed_days(loop, round_, now), data, round_.last_look, ended)
+    return round_, record, decision
+
+
+def loop_status(store: Store, loop: Loop, results: RoundResults, now: datetime) -> LoopStatus:
+    """get_loop_status, computed from the live data without advancing the loop."""
+    decided = decision_of(store, loop, results, now)
+    current = None if decided is None else decided[0]
+    return LoopStatus(
+        loop=loop,
+        current_round=current,
+        history=rounds_of(store, loop.id),
+        next_decision_eta=None if decided is None else decided[2],
+    )
+
+
+def due_loops(store: Store, now: datetime) -> list[str]:
+    """The ids of the running loops whose next tick is due at ``now``."""
+    rows = store.conn.execute(
+        "SELECT id FROM loops WHERE status = 'running' AND next_tick_at <= ? ORDER BY next_tick_at",
+        (_iso(now),),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def claim(store: Store, loop_id: str, now: datetime) -> str | None:
+    """Claim a due, unclaimed running loop for one tick; the claim's token (its
+    ``claimed_until``), or None when another ticker has it or it is not due."""
+    until = _iso(now + timedelta(seconds=CLAIM_SECONDS))
+    stamp = _iso(now)
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "UPDATE loops SET claimed_until = ? WHERE id = ? AND status = 'running' "
+            "AND next_tick_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)",
+            (until, loop_id, stamp, stamp),
+        )
+    return until if cursor.rowcount == 1 else None
+
+
+def _holds_claim(store: Store, loop_id: str, token: str) -> bool:
+    row = store.conn.execute(
+        "SELECT 1 FROM loops WHERE id = ? AND claimed_until = ? AND status = 'running'",
+        (loop_id, token),
+    ).fetchone()
+    return row is not None
+
+
+def _release(store: Store, loop_id: str, token: str, now: datetime) -> None:
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE loops SET claimed_until = NULL, next_tick_at = ? "
+            "WHERE id = ? AND claimed_until = ?",
+            (_iso(now + timedelta(seconds=TICK_SECONDS)), loop_id, token),
+        )
+
+
+_OUTCOMES: dict[str, Outcome] = {
+    "promote": "challenger_promoted",
+    "hold": "champion_held",
+    "inconclusive": "inconclusive",
+}
+
+
+def advance(
+    store: Store, loop_id: str, results: RoundResults, author: Author, now: datetime
+) -> LoopDecision | None:
+    """One tick of the loop: claim it, decide its round, and apply the decision (one
+    transaction, re-checking the claim). The decision applied; None when the loop was
+    not due, claimed by another ticker, or has no round."""
+    token = claim(store, loop_id, now)
+    if token is None:
+        return None
+    loop = get_loop(store, loop_id)
+    decided = None if loop is None else decision_of(store, loop, results, now)
+    if loop is None or decided is None:
+        _release(store, loop_id, token, now)
+        return None
+    round_, record, decision = decided
+    if decision.decision == "wait":
+        with store.transaction() as conn:
+            if decision.look is not None and _holds_claim(store, loop_id, token):
+                conn.execute(
+                    "UPDATE loop_rounds SET last_look = ? WHERE id = ?",
+                    (decision.look, round_.id),
+                )
+        _release(store, loop_id, token, now)
+        return decision
+    promoted = decision.decision == "promote"
+    champion = round_.challenger_changes if promoted else _champion_changes(store, loop_id)
+    losers = _losers(store, loop_id)
+    if not promoted:
+        losers.append(round_.challenger_changes)
+    draft = author.challenger(
+        loop.target_url, loop.element_types, champion, losers, loop.selector_hints
+    )
+    with store.transaction():
+        if not _holds_claim(store, loop_id, token):
+            return None
+        _decide_round(store, loop, round_, record, decision, now)
+        streak = loop.consecutive_inconclusive + 1 if decision.decision == "inconclusive" else 0
+        nxt = _launch_round(
+            store, loop, round_.round_number + 1, champion, draft.mutations, draft.hypothesis, now
+        )
+        pause = streak >= INCONCLUSIVE_LIMIT
+        if pause and nxt.experiment_id is not None:
+            lifecycle.transition(store, loop.workspace_id, nxt.experiment_id, "pause")
+        store.conn.execute(
+            "UPDATE loops SET consecutive_inconclusive = ?, status = ?, pause_reason = ?, "
+            "paused_at = ?, claimed_until = NULL, next_tick_at = ?, updated_at = ? WHERE id = ?",
+            (streak, "paused" if pause else "running",
+             f"{streak} inconclusive rounds in a row: resume the loop to go on, or change "
+             "its element_types or goal" if pause else None,
+             _iso(now) if pause else None, _iso(now + timedelta(seconds=TICK_SECONDS)),
+             _iso(now), loop_id),
+        )  # fmt: skip
+        audit.record(store, loop.workspace_id, None, f"loop.{decision.decision}", "loop", loop_id,
+                     {"round_id": round_.id, "next_round_id": nxt.id, "paused": pause})  # fmt: skip
+    return decision
+
+
+def _decide_round(
+    store: Store,
+    loop: Loop,
+    round_: Round,
+    record: ExperimentRecord,
+    decision: LoopDecision,
+    now: datetime,
+) -> None:
+    """Complete the round's experiment (the challenger as winner on a promote) and record
+    its outcome."""
+    if decision.decision == "promote" and round_.challenger_variant_id is not None:
+        lifecycle.promote(store, loop.workspace_id, record.id, round_.challenger_variant_id)
+    elif record.status in ("running", "paused"):
+        lifecycle.transition(store, loop.workspace_id, record.id, "complete")
+    store.conn.execute(
+        "UPDATE loop_rounds SET outcome = ?, final_prob_to_win = ?, final_lift = ?, "
+        "decided_at = ?, last_look = ? WHERE id = ?",
+        (_OUTCOMES[decision.decision], decision.prob_to_win, decision.lift, _iso(now),
+         decision.look, round_.id),
+    )  # fmt: skip
+
+
+def _check_movable(loop: Loop, verb: str) -> None:
+    if loop.status in ("completed", "archived"):
+        raise InvalidRequest(f"loop {loop.id} is {loop.status}: only a running or paused loop "
+                             f"can be {verb}d")  # fmt: skip
+
+
+def pause_loop(
+    store: Store, workspace_id: str, key_id: str | None, loop_id: str, now: datetime
+) -> Toggle:
+    """Pause the loop and its round's experiment (idempotent: no_op when paused)."""
+    with store.transaction():
+        loop = require_loop(store, workspace_id, loop_id)
+        _check_movable(loop, "pause")
+        if loop.status == "paused":
+            return Toggle(loop, None, True, "Loop is already paused")
+        round_ = _current_round(store, loop)
+        moved = None
+        if round_ is not None and round_.experiment_id is not None:
+            record = store.experiment_record(round_.experiment_id, workspace_id)
+            if record is not None and record.status == "running":
+                lifecycle.transition(store, workspace_id, record.id, "pause")
+                moved = record.id
+        store.conn.execute(
+            "UPDATE loops SET status = 'paused', paused_at = ?, pause_reason = ?, "
+            "updated_at = ? WHERE id = ?",
+            (_iso(now), "paused by the API", _iso(now), loop_id),
+        )
+        audit.record(store, workspace_id, key_id, "loop.paused", "loop", loop_id,
+                     {"experiment_id": moved})  # fmt: skip
+        return Toggle(require_loop(store, workspace_id, loop_id), moved, False, "Loop paused")
+
+
+def resume_loop(
+    store: Store, workspace_id: str, key_id: str | None, loop_id: str, now: datetime
+) -> Toggle:
+    """Resume the loop and its round's experiment, reset its inconclusive streak and make
+    it due now (idempotent: no_op when running)."""
+    with store.transaction():
+        loop = require_loop(store, workspace_id, loop_id)
+        _check_movable(loop, "resume")
+        if loop.status == "running":
+            return Toggle(loop, None, True, "Loop is already running")
+        round_ = _current_round(store, loop)
+        moved = None
+        if round_ is not None:
+            if loop.paused_at is not None:
+                pause = max(0.0, (now - datetime.fromisoformat(loop.paused_at)).total_seconds())
+                store.conn.execute(
+                    "UPDATE loop_rounds SET paused_seconds = paused_seconds + ? WHERE id = ?",
+                    (pause, round_.id),
+                )
+            if round_.experiment_id is not None:
+                record = store.experiment_record(round_.experiment_id, workspace_id)
+                if record is not None and record.status == "paused":
+                    lifecycle.transition(store, workspace_id, record.id, "resume")
+                    moved = record.id
+        store.conn.execute(
+            "UPDATE loops SET status = 'running', paused_at = NULL, pause_reason = NULL, "
+            "consecutive_inconclusive = 0, next_tick_at = ?, updated_at = ? WHERE id = ?",
+            (_iso(now), _iso(now), loop_id),
+        )
+        audit.record(store, workspace_id, key_id, "loop.resumed", "loop", loop_id,
+                     {"experiment_id": moved})  # fmt: skip
+        return Toggle(require_loop(store, workspace_id, loop_id), moved, False, "Loop resumed")
