@@ -349,7 +349,8 @@ def test_one_shot_flow_costs_15_credits(env: Env, pages: str) -> None:
     assert created["experiment"]["status"] == "running"
     assert_price_variant(created["experiment"])
     assert before - balance(env, ws) == 15
-    assert ledger(env, ws)[-2:] == [("generate_variant", 10), ("create_experiment", 5)]
+    # One debit: create_experiment's 5 and the inline generate's 10.
+    assert ledger(env, ws)[-1] == ("create_experiment", 15)
 
 
 def test_two_step_flow_costs_17_credits(env: Env, pages: str) -> None:
@@ -408,9 +409,7 @@ def test_new_site_flow_costs_what_its_steps_cost(env: Env, pages: str) -> None:
     created = with_client(env, ws.key, flow)
     assert created["experiment"]["status"] == "running"
     assert 100 - balance(env, ws) == 1 + 5 + 15
-    assert ledger(env, ws) == [
-        ("list_sites", 1), ("create_site", 5), ("generate_variant", 10), ("create_experiment", 5),
-    ]  # fmt: skip
+    assert ledger(env, ws) == [("list_sites", 1), ("create_site", 5), ("create_experiment", 15)]
 
 
 def test_idea_flow_costs_what_its_steps_cost(env: Env, pages: str) -> None:
