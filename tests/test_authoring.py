@@ -92,7 +92,10 @@ def test_the_headline_prompt_on_the_homepage_hint(author: DeterministicAuthor, b
     )
     assert draft.context.page_analyzed == f"{base}/"
     assert draft.suggested_goals[0].selector == ".hero__cta"  # the page's primary CTA
-    draft = variant(author, VariantRequest(base, 'Change the headline to "Fast, simple, yours"', f"{base}/landing"))
+    draft = variant(
+        author,
+        VariantRequest(base, 'Change the headline to "Fast, simple, yours"', f"{base}/landing"),
+    )
     assert draft.variant.mutations[0].selector == ".heading-hero"
     assert draft.variant.mutations[0].payload == "Fast, simple, yours"
     assert draft.context.tech_stack == "Webflow, jQuery"
@@ -113,9 +116,14 @@ def test_button_text_and_link_prompts(author: DeterministicAuthor, base: str) ->
     assert (link.selector, link.payload) == (".plan--pro a.cta", "https://buy.stripe.com/pro_new")
 
 
-def test_text_inside_a_longer_element_is_replaced_in_place(author: DeterministicAuthor, base: str) -> None:
+def test_text_inside_a_longer_element_is_replaced_in_place(
+    author: DeterministicAuthor, base: str
+) -> None:
     draft = variant(
-        author, VariantRequest(base, "change 'Pro at $99 a month' to 'Pro at $79 a month'", f"{base}/pricing")
+        author,
+        VariantRequest(
+            base, "change 'Pro at $99 a month' to 'Pro at $79 a month'", f"{base}/pricing"
+        ),
     )
     [change] = draft.variant.mutations
     assert change.selector == "#faq > details:nth-of-type(1) > p"
@@ -131,7 +139,9 @@ def test_a_target_on_another_domain_gives_a_warning(author: DeterministicAuthor,
     assert "on 127.0.0.1 but the site is localhost" in warning and "site_id" in warning
 
 
-def test_a_prompt_with_no_page_asks_with_the_homepage_links(author: DeterministicAuthor, base: str) -> None:
+def test_a_prompt_with_no_page_asks_with_the_homepage_links(
+    author: DeterministicAuthor, base: str
+) -> None:
     # The Stripe URL is a payload, not the page to change.
     answer = author.generate_variant(VariantRequest(base, REFERENCE_PROMPT))
     assert isinstance(answer, NeedsClarification)
@@ -142,13 +152,22 @@ def test_a_prompt_with_no_page_asks_with_the_homepage_links(author: Deterministi
     assert "no 'homepage' / 'landing' hint" in question.reason
     suggestions = question.suggestions
     assert suggestions[0] == f"{base}/"
-    for path in ("/pricing", "/features", "/about", "/checkout", "/signup", "/blog/funnel-analysis-guide"):
+    for path in (
+        "/pricing",
+        "/features",
+        "/about",
+        "/checkout",
+        "/signup",
+        "/blog/funnel-analysis-guide",
+    ):
         assert f"{base}{path}" in suggestions
     assert len(suggestions) == len(set(suggestions)) <= 8
     assert all(url.startswith(base) for url in suggestions)  # no off-site link
 
 
-def test_a_site_whose_homepage_is_down_still_gets_the_common_paths(author: DeterministicAuthor) -> None:
+def test_a_site_whose_homepage_is_down_still_gets_the_common_paths(
+    author: DeterministicAuthor,
+) -> None:
     with serve_pages() as gone:
         pass  # nothing listens there any more
     answer = author.generate_variant(VariantRequest(gone, "Change the price from $99 to $499"))
@@ -162,18 +181,33 @@ def test_target_resolution_order() -> None:
     site = "https://mysite.com"
     assert resolve_target(VariantRequest(site, "x", "/pricing")) == "https://mysite.com/pricing"
     assert (
-        resolve_target(VariantRequest(site, "On https://www.mysite.com/pricing, link the CTA to https://buy.stripe.com/x"))
+        resolve_target(
+            VariantRequest(
+                site, "On https://www.mysite.com/pricing, link the CTA to https://buy.stripe.com/x"
+            )
+        )
         == "https://www.mysite.com/pricing"
     )
-    assert resolve_target(VariantRequest(site, "change $9 to $19/month on /pricing")) == "https://mysite.com/pricing"
-    assert resolve_target(VariantRequest(site, "make the landing page headline say Hi")) == "https://mysite.com/"
+    assert (
+        resolve_target(VariantRequest(site, "change $9 to $19/month on /pricing"))
+        == "https://mysite.com/pricing"
+    )
+    assert (
+        resolve_target(VariantRequest(site, "make the landing page headline say Hi"))
+        == "https://mysite.com/"
+    )
     assert resolve_target(VariantRequest(site, "Link the CTA to https://buy.stripe.com/x")) is None
     assert resolve_target(VariantRequest(site, "change $99/month to $79/month")) is None
 
 
 def test_url_patterns_the_prompt_implies(author: DeterministicAuthor, base: str) -> None:
-    assert url_pattern_for("change it on every /checkout/* page", "https://a.com/checkout/1")[0] == "/checkout/*"
-    assert url_pattern_for("all product pages", "https://a.com/products/blue-mug")[0] == "/products/*"
+    assert (
+        url_pattern_for("change it on every /checkout/* page", "https://a.com/checkout/1")[0]
+        == "/checkout/*"
+    )
+    assert (
+        url_pattern_for("all product pages", "https://a.com/products/blue-mug")[0] == "/products/*"
+    )
     pattern, _, warnings = url_pattern_for("all report pages", "https://a.com/pricing")
     assert pattern is None and "no 'report' segment" in warnings[0]
     draft = variant(
@@ -182,16 +216,23 @@ def test_url_patterns_the_prompt_implies(author: DeterministicAuthor, base: str)
     assert draft.context.url_pattern == "/pricing"
 
 
-def test_what_it_cannot_act_on_is_a_warning_or_a_clear_400(author: DeterministicAuthor, base: str) -> None:
+def test_what_it_cannot_act_on_is_a_warning_or_a_clear_400(
+    author: DeterministicAuthor, base: str
+) -> None:
     draft = variant(
         author,
-        VariantRequest(base, "Make the headline say Hello and make the page pop", f"{base}/pricing"),
+        VariantRequest(
+            base, "Make the headline say Hello and make the page pop", f"{base}/pricing"
+        ),
     )
     assert len(draft.variant.mutations) == 1
     assert any("Did not act on 'make the page pop'" in text for text in draft.context.warnings)
     with pytest.raises(UnactionablePrompt) as caught:
         author.generate_variant(VariantRequest(base, "make it pop", f"{base}/pricing"))
-    assert caught.value.status == 400 and "change the hero price from $99 to $499" in caught.value.message
+    assert (
+        caught.value.status == 400
+        and "change the hero price from $99 to $499" in caught.value.message
+    )
     with pytest.raises(UnactionablePrompt, match=r"the prices it shows: \$249, \$29, \$99"):
         author.generate_variant(VariantRequest(base, "change $55 to $66", f"{base}/pricing"))
 
@@ -199,7 +240,11 @@ def test_what_it_cannot_act_on_is_a_warning_or_a_clear_400(author: Deterministic
 def test_hide_prompt(author: DeterministicAuthor, base: str) -> None:
     draft = variant(author, VariantRequest(base, "hide the testimonial", f"{base}/pricing"))
     [change] = draft.variant.mutations
-    assert (change.selector, change.action, change.payload) == (".testimonial", "set_style", "display: none")
+    assert (change.selector, change.action, change.payload) == (
+        ".testimonial",
+        "set_style",
+        "display: none",
+    )
 
 
 def test_same_prompt_same_page_same_variant(author: DeterministicAuthor, base: str) -> None:
@@ -212,6 +257,8 @@ def test_same_prompt_same_page_same_variant(author: DeterministicAuthor, base: s
 def test_configured_author_is_deterministic_unless_an_llm_url_is_set() -> None:
     assert isinstance(configured_author({}), DeterministicAuthor)
     assert isinstance(configured_author({"SPLITEDGE_LLM_URL": "  "}), DeterministicAuthor)
-    llm = configured_author({"SPLITEDGE_LLM_URL": "http://127.0.0.1:9/v1/", "SPLITEDGE_LLM_MODEL": "m"})
+    llm = configured_author(
+        {"SPLITEDGE_LLM_URL": "http://127.0.0.1:9/v1/", "SPLITEDGE_LLM_MODEL": "m"}
+    )
     assert isinstance(llm, LlmAuthor)
     assert (llm.settings.url, llm.settings.model) == ("http://127.0.0.1:9/v1", "m")

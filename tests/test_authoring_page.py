@@ -54,7 +54,14 @@ def test_selectors_prefer_ids_and_meaningful_classes_to_positions(pages: dict[st
 
 
 def test_generated_and_state_classes_are_never_used() -> None:
-    for name in ("css-1q2w3e4", "sc-bdfBwQ", "Hero_title__3kXyZ", "jsx-2893742", "x1a2b3c4", "is-active"):
+    for name in (
+        "css-1q2w3e4",
+        "sc-bdfBwQ",
+        "Hero_title__3kXyZ",
+        "jsx-2893742",
+        "x1a2b3c4",
+        "is-active",
+    ):
         assert not is_stable_class(name), name
     for name in ("hero__title", "plan--pro", "cta", "button-primary", "w-nav", "col-12"):
         assert is_stable_class(name), name
@@ -107,9 +114,15 @@ def test_text_is_found_whole_and_visible_only() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("pricing", ("Next.js", "Stripe")), ("", ("Next.js", "Google Tag Manager")), ("landing", ("Webflow", "jQuery"))],
+    [
+        ("pricing", ("Next.js", "Stripe")),
+        ("", ("Next.js", "Google Tag Manager")),
+        ("landing", ("Webflow", "jQuery")),
+    ],
 )
-def test_tech_stack_of_the_fixtures(pages: dict[str, Page], name: str, expected: tuple[str, ...]) -> None:
+def test_tech_stack_of_the_fixtures(
+    pages: dict[str, Page], name: str, expected: tuple[str, ...]
+) -> None:
     assert pages[name].tech_stack == expected
 
 
