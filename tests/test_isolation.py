@@ -19,7 +19,7 @@ import pytest
 
 from edge.config import MutationConfig
 from edge.control.ideas import NewIdea, add_idea
-from edge.control.loops import Goal, LoopConfig, create_loop
+from edge.control.loops import LoopConfig, LoopGoal, create_loop
 from edge.control.schedules import ScheduleSettings, create_schedule
 from edge.control.store import Store
 from tests.support import Seed, Server, api_call, running_server, seed_store, wait_flushed
@@ -51,7 +51,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         b_loop, _ = create_loop(
             store, seed.other_site.workspace_id, None,
             LoopConfig("B's loop", seed.other_site.id, seed.other_site.url, ("headline",),
-                       Goal("click", "click", "a")),
+                       LoopGoal("click", "click", "a")),
             (MutationConfig("h1", "set_content", "B"),), None, datetime.now(UTC),
         )  # fmt: skip
         b_schedule = create_schedule(

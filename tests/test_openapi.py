@@ -23,6 +23,7 @@ from edge.control.store import NewGoal, Store
 from edge.hot_routes import HotRoutes
 from edge.operation import Operation
 from edge.settings import Settings
+from tests.page_server import serve_pages
 from tests.support import (
     SENT_AT_MS,
     Seed,
@@ -82,7 +83,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
     finally:
         store.close()
-    with running_server(data) as server:
+    with serve_pages() as pages, running_server(data) as server:
+        # The authoring routes fetch the site's pages: the fixture pages on loopback.
+        store = Store(data / "splitedge.sqlite3")
+        try:
+            store.conn.execute("UPDATE sites SET url = ? WHERE id = ?", (pages + "/", seed.site.id))
+        finally:
+            store.close()
         events = web_events(seed.experiment_id, seed.variant_ids, seed.goal_id,
                             [(40, 4), (40, 9)], "openapi")  # fmt: skip
         assert collect(server, seed.site.public_key, events) == len(events)

@@ -40,7 +40,7 @@ __all__ = [
     "CLAIM_SECONDS",
     "INCONCLUSIVE_LIMIT",
     "TICK_SECONDS",
-    "Goal",
+    "LoopGoal",
     "Loop",
     "LoopConfig",
     "LoopStatus",
@@ -93,7 +93,7 @@ def source_results(source: ResultsSource) -> RoundResults:
     return results
 
 
-class Goal(msgspec.Struct, frozen=True, omit_defaults=True):
+class LoopGoal(msgspec.Struct, frozen=True, omit_defaults=True):
     """A loop's primary goal, in create_experiment's goal shape."""
 
     name: str
@@ -109,7 +109,7 @@ class LoopConfig(msgspec.Struct, frozen=True):
     site_id: str
     target_url: str
     element_types: tuple[ElementType, ...]
-    primary_goal: Goal
+    primary_goal: LoopGoal
     url_pattern: str | None = None
     selector_hints: dict[str, str] | None = None
     min_round_days: int = 7
@@ -129,7 +129,7 @@ class Loop(msgspec.Struct, frozen=True):
     url_pattern: str | None
     element_types: tuple[ElementType, ...]
     selector_hints: dict[str, str] | None
-    primary_goal: Goal
+    primary_goal: LoopGoal
     status: LoopState
     current_round_id: str | None
     current_champion_variant_id: str | None
@@ -221,7 +221,7 @@ def _loop(row: Sequence[Any]) -> Loop:
     values = list(row)
     values[6] = msgspec.json.decode(values[6], type=tuple[ElementType, ...])
     values[7] = None if values[7] is None else msgspec.json.decode(values[7], type=dict[str, str])
-    values[8] = msgspec.json.decode(values[8], type=Goal)
+    values[8] = msgspec.json.decode(values[8], type=LoopGoal)
     values[12], values[13] = int(values[12]), int(values[13])
     return Loop(*values)
 

@@ -39,9 +39,9 @@ from edge.control.authoring_calls import authored_for_site
 from edge.control.experiment_input import http_url
 from edge.control.ideas import NewIdea, add_idea, idea_mutations, require_idea
 from edge.control.loops import (
-    Goal,
     Loop,
     LoopConfig,
+    LoopGoal,
     LoopStatus,
     Round,
     RoundResults,
@@ -93,7 +93,7 @@ class CreateLoop(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     target_url: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
     url_pattern: Annotated[str, msgspec.Meta(max_length=2048)] | None = None
     selector_hints: dict[str, Annotated[str, msgspec.Meta(max_length=2048)]] | None = None
-    primary_goal: Goal | None = None
+    primary_goal: LoopGoal | None = None
     selected_idea_id: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     min_round_days: Annotated[int, msgspec.Meta(ge=1, le=90)] = 7
     max_round_days: Annotated[int, msgspec.Meta(ge=1, le=180)] = 28
