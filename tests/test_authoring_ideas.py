@@ -25,7 +25,9 @@ def author() -> DeterministicAuthor:
     return DeterministicAuthor(PageFetcher())
 
 
-def test_ideas_carry_real_selectors_and_are_deterministic(author: DeterministicAuthor, base: str) -> None:
+def test_ideas_carry_real_selectors_and_are_deterministic(
+    author: DeterministicAuthor, base: str
+) -> None:
     ideas = author.generate_ideas(base, 10)
     page = Page(fetch_page(f"{base}/"))
     assert len(ideas) >= 8
@@ -37,7 +39,9 @@ def test_ideas_carry_real_selectors_and_are_deterministic(author: DeterministicA
             assert change.action == "set_content" and change.payload != page.text(element)
     # The first ones vary different elements.
     assert [idea.element_type for idea in ideas[:3]] == ["headline", "copy", None]
-    assert author.generate_ideas(base, 10) == DeterministicAuthor(PageFetcher()).generate_ideas(base, 10)
+    assert author.generate_ideas(base, 10) == DeterministicAuthor(PageFetcher()).generate_ideas(
+        base, 10
+    )
     assert author.generate_ideas(base, 3) == ideas[:3]
     social = next(idea for idea in ideas if idea.category == "social_proof")
     assert "Trusted by 2,400 product teams" in social.mutations[0].payload
@@ -52,7 +56,9 @@ def test_ideas_filtered_to_element_types(author: DeterministicAuthor, base: str)
     assert ".hero__subhead" in {idea.mutations[0].selector for idea in both}
 
 
-def test_challengers_never_repeat_the_champion_or_a_loser(author: DeterministicAuthor, base: str) -> None:
+def test_challengers_never_repeat_the_champion_or_a_loser(
+    author: DeterministicAuthor, base: str
+) -> None:
     champion: tuple[MutationConfig, ...] = ()
     losers: list[tuple[MutationConfig, ...]] = []
     titles = []
@@ -64,7 +70,10 @@ def test_challengers_never_repeat_the_champion_or_a_loser(author: DeterministicA
         assert challenger.element_type == "headline"
         titles.append(challenger.title)
         # Deterministic: the same history gives the same challenger.
-        assert author.challenger(f"{base}/pricing", ["headline", "copy"], champion, losers) == challenger
+        assert (
+            author.challenger(f"{base}/pricing", ["headline", "copy"], champion, losers)
+            == challenger
+        )
         if round_number == 4:
             champion = challenger.mutations  # promoted
         else:
@@ -72,15 +81,23 @@ def test_challengers_never_repeat_the_champion_or_a_loser(author: DeterministicA
     assert len(set(titles)) == 12
 
 
-def test_challengers_use_selector_hints_and_only_the_element_types(author: DeterministicAuthor, base: str) -> None:
+def test_challengers_use_selector_hints_and_only_the_element_types(
+    author: DeterministicAuthor, base: str
+) -> None:
     challenger = author.challenger(
-        f"{base}/landing", ["copy"], (), (), {"headline": ".nope h1", "copy": ".section-hero p.paragraph-hero"}
+        f"{base}/landing",
+        ["copy"],
+        (),
+        (),
+        {"headline": ".nope h1", "copy": ".section-hero p.paragraph-hero"},
     )
     [change] = challenger.mutations
     assert change.selector == ".section-hero p.paragraph-hero"
     assert challenger.element_type == "copy" and challenger.category == "copy"
     # A hint that matches nothing falls back to the page's own element.
-    challenger = author.challenger(f"{base}/landing", ["headline"], (), (), {"headline": ".nope h1"})
+    challenger = author.challenger(
+        f"{base}/landing", ["headline"], (), (), {"headline": ".nope h1"}
+    )
     assert challenger.mutations[0].selector == ".heading-hero"
 
 
