@@ -4,6 +4,7 @@ fixture pages served on loopback."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -101,9 +102,12 @@ def test_challengers_use_selector_hints_and_only_the_element_types(
     assert challenger.mutations[0].selector == ".heading-hero"
 
 
-def test_a_page_with_nothing_to_vary_is_a_400(author: DeterministicAuthor) -> None:
-    with serve_pages() as base, pytest.raises(NothingToVary, match="selector_hints"):
-        author.challenger(f"{base}/empty-dir-listing-does-not-exist", ["headline"], (), ())
+def test_a_page_with_nothing_to_vary_is_a_400(author: DeterministicAuthor, tmp_path: Path) -> None:
+    (tmp_path / "bare.html").write_text(
+        "<!doctype html><html><head><title>Bare</title></head><body><img src=x.png></body></html>"
+    )
+    with serve_pages(tmp_path) as base, pytest.raises(NothingToVary, match="selector_hints"):
+        author.challenger(f"{base}/bare", ["headline"], (), ())
 
 
 def test_site_intelligence_from_the_homepage(author: DeterministicAuthor, base: str) -> None:

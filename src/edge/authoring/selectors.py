@@ -33,13 +33,20 @@ _STATE_CLASS = re.compile(
 _UNSAFE_ATTRIBUTE_VALUE = re.compile(r'["\\\n\r]')
 
 
+def _select(soup: BeautifulSoup | Tag, selector: str, limit: int = 0) -> list[Tag]:
+    """The elements ``selector`` matches (at most ``limit``, 0: all); none for a selector
+    soupsieve cannot parse. Besides its syntax error, soupsieve refuses pseudo-elements
+    (``::before``) and at-rules, which match no element, with NotImplementedError."""
+    try:
+        return list(soup.select(selector, limit=limit))
+    except (soupsieve.SelectorSyntaxError, NotImplementedError, ValueError):
+        return []
+
+
 def count_matches(soup: BeautifulSoup | Tag, selector: str) -> int:
     """How many elements ``selector`` matches; 0 for a selector soupsieve cannot parse
     (the browser would reject it too)."""
-    try:
-        return len(soup.select(selector))
-    except (soupsieve.SelectorSyntaxError, NotImplementedError, ValueError):
-        return 0
+    return len(_select(soup, selector))
 
 
 def is_stable_class(name: str) -> bool:
@@ -103,10 +110,7 @@ def _short(form: str, element: Tag) -> str:
 
 
 def _unique(soup: BeautifulSoup, selector: str, element: Tag) -> bool:
-    try:
-        found = soup.select(selector, limit=2)
-    except (soupsieve.SelectorSyntaxError, NotImplementedError, ValueError):
-        return False
+    found = _select(soup, selector, limit=2)
     return len(found) == 1 and found[0] is element
 
 

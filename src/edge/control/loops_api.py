@@ -10,6 +10,7 @@ entry. Both phases cost create_loop; a request that fails validation costs nothi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -306,29 +307,31 @@ class LoopsApi:
 
     async def pause(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``POST /v1/loops/{loop_id}/pause``: idempotent."""
-        auth = await authenticate(self.store_path, scope, self.limits)
-        loop_id = scope["path_params"]["loop_id"]
-        now = datetime.now(UTC)
-        toggle: Toggle = await in_transaction(
-            self.store_path, auth,
-            lambda store: pause_loop(store, auth.workspace_id, auth.key_id, loop_id, now),
-            "pause_loop",
-        )  # fmt: skip
+        toggle, auth = await self._toggle(scope, pause_loop, "pause_loop")
         answer = Paused(toggle.loop, toggle.experiment_id, toggle.no_op, toggle.message)
         return ok(answer, Meta(auth.workspace_id))
 
     async def resume(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``POST /v1/loops/{loop_id}/resume``: idempotent."""
+        toggle, auth = await self._toggle(scope, resume_loop, "resume_loop")
+        answer = Resumed(toggle.loop, toggle.experiment_id, toggle.no_op, toggle.message)
+        return ok(answer, Meta(auth.workspace_id))
+
+    async def _toggle(
+        self,
+        scope: dict[str, Any],
+        change: Callable[[Store, str, str | None, str, datetime], Toggle],
+        tool: str,
+    ) -> tuple[Toggle, Auth]:
+        """Pause or resume (``change``) the path's loop, paying ``tool``."""
         auth = await authenticate(self.store_path, scope, self.limits)
         loop_id = scope["path_params"]["loop_id"]
         now = datetime.now(UTC)
-        toggle: Toggle = await in_transaction(
+        toggle = await in_transaction(
             self.store_path, auth,
-            lambda store: resume_loop(store, auth.workspace_id, auth.key_id, loop_id, now),
-            "resume_loop",
+            lambda store: change(store, auth.workspace_id, auth.key_id, loop_id, now), tool,
         )  # fmt: skip
-        answer = Resumed(toggle.loop, toggle.experiment_id, toggle.no_op, toggle.message)
-        return ok(answer, Meta(auth.workspace_id))
+        return toggle, auth
 
 
 def routes(
