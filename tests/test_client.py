@@ -227,7 +227,10 @@ def test_track_task_events_reach_clickhouse_once_across_a_restart(tmp_path: Path
     f = seed_fleet(data)
     port = free_port()
     with running_server(data, port=port) as server:
-        client = Client(server.base_url, f.seed.key.key, batch_size=25, retry=FAST)
+        # Retries for about 15 s, as the default policy does for a minute: the restart
+        # below must not depend on how fast a loaded machine starts a server.
+        patient = RetryPolicy(attempts=40, backoff=0.05, backoff_cap=0.5)
+        client = Client(server.base_url, f.seed.key.key, batch_size=25, retry=patient)
         sent = track(client, f, range(0, 120))
         client.flush(20)
         assert client.stats.delivered == 120

@@ -291,13 +291,23 @@ def test_orphans_are_recovered_and_live_segments_left_alone(
     # A file named after a running process (ours), but nobody holds its lock: a reused pid.
     reused = spool_dir / f"{1:020d}-{os.getpid()}-000001{OPEN_SUFFIX}"
     reused.write_bytes(b"")
+    # .new files: a live writer's fresh one is mid-creation (not yet locked) and stays; an
+    # old one, or one of a gone writer, is stale.
+    creating = spool_dir / f"{2:020d}-{os.getpid()}-000002.new"
+    creating.write_bytes(b"")
     stale_new = spool_dir / f"{2:020d}-{os.getpid()}-000001.new"
     stale_new.write_bytes(b"")
+    old = time.time() - 120
+    os.utime(stale_new, (old, old))
+    gone_new = spool_dir / f"{2:020d}-999999999-000001.new"
+    gone_new.write_bytes(b"")
 
     recovered = recover_orphans(spool_dir)
     assert len(recovered) == 2
     assert recovered[0].name == reused.name.replace(OPEN_SUFFIX, READY_SUFFIX)
-    assert not stale_new.exists()
+    assert not stale_new.exists() and not gone_new.exists()
+    assert creating.exists()
+    creating.unlink()
     [live] = spool_dir.glob("*" + OPEN_SUFFIX)
     assert f"-{os.getpid()}-" in live.name
     assert read_segment(recovered[1]).num_rows == 150

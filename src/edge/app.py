@@ -42,7 +42,7 @@ from edge.control import (
     workspace_api,
 )
 from edge.control.docs_page import DocsPage
-from edge.control.mcp_gateway import McpGateway
+from edge.control.mcp_mount import McpMount
 from edge.control.openapi import OpenApiEndpoint, openapi_document
 from edge.control.report_page import ReportLinks, ReportPage
 from edge.control.results_api import ResultsSource
@@ -99,7 +99,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     limits = plans.plan_limits(plans.load_plans(settings.limits))
     # One author per worker: its page cache serves every route that authors.
     author = configured_author()
-    gateway = McpGateway(settings.store_path, limits)
+    mcp = McpMount(settings.store_path, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,7 +122,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         ]
         writer = asyncio.create_task(buffer.run(), name="event-writer")
         try:
-            async with gateway.lifespan():
+            async with mcp.lifespan():
                 yield
         finally:
             for task in tasks:
@@ -179,14 +179,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     ]
     # Built once per worker, from the routes above: what they declare is what they do.
     document = openapi_document(routes)
-    # The MCP tools call the REST routes in this process (edge.control.mcp_gateway).
+    # The MCP tools call the REST routes in this process (edge.control.mcp_mount).
     rest = Starlette(
         routes=[r for r in routes if isinstance(r, DocumentedRoute) and r.path.startswith("/v1/")],
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
-    gateway.rest_app = rest
+    mcp.rest_app = rest
     routes += [
-        Route("/mcp", gateway, methods=["GET", "POST", "DELETE"]),
+        Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]),
         Route("/openapi.json", OpenApiEndpoint(document), methods=["GET"]),
         Route("/docs", DocsPage(document), methods=["GET"]),
     ]

@@ -84,6 +84,7 @@ RESCAN_INTERVAL = 0.5
 _WRITE_BUFFER_BYTES = 1024 * 1024
 
 NEW_SUFFIX = ".new"
+STALE_NEW_SECONDS = 60.0
 OPEN_SUFFIX = ".open"
 READY_SUFFIX = ".arrow"
 _SEGMENT_SUFFIXES = (NEW_SUFFIX, OPEN_SUFFIX, READY_SUFFIX)
@@ -431,9 +432,9 @@ def _pid_alive(pid: int | None) -> bool:
 
 def recover_orphans(directory: Path | str) -> list[Path]:
     """Finish, as they are, the ``.open`` segments whose writer process is gone; remove
-    ``.new`` files of gone writers (they never hold a batch). Returns the recovered
-    segments (now ``.arrow``). A segment counts as orphaned when its lock is free, so this
-    is safe to call while workers are writing."""
+    ``.new`` files of gone writers, or older than a minute (they never hold a batch).
+    Returns the recovered segments (now ``.arrow``). A segment counts as orphaned when
+    its lock is free, so this is safe to call while workers are writing."""
     directory = Path(directory)
     recovered: list[Path] = []
     try:
@@ -459,10 +460,15 @@ def recover_orphans(directory: Path | str) -> list[Path]:
             except FileNotFoundError:
                 continue
             pid = _writer_pid(name)
-            why = "its pid now runs another process" if _pid_alive(pid) else "writer gone"
+            alive = _pid_alive(pid)
             if name.endswith(NEW_SUFFIX):
-                path.unlink(missing_ok=True)
+                # A live writer holds its .new file unlocked between creating and locking
+                # it, so a free lock proves nothing here: only a gone writer, or an age no
+                # creation takes, makes it stale.
+                if not alive or time.time() - os.fstat(fd).st_mtime > STALE_NEW_SECONDS:
+                    path.unlink(missing_ok=True)
                 continue
+            why = "its pid now runs another process" if alive else "writer gone"
             os.fsync(fd)
             ready = path.with_suffix(READY_SUFFIX)
             try:
