@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Send
 
 from edge.control.plans import PlanLimits
 from edge.errors import ServiceUnavailable
@@ -73,7 +73,7 @@ class McpMount:
         gateway.rest_app = self.rest_app
         return gateway
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await self._settled.wait()
         if self._gateway is None:
             raise ServiceUnavailable("the MCP gateway failed to start; see the server log")
