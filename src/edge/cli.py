@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 
-from edge.control import credits_cli, keys_cli, plans
+from edge.control import credits_cli, keys_cli, plans, tick_cli
 from edge.logs import logging_config
 from edge.settings import ENV_PREFIX, Settings
 
@@ -71,6 +71,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="development mode: webhooks may target http:// on loopback hosts (SPLITEDGE_DEV)",
     )
     serve.add_argument(
+        "--tick-interval",
+        type=float,
+        default=float(_env("tick_interval", str(defaults.tick_interval))),
+        metavar="SECONDS",
+        help="seconds between scheduler passes over loops and idea schedules; 0: none "
+        "(run `splitedge tick` from cron instead) (SPLITEDGE_TICK_INTERVAL)",
+    )
+    serve.add_argument(
         "--limits",
         default=_env("limits", defaults.limits),
         metavar="off|reference|FILE",
@@ -88,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     keys_cli.add_parser(sub)
     credits_cli.add_parser(sub)
+    tick_cli.add_parser(sub)
     return parser
 
 
@@ -98,6 +107,8 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         parser.error("--port must be between 1 and 65535")
     if args.spool_cap_mb < 1:
         parser.error("--spool-cap-mb must be at least 1")
+    if args.tick_interval < 0:
+        parser.error("--tick-interval must be 0 (off) or a positive number of seconds")
     limits = args.limits
     if limits not in (plans.OFF, plans.REFERENCE):
         # Absolute, so that every worker reads the same file whatever its directory.
@@ -117,6 +128,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         clickhouse=args.clickhouse,
         clickhouse_cluster=args.clickhouse_cluster,
         spool_cap_mb=args.spool_cap_mb,
+        tick_interval=args.tick_interval,
         limits=limits,
     )
 
@@ -135,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keys_cli.run(args)
     if args.command == "credits":
         return credits_cli.run(args)
+    if args.command == "tick":
+        logging.config.dictConfig(logging_config())
+        return tick_cli.run(args)
     settings = _settings(parser, args)
     logging.config.dictConfig(logging_config())
     from edge.server import run  # Granian and chDB load only when serving

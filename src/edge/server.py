@@ -19,9 +19,12 @@ from granian.constants import HTTPModes, Interfaces, Loops
 
 from analytics import warehouse
 from analytics.gateway import SOCKET_NAME, WarehouseGateway, query_runner
+from edge.authoring import configured_author
+from edge.control import loops, plans
 from edge.control.bootstrap import first_start
 from edge.control.decisions import Decider
 from edge.control.results_api import ResultsSource
+from edge.control.scheduler import Scheduler
 from edge.control.store import Store
 from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.demo import ensure_demo_site
@@ -105,11 +108,22 @@ def run(settings: Settings) -> int:
         gateway = WarehouseGateway(settings.run_dir / SOCKET_NAME, settings.clickhouse_dsn)
         gateway.start()
     # Conclusions and guardrail stops, decided once per server, queried like a worker.
-    decider = Decider(
-        ResultsSource(settings.store_path, query_runner(settings.clickhouse_dsn, settings.run_dir)),
-        settings.decision_interval,
+    source = ResultsSource(
+        settings.store_path, query_runner(settings.clickhouse_dsn, settings.run_dir)
     )
+    decider = Decider(source, settings.decision_interval)
     decider.start()
+    # Loops and idea schedules, ticked once per server like the decisions.
+    scheduler = None
+    if settings.tick_interval > 0:
+        scheduler = Scheduler(
+            settings.store_path,
+            loops.source_results(source),
+            configured_author(),
+            settings.tick_interval,
+            plans.plan_limits(plans.load_plans(settings.limits)),
+        )
+        scheduler.start()
     os.environ.update(settings.to_env())
     # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
     # may hold embedded ClickHouse, neither of which a forked child may inherit.
@@ -125,6 +139,8 @@ def run(settings: Settings) -> int:
         ).serve()
     finally:
         decider.stop()
+        if scheduler is not None:
+            scheduler.stop()
         if gateway is not None:
             gateway.stop()
         flusher.stop()

@@ -38,6 +38,9 @@ class Settings(msgspec.Struct, frozen=True):
     limits: str = "off"
     # Seconds between passes of the automatic decisions (edge.control.decisions).
     decision_interval: float = 30.0
+    # Seconds between scheduler passes over loops and idea schedules (edge.control.scheduler);
+    # 0: no scheduler in the server (run `splitedge tick` from cron).
+    tick_interval: float = 3600.0
     # What a successful agent task is worth, for netROI in GET /v1/agents/{id}/stats when
     # the request does not say (edge.control.agents_api); 0: no value, netROI is null.
     agent_value_per_success: float = 0.0
