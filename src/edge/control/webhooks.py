@@ -71,6 +71,8 @@ EventName = Literal[
     "variant.promoted",
     "ideas.generated",
     "idea.status_changed",
+    "loop.round_decided",
+    "loop.paused",
 ]
 EVENTS: tuple[str, ...] = get_args(EventName)
 
