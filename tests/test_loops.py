@@ -17,6 +17,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ from edge.authoring import DeterministicAuthor
 from edge.control import loops
 from edge.control.loops import Loop, LoopConfig, LoopGoal, Round, create_loop
 from edge.control.results_api import ResultsSource
-from edge.control.scheduler import TickReport, tick_once
+from edge.control.scheduler import Scheduler, TickReport, tick_once
 from edge.control.store import ExperimentRecord, Store
 from tests.page_server import serve_pages
 from tests.support import api_call, collect, running_server, wait_flushed
@@ -462,3 +463,38 @@ def test_the_tick_command_advances_a_due_loop_once_beside_another(tmp_path: Path
     finally:
         store.close()
     assert after is not None and datetime.fromisoformat(after.next_tick_at) > now
+
+
+def test_the_server_scheduler_ticks_due_loops_on_its_interval(tmp_path: Path, pages: str) -> None:
+    """The thread `splitedge serve` runs: its first pass at once, then one per interval,
+    each at its clock's time."""
+    world = make_world(tmp_path, pages, {"a": twice_as_good}, seed=5)
+    store = Store(world.store_path)
+    try:
+        for _ in range(8 * 24):
+            world.traffic.hour(store)
+    finally:
+        store.close()
+    times = iter([START + 2 * HOUR, START + 8 * 24 * HOUR])
+    seen: list[datetime] = []
+
+    def clock() -> datetime:
+        seen.append(next(times, START + 8 * 24 * HOUR + 2 * HOUR))
+        return seen[-1]
+
+    scheduler = Scheduler(world.store_path, world.traffic.results, world.author, 0.2, None, clock)
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(history(world, "a")) < 2:
+            assert time.monotonic() < deadline, "the scheduler did not promote in 30 s"
+            time.sleep(0.05)
+    finally:
+        scheduler.stop()
+    first, second = history(world, "a")
+    assert first.outcome == "challenger_promoted" and second.outcome == "pending"
+    # The first pass (2 hours in) only waited; the promote came at the 8-day pass.
+    assert first.decided_at == (START + 8 * 24 * HOUR).isoformat()
+    assert first.last_look == 1 and len(seen) >= 2  # day 8's look (no tick took day 7's)
+    with pytest.raises(ValueError, match="positive"):
+        Scheduler(world.store_path, world.traffic.results, world.author, 0)
