@@ -15,8 +15,9 @@ under four rules:
 
 Peeking. The scheduler ticks a loop every hour for up to 28 days. Checking
 P >= ``decision_threshold`` at every tick would promote a challenger no better than its
-champion in about a third of the rounds instead of 5% (tests/test_loop_decisions.py
-measures both). So a round is a group-sequential test:
+champion in about one round in five instead of one in twenty: tests/test_loop_decisions.py
+measures 19% that way, against 4.8% promotes (and 4.4% holds) with the design below, on
+1,500 simulated rounds of equal arms. So a round is a group-sequential test:
 
 - It is *looked at* once per day of runtime at most: on days ``min_round_days``,
   ``min_round_days + 1``, ..., ``max_round_days`` (`look_days`). A tick between two looks
