@@ -19,7 +19,7 @@ import pytest
 
 from edge.control import plans
 from edge.control.store import Store
-from edge.errors import RateLimited
+from edge.errors import PlanRequired, RateLimited
 from tests.support import Server, running_server
 
 # A plan small enough to exhaust in a test; "enterprise" is left out of the table, so an
@@ -188,8 +188,11 @@ def test_the_reference_plans() -> None:
     assert reference is plans.REFERENCE_PLANS
     limits = plans.plan_limits(reference)
     assert limits is not None
-    assert limits.sites == {"starter": 1, "pro": 10, "team": 10, "enterprise": 25}
-    assert limits.per_minute == {"starter": 60, "pro": 300, "team": 600, "enterprise": 1200}
+    assert limits.sites == {"free": 1, "starter": 1, "pro": 10, "team": 10, "enterprise": 25}
+    assert limits.per_minute == {
+        "free": 30, "starter": 60, "pro": 300, "team": 600, "enterprise": 1200
+    }  # fmt: skip
+    assert limits.without_loops == {"free"}
     assert plans.load_plans("off") is None
     assert plans.plan_limits(None) is None
 
@@ -215,3 +218,20 @@ def test_the_count_restarts_each_window_and_leaves_the_config_version(store: Sto
     assert [store.count_request(key_id, 60) for _ in range(3)] == [1, 2, 3]
     assert store.count_request(key_id, 120) == 1
     assert store.config_version() == version
+
+
+def test_a_plan_without_loops_is_402_plan_required(tmp_path: Path) -> None:
+    table = tmp_path / "plans.json"
+    table.write_text('{"free": {"loops": false}, "pro": {"sites": 3}}')
+    limits = plans.plan_limits(plans.load_plans(str(table)))
+    assert limits is not None and limits.without_loops == {"free"}
+    limits.check_loops("pro")
+    limits.check_loops("unnamed")
+    with pytest.raises(PlanRequired) as raised:
+        limits.check_loops("free")
+    assert raised.value.status == 402 and raised.value.code == "plan_required"
+    assert "free plan" in raised.value.message and "--plan" in raised.value.message
+    # A table whose only limit is the loop gate still has limits.
+    only = tmp_path / "only.json"
+    only.write_text('{"free": {"loops": false}}')
+    assert plans.plan_limits(plans.load_plans(str(only))) is not None

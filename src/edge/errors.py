@@ -84,6 +84,13 @@ class PlanLimitReached(SplitedgeError):
     status = 402
 
 
+class PlanRequired(SplitedgeError):
+    """The workspace's plan does not include the feature (e.g. continuous loops)."""
+
+    code = "plan_required"
+    status = 402
+
+
 class RateLimited(SplitedgeError):
     """The API key has made as many requests as its plan allows this minute."""
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 from starlette.routing import Route
@@ -195,6 +196,12 @@ class LoopsApi:
                 "site_id is required: a loop runs on one of your sites (GET /v1/sites lists them)"
             )
         element_types = _element_types(body.element_types)
+        limits = self.limits
+        if limits is not None:
+            plan = await in_store(
+                self.store_path, lambda store: store.get_workspace(auth.workspace_id).plan
+            )
+            limits.check_loops(plan)
         if body.min_round_days > body.max_round_days:
             raise InvalidRequest(
                 f"min_round_days ({body.min_round_days}) exceeds max_round_days "
@@ -221,13 +228,16 @@ class LoopsApi:
                     f"idea {idea.id} is for another site; pick a selected_idea_id that "
                     f"create_loop proposed for site {site.id}"
                 )
+            config_target = target or idea.source_url or site.url
             config = LoopConfig(
                 name=(body.name or "").strip(),
                 site_id=site.id,
-                target_url=target or idea.source_url or site.url,
+                target_url=config_target,
                 element_types=element_types,
                 primary_goal=goal,
-                url_pattern=body.url_pattern,
+                # A round's changes are for its page: by default they run there (and
+                # below it), not on every page of the site.
+                url_pattern=body.url_pattern or urlsplit(config_target).path or "/",
                 selector_hints=body.selector_hints,
                 min_round_days=body.min_round_days,
                 max_round_days=body.max_round_days,

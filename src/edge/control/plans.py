@@ -1,18 +1,20 @@
-"""Plans: how many requests per minute an API key may make, and how many sites a
-workspace may register, by the workspace's plan.
+"""Plans: how many requests per minute an API key may make, how many sites a workspace
+may register, and whether it may run continuous loops, by the workspace's plan.
 
 A self-hosted install is unmetered and unlimited: the ``limits`` setting (``--limits``,
 ``SPLITEDGE_LIMITS``) is ``off`` by default. ``reference`` switches on the reference's
 plans (`REFERENCE_PLANS`); any other value is the path of a JSON file of the same shape,
 plan name to limits::
 
-    {"starter": {"requests_per_minute": 60, "sites": 1, "metered": true},
+    {"free": {"requests_per_minute": 30, "sites": 1, "metered": true, "loops": false},
+     "starter": {"requests_per_minute": 60, "sites": 1, "metered": true},
      "enterprise": {"requests_per_minute": 1200}}
 
 A limit left out (or null) is no limit, and so is a plan the table does not name. A
 ``metered`` plan pays for calls in credits (`edge.control.credits`); plans are unmetered
-unless they say so. A workspace's plan is its ``workspaces.plan`` (``enterprise`` unless
-set otherwise).
+unless they say so. Loops (`edge.control.loops_api`) are open to every plan unless it says
+``"loops": false``: then creating one is ``402 plan_required``. A workspace's plan is its
+``workspaces.plan`` (``enterprise`` unless set otherwise).
 
 The rate limit is a fixed one-minute window per key, counted in the SQLite store
 (`edge.control.store.Store.count_request`) so that every worker process shares it; it
@@ -29,7 +31,7 @@ from typing import Annotated
 
 import msgspec
 
-from edge.errors import RateLimited
+from edge.errors import PlanRequired, RateLimited
 
 __all__ = [
     "OFF",
@@ -54,18 +56,23 @@ WINDOW_SECONDS = 60
 
 
 class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """The limits of one plan; None is no limit. ``metered``: calls cost credits."""
+    """The limits of one plan; None is no limit. ``metered``: calls cost credits;
+    ``loops``: the workspace may run continuous loops."""
 
     requests_per_minute: Annotated[int, msgspec.Meta(ge=1)] | None = None
     sites: Annotated[int, msgspec.Meta(ge=0)] | None = None
     metered: bool = False
+    loops: bool = True
 
 
 # The reference's figures: requests per minute from ClawSplit (Starter 60, Pro 300, Team 600,
 # Enterprise "custom"), sites from abtestbot (Starter 1, Pro 10, Enterprise 25). Where the
 # reference gives no number we pick one: Enterprise gets 1200 requests per minute (twice
 # Team), and Team, which abtestbot does not list, keeps Pro's 10 sites (it buys throughput).
+# abtestbot's Free plan has no loops ("Free is blocked with plan_required"); its rate is
+# ours (half of Starter's), its one site Starter's.
 REFERENCE_PLANS: Mapping[str, Plan] = {
+    "free": Plan(requests_per_minute=30, sites=1, loops=False),
     "starter": Plan(requests_per_minute=60, sites=1),
     "pro": Plan(requests_per_minute=300, sites=10),
     "team": Plan(requests_per_minute=600, sites=10),
@@ -110,18 +117,29 @@ def load_plans(setting: str) -> Mapping[str, Plan] | None:
 class PlanLimits:
     """The limits of a plans table, by plan name: requests per minute per key (what
     `edge.control.api.authenticate` enforces), which plans pay in credits (what it tells
-    the handlers) and sites per workspace (what `edge.control.sites_api` enforces). A plan
-    missing from a map has no such limit."""
+    the handlers), sites per workspace (what `edge.control.sites_api` enforces) and the
+    plans without loops (`check_loops`, for `edge.control.loops_api`). A plan missing from
+    a map has no such limit."""
 
     def __init__(
         self,
         per_minute: Mapping[str, int],
         metered: frozenset[str] = frozenset(),
         sites: Mapping[str, int] | None = None,
+        without_loops: frozenset[str] = frozenset(),
     ) -> None:
         self.per_minute = dict(per_minute)
         self.metered = metered
         self.sites = dict(sites or {})
+        self.without_loops = without_loops
+
+    def check_loops(self, plan: str) -> None:
+        """`PlanRequired` (402) if ``plan`` has no continuous loops."""
+        if plan in self.without_loops:
+            raise PlanRequired(
+                f"continuous loops are not part of the {plan} plan; move the workspace to a "
+                "plan with loops (`splitedge keys create --workspace NAME --plan PLAN`)"
+            )
 
     def window(self, now: float) -> int:
         """The start (Unix seconds) of the window ``now`` falls in."""
@@ -152,4 +170,7 @@ def plan_limits(plans: Mapping[str, Plan] | None) -> PlanLimits | None:
     }
     metered = frozenset(name for name, plan in plans.items() if plan.metered)
     sites = {name: plan.sites for name, plan in plans.items() if plan.sites is not None}
-    return PlanLimits(per_minute, metered, sites) if per_minute or metered or sites else None
+    without_loops = frozenset(name for name, plan in plans.items() if not plan.loops)
+    if not (per_minute or metered or sites or without_loops):
+        return None
+    return PlanLimits(per_minute, metered, sites, without_loops)
