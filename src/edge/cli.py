@@ -11,7 +11,7 @@ from pathlib import Path
 
 import msgspec
 
-from edge.control import credits_cli, keys_cli, plans, tick_cli
+from edge.control import credits_cli, edge_tokens_cli, keys_cli, plans, tick_cli
 from edge.logs import logging_config
 from edge.settings import ENV_PREFIX, Settings
 
@@ -97,6 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     keys_cli.add_parser(sub)
     credits_cli.add_parser(sub)
     tick_cli.add_parser(sub)
+    edge_tokens_cli.add_parser(sub)
     return parser
 
 
@@ -147,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return keys_cli.run(args)
     if args.command == "credits":
         return credits_cli.run(args)
+    if args.command == "edge-tokens":
+        return edge_tokens_cli.run(args)
     if args.command == "tick":
         logging.config.dictConfig(logging_config())
         return tick_cli.run(args)

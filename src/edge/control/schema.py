@@ -361,7 +361,21 @@ CREATE INDEX schedules_workspace ON schedules(workspace_id, created_at);
 CREATE INDEX schedules_due ON schedules(enabled, next_run_at);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
+# v9: edge tokens, the credentials remote edge nodes pull config snapshots and relay
+# events with (edge.control.edge_tokens); only their SHA-256 is kept.
+_V9 = """
+CREATE TABLE edge_tokens (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    prefix     TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+);
+CREATE INDEX edge_tokens_prefix ON edge_tokens(prefix);
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
 
 
 def migrate(conn: sqlite3.Connection) -> None:
