@@ -49,6 +49,7 @@ __all__ = [
     "authenticate",
     "base_url",
     "in_store",
+    "int_param",
     "in_transaction",
     "ok",
     "page_params",
@@ -270,7 +271,9 @@ class Page(msgspec.Struct, frozen=True):
     ] = 0
 
 
-def _int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+def int_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """The whole-number query parameter ``name`` in ``[low, high]`` (``default`` when it is
+    absent); 400 saying the bounds otherwise."""
     text = params.get(name)
     if text is None:
         return default
@@ -292,8 +295,8 @@ def page_params(scope: dict[str, Any]) -> Page:
     """The page a list request asks for; 400 saying the bounds when out of them."""
     params = query_params(scope)
     return Page(
-        limit=_int_param(params, "limit", 20, 1, MAX_LIMIT),
-        offset=_int_param(params, "offset", 0, 0, _SQLITE_MAX),
+        limit=int_param(params, "limit", 20, 1, MAX_LIMIT),
+        offset=int_param(params, "offset", 0, 0, _SQLITE_MAX),
     )
 
 
