@@ -213,7 +213,14 @@ def test_pause_and_resume_are_idempotent_and_move_the_round_with_the_loop(env: E
         status: str = data_of(call(env, ws, "GET", f"/v1/experiments/{experiment_id}"))["status"]
         return status
 
+    # Two inconclusive rounds in a row, as the ticker would have counted them.
+    store = Store(env.store_path)
+    try:
+        store.conn.execute("UPDATE loops SET consecutive_inconclusive = 2 WHERE id = ?", (loop_id,))
+    finally:
+        store.close()
     paused = data_of(call(env, ws, "POST", f"/v1/loops/{loop_id}/pause"))
+    assert paused["loop"]["consecutive_inconclusive"] == 2  # pausing keeps the streak
     assert paused["no_op"] is False and paused["loop"]["status"] == "paused"
     assert paused["paused_experiment_id"] == experiment_id and experiment_status() == "paused"
     again = data_of(call(env, ws, "POST", f"/v1/loops/{loop_id}/pause"))

@@ -22,13 +22,9 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(ENV_PREFIX + name.upper(), default)
 
 
-def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _server_arguments(serve: argparse.ArgumentParser) -> None:
+    """The flags ``serve`` and ``edge`` share."""
     defaults = Settings()
-    serve = sub.add_parser(
-        "serve",
-        help="run the server (control plane and edge) on Granian",
-        description="Every flag can also be set with its SPLITEDGE_* environment variable.",
-    )
     serve.add_argument("--host", default=_env("host", defaults.host), help="SPLITEDGE_HOST")
     serve.add_argument(
         "--port", type=int, default=int(_env("port", str(defaults.port))), help="SPLITEDGE_PORT"
@@ -64,6 +60,16 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="create the events table as ReplicatedMergeTree + Distributed ON CLUSTER NAME "
         "(SPLITEDGE_CLICKHOUSE_CLUSTER)",
     )
+
+
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    defaults = Settings()
+    serve = sub.add_parser(
+        "serve",
+        help="run the server (control plane and edge) on Granian",
+        description="Every flag can also be set with its SPLITEDGE_* environment variable.",
+    )
+    _server_arguments(serve)
     serve.add_argument(
         "--dev",
         action="store_true",
@@ -88,12 +94,37 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     )
 
 
+def _edge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    edge = sub.add_parser(
+        "edge",
+        help="run a stateless edge node that serves the control plane's config",
+        description="Snippet, assign, collect and events, with no store: the config comes "
+        "from the control plane (GET /v1/edge/snapshot), kept on disk for cold starts. "
+        "Every flag can also be set with its SPLITEDGE_* environment variable.",
+    )
+    _server_arguments(edge)
+    edge.add_argument(
+        "--control-url",
+        default=_env("control_url", ""),
+        metavar="URL",
+        help="the control plane, e.g. http://control:8000 (SPLITEDGE_CONTROL_URL)",
+    )
+    edge.add_argument(
+        "--edge-token",
+        default=_env("edge_token", ""),
+        metavar="TOKEN",
+        help="from `splitedge edge-tokens create` on the control plane; prefer the "
+        "SPLITEDGE_EDGE_TOKEN variable, which process listings do not show",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="splitedge", description="splitedge: self-hosted A/B tests and agent experiments"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
+    _edge_parser(sub)
     keys_cli.add_parser(sub)
     credits_cli.add_parser(sub)
     tick_cli.add_parser(sub)
@@ -101,13 +132,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+def _common_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
     if args.workers < 1:
         parser.error("--workers must be at least 1")
     if not 0 < args.port < 65536:
         parser.error("--port must be between 1 and 65535")
     if args.spool_cap_mb < 1:
         parser.error("--spool-cap-mb must be at least 1")
+    # Settings without a flag (e.g. the webhook_* ones) come from the environment.
+    return msgspec.structs.replace(
+        Settings.from_env(),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        data_dir=str(Path(args.data_dir).resolve()),
+        clickhouse=args.clickhouse,
+        clickhouse_cluster=args.clickhouse_cluster,
+        spool_cap_mb=args.spool_cap_mb,
+    )
+
+
+def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
     if args.tick_interval < 0:
         parser.error("--tick-interval must be 0 (off) or a positive number of seconds")
     limits = args.limits
@@ -118,19 +163,26 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         plans.load_plans(limits)
     except plans.PlansError as exc:
         parser.error(f"--limits: {exc}")
-    # Settings without a flag (e.g. the webhook_* ones) come from the environment.
     return msgspec.structs.replace(
-        Settings.from_env(),
+        _common_settings(parser, args),
         dev=args.dev,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        data_dir=str(Path(args.data_dir).resolve()),
-        clickhouse=args.clickhouse,
-        clickhouse_cluster=args.clickhouse_cluster,
-        spool_cap_mb=args.spool_cap_mb,
         tick_interval=args.tick_interval,
         limits=limits,
+    )
+
+
+def _edge_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    if not args.control_url.startswith(("http://", "https://")):
+        parser.error("--control-url is required: the control plane's http(s):// address")
+    if not args.edge_token.startswith("et_"):
+        parser.error(
+            "--edge-token (or SPLITEDGE_EDGE_TOKEN) is required: an et_... token from "
+            "`splitedge edge-tokens create --name NODE` on the control plane"
+        )
+    return msgspec.structs.replace(
+        _common_settings(parser, args),
+        control_url=args.control_url.rstrip("/"),
+        edge_token=args.edge_token,
     )
 
 
@@ -153,8 +205,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "tick":
         logging.config.dictConfig(logging_config())
         return tick_cli.run(args)
-    settings = _settings(parser, args)
     logging.config.dictConfig(logging_config())
+    if args.command == "edge":
+        edge_settings = _edge_settings(parser, args)
+        from edge.node.run import run_node  # Granian loads only when serving
+
+        return run_node(edge_settings)
+    settings = _settings(parser, args)
     from edge.server import run  # Granian and chDB load only when serving
 
     return run(settings)

@@ -21,6 +21,7 @@ __all__ = [
     "HealthStatus",
     "ReadyStatus",
     "Readiness",
+    "SnapshotState",
 ]
 
 
@@ -34,11 +35,25 @@ class HealthStatus(msgspec.Struct):
     status: Literal["ok"]
 
 
-class ReadyStatus(msgspec.Struct):
+class SnapshotState(msgspec.Struct, frozen=True):
+    """A remote edge node's config snapshot (`edge.node`): its version, the seconds since
+    the control plane last confirmed it current, where the node's first one came from
+    (``control``, or ``disk`` on a cold start while the control plane was away), and the
+    last error pulling a newer one ("" when none)."""
+
+    version: int
+    age_seconds: float
+    source: Literal["control", "disk"]
+    error: str
+
+
+class ReadyStatus(msgspec.Struct, omit_defaults=True):
     """The answer of ``/readyz``: whether this worker has its config (``status``), which
     worker it is (``pid``) and its config version, and ClickHouse as the flusher last saw
     it (its state: ``starting``, ``ok``, ``unavailable``, ``stopped``; ``no_flusher`` when
-    none reported lately, ``unknown`` before any did) with the spool segments pending."""
+    none reported lately, ``unknown`` before any did) with the spool segments pending. On
+    a remote edge node, ``snapshot`` says how fresh its config is (on a relaying node the
+    "ClickHouse" state is that of the relay to the control plane)."""
 
     status: Literal["loading", "ready"]
     config_version: int | None
@@ -47,6 +62,7 @@ class ReadyStatus(msgspec.Struct):
     clickhouse: str
     clickhouse_error: str
     spool_segments: int
+    snapshot: SnapshotState | None = None
 
 
 HEALTH_OPERATION = Operation(
@@ -76,9 +92,15 @@ class Readiness:
     reports ClickHouse as the flusher last saw it. ClickHouse being down does not make the
     edge unready: events are spooled until it is back."""
 
-    def __init__(self, holder: KVHolder, flusher_status: Callable[[], FlusherStatus | None]):
+    def __init__(
+        self,
+        holder: KVHolder,
+        flusher_status: Callable[[], FlusherStatus | None],
+        snapshot_state: Callable[[], SnapshotState | None] | None = None,
+    ) -> None:
         self.holder = holder
         self.flusher_status = flusher_status
+        self.snapshot_state = snapshot_state
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kv = self.holder.kv
@@ -97,6 +119,7 @@ class Readiness:
             clickhouse=clickhouse,
             clickhouse_error=error,
             spool_segments=segments,
+            snapshot=None if self.snapshot_state is None else self.snapshot_state(),
         )
         body = msgspec.json.encode(ready)
         if kv is None:

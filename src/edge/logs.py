@@ -52,5 +52,8 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
         "loggers": {
             "_granian": {"handlers": ["console"], "level": level, "propagate": False},
             "granian.access": {"handlers": ["console"], "level": level, "propagate": False},
+            # httpx logs every request at INFO; an edge node's puller and relay make one
+            # every few seconds.
+            "httpx": {"level": "WARNING"},
         },
     }

@@ -7,26 +7,37 @@ doing so every second, for workers killed later), then loops: connect if needed 
 run the ``prepare`` hook, e.g. the warehouse migrations), take the finished segments
 oldest first, insert each with ``insert_arrow`` and delete it.
 
+Sinks
+    The loop (`SpoolDrain`) does not know where segments go; its `SegmentSink` does. The
+    flusher is the loop with a `ClickHouseSink`. An edge node without ClickHouse runs the
+    same loop with a sink that relays each segment to the control plane
+    (`edge.ingest.relay.SegmentRelay`). A sink that refuses a segment for good (its
+    content is wrong, retrying cannot help) raises `SegmentRejected`: the loop moves it
+    aside as ``<name>.rejected`` and logs an error instead of retrying it forever or
+    dropping it silently. A sink that asks to be retried later raises `SinkBusy`.
+
 Exactly once
     Every segment is one insert whose ``insert_deduplication_token`` is the segment's
     name (settings from `analytics.warehouse.insert_settings`). A segment inserted before
     a crash but not yet deleted is inserted again on the next start, with the same bytes
     and the same token, and ClickHouse drops it as a duplicate. This needs a table that
     deduplicates inserts by token (the warehouse's events table does: see its
-    ``DEDUPLICATION_WINDOW``).
+    ``DEDUPLICATION_WINDOW``). Every sink delivers idempotently by that token.
 
 Failures
     Any error (unreachable server, a chDB directory locked by another process, a failed
     insert) is recorded, the client is dropped, and the same segment is retried after a
-    capped exponential backoff with jitter (0.2 s doubling up to 10 s by default).
-    Nothing leaves the spool meanwhile; the workers refuse new events once the spool is
-    over its disk cap (`edge.ingest.spool.SpoolFull`).
+    capped exponential backoff with jitter (0.2 s doubling up to 10 s by default; at
+    least a `SinkBusy`'s delay, up to a minute). Nothing leaves the spool meanwhile; the
+    workers refuse new events once the spool is over its disk cap
+    (`edge.ingest.spool.SpoolFull`).
 
 Status
     Workers, which are other processes, learn the flusher's state from a small JSON file,
     ``<spool>/flusher.status.json`` (`FlusherStatus`, read with `read_status`), replaced
     atomically at most every 0.5 s while the thread runs and at once on every change of
-    the ClickHouse state.
+    the sink's state. Its ``clickhouse`` field is the state of the sink, whichever it is
+    (on a relaying edge node: the control plane), so /readyz and /metrics read it alike.
 """
 
 from __future__ import annotations
@@ -38,10 +49,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, TypedDict, Unpack
 
 import clickhouse_connect
 import msgspec
+import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from analytics import warehouse
@@ -54,22 +66,36 @@ from edge.ingest.spool import (
 )
 
 __all__ = [
+    "REJECTED_SUFFIX",
     "STATUS_FILE",
+    "ClickHouseSink",
     "ClickHouseState",
+    "DrainTimings",
     "Flusher",
     "FlusherStatus",
+    "SegmentRejected",
+    "SegmentSink",
+    "SinkBusy",
+    "SpoolDrain",
     "read_status",
 ]
 
 log = logging.getLogger("splitedge.flusher")
 
 STATUS_FILE = "flusher.status.json"
+REJECTED_SUFFIX = ".rejected"
+"""A segment its sink refused for good: kept, out of the spool's way, for an operator."""
+
+# The longest wait a sink's SinkBusy may impose (a broken Retry-After must not stall it).
+RETRY_AFTER_CAP = 60.0
 
 ClickHouseState = Literal["starting", "ok", "unavailable", "stopped"]
 
 
 class FlusherStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """What the flusher last published (times are Unix seconds)."""
+    """What the flusher last published (times are Unix seconds). ``clickhouse`` and the
+    errors are those of its sink: ClickHouse, or on a relaying edge node the control
+    plane."""
 
     clickhouse: ClickHouseState
     """``starting`` until the first connection, ``ok`` while inserts succeed,
@@ -78,6 +104,8 @@ class FlusherStatus(msgspec.Struct, frozen=True, kw_only=True):
     last_error_at: float | None = None
     segments_flushed: int = 0
     rows_flushed: int = 0
+    segments_rejected: int = 0
+    """Segments the sink refused for good, moved aside as ``.rejected``."""
     errors: int = 0
     last_flush_seconds: float | None = None
     """How long the last segment took: read, insert and delete."""
@@ -103,59 +131,163 @@ def read_status(spool_dir: Path | str) -> FlusherStatus | None:
         return None
 
 
+class SegmentRejected(Exception):
+    """The sink refuses this segment for good: its content is at fault, not the sink's
+    state, so no retry can succeed."""
+
+
+class SinkBusy(Exception):
+    """The sink answers but asks to be retried in ``retry_after`` seconds (e.g. an HTTP
+    503 or 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SegmentSink(Protocol):
+    """Where a `SpoolDrain` sends the spool's segments. The drain calls it from one thread
+    at a time: `open` before the first `deliver`, and again after any failure (which
+    `close`s it first); `check` when nothing was delivered for a while."""
+
+    def describe(self) -> str:
+        """Where the segments go, for logs, without secrets (``ClickHouse at http://ch``)."""
+        ...
+
+    def open(self) -> None:
+        """Connect; raise when the sink cannot be reached."""
+        ...
+
+    def deliver(self, table: pa.Table, token: str) -> None:
+        """Store the rows of the segment named ``token``; return only once they are
+        durable there. Delivering a token again must be a no-op (exactly once)."""
+        ...
+
+    def check(self) -> None:
+        """Raise when the sink no longer answers."""
+        ...
+
+    def close(self) -> None:
+        """Drop the connection."""
+        ...
+
+
+class DrainTimings(TypedDict, total=False):
+    """The timing options of a `SpoolDrain`, in seconds (defaults in its signature)."""
+
+    backoff_initial: float
+    backoff_cap: float
+    poll_interval: float
+    status_interval: float
+    orphan_interval: float
+    health_interval: float
+
+
 def _connect_clickhouse(dsn: str) -> Client:
     return clickhouse_connect.get_client(dsn=dsn)
 
 
-class Flusher:
-    """Inserts the spool's finished segments into ClickHouse; see the module docstring.
+class ClickHouseSink:
+    """Inserts segments into a ClickHouse table with ``insert_arrow``, idempotently.
 
     ``prepare(client)`` runs after every (re)connect, before the first insert on that
     client (pass ``warehouse.migrate``). ``connect(dsn)`` makes a client
     (clickhouse-connect by default); ``insert_settings(token)`` gives the settings of the
-    idempotent insert of the segment named ``token``. Counters for
-    metrics are plain attributes: ``segments_flushed``, ``rows_flushed``, ``errors``,
+    idempotent insert of the segment named ``token``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = warehouse.EVENTS_TABLE,
+        prepare: Callable[[Client], object] | None = None,
+        insert_settings: Callable[[str], Mapping[str, object]] = warehouse.insert_settings,
+        connect: Callable[[str], Client] = _connect_clickhouse,
+    ) -> None:
+        self.dsn = dsn
+        self.table = table
+        self.prepare = prepare
+        self.insert_settings = insert_settings
+        self._connect = connect
+        self._client: Client | None = None
+
+    def describe(self) -> str:
+        """ClickHouse and its DSN without a password."""
+        scheme, sep, rest = self.dsn.partition("://")
+        if "@" in rest:
+            rest = rest.rsplit("@", 1)[1]
+        return f"ClickHouse at {scheme}{sep}{rest}"
+
+    def open(self) -> None:
+        client = self._connect(self.dsn)
+        try:
+            if self.prepare is not None:
+                self.prepare(client)
+        except BaseException:
+            _close_quietly(client)
+            raise
+        self._client = client
+
+    def deliver(self, table: pa.Table, token: str) -> None:
+        self._opened().insert_arrow(self.table, table, settings=dict(self.insert_settings(token)))
+
+    def check(self) -> None:
+        if not self._opened().ping():
+            raise ConnectionError(f"{self.describe()} does not answer a ping")
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            _close_quietly(client)
+
+    def _opened(self) -> Client:
+        if self._client is None:
+            raise ConnectionError(f"{self.describe()} is not connected")
+        return self._client
+
+
+class SpoolDrain:
+    """Delivers the spool's finished segments to a `SegmentSink`, oldest first, and
+    deletes each one only after the sink took it; see the module docstring. ``name``
+    names its thread and its logs. Counters for metrics are plain attributes:
+    ``segments_flushed``, ``rows_flushed``, ``segments_rejected``, ``errors``,
     ``last_flush_seconds``, ``state``, ``last_error``.
     """
 
     def __init__(
         self,
         spool_dir: Path | str,
-        dsn: str,
+        sink: SegmentSink,
         *,
-        table: str = warehouse.EVENTS_TABLE,
-        prepare: Callable[[Client], object] | None = None,
-        insert_settings: Callable[[str], Mapping[str, object]] = warehouse.insert_settings,
+        name: str = "flusher",
         backoff_initial: float = 0.2,
         backoff_cap: float = 10.0,
         poll_interval: float = 0.1,
-        connect: Callable[[str], Client] = _connect_clickhouse,
         status_interval: float = 0.5,
         orphan_interval: float = 1.0,
         health_interval: float = 5.0,
     ) -> None:
         self.spool_dir = Path(spool_dir).absolute()
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.dsn = dsn
-        self.table = table
-        self.prepare = prepare
-        self.insert_settings = insert_settings
+        self.sink = sink
+        self.name = name
         self.backoff_initial = backoff_initial
         self.backoff_cap = backoff_cap
         self.poll_interval = poll_interval
         self.status_interval = status_interval
         self.orphan_interval = orphan_interval
         self.health_interval = health_interval
-        self._connect = connect
         self.state: ClickHouseState = "starting"
         self.last_error = ""
         self.last_error_at: float | None = None
         self.segments_flushed = 0
         self.rows_flushed = 0
+        self.segments_rejected = 0
         self.errors = 0
         self.last_flush_seconds: float | None = None
-        self._client: Client | None = None
-        self._pass_lock = threading.Lock()  # one pass at a time; guards the client
+        self._connected = False
+        self._pass_lock = threading.Lock()  # one pass at a time; guards the sink
         self._status_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -166,22 +298,24 @@ class Flusher:
     # -- control ------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the flusher thread: replay what is left in the spool, then keep flushing."""
+        """Start the thread: replay what is left in the spool, then keep flushing."""
         if self._thread is not None:
-            raise RuntimeError("the flusher is already started")
+            raise RuntimeError(f"the {self.name} is already started")
         self._publish(force=True)
-        self._thread = threading.Thread(target=self._run, name="splitedge-flusher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"splitedge-{self.name}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the thread after one last pass over the finished segments (one attempt, no
-        backoff), then close the client (which releases a chDB directory). Returns False
+        backoff), then close the sink (which releases a chDB directory). Returns False
         if the thread did not end within ``timeout`` seconds."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
-                log.warning("flusher did not stop within %.1fs", timeout)
+                log.warning("%s did not stop within %.1fs", self.name, timeout)
                 return False
             return True
         with self._pass_lock:
@@ -190,10 +324,10 @@ class Flusher:
         return True
 
     def flush_once(self) -> int:
-        """One synchronous pass: recover orphans, insert every finished segment, oldest
-        first. Returns the rows inserted. Stops at the first error, which is recorded
-        (state, status file, log) rather than raised; the failed segment stays. The client
-        stays open for the next pass, unless the flusher was stopped: then it is closed
+        """One synchronous pass: recover orphans, deliver every finished segment, oldest
+        first. Returns the rows delivered. Stops at the first error, which is recorded
+        (state, status file, log) rather than raised; the failed segment stays. The sink
+        stays open for the next pass, unless the drain was stopped: then it is closed
         again."""
         with self._pass_lock:
             before = self.rows_flushed
@@ -228,6 +362,8 @@ class Flusher:
                     except Exception as exc:
                         flushed = 0
                         retry_in = self._backoff()
+                        if isinstance(exc, SinkBusy):
+                            retry_in = max(retry_in, min(exc.retry_after, RETRY_AFTER_CAP))
                         self._failed(exc, retry_in)
                     self._publish()
                 if retry_in is not None:
@@ -236,7 +372,7 @@ class Flusher:
                     self._stop.wait(self.poll_interval)
             self._last_pass()
         except Exception:
-            log.exception("flusher thread failed; its segments stay in the spool")
+            log.exception("%s thread failed; its segments stay in the spool", self.name)
         finally:
             with self._pass_lock:
                 self._disconnect()
@@ -252,8 +388,9 @@ class Flusher:
         left = len(ready_segments(self.spool_dir))
         if left:
             log.warning(
-                "flusher stopped with segments=%d left in the spool; they are replayed at the "
+                "%s stopped with segments=%d left in the spool; they are replayed at the "
                 "next start",
+                self.name,
                 left,
                 extra={"segments": left},
             )
@@ -262,17 +399,17 @@ class Flusher:
         try:
             recover_orphans(self.spool_dir)
         except OSError:
-            log.exception("flusher: cannot recover orphaned segments; retrying later")
+            log.exception("%s: cannot recover orphaned segments; retrying later", self.name)
 
     def _pass(self, *, final: bool) -> int:
-        """Insert the finished segments, oldest first; returns how many. Caller holds the
+        """Deliver the finished segments, oldest first; returns how many. Caller holds the
         pass lock. Raises on the first failure, leaving that segment in place."""
-        client = self._ensure_client()
+        self._ensure_connected()
         flushed = 0
         for path in ready_segments(self.spool_dir):
             if self._stop.is_set() and not final:
                 break
-            self._flush_segment(client, path)
+            self._flush_segment(path)
             flushed += 1
             self._publish()
         now = time.monotonic()
@@ -280,36 +417,32 @@ class Flusher:
             self._last_health = now
         elif now - self._last_health >= self.health_interval:
             self._last_health = now
-            if not client.ping():
-                raise ConnectionError(f"ClickHouse at {self._safe_dsn()} does not answer a ping")
+            self.sink.check()
         self._failures_in_a_row = 0
         return flushed
 
-    def _ensure_client(self) -> Client:
-        if self._client is None:
-            client = self._connect(self.dsn)
-            try:
-                if self.prepare is not None:
-                    self.prepare(client)
-            except BaseException:
-                _close_quietly(client)
-                raise
-            self._client = client
+    def _ensure_connected(self) -> None:
+        if not self._connected:
+            self.sink.open()
+            self._connected = True
             self._last_health = time.monotonic()
-            log.info("flusher connected to ClickHouse at %s", self._safe_dsn())
+            log.info("%s connected to %s", self.name, self.sink.describe())
             self._set_state("ok")
-        return self._client
 
-    def _flush_segment(self, client: Client, path: Path) -> None:
+    def _flush_segment(self, path: Path) -> None:
         started = time.monotonic()
         try:
             table = read_segment(path)
-        except FileNotFoundError:  # removed behind our back: nothing to insert
+        except FileNotFoundError:  # removed behind our back: nothing to deliver
             return
         token = segment_token(path)
         if table.num_rows:
-            client.insert_arrow(self.table, table, settings=dict(self.insert_settings(token)))
-        path.unlink(missing_ok=True)  # only now: ClickHouse has accepted it
+            try:
+                self.sink.deliver(table, token)
+            except SegmentRejected as exc:
+                self._reject(path, token, exc)
+                return
+        path.unlink(missing_ok=True)  # only now: the sink has accepted it
         seconds = time.monotonic() - started
         self.segments_flushed += 1
         self.rows_flushed += table.num_rows
@@ -322,6 +455,22 @@ class Flusher:
             seconds,
             extra={"segment": token, "rows": table.num_rows, "seconds": seconds},
         )
+
+    def _reject(self, path: Path, token: str, exc: SegmentRejected) -> None:
+        aside = path.with_suffix(REJECTED_SUFFIX)
+        os.replace(path, aside)
+        self.segments_rejected += 1
+        log.error(
+            "%s REJECTED segment=%s for good, moved aside to %s (its events are not "
+            "delivered; inspect the file, fix the cause, rename it back to .arrow to "
+            "retry): %s",
+            self.sink.describe(),
+            token,
+            aside,
+            exc,
+            extra={"segment": token, "error": str(exc)},
+        )
+        self._publish(force=True)
 
     def _backoff(self) -> float:
         """Capped exponential backoff with jitter, for the next retry."""
@@ -337,8 +486,8 @@ class Flusher:
         self._disconnect()
         retry = f"; retrying in {retry_in:.2f}s" if retry_in is not None else ""
         log.warning(
-            "ClickHouse unavailable at %s (failure %d in a row)%s: %s",
-            self._safe_dsn(),
+            "%s unavailable (failure %d in a row)%s: %s",
+            self.sink.describe(),
             self._failures_in_a_row,
             retry,
             self.last_error,
@@ -349,16 +498,11 @@ class Flusher:
         self._publish(force=True)  # every failure: its error text may be new
 
     def _disconnect(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            _close_quietly(client)
-
-    def _safe_dsn(self) -> str:
-        """The DSN without a password."""
-        scheme, sep, rest = self.dsn.partition("://")
-        if "@" in rest:
-            rest = rest.rsplit("@", 1)[1]
-        return scheme + sep + rest
+        self._connected = False
+        try:
+            self.sink.close()
+        except Exception:
+            log.debug("closing %s failed", self.sink.describe(), exc_info=True)
 
     # -- status ---------------------------------------------------------------------------
 
@@ -368,7 +512,7 @@ class Flusher:
             self._publish(force=True)
 
     def status(self) -> FlusherStatus:
-        """The flusher's status now (what `read_status` returns in other processes)."""
+        """The status now (what `read_status` returns in other processes)."""
         usage = spool_usage(self.spool_dir)
         return FlusherStatus(
             clickhouse=self.state,
@@ -376,6 +520,7 @@ class Flusher:
             last_error_at=self.last_error_at,
             segments_flushed=self.segments_flushed,
             rows_flushed=self.rows_flushed,
+            segments_rejected=self.segments_rejected,
             errors=self.errors,
             last_flush_seconds=self.last_flush_seconds,
             pending_segments=usage.segments,
@@ -397,7 +542,30 @@ class Flusher:
                 tmp.write_bytes(msgspec.json.encode(self.status()))
                 os.replace(tmp, target)
             except OSError:
-                log.exception("flusher: cannot write its status file %s", target)
+                log.exception("%s: cannot write its status file %s", self.name, target)
+
+
+class Flusher(SpoolDrain):
+    """Inserts the spool's finished segments into ClickHouse: the loop with a
+    `ClickHouseSink` (its options ``table``, ``prepare``, ``insert_settings`` and
+    ``connect`` are that sink's); see the module docstring."""
+
+    def __init__(
+        self,
+        spool_dir: Path | str,
+        dsn: str,
+        *,
+        table: str = warehouse.EVENTS_TABLE,
+        prepare: Callable[[Client], object] | None = None,
+        insert_settings: Callable[[str], Mapping[str, object]] = warehouse.insert_settings,
+        connect: Callable[[str], Client] = _connect_clickhouse,
+        **timings: Unpack[DrainTimings],
+    ) -> None:
+        sink = ClickHouseSink(
+            dsn, table=table, prepare=prepare, insert_settings=insert_settings, connect=connect
+        )
+        super().__init__(spool_dir, sink, name="flusher", **timings)
+        self.dsn = dsn
 
 
 def _close_quietly(client: Client) -> None:

@@ -8,8 +8,10 @@ segments, inserts them into ClickHouse and deletes each one only after it was ac
 
 Segment files
     ``{time_ns:020d}-{pid}-{seq:06d}`` plus a suffix: lexical order is creation order, and
-    names are unique across processes. ``.new`` exists only for the instant between
-    creating a file and locking it; ``.open`` is being written; ``.arrow`` is finished.
+    names are unique across processes. A segment an edge node relayed to the control
+    plane (`edge.ingest.relay`) arrives finished, named ``...-{seq:06d}-{node id}``.
+    ``.new`` exists only for the instant between creating a file and locking it;
+    ``.open`` is being written; ``.arrow`` is finished.
     Each file is an Arrow IPC *stream* (schema, then one message per batch; dictionary
     columns may carry a different dictionary in every batch, which the stream format
     writes as a dictionary replacement). The writer holds an exclusive ``flock`` on its
@@ -67,6 +69,7 @@ __all__ = [
     "SpoolFull",
     "SpoolUsage",
     "SpoolWriter",
+    "fsync_directory",
     "read_segment",
     "ready_segments",
     "recover_orphans",
@@ -128,7 +131,9 @@ def spool_usage(directory: Path | str) -> SpoolUsage:
     return SpoolUsage(segments, size)
 
 
-def _fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: Path) -> None:
+    """Make the renames and creations in ``directory`` durable (they live in the directory
+    itself, which fsyncing a file does not write)."""
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -357,7 +362,7 @@ class SpoolWriter:
             finally:
                 os.close(sync_fd)
             if sync_dir:
-                _fsync_directory(self.directory)
+                fsync_directory(self.directory)
         if time.monotonic() - self._last_scan >= RESCAN_INTERVAL:
             self._rescan()
 
@@ -386,7 +391,7 @@ class SpoolWriter:
                 os.ftruncate(segment.fd, segment.size)
             os.fsync(segment.fd)
             os.rename(segment.path, segment.path.with_suffix(READY_SUFFIX))
-            _fsync_directory(self.directory)
+            fsync_directory(self.directory)
             self.segments_finished += 1
         except Exception:
             # Closing fd below frees the lock, so the flusher recovers it as an orphan.
@@ -475,7 +480,7 @@ def recover_orphans(directory: Path | str) -> list[Path]:
                 os.rename(path, ready)
             except FileNotFoundError:
                 continue
-            _fsync_directory(directory)
+            fsync_directory(directory)
             size = os.fstat(fd).st_size
             log.warning(
                 "spool: recovered orphaned segment=%s bytes=%d pid=%s (%s)",

@@ -1,0 +1,68 @@
+"""Running an edge node: the first snapshot (from the control plane, else from disk),
+the puller and the event sink in this process, then Granian's workers.
+
+The sink takes the spool's finished segments: with ``--clickhouse`` the flusher inserts
+them into that ClickHouse (a server or cluster, migrated on connect); without it the
+relay posts them to the control plane, whose flusher inserts them (exactly once, by their
+segment token).
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+
+from granian import Granian
+
+from analytics import warehouse
+from edge.ingest.flusher import Flusher
+from edge.ingest.relay import SegmentRelay
+from edge.logs import logging_config
+from edge.node.puller import SnapshotPuller
+from edge.node.snapshot_file import SnapshotFile
+from edge.server import granian_options
+from edge.settings import Settings
+
+__all__ = ["run_node"]
+
+log = logging.getLogger("splitedge.node")
+
+
+def run_node(settings: Settings) -> int:
+    """Serve as an edge node until SIGTERM or SIGINT."""
+    file = SnapshotFile(settings.data_dir)
+    puller = SnapshotPuller(settings.control_url, settings.edge_token, file)
+    puller.first()
+    puller.start()
+    shutil.rmtree(settings.run_dir, ignore_errors=True)
+    settings.run_dir.mkdir(parents=True)
+    cluster = settings.clickhouse_cluster or None
+    sink: Flusher | SegmentRelay
+    if settings.clickhouse:
+        sink = Flusher(
+            settings.spool_dir,
+            settings.clickhouse,
+            prepare=lambda client: warehouse.migrate(client, cluster=cluster),
+        )
+    else:
+        sink = SegmentRelay(settings.spool_dir, settings.control_url, settings.edge_token)
+    sink.start()
+    os.environ.update(settings.to_env())
+    multiprocessing.set_start_method("spawn", force=True)
+    print(f"  edge node of {settings.control_url}, config version {file.version()} "
+          f"({puller.source})", flush=True)  # fmt: skip
+    try:
+        Granian(
+            target="edge.node.app:create_node_app",
+            factory=True,
+            address=settings.host,
+            port=settings.port,
+            log_dictconfig=logging_config(),
+            **granian_options(settings.workers),
+        ).serve()
+    finally:
+        sink.stop()
+        puller.stop()
+    return 0

@@ -1,0 +1,126 @@
+"""What every process that serves the edge has, the control plane's workers (`edge.app`)
+and a remote edge node's (`edge.node.app`) alike: the config KV and its follower, the
+event buffer and spool, the ingest counters, and the edge routes (snippet, assignment,
+ingestion, health, readiness, metrics). Only where the config comes from differs: the
+store, or the node's snapshot file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+from starlette.routing import BaseRoute, Route
+
+from edge.assign_route import ASSIGN_OPERATION, AssignEndpoint
+from edge.health import HEALTH_OPERATION, READY_OPERATION, Health, Readiness, SnapshotState
+from edge.hot_routes import HotRoute
+from edge.ingest.buffer import EventBuffer
+from edge.ingest.collect_route import COLLECT_OPERATION, PREFLIGHT_OPERATION, CollectEndpoint
+from edge.ingest.events_route import EVENTS_OPERATION, EventsEndpoint
+from edge.ingest.flusher import read_status
+from edge.ingest.spool import SpoolWriter
+from edge.kv import ConfigFollower, KVHolder, SnapshotSource
+from edge.metrics import IngestCounters, MetricsEndpoint, flusher_families
+from edge.operation import DocumentedRoute
+from edge.settings import Settings
+from edge.snippet import load_runtime
+from edge.snippet_route import SNIPPET_OPERATION, SnippetEndpoint
+
+__all__ = ["EdgeServing"]
+
+log = logging.getLogger("splitedge.app")
+
+
+async def _save_every(counters: IngestCounters, run_dir: Path, interval: float = 1.0) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(counters.save, run_dir)
+
+
+class EdgeServing:
+    """The edge parts of one worker, from its settings. ``snapshot_state`` (a node's)
+    adds the snapshot's version and age to /readyz."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        snapshot_state: Callable[[], SnapshotState | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        # Requests allocate many short-lived objects and no cycles worth chasing often;
+        # with the default (a young collection every 700 allocations) the collector took
+        # 14% of an ingesting worker's time (py-spy, bench/RESULTS.md).
+        gc.set_threshold(10_000, 10, 10)
+        self.holder = KVHolder()
+        self.spool = SpoolWriter(settings.spool_dir, disk_cap_bytes=settings.spool_cap_mb << 20)
+        self.buffer = EventBuffer(self.spool)
+        self.counters = IngestCounters()
+        settings.run_dir.mkdir(parents=True, exist_ok=True)
+        holder, buffer, counters = self.holder, self.buffer, self.counters
+        self.ingest = [
+            DocumentedRoute("/v1/assign", AssignEndpoint(holder), {"POST": ASSIGN_OPERATION}),
+            DocumentedRoute(
+                "/v1/collect",
+                CollectEndpoint(holder, buffer, counters),
+                {"POST": COLLECT_OPERATION, "OPTIONS": PREFLIGHT_OPERATION},
+            ),
+            DocumentedRoute(
+                "/v1/events", EventsEndpoint(holder, buffer, counters), {"POST": EVENTS_OPERATION}
+            ),
+        ]
+        self.readiness = Readiness(holder, lambda: read_status(settings.spool_dir), snapshot_state)
+
+    def routes(self) -> list[BaseRoute]:
+        """The edge routes."""
+        settings = self.settings
+        return [
+            DocumentedRoute(
+                "/s/{public_key}.js", SnippetEndpoint(self.holder), {"GET": SNIPPET_OPERATION}
+            ),
+            *self.ingest,
+            DocumentedRoute("/healthz", Health(), {"GET": HEALTH_OPERATION}),
+            DocumentedRoute("/readyz", self.readiness, {"GET": READY_OPERATION}),
+            Route(
+                "/metrics",
+                MetricsEndpoint(settings.run_dir, flusher_families(settings.spool_dir)),
+                methods=["GET"],
+            ),
+        ]
+
+    def hot_routes(self) -> list[HotRoute]:
+        """The ingest and assignment routes, dispatched ahead of Starlette."""
+        return [HotRoute(r.path, r.operations, r.endpoint) for r in self.ingest]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, source: SnapshotSource) -> AsyncIterator[None]:
+        """Load the KV from ``source`` and follow it; write the event buffer to the spool
+        and finish the open segment at the end."""
+        follower = ConfigFollower(
+            source, load_runtime(), self.holder, interval=self.settings.config_poll_interval
+        )
+        kv = await asyncio.to_thread(follower.load)
+        # What start-up built lives as long as the worker: move it out of the cyclic
+        # collector's sight, so collections under load only scan what requests create.
+        gc.collect()
+        gc.freeze()
+        log.info("ready at config version %d (%d sites)", kv.version, len(kv.by_public_key))
+        tasks = [
+            asyncio.create_task(follower.follow(), name="config-follower"),
+            asyncio.create_task(_save_every(self.counters, self.settings.run_dir), name="counters"),
+        ]
+        writer = asyncio.create_task(self.buffer.run(), name="event-writer")
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.buffer.close(writer)
+            self.spool.close()
+            self.counters.save(self.settings.run_dir)
