@@ -73,13 +73,15 @@ def running_server(
     env: dict[str, str] | None = None,
     args: Sequence[str] = (),
     port: int | None = None,
+    command: str = "serve",
 ) -> Iterator[Server]:
-    """Start ``splitedge serve`` on a free loopback port (or ``port``: a restart on the
-    port of an earlier run); wait for /readyz; stop it after."""
+    """Start ``splitedge serve`` (or ``command``, e.g. ``edge``) on a free loopback port
+    (or ``port``: a restart on the port of an earlier run); wait for /readyz; stop it
+    after."""
     port = free_port() if port is None else port
     log = data_dir.parent / f"server-{port}.log"
     cmd = [
-        sys.executable, "-m", "edge.cli", "serve",
+        sys.executable, "-m", "edge.cli", command,
         "--host", "127.0.0.1", "--port", str(port),
         "--workers", str(workers), "--data-dir", str(data_dir), *args,
     ]  # fmt: skip
