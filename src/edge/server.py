@@ -32,7 +32,7 @@ from edge.ingest.flusher import Flusher
 from edge.logs import logging_config
 from edge.settings import Settings
 
-__all__ = ["granian_options", "prepare", "run"]
+__all__ = ["granian_options", "prepare", "run", "serve_workers"]
 
 log = logging.getLogger("splitedge.server")
 
@@ -51,6 +51,23 @@ def granian_options(workers: int) -> dict[str, Any]:
         "respawn_failed_workers": True,
         "workers_kill_timeout": 10,
     }
+
+
+def serve_workers(settings: Settings, target: str) -> None:
+    """Run Granian's workers, each building its app with the factory ``target``, with
+    ``settings`` in their environment, until SIGTERM or SIGINT."""
+    os.environ.update(settings.to_env())
+    # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
+    # may hold embedded ClickHouse, neither of which a forked child may inherit.
+    multiprocessing.set_start_method("spawn", force=True)
+    Granian(
+        target=target,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        log_dictconfig=logging_config(),
+        **granian_options(settings.workers),
+    ).serve()
 
 
 def prepare(settings: Settings) -> None:
@@ -124,19 +141,8 @@ def run(settings: Settings) -> int:
             plans.plan_limits(plans.load_plans(settings.limits)),
         )
         scheduler.start()
-    os.environ.update(settings.to_env())
-    # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
-    # may hold embedded ClickHouse, neither of which a forked child may inherit.
-    multiprocessing.set_start_method("spawn", force=True)
     try:
-        Granian(
-            target="edge.app:create_app",
-            factory=True,
-            address=settings.host,
-            port=settings.port,
-            log_dictconfig=logging_config(),
-            **granian_options(settings.workers),
-        ).serve()
+        serve_workers(settings, "edge.app:create_app")
     finally:
         decider.stop()
         if scheduler is not None:

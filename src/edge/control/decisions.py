@@ -24,7 +24,6 @@ pass racing a manual change never concludes an experiment twice.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any, Literal
 
 import msgspec
@@ -36,6 +35,7 @@ from edge.control.lifecycle import event_payload
 from edge.control.results_api import ResultsSource
 from edge.control.store import ExperimentRecord, Store
 from edge.control.webhooks import enqueue_event
+from edge.periodic import PeriodicPass
 
 __all__ = ["Conclusion", "Decider", "decide_once"]
 
@@ -170,31 +170,12 @@ def decide_once(source: ResultsSource) -> list[Conclusion]:
         store.close()
 
 
-class Decider:
+class Decider(PeriodicPass):
     """Runs `decide_once` every ``interval`` seconds on a thread until stopped."""
 
     def __init__(self, source: ResultsSource, interval: float) -> None:
+        super().__init__("decider", interval)
         self.source = source
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the thread."""
-        if self._thread is not None:
-            raise RuntimeError("the decider is already started")
-        self._thread = threading.Thread(target=self._run, name="splitedge-decider", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the pass in progress, if any."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                decide_once(self.source)
-            except Exception:  # the next pass retries; the server keeps serving
-                log.exception("decision pass failed")
+    def run_pass(self) -> None:
+        decide_once(self.source)

@@ -14,7 +14,6 @@ Every pass takes its clock, ``now``, so that tests simulate months of ticks in s
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +25,7 @@ from edge.authoring.author import Author
 from edge.control import loops, schedules
 from edge.control.plans import PlanLimits
 from edge.control.store import Store
+from edge.periodic import PeriodicPass
 
 __all__ = ["LoopTick", "Scheduler", "TickReport", "tick_once"]
 
@@ -76,7 +76,7 @@ def tick_once(
     return TickReport(tuple(ticks), tuple(runs), failed)
 
 
-class Scheduler:
+class Scheduler(PeriodicPass):
     """Runs `tick_once` every ``interval`` seconds on a thread until stopped; the first
     pass runs at once, so that ticks missed while the server was down are caught up."""
 
@@ -89,43 +89,15 @@ class Scheduler:
         limits: PlanLimits | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        if interval <= 0:
-            raise ValueError(f"the tick interval must be positive, got {interval}")
+        super().__init__("scheduler", interval, at_start=True)
         self.store_path = store_path
         self.results = results
         self.author = author
-        self.interval = interval
         self.limits = limits
         self.clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the thread."""
-        if self._thread is not None:
-            raise RuntimeError("the scheduler is already started")
-        self._thread = threading.Thread(target=self._run, name="splitedge-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the pass in progress, if any."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while True:
-            try:
-                report = tick_once(
-                    self.store_path, self.results, self.author, self.clock(), self.limits
-                )
-                if report.loops or report.schedules:
-                    log.info(
-                        "tick: %d loops advanced, %d schedules run",
-                        len(report.loops),
-                        len(report.schedules),
-                    )
-            except Exception:  # the next pass retries; the server keeps serving
-                log.exception("tick failed")
-            if self._stop.wait(self.interval):
-                return
+    def run_pass(self) -> None:
+        report = tick_once(self.store_path, self.results, self.author, self.clock(), self.limits)
+        if report.loops or report.schedules:
+            log.info("tick: %d loops advanced, %d schedules run", len(report.loops),
+                     len(report.schedules))  # fmt: skip

@@ -10,19 +10,14 @@ segment token).
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import shutil
-
-from granian import Granian
 
 from analytics import warehouse
 from edge.ingest.flusher import Flusher
 from edge.ingest.relay import SegmentRelay
-from edge.logs import logging_config
 from edge.node.puller import SnapshotPuller
 from edge.node.snapshot_file import SnapshotFile
-from edge.server import granian_options
+from edge.server import serve_workers
 from edge.settings import Settings
 
 __all__ = ["run_node"]
@@ -49,19 +44,10 @@ def run_node(settings: Settings) -> int:
     else:
         sink = SegmentRelay(settings.spool_dir, settings.control_url, settings.edge_token)
     sink.start()
-    os.environ.update(settings.to_env())
-    multiprocessing.set_start_method("spawn", force=True)
     print(f"  edge node of {settings.control_url}, config version {file.version()} "
           f"({puller.source})", flush=True)  # fmt: skip
     try:
-        Granian(
-            target="edge.node.app:create_node_app",
-            factory=True,
-            address=settings.host,
-            port=settings.port,
-            log_dictconfig=logging_config(),
-            **granian_options(settings.workers),
-        ).serve()
+        serve_workers(settings, "edge.node.app:create_node_app")
     finally:
         sink.stop()
         puller.stop()
