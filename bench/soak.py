@@ -39,7 +39,8 @@ from pathlib import Path
 import httpx
 import msgspec
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Appended, not first: bench/edge.py must not shadow the edge package.
+sys.path.append(str(Path(__file__).resolve().parent))
 from seed_load import seed  # noqa: E402
 
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfile.py"

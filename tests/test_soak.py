@@ -8,7 +8,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+# Appended, not first: bench/edge.py must not shadow the edge package.
+sys.path.append(str(Path(__file__).resolve().parent.parent / "bench"))
 
 from soak import run_soak  # noqa: E402
 
