@@ -12,7 +12,13 @@ side by side with a baseline from the same run.
    time of one assignment by experiment id (the API key checked), of a batch of 100
    units, and by a site's public key, against an endpoint that only reads the body and
    sends ready bytes through the same helpers (the least any route costs).
-3. **track_task to the server.** `edge.client.Client` tracks N events naming the
+3. **Against GrowthBook's Python SDK, in process.** The same 20,000 unit ids through
+   `edge.assign.AssignmentTable.assign` (hash and bisect) and through GrowthBook's own
+   core (``gbhash`` version 2 and ``chooseVariation``), then GrowthBook's SDK call per
+   unit: ``set_attributes`` and ``run(Experiment)`` on one instance, and a new
+   ``GrowthBook(attributes=...)`` per unit (its per-request pattern), against the
+   whole assign endpoint of 2. (JSON in, API key, JSON out). Best of 5 runs each.
+4. **track_task to the server.** `edge.client.Client` tracks N events naming the
    experiment (batches of 100, sent by its thread) and flushes: events/s from the first
    ``track_task`` to the last 201. `AsyncClient` the same. The baseline: the same events,
    encoded before the clock starts, POSTed as the same batches by one ``httpx.Client``.
@@ -47,9 +53,13 @@ _ROOT_DIR = os.path.dirname(_BENCH_DIR)
 _AFTER = [_ROOT_DIR, _BENCH_DIR]
 sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") not in _AFTER] + _AFTER
 
+import growthbook  # noqa: E402
 import httpx  # noqa: E402
+from growthbook import Experiment, GrowthBook  # noqa: E402
+from growthbook.core import chooseVariation, gbhash, getBucketRanges  # noqa: E402
 
 from bare_app import write_bodies  # noqa: E402
+from edge.assign import AssignmentTable  # noqa: E402
 from edge.assign_route import AssignEndpoint  # noqa: E402
 from edge.client import AsyncClient, Client  # noqa: E402
 from edge.client.batches import batch_body  # noqa: E402
@@ -204,7 +214,61 @@ def in_process(data_dir: Path, fleet: Fleet, calls: int) -> list[tuple[str, floa
     return results
 
 
-# -- 3. track_task -------------------------------------------------------------------------
+# -- 3. against GrowthBook ------------------------------------------------------------------
+
+
+def best_ns(loop: Callable[[], object], calls: int) -> float:
+    """The best of five runs of ``loop`` (``calls`` calls), in ns per call."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter_ns()
+        loop()
+        best = min(best, (time.perf_counter_ns() - started) / calls)
+    return best
+
+
+def against_growthbook(key: str, calls: int) -> dict[str, float]:
+    """ns per assignment of one unit to a 50/50 experiment, splitedge's and GrowthBook's."""
+    units = [f"agent-run-{i}" for i in range(calls)]
+    table = AssignmentTable.build(key, [5000, 5000])
+    experiment = Experiment(key=key, variations=[0, 1])
+    ranges = getBucketRanges(2, 1.0, None)
+    shared = GrowthBook(features={})
+
+    def ours() -> None:
+        for unit in units:
+            table.assign(unit)
+
+    def gb_core() -> None:
+        for unit in units:
+            chooseVariation(gbhash(key, unit, 2), ranges)
+
+    def gb_run() -> None:
+        for unit in units:
+            shared.set_attributes({"id": unit})
+            shared.run(experiment)
+
+    def gb_per_unit() -> None:
+        for unit in units:
+            GrowthBook(attributes={"id": unit}).run(experiment)
+
+    # Both split the same units about evenly: each is doing the assignment it claims to.
+    for name, picks in (
+        ("splitedge", [table.assign(unit) for unit in units]),
+        ("GrowthBook", [GrowthBook(attributes={"id": u}).run(experiment).variationId
+                        for u in units]),
+    ):  # fmt: skip
+        share = sum(1 for pick in picks if pick == 1) / calls
+        if not 0.45 < share < 0.55:
+            raise RuntimeError(f"{name} put {share:.0%} of the units in variant 1")
+    loops = {"ours": ours, "gb_core": gb_core, "gb_run": gb_run, "gb_per_unit": gb_per_unit}
+    measured = {name: best_ns(loop, calls) for name, loop in loops.items()}
+    for name, ns in measured.items():
+        print(f"  {name:<12} {ns:>9,.0f} ns", flush=True)
+    return measured
+
+
+# -- 4. track_task -------------------------------------------------------------------------
 
 
 def track_args(fleet: Fleet, i: int) -> tuple[tuple[str, str, Any], dict[str, Any]]:
@@ -287,11 +351,16 @@ def track_rounds(base_url: str, fleet: Fleet, n: int, rounds: int) -> dict[str, 
 # -- the run -------------------------------------------------------------------------------
 
 
-def measure(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> list[str]:
+def measure(
+    args: argparse.Namespace, workdir: Path, stack: ExitStack
+) -> tuple[list[str], dict[str, Any]]:
+    """The report's lines and its headline figures."""
     data_dir = workdir / "data"
     fleet = seed(data_dir)
     print("assign in process", flush=True)
     process = in_process(data_dir, fleet, args.calls)
+    print("against GrowthBook's SDK", flush=True)
+    gb = against_growthbook(fleet.experiment_id, args.calls)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     port = free_port()
     print(f"starting splitedge on :{port}", flush=True)
@@ -332,12 +401,25 @@ def measure(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> list[s
             )
     print("track_task to the server", flush=True)
     track = track_rounds(f"http://127.0.0.1:{real.port}", fleet, args.events, args.rounds)
-    return table(args, process, wrk, track)
+    return table(args, process, gb, wrk, track), figures(process, gb, wrk)
+
+
+def figures(
+    process: list[tuple[str, float, float]], gb: dict[str, float], wrk: dict[str, list[WrkRun]]
+) -> dict[str, Any]:
+    """The headline figures for bench/run_all.py's summary table."""
+    return {
+        "assign_rps": statistics.median(run.rps for run in wrk["splitedge"]),
+        "bare_rps": statistics.median(run.rps for run in wrk["bare"]),
+        "endpoint_ns": process[0][1],
+        "growthbook": gb,
+    }
 
 
 def table(
     args: argparse.Namespace,
     process: list[tuple[str, float, float]],
+    gb: dict[str, float],
     wrk: dict[str, list[WrkRun]],
     track: dict[str, list[float]],
 ) -> list[str]:
@@ -366,6 +448,22 @@ def table(
         ),
         "",
         "(floor: an endpoint that reads the same body and sends the same ready answer.)",
+        "",
+        f"Against GrowthBook's Python SDK (growthbook {growthbook.__version__}), in process: "
+        f"one unit into a 50/50 experiment, best of 5 x {args.calls:,} distinct units.",
+        "",
+        "| case | splitedge ns/op | GrowthBook ns/op | GrowthBook / splitedge |",
+        "|---|---:|---:|---:|",
+        f"| hash and pick (`AssignmentTable.assign`; `gbhash` v2 + `chooseVariation`) | "
+        f"{gb['ours']:,.0f} | {gb['gb_core']:,.0f} | {gb['gb_core'] / gb['ours']:.1f}x |",
+        f"| the API call (the whole assign endpoint; `set_attributes` + `run`) | "
+        f"{process[0][1]:,.0f} | {gb['gb_run']:,.0f} | {gb['gb_run'] / process[0][1]:.1f}x |",
+        f"| per request (the whole assign endpoint; new `GrowthBook` + `run`) | "
+        f"{process[0][1]:,.0f} | {gb['gb_per_unit']:,.0f} | "
+        f"{gb['gb_per_unit'] / process[0][1]:.1f}x |",
+        "",
+        "(splitedge's endpoint also decodes the JSON body, checks the API key and encodes the "
+        "answer; GrowthBook's `run` evaluates a local Experiment and returns a Result.)",
         "",
         f"track_task to the server: {args.events:,} events per run in batches of {BATCH}, "
         f"{args.rounds} rounds, medians.",
@@ -407,9 +505,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="splitedge-bench-") as tmp, ExitStack() as stack:
-        lines = measure(args, Path(tmp), stack)
+        lines, headline = measure(args, Path(tmp), stack)
     report = [*granian_environment("agents.py", argv), "", *lines]
-    publish("agents.py", report, SECTION, args.write)
+    publish("agents.py", report, SECTION, args.write, headline)
     return 0
 
 

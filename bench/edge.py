@@ -178,7 +178,10 @@ def splitedge_command(port: int, data_dir: Path, workers: int, overrides: list[s
     return [sys.executable, str(BENCH_DIR / "bare_app.py"), "edge", *sets, "--", *serve]
 
 
-def measure(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> list[Row]:
+def measure(
+    args: argparse.Namespace, workdir: Path, stack: ExitStack
+) -> tuple[list[Row], dict[str, int]]:
+    """The rows, and the sizes of the snippet bodies splitedge served (plain, gzip)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     data_dir = workdir / "data"
     port = free_port()
@@ -186,7 +189,8 @@ def measure(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> list[R
     cmd = splitedge_command(port, data_dir, args.workers, args.set)
     real = stack.enter_context(running("splitedge", cmd, port, workdir / "real.log", env))
     cases = scenarios(demo_public_key(data_dir))
-    write_bodies(workdir, *(capture(real.port, scenario) for scenario in cases))
+    captured = [capture(real.port, scenario) for scenario in cases]
+    write_bodies(workdir, *captured)
     port = free_port()
     cmd = [
         sys.executable, str(BENCH_DIR / "bare_app.py"), "bare", "--port", str(port),
@@ -227,7 +231,21 @@ def measure(args: argparse.Namespace, workdir: Path, stack: ExitStack) -> list[R
                     + (f"  [{result.errors}]" if result.errors else ""),
                     flush=True,
                 )
-    return rows
+    sizes = {"snippet_bytes": len(captured[0][0]), "snippet_gzip_bytes": len(captured[1][0])}
+    return rows, sizes
+
+
+def figures(rows: list[Row], sizes: dict[str, int]) -> dict[str, object]:
+    """The headline figures for bench/run_all.py's summary table."""
+    by_scenario = {
+        row.scenario.name: {
+            f"{server}_{attr}": row.median(server, attr)
+            for server in ("splitedge", "bare")
+            for attr in ("rps", "p99_ms")
+        }
+        for row in rows
+    }
+    return {"scenarios": by_scenario, **sizes}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -262,13 +280,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         parser.error(str(exc))
     with tempfile.TemporaryDirectory(prefix="splitedge-bench-") as tmp, ExitStack() as stack:
-        rows = measure(args, Path(tmp), stack)
+        rows, sizes = measure(args, Path(tmp), stack)
     report = [
         *granian_environment("edge.py", argv, args.set, args.candidate),
         "",
         *table(rows, args),
     ]
-    publish("edge.py", report, "## bench/edge.py\n", args.write)
+    publish("edge.py", report, "## bench/edge.py\n", args.write, figures(rows, sizes))
     return 0
 
 

@@ -584,6 +584,18 @@ def table(m: Measured, args: argparse.Namespace) -> list[str]:
     return [*lines, "", *m.checks]
 
 
+def figures(m: Measured) -> dict[str, Any]:
+    """The headline figures for bench/run_all.py's summary table."""
+    return {
+        "e2e_events_per_s": _median([r.events_per_s for r in m.e2e]),
+        "decode_events_per_s": _median([d.events_per_s for d in m.decode]),
+        "exactly_once": all("exactly once" in check for check in m.checks),
+        "chdb_insert_rows_per_s": {
+            size: rate["rows_per_s"] for size, rate in m.chdb["insert"].items()
+        },
+    }
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -646,7 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="splitedge-bench-ingest-") as tmp, ExitStack() as st:
         measured = measure(args, Path(tmp), st)
     report = [*granian_environment("ingest.py", argv), "", *table(measured, args)]
-    publish("ingest.py", report, RESULTS_INTRO, args.write)
+    publish("ingest.py", report, RESULTS_INTRO, args.write, figures(measured))
     return 0
 
 

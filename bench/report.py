@@ -8,14 +8,19 @@ sys.path (bench/stats.py) sees bench/edge.py as ``edge``, not the package.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import shlex
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 RESULTS_PATH = Path(__file__).resolve().parent / "RESULTS.md"
+# A directory where each script also leaves its headline figures, as bench/<script>.json
+# without the .py: bench/run_all.py sets it and builds RESULTS.md's summary table from them.
+FIGURES_ENV = "SPLITEDGE_BENCH_FIGURES"
 
 
 def command_line(script: str, argv: Sequence[str]) -> str:
@@ -87,9 +92,21 @@ def replace_results_block(script: str, report: list[str], section: str) -> None:
     RESULTS_PATH.write_text(text)
 
 
-def publish(script: str, report: list[str], section: str, write: bool) -> None:
-    """Print the report; with ``write``, put it in bench/RESULTS.md too."""
+def publish(
+    script: str,
+    report: list[str],
+    section: str,
+    write: bool,
+    figures: dict[str, Any] | None = None,
+) -> None:
+    """Print the report; with ``write``, put it in bench/RESULTS.md too; with
+    ``$SPLITEDGE_BENCH_FIGURES`` set, leave ``figures`` there for the summary table."""
     print("\n" + "\n".join(report))
     if write:
         replace_results_block(script, report, section)
         print(f"\nwrote {RESULTS_PATH}")
+    directory = os.environ.get(FIGURES_ENV)
+    if directory and figures is not None:
+        path = Path(directory) / f"{Path(script).stem}.json"
+        path.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"wrote {path}")

@@ -283,7 +283,10 @@ def timed(call: Callable[[], object], runs: int, client: Any) -> Timing:
     return Timing(wall[0], wall[1:], cpu[1:], answer)
 
 
-def measure(client: Any, runs: int) -> list[str]:
+def measure(client: Any, runs: int) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The table's lines, and each experiment's warm milliseconds by query."""
+    figures: dict[str, dict[str, float]] = {}
+
     def run(sql: str, parameters: dict[str, Any]) -> pa.Table:
         return client.query_arrow(sql, parameters=parameters)
 
@@ -319,6 +322,12 @@ def measure(client: Any, runs: int) -> list[str]:
         in_range = run(f"SELECT count() FROM {table} WHERE {scope}", params).column(0)[0].as_py()
         measured = [(name, timed(call, runs, client)) for name, call in queries]
         base = measured[0][1]
+        figures[experiment] = {
+            "rows": in_range,
+            "results_ms": base.warm * 1e3,
+            "count_ms": measured[2][1].warm * 1e3,
+            "uniq_ms": measured[3][1].warm * 1e3,
+        }
         for name, t in measured:
             lines.append(
                 f"| {experiment} ({kind}, {in_range:,} rows) | {name} | {t.cold * 1e3:,.0f} ms "
@@ -329,7 +338,7 @@ def measure(client: Any, runs: int) -> list[str]:
         assert isinstance(arms, list)
         summary = ", ".join(f"{a.variant_id} {a.units:,} units" for a in arms)
         lines.append(f"| | answer: {summary} | | | | |")
-    return lines
+    return lines, figures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "SELECT count() FROM system.parts WHERE database = 'splitedge' "
                 "AND table = 'events' AND active"
             )
-            lines = measure(client, args.runs)
+            lines, figures = measure(client, args.runs)
         finally:
             client.close()
     report = [
@@ -361,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *lines,
     ]
-    publish("results_query.py", report, RESULTS_INTRO, args.write)
+    publish("results_query.py", report, RESULTS_INTRO, args.write, figures)
     return 0
 
 

@@ -86,13 +86,13 @@ class Process:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = (self.root / f"{self.name}.log").open("ab")
         cmd = [sys.executable, "-m", "edge.cli", *self.args, "--host", "127.0.0.1",
                "--port", str(self.port)]  # fmt: skip
         env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+        with (self.root / f"{self.name}.log").open("ab") as log:  # the child keeps a copy
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -187,8 +187,9 @@ def run_soak(root: Path, duration: float = 300, users: int = 20) -> SoakReport:
         "--only-summary", "--csv", str(root / "locust"), "--exit-code-on-error", "0",
     ]  # fmt: skip
     started = time.monotonic()
-    load = subprocess.Popen(locust_cmd, env=load_env, stdout=(root / "locust.log").open("w"),
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    with (root / "locust.log").open("w") as load_log:
+        load = subprocess.Popen(locust_cmd, env=load_env, stdout=load_log,
+                                stderr=subprocess.STDOUT)  # fmt: skip
     faults: list[str] = []
     locker = None
 

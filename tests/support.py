@@ -74,10 +74,11 @@ def running_server(
     args: Sequence[str] = (),
     port: int | None = None,
     command: str = "serve",
+    until_ready: bool = True,
 ) -> Iterator[Server]:
     """Start ``splitedge serve`` (or ``command``, e.g. ``edge``) on a free loopback port
-    (or ``port``: a restart on the port of an earlier run); wait for /readyz; stop it
-    after."""
+    (or ``port``: a restart on the port of an earlier run); wait for /readyz (unless not
+    ``until_ready``); stop it after."""
     port = free_port() if port is None else port
     log = data_dir.parent / f"server-{port}.log"
     cmd = [
@@ -96,7 +97,8 @@ def running_server(
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     try:
-        wait_ready(server)
+        if until_ready:
+            wait_ready(server)
         yield server
     finally:
         server.stop()

@@ -2,7 +2,8 @@
 processes on loopback: the snapshot endpoint's auth, ETag and long poll; a launch on the
 control plane reaching both nodes within a second; events a node accepts reaching the
 control plane's ClickHouse through the relay; and, with the control plane SIGKILLed,
-both nodes serving on and a cold-started node serving from its disk snapshot."""
+both nodes serving on, a cold-started node serving from its disk snapshot, and a node with
+no snapshot at all listening unready (503, saying why) until the control plane is back."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from tests.support import (
     running_server,
     seed_store,
     wait_flushed,
+    wait_ready,
 )
 
 VARIANTS = [{"name": "Bold", "changes": [{"selector": "h1", "action": "set_content",
@@ -233,3 +235,37 @@ def test_nodes_serve_through_a_control_plane_outage_and_cold_start_from_disk(
         ready = httpx.get(cold.base_url + "/readyz", timeout=5).json()
         assert ready["snapshot"]["source"] == "disk" and ready["config_version"] == version
         assert "unreachable" in ready["snapshot"]["error"]
+    # With neither the control plane nor a snapshot on disk, a node listens but is not
+    # ready, and says why, until the control plane is back.
+    with running_server(fleet.root / "node2", command="edge", args=node_args(fleet.control),
+                        env=env, until_ready=False) as empty:  # fmt: skip
+        answer = first_answer(empty)
+        assert answer.status_code == 503, answer.text
+        body = answer.json()
+        assert body["status"] == "loading" and body["snapshot"]["version"] is None
+        assert "no config snapshot yet" in body["reason"] and "unreachable" in body["reason"]
+        snippet = httpx.get(f"{empty.base_url}/s/{fleet.seed.site.public_key}.js", timeout=5)
+        assert snippet.status_code == 503
+        port = int(fleet.control.base_url.rsplit(":", 1)[1])
+        with running_server(fleet.root / "control", port=port):
+            wait_ready(empty)
+            assert snippet_of(empty, fleet) == before
+            ready = httpx.get(empty.base_url + "/readyz", timeout=5).json()
+            assert ready["snapshot"]["source"] == "control" and "reason" not in ready
+            deadline = time.monotonic() + 10
+            while httpx.get(fleet.nodes[1].base_url + "/readyz", timeout=5).json()["snapshot"][
+                "error"
+            ]:  # the node that served through the outage reconnects
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+
+
+def first_answer(server: Server, timeout: float = 30) -> httpx.Response:
+    """/readyz's first answer, once ``server`` listens."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(server.base_url + "/readyz", timeout=5)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline and server.proc.poll() is None, server.output()
+            time.sleep(0.1)

@@ -37,12 +37,12 @@ class HealthStatus(msgspec.Struct):
 
 class SnapshotState(msgspec.Struct, frozen=True):
     """A remote edge node's config snapshot (`edge.node`): its version, the seconds since
-    the control plane last confirmed it current, where the node's first one came from
-    (``control``, or ``disk`` on a cold start while the control plane was away), and the
-    last error pulling a newer one ("" when none)."""
+    the control plane last confirmed it current (both null before the node has one),
+    where the node's first one came from (``control``, or ``disk`` on a cold start while
+    the control plane was away), and the last error pulling a newer one ("" when none)."""
 
-    version: int
-    age_seconds: float
+    version: int | None
+    age_seconds: float | None
     source: Literal["control", "disk"]
     error: str
 
@@ -53,7 +53,8 @@ class ReadyStatus(msgspec.Struct, omit_defaults=True):
     it (its state: ``starting``, ``ok``, ``unavailable``, ``stopped``; ``no_flusher`` when
     none reported lately, ``unknown`` before any did) with the spool segments pending. On
     a remote edge node, ``snapshot`` says how fresh its config is (on a relaying node the
-    "ClickHouse" state is that of the relay to the control plane)."""
+    "ClickHouse" state is that of the relay to the control plane). While it loads,
+    ``reason`` says what it waits for."""
 
     status: Literal["loading", "ready"]
     config_version: int | None
@@ -63,6 +64,7 @@ class ReadyStatus(msgspec.Struct, omit_defaults=True):
     clickhouse_error: str
     spool_segments: int
     snapshot: SnapshotState | None = None
+    reason: str = ""
 
 
 HEALTH_OPERATION = Operation(
@@ -84,6 +86,16 @@ class Health:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await send_response(send, 200, JSON_HEADERS, _HEALTHY)
+
+
+def _loading_reason(snapshot: SnapshotState | None) -> str:
+    if snapshot is not None and snapshot.version is None:
+        return (
+            "no config snapshot yet: none on disk and none pulled from the control plane "
+            f"({snapshot.error or 'first pull in progress'}); check --control-url and the "
+            "edge token"
+        )
+    return "loading the config; retry in a second"
 
 
 class Readiness:
@@ -111,6 +123,7 @@ class Readiness:
             stale = flusher.age() > STALE_STATUS_SECONDS
             clickhouse = "no_flusher" if stale else flusher.clickhouse
             error, segments = flusher.last_error, flusher.pending_segments
+        snapshot = None if self.snapshot_state is None else self.snapshot_state()
         ready = ReadyStatus(
             status="loading" if kv is None else "ready",
             config_version=None if kv is None else kv.version,
@@ -119,7 +132,8 @@ class Readiness:
             clickhouse=clickhouse,
             clickhouse_error=error,
             spool_segments=segments,
-            snapshot=None if self.snapshot_state is None else self.snapshot_state(),
+            snapshot=snapshot,
+            reason="" if kv is not None else _loading_reason(snapshot),
         )
         body = msgspec.json.encode(ready)
         if kv is None:

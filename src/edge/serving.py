@@ -42,6 +42,12 @@ async def _save_every(counters: IngestCounters, run_dir: Path, interval: float =
         await asyncio.to_thread(counters.save, run_dir)
 
 
+async def _follow(follower: ConfigFollower, present: Callable[[], bool], interval: float) -> None:
+    while not present():
+        await asyncio.sleep(interval)
+    await follower.follow()
+
+
 class EdgeServing:
     """The edge parts of one worker, from its settings. ``snapshot_state`` (a node's)
     adds the snapshot's version and age to /readyz."""
@@ -97,20 +103,25 @@ class EdgeServing:
         return [HotRoute(r.path, r.operations, r.endpoint) for r in self.ingest]
 
     @contextlib.asynccontextmanager
-    async def lifespan(self, source: SnapshotSource) -> AsyncIterator[None]:
+    async def lifespan(
+        self, source: SnapshotSource, present: Callable[[], bool] = lambda: True
+    ) -> AsyncIterator[None]:
         """Load the KV from ``source`` and follow it; write the event buffer to the spool
-        and finish the open segment at the end."""
-        follower = ConfigFollower(
-            source, load_runtime(), self.holder, interval=self.settings.config_poll_interval
-        )
-        kv = await asyncio.to_thread(follower.load)
+        and finish the open segment at the end. A source without a snapshot yet (an edge
+        node's, ``present`` false) is awaited while the worker serves: 503s meanwhile."""
+        interval = self.settings.config_poll_interval
+        follower = ConfigFollower(source, load_runtime(), self.holder, interval=interval)
+        if present():
+            kv = await asyncio.to_thread(follower.load)
+            log.info("ready at config version %d (%d sites)", kv.version, len(kv.by_public_key))
+        else:
+            log.warning("no config snapshot yet: not ready until one arrives")
         # What start-up built lives as long as the worker: move it out of the cyclic
         # collector's sight, so collections under load only scan what requests create.
         gc.collect()
         gc.freeze()
-        log.info("ready at config version %d (%d sites)", kv.version, len(kv.by_public_key))
         tasks = [
-            asyncio.create_task(follower.follow(), name="config-follower"),
+            asyncio.create_task(_follow(follower, present, interval), name="config-follower"),
             asyncio.create_task(_save_every(self.counters, self.settings.run_dir), name="counters"),
         ]
         writer = asyncio.create_task(self.buffer.run(), name="event-writer")

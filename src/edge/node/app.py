@@ -26,7 +26,7 @@ def create_node_app(settings: Settings | None = None) -> ASGIApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with edge.lifespan(FileSource(file)):
+        async with edge.lifespan(FileSource(file), file.exists):
             yield
 
     app = Starlette(

@@ -39,7 +39,7 @@ class SnapshotPuller:
         control_url: str,
         edge_token: str,
         file: SnapshotFile,
-        wait: int = 20,
+        wait: int = 30,
         backoff: float = 0.2,
         backoff_cap: float = 5.0,
     ) -> None:
@@ -49,6 +49,9 @@ class SnapshotPuller:
         self.backoff = backoff
         self.backoff_cap = backoff_cap
         self.source: Literal["control", "disk"] = "control"
+        # The last pull failed: the next one asks without waiting, so a control plane
+        # back at the same version clears the error at once, not a long poll later.
+        self.failing = False
         self._client = httpx.Client(headers={"authorization": f"Bearer {edge_token}"})
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,37 +82,40 @@ class SnapshotPuller:
                 f"the control plane answered {answer.status_code}: {answer.text[:300]}"
             )
         self.file.record(SnapshotSync(time.time(), self.source))
+        self.failing = False
         return changed
 
     def first(self, timeout: float = 5.0) -> None:
         """The start-up pull. Without the control plane, a snapshot on disk serves (a cold
-        start); with neither, wait for the control plane, retrying, until stopped."""
-        failures = 0
-        while not self._stop.is_set():
-            try:
-                self.pull(0, timeout)
-                return
-            except SnapshotUnavailable as exc:
-                if self.file.exists():
-                    log.warning("%s; serving the snapshot on disk (version %d)", exc,
-                                self.file.version())  # fmt: skip
-                    self.source = "disk"
-                    self._fail(exc, confirmed_at=0.0)
-                    return
-                failures += 1
-                log.warning("%s; no snapshot on disk yet, retrying", exc)
-                self._stop.wait(self._delay(failures))
+        start); with neither, the node listens anyway, its /readyz a 503 saying why,
+        until the puller's thread gets one."""
+        try:
+            self.pull(0, timeout)
+        except SnapshotUnavailable as exc:
+            if self.file.exists():
+                log.warning("%s; serving the snapshot on disk (version %d)", exc,
+                            self.file.version())  # fmt: skip
+                self.source = "disk"
+            else:
+                log.warning("%s; no snapshot on disk either: not ready until one arrives", exc)
+            self._fail(exc)
 
     def _delay(self, failures: int) -> float:
         ceiling = min(self.backoff_cap, self.backoff * 2.0 ** (failures - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _fail(self, exc: Exception, confirmed_at: float | None = None) -> None:
-        state = self.file.state()
-        since = confirmed_at if confirmed_at is not None else (
-            time.time() - state.age_seconds if state is not None else 0.0
-        )  # fmt: skip
+    def _fail(self, exc: Exception) -> None:
+        """Record ``exc``, keeping when the control plane last confirmed the snapshot (on
+        a cold start, as the previous run recorded it, else when the file was written)."""
+        sync = self.file.sync()
+        if sync is not None:
+            since = sync.confirmed_at
+        elif self.file.exists():
+            since = self.file.body.stat().st_mtime
+        else:
+            since = 0.0
         self.file.record(SnapshotSync(since, self.source, str(exc)[:500]))
+        self.failing = True
 
     def start(self) -> None:
         """Follow the control plane on a thread."""
@@ -126,7 +132,7 @@ class SnapshotPuller:
         failures = 0
         while not self._stop.is_set():
             try:
-                self.pull(self.wait)
+                self.pull(0 if self.failing else self.wait)
                 failures = 0
             except SnapshotUnavailable as exc:
                 if self._stop.is_set():

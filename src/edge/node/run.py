@@ -1,5 +1,6 @@
-"""Running an edge node: the first snapshot (from the control plane, else from disk),
-the puller and the event sink in this process, then Granian's workers.
+"""Running an edge node: the first snapshot (from the control plane, else from disk, else
+none: the workers answer 503 until the puller gets one), the puller and the event sink in
+this process, then Granian's workers.
 
 The sink takes the spool's finished segments: with ``--clickhouse`` the flusher inserts
 them into that ClickHouse (a server or cluster, migrated on connect); without it the
@@ -44,7 +45,8 @@ def run_node(settings: Settings) -> int:
     else:
         sink = SegmentRelay(settings.spool_dir, settings.control_url, settings.edge_token)
     sink.start()
-    print(f"  edge node of {settings.control_url}, config version {file.version()} "
+    version = file.version() if file.exists() else "none yet"
+    print(f"  edge node of {settings.control_url}, config version {version} "
           f"({puller.source})", flush=True)  # fmt: skip
     try:
         serve_workers(settings, "edge.node.app:create_node_app")

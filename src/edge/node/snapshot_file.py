@@ -80,13 +80,23 @@ class SnapshotFile:
         self.directory.mkdir(parents=True, exist_ok=True)
         _replace(self.state_file, msgspec.json.encode(sync))
 
-    def state(self) -> SnapshotState | None:
-        """/readyz's view: None before the node has a snapshot."""
+    def sync(self) -> SnapshotSync | None:
+        """The last pull's outcome, None before one is recorded."""
         try:
-            sync = msgspec.json.decode(self.state_file.read_bytes(), type=SnapshotSync)
-            version = self.version()
-        except (OSError, ValueError, msgspec.DecodeError):
+            return msgspec.json.decode(self.state_file.read_bytes(), type=SnapshotSync)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
             return None
+
+    def state(self) -> SnapshotState | None:
+        """/readyz's view: None before the first pull's outcome is recorded; no version
+        and age while the node has no snapshot."""
+        sync = self.sync()
+        if sync is None:
+            return None
+        try:
+            version = self.version()
+        except (OSError, ValueError):
+            return SnapshotState(None, None, sync.source, sync.error)
         age = max(0.0, time.time() - sync.confirmed_at)
         return SnapshotState(version, round(age, 3), sync.source, sync.error)
 
