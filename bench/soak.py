@@ -135,6 +135,13 @@ def _hold_clickhouse(data: Path) -> subprocess.Popen[str]:
     return locker
 
 
+def _release(locker: subprocess.Popen[str]) -> None:
+    locker.kill()
+    locker.wait()
+    if locker.stdout is not None:
+        locker.stdout.close()
+
+
 def _drained(server: Process) -> bool:
     ready = httpx.get(server.url + "/readyz", timeout=5).json()
     return bool(ready["spool_segments"] == 0 and ready["clickhouse"] == "ok")
@@ -204,8 +211,7 @@ def run_soak(root: Path, duration: float = 300, users: int = 20) -> SoakReport:
         control.start()
         faults.append(f"{time.monotonic() - started:.0f}s: ClickHouse unavailable {outage:.0f}s")
         time.sleep(outage)
-        locker.kill()
-        locker.wait()
+        _release(locker)
         locker = None
         at(0.5)
         nodes[1].kill()
@@ -231,8 +237,7 @@ def run_soak(root: Path, duration: float = 300, users: int = 20) -> SoakReport:
                          for n in nodes]  # fmt: skip
     finally:
         if locker is not None:
-            locker.kill()
-            locker.wait()
+            _release(locker)
         if load.poll() is None:
             load.kill()
         for server in (*nodes, control):
