@@ -193,6 +193,7 @@ def test_the_reference_plans() -> None:
         "free": 30, "starter": 60, "pro": 300, "team": 600, "enterprise": 1200
     }  # fmt: skip
     assert limits.without_loops == {"free"}
+    assert limits.metered == {"free", "starter", "pro", "team"}
     assert plans.load_plans("off") is None
     assert plans.plan_limits(None) is None
 

@@ -7,9 +7,9 @@ if the action fails, the debit rolls back with it, and if the balance is short, 
 never runs. Every debit and grant appends a ledger row with the balance after it.
 
 Metering is a property of a plan (`edge.control.plans.Plan.metered`). A self-hosted install
-meters nothing by default (``--limits off``); with the reference's plans, Starter, Pro and
-Team are metered and Enterprise is unmetered, as the reference says. Credits are granted by
-the operator: ``splitedge credits grant --workspace NAME AMOUNT``.
+meters nothing by default (``--limits off``); with the reference's plans, Free, Starter,
+Pro and Team are metered and Enterprise is unmetered, as the reference says. Credits are
+granted by the operator: ``splitedge credits grant --workspace NAME AMOUNT``.
 """
 
 from __future__ import annotations

@@ -72,11 +72,11 @@ class Plan(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 # abtestbot's Free plan has no loops ("Free is blocked with plan_required"); its rate is
 # ours (half of Starter's), its one site Starter's.
 REFERENCE_PLANS: Mapping[str, Plan] = {
-    "free": Plan(requests_per_minute=30, sites=1, loops=False),
-    "starter": Plan(requests_per_minute=60, sites=1),
-    "pro": Plan(requests_per_minute=300, sites=10),
-    "team": Plan(requests_per_minute=600, sites=10),
-    "enterprise": Plan(requests_per_minute=1200, sites=25),
+    "free": Plan(requests_per_minute=30, sites=1, metered=True, loops=False),
+    "starter": Plan(requests_per_minute=60, sites=1, metered=True),
+    "pro": Plan(requests_per_minute=300, sites=10, metered=True),
+    "team": Plan(requests_per_minute=600, sites=10, metered=True),
+    "enterprise": Plan(requests_per_minute=1200, sites=25),  # the reference: unmetered
 }
 
 _plans_decoder = msgspec.json.Decoder(dict[str, Plan])
