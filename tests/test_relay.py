@@ -22,7 +22,13 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from edge.control.edge_ingest_api import MAX_SEGMENT_BODY, store_segment
+from edge.control.edge_ingest_api import (
+    MAX_SEGMENT_BODY,
+    STALE_TMP_SECONDS,
+    EdgeSegmentsEndpoint,
+    remove_stale_tmp,
+    store_segment,
+)
 from edge.ingest.flusher import REJECTED_SUFFIX, FlusherStatus
 from edge.ingest.relay import (
     NODE_ID_FILE,
@@ -255,3 +261,26 @@ def test_store_segment_is_durable_exclusive_and_capped(tmp_path: Path) -> None:
     assert recover_orphans(spool_dir) == [] and ready_segments(spool_dir) == [stored]
     with pytest.raises(SpoolFull):
         store_segment(spool_dir, token.replace("-1-", "-2-"), body, 2 * len(body) - 1)
+
+
+def test_a_killed_workers_temporary_file_is_swept_once_stale(tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    token = relay_token(f"{time.time_ns():020d}-1-000001", "00000000000000ff")
+    left = spool_dir / f".relay-{token}-0.tmp"
+    fresh = spool_dir / f".relay-{token}-1.tmp"  # a live worker may still be writing it
+    left.write_bytes(b"half")
+    fresh.write_bytes(b"half")
+    kept = spool_dir / "other.tmp"  # not the relay's
+    kept.write_bytes(b"x")
+    now = time.time()
+    os.utime(left, (now - STALE_TMP_SECONDS - 5, now - STALE_TMP_SECONDS - 5))
+    assert remove_stale_tmp(spool_dir, now) == 1
+    assert sorted(p.name for p in spool_dir.iterdir()) == sorted([fresh.name, kept.name])
+    # Every worker sweeps when it starts.
+    EdgeSegmentsEndpoint(tmp_path / "store.db", spool_dir, 1 << 20)
+    assert fresh.exists()
+    os.utime(fresh, (now - STALE_TMP_SECONDS - 5, now - STALE_TMP_SECONDS - 5))
+    EdgeSegmentsEndpoint(tmp_path / "store.db", spool_dir, 1 << 20)
+    assert not fresh.exists() and kept.exists()
+    assert remove_stale_tmp(tmp_path / "missing", now) == 0
