@@ -19,13 +19,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 from playwright.sync_api import Browser, Page, Playwright, Request, sync_playwright
 
 from edge.config import MutationConfig
 from edge.control.store import NewExperiment, NewGoal, NewVariant, Site, Store
-from tests.support import Seed, Server, running_server, seed_store, variant_and_goal_ids
+from tests.support import (
+    Seed,
+    Server,
+    running_server,
+    seed_store,
+    variant_and_goal_ids,
+    wait_served,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -194,15 +200,6 @@ def launch(
         store.close()
     wait_served(edge.server, site.public_key, experiment_id)
     return Launched(experiment_id, variant_ids, goal_ids)
-
-
-def wait_served(edge: Server, public_key: str, experiment_id: str, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if experiment_id in httpx.get(f"{edge.base_url}/s/{public_key}.js").text:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"the edge did not start serving {experiment_id} in {timeout}s")
 
 
 def change(selector: str, action: str, payload: str = "", **extra: str) -> MutationConfig:

@@ -316,6 +316,17 @@ def collect(server: Server, public_key: str, events: list[dict[str, Any]]) -> in
     return accepted
 
 
+def wait_served(edge: Server, public_key: str, experiment_id: str, timeout: float = 5) -> None:
+    """Wait until the edge's snippet for ``public_key`` carries ``experiment_id``: a change
+    reaches the workers' config within about a second, not at once."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if experiment_id in httpx.get(f"{edge.base_url}/s/{public_key}.js").text:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the edge did not start serving {experiment_id} in {timeout}s")
+
+
 def api_get(server: Server, path: str, key: str | None) -> httpx.Response:
     """GET ``path`` with ``key`` as the bearer API key (None: no Authorization header)."""
     return api_call(server, key, "GET", path)

@@ -36,7 +36,7 @@ from edge.control.results_api import ResultsSource
 from edge.control.scheduler import Scheduler, TickReport, tick_once
 from edge.control.store import ExperimentRecord, Store
 from tests.page_server import serve_pages
-from tests.support import api_call, collect, running_server, wait_flushed
+from tests.support import api_call, collect, running_server, wait_flushed, wait_served
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -395,6 +395,7 @@ def test_a_loop_over_rest_and_clickhouse_is_promoted_by_a_tick(tmp_path: Path, p
                     events.append(
                         {"event_id": f"g-{visitor}", "type": "goal", "goal_id": goal, **common}
                     )
+        wait_served(server, site.public_key, experiment_id)
         assert collect(server, site.public_key, events) == len(events)
         wait_flushed(server, len(events))
 
