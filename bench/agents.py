@@ -64,8 +64,9 @@ from edge.assign_route import AssignEndpoint  # noqa: E402
 from edge.client import AsyncClient, Client  # noqa: E402
 from edge.client.batches import batch_body  # noqa: E402
 from edge.client.wire import task_event  # noqa: E402
+from edge.control.records import NewExperiment, NewVariant  # noqa: E402
 from edge.control.snapshot import StoreSource  # noqa: E402
-from edge.control.store import NewExperiment, NewVariant, Store  # noqa: E402
+from edge.control.store import Store  # noqa: E402
 from edge.http import JSON_HEADERS, read_body, send_response  # noqa: E402
 from edge.kv import KVHolder, build_kv  # noqa: E402
 from edge.snippet import load_runtime  # noqa: E402

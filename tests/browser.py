@@ -23,7 +23,8 @@ import msgspec
 from playwright.sync_api import Browser, Page, Playwright, Request, sync_playwright
 
 from edge.config import MutationConfig
-from edge.control.store import NewExperiment, NewGoal, NewVariant, Site, Store
+from edge.control.records import NewExperiment, NewGoal, NewVariant, Site
+from edge.control.store import Store
 from tests.support import (
     Seed,
     Server,

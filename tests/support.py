@@ -27,7 +27,8 @@ from analytics.aggregates import (
 )
 from analytics.results import ExperimentResults, compute_results
 from edge.config import MutationConfig
-from edge.control.store import IssuedKey, NewExperiment, NewGoal, NewVariant, Site, Store
+from edge.control.records import IssuedKey, NewExperiment, NewGoal, NewVariant, Site
+from edge.control.store import Store
 
 
 def free_port() -> int:

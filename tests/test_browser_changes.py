@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page
 
-from edge.control.store import NewVariant, Store
+from edge.control.records import NewVariant
+from edge.control.store import Store
 from tests.browser import (
     Beacons,
     BrowserEdge,

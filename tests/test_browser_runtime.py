@@ -11,7 +11,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page
 
-from edge.control.store import NewGoal, NewVariant, Store
+from edge.control.records import NewGoal, NewVariant
+from edge.control.store import Store
 from tests.browser import (
     Beacons,
     BrowserEdge,

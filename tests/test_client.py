@@ -28,7 +28,8 @@ from edge.client import (
 )
 from edge.client.batches import MAX_BATCH_BYTES, PendingEvents, Verdict, batch_body, judge
 from edge.client.wire import task_event
-from edge.control.store import NewExperiment, NewVariant, Store
+from edge.control.records import NewExperiment, NewVariant
+from edge.control.store import Store
 from edge.errors import InvalidRequest
 from edge.ingest.events_route import MAX_EVENTS_BODY
 from edge.ingest.schema import AgentTaskEvent

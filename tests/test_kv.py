@@ -3,8 +3,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from edge.control.records import NewExperiment, NewVariant
 from edge.control.snapshot import StoreSource, load_snapshot
-from edge.control.store import NewExperiment, NewVariant, Store
+from edge.control.store import Store
 from edge.kv import ConfigFollower, KVHolder, build_kv
 from edge.snippet import load_runtime
 from tests.support import pricing_experiment, seed_store

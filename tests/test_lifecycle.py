@@ -12,7 +12,8 @@ import pytest
 
 from edge.control import lifecycle
 from edge.control.lifecycle import InvalidTransition, LaunchBlocked
-from edge.control.store import ExperimentStatus, NewGoal, Store
+from edge.control.records import ExperimentStatus, NewGoal
+from edge.control.store import Store
 from edge.errors import Conflict, InvalidRequest, NotFound
 from tests.support import Seed, add_experiment, seed_store
 

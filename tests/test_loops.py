@@ -32,9 +32,10 @@ from analytics.loop_decisions import ArmCounts, RoundData
 from edge.authoring import DeterministicAuthor
 from edge.control import loops
 from edge.control.loops import Loop, LoopConfig, LoopGoal, Round, create_loop
+from edge.control.records import ExperimentRecord
 from edge.control.results_api import ResultsSource
 from edge.control.scheduler import Scheduler, TickReport, tick_once
-from edge.control.store import ExperimentRecord, Store
+from edge.control.store import Store
 from tests.page_server import serve_pages
 from tests.support import api_call, collect, running_server, wait_flushed, wait_served
 

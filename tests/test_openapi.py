@@ -19,7 +19,8 @@ from starlette.routing import Route
 
 from edge.app import create_app
 from edge.control.openapi import openapi_document, operations
-from edge.control.store import NewGoal, Store
+from edge.control.records import NewGoal
+from edge.control.store import Store
 from edge.hot_routes import HotRoutes
 from edge.operation import Operation
 from edge.settings import Settings

@@ -19,9 +19,10 @@ from playwright.sync_api import Page
 
 from analytics.aggregates import ArmAggregates, GoalAggregates, TimelinePoint
 from analytics.results import compute_results
+from edge.control.records import ExperimentRecord, Goal, NewGoal, VariantRecord
 from edge.control.report_page import REPORT_SECRET_META_KEY, ReportLinks, render_report
 from edge.control.results_api import experiment_spec
-from edge.control.store import ExperimentRecord, Goal, NewGoal, Store, VariantRecord
+from edge.control.store import Store
 from tests.support import (
     Server,
     add_experiment,

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from analytics.gateway import SOCKET_NAME
-from edge.control.store import NewGoal, Store
+from edge.control.records import NewGoal
+from edge.control.store import Store
 from tests.support import (
     Seed,
     Server,

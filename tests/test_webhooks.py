@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from edge.control.store import NewGoal, Store
+from edge.control.records import NewGoal
+from edge.control.store import Store
 from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.control.webhooks import EVENTS, enqueue_event
 from tests.support import Seed, Server, add_experiment, running_server, seed_store

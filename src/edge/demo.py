@@ -12,8 +12,9 @@ from typing import Any
 from starlette.types import Receive, Send
 
 from edge.config import MutationConfig
+from edge.control.records import NewExperiment, NewGoal, NewVariant
 from edge.control.snapshot import DEMO_SITE_META_KEY
-from edge.control.store import NewExperiment, NewGoal, NewVariant, Store
+from edge.control.store import Store
 from edge.http import JSON_HEADERS, error_body, send_response
 from edge.kv import KVHolder
 

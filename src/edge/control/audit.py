@@ -13,7 +13,8 @@ from typing import Any
 
 import msgspec
 
-from edge.control.store import Store, utc_now
+from edge.control.records import utc_now
+from edge.control.store import Store
 
 __all__ = ["AuditEntry", "entries", "record"]
 

@@ -20,8 +20,9 @@ from typing import TypeVar
 
 from edge.control import credits
 from edge.control.api import Auth, in_store
+from edge.control.records import SiteRecord
 from edge.control.sites_api import require_site
-from edge.control.store import SiteRecord, Store
+from edge.control.store import Store
 
 __all__ = ["authored_for_site", "require_credits"]
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from edge.control import audit
-from edge.control.store import IssuedKey, Store, Workspace
+from edge.control.records import IssuedKey, Workspace
+from edge.control.store import Store
 
 __all__ = ["DEFAULT_WORKSPACE", "first_start"]
 

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 
 import msgspec
 
-from edge.control.store import Store, utc_now
+from edge.control.records import utc_now
+from edge.control.store import Store
 from edge.errors import NotFound, SplitedgeError
 
 __all__ = [

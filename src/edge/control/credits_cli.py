@@ -12,7 +12,8 @@ import sys
 
 from edge.control import audit, credits
 from edge.control.keys_cli import data_dir_parent
-from edge.control.store import Store, Workspace
+from edge.control.records import Workspace
+from edge.control.store import Store
 from edge.settings import Settings
 
 __all__ = ["add_parser", "run"]

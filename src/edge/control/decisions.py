@@ -32,8 +32,9 @@ from analytics.result_views import clawsplit_view
 from analytics.results import ExperimentResults
 from edge.control import audit
 from edge.control.lifecycle import event_payload
+from edge.control.records import ExperimentRecord
 from edge.control.results_api import ResultsSource
-from edge.control.store import ExperimentRecord, Store
+from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
 from edge.periodic import PeriodicPass
 

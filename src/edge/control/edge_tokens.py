@@ -20,7 +20,8 @@ import msgspec
 from edge.bearer import bearer_key
 from edge.control.api import in_store
 from edge.control.auth import digests_match, key_digest
-from edge.control.store import Store, utc_now
+from edge.control.records import utc_now
+from edge.control.store import Store
 from edge.errors import Forbidden, NotFound, Unauthorized
 
 __all__ = [

@@ -28,7 +28,7 @@ from edge.authoring.drafts import VariantDraft
 from edge.config import MutationConfig
 from edge.control.ideas import Idea, idea_mutations
 from edge.control.lifecycle import split_weights
-from edge.control.store import NewExperiment, NewGoal, NewVariant
+from edge.control.records import NewExperiment, NewGoal, NewVariant
 from edge.errors import InvalidRequest, InvalidUrlPattern
 from edge.urlglob import validate_pattern
 

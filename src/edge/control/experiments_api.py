@@ -6,7 +6,8 @@ The reference's routes (abtestbot): ``POST`` and ``GET /v1/experiments``,
 /v1/experiments/{id}``; crewkit's lifecycle routes ``POST /v1/experiments/{id}/start``,
 ``/stop``, ``/archive`` and ``/deploy`` (``{"variant": <name or id>}``, also at
 ``/promote``). The rules live in `edge.control.lifecycle`, the create body's validation
-in `edge.control.experiment_input`. Another workspace's experiment is the same 404 as an
+in `edge.control.experiment_input` and the answers' shapes in
+`edge.control.experiment_views`. Another workspace's experiment is the same 404 as an
 unknown id; the ``/results`` and ``/metrics`` routes are `edge.control.results_api`'s.
 
 A create with ``prompt`` (the reference's one-shot path) authors its variant first, as
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 from starlette.routing import Route
@@ -29,7 +29,6 @@ from starlette.types import Receive
 
 from edge.authoring.author import Author
 from edge.authoring.drafts import NeedsClarification, VariantDraft
-from edge.config import MutationConfig
 from edge.control import audit, credits, lifecycle
 from edge.control.api import (
     ApiOperation,
@@ -48,136 +47,36 @@ from edge.control.api import (
     read_json,
 )
 from edge.control.experiment_input import CreateExperiment, check_prompt_create, new_experiment
+from edge.control.experiment_views import (
+    CreatedExperiment,
+    DeletedExperiment,
+    ExperimentDetail,
+    ExperimentSummary,
+    LaunchOutcome,
+    StatusOut,
+    activation_hint,
+    experiment_detail,
+    experiment_out,
+    experiment_summary,
+    preview_urls,
+    status_out,
+)
 from edge.control.ideas import require_idea
 from edge.control.plans import PlanLimits
+from edge.control.records import ExperimentRecord, ExperimentStatus
 from edge.control.sites_api import require_site
-from edge.control.store import ExperimentRecord, ExperimentStatus, Goal, Store
+from edge.control.store import Store
 from edge.control.variants_api import Clarification, check_prompt, draft_variant
 from edge.errors import InvalidRequest
 
 __all__ = [
-    "CreatedExperiment",
-    "DeletedExperiment",
     "DeployBody",
-    "ExperimentDetail",
     "ExperimentFilter",
-    "ExperimentOut",
-    "ExperimentSummary",
     "ExperimentsApi",
-    "LaunchOutcome",
-    "PreviewUrl",
-    "SiteSummary",
     "StatusFilter",
-    "StatusOut",
     "UpdateExperiment",
-    "VariantOut",
     "routes",
 ]
-
-
-class SiteSummary(msgspec.Struct, frozen=True):
-    """The parent site of an experiment (the reference's nested ``sites``)."""
-
-    id: str
-    name: str
-    url: str
-
-
-class VariantOut(msgspec.Struct, frozen=True):
-    """A variant: its share of the traffic in basis points (10000 = 100 %), and its DOM
-    changes or redirect (web) or its config (agent)."""
-
-    id: str
-    name: str
-    is_control: bool
-    weight_bps: int
-    changes: tuple[MutationConfig, ...]
-    redirect_url: str | None
-    config: Any
-
-
-class ExperimentSummary(msgspec.Struct, frozen=True):
-    """An experiment in a list. ``traffic_split``: the percent of traffic on the
-    non-control variants."""
-
-    id: str
-    name: str
-    status: ExperimentStatus
-    kind: Literal["web", "agent"]
-    traffic_split: int
-    site_id: str | None
-    sites: SiteSummary | None
-    created_at: str
-    started_at: str | None
-    ended_at: str | None
-
-
-class ExperimentOut(msgspec.Struct, frozen=True):
-    """An experiment in full: variants (control first), goals (primary first), parent
-    site, and the winner once one was promoted."""
-
-    id: str
-    name: str
-    status: ExperimentStatus
-    kind: Literal["web", "agent"]
-    site_id: str | None
-    sites: SiteSummary | None
-    hypothesis: str | None
-    target_url: str | None
-    url_pattern: str | None
-    traffic_split: int
-    sample_size: int | None
-    primary_metric: str | None
-    confidence: float | None
-    max_cost_increase: float | None
-    winner_variant_id: str | None
-    created_at: str
-    updated_at: str
-    started_at: str | None
-    ended_at: str | None
-    variants: tuple[VariantOut, ...]
-    goals: tuple[Goal, ...]
-
-
-class PreviewUrl(msgspec.Struct, frozen=True):
-    """``<target_url>?sk_preview=<variant_id>``: the page with that variant applied, not
-    counted as a visit."""
-
-    variant_id: str
-    variant_name: str
-    url: str
-
-
-class ExperimentDetail(ExperimentOut, frozen=True):
-    """``GET /v1/experiments/{id}``: the experiment, its preview URLs, and what to do next."""
-
-    preview_urls: tuple[PreviewUrl, ...]
-    activation_hint: str
-
-
-class LaunchOutcome(msgspec.Struct, frozen=True, omit_defaults=True):
-    """What ``auto_launch`` did: ``running``, or ``draft`` with the reason."""
-
-    status: ExperimentStatus
-    error: str | None = None
-
-
-class CreatedExperiment(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The answer to ``POST /v1/experiments`` (``launch`` only with ``auto_launch``)."""
-
-    experiment: ExperimentOut
-    preview_urls: tuple[PreviewUrl, ...]
-    activation_hint: str
-    launch: LaunchOutcome | None = None
-
-
-class StatusOut(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The answer to a lifecycle change: the experiment's id and new status (and, after a
-    promotion, its winner)."""
-
-    id: str
-    status: ExperimentStatus
-    winner_variant_id: str | None = None
 
 
 class UpdateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -193,13 +92,6 @@ class DeployBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     variant: str | None = None
     variant_id: str | None = None
-
-
-class DeletedExperiment(msgspec.Struct, frozen=True):
-    """The answer to ``DELETE /v1/experiments/{id}``."""
-
-    id: str
-    deleted: bool
 
 
 StatusFilter = Literal["draft", "active", "running", "paused", "completed", "archived"]
@@ -233,110 +125,6 @@ _STATUS_FILTERS: dict[str, ExperimentStatus] = {
     "completed": "completed",
     "archived": "archived",
 }
-
-
-def _traffic_split(record: ExperimentRecord) -> int:
-    control = next((v.weight_bps for v in record.variants if v.is_control), 10_000)
-    return round((10_000 - control) / 100)
-
-
-def _site(record: ExperimentRecord) -> SiteSummary | None:
-    if record.site_id is None or record.site_name is None or record.site_url is None:
-        return None
-    return SiteSummary(record.site_id, record.site_name, record.site_url)
-
-
-def _summary(record: ExperimentRecord) -> ExperimentSummary:
-    return ExperimentSummary(
-        id=record.id,
-        name=record.name,
-        status=record.status,
-        kind=record.kind,
-        traffic_split=_traffic_split(record),
-        site_id=record.site_id,
-        sites=_site(record),
-        created_at=record.created_at,
-        started_at=record.started_at,
-        ended_at=record.ended_at,
-    )
-
-
-def _out(record: ExperimentRecord) -> ExperimentOut:
-    variants = tuple(
-        VariantOut(v.id, v.name, v.is_control, v.weight_bps, v.changes, v.redirect_url, v.config)
-        for v in record.variants
-    )
-    return ExperimentOut(
-        **msgspec.structs.asdict(_summary(record)),
-        hypothesis=record.hypothesis,
-        target_url=record.target_url,
-        url_pattern=record.url_pattern,
-        sample_size=record.sample_size,
-        primary_metric=record.primary_metric,
-        confidence=record.confidence,
-        max_cost_increase=record.max_cost_increase,
-        winner_variant_id=record.winner_variant_id,
-        updated_at=record.updated_at,
-        variants=variants,
-        goals=record.goals,
-    )
-
-
-def _preview_url(target_url: str, variant_id: str) -> str:
-    parts = urlsplit(target_url)
-    query = f"{parts.query}&" if parts.query else ""
-    return urlunsplit(parts._replace(query=f"{query}sk_preview={variant_id}"))
-
-
-def _preview_urls(record: ExperimentRecord) -> tuple[PreviewUrl, ...]:
-    if record.kind != "web" or record.target_url is None:
-        return ()
-    return tuple(
-        PreviewUrl(v.id, v.name, _preview_url(record.target_url, v.id))
-        for v in record.variants
-        if not v.is_control
-    )
-
-
-def _activation_hint(record: ExperimentRecord) -> str:
-    path = f"/v1/experiments/{record.id}"
-    if record.status == "draft":
-        hint = (
-            "To launch: pass `auto_launch: true` on create, OR call PATCH "
-            f'{path} {{ "action": "launch" }} after reviewing the preview URLs below. '
-            "Requires at least 1 non-control variant and 1 goal."
-        )
-        blocker = lifecycle.launch_blocker(record)
-        return hint if blocker is None else f"{hint} Now: {blocker}"
-    if record.status == "running":
-        return (
-            f'Running. PATCH {path} {{ "action": "pause" }} or {{ "action": "complete" }}; '
-            f"GET {path}/results for the results; POST {path}/deploy "
-            '{ "variant": "<name or id>" } to promote a winner.'
-        )
-    if record.status == "paused":
-        return f'Paused. PATCH {path} {{ "action": "resume" }} or {{ "action": "complete" }}.'
-    if record.status == "completed":
-        done = (
-            f"Completed; variant {record.winner_variant_id} was promoted."
-            if record.winner_variant_id
-            else f'Completed. POST {path}/deploy {{ "variant": "<name or id>" }} to promote '
-            "a winner;"
-        )
-        return f'{done} PATCH {path} {{ "action": "archive" }} to archive it.'
-    return f"Archived. DELETE {path} to delete it."
-
-
-def _detail(record: ExperimentRecord) -> ExperimentDetail:
-    return ExperimentDetail(
-        **msgspec.structs.asdict(_out(record)),
-        preview_urls=_preview_urls(record),
-        activation_hint=_activation_hint(record),
-    )
-
-
-def _status(record: ExperimentRecord) -> StatusOut:
-    return StatusOut(record.id, record.status, record.winner_variant_id)
 
 
 def _action(text: str) -> lifecycle.Action:
@@ -456,7 +244,7 @@ class ExperimentsApi:
         tool = "create_experiment" if draft is None else None
         record, launch = await in_transaction(self.store_path, auth, work, tool)
         created = CreatedExperiment(
-            _out(record), _preview_urls(record), _activation_hint(record), launch
+            experiment_out(record), preview_urls(record), activation_hint(record), launch
         )
         return ok(created, Meta(auth.workspace_id), status=201)
 
@@ -487,7 +275,7 @@ class ExperimentsApi:
             ),
         )
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
-        return ok([_summary(r) for r in records], meta)
+        return ok([experiment_summary(r) for r in records], meta)
 
     async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``GET /v1/experiments/{id}``: the experiment, its preview URLs and next step."""
@@ -499,7 +287,7 @@ class ExperimentsApi:
             "get_experiment",
             lambda store: lifecycle.load(store, auth.workspace_id, experiment_id),
         )
-        return ok(_detail(record), Meta(auth.workspace_id))
+        return ok(experiment_detail(record), Meta(auth.workspace_id))
 
     async def update(self, scope: dict[str, Any], receive: Receive) -> Reply:
         """``PATCH /v1/experiments/{id}``: ``{"action": ...}`` answers ``{id, status}``;
@@ -514,7 +302,7 @@ class ExperimentsApi:
             )
         if body.action is not None:
             record = await self._transition(auth, experiment_id, _action(body.action))
-            return ok(_status(record), Meta(auth.workspace_id))
+            return ok(status_out(record), Meta(auth.workspace_id))
         percent = body.traffic_split
         assert percent is not None  # one of the two is set
 
@@ -524,7 +312,7 @@ class ExperimentsApi:
             return record
 
         record = await in_transaction(self.store_path, auth, resplit)
-        return ok(_detail(record), Meta(auth.workspace_id))
+        return ok(experiment_detail(record), Meta(auth.workspace_id))
 
     async def _transition(
         self, auth: Auth, experiment_id: str, action: lifecycle.Action
@@ -559,7 +347,7 @@ class ExperimentsApi:
             auth = await authenticate(self.store_path, scope, self.limits)
             experiment_id = scope["path_params"]["experiment_id"]
             record = await self._transition(auth, experiment_id, action)
-            return ok(_status(record), Meta(auth.workspace_id))
+            return ok(status_out(record), Meta(auth.workspace_id))
 
         return handler
 
@@ -582,7 +370,7 @@ class ExperimentsApi:
             return record
 
         record = await in_transaction(self.store_path, auth, promote)
-        return ok(_status(record), Meta(auth.workspace_id))
+        return ok(status_out(record), Meta(auth.workspace_id))
 
 
 def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -> list[Route]:

@@ -31,8 +31,9 @@ from edge.authoring.drafts import IdeaDraft
 from edge.config import MutationConfig
 from edge.control import audit, credits
 from edge.control.api import Auth, in_store, in_transaction
+from edge.control.records import SiteRecord, utc_now
 from edge.control.sites_api import require_site
-from edge.control.store import SiteRecord, Store, utc_now
+from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
 from edge.errors import InvalidRequest, NotFound, SplitedgeError
 

@@ -52,7 +52,7 @@ from edge.control.ideas import (
     set_idea_status,
 )
 from edge.control.plans import PlanLimits
-from edge.control.store import SiteRecord
+from edge.control.records import SiteRecord
 from edge.errors import InvalidRequest, SplitedgeError
 
 __all__ = [

@@ -12,7 +12,8 @@ import os
 import sys
 
 from edge.control import audit
-from edge.control.store import ApiKeyInfo, Store
+from edge.control.records import ApiKeyInfo
+from edge.control.store import Store
 from edge.settings import ENV_PREFIX, Settings
 
 __all__ = ["add_parser", "data_dir_parent", "run"]

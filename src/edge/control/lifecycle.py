@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 import msgspec
 
-from edge.control.store import ExperimentRecord, ExperimentStatus, Store, VariantRecord
+from edge.control.records import ExperimentRecord, ExperimentStatus, VariantRecord
+from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
 from edge.errors import Conflict, InvalidRequest, NotFound
 

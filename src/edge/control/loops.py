@@ -32,8 +32,9 @@ from edge.authoring.author import Author
 from edge.authoring.drafts import ElementType
 from edge.config import MutationConfig
 from edge.control import audit, lifecycle, webhooks
+from edge.control.records import ExperimentRecord, NewExperiment, NewGoal, NewVariant
 from edge.control.results_api import ResultsSource
-from edge.control.store import ExperimentRecord, NewExperiment, NewGoal, NewVariant, Store
+from edge.control.store import Store
 from edge.errors import InvalidRequest, NotFound
 
 __all__ = [

@@ -31,7 +31,8 @@ import msgspec
 from starlette.types import Receive, Send
 
 from analytics.special import log_beta, norm_ppf
-from edge.control.store import ExperimentRecord, Store
+from edge.control.records import ExperimentRecord
+from edge.control.store import Store
 from edge.errors import NotFound, ServiceUnavailable, SplitedgeError
 from edge.http import send_response
 

@@ -44,8 +44,9 @@ from analytics.result_views import (
 from analytics.results import DecisionRules, ExperimentResults, compute_results
 from edge.control.api import ApiOperation, Reply, api_route, authenticate, base_url
 from edge.control.plans import PlanLimits
+from edge.control.records import ExperimentRecord
 from edge.control.report_page import ReportLinks
-from edge.control.store import ExperimentRecord, Store
+from edge.control.store import Store
 from edge.errors import InvalidRequest, NotFound
 
 __all__ = [

@@ -47,8 +47,9 @@ from edge.control.ideas import (
     record_generated,
 )
 from edge.control.plans import PlanLimits
+from edge.control.records import SiteRecord, utc_now
 from edge.control.sites_api import require_site
-from edge.control.store import SiteRecord, Store, utc_now
+from edge.control.store import Store
 from edge.errors import NotFound, SplitedgeError
 
 __all__ = [

@@ -40,7 +40,8 @@ from edge.control.api import (
     read_json,
 )
 from edge.control.plans import PlanLimits
-from edge.control.store import SiteRecord, Store, normalize_site_url
+from edge.control.records import SiteRecord
+from edge.control.store import Store, normalize_site_url
 from edge.errors import NotFound, PlanLimitReached
 
 __all__ = [

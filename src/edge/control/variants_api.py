@@ -35,7 +35,7 @@ from edge.control.api import (
 from edge.control.authoring_calls import authored_for_site
 from edge.control.experiment_input import http_url
 from edge.control.plans import PlanLimits
-from edge.control.store import SiteRecord
+from edge.control.records import SiteRecord
 from edge.errors import InvalidRequest
 
 __all__ = [

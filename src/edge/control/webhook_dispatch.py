@@ -41,7 +41,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from edge.control.store import Store, utc_now
+from edge.control.records import utc_now
+from edge.control.store import Store
 from edge.settings import Settings
 
 __all__ = [

@@ -44,7 +44,8 @@ from edge.control.api import (
     read_json,
 )
 from edge.control.plans import PlanLimits
-from edge.control.store import Store, utc_now
+from edge.control.records import utc_now
+from edge.control.store import Store
 from edge.errors import InvalidRequest, NotFound
 
 __all__ = [
