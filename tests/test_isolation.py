@@ -19,7 +19,8 @@ import pytest
 
 from edge.config import MutationConfig
 from edge.control.ideas import NewIdea, add_idea
-from edge.control.loops import LoopConfig, LoopGoal, create_loop
+from edge.control.loop_records import LoopConfig, LoopGoal
+from edge.control.loops import create_loop
 from edge.control.schedules import ScheduleSettings, create_schedule
 from edge.control.store import Store
 from tests.support import Seed, Server, api_call, running_server, seed_store, wait_flushed

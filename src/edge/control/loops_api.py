@@ -40,19 +40,14 @@ from edge.control.api import (
 from edge.control.authoring_calls import authored_for_site
 from edge.control.experiment_input import http_url
 from edge.control.ideas import NewIdea, add_idea, idea_mutations, require_idea
+from edge.control.loop_records import Loop, LoopConfig, LoopGoal, Round, list_loops, require_loop
 from edge.control.loops import (
-    Loop,
-    LoopConfig,
-    LoopGoal,
     LoopStatus,
-    Round,
     RoundResults,
     Toggle,
     create_loop,
-    list_loops,
     loop_status,
     pause_loop,
-    require_loop,
     resume_loop,
 )
 from edge.control.plans import PlanLimits
