@@ -1,5 +1,5 @@
 """The answers of ``/v1/experiments`` (`edge.control.experiments_api`): an experiment's
-wire shapes, built from its `edge.control.store.ExperimentRecord`, with the preview URLs
+wire shapes, built from its `edge.control.records.ExperimentRecord`, with the preview URLs
 and the next-step hint the reference gives beside a draft."""
 
 from __future__ import annotations
