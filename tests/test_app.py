@@ -107,15 +107,17 @@ def test_routing_errors_use_the_json_envelope(edge_server: Served) -> None:
 
 
 def _versions_by_worker(server: Server, want: int, timeout: float) -> dict[int, int]:
-    """Poll /readyz on fresh connections until two workers report ``want``."""
+    """Poll /readyz on fresh connections until two workers report ``want``. One client
+    for all of them: building an httpx client (its TLS context) costs more than a
+    request, and would count as propagation time on a loaded machine."""
     seen: dict[int, int] = {}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with httpx.Client(headers={"connection": "close"}) as client:
+    with httpx.Client(headers={"connection": "close"}) as client:
+        while time.monotonic() < deadline:
             ready = client.get(server.base_url + "/readyz").json()
-        seen[ready["pid"]] = ready["config_version"]
-        if len(seen) >= 2 and all(v >= want for v in seen.values()):
-            break
+            seen[ready["pid"]] = ready["config_version"]
+            if len(seen) >= 2 and all(v >= want for v in seen.values()):
+                break
     return seen
 
 
