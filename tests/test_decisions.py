@@ -223,7 +223,10 @@ def test_an_agent_fleet_through_the_sdk_gets_the_right_winner(env: Env) -> None:
         "You are a helpful assistant...": (RATES["control"], 0.0034),
         "Be concise and direct...": (RATES["concise"], 0.0021),
     }
-    rng = np.random.default_rng(7)
+    # One random stream per arm: an arm's k-th run draws the same cost and outcome
+    # whichever visitors the (random) experiment id assigns to it, so the data, not the
+    # luck of the assignment, decide the verdict (z about 4.4 at 500 runs per arm).
+    rngs = {"control": np.random.default_rng(1), "concise": np.random.default_rng(2)}
     costs: dict[str, list[float]] = {"control": [], "concise": []}
     deadline = time.monotonic() + 5
     with Client(env.server.base_url, env.seed.key.key) as fleet:
@@ -238,6 +241,7 @@ def test_an_agent_fleet_through_the_sdk_gets_the_right_winner(env: Env) -> None:
             variant = fleet.assign(experiment_id, f"run-{run}")
             assert variant is not None
             rate, mean_cost = truth[variant.payload["soul_md"]]
+            rng = rngs[variant.variant_name]
             cost = max(0.0, float(rng.normal(mean_cost, mean_cost / 5)))
             costs[variant.variant_name].append(cost)
             outcome = "success" if rng.random() < rate else "failure"
