@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from abc import ABC, abstractmethod
 
 __all__ = ["PeriodicPass"]
 
 log = logging.getLogger("splitedge.server")
 
 
-class PeriodicPass:
+class PeriodicPass(ABC):
     """Runs `run_pass` every ``interval`` seconds on a thread named ``name`` until
     stopped; with ``at_start``, the first pass runs at once."""
 
@@ -24,9 +25,9 @@ class PeriodicPass:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @abstractmethod
     def run_pass(self) -> None:
-        """One pass (subclasses)."""
-        raise NotImplementedError
+        """One pass: what the subclass (the decider, the scheduler) does each interval."""
 
     def start(self) -> None:
         """Start the thread."""
