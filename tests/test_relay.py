@@ -22,13 +22,7 @@ import httpx
 import pyarrow as pa
 import pytest
 
-from edge.control.edge_ingest_api import (
-    MAX_SEGMENT_BODY,
-    STALE_TMP_SECONDS,
-    EdgeSegmentsEndpoint,
-    remove_stale_tmp,
-    store_segment,
-)
+from edge.control.edge_ingest_api import MAX_SEGMENT_BODY, store_segment
 from edge.ingest.flusher import REJECTED_SUFFIX, FlusherStatus
 from edge.ingest.relay import (
     NODE_ID_FILE,
@@ -40,7 +34,9 @@ from edge.ingest.relay import (
     segment_stream,
 )
 from edge.ingest.spool import (
+    PARTIAL_SUFFIX,
     READY_SUFFIX,
+    STALE_NEW_SECONDS,
     SpoolFull,
     SpoolWriter,
     read_segment,
@@ -257,30 +253,30 @@ def test_store_segment_is_durable_exclusive_and_capped(tmp_path: Path) -> None:
     assert segment_token(stored) == token and stored.read_bytes() == body
     assert [p.name for p in spool_dir.iterdir()] == [stored.name]  # no temporary file left
     # The temporary file of a relay being written is no segment to the spool.
-    (spool_dir / f".relay-{token}-0.tmp").write_bytes(body)
+    (spool_dir / f".relay-{token}-0.partial").write_bytes(body)
     assert recover_orphans(spool_dir) == [] and ready_segments(spool_dir) == [stored]
     with pytest.raises(SpoolFull):
         store_segment(spool_dir, token.replace("-1-", "-2-"), body, 2 * len(body) - 1)
 
 
-def test_a_killed_workers_temporary_file_is_swept_once_stale(tmp_path: Path) -> None:
+def test_a_killed_workers_partial_file_is_swept_once_stale(tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     spool_dir.mkdir()
     token = relay_token(f"{time.time_ns():020d}-1-000001", "00000000000000ff")
-    left = spool_dir / f".relay-{token}-0.tmp"
-    fresh = spool_dir / f".relay-{token}-1.tmp"  # a live worker may still be writing it
+    left = spool_dir / f".relay-{token}-0{PARTIAL_SUFFIX}"
+    fresh = spool_dir / f".relay-{token}-1{PARTIAL_SUFFIX}"  # a live worker may be writing it
     left.write_bytes(b"half")
     fresh.write_bytes(b"half")
-    kept = spool_dir / "other.tmp"  # not the relay's
+    kept = spool_dir / "other.tmp"  # not the spool's
     kept.write_bytes(b"x")
-    now = time.time()
-    os.utime(left, (now - STALE_TMP_SECONDS - 5, now - STALE_TMP_SECONDS - 5))
-    assert remove_stale_tmp(spool_dir, now) == 1
+    stale = time.time() - STALE_NEW_SECONDS - 5
+    os.utime(left, (stale, stale))
+    assert recover_orphans(spool_dir) == []
     assert sorted(p.name for p in spool_dir.iterdir()) == sorted([fresh.name, kept.name])
-    # Every worker sweeps when it starts.
-    EdgeSegmentsEndpoint(tmp_path / "store.db", spool_dir, 1 << 20)
-    assert fresh.exists()
-    os.utime(fresh, (now - STALE_TMP_SECONDS - 5, now - STALE_TMP_SECONDS - 5))
-    EdgeSegmentsEndpoint(tmp_path / "store.db", spool_dir, 1 << 20)
+    os.utime(fresh, (stale, stale))
+    recover_orphans(spool_dir)
     assert not fresh.exists() and kept.exists()
-    assert remove_stale_tmp(tmp_path / "missing", now) == 0
+    # The relay writes its body as such a file, and leaves none behind.
+    body = stream(3, "s")
+    assert store_segment(spool_dir, token, body, 1 << 20)
+    assert sorted(p.name for p in spool_dir.iterdir()) == sorted([kept.name, token + READY_SUFFIX])

@@ -11,19 +11,19 @@ The request
     it forever.
 
 Storage
-    The body is written as it came to a temporary file whose name no spool suffix
-    matches (so neither the flusher nor `edge.ingest.spool.recover_orphans` ever sees it
-    half-written), fsynced, linked as the finished segment ``<token>.arrow`` and the
-    directory fsynced: then 201. A link, unlike a rename, never replaces a file, so two
-    relays of one segment racing store it once; a segment already there is a 200
-    (``duplicate``). The flusher inserts the segment with its name, the relay token, as
-    ``insert_deduplication_token``: a relay retried after the flusher had inserted and
-    deleted it is stored again, and ClickHouse drops the second insert. Relayed names
-    begin like the workers' segment names (the time first), so the flusher takes them
-    oldest first among its own. Over the spool's disk cap the answer is 503 with
-    Retry-After, as for the workers' events (`edge.ingest.spool.SpoolFull`). A worker
-    killed mid-write leaves its temporary file: each worker removes those over
-    `STALE_TMP_SECONDS` old when it starts.
+    The body is written as it came to a temporary ``.partial`` file (the flusher never
+    reads one: `edge.ingest.spool.PARTIAL_SUFFIX`), fsynced, linked as the finished
+    segment ``<token>.arrow`` and the directory fsynced: then 201. A link, unlike a
+    rename, never replaces a file, so two relays of one segment racing store it once; a
+    segment already there is a 200 (``duplicate``). The flusher inserts the segment with
+    its name, the relay token, as ``insert_deduplication_token``: a relay retried after
+    the flusher had inserted and deleted it is stored again, and ClickHouse drops the
+    second insert. Relayed names begin like the workers' segment names (the time first),
+    so the flusher takes them oldest first among its own. Over the spool's disk cap the
+    answer is 503 with Retry-After, as for the workers' events
+    (`edge.ingest.spool.SpoolFull`). The ``.partial`` file of a worker killed mid-write
+    is removed, once stale, by the flusher's orphan sweep
+    (`edge.ingest.spool.recover_orphans`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -54,6 +53,7 @@ from edge.ingest.relay import (
 from edge.ingest.schema import EVENT_SCHEMA
 from edge.ingest.spool import (
     DEFAULT_MAX_SEGMENT_BYTES,
+    PARTIAL_SUFFIX,
     READY_SUFFIX,
     SpoolFull,
     fsync_directory,
@@ -64,11 +64,9 @@ from edge.operation import DocumentedRoute, Operation
 __all__ = [
     "MAX_SEGMENT_BODY",
     "SEGMENTS_OPERATION",
-    "STALE_TMP_SECONDS",
     "EdgeSegmentsEndpoint",
     "RelayedSegment",
     "SegmentQuery",
-    "remove_stale_tmp",
     "routes",
 ]
 
@@ -76,11 +74,7 @@ MAX_SEGMENT_BODY = 2 * DEFAULT_MAX_SEGMENT_BYTES
 """The largest relayed segment, in bytes: a spool segment is finished once it passes
 16 MiB, so it holds at most that and one batch."""
 
-_TMP_PREFIX = ".relay-"  # with ".tmp" at the end: no spool suffix
-_TMP_SUFFIX = ".tmp"
-STALE_TMP_SECONDS = 60.0
-"""A relay's temporary file this old was left by a worker killed mid-write: no write of
-one body takes that long."""
+_TMP_PREFIX = ".relay-"
 
 
 class SegmentQuery(msgspec.Struct, frozen=True):
@@ -203,7 +197,7 @@ def store_segment(spool_dir: Path, token: str, body: bytes, disk_cap_bytes: int)
             "with this segment: ClickHouse is not taking events as fast as they come. The "
             "relay retries after Retry-After; operators: restore ClickHouse or raise the cap."
         )
-    tmp = spool_dir / f"{_TMP_PREFIX}{token}-{uuid.uuid4().hex}{_TMP_SUFFIX}"
+    tmp = spool_dir / f"{_TMP_PREFIX}{token}-{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
@@ -231,35 +225,13 @@ def store_segment(spool_dir: Path, token: str, body: bytes, disk_cap_bytes: int)
         tmp.unlink(missing_ok=True)
 
 
-def remove_stale_tmp(spool_dir: Path, now: float) -> int:
-    """Remove the relays' temporary files older than `STALE_TMP_SECONDS` at ``now`` (a
-    worker SIGKILLed mid-write leaves one); how many were removed."""
-    removed = 0
-    try:
-        entries = list(os.scandir(spool_dir))
-    except FileNotFoundError:
-        return 0
-    for entry in entries:
-        if not (entry.name.startswith(_TMP_PREFIX) and entry.name.endswith(_TMP_SUFFIX)):
-            continue
-        try:
-            if now - entry.stat().st_mtime > STALE_TMP_SECONDS:
-                os.unlink(entry.path)
-                removed += 1
-        except FileNotFoundError:  # its writer finished, or another worker swept it
-            continue
-    return removed
-
-
 class EdgeSegmentsEndpoint:
-    """``POST /v1/edge/segments``; see the module docstring. Each worker sweeps the stale
-    temporary files of killed workers when it starts."""
+    """``POST /v1/edge/segments``; see the module docstring."""
 
     def __init__(self, store_path: Path, spool_dir: Path, disk_cap_bytes: int) -> None:
         self.store_path = store_path
         self.spool_dir = spool_dir.absolute()
         self.disk_cap_bytes = disk_cap_bytes
-        remove_stale_tmp(self.spool_dir, time.time())
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await authenticate_edge(self.store_path, scope)

@@ -191,7 +191,7 @@ def rounds_of(store: Store, loop_id: str, limit: int = 10) -> list[Round]:
 
 
 def current_round(store: Store, loop: Loop) -> Round | None:
-    """The loop's current round (None before its first)."""
+    """The loop's current round; None when it has none."""
     if loop.current_round_id is None:
         return None
     row = store.conn.execute(

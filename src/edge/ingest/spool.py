@@ -11,7 +11,9 @@ Segment files
     names are unique across processes. A segment an edge node relayed to the control
     plane (`edge.ingest.relay`) arrives finished, named ``...-{seq:06d}-{node id}``.
     ``.new`` exists only for the instant between creating a file and locking it;
-    ``.open`` is being written; ``.arrow`` is finished.
+    ``.open`` is being written; ``.arrow`` is finished. ``.partial`` is a file another
+    writer (the control plane's relay endpoint) fills before linking it as a finished
+    segment; one left by a killed writer is removed once stale.
     Each file is an Arrow IPC *stream* (schema, then one message per batch; dictionary
     columns may carry a different dictionary in every batch, which the stream format
     writes as a dictionary replacement). The writer holds an exclusive ``flock`` on its
@@ -65,7 +67,9 @@ __all__ = [
     "DEFAULT_MAX_SEGMENT_AGE",
     "DEFAULT_MAX_SEGMENT_BYTES",
     "OPEN_SUFFIX",
+    "PARTIAL_SUFFIX",
     "READY_SUFFIX",
+    "STALE_NEW_SECONDS",
     "SpoolFull",
     "SpoolUsage",
     "SpoolWriter",
@@ -88,8 +92,11 @@ _WRITE_BUFFER_BYTES = 1024 * 1024
 
 NEW_SUFFIX = ".new"
 STALE_NEW_SECONDS = 60.0
+"""A ``.new`` or ``.partial`` file this old was left by a killed writer: no creation, and
+no write of one segment, takes that long."""
 OPEN_SUFFIX = ".open"
 READY_SUFFIX = ".arrow"
+PARTIAL_SUFFIX = ".partial"
 _SEGMENT_SUFFIXES = (NEW_SUFFIX, OPEN_SUFFIX, READY_SUFFIX)
 
 
@@ -437,19 +444,32 @@ def _pid_alive(pid: int | None) -> bool:
 
 def recover_orphans(directory: Path | str) -> list[Path]:
     """Finish, as they are, the ``.open`` segments whose writer process is gone; remove
-    ``.new`` files of gone writers, or older than a minute (they never hold a batch).
-    Returns the recovered segments (now ``.arrow``). A segment counts as orphaned when
-    its lock is free, so this is safe to call while workers are writing."""
+    ``.new`` files of gone writers, or older than a minute (they never hold a batch), and
+    ``.partial`` files older than a minute. Returns the recovered segments (now
+    ``.arrow``). A segment counts as orphaned when its lock is free, so this is safe to
+    call while workers are writing."""
     directory = Path(directory)
     recovered: list[Path] = []
     try:
-        names = sorted(e.name for e in os.scandir(directory) if e.name.endswith(_SEGMENT_SUFFIXES))
+        names = sorted(
+            e.name
+            for e in os.scandir(directory)
+            if e.name.endswith((*_SEGMENT_SUFFIXES, PARTIAL_SUFFIX))
+        )
     except FileNotFoundError:
         return recovered
     for name in names:
         if name.endswith(READY_SUFFIX):
             continue
         path = directory / name
+        if name.endswith(PARTIAL_SUFFIX):
+            # Unlocked and written by another process: only its age tells it is stale.
+            try:
+                if time.time() - path.stat().st_mtime > STALE_NEW_SECONDS:
+                    path.unlink(missing_ok=True)
+            except FileNotFoundError:  # linked and removed by its writer meanwhile
+                pass
+            continue
         try:
             fd = os.open(path, os.O_RDONLY)
         except FileNotFoundError:  # finished by its writer meanwhile
