@@ -1,4 +1,5 @@
-"""Shared fixtures: a real SQLite store file per test, real servers, real Chromium."""
+"""Shared fixtures: a real SQLite store file and a spool directory per test, real servers,
+real Chromium."""
 
 from __future__ import annotations
 
@@ -11,6 +12,11 @@ from playwright.sync_api import Browser, Page
 from edge.control.store import Store
 from tests.browser import BrowserEdge, SiteServer, browser_edge_on, chromium
 from tests.support import Seed, Server, running_server, seed_store
+
+
+@pytest.fixture
+def spool_dir(tmp_path: Path) -> Path:
+    return tmp_path / "spool"
 
 
 @pytest.fixture

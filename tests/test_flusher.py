@@ -15,7 +15,8 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from edge.ingest.flusher import STATUS_FILE, Flusher, FlusherStatus, read_status
-from edge.ingest.spool import SpoolWriter, ready_segments
+from edge.ingest.segments import ready_segments
+from edge.ingest.spool import SpoolWriter
 from tests.test_spool import event_batch, spawn_writer
 
 _DDL = """
@@ -49,11 +50,6 @@ SETTINGS non_replicated_deduplication_window = 10000
 def create_table(client: Client) -> None:
     client.command("CREATE DATABASE IF NOT EXISTS splitedge")
     client.command(_DDL)
-
-
-@pytest.fixture
-def spool_dir(tmp_path: Path) -> Path:
-    return tmp_path / "spool"
 
 
 @pytest.fixture

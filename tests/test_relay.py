@@ -33,16 +33,13 @@ from edge.ingest.relay import (
     relay_token,
     segment_stream,
 )
+from edge.ingest.segments import read_segment, ready_segments, recover_orphans, segment_token
 from edge.ingest.spool import (
     PARTIAL_SUFFIX,
     READY_SUFFIX,
     STALE_NEW_SECONDS,
     SpoolFull,
     SpoolWriter,
-    read_segment,
-    ready_segments,
-    recover_orphans,
-    segment_token,
 )
 from tests.support import Server, clickhouse_rows, free_port, running_server
 from tests.test_flusher import spool, status, wait_for

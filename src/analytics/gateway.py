@@ -237,7 +237,7 @@ class _ClientPool:
             except Exception as exc:
                 failure = _failure_of(exc)
                 if failure.code == WarehouseUnavailable.code:
-                    _close_quietly(client)
+                    warehouse.close_quietly(client)
                 else:
                     self._give_back(client)
                 return failure
@@ -251,23 +251,16 @@ class _ClientPool:
             if not self.closed:
                 self.idle.put(client)
                 return
-        _close_quietly(client)
+        warehouse.close_quietly(client)
 
     def close(self) -> None:
         with self.lock:
             self.closed = True
         while True:
             try:
-                _close_quietly(self.idle.get_nowait())
+                warehouse.close_quietly(self.idle.get_nowait())
             except queue.Empty:
                 return
-
-
-def _close_quietly(client: Any) -> None:
-    try:
-        client.close()
-    except Exception:
-        log.debug("closing a ClickHouse client failed", exc_info=True)
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
@@ -466,7 +459,7 @@ class ClickHouseRunner:
                 with self._lock:
                     if self._client is client:
                         self._client = None
-                _close_quietly(client)
+                warehouse.close_quietly(client)
             _raise_failure(failure)
         return table
 
@@ -475,7 +468,7 @@ class ClickHouseRunner:
         with self._lock:
             client, self._client = self._client, None
         if client is not None:
-            _close_quietly(client)
+            warehouse.close_quietly(client)
 
 
 def query_runner(

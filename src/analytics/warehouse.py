@@ -28,6 +28,7 @@ the ``{shard}`` and ``{replica}`` macros.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,7 @@ __all__ = [
     "MIGRATIONS",
     "MIGRATIONS_TABLE",
     "Migration",
+    "close_quietly",
     "connect",
     "ddl_statements",
     "insert_settings",
@@ -52,6 +54,8 @@ __all__ = [
     "ping",
     "schema_version",
 ]
+
+log = logging.getLogger("splitedge.warehouse")
 
 DATABASE = "splitedge"
 EVENTS_TABLE = f"{DATABASE}.events"
@@ -81,6 +85,15 @@ def connect(dsn: str) -> Any:
     Raises what clickhouse-connect raises when the server cannot be reached.
     """
     return clickhouse_connect.get_client(dsn=dsn)
+
+
+def close_quietly(client: Client) -> None:
+    """Close a client whose connection may already be broken: a failure to close is only
+    logged (at debug), since the caller is already dropping it."""
+    try:
+        client.close()
+    except Exception:
+        log.debug("closing a ClickHouse client failed", exc_info=True)
 
 
 def ping(client: Client) -> str:

@@ -23,7 +23,7 @@ Storage
     answer is 503 with Retry-After, as for the workers' events
     (`edge.ingest.spool.SpoolFull`). The ``.partial`` file of a worker killed mid-write
     is removed, once stale, by the flusher's orphan sweep
-    (`edge.ingest.spool.recover_orphans`).
+    (`edge.ingest.segments.recover_orphans`).
 """
 
 from __future__ import annotations

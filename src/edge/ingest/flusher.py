@@ -8,13 +8,12 @@ run the ``prepare`` hook, e.g. the warehouse migrations), take the finished segm
 oldest first, insert each with ``insert_arrow`` and delete it.
 
 Sinks
-    The loop (`SpoolDrain`) does not know where segments go; its `SegmentSink` does. The
-    flusher is the loop with a `ClickHouseSink`. An edge node without ClickHouse runs the
-    same loop with a sink that relays each segment to the control plane
-    (`edge.ingest.relay.SegmentRelay`). A sink that refuses a segment for good (its
-    content is wrong, retrying cannot help) raises `SegmentRejected`: the loop moves it
-    aside as ``<name>.rejected`` and logs an error instead of retrying it forever or
-    dropping it silently. A sink that asks to be retried later raises `SinkBusy`.
+    The loop (`SpoolDrain`) does not know where segments go; its sink does
+    (`edge.ingest.sinks`). The flusher is the loop with a `ClickHouseSink`; an edge node
+    without ClickHouse runs the same loop with a sink that relays each segment to the
+    control plane (`edge.ingest.relay.SegmentRelay`). A segment its sink refuses for good
+    (`SegmentRejected`) is moved aside as ``<name>.rejected`` and logged as an error,
+    neither retried forever nor dropped silently.
 
 Exactly once
     Every segment is one insert whose ``insert_deduplication_token`` is the segment's
@@ -49,33 +48,23 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal, Protocol, TypedDict, Unpack
+from typing import Literal, TypedDict, Unpack
 
-import clickhouse_connect
 import msgspec
-import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from analytics import warehouse
-from edge.ingest.spool import (
-    read_segment,
-    ready_segments,
-    recover_orphans,
-    segment_token,
-    spool_usage,
-)
+from edge.ingest.segments import read_segment, ready_segments, recover_orphans, segment_token
+from edge.ingest.sinks import ClickHouseSink, SegmentRejected, SegmentSink, SinkBusy
+from edge.ingest.spool import spool_usage
 
 __all__ = [
     "REJECTED_SUFFIX",
     "STATUS_FILE",
-    "ClickHouseSink",
     "ClickHouseState",
     "DrainTimings",
     "Flusher",
     "FlusherStatus",
-    "SegmentRejected",
-    "SegmentSink",
-    "SinkBusy",
     "SpoolDrain",
     "read_status",
 ]
@@ -131,47 +120,6 @@ def read_status(spool_dir: Path | str) -> FlusherStatus | None:
         return None
 
 
-class SegmentRejected(Exception):
-    """The sink refuses this segment for good: its content is at fault, not the sink's
-    state, so no retry can succeed."""
-
-
-class SinkBusy(Exception):
-    """The sink answers but asks to be retried in ``retry_after`` seconds (e.g. an HTTP
-    503 or 429 with Retry-After)."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class SegmentSink(Protocol):
-    """Where a `SpoolDrain` sends the spool's segments. The drain calls it from one thread
-    at a time: `open` before the first `deliver`, and again after any failure (which
-    `close`s it first); `check` when nothing was delivered for a while."""
-
-    def describe(self) -> str:
-        """Where the segments go, for logs, without secrets (``ClickHouse at http://ch``)."""
-        ...
-
-    def open(self) -> None:
-        """Connect; raise when the sink cannot be reached."""
-        ...
-
-    def deliver(self, table: pa.Table, token: str) -> None:
-        """Store the rows of the segment named ``token``; return only once they are
-        durable there. Delivering a token again must be a no-op (exactly once)."""
-        ...
-
-    def check(self) -> None:
-        """Raise when the sink no longer answers."""
-        ...
-
-    def close(self) -> None:
-        """Drop the connection."""
-        ...
-
-
 class DrainTimings(TypedDict, total=False):
     """The timing options of a `SpoolDrain`, in seconds (defaults in its signature)."""
 
@@ -181,70 +129,6 @@ class DrainTimings(TypedDict, total=False):
     status_interval: float
     orphan_interval: float
     health_interval: float
-
-
-def _connect_clickhouse(dsn: str) -> Client:
-    return clickhouse_connect.get_client(dsn=dsn)
-
-
-class ClickHouseSink:
-    """Inserts segments into a ClickHouse table with ``insert_arrow``, idempotently.
-
-    ``prepare(client)`` runs after every (re)connect, before the first insert on that
-    client (pass ``warehouse.migrate``). ``connect(dsn)`` makes a client
-    (clickhouse-connect by default); ``insert_settings(token)`` gives the settings of the
-    idempotent insert of the segment named ``token``.
-    """
-
-    def __init__(
-        self,
-        dsn: str,
-        *,
-        table: str = warehouse.EVENTS_TABLE,
-        prepare: Callable[[Client], object] | None = None,
-        insert_settings: Callable[[str], Mapping[str, object]] = warehouse.insert_settings,
-        connect: Callable[[str], Client] = _connect_clickhouse,
-    ) -> None:
-        self.dsn = dsn
-        self.table = table
-        self.prepare = prepare
-        self.insert_settings = insert_settings
-        self._connect = connect
-        self._client: Client | None = None
-
-    def describe(self) -> str:
-        """ClickHouse and its DSN without a password."""
-        scheme, sep, rest = self.dsn.partition("://")
-        if "@" in rest:
-            rest = rest.rsplit("@", 1)[1]
-        return f"ClickHouse at {scheme}{sep}{rest}"
-
-    def open(self) -> None:
-        client = self._connect(self.dsn)
-        try:
-            if self.prepare is not None:
-                self.prepare(client)
-        except BaseException:
-            _close_quietly(client)
-            raise
-        self._client = client
-
-    def deliver(self, table: pa.Table, token: str) -> None:
-        self._opened().insert_arrow(self.table, table, settings=dict(self.insert_settings(token)))
-
-    def check(self) -> None:
-        if not self._opened().ping():
-            raise ConnectionError(f"{self.describe()} does not answer a ping")
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            _close_quietly(client)
-
-    def _opened(self) -> Client:
-        if self._client is None:
-            raise ConnectionError(f"{self.describe()} is not connected")
-        return self._client
 
 
 class SpoolDrain:
@@ -558,7 +442,7 @@ class Flusher(SpoolDrain):
         table: str = warehouse.EVENTS_TABLE,
         prepare: Callable[[Client], object] | None = None,
         insert_settings: Callable[[str], Mapping[str, object]] = warehouse.insert_settings,
-        connect: Callable[[str], Client] = _connect_clickhouse,
+        connect: Callable[[str], Client] = warehouse.connect,
         **timings: Unpack[DrainTimings],
     ) -> None:
         sink = ClickHouseSink(
@@ -566,10 +450,3 @@ class Flusher(SpoolDrain):
         )
         super().__init__(spool_dir, sink, name="flusher", **timings)
         self.dsn = dsn
-
-
-def _close_quietly(client: Client) -> None:
-    try:
-        client.close()
-    except Exception:
-        log.debug("closing the ClickHouse client failed", exc_info=True)

@@ -43,7 +43,8 @@ import httpx
 import msgspec
 import pyarrow as pa
 
-from edge.ingest.flusher import DrainTimings, SegmentRejected, SinkBusy, SpoolDrain
+from edge.ingest.flusher import DrainTimings, SpoolDrain
+from edge.ingest.sinks import SegmentRejected, SinkBusy
 
 __all__ = [
     "NODE_ID_FILE",

@@ -18,9 +18,9 @@ Segment files
     columns may carry a different dictionary in every batch, which the stream format
     writes as a dictionary replacement). The writer holds an exclusive ``flock`` on its
     ``.open`` file until it has renamed it, so an ``.open`` file whose lock is free belongs
-    to a dead process: `recover_orphans` finishes it as it is. The lock, rather than the
-    PID alone, decides, so a reused PID never makes a live segment look orphaned or a
-    dead one look alive.
+    to a dead process: `edge.ingest.segments.recover_orphans` finishes it as it is. The
+    lock, rather than the PID alone, decides, so a reused PID never makes a live segment
+    look orphaned or a dead one look alive.
 
 Durability
     When `SpoolWriter.append` returns, the batch has been handed to the OS with write():
@@ -30,9 +30,9 @@ Durability
     50 ms), plus the time one fsync takes, which were still only in the page cache.
     Finishing a segment fsyncs the file, renames it and fsyncs the directory. A message
     torn by a kill (or a power cut) in the middle of a write() is the tail of its
-    segment, and `read_segment` returns every complete batch before it. A segment the
-    flusher deleted may reappear after a power cut; inserting it again is a no-op (see
-    `edge.ingest.flusher`).
+    segment, and `edge.ingest.segments.read_segment` returns every complete batch before
+    it. A segment the flusher deleted may reappear after a power cut; inserting it again
+    is a no-op (see `edge.ingest.flusher`).
 
 Defaults
     segments rotate at 16 MiB (``max_segment_bytes``) or 0.5 s after their first batch
@@ -56,10 +56,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from edge.errors import ServiceUnavailable
-from edge.ingest.schema import EVENT_SCHEMA
 
 __all__ = [
     "DEFAULT_DISK_CAP_BYTES",
@@ -67,17 +65,15 @@ __all__ = [
     "DEFAULT_MAX_SEGMENT_AGE",
     "DEFAULT_MAX_SEGMENT_BYTES",
     "OPEN_SUFFIX",
+    "NEW_SUFFIX",
     "PARTIAL_SUFFIX",
     "READY_SUFFIX",
+    "SEGMENT_SUFFIXES",
     "STALE_NEW_SECONDS",
     "SpoolFull",
     "SpoolUsage",
     "SpoolWriter",
     "fsync_directory",
-    "read_segment",
-    "ready_segments",
-    "recover_orphans",
-    "segment_token",
     "spool_usage",
 ]
 
@@ -97,7 +93,7 @@ no write of one segment, takes that long."""
 OPEN_SUFFIX = ".open"
 READY_SUFFIX = ".arrow"
 PARTIAL_SUFFIX = ".partial"
-_SEGMENT_SUFFIXES = (NEW_SUFFIX, OPEN_SUFFIX, READY_SUFFIX)
+SEGMENT_SUFFIXES = (NEW_SUFFIX, OPEN_SUFFIX, READY_SUFFIX)
 
 
 class SpoolFull(ServiceUnavailable):
@@ -115,19 +111,13 @@ class SpoolUsage(NamedTuple):
     bytes: int
 
 
-def segment_token(path: Path) -> str:
-    """A segment's name without its suffix: unique, and stable across renames and retries
-    (the flusher's ClickHouse deduplication token)."""
-    return path.name.split(".", 1)[0]
-
-
 def spool_usage(directory: Path | str) -> SpoolUsage:
     """Count the segment files in a spool directory and their bytes (every process's)."""
     segments = size = 0
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                if entry.name.endswith(_SEGMENT_SUFFIXES):
+                if entry.name.endswith(SEGMENT_SUFFIXES):
                     try:
                         size += entry.stat().st_size
                     except FileNotFoundError:  # finished or flushed meanwhile
@@ -411,162 +401,3 @@ class SpoolWriter:
         usage = spool_usage(self.directory)
         self._scanned_bytes, self._scan_base = usage.bytes, base
         self._last_scan = time.monotonic()
-
-
-# -- reading, for the flusher -------------------------------------------------------------
-
-
-def ready_segments(directory: Path | str) -> list[Path]:
-    """The finished segments of a spool directory, oldest first."""
-    try:
-        names = [e.name for e in os.scandir(directory) if e.name.endswith(READY_SUFFIX)]
-    except FileNotFoundError:
-        return []
-    return [Path(directory) / name for name in sorted(names)]
-
-
-def _writer_pid(name: str) -> int | None:
-    parts = name.split("-")
-    return int(parts[1]) if len(parts) == 3 and parts[1].isdigit() else None
-
-
-def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def recover_orphans(directory: Path | str) -> list[Path]:
-    """Finish, as they are, the ``.open`` segments whose writer process is gone; remove
-    ``.new`` files of gone writers, or older than a minute (they never hold a batch), and
-    ``.partial`` files older than a minute. Returns the recovered segments (now
-    ``.arrow``). A segment counts as orphaned when its lock is free, so this is safe to
-    call while workers are writing."""
-    directory = Path(directory)
-    recovered: list[Path] = []
-    try:
-        names = sorted(
-            e.name
-            for e in os.scandir(directory)
-            if e.name.endswith((*_SEGMENT_SUFFIXES, PARTIAL_SUFFIX))
-        )
-    except FileNotFoundError:
-        return recovered
-    for name in names:
-        if name.endswith(READY_SUFFIX):
-            continue
-        path = directory / name
-        if name.endswith(PARTIAL_SUFFIX):
-            # Unlocked and written by another process: only its age tells it is stale.
-            try:
-                if time.time() - path.stat().st_mtime > STALE_NEW_SECONDS:
-                    path.unlink(missing_ok=True)
-            except FileNotFoundError:  # linked and removed by its writer meanwhile
-                pass
-            continue
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:  # finished by its writer meanwhile
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # its writer is alive
-            try:
-                if os.stat(path).st_ino != os.fstat(fd).st_ino:
-                    continue
-            except FileNotFoundError:
-                continue
-            pid = _writer_pid(name)
-            alive = _pid_alive(pid)
-            if name.endswith(NEW_SUFFIX):
-                # A live writer holds its .new file unlocked between creating and locking
-                # it, so a free lock proves nothing here: only a gone writer, or an age no
-                # creation takes, makes it stale.
-                if not alive or time.time() - os.fstat(fd).st_mtime > STALE_NEW_SECONDS:
-                    path.unlink(missing_ok=True)
-                continue
-            why = "its pid now runs another process" if alive else "writer gone"
-            os.fsync(fd)
-            ready = path.with_suffix(READY_SUFFIX)
-            try:
-                os.rename(path, ready)
-            except FileNotFoundError:
-                continue
-            fsync_directory(directory)
-            size = os.fstat(fd).st_size
-            log.warning(
-                "spool: recovered orphaned segment=%s bytes=%d pid=%s (%s)",
-                ready.name,
-                size,
-                pid,
-                why,
-                extra={"segment": ready.name, "segment_bytes": size, "writer_pid": pid},
-            )
-            recovered.append(ready)
-        finally:
-            os.close(fd)
-    return recovered
-
-
-def read_segment(path: Path | str) -> pa.Table:
-    """Every complete batch of a segment, as one table whose dictionary columns share one
-    dictionary per column (so it can be written as an Arrow *file*, which is what
-    ``insert_arrow`` sends). A torn tail (a message cut by a killed writer) is ignored and
-    logged; a truncated or empty file never raises: with no complete batch, the result is
-    an empty table with `EVENT_SCHEMA`."""
-    path = Path(path)
-    data = pa.py_buffer(path.read_bytes())
-    source = pa.BufferReader(data)
-    batches: list[pa.RecordBatch] = []
-    schema: pa.Schema = EVENT_SCHEMA
-    good = 0
-    problem = ""
-    try:
-        reader = pa.ipc.open_stream(source)
-        schema = reader.schema
-        good = source.tell()
-        while True:
-            try:
-                batches.append(reader.read_next_batch())
-            except StopIteration:
-                break
-            good = source.tell()
-    except (pa.ArrowException, OSError, ValueError) as exc:  # truncated or damaged
-        problem = str(exc)
-    if problem and data.size > good:
-        ignored = data.size - good
-        log.warning(
-            "spool: ignored torn tail segment=%s bytes_ignored=%d batches_read=%d: %s",
-            path.name,
-            ignored,
-            len(batches),
-            problem,
-            extra={"segment": path.name, "bytes_ignored": ignored, "batches": len(batches)},
-        )
-    if not batches:
-        return EVENT_SCHEMA.empty_table()
-    return _one_dictionary_per_column(pa.Table.from_batches(batches, schema=schema))
-
-
-def _one_dictionary_per_column(table: pa.Table) -> pa.Table:
-    """Give the chunks of each dictionary column one shared dictionary (pyarrow's
-    unification refuses dictionaries that contain nulls; those columns are re-encoded)."""
-    for index, field in enumerate(table.schema):
-        column = table.column(index)
-        if not pa.types.is_dictionary(field.type) or column.num_chunks < 2:
-            continue
-        try:
-            unified = column.unify_dictionaries()
-        except pa.ArrowInvalid:
-            plain = column.cast(field.type.value_type)
-            unified = pc.dictionary_encode(plain).cast(field.type)
-        table = table.set_column(index, field, unified)
-    return table

@@ -1,0 +1,126 @@
+"""Sinks: where the spool's drain (`edge.ingest.flusher.SpoolDrain`) delivers segments.
+
+A sink stores the rows of one finished segment under the segment's name, its token, and
+stores a token only once: delivering it again (a retry after a lost answer, a replay
+after a crash) is a no-op. `ClickHouseSink` inserts into ClickHouse with the token as
+the insert's ``insert_deduplication_token`` (settings from
+`analytics.warehouse.insert_settings`); an edge node without ClickHouse relays to the
+control plane instead (`edge.ingest.relay.SegmentRelay`).
+
+A sink that refuses a segment for good (its content is wrong, retrying cannot help)
+raises `SegmentRejected`; one that asks to be retried later raises `SinkBusy`; any other
+error is a failure the drain retries with backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+
+from analytics import warehouse
+
+__all__ = ["ClickHouseSink", "SegmentRejected", "SegmentSink", "SinkBusy"]
+
+
+class SegmentRejected(Exception):
+    """The sink refuses this segment for good: its content is at fault, not the sink's
+    state, so no retry can succeed."""
+
+
+class SinkBusy(Exception):
+    """The sink answers but asks to be retried in ``retry_after`` seconds (e.g. an HTTP
+    503 or 429 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SegmentSink(Protocol):
+    """Where a `SpoolDrain` sends the spool's segments. The drain calls it from one thread
+    at a time: `open` before the first `deliver`, and again after any failure (which
+    `close`s it first); `check` when nothing was delivered for a while."""
+
+    def describe(self) -> str:
+        """Where the segments go, for logs, without secrets (``ClickHouse at http://ch``)."""
+        ...
+
+    def open(self) -> None:
+        """Connect; raise when the sink cannot be reached."""
+        ...
+
+    def deliver(self, table: pa.Table, token: str) -> None:
+        """Store the rows of the segment named ``token``; return only once they are
+        durable there. Delivering a token again must be a no-op (exactly once)."""
+        ...
+
+    def check(self) -> None:
+        """Raise when the sink no longer answers."""
+        ...
+
+    def close(self) -> None:
+        """Drop the connection."""
+        ...
+
+
+class ClickHouseSink:
+    """Inserts segments into a ClickHouse table with ``insert_arrow``, idempotently.
+
+    ``prepare(client)`` runs after every (re)connect, before the first insert on that
+    client (pass ``warehouse.migrate``). ``connect(dsn)`` makes a client
+    (clickhouse-connect by default); ``insert_settings(token)`` gives the settings of the
+    idempotent insert of the segment named ``token``.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        table: str = warehouse.EVENTS_TABLE,
+        prepare: Callable[[Client], object] | None = None,
+        insert_settings: Callable[[str], Mapping[str, object]] = warehouse.insert_settings,
+        connect: Callable[[str], Client] = warehouse.connect,
+    ) -> None:
+        self.dsn = dsn
+        self.table = table
+        self.prepare = prepare
+        self.insert_settings = insert_settings
+        self._connect = connect
+        self._client: Client | None = None
+
+    def describe(self) -> str:
+        """ClickHouse and its DSN without a password."""
+        scheme, sep, rest = self.dsn.partition("://")
+        if "@" in rest:
+            rest = rest.rsplit("@", 1)[1]
+        return f"ClickHouse at {scheme}{sep}{rest}"
+
+    def open(self) -> None:
+        client = self._connect(self.dsn)
+        try:
+            if self.prepare is not None:
+                self.prepare(client)
+        except BaseException:
+            warehouse.close_quietly(client)
+            raise
+        self._client = client
+
+    def deliver(self, table: pa.Table, token: str) -> None:
+        self._opened().insert_arrow(self.table, table, settings=dict(self.insert_settings(token)))
+
+    def check(self) -> None:
+        if not self._opened().ping():
+            raise ConnectionError(f"{self.describe()} does not answer a ping")
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            warehouse.close_quietly(client)
+
+    def _opened(self) -> Client:
+        if self._client is None:
+            raise ConnectionError(f"{self.describe()} is not connected")
+        return self._client
