@@ -1,7 +1,7 @@
-"""Guardrails and their calibration (analytics.guardrails, analytics.results): the cost
-test, early stops of a much worse arm, the cost bound, and, over repeated simulations of
-equal arms, how often each decision is reached: ``no_winner`` at the rate the confidence
-implies, and few false stops from the early looks."""
+"""Guardrails and their calibration (analytics.guardrails, analytics.decision_rules): the
+cost test, early stops of a much worse arm, the cost bound, and, over repeated simulations
+of equal arms, how often each decision is reached: ``no_winner`` at the rate the
+confidence implies, and few false stops from the early looks."""
 
 from __future__ import annotations
 

@@ -3,8 +3,8 @@
 Two harms stop an experiment (docs/statistics.md, section 5): a challenger significantly
 worse than the control on the primary metric, and, for an agent experiment with a cost
 bound (``max_cost_increase``), a challenger whose mean cost per unit is significantly
-more than ``(1 + bound)`` times the control's. `analytics.results` applies them; this
-module holds the cost test and the thresholds of an early look.
+more than ``(1 + bound)`` times the control's. `analytics.decision_rules` applies them;
+this module holds the cost test and the thresholds of an early look.
 
 A guardrail may trip before the arms reach the minimum sample, because waiting for the
 minimum means serving a harmful arm to hundreds more units. An early look needs

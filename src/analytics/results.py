@@ -1,10 +1,10 @@
 """Experiment results: the statistics on an experiment's per-variant aggregates
 (`analytics.aggregates`) and the decision (collecting, running, significant, no_winner,
-guardrail).
+guardrail) that `analytics.decision_rules` takes on them.
 
 The rules, and why each is what it is, are written for users in docs/statistics.md; this
-module implements them. The API shapes of the reference products are
-`analytics.result_views`.
+module and `analytics.decision_rules` implement them. The API shapes of the reference
+products are `analytics.result_views`.
 """
 
 from __future__ import annotations
@@ -26,13 +26,23 @@ from analytics.aggregates import (
     QueryRunner,
     fetch_aggregates,
 )
-from analytics.guardrails import EARLY_ALPHA_SHARE, EARLY_MIN_UNITS, ArmCost, cost_excess_p_value
+from analytics.decision_rules import (
+    POWER,
+    DecisionRules,
+    Statistics,
+    Status,
+    decide,
+    sample_ratio,
+    samples_needed,
+)
+from analytics.guardrails import ArmCost
 
+# `Status` and `DecisionRules` are fields of `ExperimentResults`, exported here so that the
+# whole result shape comes from one module.
 __all__ = [
     "AGENT_METRICS",
     "DEFAULT_CONFIDENCE",
     "DEFAULT_MIN_UNITS",
-    "POWER",
     "AgentMetrics",
     "DecisionRules",
     "ExperimentResults",
@@ -45,13 +55,11 @@ __all__ = [
     "monte_carlo_seed",
 ]
 
-Status = Literal["collecting", "running", "significant", "no_winner", "guardrail"]
 AgentMetric = Literal["task_completion", "success_rate", "avg_cost", "avg_duration", "avg_turns"]
 
 DEFAULT_CONFIDENCE = 0.95
 # The reference's minimum before a winner is declared: ">= 500 samples/arm".
 DEFAULT_MIN_UNITS = 500
-POWER = 0.8
 AGENT_METRICS: tuple[AgentMetric, ...] = (
     "task_completion", "success_rate", "avg_cost", "avg_duration", "avg_turns",
 )  # fmt: skip
@@ -119,20 +127,6 @@ class VariantResult(msgspec.Struct, frozen=True):
     samples_needed: int
     goals: tuple[GoalResult, ...] = ()
     agent: AgentMetrics | None = None
-
-
-class DecisionRules(msgspec.Struct, frozen=True):
-    """The parameters the decision used. ``alpha`` is per comparison with control:
-    (1 - confidence) / comparisons (Bonferroni)."""
-
-    confidence: float
-    min_units_per_arm: int
-    comparisons: int
-    alpha: float
-    power: float
-    srm_threshold: float
-    draws: int | None
-    seed: int
 
 
 class ExperimentResults(msgspec.Struct, frozen=True):
@@ -257,19 +251,9 @@ def _primary(spec: ExperimentSpec, arms: list[ArmAggregates], warnings: list[str
     return _Primary(metric, metric, False, False, [], sums, sumsqs)
 
 
-class _Statistics(msgspec.Struct):
-    """The primary metric's comparisons: posterior figures of every arm, and p-values,
-    values and variances (None where a figure does not apply)."""
-
-    bayes: bayes.BayesResult
-    values: list[float]
-    variances: list[float]
-    p_values: list[float | None]
-
-
 def _statistics(
     primary: _Primary, units: list[int], control: int, seed: int, confidence: float
-) -> _Statistics | None:
+) -> Statistics | None:
     """The comparisons, once every arm has enough units to compare (1 for a rate, 2 for
     a mean); None before."""
     c = control
@@ -283,7 +267,7 @@ def _statistics(
             None if i == c else frequentist.two_proportion_p_value(conv[c], units[c], x, n)
             for i, (x, n) in enumerate(zip(conv, units, strict=True))
         ]
-        return _Statistics(posterior, rates, [r * (1 - r) for r in rates], p_values)
+        return Statistics(posterior, rates, [r * (1 - r) for r in rates], p_values)
     if min(units) < 2:
         return None
     means = [s / n for s, n in zip(primary.sums, units, strict=True)]
@@ -302,76 +286,7 @@ def _statistics(
         ).p_value
         for i in range(len(units))
     ]
-    return _Statistics(posterior, means, variances, p_values)
-
-
-def _srm(
-    spec: ExperimentSpec, units: list[int], warnings: list[str]
-) -> frequentist.SampleRatio | None:
-    """The sample-ratio test of the arms' units against their weights."""
-    if sum(units) == 0 or not any(v.weight_bps > 0 for v in spec.variants):
-        return None
-    weights = [float(v.weight_bps) for v in spec.variants]
-    threshold = frequentist.DEFAULT_SRM_THRESHOLD
-    result = frequentist.sample_ratio_test(units, weights, threshold=threshold)
-    if result.flagged:
-        warnings.append(
-            f"sample ratio mismatch (p = {result.p_value:.2g} < {threshold}): the arms' "
-            "units do not match the configured split, so the arms are not comparable and no "
-            "winner is declared. Look for a weight change during the run, a variant that "
-            "redirects or fails to load, or bots counted in one arm (docs/statistics.md)."
-        )
-    return result
-
-
-def _units_to_detect(
-    primary: _Primary, stats: _Statistics, i: int, control: int, alpha: float
-) -> int | None:
-    """Units per arm to detect the observed difference between arm i and control at this
-    alpha with `POWER`; None when there is no difference to detect."""
-    a, b = stats.values[control], stats.values[i]
-    if primary.is_rate:
-        # The sample size depends on the pair of rates only; base it on one strictly
-        # inside (0, 1), as the formula needs.
-        low, high = sorted((a, b))
-        base, other = (high, low) if high < 1 else (low, high)
-        if high == low or not 0 < base < 1:
-            return None
-        return frequentist.units_per_arm_for_proportions(
-            base, (other - base) / base, alpha=alpha, power=POWER
-        )
-    std_dev = math.sqrt((stats.variances[control] + stats.variances[i]) / 2)
-    if std_dev == 0 or a == b:
-        return None
-    return frequentist.units_per_arm_for_means(std_dev, abs(b - a), alpha=alpha, power=POWER)
-
-
-def _samples_needed(
-    primary: _Primary,
-    units: list[int],
-    control: int,
-    min_units: int,
-    stats: _Statistics | None,
-    alpha: float,
-) -> list[int]:
-    needed = [max(0, min_units - n) for n in units]
-    if stats is None:
-        return needed
-    for i, p in enumerate(stats.p_values):
-        if p is None or p < alpha:
-            continue
-        target = _units_to_detect(primary, stats, i, control, alpha)
-        if target is not None:
-            for arm in (i, control):
-                needed[arm] = max(needed[arm], target - units[arm])
-    return needed
-
-
-class _Decision(msgspec.Struct, frozen=True):
-    status: Status
-    winner: int | None = None
-    guardrail: int | None = None
-    reason: str | None = None
+    return Statistics(posterior, means, variances, p_values)
 
 
 def _costs(spec: ExperimentSpec, arms: list[ArmAggregates]) -> list[ArmCost] | None:
@@ -386,105 +301,6 @@ def _costs(spec: ExperimentSpec, arms: list[ArmAggregates]) -> list[ArmCost] | N
         )
         for a in arms
     ]
-
-
-def _guardrail(
-    spec: ExperimentSpec,
-    units: list[int],
-    control: int,
-    rules: DecisionRules,
-    stats: _Statistics | None,
-    costs: list[ArmCost] | None,
-    alpha: float,
-) -> _Decision | None:
-    """The guardrail that trips at ``alpha``, if any: the primary metric first (the worst
-    such arm), then the cost bound (the most expensive such arm)."""
-    challengers = [i for i in range(len(units)) if i != control]
-    c = rules.confidence
-    if stats is not None:
-        arms = stats.bayes.arms
-
-        def worse(i: int) -> bool:
-            p = stats.p_values[i]
-            return p is not None and p < alpha and (arms[i].prob_beat_control or 0.0) <= 1 - c
-
-        harmful = [i for i in challengers if worse(i)]
-        if harmful:
-            i = min(harmful, key=lambda i: arms[i].prob_beat_control or 0.0)
-            return _Decision(
-                "guardrail",
-                guardrail=i,
-                reason=f"{spec.variants[i].name} is significantly worse than the control on "
-                f"the primary metric (p = {stats.p_values[i]:.3g}, P(beats control) = "
-                f"{arms[i].prob_beat_control:.3g})",
-            )
-    if costs is None or spec.max_cost_increase is None:
-        return None
-    bound = spec.max_cost_increase
-    excess = {
-        i: p
-        for i in challengers
-        if (p := cost_excess_p_value(costs[control], costs[i], bound)) is not None and p < alpha
-    }
-    if not excess:
-        return None
-    i = max(excess, key=lambda i: costs[i].mean)
-    base = costs[control].mean
-    more = f"{costs[i].mean / base - 1:.0%} more" if base > 0 else "more"
-    return _Decision(
-        "guardrail",
-        guardrail=i,
-        reason=f"{spec.variants[i].name} costs {more} per unit than the control "
-        f"({costs[i].mean:.4g} against {base:.4g}), significantly beyond the bound of "
-        f"{bound:.0%} (p = {excess[i]:.3g})",
-    )
-
-
-def _decide(
-    spec: ExperimentSpec,
-    units: list[int],
-    control: int,
-    rules: DecisionRules,
-    stats: _Statistics | None,
-    costs: list[ArmCost] | None,
-    srm_flagged: bool,
-    warnings: list[str],
-) -> _Decision:
-    """The status, winner and guardrail (with its reason) by the rules of
-    docs/statistics.md."""
-    ended = spec.status in ("completed", "archived")
-    if stats is None or min(units) < rules.min_units_per_arm:
-        if not ended:
-            if min(units) >= EARLY_MIN_UNITS:
-                early = _guardrail(
-                    spec, units, control, rules, stats, costs, rules.alpha * EARLY_ALPHA_SHARE
-                )
-                if early is not None:
-                    return early
-            return _Decision("collecting")
-        warnings.append(
-            f"the experiment ended before every arm had {rules.min_units_per_arm} units: "
-            "no winner can be declared"
-        )
-        return _Decision("no_winner")
-    arms = stats.bayes.arms
-    c = rules.confidence
-    challengers = [i for i in range(len(units)) if i != control]
-
-    def significant(i: int) -> bool:
-        p = stats.p_values[i]
-        return p is not None and p < rules.alpha
-
-    cost = _guardrail(spec, units, control, rules, None, costs, rules.alpha)
-    winners = [i for i in challengers if arms[i].prob_best >= c and significant(i)]
-    if winners and not srm_flagged and (cost is None or cost.guardrail != winners[0]):
-        return _Decision("significant", winner=winners[0])
-    harm = _guardrail(spec, units, control, rules, stats, costs, rules.alpha)
-    if harm is not None:
-        return harm
-    if ended or spec.sample_size is not None:
-        return _Decision("no_winner")
-    return _Decision("running")
 
 
 def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> ExperimentResults:
@@ -525,13 +341,13 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
         draws=stats.bayes.draws if stats else None,
         seed=seed,
     )
-    srm = _srm(spec, units, warnings)
+    srm = sample_ratio(spec, units, warnings)
     srm_flagged = srm is not None and srm.flagged
-    decision = _decide(
-        spec, units, control, rules, stats, _costs(spec, arms), srm_flagged, warnings
-    )
+    decision = decide(spec, units, control, rules, stats, _costs(spec, arms), srm_flagged, warnings)
     status, winner, guardrail = decision.status, decision.winner, decision.guardrail
-    needed = _samples_needed(primary, units, control, rules.min_units_per_arm, stats, rules.alpha)
+    needed = samples_needed(
+        primary.is_rate, units, control, rules.min_units_per_arm, stats, rules.alpha
+    )
 
     variants = []
     for i, (v, arm) in enumerate(zip(spec.variants, arms, strict=True)):

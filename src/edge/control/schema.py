@@ -266,9 +266,9 @@ CREATE TABLE ideas (
 CREATE INDEX ideas_workspace_site ON ideas(workspace_id, site_id, created_at);
 """
 
-# Version 7: an experiment's cost guardrail (analytics.results): how much more a variant's
-# mean cost per unit may be than the control's (0.3 = 30% more) before the experiment is
-# stopped; NULL: no cost guardrail.
+# Version 7: an experiment's cost guardrail (analytics.decision_rules): how much more a
+# variant's mean cost per unit may be than the control's (0.3 = 30% more) before the
+# experiment is stopped; NULL: no cost guardrail.
 _V7 = """
 ALTER TABLE experiments ADD COLUMN max_cost_increase REAL CHECK (max_cost_increase > 0);
 """
