@@ -166,6 +166,10 @@ def test_a_much_worse_arm_stops_the_experiment_early(env: Env) -> None:
 
 def test_an_arm_beyond_the_cost_bound_stops_the_experiment(env: Env) -> None:
     experiment = launch_agent_experiment(env, "/dear", sample_size=2000, max_cost_increase=0.3)
+    # Before any task, the cost bound has nothing to test: results, not a 500.
+    fresh = call(env, "GET", f"/v1/experiments/{experiment['id']}/results")
+    assert fresh.status_code == 200, fresh.text
+    assert fresh.json()["data"]["status"] == "collecting"
     send_tasks(env, experiment, 150, success=(0.9, 0.9), cost=(0.010, 0.025), seed=2)
     stopped = received(env, "/dear", 2)["experiment.stopped"]
     assert stopped["guardrail"] == "sloppy"
@@ -237,8 +241,10 @@ def test_an_agent_fleet_through_the_sdk_gets_the_right_winner(env: Env) -> None:
             except ApiError:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
-        for run in range(1300):
-            variant = fleet.assign(experiment_id, f"run-{run}")
+        # Every run is assigned before any reports: the decision, which completes the
+        # experiment (assign then answers 404), can come before the last report lands.
+        assigned = fleet.assign_many(experiment_id, [f"run-{run}" for run in range(1300)])
+        for variant in assigned:
             assert variant is not None
             rate, mean_cost = truth[variant.payload["soul_md"]]
             rng = rngs[variant.variant_name]

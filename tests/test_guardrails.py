@@ -81,6 +81,13 @@ def test_the_cost_bound_stops_a_dearer_arm_even_when_it_succeeds_more() -> None:
     assert compute_results(spec(max_cost_increase=0.3), early).status == "guardrail"
 
 
+def test_a_cost_bound_with_arms_under_two_units_keeps_collecting() -> None:
+    bound = spec(max_cost_increase=0.3)
+    assert compute_results(bound, []).status == "collecting"
+    one_each = [arm("a", 1, 1, cost_mean=0.01), arm("b", 1, 0, cost_mean=0.05)]
+    assert compute_results(bound, one_each).status == "collecting"
+
+
 def _simulate(
     rng: np.random.Generator, rate: float, looks: list[int], confidence: float
 ) -> list[ExperimentResults]:

@@ -293,11 +293,14 @@ def _costs(spec: ExperimentSpec, arms: list[ArmAggregates]) -> list[ArmCost] | N
     """The arms' cost per unit, when the experiment has a cost bound to check."""
     if spec.kind != "agent" or spec.max_cost_increase is None:
         return None
+    # Below 2 units an arm has no sample variance; the cost test skips such an arm.
     return [
         ArmCost(
             a.units,
             a.sums.get("cost", 0.0) / a.units if a.units else 0.0,
-            _variance(a.units, a.sums.get("cost", 0.0), a.sumsqs.get("cost", 0.0)),
+            _variance(a.units, a.sums.get("cost", 0.0), a.sumsqs.get("cost", 0.0))
+            if a.units >= 2
+            else 0.0,
         )
         for a in arms
     ]
