@@ -106,17 +106,16 @@ def test_routing_errors_use_the_json_envelope(edge_server: Served) -> None:
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
 
 
-def _versions_by_worker(server: Server, want: int, timeout: float) -> dict[int, int]:
-    """Poll /readyz on fresh connections until two workers report ``want``. One client
-    for all of them: building an httpx client (its TLS context) costs more than a
-    request, and would count as propagation time on a loaded machine."""
-    seen: dict[int, int] = {}
+def _loads_by_worker(server: Server, want: int, timeout: float) -> dict[int, tuple[int, float]]:
+    """Poll /readyz on fresh connections until two workers report version ``want``:
+    each worker's (config version, when it loaded that version)."""
+    seen: dict[int, tuple[int, float]] = {}
     deadline = time.monotonic() + timeout
     with httpx.Client(headers={"connection": "close"}) as client:
         while time.monotonic() < deadline:
             ready = client.get(server.base_url + "/readyz").json()
-            seen[ready["pid"]] = ready["config_version"]
-            if len(seen) >= 2 and all(v >= want for v in seen.values()):
+            seen[ready["pid"]] = (ready["config_version"], ready["config_loaded_at"])
+            if len(seen) >= 2 and all(v >= want for v, _ in seen.values()):
                 break
     return seen
 
@@ -133,14 +132,16 @@ def test_store_changes_reach_both_workers_within_a_second(tmp_path: Path) -> Non
             )
             store.set_experiment_status(launched, "running")
             version = store.config_version()
+            committed_at = time.time()
         finally:
             store.close()
-        start = time.monotonic()
-        seen = _versions_by_worker(server, version, timeout=5)
-        elapsed = time.monotonic() - start
+        seen = _loads_by_worker(server, version, timeout=5)
         assert len(seen) == 2, f"only reached workers {seen}"
-        assert all(v >= version for v in seen.values()), seen
-        assert elapsed <= 1.0, f"took {elapsed:.2f}s to reach both workers"
+        assert all(v >= version for v, _ in seen.values()), seen
+        # Timed by the workers' own clocks (one machine), so the time this test's client
+        # takes to find both workers behind the shared socket does not count.
+        took = max(loaded_at for _, loaded_at in seen.values()) - committed_at
+        assert took <= 1.0, f"took {took:.2f}s to reach both workers"
         for _ in range(10):
             with httpx.Client(headers={"connection": "close"}) as client:
                 assert launched.encode() in client.get(url).content

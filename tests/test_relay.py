@@ -23,7 +23,7 @@ import pyarrow as pa
 import pytest
 
 from edge.control.edge_ingest_api import MAX_SEGMENT_BODY, store_segment
-from edge.ingest.flusher import REJECTED_SUFFIX, FlusherStatus
+from edge.ingest.flusher import REJECTED_SUFFIX, FlusherStatus, read_status
 from edge.ingest.relay import (
     NODE_ID_FILE,
     SEGMENTS_PATH,
@@ -110,7 +110,8 @@ def relayed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Relayed]:
     relay = fast_relay(edge_spool, f"http://127.0.0.1:{port}", token)
     relay.start()
     try:
-        wait_for(lambda: relay.errors >= 3, timeout=30)
+        # The status file, not the counter: the file is what is asserted on below.
+        wait_for(lambda: getattr(read_status(edge_spool), "errors", 0) >= 3, timeout=30)
         down = status(edge_spool)
         with running_server(data, port=port) as server:
             yield Relayed(data, server, token, edge_spool, relay, down, waiting, rows)

@@ -49,7 +49,8 @@ class SnapshotState(msgspec.Struct, frozen=True):
 
 class ReadyStatus(msgspec.Struct, omit_defaults=True):
     """The answer of ``/readyz``: whether this worker has its config (``status``), which
-    worker it is (``pid``) and its config version, and ClickHouse as the flusher last saw
+    worker it is (``pid``), its config version and when it was loaded (Unix seconds),
+    and ClickHouse as the flusher last saw
     it (its state: ``starting``, ``ok``, ``unavailable``, ``stopped``; ``no_flusher`` when
     none reported lately, ``unknown`` before any did) with the spool segments pending. On
     a remote edge node, ``snapshot`` says how fresh its config is (on a relaying node the
@@ -58,6 +59,7 @@ class ReadyStatus(msgspec.Struct, omit_defaults=True):
 
     status: Literal["loading", "ready"]
     config_version: int | None
+    config_loaded_at: float | None
     sites: int
     pid: int
     clickhouse: str
@@ -127,6 +129,7 @@ class Readiness:
         ready = ReadyStatus(
             status="loading" if kv is None else "ready",
             config_version=None if kv is None else kv.version,
+            config_loaded_at=None if kv is None else kv.built_at,
             sites=0 if kv is None else len(kv.by_public_key),
             pid=os.getpid(),
             clickhouse=clickhouse,

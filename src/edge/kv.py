@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Protocol
 
 import msgspec
@@ -87,10 +88,13 @@ class ConfigKV:
     """One config version, compiled. Never mutated after `build_kv` returns it.
 
     ``siteless`` are the compiled experiments on no site, with their workspace ids.
+    ``built_at`` is when it was compiled (Unix seconds): /readyz reports it, so how long
+    a change took to reach a worker can be read off the worker itself.
     """
 
     __slots__ = (
         "assignable_by_id",
+        "built_at",
         "by_public_key",
         "by_site_id",
         "demo_public_key",
@@ -124,6 +128,7 @@ class ConfigKV:
             keys.setdefault(entry.prefix, []).append(entry)
         self.keys_by_prefix = {prefix: tuple(entries) for prefix, entries in keys.items()}
         self.demo_public_key = demo_public_key
+        self.built_at = time.time()
 
     def workspace_of_key(self, key: str) -> str | None:
         """The workspace an API key belongs to, or None for an unknown or revoked key."""
