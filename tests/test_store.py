@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from edge.control.records import NewExperiment, NewVariant
+from edge.control.schema import insert_sql
 from edge.control.snapshot import load_snapshot
 from edge.control.store import Store, normalize_site_url
 from edge.errors import Conflict, InvalidRequest, InvalidUrlPattern, NotFound
@@ -172,3 +173,8 @@ def test_store_methods_compose_into_one_transaction(store: Store) -> None:
     assert store.conn.execute("SELECT count(*) FROM sites").fetchone()[0] == 0
     assert store.conn.execute("SELECT count(*) FROM experiments").fetchone()[0] == 0
     assert store.config_version() == before
+
+
+def test_insert_sql_has_one_placeholder_per_column() -> None:
+    assert insert_sql("t", "a, b,c") == "INSERT INTO t (a, b,c) VALUES (?, ?, ?)"
+    assert insert_sql("t", "only") == "INSERT INTO t (only) VALUES (?)"

@@ -32,6 +32,7 @@ from edge.config import MutationConfig
 from edge.control import audit, credits
 from edge.control.api import Auth, in_store, in_transaction
 from edge.control.records import SiteRecord, utc_now
+from edge.control.schema import insert_sql
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
@@ -177,7 +178,7 @@ def add_idea(store: Store, workspace_id: str, site_id: str, new: NewIdea) -> Ide
         updated_at=now,
     )
     store.conn.execute(
-        f"INSERT INTO ideas ({_COLUMNS}) VALUES ({', '.join('?' * 14)})",
+        insert_sql("ideas", _COLUMNS),
         (
             idea.id, workspace_id, site_id, idea.title, idea.hypothesis, idea.category,
             idea.priority, idea.status, idea.output_type, idea.estimated_impact,

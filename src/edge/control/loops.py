@@ -48,6 +48,7 @@ from edge.control.loop_records import (
 )
 from edge.control.records import ExperimentRecord, NewExperiment, NewGoal, NewVariant
 from edge.control.results_api import ResultsSource
+from edge.control.schema import insert_sql
 from edge.control.store import Store
 from edge.errors import InvalidRequest
 
@@ -172,7 +173,7 @@ def _launch_round(
         last_look=None,
     )
     store.conn.execute(
-        f"INSERT INTO loop_rounds ({ROUND_COLUMNS}) VALUES ({', '.join('?' * 15)})",
+        insert_sql("loop_rounds", ROUND_COLUMNS),
         (round_.id, loop.id, number, experiment_id, control.id, test.id, _json(challenger),
          0, "pending", None, None, round_.started_at, None, 0.0, None),
     )  # fmt: skip
@@ -199,7 +200,7 @@ def create_loop(
     stamp = _iso(now)
     with store.transaction():
         store.conn.execute(
-            f"INSERT INTO loops ({LOOP_COLUMNS}) VALUES ({', '.join('?' * 23)})",
+            insert_sql("loops", LOOP_COLUMNS),
             (loop_id, workspace_id, config.site_id, config.name, config.target_url,
              config.url_pattern, _json(config.element_types),
              None if config.selector_hints is None else _json(config.selector_hints),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["MIGRATIONS", "migrate"]
+__all__ = ["MIGRATIONS", "insert_sql", "migrate"]
 
 _SERVED_TABLES = ("sites", "experiments", "variants", "goals")
 
@@ -376,6 +376,13 @@ CREATE INDEX edge_tokens_prefix ON edge_tokens(prefix);
 """
 
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+
+
+def insert_sql(table: str, columns: str) -> str:
+    """``INSERT INTO table (columns) VALUES (?, ...)`` with one placeholder per column of
+    the comma-separated ``columns``, so the count cannot drift from the list."""
+    marks = ", ".join("?" * len(columns.split(",")))
+    return f"INSERT INTO {table} ({columns}) VALUES ({marks})"
 
 
 def migrate(conn: sqlite3.Connection) -> None:
