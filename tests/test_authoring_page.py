@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 from bs4 import BeautifulSoup
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edge.authoring.fetch import FetchedPage, fetch_page
 from edge.authoring.page import Page, text_pattern
@@ -81,6 +83,21 @@ def test_count_matches_treats_an_invalid_selector_as_matching_nothing() -> None:
     assert count_matches(soup, ".a") == 2
     assert count_matches(soup, "p:::nope(") == 0
     assert count_matches(soup, ".missing") == 0
+
+
+def test_pseudo_elements_and_at_rules_match_nothing_but_quoted_colons_do() -> None:
+    soup = BeautifulSoup("<p class='a' title='x::y' data-at='@'>x</p>", "html.parser")
+    for selector in (".a::before", "p::after", "::marker", ".a::part(x)", "@Pfoo", ".a @Px"):
+        assert count_matches(soup, selector) == 0, selector
+    for selector in ('[title="x::y"]', "[title='x::y']", '[data-at="@"]', ".a:not(.b)"):
+        assert count_matches(soup, selector) == 1, selector
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=".#:@[]()='\\\" >+~*pa-1 ", max_size=24))
+def test_count_matches_answers_every_selector(selector: str) -> None:
+    soup = BeautifulSoup("<p class='a' title='x::y'>x</p>", "html.parser")
+    assert count_matches(soup, selector) in (0, 1)
 
 
 def test_page_parts(pages: dict[str, Page]) -> None:

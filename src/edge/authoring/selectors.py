@@ -33,13 +33,26 @@ _STATE_CLASS = re.compile(
 _UNSAFE_ATTRIBUTE_VALUE = re.compile(r'["\\\n\r]')
 
 
+# Escapes and quoted strings (attribute values, :contains() text) may hold "::" or "@";
+# outside them, "::" starts a pseudo-element and "@" an at-rule.
+_ESCAPE_OR_STRING = re.compile(r"""\\.|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'""", re.S)
+_PSEUDO_ELEMENT_OR_AT_RULE = re.compile(r"::|@")
+
+
+def _matches_no_element(selector: str) -> bool:
+    """Whether ``selector`` names a pseudo-element (``::before``) or holds an at-rule:
+    neither matches an element, and soupsieve refuses both rather than answer none."""
+    return bool(_PSEUDO_ELEMENT_OR_AT_RULE.search(_ESCAPE_OR_STRING.sub("x", selector)))
+
+
 def _select(soup: BeautifulSoup | Tag, selector: str, limit: int = 0) -> list[Tag]:
     """The elements ``selector`` matches (at most ``limit``, 0: all); none for a selector
-    soupsieve cannot parse. Besides its syntax error, soupsieve refuses pseudo-elements
-    (``::before``) and at-rules, which match no element, with NotImplementedError."""
+    that matches no element by its form or that soupsieve cannot parse."""
+    if _matches_no_element(selector):
+        return []
     try:
         return list(soup.select(selector, limit=limit))
-    except (soupsieve.SelectorSyntaxError, NotImplementedError, ValueError):
+    except (soupsieve.SelectorSyntaxError, ValueError):
         return []
 
 
