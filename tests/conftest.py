@@ -1,4 +1,4 @@
-"""Shared fixtures: a real SQLite store file and a spool directory per test, real servers,
+"""Shared fixtures: a real SQLite store file, a spool and a chDB directory per test, real servers,
 real Chromium."""
 
 from __future__ import annotations
@@ -17,6 +17,12 @@ from tests.support import Seed, Server, running_server, seed_store
 @pytest.fixture
 def spool_dir(tmp_path: Path) -> Path:
     return tmp_path / "spool"
+
+
+@pytest.fixture
+def dsn(tmp_path: Path) -> str:
+    """An embedded ClickHouse (chDB) directory of this test's own."""
+    return f"chdb://{tmp_path / 'clickhouse'}"
 
 
 @pytest.fixture

@@ -53,11 +53,6 @@ def create_table(client: Client) -> None:
 
 
 @pytest.fixture
-def dsn(tmp_path: Path) -> str:
-    return f"chdb://{tmp_path / 'clickhouse'}"
-
-
-@pytest.fixture
 def fast_flusher(spool_dir: Path, dsn: str) -> Iterator[Callable[..., Flusher]]:
     made: list[Flusher] = []
 

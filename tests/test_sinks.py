@@ -3,8 +3,6 @@ is stored once, a failed prepare releases the directory, and logs name no passwo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -14,11 +12,6 @@ from analytics import warehouse
 from edge.ingest.sinks import ClickHouseSink
 from tests.test_flusher import counts
 from tests.test_spool import event_batch
-
-
-@pytest.fixture
-def dsn(tmp_path: Path) -> str:
-    return f"chdb://{tmp_path / 'clickhouse'}"
 
 
 def test_a_token_is_stored_once(dsn: str) -> None:

@@ -50,9 +50,9 @@ class SnapshotState(msgspec.Struct, frozen=True):
 class ReadyStatus(msgspec.Struct, omit_defaults=True):
     """The answer of ``/readyz``: whether this worker has its config (``status``), which
     worker it is (``pid``), its config version and when it was loaded (Unix seconds),
-    and ClickHouse as the flusher last saw
-    it (its state: ``starting``, ``ok``, ``unavailable``, ``stopped``; ``no_flusher`` when
-    none reported lately, ``unknown`` before any did) with the spool segments pending. On
+    and ClickHouse as the flusher last saw it (its state: ``starting``, ``ok``,
+    ``unavailable``, ``stopped``; ``no_flusher`` when none reported lately, ``unknown``
+    before any did) with the spool segments pending. On
     a remote edge node, ``snapshot`` says how fresh its config is (on a relaying node the
     "ClickHouse" state is that of the relay to the control plane). While it loads,
     ``reason`` says what it waits for."""
