@@ -29,6 +29,11 @@ from analytics.results import ExperimentResults, compute_results
 from edge.config import MutationConfig
 from edge.control.records import IssuedKey, NewExperiment, NewGoal, NewVariant, Site
 from edge.control.store import Store
+from edge.outbound import OutboundGuard
+
+LOOPBACK_ALLOWED = OutboundGuard(allow_private=True)
+"""The guard of a server run with --allow-private-targets: the in-process tests fetch
+fixture pages on loopback."""
 
 
 def free_port() -> int:

@@ -21,6 +21,7 @@ from edge.authoring.fetch import fetch_page
 from edge.authoring.page import Page
 from edge.authoring.targets import resolve_target, url_pattern_for
 from tests.page_server import serve_pages
+from tests.support import LOOPBACK_ALLOWED
 
 REFERENCE_PROMPT = (
     "Change the hero price from $99 to $499 and update the CTA link to the Stripe Pro-plan "
@@ -36,7 +37,7 @@ def base() -> Iterator[str]:
 
 @pytest.fixture
 def author() -> DeterministicAuthor:
-    return DeterministicAuthor(PageFetcher())
+    return DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED))
 
 
 def variant(author: DeterministicAuthor, request: VariantRequest) -> VariantDraft:
@@ -47,7 +48,7 @@ def variant(author: DeterministicAuthor, request: VariantRequest) -> VariantDraf
 
 def test_the_reference_pricing_prompt(author: DeterministicAuthor, base: str) -> None:
     draft = variant(author, VariantRequest(base, REFERENCE_PROMPT, f"{base}/pricing"))
-    page = Page(fetch_page(f"{base}/pricing"))
+    page = Page(fetch_page(f"{base}/pricing", guard=LOOPBACK_ALLOWED))
     price, link = draft.variant.mutations
     assert (price.action, price.payload, price.attribute_name) == ("set_content", "$499", None)
     assert (link.action, link.attribute_name) == ("set_attribute", "href")
@@ -250,15 +251,18 @@ def test_hide_prompt(author: DeterministicAuthor, base: str) -> None:
 def test_same_prompt_same_page_same_variant(author: DeterministicAuthor, base: str) -> None:
     request = VariantRequest(base, REFERENCE_PROMPT, f"{base}/pricing")
     first = variant(author, request)
-    again = variant(DeterministicAuthor(PageFetcher()), request)
+    again = variant(DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED)), request)
     assert first.variant == again.variant and first.hypothesis == again.hypothesis
 
 
 def test_configured_author_is_deterministic_unless_an_llm_url_is_set() -> None:
-    assert isinstance(configured_author({}), DeterministicAuthor)
-    assert isinstance(configured_author({"SPLITEDGE_LLM_URL": "  "}), DeterministicAuthor)
+    assert isinstance(configured_author(LOOPBACK_ALLOWED, {}), DeterministicAuthor)
+    assert isinstance(
+        configured_author(LOOPBACK_ALLOWED, {"SPLITEDGE_LLM_URL": "  "}), DeterministicAuthor
+    )
     llm = configured_author(
-        {"SPLITEDGE_LLM_URL": "http://127.0.0.1:9/v1/", "SPLITEDGE_LLM_MODEL": "m"}
+        LOOPBACK_ALLOWED,
+        {"SPLITEDGE_LLM_URL": "http://127.0.0.1:9/v1/", "SPLITEDGE_LLM_MODEL": "m"},
     )
     assert isinstance(llm, LlmAuthor)
     assert (llm.settings.url, llm.settings.model) == ("http://127.0.0.1:9/v1", "m")

@@ -12,6 +12,7 @@ import pytest
 
 from edge.authoring.fetch import PageFetcher, PageUnavailable, fetch_page
 from tests.page_server import serve_pages
+from tests.support import LOOPBACK_ALLOWED
 
 PAGE = b"<!doctype html><html><head><title>ok</title></head><body><h1>Hi</h1></body></html>"
 
@@ -94,25 +95,25 @@ def bad() -> Iterator[str]:
 
 def test_fetches_a_fixture_page_as_html() -> None:
     with serve_pages() as base:
-        page = fetch_page(f"{base}/pricing")
+        page = fetch_page(f"{base}/pricing", guard=LOOPBACK_ALLOWED)
     assert page.url == page.final_url == f"{base}/pricing"
     assert "plan--pro" in page.html and "__NEXT_DATA__" in page.html
     assert page.fetched_at.endswith("Z") and page.fetched_at[:2] == "20"
 
 
 def test_follows_up_to_five_redirects_and_reports_where_it_ended(bad: str) -> None:
-    page = fetch_page(f"{bad}/hop/5")
+    page = fetch_page(f"{bad}/hop/5", guard=LOOPBACK_ALLOWED)
     assert page.final_url == f"{bad}/hop/0"
     with pytest.raises(PageUnavailable, match="redirects more than 5 times"):
-        fetch_page(f"{bad}/hop/6")
+        fetch_page(f"{bad}/hop/6", guard=LOOPBACK_ALLOWED)
     with pytest.raises(PageUnavailable, match="redirects more than 5 times"):
-        fetch_page(f"{bad}/loop")
+        fetch_page(f"{bad}/loop", guard=LOOPBACK_ALLOWED)
 
 
 def test_a_slow_page_times_out_with_an_actionable_422(bad: str) -> None:
     started = time.monotonic()
     with pytest.raises(PageUnavailable) as caught:
-        fetch_page(f"{bad}/slow", timeout=0.3)
+        fetch_page(f"{bad}/slow", timeout=0.3, guard=LOOPBACK_ALLOWED)
     assert time.monotonic() - started < 1.2
     assert caught.value.status == 422 and caught.value.code == "page_unavailable"
     assert "did not answer within 0.3 s" in caught.value.message
@@ -121,37 +122,37 @@ def test_a_slow_page_times_out_with_an_actionable_422(bad: str) -> None:
 
 def test_a_huge_page_stops_at_the_size_cap(bad: str) -> None:
     with pytest.raises(PageUnavailable, match="over the 100,000-byte limit"):
-        fetch_page(f"{bad}/huge", max_bytes=100_000)
+        fetch_page(f"{bad}/huge", max_bytes=100_000, guard=LOOPBACK_ALLOWED)
     with pytest.raises(PageUnavailable, match="50,000,000 bytes, over the 2,000,000-byte limit"):
-        fetch_page(f"{bad}/declared-huge")
+        fetch_page(f"{bad}/declared-huge", guard=LOOPBACK_ALLOWED)
 
 
 def test_only_html_is_accepted(bad: str) -> None:
     with pytest.raises(PageUnavailable, match="is application/json, not an HTML page"):
-        fetch_page(f"{bad}/json")
+        fetch_page(f"{bad}/json", guard=LOOPBACK_ALLOWED)
 
 
 def test_the_declared_charset_decodes_the_page(bad: str) -> None:
-    assert "Caf\u00e9" in fetch_page(f"{bad}/latin1").html
+    assert "Caf\u00e9" in fetch_page(f"{bad}/latin1", guard=LOOPBACK_ALLOWED).html
 
 
 def test_error_statuses_unreachable_hosts_and_bad_urls_are_422(bad: str) -> None:
     with pytest.raises(PageUnavailable, match="answered HTTP 404; check that the page exists"):
-        fetch_page(f"{bad}/gone")
+        fetch_page(f"{bad}/gone", guard=LOOPBACK_ALLOWED)
     with pytest.raises(PageUnavailable, match="redirects to a URL that is not http"):
-        fetch_page(f"{bad}/ftp")
+        fetch_page(f"{bad}/ftp", guard=LOOPBACK_ALLOWED)
     with serve_pages() as closed:
         pass  # the port is free again: nothing listens there
     with pytest.raises(PageUnavailable, match="could not be fetched .*reachable from this server"):
-        fetch_page(closed)
+        fetch_page(closed, guard=LOOPBACK_ALLOWED)
     for url in ("ftp://example.com/", "/pricing", "http://host:99999/"):
         with pytest.raises(PageUnavailable, match="http"):
-            fetch_page(url)
+            fetch_page(url, guard=LOOPBACK_ALLOWED)
 
 
 def test_the_fetcher_caches_successes_for_its_ttl_only(bad: str) -> None:
     now = [100.0]
-    fetcher = PageFetcher(ttl=60, max_entries=2, clock=lambda: now[0])
+    fetcher = PageFetcher(guard=LOOPBACK_ALLOWED, ttl=60, max_entries=2, clock=lambda: now[0])
     url = f"{bad}/cached"
     first = fetcher.fetch(url)
     assert fetcher.fetch(url) is first and Misbehaving.hits["/cached"] == 1

@@ -13,6 +13,7 @@ from edge.authoring.fetch import fetch_page
 from edge.authoring.page import Page
 from edge.config import MutationConfig
 from tests.page_server import serve_pages
+from tests.support import LOOPBACK_ALLOWED
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +24,14 @@ def base() -> Iterator[str]:
 
 @pytest.fixture
 def author() -> DeterministicAuthor:
-    return DeterministicAuthor(PageFetcher())
+    return DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED))
 
 
 def test_ideas_carry_real_selectors_and_are_deterministic(
     author: DeterministicAuthor, base: str
 ) -> None:
     ideas = author.generate_ideas(base, 10)
-    page = Page(fetch_page(f"{base}/"))
+    page = Page(fetch_page(f"{base}/", guard=LOOPBACK_ALLOWED))
     assert len(ideas) >= 8
     assert {idea.category for idea in ideas} >= {"headline", "copy", "cta", "social_proof"}
     for idea in ideas:
@@ -40,9 +41,9 @@ def test_ideas_carry_real_selectors_and_are_deterministic(
             assert change.action == "set_content" and change.payload != page.text(element)
     # The first ones vary different elements.
     assert [idea.element_type for idea in ideas[:3]] == ["headline", "copy", None]
-    assert author.generate_ideas(base, 10) == DeterministicAuthor(PageFetcher()).generate_ideas(
-        base, 10
-    )
+    assert author.generate_ideas(base, 10) == DeterministicAuthor(
+        PageFetcher(guard=LOOPBACK_ALLOWED)
+    ).generate_ideas(base, 10)
     assert author.generate_ideas(base, 3) == ideas[:3]
     social = next(idea for idea in ideas if idea.category == "social_proof")
     assert "Trusted by 2,400 product teams" in social.mutations[0].payload

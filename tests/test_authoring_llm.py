@@ -15,6 +15,7 @@ import pytest
 from edge.authoring import AuthorUnavailable, LlmAuthor, LlmSettings, PageFetcher
 from edge.authoring.drafts import VariantDraft, VariantRequest
 from tests.page_server import serve_pages
+from tests.support import LOOPBACK_ALLOWED
 
 
 @contextmanager
@@ -55,7 +56,10 @@ def base() -> Iterator[str]:
 
 
 def _author(url: str) -> LlmAuthor:
-    return LlmAuthor(LlmSettings(url=url, model="test-model", api_key="k-123"), PageFetcher())
+    return LlmAuthor(
+        LlmSettings(url=url, model="test-model", api_key="k-123"),
+        PageFetcher(guard=LOOPBACK_ALLOWED),
+    )
 
 
 def test_valid_changes_are_kept_and_an_unknown_selector_dropped(base: str) -> None:

@@ -15,12 +15,16 @@ from edge.authoring.page import Page, text_pattern
 from edge.authoring.selectors import count_matches, is_stable_class, stable_selector
 from edge.authoring.stack import detect_stack
 from tests.page_server import FIXTURES, serve_pages
+from tests.support import LOOPBACK_ALLOWED
 
 
 @pytest.fixture(scope="module")
 def pages() -> Iterator[dict[str, Page]]:
     with serve_pages() as base:
-        yield {name: Page(fetch_page(f"{base}/{name}")) for name in ("", "pricing", "landing")}
+        yield {
+            name: Page(fetch_page(f"{base}/{name}", guard=LOOPBACK_ALLOWED))
+            for name in ("", "pricing", "landing")
+        }
 
 
 def page_of(html: str) -> Page:

@@ -36,7 +36,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     data = tmp_path_factory.mktemp("experiments-api") / "data"
     store_path = data / "splitedge.sqlite3"
     seed = seed_store(store_path)
-    with running_server(data) as server:
+    with running_server(data, args=["--allow-private-targets"]) as server:
         yield Env(server, store_path, seed, seed.key.key, seed.other_key.key)
 
 

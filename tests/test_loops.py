@@ -29,7 +29,7 @@ import pytest
 
 from analytics.gateway import query_runner
 from analytics.loop_decisions import ArmCounts, RoundData
-from edge.authoring import DeterministicAuthor
+from edge.authoring import DeterministicAuthor, PageFetcher
 from edge.control import loop_records, loops
 from edge.control.loop_records import Loop, LoopConfig, LoopGoal, Round
 from edge.control.loops import create_loop
@@ -38,7 +38,14 @@ from edge.control.results_api import ResultsSource
 from edge.control.scheduler import Scheduler, TickReport, tick_once
 from edge.control.store import Store
 from tests.page_server import serve_pages
-from tests.support import api_call, collect, running_server, wait_flushed, wait_served
+from tests.support import (
+    LOOPBACK_ALLOWED,
+    api_call,
+    collect,
+    running_server,
+    wait_flushed,
+    wait_served,
+)
 
 START = datetime(2026, 1, 5, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -142,7 +149,7 @@ def make_world(
     tmp_path: Path, pages: str, scenarios: dict[str, ChallengerRate], seed: int, **rules: Any
 ) -> World:
     store_path = tmp_path / "splitedge.sqlite3"
-    author = DeterministicAuthor()
+    author = DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED))
     store = Store(store_path)
     try:
         workspace = store.create_workspace("loops")
@@ -368,7 +375,9 @@ def test_a_loop_over_rest_and_clickhouse_is_promoted_by_a_tick(tmp_path: Path, p
         site = store.create_site(workspace.id, pages)
     finally:
         store.close()
-    with running_server(data, env={"SPLITEDGE_TICK_INTERVAL": "0"}) as server:
+    with running_server(
+        data, env={"SPLITEDGE_TICK_INTERVAL": "0"}, args=["--allow-private-targets"]
+    ) as server:
         base = {"site_id": site.id, "target_url": pages + "/pricing", "element_types": ["headline"]}
         seeds = api_call(server, key, "POST", "/v1/loops", base)
         assert seeds.status_code == 200, seeds.text
@@ -415,7 +424,12 @@ def test_a_loop_over_rest_and_clickhouse_is_promoted_by_a_tick(tmp_path: Path, p
         runner = query_runner(f"chdb://{(data / 'clickhouse').resolve()}", data / "run")
         results = loops.source_results(ResultsSource(data / "splitedge.sqlite3", runner))
         week = datetime.now(UTC) + timedelta(days=7, hours=1)
-        report = tick_once(data / "splitedge.sqlite3", results, DeterministicAuthor(), week)
+        report = tick_once(
+            data / "splitedge.sqlite3",
+            results,
+            DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED)),
+            week,
+        )
         assert [(t.loop_id, t.decision) for t in report.loops] == [(loop_id, "promote")]
 
         status = api_call(server, key, "GET", f"/v1/loops/{loop_id}").json()["data"]
@@ -439,7 +453,7 @@ def test_the_tick_command_advances_a_due_loop_once_beside_another(tmp_path: Path
         try:
             workspace = store.create_workspace("cron")
             site = store.create_site(workspace.id, pages)
-            author = DeterministicAuthor()
+            author = DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED))
             config = loop_config("cron", site.id, pages + "/pricing")
             draft = author.challenger(config.target_url, config.element_types, (), [])
             now = datetime.now(UTC)

@@ -47,7 +47,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with (
         serve_pages() as pages,
         running_server(data, env={"SPLITEDGE_TICK_INTERVAL": "0"},
-                       args=["--limits", str(plans)]) as server,
+                       args=["--limits", str(plans), "--allow-private-targets"]) as server,
     ):  # fmt: skip
         yield Env(server, data / "splitedge.sqlite3", pages)
 

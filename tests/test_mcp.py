@@ -67,7 +67,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     plans_file.write_text(json.dumps(PLANS))
     data = root / "data"
     Store(data / "splitedge.sqlite3").close()
-    with running_server(data, args=["--limits", str(plans_file)]) as server:
+    with running_server(
+        data, args=["--limits", str(plans_file), "--allow-private-targets"]
+    ) as server:
         yield Env(server, data / "splitedge.sqlite3")
 
 

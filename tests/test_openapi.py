@@ -84,7 +84,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         )
     finally:
         store.close()
-    with serve_pages() as pages, running_server(data) as server:
+    with (
+        serve_pages() as pages,
+        running_server(data, args=["--allow-private-targets"]) as server,
+    ):
         # The authoring routes fetch the site's pages: the fixture pages on loopback.
         store = Store(data / "splitedge.sqlite3")
         try:

@@ -19,7 +19,7 @@ import httpx
 import msgspec
 import pytest
 
-from edge.authoring import DeterministicAuthor
+from edge.authoring import DeterministicAuthor, PageFetcher
 from edge.authoring.drafts import ElementType, IdeaDraft
 from edge.control import credits
 from edge.control.plans import PlanLimits
@@ -33,7 +33,7 @@ from edge.control.schedules import (
 )
 from edge.control.store import Store
 from tests.page_server import serve_pages
-from tests.support import Seed, Server, api_call, running_server, seed_store
+from tests.support import LOOPBACK_ALLOWED, Seed, Server, api_call, running_server, seed_store
 
 SUNDAY_NOON = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MONDAY_9 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -84,7 +84,7 @@ class Env(msgspec.Struct):
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     data = tmp_path_factory.mktemp("schedules") / "data"
     seed = seed_store(data / "splitedge.sqlite3")
-    with running_server(data) as server:
+    with running_server(data, args=["--allow-private-targets"]) as server:
         yield Env(server, data / "splitedge.sqlite3", seed)
 
 
@@ -294,7 +294,7 @@ def grant(runs: Runs, amount: int) -> None:
 
 
 def test_a_due_schedule_runs_once_and_moves_to_its_next_time(runs: Runs) -> None:
-    author = DeterministicAuthor()
+    author = DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED))
     schedule_id = schedule(runs, target_pages=(runs.pages + "/pricing", runs.pages + "/landing"))
     assert run_due(runs.store_path, author, MONDAY_9 - timedelta(seconds=1)) == []
 
@@ -337,7 +337,14 @@ def test_a_disabled_schedule_never_runs(runs: Runs) -> None:
         store.conn.execute("UPDATE schedules SET enabled = 0 WHERE id = ?", (schedule_id,))
     finally:
         store.close()
-    assert run_due(runs.store_path, DeterministicAuthor(), MONDAY_9 + timedelta(days=30)) == []
+    assert (
+        run_due(
+            runs.store_path,
+            DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED)),
+            MONDAY_9 + timedelta(days=30),
+        )
+        == []
+    )
 
 
 class HeldAuthor(DeterministicAuthor):
@@ -382,7 +389,7 @@ def test_two_concurrent_schedulers_never_run_a_schedule_twice(runs: Runs) -> Non
 def test_a_metered_run_pays_per_page_refunds_a_failed_page_and_skips_when_short(
     runs: Runs,
 ) -> None:
-    author = DeterministicAuthor()
+    author = DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED))
     grant(runs, 25)
     # one page that serves, one that does not: 20 charged, 10 given back
     schedule(runs, target_pages=(runs.pages + "/pricing", "http://127.0.0.1:9/gone"))
@@ -411,7 +418,9 @@ def test_a_metered_run_pays_per_page_refunds_a_failed_page_and_skips_when_short(
 def test_a_run_whose_every_page_fails_is_refunded_in_full(runs: Runs) -> None:
     grant(runs, 10)
     schedule(runs, target_pages=("http://127.0.0.1:9/down",))
-    (run,) = run_due(runs.store_path, DeterministicAuthor(), MONDAY_9, METERED)
+    (run,) = run_due(
+        runs.store_path, DeterministicAuthor(PageFetcher(guard=LOOPBACK_ALLOWED)), MONDAY_9, METERED
+    )
     assert run.idea_ids == () and run.errors[0].code == "page_unavailable"
     assert balance(runs) == 10
     assert read(runs, "SELECT count(*) FROM ideas") == [(0,)]

@@ -49,7 +49,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     plans.write_text(json.dumps(PLANS))
     data = root / "data"
     Store(data / "splitedge.sqlite3").close()
-    with serve_pages() as pages, running_server(data, args=["--limits", str(plans)]) as server:
+    with (
+        serve_pages() as pages,
+        running_server(data, args=["--limits", str(plans), "--allow-private-targets"]) as server,
+    ):
         yield Env(server, data / "splitedge.sqlite3", pages)
 
 

@@ -50,6 +50,7 @@ from edge.demo import DEMO_PATH, DemoPage
 from edge.hot_routes import HotRoutes
 from edge.http import EXCEPTION_HANDLERS
 from edge.operation import DocumentedRoute
+from edge.outbound import OutboundGuard
 from edge.serving import EdgeServing
 from edge.settings import Settings
 
@@ -74,7 +75,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     links = ReportLinks(settings.store_path)
     limits = plans.plan_limits(plans.load_plans(settings.limits))
     # One author per worker: its page cache serves every route that authors.
-    author = configured_author()
+    guard = OutboundGuard(allow_private=settings.private_targets_allowed)
+    author = configured_author(guard)
     mcp = McpMount(settings.store_path, limits)
 
     @contextlib.asynccontextmanager
@@ -98,14 +100,14 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
             settings.store_path, runner, limits, settings.agent_value_per_success or None
         ),
         Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
-        *sites_api.routes(settings.store_path, limits),
+        *sites_api.routes(settings.store_path, guard, limits),
         *intelligence_api.routes(settings.store_path, author, limits),
         *experiments_api.routes(settings.store_path, author, limits),
         *variants_api.routes(settings.store_path, author, limits),
         *ideas_api.routes(settings.store_path, author, limits),
         *schedules_api.routes(settings.store_path, limits),
         *loops_api.routes(settings.store_path, author, loops.source_results(results), limits),
-        *webhooks.routes(settings.store_path, dev=settings.dev, limits=limits),
+        *webhooks.routes(settings.store_path, guard, dev=settings.dev, limits=limits),
         *workspace_api.routes(settings.store_path, limits),
         *edge_api.routes(settings.store_path),
         *edge_ingest_api.routes(

@@ -74,7 +74,15 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--dev",
         action="store_true",
         default=_env("dev", "false").lower() in ("1", "true"),
-        help="development mode: webhooks may target http:// on loopback hosts (SPLITEDGE_DEV)",
+        help="development mode: webhooks may use http://, and page fetches and webhooks may "
+        "reach loopback and private addresses (SPLITEDGE_DEV)",
+    )
+    serve.add_argument(
+        "--allow-private-targets",
+        action="store_true",
+        default=_env("allow_private_targets", "false").lower() in ("1", "true"),
+        help="page fetches and webhooks may reach loopback and private addresses, e.g. to "
+        "test against a local site; off by default (SPLITEDGE_ALLOW_PRIVATE_TARGETS)",
     )
     serve.add_argument(
         "--tick-interval",
@@ -166,6 +174,7 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
     return msgspec.structs.replace(
         _common_settings(parser, args),
         dev=args.dev,
+        allow_private_targets=args.allow_private_targets,
         tick_interval=args.tick_interval,
         limits=limits,
     )

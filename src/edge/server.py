@@ -30,6 +30,7 @@ from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.demo import ensure_demo_site
 from edge.ingest.flusher import Flusher
 from edge.logs import logging_config
+from edge.outbound import OutboundGuard
 from edge.settings import Settings
 
 __all__ = ["granian_options", "prepare", "run", "serve_workers"]
@@ -116,7 +117,10 @@ def run(settings: Settings) -> int:
     )
     flusher.start()
     # Webhooks are sent from this process only, whatever the number of workers.
-    dispatcher = WebhookDispatcher(settings.store_path, RetryPolicy.from_settings(settings))
+    guard = OutboundGuard(allow_private=settings.private_targets_allowed)
+    dispatcher = WebhookDispatcher(
+        settings.store_path, RetryPolicy.from_settings(settings), guard=guard
+    )
     dispatcher.start()
     # Workers cannot open an embedded chDB directory this process holds: they query
     # through it (analytics.gateway).
@@ -136,7 +140,7 @@ def run(settings: Settings) -> int:
         scheduler = Scheduler(
             settings.store_path,
             loops.source_results(source),
-            configured_author(),
+            configured_author(guard),
             settings.tick_interval,
             plans.plan_limits(plans.load_plans(settings.limits)),
         )

@@ -27,8 +27,11 @@ class Settings(msgspec.Struct, frozen=True):
     clickhouse_cluster: str = ""
     spool_cap_mb: int = 1024
     config_poll_interval: float = 0.2
-    # Development mode: webhooks may then target plain http:// on loopback hosts.
+    # Development mode: webhooks may use plain http://, and outbound requests (page
+    # fetches, webhooks) may go to loopback and private addresses (edge.outbound).
     dev: bool = False
+    # Outbound requests may go to loopback and private addresses, without the rest of --dev.
+    allow_private_targets: bool = False
     # Webhook deliveries (edge.control.webhook_dispatch.RetryPolicy), in seconds.
     webhook_timeout: float = 10.0
     webhook_backoff: float = 30.0
@@ -47,6 +50,11 @@ class Settings(msgspec.Struct, frozen=True):
     # A remote edge node's control plane and its edge token (`splitedge edge`, edge.node).
     control_url: str = ""
     edge_token: str = ""
+
+    @property
+    def private_targets_allowed(self) -> bool:
+        """Whether page fetches and webhooks may reach the server's own network."""
+        return self.dev or self.allow_private_targets
 
     @property
     def store_path(self) -> Path:

@@ -11,11 +11,12 @@ import os
 from collections.abc import Mapping
 
 from edge.authoring.author import Author
-from edge.authoring.deterministic import DeterministicAuthor, shared_fetcher
+from edge.authoring.deterministic import DeterministicAuthor
 from edge.authoring.fetch import FetchedPage, PageFetcher, PageUnavailable, fetch_page
 from edge.authoring.ideas import NothingToVary
 from edge.authoring.llm import AuthorUnavailable, LlmAuthor, LlmSettings
 from edge.authoring.variants import UnactionablePrompt
+from edge.outbound import OutboundGuard
 
 __all__ = [
     "Author",
@@ -33,11 +34,12 @@ __all__ = [
 ]
 
 
-def configured_author(environ: Mapping[str, str] | None = None) -> Author:
-    """The author ``environ`` (default: the process environment) configures: an
-    `LlmAuthor` when ``SPLITEDGE_LLM_URL`` is set, else a `DeterministicAuthor`. Both
-    share the process's page cache."""
+def configured_author(guard: OutboundGuard, environ: Mapping[str, str] | None = None) -> Author:
+    """The author ``environ`` (default: the process environment) configures, fetching
+    pages through ``guard``: an `LlmAuthor` when ``SPLITEDGE_LLM_URL`` is set, else a
+    `DeterministicAuthor`. Make one per process: its page cache serves every caller."""
     settings = LlmSettings.from_environ(os.environ if environ is None else environ)
+    fetcher = PageFetcher(guard=guard)
     if settings is None:
-        return DeterministicAuthor(shared_fetcher())
-    return LlmAuthor(settings, shared_fetcher())
+        return DeterministicAuthor(fetcher)
+    return LlmAuthor(settings, fetcher)

@@ -40,22 +40,15 @@ from edge.authoring.variants import (
 )
 from edge.config import MutationConfig
 
-__all__ = ["DeterministicAuthor", "shared_fetcher"]
-
-_SHARED = PageFetcher()
-
-
-def shared_fetcher() -> PageFetcher:
-    """The process's page cache, shared by the authors `configured_author` makes."""
-    return _SHARED
+__all__ = ["DeterministicAuthor"]
 
 
 class DeterministicAuthor:
     """The `edge.authoring.author.Author` that needs no LLM. ``fetcher`` fetches (and
-    caches) the pages; by default the process's shared one."""
+    caches) the pages; by default a new one that fetches public addresses only."""
 
     def __init__(self, fetcher: PageFetcher | None = None) -> None:
-        self.fetcher = fetcher if fetcher is not None else _SHARED
+        self.fetcher = fetcher if fetcher is not None else PageFetcher()
 
     def page(self, url: str) -> Page:
         """The page at ``url``, fetched and parsed. Raises `PageUnavailable`."""

@@ -2,8 +2,10 @@
 
 The page is a customer's, fetched from the server, so every fetch is bounded: a total
 timeout, a size cap checked while the body streams in (a huge page is never held in
-memory), at most five redirects, http(s) only, and HTML only. Anything else is a
-`PageUnavailable` (422) telling the caller what to check.
+memory), at most five redirects, http(s) only, and HTML only. Every connection, redirect
+hops included, goes through the outbound guard (`edge.outbound`): a page on the server's
+own network is not fetched. Anything else is a `PageUnavailable` (422) telling the caller
+what to check.
 
 `PageFetcher` adds a small in-process cache: the authors fetch the same page several
 times in one flow (clarification, variant, ideas), and the reference caches the DOM too
@@ -23,6 +25,7 @@ import httpx
 import msgspec
 
 from edge.errors import SplitedgeError
+from edge.outbound import OutboundGuard, TargetRefused
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -108,9 +111,14 @@ def _read(response: httpx.Response, url: str, max_bytes: int, deadline: float) -
 
 
 def fetch_page(
-    url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES
+    url: str,
+    *,
+    guard: OutboundGuard,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> FetchedPage:
-    """GET ``url`` as HTML, within ``timeout`` seconds in all and ``max_bytes`` of body.
+    """GET ``url`` as HTML through ``guard``, within ``timeout`` seconds in all and
+    ``max_bytes`` of body.
 
     Raises `PageUnavailable` when the page cannot be had."""
     _check_url(url)
@@ -119,6 +127,8 @@ def fetch_page(
     try:
         with (
             httpx.Client(
+                transport=guard.transport(),
+                trust_env=False,
                 follow_redirects=True,
                 max_redirects=MAX_REDIRECTS,
                 timeout=httpx.Timeout(timeout),
@@ -140,6 +150,19 @@ def fetch_page(
                 )
             body = _read(response, final_url, max_bytes, deadline)
             html = _decode(body, response.charset_encoding)
+    except TargetRefused:
+        # The same words whether the URL or a redirect hop led inside: which one (and
+        # what answered there) is nothing a tenant needs to learn.
+        raise PageUnavailable(
+            f"{url} leads to a non-public address (loopback, private, link-local or "
+            "another internal range; directly, through DNS or through a redirect), which "
+            "this server does not fetch; target a public page"
+        ) from None
+    except httpx.InvalidURL:  # e.g. 0177.0.0.1, which httpx will not read as IPv4
+        raise PageUnavailable(
+            f"{url[:200]!r} (or a URL it redirects to) is not a valid URL; pass an absolute "
+            "http(s) URL such as https://example.com/pricing"
+        ) from None
     except httpx.TooManyRedirects:
         raise PageUnavailable(
             f"{url} redirects more than {MAX_REDIRECTS} times; pass the URL it ends at"
@@ -153,29 +176,35 @@ def fetch_page(
             f"{url} did not answer within {timeout:g} s; check that the page is reachable "
             "from this server and fast enough, then retry"
         ) from None
-    except httpx.HTTPError as exc:
+    except httpx.HTTPError:
+        # No detail of the failure: refused, reset or a failed TLS handshake would tell
+        # open ports from closed ones.
         raise PageUnavailable(
-            f"{url} could not be fetched ({type(exc).__name__}: {exc}); check that the URL "
-            "is right and reachable from this server (DNS, firewall), then retry"
+            f"{url} could not be fetched (no connection, or the connection failed); check "
+            "that the URL is right and reachable from this server (DNS, firewall), then "
+            "retry"
         ) from None
     fetched_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return FetchedPage(url, final_url, html, fetched_at)
 
 
 class PageFetcher:
-    """`fetch_page` with a small cache: a page fetched successfully is reused for ``ttl``
-    seconds; at most ``max_entries`` pages are kept (least recently used go first).
-    Failures are never cached. Thread-safe."""
+    """`fetch_page` through ``guard`` (default: the strict one, public addresses only)
+    with a small cache: a page fetched successfully is reused for ``ttl`` seconds; at most
+    ``max_entries`` pages are kept (least recently used go first). Failures are never
+    cached. Thread-safe."""
 
     def __init__(
         self,
         *,
+        guard: OutboundGuard | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         max_bytes: int = DEFAULT_MAX_BYTES,
         ttl: float = 600.0,
         max_entries: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.guard = OutboundGuard() if guard is None else guard
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.ttl = ttl
@@ -193,7 +222,7 @@ class PageFetcher:
                 self._pages.move_to_end(url)
                 return cached[1]
         # Fetched outside the lock: one slow page must not hold up the others.
-        page = fetch_page(url, timeout=self.timeout, max_bytes=self.max_bytes)
+        page = fetch_page(url, guard=self.guard, timeout=self.timeout, max_bytes=self.max_bytes)
         with self._lock:
             self._pages[url] = (now, page)
             self._pages.move_to_end(url)

@@ -13,6 +13,7 @@ default.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,6 +44,7 @@ from edge.control.plans import PlanLimits
 from edge.control.records import SiteRecord
 from edge.control.store import Store, normalize_site_url
 from edge.errors import NotFound, PlanLimitReached
+from edge.outbound import OutboundGuard
 
 __all__ = [
     "CreateSite",
@@ -179,8 +181,11 @@ class SitesApi:
     """The handlers of ``/v1/sites``, over one store file and the plans' limits (None:
     no limits)."""
 
-    def __init__(self, store_path: Path, limits: PlanLimits | None = None) -> None:
+    def __init__(
+        self, store_path: Path, guard: OutboundGuard, limits: PlanLimits | None = None
+    ) -> None:
         self.store_path = store_path
+        self.guard = guard
         self.limits = limits
 
     async def list_sites(self, scope: dict[str, Any], receive: Receive) -> Reply:
@@ -210,6 +215,9 @@ class SitesApi:
         ``reuse_if_exists`` is set and the domain is registered already."""
         auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _create_decoder, "site")
+        # The site's pages are fetched later (intelligence, ideas, loops): refuse now a
+        # URL on the server's own network. Outside the transaction: it may ask DNS.
+        await asyncio.to_thread(self.guard.check_url, normalize_site_url(body.url)[0], "url")
         site, reused = await in_transaction(
             self.store_path, auth, lambda store: self._register(store, auth, body), "create_site"
         )
@@ -259,10 +267,11 @@ class SitesApi:
             )
 
 
-def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
-    """The routes of ``/v1/sites``; ``limits`` are the plans' limits: rate, metering and
-    sites per workspace (None: none)."""
-    api = SitesApi(store_path, limits)
+def routes(store_path: Path, guard: OutboundGuard, limits: PlanLimits | None = None) -> list[Route]:
+    """The routes of ``/v1/sites``; site URLs must be addresses ``guard`` allows;
+    ``limits`` are the plans' limits: rate, metering and sites per workspace (None:
+    none)."""
+    api = SitesApi(store_path, guard, limits)
     listing = ApiOperation(
         handler=api.list_sites,
         summary="List the workspace's sites, newest first",
@@ -279,7 +288,7 @@ def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
         body=_create_decoder,
         data=CreatedSite,
         statuses=(201, 200),
-        errors=(402, 409),
+        errors=(400, 402, 409),
         example={"name": "My store", "url": "https://mystore.com", "reuse_if_exists": True},
     )
     get = ApiOperation(handler=api.get, summary="Get a site", data=SiteOut, errors=(404,))

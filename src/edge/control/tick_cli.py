@@ -23,6 +23,7 @@ from edge.control import loops, plans
 from edge.control.keys_cli import data_dir_parent
 from edge.control.results_api import ResultsSource
 from edge.control.scheduler import tick_once
+from edge.outbound import OutboundGuard
 from edge.settings import ENV_PREFIX, Settings
 
 __all__ = ["add_parser", "run"]
@@ -46,11 +47,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="off|reference|FILE",
         help="plans, as for serve: which plans pay for scheduled idea runs (SPLITEDGE_LIMITS)",
     )
+    tick.add_argument(
+        "--allow-private-targets",
+        action="store_true",
+        default=os.environ.get(ENV_PREFIX + "ALLOW_PRIVATE_TARGETS", "").lower() in ("1", "true"),
+        help="as for serve: page fetches may reach loopback and private addresses "
+        "(SPLITEDGE_ALLOW_PRIVATE_TARGETS)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``tick`` command."""
-    settings = Settings(data_dir=str(Path(args.data_dir).resolve()), clickhouse=args.clickhouse)
+    settings = Settings(
+        data_dir=str(Path(args.data_dir).resolve()),
+        clickhouse=args.clickhouse,
+        allow_private_targets=args.allow_private_targets,
+    )
     if not settings.store_path.exists():
         where = settings.store_path
         print(f"splitedge: no store at {where}; is --data-dir right?", file=sys.stderr)
@@ -70,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         results = loops.source_results(ResultsSource(settings.store_path, runner))
-        report = tick_once(
-            settings.store_path, results, configured_author(), datetime.now(UTC), limits
-        )
+        author = configured_author(OutboundGuard(allow_private=settings.private_targets_allowed))
+        report = tick_once(settings.store_path, results, author, datetime.now(UTC), limits)
     finally:
         runner.close()
     print(msgspec.json.encode(report).decode())

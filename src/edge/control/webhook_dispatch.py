@@ -20,29 +20,35 @@ Dispatcher
     delivers; anything else is retried after a capped exponential backoff with jitter,
     until `RetryPolicy.max_attempts`, then the row is ``failed``. Redirects are not
     followed (a POST must not silently turn into a GET elsewhere).
+
+Where deliveries may go
+    Every attempt connects through the outbound guard (`edge.outbound`): an endpoint that
+    is, or has come to resolve to, an address of the server's own network is not
+    contacted. What an attempt records is generic on purpose: the receiver's status code,
+    or "refused", "could not connect" or "timed out", never the socket or TLS error or
+    the receiver's body, so the delivery log cannot be used to scan ports or read pages
+    on a network the tenant cannot reach.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import logging
 import random
 import sqlite3
 import threading
 import time
-import urllib.error
-import urllib.request
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import msgspec
 
 from edge.control.records import utc_now
 from edge.control.store import Store
+from edge.outbound import OutboundGuard, TargetRefused
 from edge.settings import Settings
 
 __all__ = [
@@ -63,8 +69,14 @@ EVENT_HEADER = "X-abTestBot-Event"
 DELIVERY_HEADER = "X-abTestBot-Delivery"
 USER_AGENT = "splitedge-webhooks/1"
 
-# How much of a failed response's body the log keeps, to show the receiver's complaint.
-_ERROR_BODY_CHARS = 300
+# The only texts an attempt's error can be (besides an HTTP status): see "Where
+# deliveries may go" above.
+REFUSED_ERROR = (
+    "refused: the endpoint is, or resolves to, a non-public address (loopback, private, "
+    "link-local); register a public https:// endpoint"
+)
+UNREACHABLE_ERROR = "could not connect to the endpoint, or the connection failed"
+TIMEOUT_ERROR = "the endpoint did not answer in time"
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -127,51 +139,40 @@ class _Outcome(msgspec.Struct, frozen=True):
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # urllib then raises HTTPError with the 3xx status
+def _status_text(response: httpx.Response) -> str | None:
+    if response.is_success:
+        return None
+    redirect = " (redirects are not followed)" if response.is_redirect else ""
+    return f"HTTP {response.status_code}{redirect}"
 
 
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    try:
-        body = exc.read(_ERROR_BODY_CHARS).decode("utf-8", "replace")
-    except (OSError, http.client.HTTPException):
-        body = ""
-    finally:
-        exc.close()
-    redirect = " (redirects are not followed)" if 300 <= exc.code < 400 else ""
-    return f"HTTP {exc.code} {exc.reason}{redirect}" + (f": {body}" if body else "")
-
-
-def _post(opener: urllib.request.OpenerDirector, claimed: _Claimed, timeout: float) -> _Outcome:
+def _post(client: httpx.Client, claimed: _Claimed) -> _Outcome:
     """One attempt; every way it can fail becomes the outcome's error, never an exception."""
     timestamp = int(time.time())
     signature = sign(claimed.secret, timestamp, claimed.payload)
-    request = urllib.request.Request(
-        claimed.url,
-        data=claimed.payload,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            SIGNATURE_HEADER: signature,
-            TIMESTAMP_HEADER: str(timestamp),
-            CLAWSPLIT_SIGNATURE_HEADER: signature,
-            EVENT_HEADER: claimed.event,
-            DELIVERY_HEADER: claimed.event_id,
-        },
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: signature,
+        TIMESTAMP_HEADER: str(timestamp),
+        CLAWSPLIT_SIGNATURE_HEADER: signature,
+        EVENT_HEADER: claimed.event,
+        DELIVERY_HEADER: claimed.event_id,
+    }
     started_at = utc_now()
     started = time.perf_counter()
     status: int | None = None
     error: str | None = None
     try:
-        with opener.open(request, timeout=timeout) as response:
-            status = int(response.status)
-    except urllib.error.HTTPError as exc:
-        status, error = exc.code, _error_text(exc)
-    except Exception as exc:  # whatever one receiver does fails its attempt, not the thread
-        error = f"{type(exc).__name__}: {exc}"[:_ERROR_BODY_CHARS]
+        # The body is never read: only the status counts, and it stays the receiver's.
+        with client.stream("POST", claimed.url, content=claimed.payload, headers=headers) as r:
+            status, error = r.status_code, _status_text(r)
+    except TargetRefused:
+        error = REFUSED_ERROR
+    except httpx.TimeoutException:
+        error = TIMEOUT_ERROR
+    except Exception:  # whatever one receiver does fails its attempt, not the thread
+        error = UNREACHABLE_ERROR
     duration_ms = round(1000 * (time.perf_counter() - started))
     return _Outcome(started_at, duration_ms, status, error)
 
@@ -188,6 +189,7 @@ ORDER BY d.next_attempt_at LIMIT ?
 class WebhookDispatcher:
     """Delivers the store's due webhook rows on a thread; see the module docstring.
 
+    ``guard`` decides which addresses deliveries may reach (default: public ones only);
     ``concurrency`` bounds the attempts in flight; ``poll_interval`` is how often the
     store is asked for due rows when nothing is happening.
     """
@@ -197,14 +199,15 @@ class WebhookDispatcher:
         store_path: Path | str,
         policy: RetryPolicy | None = None,
         *,
+        guard: OutboundGuard | None = None,
         concurrency: int = 8,
         poll_interval: float = 0.25,
     ) -> None:
         self.store_path = Path(store_path)
         self.policy = RetryPolicy() if policy is None else policy
+        self.guard = OutboundGuard() if guard is None else guard
         self.concurrency = concurrency
         self.poll_interval = poll_interval
-        self._opener = urllib.request.build_opener(_NoRedirects)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -231,6 +234,13 @@ class WebhookDispatcher:
     def _run(self) -> None:
         store = Store(self.store_path)
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="splitedge-webhook")
+        client = httpx.Client(
+            transport=self.guard.transport(),
+            trust_env=False,
+            follow_redirects=False,
+            timeout=self.policy.timeout,
+            limits=httpx.Limits(max_connections=self.concurrency),
+        )
         inflight: dict[Future[_Outcome], _Claimed] = {}
         try:
             while not self._stop.is_set():
@@ -243,7 +253,7 @@ class WebhookDispatcher:
                     log.exception("webhook dispatcher could not reach the store")
                     claimed = []
                 for row in claimed:
-                    inflight[pool.submit(_post, self._opener, row, self.policy.timeout)] = row
+                    inflight[pool.submit(_post, client, row)] = row
                 if claimed:
                     continue
                 if inflight:
@@ -256,6 +266,7 @@ class WebhookDispatcher:
             log.exception("webhook dispatcher failed; queued deliveries wait for a restart")
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
+            client.close()
             store.close()
 
     def _claim(self, store: Store, limit: int) -> list[_Claimed]:

@@ -15,6 +15,7 @@ every attempt. Another workspace's endpoint is the same 404 as an unknown one.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import secrets
 import sqlite3
@@ -47,6 +48,7 @@ from edge.control.plans import PlanLimits
 from edge.control.records import utc_now
 from edge.control.store import Store
 from edge.errors import InvalidRequest, NotFound
+from edge.outbound import OutboundGuard
 
 __all__ = [
     "EVENTS",
@@ -338,8 +340,11 @@ def _deliveries(
 
 
 class _Endpoints:
-    def __init__(self, store_path: Path, dev: bool, limits: PlanLimits | None) -> None:
+    def __init__(
+        self, store_path: Path, guard: OutboundGuard, dev: bool, limits: PlanLimits | None
+    ) -> None:
         self.store_path = store_path
+        self.guard = guard
         self.dev = dev
         self.limits = limits
 
@@ -355,6 +360,7 @@ class _Endpoints:
         auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _new_webhook, "webhook")
         url = _check_url(body.url, self.dev)
+        await asyncio.to_thread(self.guard.check_url, url, "url")
         events = list(dict.fromkeys(body.events))  # each once, in the order given
 
         def register(store: Store) -> RegisteredWebhook:
@@ -391,10 +397,17 @@ class _Endpoints:
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
 
-def routes(store_path: Path, *, dev: bool = False, limits: PlanLimits | None = None) -> list[Route]:
-    """The ``/v1/webhooks`` routes; ``dev`` admits http:// endpoints on loopback hosts;
-    ``limits`` are the plans' rate limits and metered plans (None: none)."""
-    endpoints = _Endpoints(store_path, dev, limits)
+def routes(
+    store_path: Path,
+    guard: OutboundGuard,
+    *,
+    dev: bool = False,
+    limits: PlanLimits | None = None,
+) -> list[Route]:
+    """The ``/v1/webhooks`` routes; endpoints must be addresses ``guard`` allows; ``dev``
+    admits http:// endpoints on loopback hosts; ``limits`` are the plans' rate limits and
+    metered plans (None: none)."""
+    endpoints = _Endpoints(store_path, guard, dev, limits)
     index = ApiOperation(
         handler=endpoints.index,
         summary="List the workspace's active webhook endpoints",
