@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from edge.control import plans, sites_api
 from edge.control.store import Store
 from edge.http import EXCEPTION_HANDLERS
+from edge.outbound import OutboundGuard
 from tests.support import Server, running_server
 
 
@@ -243,7 +244,7 @@ def test_the_plan_site_limit_is_402_and_reuse_still_works(store_path: Path) -> N
     store.close()
     app = Starlette(
         routes=sites_api.routes(
-            store_path, plans.PlanLimits({}, sites={"starter": 1, "enterprise": 2})
+            store_path, OutboundGuard(), plans.PlanLimits({}, sites={"starter": 1, "enterprise": 2})
         ),
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
@@ -261,6 +262,7 @@ def test_the_plan_site_limit_is_402_and_reuse_still_works(store_path: Path) -> N
         assert post_in_process(app, big_key, {"url": f"b{n}.example"}).status_code == 201
     assert post_in_process(app, big_key, {"url": "b3.example"}).status_code == 402
     unlimited = Starlette(
-        routes=sites_api.routes(store_path), exception_handlers=dict(EXCEPTION_HANDLERS)
+        routes=sites_api.routes(store_path, OutboundGuard()),
+        exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     assert post_in_process(unlimited, starter_key, {"url": "two.example"}).status_code == 201
