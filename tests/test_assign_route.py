@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from edge.assign import AssignmentTable
 from edge.assign_route import MAX_ASSIGN_BODY
-from tests.support import Seed, Server
+from tests.support import Seed, Server, api_call, running_server, seed_store
 
 Served = tuple[Server, Seed]
 
@@ -243,3 +245,51 @@ def test_invalid_utf8_is_400(edge_server: Served) -> None:
     server, _ = edge_server
     r = httpx.post(server.base_url + "/v1/assign", content=b'{"unit_id": "\xff"}')
     assert r.status_code == 400 and "UTF-8" in r.json()["error"]["message"]
+
+
+def test_a_public_key_never_reaches_an_agent_experiments_configs(tmp_path: Path) -> None:
+    """An agent experiment that names a site is served by id (and by site_id) with the
+    workspace's key only: its prompts and configs are the workspace's secrets."""
+    data = tmp_path / "data"
+    seed = seed_store(data / "splitedge.sqlite3")
+    secrets = [{"soul_md": "TOPSECRET-PROMPT-1"}, {"api_key": "TOPSECRET-CONFIG-2"}]
+    body = {
+        "site_id": seed.site.id,
+        "name": "agent on a site",
+        "variants": [{"name": f"v{i}", "config": c} for i, c in enumerate(secrets)],
+        "goals": [],
+        "auto_launch": True,
+    }
+    with running_server(data) as server:
+        created = api_call(server, seed.key.key, "POST", "/v1/experiments", body)
+        assert created.status_code == 201, created.text
+        agent_id = created.json()["data"]["experiment"]["id"]
+        by_id = {"experiment_id": agent_id, "unit_id": "run-1"}
+        deadline = time.monotonic() + 5
+        while assign(server, by_id, seed.key.key).status_code != 200:
+            assert time.monotonic() < deadline, "the agent experiment was never served"
+            time.sleep(0.05)
+        assert "TOPSECRET" in assign(server, by_id, seed.key.key).text  # its own key: yes
+        by_site = assign(server, {"site_id": seed.site.id, "unit_id": "run-1"}, seed.key.key)
+        assert agent_id in by_site.text
+
+        key = seed.site.public_key
+        units = [{"unit_id": f"u{i}"} for i in range(200)]
+        for request in (
+            {"public_key": key, "unit_id": "run-1"},
+            {"public_key": key, "units": units},
+        ):
+            answer = assign(server, request)
+            assert answer.status_code == 200, answer.text
+            assert "TOPSECRET" not in answer.text and agent_id not in answer.text
+        assert seed.experiment_id in assign(server, {"public_key": key, "unit_id": "x"}).text
+        snippet = httpx.get(f"{server.base_url}/s/{key}.js").text
+        assert "TOPSECRET" not in snippet and agent_id not in snippet
+        # nor may the public key write the agent experiment's events
+        variant_id = created.json()["data"]["experiment"]["variants"][0]["id"]
+        event = {"event_id": "e1", "type": "exposure", "visitor_id": "u", "ts": 1_700_000_000_000,
+                 "experiment_id": agent_id, "variant_id": variant_id}  # fmt: skip
+        collected = httpx.post(
+            f"{server.base_url}/v1/collect", json={"public_key": key, "events": [event]}
+        )
+        assert collected.status_code == 400 and "unknown_experiment" in collected.text

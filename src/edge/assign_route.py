@@ -5,8 +5,10 @@ An agent names its experiment by ``experiment_id`` with an API key of the experi
 workspace, and gets that experiment's variant and payload (its prompt or config) in one
 call: running experiments, and deployed ones (every unit gets the promoted winner), on a
 site or on none. A site is named by its public key (public, like the snippet that carries
-the same config) or by its id with an API key of the site's workspace. Another
-workspace's experiment or site is answered 404, the same as one that does not exist.
+the same config: its web experiments only, never an agent experiment's prompts or
+configs) or by its id with an API key of the site's workspace (all of its experiments).
+Another workspace's experiment or site is answered 404, the same as one that does not
+exist.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def _experiments(
         bundle = kv.by_public_key.get(request.public_key)
         if bundle is None:
             raise NotFound("no site has that public_key; copy it from the site's snippet tag")
-        return bundle.experiments
+        return bundle.public_experiments
     workspace = require_workspace(kv, scope, "site_id")
     bundle = kv.by_site_id.get(request.site_id or "")
     if bundle is None or bundle.site.workspace_id != workspace:

@@ -66,17 +66,33 @@ class CompiledExperiment:
 
 
 class SiteBundle:
-    """Everything the edge serves for one site, immutable once built."""
+    """Everything the edge serves for one site, immutable once built.
 
-    __slots__ = ("digest", "experiments", "experiments_by_id", "site", "snippet")
+    ``experiments`` are all the site's served experiments (an API key of its workspace
+    may assign in any of them); ``public_experiments`` are what its public key reaches:
+    the web ones only, since an agent experiment's variants carry prompts and configs
+    that are the workspace's secrets, even when it names a site."""
+
+    __slots__ = (
+        "digest",
+        "experiments",
+        "experiments_by_id",
+        "public_experiments",
+        "site",
+        "snippet",
+    )
 
     def __init__(self, site: SiteConfig, digest: str, runtime: Runtime) -> None:
         self.site = site
         self.digest = digest
         self.snippet: SnippetBody = build_snippet(runtime, site)
         self.experiments = tuple(CompiledExperiment(e) for e in site.experiments)
-        # The experiments events may name: a deployed one counts nothing.
-        self.experiments_by_id = {e.config.id: e for e in self.experiments if not e.config.deployed}
+        self.public_experiments = tuple(e for e in self.experiments if e.config.kind == "web")
+        # The experiments browser events (public key) may name: a deployed one counts
+        # nothing, and agent experiments take their events by API key (/v1/events).
+        self.experiments_by_id = {
+            e.config.id: e for e in self.public_experiments if not e.config.deployed
+        }
 
 
 # An experiment's workspace, and the experiment as a one-element tuple: what an assign by
