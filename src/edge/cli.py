@@ -13,6 +13,7 @@ import msgspec
 
 from edge.control import credits_cli, edge_tokens_cli, keys_cli, plans, tick_cli
 from edge.logs import logging_config
+from edge.processes import PortInUse
 from edge.settings import ENV_PREFIX, Settings
 
 __all__ = ["main", "serve_settings"]
@@ -203,6 +204,9 @@ def serve_settings(argv: Sequence[str]) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    # `python -m edge.cli` puts the working directory first on the import path: nothing
+    # imported from here on may come from it (a stray mcp.py, say).
+    sys.path[:] = [entry for entry in sys.path if entry not in ("", ".", os.getcwd())]
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "keys":
@@ -215,15 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.config.dictConfig(logging_config())
         return tick_cli.run(args)
     logging.config.dictConfig(logging_config())
-    if args.command == "edge":
-        edge_settings = _edge_settings(parser, args)
-        from edge.node.run import run_node  # Granian loads only when serving
+    try:
+        if args.command == "edge":
+            edge_settings = _edge_settings(parser, args)
+            from edge.node.run import run_node  # Granian loads only when serving
 
-        return run_node(edge_settings)
-    settings = _settings(parser, args)
-    from edge.server import run  # Granian and chDB load only when serving
+            return run_node(edge_settings)
+        settings = _settings(parser, args)
+        from edge.server import run  # Granian and chDB load only when serving
 
-    return run(settings)
+        return run(settings)
+    except PortInUse as exc:
+        print(f"splitedge: {exc.message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -27,6 +27,11 @@ __all__ = [
 
 # A flusher rewrites its status every 0.5 s; older than this, none is running.
 STALE_STATUS_SECONDS = 5.0
+# Older than this, the worker is not ready: nothing takes its spool to ClickHouse (its
+# server's flusher thread died). Longer than the above, because one slow insert into a
+# remote ClickHouse can hold the status back for seconds, and ClickHouse being slow or
+# down must not take the edge out of a load balancer.
+FLUSHER_GONE_SECONDS = 30.0
 
 
 class HealthStatus(msgspec.Struct):
@@ -54,10 +59,11 @@ class ReadyStatus(msgspec.Struct, omit_defaults=True):
     ``unavailable``, ``stopped``; ``no_flusher`` when none reported lately, ``unknown``
     before any did) with the spool segments pending. On
     a remote edge node, ``snapshot`` says how fresh its config is (on a relaying node the
-    "ClickHouse" state is that of the relay to the control plane). While it loads,
-    ``reason`` says what it waits for."""
+    "ClickHouse" state is that of the relay to the control plane). While it loads, or
+    when it is ``unready`` (no flusher has reported for `FLUSHER_GONE_SECONDS`),
+    ``reason`` says why."""
 
-    status: Literal["loading", "ready"]
+    status: Literal["loading", "ready", "unready"]
     config_version: int | None
     config_loaded_at: float | None
     sites: int
@@ -100,6 +106,12 @@ def _loading_reason(snapshot: SnapshotState | None) -> str:
     return "loading the config; retry in a second"
 
 
+_GONE_REASON = (
+    f"no flusher has reported for over {FLUSHER_GONE_SECONDS:g} s: nothing takes this "
+    "worker's events to ClickHouse; restart the server"
+)
+
+
 class Readiness:
     """200 once this worker has its config KV, 503 before. The answer names the worker
     (its pid) and its config version, so an operator can see every worker converge, and
@@ -119,15 +131,23 @@ class Readiness:
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kv = self.holder.kv
         flusher = self.flusher_status()
+        gone = False
         if flusher is None:
             clickhouse, error, segments = "unknown", "", 0
         else:
             stale = flusher.age() > STALE_STATUS_SECONDS
+            gone = flusher.age() > FLUSHER_GONE_SECONDS
             clickhouse = "no_flusher" if stale else flusher.clickhouse
             error, segments = flusher.last_error, flusher.pending_segments
         snapshot = None if self.snapshot_state is None else self.snapshot_state()
+        status: Literal["loading", "ready", "unready"] = "ready"
+        reason = ""
+        if kv is None:
+            status, reason = "loading", _loading_reason(snapshot)
+        elif gone:
+            status, reason = "unready", _GONE_REASON
         ready = ReadyStatus(
-            status="loading" if kv is None else "ready",
+            status=status,
             config_version=None if kv is None else kv.version,
             config_loaded_at=None if kv is None else kv.built_at,
             sites=0 if kv is None else len(kv.by_public_key),
@@ -136,10 +156,10 @@ class Readiness:
             clickhouse_error=error,
             spool_segments=segments,
             snapshot=snapshot,
-            reason="" if kv is not None else _loading_reason(snapshot),
+            reason=reason,
         )
         body = msgspec.json.encode(ready)
-        if kv is None:
+        if status != "ready":
             await send_response(send, 503, [*JSON_HEADERS, (b"retry-after", b"1")], body)
         else:
             await send_response(send, 200, JSON_HEADERS, body)

@@ -12,6 +12,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 from granian import Granian
@@ -31,6 +32,7 @@ from edge.demo import ensure_demo_site
 from edge.ingest.flusher import Flusher
 from edge.logs import logging_config
 from edge.outbound import OutboundGuard
+from edge.processes import PARENT_PID_ENV, load_worker_app, require_free_port, secure_data_dir
 from edge.settings import Settings
 
 __all__ = ["granian_options", "prepare", "run", "serve_workers"]
@@ -58,6 +60,7 @@ def serve_workers(settings: Settings, target: str) -> None:
     """Run Granian's workers, each building its app with the factory ``target``, with
     ``settings`` in their environment, until SIGTERM or SIGINT."""
     os.environ.update(settings.to_env())
+    os.environ[PARENT_PID_ENV] = str(os.getpid())
     # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
     # may hold embedded ClickHouse, neither of which a forked child may inherit.
     multiprocessing.set_start_method("spawn", force=True)
@@ -68,7 +71,7 @@ def serve_workers(settings: Settings, target: str) -> None:
         port=settings.port,
         log_dictconfig=logging_config(),
         **granian_options(settings.workers),
-    ).serve()
+    ).serve(target_loader=load_worker_app)
 
 
 def prepare(settings: Settings) -> None:
@@ -105,7 +108,12 @@ def prepare(settings: Settings) -> None:
 def run(settings: Settings) -> int:
     """Prepare, start the flusher (and, for embedded chDB, the workers' query gateway),
     then serve until SIGTERM or SIGINT. Granian drains the workers (each spools what it
-    holds); then the gateway stops and the flusher makes a last pass and stops."""
+    holds); then the gateway stops and the flusher makes a last pass and stops.
+
+    Raises `edge.processes.PortInUse` before touching anything when another process
+    listens on the address."""
+    require_free_port(settings.host, settings.port)
+    secure_data_dir(Path(settings.data_dir), settings.store_path)
     prepare(settings)
     shutil.rmtree(settings.run_dir, ignore_errors=True)
     settings.run_dir.mkdir(parents=True)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 
 from analytics import warehouse
 from edge.ingest.flusher import Flusher
 from edge.ingest.relay import SegmentRelay
 from edge.node.puller import SnapshotPuller
 from edge.node.snapshot_file import SnapshotFile
+from edge.processes import require_free_port, secure_data_dir
 from edge.server import serve_workers
 from edge.settings import Settings
 
@@ -27,7 +29,10 @@ log = logging.getLogger("splitedge.node")
 
 
 def run_node(settings: Settings) -> int:
-    """Serve as an edge node until SIGTERM or SIGINT."""
+    """Serve as an edge node until SIGTERM or SIGINT. Raises
+    `edge.processes.PortInUse` before anything else when the address is taken."""
+    require_free_port(settings.host, settings.port)
+    secure_data_dir(Path(settings.data_dir), settings.store_path)
     file = SnapshotFile(settings.data_dir)
     puller = SnapshotPuller(settings.control_url, settings.edge_token, file)
     puller.first()
