@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -537,3 +538,36 @@ def test_loop_tools_run_a_loop_with_the_reference_credits(env: Env, pages: str) 
     # Two create_loop calls of 15, status 2, pause 2 twice, resume 2; the coming_soon
     # call and the unknown loop are not charged.
     assert before - balance(env, ws) == 15 + 15 + 2 + 2 + 2 + 2
+
+
+def test_get_is_405_at_once_and_sigterm_stops_cleanly_with_clients_connected(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    store = Store(data / "splitedge.sqlite3")
+    workspace = store.create_workspace("stream")
+    key = store.issue_api_key(workspace.id).key
+    store.close()
+    auth = {"Authorization": f"Bearer {key}"}
+    with running_server(data) as server:
+        url = server.base_url + "/mcp"
+        for accept in (None, "text/event-stream"):
+            headers = auth if accept is None else auth | {"Accept": accept}
+            started = time.monotonic()
+            answer = httpx.get(url, headers=headers, timeout=5)
+            assert time.monotonic() - started < 2
+            assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+            assert answer.json()["error"]["code"] == "method_not_allowed"
+        assert httpx.delete(url, headers=auth, timeout=5).status_code == 405
+        # a client holding a keep-alive connection after its calls does not hold up a stop
+        client = httpx.Client(headers=auth | {"Accept": "application/json, text/event-stream"})
+        initialize = {
+            "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                       "clientInfo": {"name": "t", "version": "1"}},
+        }  # fmt: skip
+        assert client.post(url, json=initialize).status_code == 200
+        started = time.monotonic()
+        assert server.stop() == 0
+        assert time.monotonic() - started < 8
+        client.close()

@@ -123,7 +123,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     mcp.rest_app = rest
     routes += [
-        Route("/mcp", mcp, methods=["GET", "POST", "DELETE"]),
+        # Stateless transport: no stream to GET, no session to DELETE (405 at once).
+        Route("/mcp", mcp, methods=["POST"]),
         Route("/openapi.json", OpenApiEndpoint(document), methods=["GET"]),
         Route("/docs", DocsPage(document), methods=["GET"]),
     ]
