@@ -26,7 +26,7 @@ import msgspec
 from starlette.types import Receive, Send
 
 from edge.bearer import bearer_key
-from edge.control import credits
+from edge.control import credits, plans
 from edge.control.auth import KEY_PREFIX_CHARS, digests_match, key_prefix
 from edge.control.plans import PlanLimits
 from edge.control.store import Store
@@ -189,7 +189,7 @@ def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:
         plan = store.get_workspace(found.workspace_id).plan
         if plan in limits.per_minute:  # only a rate limit needs the count (a write)
             clock = now.timestamp()
-            limits.check(plan, store.count_request(found.id, limits.window(clock)), clock)
+            limits.check(plan, store.count_request(found.id, plans.window_start(clock)), clock)
         return Auth(found.workspace_id, found.id, metered=plan in limits.metered)
     raise Unauthorized(
         f"{_UNAUTHORIZED}: this key is unknown; check it was copied whole, or issue one "

@@ -13,16 +13,17 @@ charged or stored either.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from edge.control import credits
 from edge.control.api import Auth, in_store
+from edge.control.fetch_pool import record_failure, shared_pool
 from edge.control.records import SiteRecord
 from edge.control.sites_api import require_site
 from edge.control.store import Store
+from edge.errors import RateLimited
 
 __all__ = ["authored_for_site", "require_credits"]
 
@@ -51,7 +52,9 @@ async def authored_for_site(
 ) -> tuple[SiteRecord, T]:
     """The workspace's site (404 otherwise) and what ``work`` (the author's call) makes
     of it on a thread, once the balance was seen to cover ``tool`` plus ``extra`` (402
-    otherwise). The caller debits when it stores the result."""
+    otherwise). The caller debits when it stores the result. The work runs on the
+    worker's `edge.control.fetch_pool` (429 when the workspace has too many running); a
+    failure counts against the caller's rate limit instead of costing credits."""
 
     def find(store: Store) -> SiteRecord:
         site = require_site(store, auth.workspace_id, site_id)
@@ -59,4 +62,10 @@ async def authored_for_site(
         return site
 
     site = await in_store(store_path, find)
-    return site, await asyncio.to_thread(work, site)
+    try:
+        return site, await shared_pool().run(auth.workspace_id, lambda: work(site))
+    except RateLimited:
+        raise
+    except Exception:
+        await in_store(store_path, lambda store: record_failure(store, auth.key_id))
+        raise

@@ -18,7 +18,6 @@ its errors (`record_failed`), so a caller who did not wait learns of it.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,12 +30,13 @@ from edge.authoring.drafts import IdeaDraft
 from edge.config import MutationConfig
 from edge.control import audit, credits
 from edge.control.api import Auth, in_store, in_transaction
+from edge.control.fetch_pool import record_failure, shared_pool
 from edge.control.records import SiteRecord, utc_now
 from edge.control.schema import insert_sql
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
-from edge.errors import InvalidRequest, NotFound, SplitedgeError
+from edge.errors import InvalidRequest, NotFound, RateLimited, SplitedgeError
 
 __all__ = [
     "IDEA_STATUSES",
@@ -402,14 +402,20 @@ async def complete_generation(
     store and announce them (`record_generated`). When the author fails, the run is
     refunded and announced as failed (`record_failed`) and the error raised again."""
     try:
-        drafts = await asyncio.to_thread(author.generate_ideas, site.url, num_ideas)
+        drafts = await shared_pool().run(
+            auth.workspace_id, lambda: author.generate_ideas(site.url, num_ideas)
+        )
     except Exception as exc:
         refund = credits.TOOL_COSTS["generate_ideas"] if auth.metered else 0
         failure = [error_of(site.url, exc)]
-        await in_store(
-            store_path,
-            lambda store: record_failed(store, auth.workspace_id, site.id, failure, refund),
-        )
+        fetched = not isinstance(exc, RateLimited)  # a 429 of the pool fetched nothing
+
+        def failed(store: Store) -> None:
+            record_failed(store, auth.workspace_id, site.id, failure, refund)
+            if fetched:
+                record_failure(store, auth.key_id)
+
+        await in_store(store_path, failed)
         raise
     return await in_store(
         store_path,

@@ -43,6 +43,7 @@ __all__ = [
     "PlanLimits",
     "load_plans",
     "plan_limits",
+    "window_start",
 ]
 
 OFF = "off"
@@ -114,6 +115,11 @@ def load_plans(setting: str) -> Mapping[str, Plan] | None:
     return plans
 
 
+def window_start(now: float) -> int:
+    """The start (Unix seconds) of the rate limit's window ``now`` falls in."""
+    return int(now // WINDOW_SECONDS) * WINDOW_SECONDS
+
+
 class PlanLimits:
     """The limits of a plans table, by plan name: requests per minute per key (what
     `edge.control.api.authenticate` enforces), which plans pay in credits (what it tells
@@ -141,17 +147,13 @@ class PlanLimits:
                 "plan with loops (`splitedge keys create --workspace NAME --plan PLAN`)"
             )
 
-    def window(self, now: float) -> int:
-        """The start (Unix seconds) of the window ``now`` falls in."""
-        return int(now // WINDOW_SECONDS) * WINDOW_SECONDS
-
     def check(self, plan: str, count: int, now: float) -> None:
         """`RateLimited` if ``count`` requests in the current window are over ``plan``'s
         limit; its Retry-After is the whole seconds to the window's end."""
         limit = self.per_minute.get(plan)
         if limit is None or count <= limit:
             return
-        retry_after = max(1, math.ceil(self.window(now) + WINDOW_SECONDS - now))
+        retry_after = max(1, math.ceil(window_start(now) + WINDOW_SECONDS - now))
         raise RateLimited(
             f"rate limit reached: the {plan} plan allows {limit} requests per minute per "
             f"API key; retry in {retry_after} s (Retry-After)",

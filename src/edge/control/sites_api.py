@@ -13,7 +13,6 @@ default.
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -40,6 +39,7 @@ from edge.control.api import (
     paid_read,
     read_json,
 )
+from edge.control.fetch_pool import shared_pool
 from edge.control.plans import PlanLimits
 from edge.control.records import SiteRecord
 from edge.control.store import Store, normalize_site_url
@@ -217,7 +217,8 @@ class SitesApi:
         body = await read_json(scope, receive, _create_decoder, "site")
         # The site's pages are fetched later (intelligence, ideas, loops): refuse now a
         # URL on the server's own network. Outside the transaction: it may ask DNS.
-        await asyncio.to_thread(self.guard.check_url, normalize_site_url(body.url)[0], "url")
+        site_url = normalize_site_url(body.url)[0]
+        await shared_pool().run(auth.workspace_id, lambda: self.guard.check_url(site_url, "url"))
         site, reused = await in_transaction(
             self.store_path, auth, lambda store: self._register(store, auth, body), "create_site"
         )

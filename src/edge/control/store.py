@@ -555,17 +555,18 @@ class Store:
 
     # -- limits --
 
-    def count_request(self, key_id: str, window_start: int) -> int:
-        """Count a request of ``key_id`` in the window starting at ``window_start`` and
-        return how many it has made in it (this one included). One statement, so
-        concurrent workers never lose a count; a new window starts again at 1."""
+    def count_request(self, key_id: str, window_start: int, weight: int = 1) -> int:
+        """Count a request of ``key_id`` (as ``weight`` requests) in the window starting
+        at ``window_start`` and return how many it has made in it (this one included).
+        One statement, so concurrent workers never lose a count; a new window starts
+        again at ``weight``."""
         (requests,) = self.conn.execute(
-            "INSERT INTO rate_windows (key_id, window_start, requests) VALUES (?, ?, 1) "
+            "INSERT INTO rate_windows (key_id, window_start, requests) VALUES (?, ?, ?) "
             "ON CONFLICT (key_id) DO UPDATE SET "
             "requests = CASE WHEN window_start = excluded.window_start "
-            "THEN requests + 1 ELSE 1 END, "
+            "THEN requests + excluded.requests ELSE excluded.requests END, "
             "window_start = excluded.window_start "
             "RETURNING requests",
-            (key_id, window_start),
+            (key_id, window_start, weight),
         ).fetchone()
         return int(requests)

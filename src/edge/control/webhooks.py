@@ -15,7 +15,6 @@ every attempt. Another workspace's endpoint is the same 404 as an unknown one.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import secrets
 import sqlite3
@@ -44,6 +43,7 @@ from edge.control.api import (
     page_params,
     read_json,
 )
+from edge.control.fetch_pool import shared_pool
 from edge.control.plans import PlanLimits
 from edge.control.records import utc_now
 from edge.control.store import Store
@@ -360,7 +360,7 @@ class _Endpoints:
         auth = await authenticate(self.store_path, scope, self.limits)
         body = await read_json(scope, receive, _new_webhook, "webhook")
         url = _check_url(body.url, self.dev)
-        await asyncio.to_thread(self.guard.check_url, url, "url")
+        await shared_pool().run(auth.workspace_id, lambda: self.guard.check_url(url, "url"))
         events = list(dict.fromkeys(body.events))  # each once, in the order given
 
         def register(store: Store) -> RegisteredWebhook:
