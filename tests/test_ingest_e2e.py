@@ -179,6 +179,8 @@ def test_a_full_spool_answers_503_and_keeps_what_it_took(tmp_path: Path) -> None
                 accepted += 100
             assert refused is not None, "the spool never filled"
             assert refused.json()["error"]["code"] == "spool_full"
+            # anonymous callers learn nothing of the server's disk layout
+            assert str(data) not in refused.text and "/spool" not in refused.text
             assert int(refused.headers["retry-after"]) >= 1
             locker.kill()
             locker.wait()

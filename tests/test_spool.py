@@ -238,6 +238,7 @@ def test_disk_cap_refuses_appends_with_503(spool_dir: Path) -> None:
             writer.append(event_batch(5, "a"))
         assert refused.value.status == 503 and refused.value.retry_after > 0
         assert "cap" in refused.value.message and "Retry" in refused.value.message
+        assert str(spool_dir) not in refused.value.message
         assert isinstance(refused.value, ServiceUnavailable)
         assert writer.appends_refused == 1 and writer.rows_written == 0
 

@@ -76,6 +76,8 @@ def test_keys_are_stored_hashed(store: Store) -> None:
         ("example.com", "https://example.com/", "example.com"),
         ("HTTP://Shop.Example.com:8080/x", "http://shop.example.com:8080/x", "shop.example.com"),
         ("https://example.com", "https://example.com/", "example.com"),
+        ("http://[fd00::1]/", "http://[fd00::1]/", "fd00::1"),
+        ("https://[2001:DB8::1]:8443/shop", "https://[2001:db8::1]:8443/shop", "2001:db8::1"),
     ],
 )
 def test_site_urls_are_normalised(given: str, url: str, domain: str) -> None:

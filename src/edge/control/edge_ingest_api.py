@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -60,6 +61,8 @@ from edge.ingest.spool import (
     spool_usage,
 )
 from edge.operation import DocumentedRoute, Operation
+
+log = logging.getLogger("splitedge.edge_ingest")
 
 __all__ = [
     "MAX_SEGMENT_BODY",
@@ -192,14 +195,15 @@ def store_segment(spool_dir: Path, token: str, body: bytes, disk_cap_bytes: int)
         return False
     used = spool_usage(spool_dir).bytes
     if used + len(body) > disk_cap_bytes:
+        log.warning("spool %s is full: %d bytes, cap %d", spool_dir, used, disk_cap_bytes)
         raise SpoolFull(
-            f"the event spool {spool_dir} holds {used} bytes, over its cap of {disk_cap_bytes} "
-            "with this segment: ClickHouse is not taking events as fast as they come. The "
-            "relay retries after Retry-After; operators: restore ClickHouse or raise the cap."
+            "the event spool is over its disk cap with this segment: ClickHouse is not "
+            "taking events as fast as they come. The relay retries after Retry-After; "
+            "operators: restore ClickHouse or raise --spool-cap-mb."
         )
     tmp = spool_dir / f"{_TMP_PREFIX}{token}-{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             view = memoryview(body)
             while view:
@@ -215,11 +219,13 @@ def store_segment(spool_dir: Path, token: str, body: bytes, disk_cap_bytes: int)
         return True
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.warning("the disk of spool %s is full", spool_dir)
             raise SpoolFull(
-                f"the disk of the event spool {spool_dir} is full; the relay retries later"
+                "the disk of the event spool is full; the relay retries later"
             ) from None
+        log.error("spool %s cannot write: %s", spool_dir, exc)
         raise ServiceUnavailable(
-            f"the event spool {spool_dir} cannot write: {exc}; retry"
+            "the event spool cannot write (see the server log); retry"
         ) from None
     finally:
         tmp.unlink(missing_ok=True)

@@ -87,7 +87,8 @@ def normalize_site_url(url: str) -> tuple[str, str]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidRequest(f"url {url!r} is not a website address; pass e.g. https://example.com")
     domain = parts.hostname.lower()
-    netloc = domain if port is None else f"{domain}:{port}"
+    host = f"[{domain}]" if ":" in domain else domain  # an IPv6 address keeps its brackets
+    netloc = host if port is None else f"{host}:{port}"
     return f"{parts.scheme}://{netloc}{parts.path or '/'}", domain
 
 

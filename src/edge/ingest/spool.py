@@ -231,10 +231,14 @@ class SpoolWriter:
         used = self._scanned_bytes + self.bytes_written - self._scan_base
         if used > self.disk_cap_bytes:
             self.appends_refused += 1
+            # The path is for the operator's log: the answer goes to anonymous callers.
+            log.warning(
+                "spool %s is full: %d bytes, cap %d", self.directory, used, self.disk_cap_bytes
+            )
             raise SpoolFull(
-                f"the event spool {self.directory} holds {used} bytes, over its cap of "
-                f"{self.disk_cap_bytes}: ClickHouse is not taking events as fast as they come "
-                "(see /readyz). Retry later; operators: restore ClickHouse or raise the cap."
+                "the event spool is over its disk cap: ClickHouse is not taking events as "
+                "fast as they come (see /readyz). Retry later; operators: restore ClickHouse "
+                "or raise --spool-cap-mb."
             )
         with self._lock:
             if self._closed:
