@@ -174,6 +174,19 @@ def test_promote(store: Store, seeded: Seed, status: ExperimentStatus) -> None:
         lifecycle.promote(store, seeded.workspace_id, experiment_id, winner.id)
 
 
+def test_promoting_an_ambiguous_name_asks_for_the_id(store: Store, seeded: Seed) -> None:
+    experiment_id, variant_ids, _ = add_experiment(
+        store, seeded, "twins", ["Control", "same", "same"], [NewGoal("Buy", "click", ".buy")]
+    )
+    with pytest.raises(InvalidRequest, match="2 variants named 'same'; pass the id") as asked:
+        lifecycle.promote(store, seeded.workspace_id, experiment_id, "same")
+    assert variant_ids[1] in asked.value.message and variant_ids[2] in asked.value.message
+    record = store.experiment_record(experiment_id, None)
+    assert record is not None and record.winner_variant_id is None and queued(store) == []
+    promoted = lifecycle.promote(store, seeded.workspace_id, experiment_id, variant_ids[2])
+    assert promoted.winner_variant_id == variant_ids[2]
+
+
 @pytest.mark.parametrize("status", ["draft", "archived"])
 def test_promote_needs_a_launched_experiment(
     store: Store, seeded: Seed, status: ExperimentStatus

@@ -169,8 +169,18 @@ def transition(
 
 def _find_variant(record: ExperimentRecord, variant: str) -> VariantRecord:
     for candidate in record.variants:
-        if variant in (candidate.id, candidate.name):
+        if candidate.id == variant:
             return candidate
+    named = [candidate for candidate in record.variants if candidate.name == variant]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        # Promoting is final: never guess which of two same-named variants was meant.
+        ids = ", ".join(v.id for v in named)
+        raise InvalidRequest(
+            f"experiment {record.id} has {len(named)} variants named {variant!r}; pass "
+            f"the id of the one to promote instead: {ids}"
+        )
     names = ", ".join(repr(v.name) for v in record.variants)
     raise InvalidRequest(
         f"experiment {record.id} has no variant {variant!r}; pass a variant id or one of "
