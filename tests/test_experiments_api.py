@@ -716,3 +716,20 @@ def test_store_is_left_consistent(env: Env) -> None:
     finally:
         store.close()
     assert orphans == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("onclick", "steal()"), ("href", "java\tscript:alert(1)"), ("style", "color:red")],
+)
+def test_explicit_changes_that_would_run_script_are_400_as_the_author_drops_them(
+    env: Env, name: str, value: str
+) -> None:
+    change = {"selector": ".cta", "action": "set_attribute", "attribute_name": name,
+              "payload": value}  # fmt: skip
+    body = {"site_id": env.seed.site.id, "name": "xss", "goals": [{"name": "Buy", "type": "click",
+            "selector": ".buy"}], "variants": [{"name": "B", "changes": [change]}]}  # fmt: skip
+    answer = call(env, "POST", "/v1/experiments", body=body)
+    assert answer.status_code == 400, answer.text
+    message = answer.json()["error"]["message"]
+    assert "variants[0].changes[0] is refused" in message and "run script" in message

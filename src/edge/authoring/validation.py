@@ -3,7 +3,8 @@
 Every author's output goes through `validate_mutations` before it is returned, so a
 variant never carries a selector that finds nothing on the fetched page, an action the
 snippet does not know, a ``set_attribute`` without an attribute name, or a change that
-would run script in a visitor's browser (an ``on*`` handler, a ``javascript:`` URL).
+would run script in a visitor's browser (`edge.mutation_rules`: an ``on*`` handler, a
+``javascript:`` URL).
 What is dropped is said in the warnings.
 """
 
@@ -15,6 +16,7 @@ from typing import Final, get_args
 
 from edge.authoring.page import Page
 from edge.config import MutationAction, MutationConfig
+from edge.mutation_rules import script_risk
 
 __all__ = ["ACTIONS", "MAX_MUTATIONS", "MAX_PAYLOAD", "validate_mutations"]
 
@@ -31,8 +33,6 @@ MAX_SELECTOR: Final = 500
 
 # ASCII attribute names only: what an author legitimately sets (href, src, alt, data-*).
 _ATTRIBUTE: Final = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.-]*")
-_SCRIPT_URL: Final = re.compile(r"^\s*(?:javascript|vbscript|data)\s*:", re.I)
-_URL_ATTRIBUTES: Final = frozenset({"href", "src", "action", "formaction", "srcset", "poster"})
 
 
 def _problem(page: Page, change: MutationConfig) -> str | None:
@@ -48,10 +48,9 @@ def _problem(page: Page, change: MutationConfig) -> str | None:
         name = (change.attribute_name or "").lower()
         if not _ATTRIBUTE.fullmatch(name):
             return "set_attribute needs an attribute_name such as href"
-        if name.startswith("on") or name in ("style", "srcdoc"):
-            return f"setting {name!r} could run script or restyle the page; use set_style"
-        if name in _URL_ATTRIBUTES and _SCRIPT_URL.match(change.payload):
-            return "its URL would run script"
+        risk = script_risk(change)
+        if risk is not None:
+            return risk
     elif change.attribute_name:
         return "attribute_name is only for set_attribute"
     if change.action in ("add_class", "remove_class") and not change.payload.split():

@@ -30,6 +30,7 @@ from edge.control.ideas import Idea, idea_mutations
 from edge.control.lifecycle import split_weights
 from edge.control.records import NewExperiment, NewGoal, NewVariant
 from edge.errors import InvalidRequest, InvalidUrlPattern
+from edge.mutation_rules import script_risk
 from edge.urlglob import validate_pattern
 
 __all__ = [
@@ -148,6 +149,12 @@ def _check_change(change: MutationConfig, where: str) -> None:
             raise InvalidRequest(
                 f"{where}.attribute_name {name!r} is not an attribute name the browser "
                 'accepts; set_attribute needs one, e.g. "href" or "data-plan"'
+            )
+        risk = script_risk(change)
+        if risk is not None:
+            raise InvalidRequest(
+                f"{where} is refused: {risk}; a change may not run script in a visitor's "
+                "browser (docs/variants.md)"
             )
     elif change.attribute_name:
         raise InvalidRequest(
