@@ -109,6 +109,31 @@ def test_a_revoked_key_is_401_at_once_and_others_still_work(env: Env) -> None:
     assert call(env, "GET", "/v1/sites", env.key).status_code == 200
 
 
+def test_the_edge_routes_refuse_a_revoked_key_at_once_and_take_a_new_one_at_once(
+    env: Env,
+) -> None:
+    """/v1/events and /v1/assign check keys against the worker's config, which follows
+    the store by polling; they ask the store while the config is behind it."""
+    event = {"agentId": "bot", "task": "t", "outcome": "success", "cost": 0.01}
+    store = Store(env.store_path)
+    ws = store.workspace_by_name("acme")
+    assert ws is not None
+    store.close()
+    for round_ in range(10):
+        store = Store(env.store_path)
+        issued = store.issue_api_key(ws.id, name=f"short-lived-{round_}")
+        store.close()
+        created = call(env, "POST", "/v1/events", issued.key, json=event)
+        assert created.status_code == 201, created.text  # new: accepted at once
+        store = Store(env.store_path)
+        store.revoke_api_key(issued.record.id)
+        store.close()
+        refused = call(env, "POST", "/v1/events", issued.key, json=event)
+        assert refused.status_code == 401, (round_, refused.text)
+        body = {"site_id": "any", "unit_id": "u"}
+        assert call(env, "POST", "/v1/assign", issued.key, json=body).status_code == 401
+
+
 def last_used(env: Env, key_id: str) -> str | None:
     store = Store(env.store_path)
     try:

@@ -45,7 +45,7 @@ from edge.control.mcp_mount import McpMount
 from edge.control.openapi import OpenApiEndpoint, openapi_document
 from edge.control.report_page import ReportLinks, ReportPage
 from edge.control.results_api import ResultsSource
-from edge.control.snapshot import StoreSource
+from edge.control.snapshot import StoreKeyLedger, StoreSource
 from edge.demo import DEMO_PATH, DemoPage
 from edge.hot_routes import HotRoutes
 from edge.http import EXCEPTION_HANDLERS
@@ -69,7 +69,8 @@ def _warm_up_statistics() -> None:
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """The app for one worker process; settings default to the ``SPLITEDGE_*`` env."""
     settings = Settings.from_env() if settings is None else settings
-    edge = EdgeServing(settings)
+    ledger = StoreKeyLedger(settings.store_path)
+    edge = EdgeServing(settings, ledger=ledger)
     runner = query_runner(settings.clickhouse_dsn, settings.run_dir)
     results = ResultsSource(settings.store_path, runner)
     links = ReportLinks(settings.store_path)
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
                 yield
         finally:
             source.close()
+            ledger.close()
             runner.close()
 
     routes: list[BaseRoute] = [

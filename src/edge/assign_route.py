@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 from starlette.types import Receive, Send
 
-from edge.bearer import require_workspace
+from edge.bearer import KeyLedger, require_workspace
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, read_body, send_response
 from edge.kv import CompiledExperiment, ConfigKV, KVHolder
@@ -57,13 +57,13 @@ _NAME_ONE = (
 
 
 def _experiments(
-    request: AssignRequest, kv: ConfigKV, scope: dict[str, Any]
+    request: AssignRequest, kv: ConfigKV, scope: dict[str, Any], ledger: KeyLedger | None
 ) -> tuple[CompiledExperiment, ...]:
     named = (request.experiment_id, request.public_key, request.site_id)
     if sum(name is not None for name in named) != 1:
         raise InvalidRequest(_NAME_ONE)
     if request.experiment_id is not None:
-        workspace = require_workspace(kv, scope, "experiment_id")
+        workspace = require_workspace(kv, scope, "experiment_id", ledger)
         found = kv.assignable_by_id.get(request.experiment_id)
         if found is None or found[0] != workspace:
             raise NotFound(
@@ -76,7 +76,7 @@ def _experiments(
         if bundle is None:
             raise NotFound("no site has that public_key; copy it from the site's snippet tag")
         return bundle.public_experiments
-    workspace = require_workspace(kv, scope, "site_id")
+    workspace = require_workspace(kv, scope, "site_id", ledger)
     bundle = kv.by_site_id.get(request.site_id or "")
     if bundle is None or bundle.site.workspace_id != workspace:
         raise NotFound("no site with that site_id in this workspace")
@@ -108,15 +108,16 @@ def _assignments(experiments: tuple[CompiledExperiment, ...], unit: AssignUnit) 
 class AssignEndpoint:
     """Raw ASGI endpoint for assignment; the answer is joined from precomputed bytes."""
 
-    def __init__(self, holder: KVHolder) -> None:
+    def __init__(self, holder: KVHolder, ledger: KeyLedger | None = None) -> None:
         self.holder = holder
+        self.ledger = ledger
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         request = decode_body(
             _decoder, await read_body(scope, receive, MAX_ASSIGN_BODY), "assign request"
         )
         kv = self.holder.require()
-        experiments = _experiments(request, kv, scope)
+        experiments = _experiments(request, kv, scope, self.ledger)
         units, batch = _units(request)
         if batch:
             data = b'{"units":[%b]}' % b",".join(_assignments(experiments, u) for u in units)

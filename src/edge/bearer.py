@@ -2,13 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from edge.errors import Unauthorized
 from edge.http import header
 from edge.kv import ConfigKV
 
-__all__ = ["bearer_key", "require_workspace"]
+__all__ = ["KeyLedger", "bearer_key", "require_workspace"]
+
+
+class KeyLedger(Protocol):
+    """The authority on API keys behind a worker's config KV (the control plane's store).
+
+    The KV follows the store by polling, so for a moment after a key is revoked (or
+    issued) it still answers the old way. A route that takes API keys asks the ledger's
+    `version` first, and only when the store has moved past the KV's version asks the
+    ledger itself: a revoked key is refused from the next request on."""
+
+    def version(self) -> int:
+        """The store's config version (one indexed row: microseconds)."""
+        ...
+
+    def workspace_of_key(self, key: str) -> str | None:
+        """The workspace of an active key; None for an unknown or revoked one."""
+        ...
 
 
 def bearer_key(scope: dict[str, Any]) -> str | None:
@@ -21,13 +38,19 @@ def bearer_key(scope: dict[str, Any]) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def require_workspace(kv: ConfigKV, scope: dict[str, Any], needs_it: str) -> str:
+def require_workspace(
+    kv: ConfigKV, scope: dict[str, Any], needs_it: str, ledger: KeyLedger | None = None
+) -> str:
     """The workspace of the request's API key; 401 without one or with a bad one.
-    ``needs_it`` tells the caller what asked for a key (e.g. "site_id")."""
+    ``needs_it`` tells the caller what asked for a key (e.g. "site_id"); ``ledger`` is
+    asked when the KV is behind it (None: the KV is the authority, as on an edge node)."""
     key = bearer_key(scope)
     if key is None:
         raise Unauthorized(f"{needs_it} needs an API key: send Authorization: Bearer sk_live_...")
-    workspace = kv.workspace_of_key(key)
+    if ledger is not None and ledger.version() != kv.version:
+        workspace = ledger.workspace_of_key(key)
+    else:
+        workspace = kv.workspace_of_key(key)
     if workspace is None:
         raise Unauthorized("the API key is unknown or revoked")
     return workspace

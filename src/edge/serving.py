@@ -17,6 +17,7 @@ from pathlib import Path
 from starlette.routing import BaseRoute, Route
 
 from edge.assign_route import ASSIGN_OPERATION, AssignEndpoint
+from edge.bearer import KeyLedger
 from edge.health import HEALTH_OPERATION, READY_OPERATION, Health, Readiness, SnapshotState
 from edge.hot_routes import HotRoute
 from edge.ingest.buffer import EventBuffer
@@ -50,12 +51,14 @@ async def _follow(follower: ConfigFollower, present: Callable[[], bool], interva
 
 class EdgeServing:
     """The edge parts of one worker, from its settings. ``snapshot_state`` (a node's)
-    adds the snapshot's version and age to /readyz."""
+    adds the snapshot's version and age to /readyz; ``ledger`` (the control plane's
+    store) answers for API keys while the KV is behind it."""
 
     def __init__(
         self,
         settings: Settings,
         snapshot_state: Callable[[], SnapshotState | None] | None = None,
+        ledger: KeyLedger | None = None,
     ) -> None:
         self.settings = settings
         # Requests allocate many short-lived objects and no cycles worth chasing often;
@@ -69,14 +72,18 @@ class EdgeServing:
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         holder, buffer, counters = self.holder, self.buffer, self.counters
         self.ingest = [
-            DocumentedRoute("/v1/assign", AssignEndpoint(holder), {"POST": ASSIGN_OPERATION}),
+            DocumentedRoute(
+                "/v1/assign", AssignEndpoint(holder, ledger), {"POST": ASSIGN_OPERATION}
+            ),
             DocumentedRoute(
                 "/v1/collect",
                 CollectEndpoint(holder, buffer, counters),
                 {"POST": COLLECT_OPERATION, "OPTIONS": PREFLIGHT_OPERATION},
             ),
             DocumentedRoute(
-                "/v1/events", EventsEndpoint(holder, buffer, counters), {"POST": EVENTS_OPERATION}
+                "/v1/events",
+                EventsEndpoint(holder, buffer, counters, ledger),
+                {"POST": EVENTS_OPERATION},
             ),
         ]
         self.readiness = Readiness(holder, lambda: read_status(settings.spool_dir), snapshot_state)

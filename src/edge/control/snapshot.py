@@ -19,9 +19,10 @@ from edge.config import (
     SitelessExperiments,
     VariantConfig,
 )
+from edge.control.auth import digests_match, key_prefix
 from edge.control.store import Store
 
-__all__ = ["DEMO_SITE_META_KEY", "StoreSource", "load_snapshot"]
+__all__ = ["DEMO_SITE_META_KEY", "StoreKeyLedger", "StoreSource", "load_snapshot"]
 
 DEMO_SITE_META_KEY = "demo_site_id"
 
@@ -150,3 +151,34 @@ class StoreSource:
     def close(self) -> None:
         """Close the connection."""
         self.store.close()
+
+
+class StoreKeyLedger:
+    """The store as a worker's `edge.bearer.KeyLedger`: a read connection of its own,
+    opened on first use by the thread that asks (the worker's event loop), and only
+    used there."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._store: Store | None = None
+
+    def _open(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.path)
+        return self._store
+
+    def version(self) -> int:
+        """The store's config version."""
+        return self._open().config_version()
+
+    def workspace_of_key(self, key: str) -> str | None:
+        """The workspace of an active key as the store has it now."""
+        for found in self._open().api_keys_with_prefix(key_prefix(key)):
+            if found.revoked_at is None and digests_match(key, found.sha256):
+                return found.workspace_id
+        return None
+
+    def close(self) -> None:
+        """Close the connection, if one was opened."""
+        if self._store is not None:
+            self._store.close()

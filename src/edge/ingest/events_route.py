@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 from starlette.types import Receive, Send
 
-from edge.bearer import require_workspace
+from edge.bearer import KeyLedger, require_workspace
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, send_response
 from edge.ingest.body import read_event_body
@@ -93,14 +93,21 @@ def _check_experiments(kv: ConfigKV, workspace_id: str, events: list[AgentTaskEv
 class EventsEndpoint:
     """Raw ASGI endpoint for agent task events."""
 
-    def __init__(self, holder: KVHolder, buffer: EventBuffer, counters: IngestCounters):
+    def __init__(
+        self,
+        holder: KVHolder,
+        buffer: EventBuffer,
+        counters: IngestCounters,
+        ledger: KeyLedger | None = None,
+    ):
         self.holder = holder
         self.buffer = buffer
         self.counters = counters
+        self.ledger = ledger
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         kv = self.holder.require()
-        workspace_id = require_workspace(kv, scope, "/v1/events")
+        workspace_id = require_workspace(kv, scope, "/v1/events", self.ledger)
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
         decoded = decode_body(_decoder, text, "task event")
         events = decoded if isinstance(decoded, list) else [decoded]
