@@ -374,3 +374,34 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
         delays = [policy.delay(failures) for _ in range(200)]
         assert all(full / 2 <= d <= full for d in delays)
         assert max(delays) - min(delays) > full / 10  # jittered, not fixed
+
+
+def test_secrets_are_encrypted_at_rest_and_old_plain_ones_sealed_at_start(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    data = tmp_path / "data"
+    seed = seed_store(data / "splitedge.sqlite3")
+    store = Store(data / "splitedge.sqlite3")
+    with store.transaction() as conn:  # as an earlier version stored it
+        conn.execute(
+            "INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) "
+            "VALUES ('old', ?, ?, ?, 'whsec_plain_old', 'now')",
+            (seed.workspace_id, receiver.url("/old"), json.dumps(["ideas.generated"])),
+        )
+    store.close()
+    receiver.secrets["/old"] = "whsec_plain_old"
+    with running_server(data, env=SERVER_ENV, args=["--dev"]) as server:
+        hook = register(server, seed.key.key, receiver.url("/new"), ["ideas.generated"])
+        receiver.secrets["/new"] = hook["secret"]
+        dump = (data / "splitedge.sqlite3").read_bytes() + b"".join(
+            p.read_bytes() for p in data.glob("splitedge.sqlite3-*")
+        )
+        assert hook["secret"].encode() not in dump
+        store = Store(data / "splitedge.sqlite3")
+        stored = [row[0] for row in store.conn.execute("SELECT secret FROM webhooks")]
+        store.close()
+        assert len(stored) == 2 and all(s.startswith("fernet:") for s in stored)
+        assert oct((data / "secrets.key").stat().st_mode & 0o777) == "0o600"
+        enqueue(data / "splitedge.sqlite3", seed.workspace_id, "ideas.generated", n=1)
+        old, new = receiver.wait_for("/old", 1)[0], receiver.wait_for("/new", 1)[0]
+        assert old.verified and new.verified  # both still sign with the secret issued

@@ -26,6 +26,7 @@ from edge.control.bootstrap import first_start
 from edge.control.decisions import Decider
 from edge.control.results_api import ResultsSource
 from edge.control.scheduler import Scheduler
+from edge.control.secret_box import SecretBox, seal_stored_secrets
 from edge.control.store import Store
 from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.demo import ensure_demo_site
@@ -78,6 +79,7 @@ def prepare(settings: Settings) -> None:
     """Migrate the store, create what a first start needs, check the warehouse."""
     store = Store(settings.store_path)
     try:
+        seal_stored_secrets(store, SecretBox(settings.store_path))
         workspace, issued = first_start(store)
         base_url = f"http://{settings.host}:{settings.port}"
         demo_key = ensure_demo_site(store, workspace.id, base_url)

@@ -47,6 +47,7 @@ import httpx
 import msgspec
 
 from edge.control.records import utc_now
+from edge.control.secret_box import SecretBox
 from edge.control.store import Store
 from edge.outbound import OutboundGuard, TargetRefused
 from edge.settings import Settings
@@ -204,6 +205,7 @@ class WebhookDispatcher:
         poll_interval: float = 0.25,
     ) -> None:
         self.store_path = Path(store_path)
+        self.box = SecretBox(self.store_path)
         self.policy = RetryPolicy() if policy is None else policy
         self.guard = OutboundGuard() if guard is None else guard
         self.concurrency = concurrency
@@ -273,6 +275,7 @@ class WebhookDispatcher:
         now = time.time()
         with store.transaction() as conn:
             rows = [_Claimed(*row) for row in conn.execute(_CLAIM, (now, limit))]
+            rows = [msgspec.structs.replace(r, secret=self.box.open(r.secret)) for r in rows]
             conn.executemany(
                 "UPDATE webhook_deliveries SET status = 'delivering', attempts = ?, "
                 "next_attempt_at = ?, updated_at = ? WHERE id = ?",

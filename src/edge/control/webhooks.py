@@ -46,6 +46,7 @@ from edge.control.api import (
 from edge.control.fetch_pool import shared_pool
 from edge.control.plans import PlanLimits
 from edge.control.records import utc_now
+from edge.control.secret_box import SecretBox
 from edge.control.store import Store
 from edge.errors import InvalidRequest, NotFound
 from edge.outbound import OutboundGuard
@@ -249,8 +250,8 @@ def _register(
         conn.execute(
             "INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (webhook_id, workspace_id, url, msgspec.json.encode(events).decode(), secret,
-             created_at),
+            (webhook_id, workspace_id, url, msgspec.json.encode(events).decode(),
+             SecretBox(store.path).seal(secret), created_at),
         )  # fmt: skip
     return RegisteredWebhook(webhook_id, url, events, True, created_at, secret)
 
