@@ -36,6 +36,19 @@ LOOPBACK_ALLOWED = OutboundGuard(allow_private=True)
 fixture pages on loopback."""
 
 
+MCP_INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+"""An MCP client's first request, as a JSON-RPC body for a plain HTTP POST."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -23,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 from edge.control import credits
 from edge.control.store import Store
 from tests.page_server import serve_pages
-from tests.support import Server, api_call, running_server
+from tests.support import MCP_INITIALIZE, Server, api_call, running_server
 
 T = TypeVar("T")
 
@@ -165,16 +165,7 @@ def test_lists_exactly_the_reference_tools_with_their_input_schemas(env: Env) ->
 
 
 def test_the_gateway_takes_only_a_valid_workspace_key(env: Env) -> None:
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
+    initialize = MCP_INITIALIZE
     headers = {"Accept": "application/json, text/event-stream"}
     url = env.server.base_url + "/mcp"
     missing = httpx.post(url, json=initialize, headers=headers)
@@ -561,12 +552,7 @@ def test_get_is_405_at_once_and_sigterm_stops_cleanly_with_clients_connected(
         assert httpx.delete(url, headers=auth, timeout=5).status_code == 405
         # a client holding a keep-alive connection after its calls does not hold up a stop
         client = httpx.Client(headers=auth | {"Accept": "application/json, text/event-stream"})
-        initialize = {
-            "jsonrpc": "2.0", "id": 1, "method": "initialize",
-            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
-                       "clientInfo": {"name": "t", "version": "1"}},
-        }  # fmt: skip
-        assert client.post(url, json=initialize).status_code == 200
+        assert client.post(url, json=MCP_INITIALIZE).status_code == 200
         started = time.monotonic()
         assert server.stop() == 0
         assert time.monotonic() - started < 8

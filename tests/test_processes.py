@@ -22,20 +22,9 @@ from edge.health import FLUSHER_GONE_SECONDS, Readiness
 from edge.ingest.flusher import FlusherStatus
 from edge.kv import KVHolder
 from edge.processes import PortInUse, require_free_port
-from tests.support import Server, free_port, running_server, seed_store, wait_ready
+from tests.support import MCP_INITIALIZE, Server, free_port, running_server, seed_store, wait_ready
 
 SPLITEDGE = str(Path(sys.executable).with_name("splitedge"))
-
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
 
 
 def children_of(pid: int) -> list[int]:
@@ -125,7 +114,7 @@ def test_nothing_runs_from_the_working_directory(tmp_path: Path) -> None:
         wait_ready(server)
         answer = httpx.post(
             server.base_url + "/mcp",
-            json=INITIALIZE,
+            json=MCP_INITIALIZE,
             headers={
                 "Accept": "application/json, text/event-stream",
                 "Authorization": f"Bearer {seed.key.key}",
