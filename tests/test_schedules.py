@@ -426,3 +426,13 @@ def test_a_run_whose_every_page_fails_is_refunded_in_full(runs: Runs) -> None:
     assert read(runs, "SELECT count(*) FROM ideas") == [(0,)]
     (event,) = announced(runs)
     assert event["success"] is False and event["errors"][0]["url"] == "http://127.0.0.1:9/down"
+
+
+def test_a_scheduled_run_never_fetches_the_servers_own_network(runs: Runs) -> None:
+    """The scheduler's author fetches through the production guard: a site on loopback
+    (as if its name came to resolve there) yields a refusal, not its pages' ideas."""
+    schedule(runs, target_pages=(runs.pages + "/pricing",))
+    (run,) = run_due(runs.store_path, DeterministicAuthor(), MONDAY_9)
+    assert run.idea_ids == () and run.errors[0].code == "page_unavailable"
+    assert "non-public address" in run.errors[0].message
+    assert read(runs, "SELECT count(*) FROM ideas") == [(0,)]
