@@ -17,13 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from edge.authoring.fetch import PageUnavailable
 from edge.control import credits
 from edge.control.api import Auth, in_store
 from edge.control.fetch_pool import record_failure, shared_pool
 from edge.control.records import SiteRecord
 from edge.control.sites_api import require_site
 from edge.control.store import Store
-from edge.errors import RateLimited
 
 __all__ = ["authored_for_site", "require_credits"]
 
@@ -54,7 +54,8 @@ async def authored_for_site(
     of it on a thread, once the balance was seen to cover ``tool`` plus ``extra`` (402
     otherwise). The caller debits when it stores the result. The work runs on the
     worker's `edge.control.fetch_pool` (429 when the workspace has too many running); a
-    failure counts against the caller's rate limit instead of costing credits."""
+    page that cannot be fetched counts against the caller's rate limit instead of costing
+    credits."""
 
     def find(store: Store) -> SiteRecord:
         site = require_site(store, auth.workspace_id, site_id)
@@ -64,8 +65,6 @@ async def authored_for_site(
     site = await in_store(store_path, find)
     try:
         return site, await shared_pool().run(auth.workspace_id, lambda: work(site))
-    except RateLimited:
-        raise
-    except Exception:
+    except PageUnavailable:
         await in_store(store_path, lambda store: record_failure(store, auth.key_id))
         raise

@@ -27,6 +27,7 @@ import msgspec
 
 from edge.authoring.author import Author
 from edge.authoring.drafts import IdeaDraft
+from edge.authoring.fetch import PageUnavailable
 from edge.config import MutationConfig
 from edge.control import audit, credits
 from edge.control.api import Auth, in_store, in_transaction
@@ -36,7 +37,7 @@ from edge.control.schema import insert_sql
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
-from edge.errors import InvalidRequest, NotFound, RateLimited, SplitedgeError
+from edge.errors import InvalidRequest, NotFound, SplitedgeError
 
 __all__ = [
     "IDEA_STATUSES",
@@ -408,11 +409,11 @@ async def complete_generation(
     except Exception as exc:
         refund = credits.TOOL_COSTS["generate_ideas"] if auth.metered else 0
         failure = [error_of(site.url, exc)]
-        fetched = not isinstance(exc, RateLimited)  # a 429 of the pool fetched nothing
+        unfetched = isinstance(exc, PageUnavailable)
 
         def failed(store: Store) -> None:
             record_failed(store, auth.workspace_id, site.id, failure, refund)
-            if fetched:
+            if unfetched:
                 record_failure(store, auth.key_id)
 
         await in_store(store_path, failed)
