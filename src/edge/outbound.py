@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import ssl
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -162,11 +161,11 @@ class OutboundGuard:
         except (OSError, UnicodeError, ValueError):
             return
 
-    def transport(self, *, verify: ssl.SSLContext | bool = True) -> httpx.HTTPTransport:
-        """An httpx transport whose every connection goes through this guard. Use it
-        with ``trust_env=False`` on the client, so no environment proxy is mounted
-        around it."""
-        return _GuardedTransport(self, verify)
+    def transport(self) -> httpx.HTTPTransport:
+        """An httpx transport whose every connection goes through this guard (TLS
+        verified as httpx does by default). Use it with ``trust_env=False`` on the
+        client, so no environment proxy is mounted around it."""
+        return _GuardedTransport(self)
 
 
 def _refusal(host: str) -> str:
@@ -217,12 +216,12 @@ class _GuardedBackend(httpcore.NetworkBackend):
 
 
 class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, guard: OutboundGuard, verify: ssl.SSLContext | bool) -> None:
-        super().__init__(verify=verify, trust_env=False)
+    def __init__(self, guard: OutboundGuard) -> None:
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, trust_env=False)
         # httpx builds its httpcore pool without a way to pass a network backend; the
         # pool is the one attribute its request handling uses, so it is rebuilt here with
         # the guarded backend (tests/test_outbound.py fails if that ever stops holding).
         self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False),
-            network_backend=_GuardedBackend(guard),
+            ssl_context=ssl_context, network_backend=_GuardedBackend(guard)
         )
