@@ -96,7 +96,7 @@ def test_a_trickling_page_of_one_workspace_does_not_slow_another(
     assert statuses == [422] * PER_WORKSPACE + [429] * (8 - PER_WORKSPACE), statuses
     refused = next(a for a in answers if a.status_code == 429)
     assert refused.headers["retry-after"] == "2"
-    assert refused.json()["error"]["code"] == "rate_limited"
+    assert refused.json()["error"]["code"] == "too_many_fetches"
 
 
 def test_a_failed_fetch_counts_against_the_rate_limit(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ such requests of one workspace stalled every other workspace's API. So it runs h
 
 - on threads of its own (`THREADS` per worker), so store calls never wait behind it;
 - at most `PER_WORKSPACE` calls of one workspace at a time per worker; one more is
-  answered ``429 rate_limited`` at once (Retry-After 2 s) rather than queued, so one
+  answered ``429 too_many_fetches`` at once (Retry-After 2 s) rather than queued, so one
   tenant cannot fill the pool;
 - a call that fails (an unreachable, refused or too-slow page) costs no credits, so it
   counts `FAILED_CALL_REQUESTS` requests against the caller's rate limit instead
@@ -31,6 +31,7 @@ __all__ = [
     "PER_WORKSPACE",
     "THREADS",
     "FetchPool",
+    "TooManyFetches",
     "record_failure",
     "shared_pool",
 ]
@@ -49,6 +50,12 @@ FAILED_CALL_REQUESTS = 10
 _RETRY_AFTER = 2
 
 
+class TooManyFetches(RateLimited):
+    """The workspace already runs as many page fetches or URL checks as it may at once."""
+
+    code = "too_many_fetches"
+
+
 class FetchPool:
     """A bounded thread pool with a per-workspace cap; see the module docstring. Use one
     per worker, from its event loop."""
@@ -59,11 +66,11 @@ class FetchPool:
         self._running: dict[str, int] = {}
 
     async def run(self, workspace_id: str, work: Callable[[], T]) -> T:
-        """``work()`` on the pool's threads, for ``workspace_id``; `RateLimited` (429) at
-        once when that workspace already has `per_workspace` calls running."""
+        """``work()`` on the pool's threads, for ``workspace_id``; `TooManyFetches` (429)
+        at once when that workspace already has `per_workspace` calls running."""
         running = self._running.get(workspace_id, 0)
         if running >= self.per_workspace:
-            raise RateLimited(
+            raise TooManyFetches(
                 f"this workspace already has {running} page fetches or URL checks in "
                 f"progress, the most it may run at once; retry in {_RETRY_AFTER} s "
                 "(Retry-After), when one has ended",
