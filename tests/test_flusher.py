@@ -257,3 +257,25 @@ def test_status_file_is_replaced_atomically(spool_dir: Path) -> None:
     flusher.stop()
     assert status(spool_dir).clickhouse == "stopped"
     assert sorted(p.name for p in spool_dir.iterdir()) == [STATUS_FILE]
+
+
+def test_the_status_stays_fresh_while_the_flusher_backs_off(spool_dir: Path) -> None:
+    """Workers take an old status for a dead server (edge.health): a flusher waiting
+    seconds before its next retry is alive, and its status must say so."""
+    spool(spool_dir, (5, "a", 0))
+    flusher = Flusher(
+        spool_dir,
+        f"http://127.0.0.1:{free_port()}",
+        backoff_initial=3,
+        backoff_cap=3,
+        status_interval=0.1,
+    )
+    flusher.start()
+    try:
+        wait_for(lambda: flusher.errors >= 1)
+        deadline = time.monotonic() + 2  # within the first backoff
+        while time.monotonic() < deadline:
+            assert status(spool_dir).age() < 1
+            time.sleep(0.1)
+    finally:
+        assert flusher.stop()

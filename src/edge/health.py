@@ -25,12 +25,12 @@ __all__ = [
 ]
 
 
-# A flusher rewrites its status every 0.5 s; older than this, none is running.
+# A flusher rewrites its status every 0.5 s, from a thread of its own whatever its inserts
+# and backoffs are doing; older than this, none is running.
 STALE_STATUS_SECONDS = 5.0
 # Older than this, the worker is not ready: nothing takes its spool to ClickHouse (its
-# server's flusher thread died). Longer than the above, because one slow insert into a
-# remote ClickHouse can hold the status back for seconds, and ClickHouse being slow or
-# down must not take the edge out of a load balancer.
+# server is gone). A wide margin over the above, so that a server stalled for a while
+# (a slow disk, a swapping machine) is not taken out of a load balancer at once.
 FLUSHER_GONE_SECONDS = 30.0
 
 

@@ -34,9 +34,11 @@ Failures
 Status
     Workers, which are other processes, learn the flusher's state from a small JSON file,
     ``<spool>/flusher.status.json`` (`FlusherStatus`, read with `read_status`), replaced
-    atomically at most every 0.5 s while the thread runs and at once on every change of
-    the sink's state. Its ``clickhouse`` field is the state of the sink, whichever it is
-    (on a relaying edge node: the control plane), so /readyz and /metrics read it alike.
+    atomically every 0.5 s while the drain runs (whatever its thread is busy with) and at
+    once on every change of the sink's state; an older one means the server process is
+    gone, and its workers then answer /readyz 503. Its ``clickhouse`` field is the state
+    of the sink, whichever it is (on a relaying edge node: the control plane), so /readyz
+    and /metrics read it alike.
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ class SpoolDrain:
         self._status_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._heartbeat_thread: threading.Thread | None = None
         self._last_publish = 0.0
         self._last_health = 0.0
         self._failures_in_a_row = 0
@@ -190,12 +193,18 @@ class SpoolDrain:
             target=self._run, name=f"splitedge-{self.name}", daemon=True
         )
         self._thread.start()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat, name=f"splitedge-{self.name}-status", daemon=True
+        )
+        self._heartbeat_thread.start()
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the thread after one last pass over the finished segments (one attempt, no
         backoff), then close the sink (which releases a chDB directory). Returns False
         if the thread did not end within ``timeout`` seconds."""
         self._stop.set()
+        if self._heartbeat_thread is not None:
+            self._heartbeat_thread.join()
         if self._thread is not None:
             self._thread.join(timeout)
             if self._thread.is_alive():
@@ -412,6 +421,12 @@ class SpoolDrain:
             pid=os.getpid(),
             updated_at=time.time(),
         )
+
+    def _heartbeat(self) -> None:
+        # Workers take a status older than a few seconds for a dead server (edge.health):
+        # a long insert or a backoff of the drain thread must not make it look so.
+        while not self._stop.wait(self.status_interval):
+            self._publish()
 
     def _publish(self, *, force: bool = False) -> None:
         """Write the status file atomically (tmp + rename), at most every status_interval
