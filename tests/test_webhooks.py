@@ -17,8 +17,9 @@ import httpx
 import pytest
 
 from edge.control.records import NewGoal
+from edge.control.secret_box import SecretBox
 from edge.control.store import Store
-from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
+from edge.control.webhook_dispatch import SECRET_ERROR, RetryPolicy, WebhookDispatcher
 from edge.control.webhooks import EVENTS, enqueue_event
 from tests.support import LOOPBACK_ALLOWED, Seed, Server, add_experiment, running_server, seed_store
 from tests.webhook_receiver import DOCS, Receiver, documented_verifier
@@ -405,3 +406,62 @@ def test_secrets_are_encrypted_at_rest_and_old_plain_ones_sealed_at_start(
         enqueue(data / "splitedge.sqlite3", seed.workspace_id, "ideas.generated", n=1)
         old, new = receiver.wait_for("/old", 1)[0], receiver.wait_for("/new", 1)[0]
         assert old.verified and new.verified  # both still sign with the secret issued
+
+
+def test_a_secret_that_cannot_be_decrypted_fails_its_endpoints_attempts_only(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """A store restored without its secrets.key: that endpoint's attempts fail, without
+    a request, and every other endpoint is still served."""
+    store_path = tmp_path / "data" / "splitedge.sqlite3"
+    store = Store(store_path)
+    workspace = store.create_workspace("restored")
+    foreign = SecretBox(tmp_path / "elsewhere" / "splitedge.sqlite3")
+    (tmp_path / "elsewhere").mkdir()
+    hooks = [
+        ("bad", "/unreadable", foreign.seal("whsec_bad")),
+        ("good", "/readable", SecretBox(store_path).seal("whsec_good")),
+    ]
+    with store.transaction() as conn:
+        for webhook_id, path, secret in hooks:
+            conn.execute(
+                "INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) "
+                "VALUES (?, ?, ?, ?, ?, 'now')",
+                (webhook_id, workspace.id, receiver.url(path), json.dumps(list(EVENTS)), secret),
+            )
+        enqueue_event(conn, workspace.id, "ideas.generated", {"n": 1})
+    receiver.secrets["/readable"] = "whsec_good"
+    dispatcher = WebhookDispatcher(
+        store_path,
+        RetryPolicy(timeout=5, backoff=0.05, backoff_cap=0.05, max_attempts=2),
+        guard=LOOPBACK_ALLOWED,
+        poll_interval=0.01,
+    )
+    dispatcher.start()
+    try:
+        (got,) = receiver.wait_for("/readable", 1)
+        assert got.verified
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            (status,) = store.conn.execute(
+                "SELECT status FROM webhook_deliveries WHERE webhook_id = 'bad'"
+            ).fetchone()
+            if status == "failed":
+                break
+            time.sleep(0.05)
+        errors = [
+            row[0]
+            for row in store.conn.execute(
+                "SELECT a.error FROM webhook_attempts AS a JOIN webhook_deliveries AS d "
+                "ON d.id = a.delivery_id WHERE d.webhook_id = 'bad' ORDER BY a.number"
+            )
+        ]
+        assert status == "failed" and errors == [SECRET_ERROR, SECRET_ERROR]
+        # The dispatcher still serves: a later event reaches the readable endpoint.
+        with store.transaction() as conn:
+            enqueue_event(conn, workspace.id, "ideas.generated", {"n": 2})
+        receiver.wait_for("/readable", 2)
+    finally:
+        assert dispatcher.stop()
+        store.close()
+    assert receiver.at("/unreadable") == []

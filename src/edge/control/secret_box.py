@@ -15,16 +15,27 @@ start) encrypts it.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, InvalidToken
 
 from edge.control.store import Store
+from edge.errors import SplitedgeError
 
-__all__ = ["KEY_FILE", "SecretBox", "seal_stored_secrets"]
+__all__ = ["KEY_FILE", "SecretBox", "SecretUnreadable", "seal_stored_secrets"]
 
 KEY_FILE = "secrets.key"
 _PREFIX = "fernet:"
+
+
+class SecretUnreadable(SplitedgeError):
+    """A stored secret that the key file cannot decrypt (the store was restored or copied
+    without its own key file, or the key file was replaced), or a key file that holds no
+    key."""
+
+    code = "secret_unreadable"
+    status = 500
 
 
 class SecretBox:
@@ -37,29 +48,50 @@ class SecretBox:
 
     def _key(self) -> Fernet:
         if self._fernet is None:
+            if not self.key_path.exists():
+                self._make_key()
             try:
-                # O_EXCL: of two processes making it at once, one writes and both read it.
-                fd = os.open(self.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(Fernet.generate_key())
-            key = self.key_path.read_bytes().strip()
-            while not key:  # another process created it and is writing it now
-                key = self.key_path.read_bytes().strip()
-            self._fernet = Fernet(key)
+                self._fernet = Fernet(self.key_path.read_bytes().strip())
+            except ValueError:
+                raise SecretUnreadable(
+                    f"{KEY_FILE} in the data directory holds no valid key: restore it from "
+                    "the backup of this store"
+                ) from None
         return self._fernet
+
+    def _make_key(self) -> None:
+        # Written whole under another name, then linked into place: a reader never sees a
+        # partly written key, and of two processes making one at once, the first to link
+        # wins and both use its key.
+        fd, name = tempfile.mkstemp(prefix=f".{KEY_FILE}.", dir=self.key_path.parent)
+        tmp = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(Fernet.generate_key())
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, self.key_path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def seal(self, secret: str) -> str:
         """What the store keeps for ``secret``."""
         return _PREFIX + self._key().encrypt(secret.encode("utf-8")).decode("ascii")
 
     def open(self, stored: str) -> str:
-        """The secret a stored value holds."""
+        """The secret a stored value holds; `SecretUnreadable` if this key cannot open it."""
         if not stored.startswith(_PREFIX):
             return stored
-        return self._key().decrypt(stored[len(_PREFIX) :].encode("ascii")).decode("utf-8")
+        try:
+            secret = self._key().decrypt(stored[len(_PREFIX) :].encode("ascii"))
+        except InvalidToken:
+            raise SecretUnreadable(
+                f"a secret in the store cannot be decrypted with the {KEY_FILE} in the data "
+                "directory: restore the key file that belongs with this store"
+            ) from None
+        return secret.decode("utf-8")
 
 
 def seal_stored_secrets(store: Store, box: SecretBox) -> int:

@@ -47,7 +47,7 @@ import httpx
 import msgspec
 
 from edge.control.records import utc_now
-from edge.control.secret_box import SecretBox
+from edge.control.secret_box import SecretBox, SecretUnreadable
 from edge.control.store import Store
 from edge.outbound import OutboundGuard, TargetRefused
 from edge.settings import Settings
@@ -78,6 +78,10 @@ REFUSED_ERROR = (
 )
 UNREACHABLE_ERROR = "could not connect to the endpoint, or the connection failed"
 TIMEOUT_ERROR = "the endpoint did not answer in time"
+SECRET_ERROR = (
+    "not sent: this server cannot read the endpoint's signing secret (its operator must "
+    "restore the secrets key); or delete the endpoint and register it again"
+)
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -126,7 +130,8 @@ class _Claimed(msgspec.Struct, frozen=True):
     event: str
     payload: bytes
     url: str
-    secret: str
+    secret: str | None
+    """None when it cannot be decrypted: the attempt then fails without sending."""
 
 
 class _Outcome(msgspec.Struct, frozen=True):
@@ -149,6 +154,8 @@ def _status_text(response: httpx.Response) -> str | None:
 
 def _post(client: httpx.Client, claimed: _Claimed) -> _Outcome:
     """One attempt; every way it can fail becomes the outcome's error, never an exception."""
+    if claimed.secret is None:
+        return _Outcome(utc_now(), 0, None, SECRET_ERROR)
     timestamp = int(time.time())
     signature = sign(claimed.secret, timestamp, claimed.payload)
     headers = {
@@ -275,13 +282,23 @@ class WebhookDispatcher:
         now = time.time()
         with store.transaction() as conn:
             rows = [_Claimed(*row) for row in conn.execute(_CLAIM, (now, limit))]
-            rows = [msgspec.structs.replace(r, secret=self.box.open(r.secret)) for r in rows]
+            rows = [self._opened(row) for row in rows]
             conn.executemany(
                 "UPDATE webhook_deliveries SET status = 'delivering', attempts = ?, "
                 "next_attempt_at = ?, updated_at = ? WHERE id = ?",
                 [(r.attempt, now + self.policy.lease, utc_now(), r.delivery_id) for r in rows],
             )
         return rows
+
+    def _opened(self, row: _Claimed) -> _Claimed:
+        """``row`` with its secret decrypted, or None for it: one endpoint whose secret
+        cannot be read fails its own attempts, not the dispatcher of every workspace."""
+        assert row.secret is not None  # as the store holds it
+        try:
+            return msgspec.structs.replace(row, secret=self.box.open(row.secret))
+        except SecretUnreadable as exc:
+            log.error("webhook delivery %d not sent: %s", row.delivery_id, exc.message)
+            return msgspec.structs.replace(row, secret=None)
 
     def _settle(self, store: Store, inflight: dict[Future[_Outcome], _Claimed]) -> None:
         """Record the finished attempts, in one transaction."""
