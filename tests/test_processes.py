@@ -19,7 +19,7 @@ import pytest
 
 from edge.control.store import Store
 from edge.health import FLUSHER_GONE_SECONDS, Readiness
-from edge.ingest.flusher import FlusherStatus
+from edge.ingest.flusher import ClickHouseState, FlusherStatus
 from edge.kv import KVHolder
 from edge.processes import PortInUse, require_free_port
 from tests.support import MCP_INITIALIZE, Server, free_port, running_server, seed_store, wait_ready
@@ -156,8 +156,8 @@ def test_a_worker_is_not_ready_when_no_flusher_reports() -> None:
     holder.kv = _Loaded()  # type: ignore[assignment]
     now = time.time()
 
-    def answer(updated_at: float) -> tuple[int, str]:
-        status = FlusherStatus(clickhouse="ok", updated_at=updated_at)
+    def answer(updated_at: float, state: ClickHouseState = "ok") -> tuple[int, str]:
+        status = FlusherStatus(clickhouse=state, updated_at=updated_at)
         sent: list[dict[str, object]] = []
 
         async def send(message: dict[str, object]) -> None:
@@ -169,3 +169,5 @@ def test_a_worker_is_not_ready_when_no_flusher_reports() -> None:
     assert answer(now)[0] == 200
     code, body = answer(now - FLUSHER_GONE_SECONDS - 1)
     assert code == 503 and '"status":"unready"' in body and "no flusher" in body
+    assert answer(now, "stopped")[0] == 503  # fresh, but its thread has ended
+    assert answer(now, "unavailable")[0] == 200  # ClickHouse down: events are spooled

@@ -60,7 +60,8 @@ class ReadyStatus(msgspec.Struct, omit_defaults=True):
     before any did) with the spool segments pending. On
     a remote edge node, ``snapshot`` says how fresh its config is (on a relaying node the
     "ClickHouse" state is that of the relay to the control plane). While it loads, or
-    when it is ``unready`` (no flusher has reported for `FLUSHER_GONE_SECONDS`),
+    when it is ``unready`` (the flusher stopped, or has not reported for
+    `FLUSHER_GONE_SECONDS`),
     ``reason`` says why."""
 
     status: Literal["loading", "ready", "unready"]
@@ -107,8 +108,8 @@ def _loading_reason(snapshot: SnapshotState | None) -> str:
 
 
 _GONE_REASON = (
-    f"no flusher has reported for over {FLUSHER_GONE_SECONDS:g} s: nothing takes this "
-    "worker's events to ClickHouse; restart the server"
+    f"no flusher runs (it stopped, or has not reported for over {FLUSHER_GONE_SECONDS:g} "
+    "s): nothing takes this worker's events to ClickHouse; restart the server"
 )
 
 
@@ -136,7 +137,8 @@ class Readiness:
             clickhouse, error, segments = "unknown", "", 0
         else:
             stale = flusher.age() > STALE_STATUS_SECONDS
-            gone = flusher.age() > FLUSHER_GONE_SECONDS
+            # Silent for long (the server is gone) or stopped (its thread ended).
+            gone = flusher.age() > FLUSHER_GONE_SECONDS or flusher.clickhouse == "stopped"
             clickhouse = "no_flusher" if stale else flusher.clickhouse
             error, segments = flusher.last_error, flusher.pending_segments
         snapshot = None if self.snapshot_state is None else self.snapshot_state()
