@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     links = ReportLinks(settings.store_path)
     limits = plans.plan_limits(plans.load_plans(settings.limits))
     # One author per worker: its page cache serves every route that authors.
-    guard = OutboundGuard(allow_private=settings.private_targets_allowed)
+    guard = OutboundGuard.from_settings(settings)
     author = configured_author(guard)
     mcp = McpMount(settings.store_path, limits)
 

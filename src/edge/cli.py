@@ -14,7 +14,7 @@ import msgspec
 from edge.control import credits_cli, edge_tokens_cli, keys_cli, plans, tick_cli
 from edge.logs import logging_config
 from edge.processes import PortInUse
-from edge.settings import ENV_PREFIX, Settings
+from edge.settings import ENV_PREFIX, Settings, env_flag
 
 __all__ = ["main", "serve_settings"]
 
@@ -74,14 +74,14 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     serve.add_argument(
         "--dev",
         action="store_true",
-        default=_env("dev", "false").lower() in ("1", "true"),
+        default=env_flag("dev"),
         help="development mode: webhooks may use http://, and page fetches and webhooks may "
         "reach loopback and private addresses (SPLITEDGE_DEV)",
     )
     serve.add_argument(
         "--allow-private-targets",
         action="store_true",
-        default=_env("allow_private_targets", "false").lower() in ("1", "true"),
+        default=env_flag("allow_private_targets"),
         help="page fetches and webhooks may reach loopback and private addresses, e.g. to "
         "test against a local site; off by default (SPLITEDGE_ALLOW_PRIVATE_TARGETS)",
     )

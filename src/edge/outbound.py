@@ -35,6 +35,7 @@ import httpcore
 import httpx
 
 from edge.errors import SplitedgeError
+from edge.settings import Settings
 
 __all__ = [
     "IPAddress",
@@ -98,11 +99,16 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def _address(text: str) -> IPAddress:
+    """An address from its text, without brackets or an IPv6 zone (``%eth0``)."""
+    return ipaddress.ip_address(text.strip("[]").split("%")[0])
+
+
 def _literal(host: str) -> list[IPAddress]:
     """``host`` as an address when it is one in standard notation (other spellings, such
     as ``2130706433``, are left to the resolver, which reads them as the C library does)."""
     try:
-        return [ipaddress.ip_address(host.strip("[]").split("%")[0])]
+        return [_address(host)]
     except ValueError:
         return []
 
@@ -125,13 +131,17 @@ class OutboundGuard:
         self.allow_private = allow_private
         self.resolver = resolver
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboundGuard:
+        """The guard a server runs with: strict unless ``--dev`` or
+        ``--allow-private-targets``."""
+        return cls(allow_private=settings.dev or settings.allow_private_targets)
+
     def addresses(self, host: str, port: int) -> list[IPAddress]:
         """The checked addresses to connect to for ``host``; `TargetRefused` when any of
         them is not public (a name with one private answer is refused whole, since a
         later lookup may prefer it). DNS failures raise `OSError`."""
-        found = _literal(host) or [
-            ipaddress.ip_address(a.split("%")[0]) for a in self.resolver(host, port)
-        ]
+        found = _literal(host) or [_address(a) for a in self.resolver(host, port)]
         if not found:
             raise OSError(f"{host} resolves to no address")
         if not all(self.allows(a) for a in found):

@@ -127,7 +127,7 @@ def run(settings: Settings) -> int:
     )
     flusher.start()
     # Webhooks are sent from this process only, whatever the number of workers.
-    guard = OutboundGuard(allow_private=settings.private_targets_allowed)
+    guard = OutboundGuard.from_settings(settings)
     dispatcher = WebhookDispatcher(
         settings.store_path, RetryPolicy.from_settings(settings), guard=guard
     )

@@ -11,9 +11,14 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["ENV_PREFIX", "Settings"]
+__all__ = ["ENV_PREFIX", "Settings", "env_flag"]
 
 ENV_PREFIX = "SPLITEDGE_"
+
+
+def env_flag(name: str) -> bool:
+    """Whether the ``SPLITEDGE_<NAME>`` variable switches a flag on (``1`` or ``true``)."""
+    return os.environ.get(ENV_PREFIX + name.upper(), "").lower() in ("1", "true")
 
 
 class Settings(msgspec.Struct, frozen=True):
@@ -50,11 +55,6 @@ class Settings(msgspec.Struct, frozen=True):
     # A remote edge node's control plane and its edge token (`splitedge edge`, edge.node).
     control_url: str = ""
     edge_token: str = ""
-
-    @property
-    def private_targets_allowed(self) -> bool:
-        """Whether page fetches and webhooks may reach the server's own network."""
-        return self.dev or self.allow_private_targets
 
     @property
     def store_path(self) -> Path:

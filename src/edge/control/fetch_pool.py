@@ -17,6 +17,7 @@ such requests of one workspace stalled every other workspace's API. So it runs h
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -87,15 +88,11 @@ class FetchPool:
                 del self._running[workspace_id]
 
 
-_SHARED: list[FetchPool] = []
-
-
+@functools.cache
 def shared_pool() -> FetchPool:
     """The worker's pool, made on first use (like asyncio's default executor, one per
     process: every route that fetches shares it, so the cap holds across them)."""
-    if not _SHARED:
-        _SHARED.append(FetchPool())
-    return _SHARED[0]
+    return FetchPool()
 
 
 def record_failure(store: Store, key_id: str) -> None:

@@ -217,10 +217,13 @@ class SitesApi:
         body = await read_json(scope, receive, _create_decoder, "site")
         # The site's pages are fetched later (intelligence, ideas, loops): refuse now a
         # URL on the server's own network. Outside the transaction: it may ask DNS.
-        site_url = normalize_site_url(body.url)[0]
+        site_url, domain = normalize_site_url(body.url)
         await shared_pool().run(auth.workspace_id, lambda: self.guard.check_url(site_url, "url"))
         site, reused = await in_transaction(
-            self.store_path, auth, lambda store: self._register(store, auth, body), "create_site"
+            self.store_path,
+            auth,
+            lambda store: self._register(store, auth, body, domain),
+            "create_site",
         )
         return ok(
             _created(base_url(scope), site, reused),
@@ -228,9 +231,10 @@ class SitesApi:
             status=200 if reused else 201,
         )
 
-    def _register(self, store: Store, auth: Auth, body: CreateSite) -> tuple[SiteRecord, bool]:
+    def _register(
+        self, store: Store, auth: Auth, body: CreateSite, domain: str
+    ) -> tuple[SiteRecord, bool]:
         workspace_id = auth.workspace_id
-        _, domain = normalize_site_url(body.url)
         # One write transaction: the duplicate check, the limit and the insert see the same
         # sites, so two concurrent requests cannot both pass the limit.
         with store.transaction():

@@ -24,7 +24,7 @@ from edge.control.keys_cli import data_dir_parent
 from edge.control.results_api import ResultsSource
 from edge.control.scheduler import tick_once
 from edge.outbound import OutboundGuard
-from edge.settings import ENV_PREFIX, Settings
+from edge.settings import ENV_PREFIX, Settings, env_flag
 
 __all__ = ["add_parser", "run"]
 
@@ -50,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     tick.add_argument(
         "--allow-private-targets",
         action="store_true",
-        default=os.environ.get(ENV_PREFIX + "ALLOW_PRIVATE_TARGETS", "").lower() in ("1", "true"),
+        default=env_flag("allow_private_targets"),
         help="as for serve: page fetches may reach loopback and private addresses "
         "(SPLITEDGE_ALLOW_PRIVATE_TARGETS)",
     )
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         results = loops.source_results(ResultsSource(settings.store_path, runner))
-        author = configured_author(OutboundGuard(allow_private=settings.private_targets_allowed))
+        author = configured_author(OutboundGuard.from_settings(settings))
         report = tick_once(settings.store_path, results, author, datetime.now(UTC), limits)
     finally:
         runner.close()

@@ -248,7 +248,6 @@ class WebhookDispatcher:
             trust_env=False,
             follow_redirects=False,
             timeout=self.policy.timeout,
-            limits=httpx.Limits(max_connections=self.concurrency),
         )
         inflight: dict[Future[_Outcome], _Claimed] = {}
         try:
