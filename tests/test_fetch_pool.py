@@ -53,7 +53,7 @@ def trickle() -> Iterator[str]:
     server.server_close()
 
 
-def p99(server: Server, key: str, count: int = 50) -> float:
+def p99(server: Server, key: str, count: int = 200) -> float:
     """The 99th percentile of ``count`` sequential GET /v1/sites, in seconds."""
     times = []
     with httpx.Client(headers={"authorization": f"Bearer {key}"}, timeout=30) as client:
@@ -90,7 +90,9 @@ def test_a_trickling_page_of_one_workspace_does_not_slow_another(
             time.sleep(0.5)  # the fetches are under way, trickling
             busy = p99(server, seed.key.key)
             answers = [call.result() for call in calls]
-    # 2x idle, with a 50 ms floor for a shared 2-core machine (before the pool: 8.6 s)
+    # 2x idle, with a 50 ms floor for a shared 2-core machine (before the pool: 9.7 s).
+    # 200 samples, so that p99 is not the single worst (one 145 ms stall of a busy box
+    # failed a run at 50 samples, where p99 was the maximum).
     assert busy <= max(2 * idle, idle + 0.05), (idle, busy)
     statuses = sorted(a.status_code for a in answers)
     assert statuses == [422] * PER_WORKSPACE + [429] * (8 - PER_WORKSPACE), statuses

@@ -19,6 +19,7 @@ __all__ = [
     "READY_OPERATION",
     "Health",
     "HealthStatus",
+    "ReadyState",
     "ReadyStatus",
     "Readiness",
     "SnapshotState",
@@ -52,6 +53,10 @@ class SnapshotState(msgspec.Struct, frozen=True):
     error: str
 
 
+ReadyState = Literal["loading", "ready", "unready"]
+"""A worker's readiness: loading its config, ready, or unready (no flusher runs)."""
+
+
 class ReadyStatus(msgspec.Struct, omit_defaults=True):
     """The answer of ``/readyz``: whether this worker has its config (``status``), which
     worker it is (``pid``), its config version and when it was loaded (Unix seconds),
@@ -64,7 +69,7 @@ class ReadyStatus(msgspec.Struct, omit_defaults=True):
     `FLUSHER_GONE_SECONDS`),
     ``reason`` says why."""
 
-    status: Literal["loading", "ready", "unready"]
+    status: ReadyState
     config_version: int | None
     config_loaded_at: float | None
     sites: int
@@ -142,7 +147,7 @@ class Readiness:
             clickhouse = "no_flusher" if stale else flusher.clickhouse
             error, segments = flusher.last_error, flusher.pending_segments
         snapshot = None if self.snapshot_state is None else self.snapshot_state()
-        status: Literal["loading", "ready", "unready"] = "ready"
+        status: ReadyState = "ready"
         reason = ""
         if kv is None:
             status, reason = "loading", _loading_reason(snapshot)
