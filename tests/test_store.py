@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from edge.control.records import NewExperiment, NewVariant
-from edge.control.schema import insert_sql
+from edge.control.store.schema import insert_sql
 from edge.control.snapshot import load_snapshot
 from edge.control.store import Store, normalize_site_url
 from edge.errors import Conflict, InvalidRequest, InvalidUrlPattern, NotFound

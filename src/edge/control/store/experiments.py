@@ -1,0 +1,235 @@
+"""Experiments with their variants and goals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from edge.assign import weights_to_bps
+from edge.config import MutationConfig
+from edge.control.records import (
+    ExperimentRecord,
+    ExperimentStatus,
+    Goal,
+    NewExperiment,
+    VariantRecord,
+    utc_now,
+)
+from edge.control.store.connection import StoreConnection, new_id
+from edge.errors import InvalidRequest, NotFound
+from edge.urlglob import validate_pattern
+
+__all__ = ["ExperimentQueries"]
+
+# The record's fields read from a row (all but variants and goals), and their columns.
+_EXPERIMENT_RECORD_FIELDS = ExperimentRecord.__struct_fields__[:-2]
+_EXPERIMENT_RECORD_COLUMNS = (
+    ", ".join(f"e.{name}" for name in _EXPERIMENT_RECORD_FIELDS[:-2]) + ", s.name, s.url"
+)
+_variant_changes = msgspec.json.Decoder(tuple[MutationConfig, ...])
+_variant_config: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+
+
+class ExperimentQueries(StoreConnection):
+    """The queries of the ``experiments``, ``variants`` and ``goals`` tables."""
+
+    def create_experiment(self, new: NewExperiment) -> str:
+        """Create a draft experiment with its variants and goals; returns its id."""
+        if len(new.variants) < 2:
+            raise InvalidRequest("an experiment needs at least 2 variants: a control and one more")
+        weights = weights_to_bps([v.weight for v in new.variants])
+        url_pattern = validate_pattern(new.url_pattern)
+        goal_patterns = [validate_pattern(g.url_pattern) for g in new.goals]
+        if not 0 <= new.coverage_bps <= 10_000:
+            raise InvalidRequest("coverage_bps must be between 0 and 10000")
+        experiment_id, now = new_id(), utc_now()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT INTO experiments (id, workspace_id, site_id, kind, name, hypothesis, "
+                "target_url, url_pattern, coverage_bps, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    experiment_id, new.workspace_id, new.site_id, new.kind, new.name,
+                    new.hypothesis, new.target_url, url_pattern, new.coverage_bps, now, now,
+                ),
+            )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO variants (id, experiment_id, position, name, is_control, "
+                "weight_bps, changes, redirect_url, config, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        new_id(), experiment_id, i, v.name, int(i == 0), weights[i],
+                        msgspec.json.encode(v.changes).decode(), v.redirect_url,
+                        None if v.config is None else msgspec.json.encode(v.config).decode(),
+                        now,
+                    )
+                    for i, v in enumerate(new.variants)
+                ],
+            )  # fmt: skip
+            conn.executemany(
+                "INSERT INTO goals (id, experiment_id, position, name, type, selector, "
+                "url_pattern, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (new_id(), experiment_id, i, g.name, g.type, g.selector, pattern, now)
+                    for i, (g, pattern) in enumerate(zip(new.goals, goal_patterns, strict=True))
+                ],
+            )
+        return experiment_id
+
+    def set_experiment_status(self, experiment_id: str, status: ExperimentStatus) -> None:
+        """Move an experiment to a status. The lifecycle rules live in the control API;
+        this only records the move and its timestamps."""
+        now = utc_now()
+        cur = self.conn.execute(
+            "UPDATE experiments SET status = ?, updated_at = ?, "
+            "started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) "
+            "ELSE started_at END, "
+            "ended_at = CASE WHEN ? = 'completed' THEN ? ELSE ended_at END WHERE id = ?",
+            (status, now, status, now, status, now, experiment_id),
+        )
+        if cur.rowcount == 0:
+            raise NotFound(f"no experiment with id {experiment_id!r}")
+
+    def set_variant_weights(self, experiment_id: str, weights: Sequence[float]) -> None:
+        """Re-split traffic: relative weights in variant order, normalised to basis points."""
+        with self.transaction() as conn:
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM variants WHERE experiment_id = ? ORDER BY position",
+                    (experiment_id,),
+                )
+            ]
+            if not ids:
+                raise NotFound(f"no experiment with id {experiment_id!r}")
+            if len(ids) != len(weights):
+                raise InvalidRequest(
+                    f"the experiment has {len(ids)} variants; pass {len(ids)} weights"
+                )
+            conn.executemany(
+                "UPDATE variants SET weight_bps = ? WHERE id = ?",
+                list(zip(weights_to_bps(weights), ids, strict=True)),
+            )
+
+    def experiment_record(
+        self, experiment_id: str, workspace_id: str | None
+    ) -> ExperimentRecord | None:
+        """An experiment of a workspace as the API shows it; None when that workspace has
+        no such experiment (another workspace's is not there either). ``workspace_id=None``
+        finds it in any workspace: only for a caller that proved access another way (a
+        signed report link)."""
+        records = self._experiment_records(
+            "e.id = ? AND (? IS NULL OR e.workspace_id = ?)",
+            (experiment_id, workspace_id, workspace_id),
+        )
+        return records[0] if records else None
+
+    def list_experiment_records(
+        self,
+        workspace_id: str,
+        *,
+        site_id: str | None,
+        status: ExperimentStatus | None,
+        limit: int,
+        offset: int,
+    ) -> tuple[list[ExperimentRecord], int]:
+        """A page of a workspace's experiments, newest first, optionally of one site and
+        one status, and how many match in all."""
+        where = (
+            "e.workspace_id = ? AND (? IS NULL OR e.site_id = ?) AND (? IS NULL OR e.status = ?)"
+        )
+        args = (workspace_id, site_id, site_id, status, status)
+        with self.read_snapshot():
+            (total,) = self.conn.execute(
+                f"SELECT count(*) FROM experiments e WHERE {where}", args
+            ).fetchone()
+            records = self._experiment_records(
+                f"{where} ORDER BY e.created_at DESC, e.rowid DESC LIMIT ? OFFSET ?",
+                (*args, limit, offset),
+            )
+        return records, int(total)
+
+    def running_experiment_records(self) -> list[ExperimentRecord]:
+        """Every workspace's running experiments, oldest start first (one read)."""
+        return self._experiment_records("e.status = 'running' ORDER BY e.started_at, e.id", ())
+
+    def set_experiment_targets(
+        self,
+        experiment_id: str,
+        sample_size: int | None,
+        primary_metric: str | None,
+        confidence: float | None,
+        max_cost_increase: float | None = None,
+    ) -> None:
+        """Record what the results judge an experiment by (ClawSplit's sample_size,
+        primary_metric and confidence, and the cost guardrail: how much more a variant's
+        mean cost may be than the control's, 0.3 = 30%); None keeps the defaults of the
+        analysis."""
+        self.conn.execute(
+            "UPDATE experiments SET sample_size = ?, primary_metric = ?, confidence = ?, "
+            "max_cost_increase = ?, updated_at = ? WHERE id = ?",
+            (sample_size, primary_metric, confidence, max_cost_increase, utc_now(), experiment_id),
+        )
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Delete an experiment with its variants and goals (the lifecycle rules, which
+        statuses may be deleted, live in `edge.control.lifecycle`)."""
+        self.conn.execute("DELETE FROM experiments WHERE id = ?", (experiment_id,))
+
+    def promote_variant(self, experiment_id: str, variant_id: str) -> None:
+        """Give a variant all the traffic, record it as the winner and complete the
+        experiment, in one transaction."""
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE variants SET weight_bps = CASE WHEN id = ? THEN 10000 ELSE 0 END "
+                "WHERE experiment_id = ?",
+                (variant_id, experiment_id),
+            )
+            conn.execute(
+                "UPDATE experiments SET winner_variant_id = ? WHERE id = ?",
+                (variant_id, experiment_id),
+            )
+            self.set_experiment_status(experiment_id, "completed")
+
+    def _experiment_records(self, where: str, args: Sequence[Any]) -> list[ExperimentRecord]:
+        with self.read_snapshot():
+            rows = self.conn.execute(
+                f"SELECT {_EXPERIMENT_RECORD_COLUMNS} FROM experiments e "
+                f"LEFT JOIN sites s ON s.id = e.site_id WHERE {where}",
+                args,
+            ).fetchall()
+            ids = [row[0] for row in rows]
+            marks = ", ".join("?" * len(ids))
+            variants: dict[str, list[VariantRecord]] = {i: [] for i in ids}
+            for exp_id, vid, name, control, weight, changes, redirect, config in self.conn.execute(
+                "SELECT experiment_id, id, name, is_control, weight_bps, changes, redirect_url, "
+                f"config FROM variants WHERE experiment_id IN ({marks}) "
+                "ORDER BY experiment_id, position",
+                ids,
+            ):
+                variants[exp_id].append(
+                    VariantRecord(
+                        vid, name, bool(control), weight,
+                        changes=_variant_changes.decode(changes),
+                        redirect_url=redirect,
+                        config=None if config is None else _variant_config.decode(config),
+                    )
+                )  # fmt: skip
+            goals: dict[str, list[Goal]] = {i: [] for i in ids}
+            for exp_id, *goal in self.conn.execute(
+                "SELECT experiment_id, id, name, type, selector, url_pattern FROM goals "
+                f"WHERE experiment_id IN ({marks}) ORDER BY experiment_id, position",
+                ids,
+            ):
+                goals[exp_id].append(Goal(*goal))
+        return [
+            ExperimentRecord(
+                **dict(zip(_EXPERIMENT_RECORD_FIELDS, row, strict=True)),
+                variants=tuple(variants[row[0]]),
+                goals=tuple(goals[row[0]]),
+            )
+            for row in rows
+        ]
