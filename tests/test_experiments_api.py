@@ -18,7 +18,8 @@ import httpx
 import msgspec
 import pytest
 
-from edge.control.ideas import NewIdea, add_idea
+from edge.control.idea_records import NewIdea
+from edge.control.ideas import add_idea
 from edge.control.store import Store
 from tests.support import Seed, Server, running_server, seed_store
 

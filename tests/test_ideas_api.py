@@ -17,7 +17,8 @@ import msgspec
 import pytest
 
 from edge.control import credits
-from edge.control.ideas import NewIdea, add_idea
+from edge.control.idea_records import NewIdea
+from edge.control.ideas import add_idea
 from edge.control.store import Store
 from tests.page_server import serve_pages
 from tests.support import Server, api_call, running_server

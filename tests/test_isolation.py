@@ -18,10 +18,12 @@ import msgspec
 import pytest
 
 from edge.config import MutationConfig
-from edge.control.ideas import NewIdea, add_idea
+from edge.control.idea_records import NewIdea
+from edge.control.ideas import add_idea
 from edge.control.loop_records import LoopConfig, LoopGoal
 from edge.control.loops import create_loop
-from edge.control.schedules import ScheduleSettings, create_schedule
+from edge.control.schedule_records import ScheduleSettings
+from edge.control.schedules import create_schedule
 from edge.control.store import Store
 from tests.support import Seed, Server, api_call, running_server, seed_store, wait_flushed
 

@@ -30,7 +30,7 @@ import pytest
 from analytics.gateway import query_runner
 from analytics.loop_decisions import ArmCounts, RoundData
 from edge.authoring import DeterministicAuthor, PageFetcher
-from edge.control import loop_records, loops
+from edge.control import loops
 from edge.control.loop_records import Loop, LoopConfig, LoopGoal, Round
 from edge.control.loops import create_loop
 from edge.control.records import ExperimentRecord
@@ -90,8 +90,8 @@ class Traffic:
 
     def hour(self, store: Store) -> None:
         """One hour of visitors for each round whose experiment is running."""
-        for loop in loop_records.list_loops(store, _workspace(store), 100, 0)[0]:
-            [current] = loop_records.rounds_of(store, loop.id, 1)
+        for loop in store.list_loops(_workspace(store), 100, 0)[0]:
+            [current] = store.loop_rounds(loop.id, 1)
             assert current.experiment_id is not None
             record = store.experiment_record(current.experiment_id, loop.workspace_id)
             assert record is not None
@@ -188,7 +188,7 @@ def history(world: World, name: str) -> list[Round]:
     store = Store(world.store_path)
     try:
         loop_id = world.loop_ids.get(name, name)
-        return list(reversed(loop_records.rounds_of(store, loop_id, 100)))
+        return list(reversed(store.loop_rounds(loop_id, 100)))
     finally:
         store.close()
 
@@ -196,7 +196,7 @@ def history(world: World, name: str) -> list[Round]:
 def loop_of(world: World, name: str) -> Loop:
     store = Store(world.store_path)
     try:
-        loop = loop_records.get_loop(store, world.loop_ids[name])
+        loop = store.get_loop(world.loop_ids[name])
         assert loop is not None
         return loop
     finally:
@@ -476,7 +476,7 @@ def test_the_tick_command_advances_a_due_loop_once_beside_another(tmp_path: Path
     assert ticks == [{"loop_id": loop.id, "decision": "wait"}]
     store = Store(data / "splitedge.sqlite3")
     try:
-        after = loop_records.get_loop(store, loop.id)
+        after = store.get_loop(loop.id)
     finally:
         store.close()
     assert after is not None and datetime.fromisoformat(after.next_tick_at) > now

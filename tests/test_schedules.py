@@ -23,9 +23,9 @@ from edge.authoring import DeterministicAuthor, PageFetcher
 from edge.authoring.drafts import ElementType, IdeaDraft
 from edge.control import credits
 from edge.control.plans import PlanLimits
+from edge.control.schedule_records import ScheduleSettings
 from edge.control.schedules import (
     ScheduleRun,
-    ScheduleSettings,
     create_schedule,
     get_schedule,
     next_run,

@@ -26,7 +26,8 @@ import msgspec
 
 from edge.authoring.drafts import VariantDraft
 from edge.config import MutationConfig
-from edge.control.ideas import Idea, idea_mutations
+from edge.control.idea_records import Idea
+from edge.control.ideas import idea_mutations
 from edge.control.lifecycle import split_weights
 from edge.control.records import NewExperiment, NewGoal, NewVariant
 from edge.errors import InvalidRequest, InvalidUrlPattern

@@ -1,6 +1,7 @@
 """A/B test ideas: a hypothesis for a site and, in ``mockup_data.mutations``, the DOM
-changes that would test it (the reference's idea shape); listing them, moving them through
-their statuses, and generating them with an `edge.authoring.author.Author`.
+changes that would test it (the reference's idea shape, `edge.control.idea_records`);
+finding them, moving them through their statuses, and generating them with an
+`edge.authoring.author.Author`.
 
 An experiment created with ``idea_id`` takes its variant's changes from the idea, and its
 hypothesis and target page when the create body names none
@@ -21,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 import msgspec
 
@@ -32,25 +33,16 @@ from edge.config import MutationConfig
 from edge.control import audit, credits
 from edge.control.api import Auth, in_store, in_transaction
 from edge.control.fetch_pool import record_failure, shared_pool
+from edge.control.idea_records import Idea, IdeaOut, IdeaStatus, NewIdea
 from edge.control.records import SiteRecord, utc_now
-from edge.control.store.schema import insert_sql
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
 from edge.errors import InvalidRequest, NotFound, SplitedgeError
 
 __all__ = [
-    "IDEA_STATUSES",
-    "MAX_IDEAS_PER_RUN",
     "REFUND_REASON",
     "GenerationError",
-    "Idea",
-    "IdeaFilter",
-    "IdeaOut",
-    "IdeaSite",
-    "IdeaStatus",
-    "NewIdea",
-    "OutputType",
     "add_idea",
     "begin_generation",
     "complete_generation",
@@ -58,84 +50,14 @@ __all__ = [
     "generate_ideas",
     "get_idea",
     "idea_mutations",
-    "list_ideas",
     "record_failed",
     "record_generated",
     "require_idea",
     "set_idea_status",
 ]
 
-IdeaStatus = Literal["new", "approved", "implemented", "rejected", "archived"]
-IDEA_STATUSES: tuple[IdeaStatus, ...] = get_args(IdeaStatus)
-
-OutputType = Literal["html", "screenshot"]
-"""How an idea's mockup is meant to be shown (the reference's field). splitedge renders
-no screenshots: either way ``mockup_data.mutations`` holds the changes."""
-
-MAX_IDEAS_PER_RUN = 10
-"""The most ideas one generation asks the author for (the reference's max)."""
-
 REFUND_REASON = "refund:generate_ideas"
 """The ledger's reason for the credits given back for a generation that made nothing."""
-
-
-class NewIdea(msgspec.Struct, frozen=True):
-    """An idea to store for a site."""
-
-    title: str
-    hypothesis: str | None = None
-    category: str | None = None
-    priority: str | None = None
-    output_type: str = "html"
-    estimated_impact: str | None = None
-    mockup_data: dict[str, Any] = {}
-    source_url: str | None = None
-
-
-class Idea(NewIdea, frozen=True, kw_only=True):
-    """A stored idea of a workspace's site."""
-
-    id: str
-    workspace_id: str
-    site_id: str
-    status: IdeaStatus
-    created_at: str
-    updated_at: str
-
-
-class IdeaSite(msgspec.Struct, frozen=True):
-    """The parent site of an idea (the reference's nested ``sites``)."""
-
-    name: str
-    url: str
-
-
-class IdeaOut(msgspec.Struct, frozen=True):
-    """An idea as the API shows it: the reference's fields, the page it is for
-    (``source_url``) and its parent site."""
-
-    id: str
-    title: str
-    hypothesis: str | None
-    category: str | None
-    priority: str | None
-    status: IdeaStatus
-    output_type: str
-    estimated_impact: str | None
-    mockup_data: dict[str, Any]
-    source_url: str | None
-    site_id: str
-    sites: IdeaSite
-    created_at: str
-    updated_at: str
-
-
-class IdeaFilter(msgspec.Struct, frozen=True):
-    """Which ideas a list answers: of one site, one status, one category (None: any)."""
-
-    site_id: str | None = None
-    status: IdeaStatus | None = None
-    category: str | None = None
 
 
 class GenerationError(msgspec.Struct, frozen=True):
@@ -145,19 +67,6 @@ class GenerationError(msgspec.Struct, frozen=True):
     url: str
     code: str
     message: str
-
-
-_COLUMNS = (
-    "id, workspace_id, site_id, title, hypothesis, category, priority, status, output_type, "
-    "estimated_impact, mockup_data, source_url, created_at, updated_at"
-)
-_OUT_COLUMNS = (
-    "i.id, i.title, i.hypothesis, i.category, i.priority, i.status, i.output_type, "
-    "i.estimated_impact, i.mockup_data, i.source_url, i.site_id, s.name, s.url, "
-    "i.created_at, i.updated_at"
-)
-_OUT_FROM = "FROM ideas i JOIN sites s ON s.id = i.site_id"
-_mockup_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def _not_found(idea_id: str) -> NotFound:
@@ -178,76 +87,24 @@ def add_idea(store: Store, workspace_id: str, site_id: str, new: NewIdea) -> Ide
         created_at=now,
         updated_at=now,
     )
-    store.conn.execute(
-        insert_sql("ideas", _COLUMNS),
-        (
-            idea.id, workspace_id, site_id, idea.title, idea.hypothesis, idea.category,
-            idea.priority, idea.status, idea.output_type, idea.estimated_impact,
-            msgspec.json.encode(idea.mockup_data).decode(), idea.source_url, now, now,
-        ),
-    )  # fmt: skip
+    store.insert_idea(idea)
     return idea
 
 
 def require_idea(store: Store, workspace_id: str, idea_id: str) -> Idea:
     """The workspace's idea; a 404 saying where ideas are listed otherwise."""
-    row = store.conn.execute(
-        f"SELECT {_COLUMNS} FROM ideas WHERE id = ? AND workspace_id = ?",
-        (idea_id, workspace_id),
-    ).fetchone()
-    if row is None:
+    idea = store.find_idea(workspace_id, idea_id)
+    if idea is None:
         raise _not_found(idea_id)
-    (id_, ws, site, title, hypothesis, category, priority, status, output_type, impact,
-     mockup, source_url, created_at, updated_at) = row  # fmt: skip
-    return Idea(
-        title=title, hypothesis=hypothesis, category=category, priority=priority,
-        output_type=output_type, estimated_impact=impact,
-        mockup_data=_mockup_decoder.decode(mockup), source_url=source_url, id=id_,
-        workspace_id=ws, site_id=site, status=status, created_at=created_at,
-        updated_at=updated_at,
-    )  # fmt: skip
-
-
-def _out(row: Sequence[Any]) -> IdeaOut:
-    (id_, title, hypothesis, category, priority, status, output_type, impact, mockup,
-     source_url, site_id, site_name, site_url, created_at, updated_at) = row  # fmt: skip
-    return IdeaOut(
-        id=id_, title=title, hypothesis=hypothesis, category=category, priority=priority,
-        status=status, output_type=output_type, estimated_impact=impact,
-        mockup_data=_mockup_decoder.decode(mockup), source_url=source_url, site_id=site_id,
-        sites=IdeaSite(site_name, site_url), created_at=created_at, updated_at=updated_at,
-    )  # fmt: skip
+    return idea
 
 
 def get_idea(store: Store, workspace_id: str, idea_id: str) -> IdeaOut:
     """The workspace's idea with its site; a 404 saying where ideas are listed otherwise."""
-    row = store.conn.execute(
-        f"SELECT {_OUT_COLUMNS} {_OUT_FROM} WHERE i.id = ? AND i.workspace_id = ?",
-        (idea_id, workspace_id),
-    ).fetchone()
-    if row is None:
+    idea = store.find_idea_out(workspace_id, idea_id)
+    if idea is None:
         raise _not_found(idea_id)
-    return _out(row)
-
-
-def list_ideas(
-    store: Store, workspace_id: str, where: IdeaFilter, limit: int, offset: int
-) -> tuple[list[IdeaOut], int]:
-    """A page of the workspace's ideas that ``where`` admits, newest first, and how many
-    it admits in all."""
-    condition = (
-        "i.workspace_id = ? AND (? IS NULL OR i.site_id = ?) AND (? IS NULL OR i.status = ?) "
-        "AND (? IS NULL OR i.category = ?)"
-    )
-    args = (workspace_id, where.site_id, where.site_id, where.status, where.status,
-            where.category, where.category)  # fmt: skip
-    rows = store.conn.execute(
-        f"SELECT {_OUT_COLUMNS} {_OUT_FROM} WHERE {condition} "
-        "ORDER BY i.created_at DESC, i.rowid DESC LIMIT ? OFFSET ?",
-        (*args, limit, offset),
-    ).fetchall()
-    (total,) = store.conn.execute(f"SELECT count(*) {_OUT_FROM} WHERE {condition}", args).fetchone()
-    return [_out(row) for row in rows], int(total)
+    return idea
 
 
 def set_idea_status(
@@ -258,10 +115,7 @@ def set_idea_status(
     with store.transaction():
         before = require_idea(store, workspace_id, idea_id)
         if before.status != status:
-            store.conn.execute(
-                "UPDATE ideas SET status = ?, updated_at = ? WHERE id = ?",
-                (status, utc_now(), idea_id),
-            )
+            store.update_idea_status(idea_id, status, utc_now())
             audit.record(
                 store, workspace_id, key_id, "idea.status", "idea", idea_id,
                 {"from": before.status, "status": status},

@@ -37,18 +37,19 @@ from edge.control.api import (
     query_params,
     read_json,
 )
-from edge.control.ideas import (
+from edge.control.idea_records import (
     IDEA_STATUSES,
     MAX_IDEAS_PER_RUN,
     IdeaFilter,
     IdeaOut,
     IdeaStatus,
     OutputType,
+)
+from edge.control.ideas import (
     begin_generation,
     complete_generation,
     generate_ideas,
     get_idea,
-    list_ideas,
     set_idea_status,
 )
 from edge.control.plans import PlanLimits
@@ -151,7 +152,7 @@ class IdeasApi:
             self.store_path,
             auth,
             "list_ideas",
-            lambda store: list_ideas(store, auth.workspace_id, where, page.limit, page.offset),
+            lambda store: store.list_ideas(auth.workspace_id, where, page.limit, page.offset),
         )
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
         return ok(ideas, meta)

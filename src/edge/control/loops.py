@@ -1,5 +1,5 @@
-"""Continuous loops: their state machine (issue 8, docs/loops.md); their store rows are
-`edge.control.loop_records`.
+"""Continuous loops: their state machine (issue 8, docs/loops.md); their records are
+`edge.control.loop_records`, their queries `edge.control.store.loops`.
 
 A loop is a champion-challenger optimiser; each of its rounds is an experiment of two
 arms, the champion's changes (control) against a challenger's, on the loop's primary
@@ -24,7 +24,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 import msgspec
 
@@ -32,25 +31,11 @@ from analytics.loop_decisions import ArmCounts, LoopDecision, RoundData, decide
 from edge.authoring.author import Author
 from edge.config import MutationConfig
 from edge.control import audit, lifecycle, webhooks
-from edge.control.loop_records import (
-    LOOP_COLUMNS,
-    ROUND_COLUMNS,
-    Loop,
-    LoopConfig,
-    Outcome,
-    Round,
-    champion_changes,
-    current_round,
-    get_loop,
-    loser_changes,
-    require_loop,
-    rounds_of,
-)
+from edge.control.loop_records import Loop, LoopConfig, Outcome, Round
 from edge.control.records import ExperimentRecord, NewExperiment, NewGoal, NewVariant
 from edge.control.results_api import ResultsSource
-from edge.control.store.schema import insert_sql
 from edge.control.store import Store
-from edge.errors import InvalidRequest
+from edge.errors import InvalidRequest, NotFound
 
 __all__ = [
     "CLAIM_SECONDS",
@@ -66,6 +51,7 @@ __all__ = [
     "due_loops",
     "loop_status",
     "pause_loop",
+    "require_loop",
     "resume_loop",
     "source_results",
 ]
@@ -123,8 +109,15 @@ def _iso(now: datetime) -> str:
     return now.isoformat()
 
 
-def _json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
+def require_loop(store: Store, workspace_id: str, loop_id: str) -> Loop:
+    """The workspace's loop; the same 404 for an unknown id and another workspace's."""
+    loop = store.get_loop(loop_id)
+    if loop is None or loop.workspace_id != workspace_id:
+        raise NotFound(
+            f"no loop {loop_id[:100]!r} in the workspace of this API key; GET /v1/loops "
+            "lists its loops"
+        )
+    return loop
 
 
 def _launch_round(
@@ -172,16 +165,7 @@ def _launch_round(
         paused_seconds=0.0,
         last_look=None,
     )
-    store.conn.execute(
-        insert_sql("loop_rounds", ROUND_COLUMNS),
-        (round_.id, loop.id, number, experiment_id, control.id, test.id, _json(challenger),
-         0, "pending", None, None, round_.started_at, None, 0.0, None),
-    )  # fmt: skip
-    store.conn.execute(
-        "UPDATE loops SET current_round_id = ?, current_champion_variant_id = ?, "
-        "champion_changes = ?, updated_at = ? WHERE id = ?",
-        (round_.id, control.id, _json(champion), _iso(now), loop.id),
-    )
+    store.start_round(round_, champion, _iso(now))
     return round_
 
 
@@ -199,15 +183,9 @@ def create_loop(
     loop_id = str(uuid.uuid4())
     stamp = _iso(now)
     with store.transaction():
-        store.conn.execute(
-            insert_sql("loops", LOOP_COLUMNS),
-            (loop_id, workspace_id, config.site_id, config.name, config.target_url,
-             config.url_pattern, _json(config.element_types),
-             None if config.selector_hints is None else _json(config.selector_hints),
-             _json(config.primary_goal), "running", None, None, config.min_round_days,
-             config.max_round_days, config.min_samples_per_arm, config.decision_threshold,
-             0, 0, None, None, _iso(now + timedelta(seconds=TICK_SECONDS)), stamp, stamp),
-        )  # fmt: skip
+        store.insert_loop(
+            loop_id, workspace_id, config, _iso(now + timedelta(seconds=TICK_SECONDS)), stamp
+        )
         loop = require_loop(store, workspace_id, loop_id)
         first = _launch_round(store, loop, 1, (), challenger, hypothesis, now)
         audit.record(store, workspace_id, key_id, "loop.created", "loop", loop_id,
@@ -229,7 +207,7 @@ def decision_of(
 ) -> tuple[Round, ExperimentRecord, LoopDecision] | None:
     """What the loop's current round decides at ``now`` (None: it has no round), without
     changing anything."""
-    round_ = current_round(store, loop)
+    round_ = store.current_round(loop)
     if round_ is None or round_.experiment_id is None:
         return None
     record = store.experiment_record(round_.experiment_id, loop.workspace_id)
@@ -250,49 +228,28 @@ def loop_status(store: Store, loop: Loop, results: RoundResults, now: datetime) 
     return LoopStatus(
         loop=loop,
         current_round=current,
-        history=rounds_of(store, loop.id),
+        history=store.loop_rounds(loop.id),
         next_decision_eta=None if decided is None else decided[2],
     )
 
 
 def due_loops(store: Store, now: datetime) -> list[str]:
     """The ids of the running loops whose next tick is due at ``now``."""
-    rows = store.conn.execute(
-        "SELECT id FROM loops WHERE status = 'running' AND next_tick_at <= ? ORDER BY next_tick_at",
-        (_iso(now),),
-    ).fetchall()
-    return [r[0] for r in rows]
+    return store.due_loops(_iso(now))
 
 
 def claim(store: Store, loop_id: str, now: datetime) -> str | None:
     """Claim a due, unclaimed running loop for one tick; the claim's token (its
     ``claimed_until``), or None when another ticker has it or it is not due."""
     until = _iso(now + timedelta(seconds=CLAIM_SECONDS))
-    stamp = _iso(now)
-    with store.transaction() as conn:
-        cursor = conn.execute(
-            "UPDATE loops SET claimed_until = ? WHERE id = ? AND status = 'running' "
-            "AND next_tick_at <= ? AND (claimed_until IS NULL OR claimed_until < ?)",
-            (until, loop_id, stamp, stamp),
-        )
-    return until if cursor.rowcount == 1 else None
-
-
-def _holds_claim(store: Store, loop_id: str, token: str) -> bool:
-    row = store.conn.execute(
-        "SELECT 1 FROM loops WHERE id = ? AND claimed_until = ? AND status = 'running'",
-        (loop_id, token),
-    ).fetchone()
-    return row is not None
+    with store.transaction():
+        claimed = store.claim_loop(loop_id, until, _iso(now))
+    return until if claimed else None
 
 
 def _release(store: Store, loop_id: str, token: str, now: datetime) -> None:
-    with store.transaction() as conn:
-        conn.execute(
-            "UPDATE loops SET claimed_until = NULL, next_tick_at = ? "
-            "WHERE id = ? AND claimed_until = ?",
-            (_iso(now + timedelta(seconds=TICK_SECONDS)), loop_id, token),
-        )
+    with store.transaction():
+        store.release_loop(loop_id, token, _iso(now + timedelta(seconds=TICK_SECONDS)))
 
 
 _OUTCOMES: dict[str, Outcome] = {
@@ -311,31 +268,28 @@ def advance(
     token = claim(store, loop_id, now)
     if token is None:
         return None
-    loop = get_loop(store, loop_id)
+    loop = store.get_loop(loop_id)
     decided = None if loop is None else decision_of(store, loop, results, now)
     if loop is None or decided is None:
         _release(store, loop_id, token, now)
         return None
     round_, record, decision = decided
     if decision.decision == "wait":
-        with store.transaction() as conn:
-            if decision.look is not None and _holds_claim(store, loop_id, token):
-                conn.execute(
-                    "UPDATE loop_rounds SET last_look = ? WHERE id = ?",
-                    (decision.look, round_.id),
-                )
+        with store.transaction():
+            if decision.look is not None and store.holds_loop_claim(loop_id, token):
+                store.set_round_look(round_.id, decision.look)
         _release(store, loop_id, token, now)
         return decision
     promoted = decision.decision == "promote"
-    champion = round_.challenger_changes if promoted else champion_changes(store, loop_id)
-    losers = loser_changes(store, loop_id)
+    champion = round_.challenger_changes if promoted else store.champion_changes(loop_id)
+    losers = store.loser_changes(loop_id)
     if not promoted:
         losers.append(round_.challenger_changes)
     draft = author.challenger(
         loop.target_url, loop.element_types, champion, losers, loop.selector_hints
     )
     with store.transaction():
-        if not _holds_claim(store, loop_id, token):
+        if not store.holds_loop_claim(loop_id, token):
             return None
         _decide_round(store, loop, round_, record, decision, now)
         streak = loop.consecutive_inconclusive + 1 if decision.decision == "inconclusive" else 0
@@ -345,14 +299,11 @@ def advance(
         pause = streak >= INCONCLUSIVE_LIMIT
         if pause and nxt.experiment_id is not None:
             lifecycle.transition(store, loop.workspace_id, nxt.experiment_id, "pause")
-        store.conn.execute(
-            "UPDATE loops SET consecutive_inconclusive = ?, status = ?, pause_reason = ?, "
-            "paused_at = ?, claimed_until = NULL, next_tick_at = ?, updated_at = ? WHERE id = ?",
-            (streak, "paused" if pause else "running",
-             f"{streak} inconclusive rounds in a row: resume the loop to go on, or change "
-             "its element_types or goal" if pause else None,
-             _iso(now) if pause else None, _iso(now + timedelta(seconds=TICK_SECONDS)),
-             _iso(now), loop_id),
+        store.finish_loop_tick(
+            loop_id, streak, "paused" if pause else "running",
+            f"{streak} inconclusive rounds in a row: resume the loop to go on, or change "
+            "its element_types or goal" if pause else None,
+            _iso(now) if pause else None, _iso(now + timedelta(seconds=TICK_SECONDS)), _iso(now),
         )  # fmt: skip
         audit.record(store, loop.workspace_id, None, f"loop.{decision.decision}", "loop", loop_id,
                      {"round_id": round_.id, "next_round_id": nxt.id, "paused": pause})  # fmt: skip
@@ -384,11 +335,9 @@ def _decide_round(
         lifecycle.promote(store, loop.workspace_id, record.id, round_.challenger_variant_id)
     elif record.status in ("running", "paused"):
         lifecycle.transition(store, loop.workspace_id, record.id, "complete")
-    store.conn.execute(
-        "UPDATE loop_rounds SET outcome = ?, final_prob_to_win = ?, final_lift = ?, "
-        "decided_at = ?, last_look = ? WHERE id = ?",
-        (_OUTCOMES[decision.decision], decision.prob_to_win, decision.lift, _iso(now),
-         decision.look, round_.id),
+    store.decide_round(
+        round_.id, _OUTCOMES[decision.decision], decision.prob_to_win, decision.lift, _iso(now),
+        decision.look,
     )  # fmt: skip
 
 
@@ -407,18 +356,14 @@ def pause_loop(
         _check_movable(loop, "pause")
         if loop.status == "paused":
             return Toggle(loop, None, True, "Loop is already paused")
-        round_ = current_round(store, loop)
+        round_ = store.current_round(loop)
         moved = None
         if round_ is not None and round_.experiment_id is not None:
             record = store.experiment_record(round_.experiment_id, workspace_id)
             if record is not None and record.status == "running":
                 lifecycle.transition(store, workspace_id, record.id, "pause")
                 moved = record.id
-        store.conn.execute(
-            "UPDATE loops SET status = 'paused', paused_at = ?, pause_reason = ?, "
-            "updated_at = ? WHERE id = ?",
-            (_iso(now), "paused by the API", _iso(now), loop_id),
-        )
+        store.mark_loop_paused(loop_id, "paused by the API", _iso(now))
         audit.record(store, workspace_id, key_id, "loop.paused", "loop", loop_id,
                      {"experiment_id": moved})  # fmt: skip
         return Toggle(require_loop(store, workspace_id, loop_id), moved, False, "Loop paused")
@@ -434,25 +379,18 @@ def resume_loop(
         _check_movable(loop, "resume")
         if loop.status == "running":
             return Toggle(loop, None, True, "Loop is already running")
-        round_ = current_round(store, loop)
+        round_ = store.current_round(loop)
         moved = None
         if round_ is not None:
             if loop.paused_at is not None:
                 pause = max(0.0, (now - datetime.fromisoformat(loop.paused_at)).total_seconds())
-                store.conn.execute(
-                    "UPDATE loop_rounds SET paused_seconds = paused_seconds + ? WHERE id = ?",
-                    (pause, round_.id),
-                )
+                store.add_round_pause(round_.id, pause)
             if round_.experiment_id is not None:
                 record = store.experiment_record(round_.experiment_id, workspace_id)
                 if record is not None and record.status == "paused":
                     lifecycle.transition(store, workspace_id, record.id, "resume")
                     moved = record.id
-        store.conn.execute(
-            "UPDATE loops SET status = 'running', paused_at = NULL, pause_reason = NULL, "
-            "consecutive_inconclusive = 0, next_tick_at = ?, updated_at = ? WHERE id = ?",
-            (_iso(now), _iso(now), loop_id),
-        )
+        store.mark_loop_running(loop_id, _iso(now))
         audit.record(store, workspace_id, key_id, "loop.resumed", "loop", loop_id,
                      {"experiment_id": moved})  # fmt: skip
         return Toggle(require_loop(store, workspace_id, loop_id), moved, False, "Loop resumed")

@@ -39,8 +39,9 @@ from edge.control.api import (
 )
 from edge.control.authoring_calls import authored_for_site
 from edge.control.experiment_input import http_url
-from edge.control.ideas import NewIdea, add_idea, idea_mutations, require_idea
-from edge.control.loop_records import Loop, LoopConfig, LoopGoal, Round, list_loops, require_loop
+from edge.control.idea_records import NewIdea
+from edge.control.ideas import add_idea, idea_mutations, require_idea
+from edge.control.loop_records import Loop, LoopConfig, LoopGoal, Round
 from edge.control.loops import (
     LoopStatus,
     RoundResults,
@@ -48,6 +49,7 @@ from edge.control.loops import (
     create_loop,
     loop_status,
     pause_loop,
+    require_loop,
     resume_loop,
 )
 from edge.control.plans import PlanLimits
@@ -291,7 +293,7 @@ class LoopsApi:
         page = page_params(scope)
         loops, total = await in_store(
             self.store_path,
-            lambda store: list_loops(store, auth.workspace_id, page.limit, page.offset),
+            lambda store: store.list_loops(auth.workspace_id, page.limit, page.offset),
         )
         return ok(loops, Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total))
 

@@ -1,5 +1,6 @@
 """Idea-generation schedules: a site's recurring runs of the idea author (the reference's
-``/v1/schedules``), and `run_due`, which the scheduler calls to run the ones that are due.
+``/v1/schedules``; their records are `edge.control.schedule_records`), and `run_due`, which
+the scheduler calls to run the ones that are due.
 
 A schedule runs ``daily``, ``weekly`` on ``day_of_week`` (1 = Monday ... 7 = Sunday) or
 ``monthly`` on the first ``day_of_week`` of the month, at `RUN_HOUR_UTC` o'clock UTC.
@@ -29,7 +30,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import msgspec
 
@@ -38,40 +39,32 @@ from edge.authoring.drafts import IdeaDraft
 from edge.control import audit, credits
 from edge.control.experiment_input import http_url
 from edge.control.ideas import (
-    MAX_IDEAS_PER_RUN,
     REFUND_REASON,
     GenerationError,
-    OutputType,
     error_of,
     record_failed,
     record_generated,
 )
 from edge.control.plans import PlanLimits
 from edge.control.records import SiteRecord, utc_now
+from edge.control.schedule_records import ClaimedSchedule, Frequency, Schedule, ScheduleSettings
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 from edge.errors import NotFound, SplitedgeError
 
 __all__ = [
     "CLAIM_SECONDS",
-    "MAX_TARGET_PAGES",
     "RUN_HOUR_UTC",
-    "Frequency",
-    "Schedule",
     "ScheduleRun",
-    "ScheduleSettings",
     "create_schedule",
     "delete_schedule",
     "get_schedule",
-    "list_schedules",
     "next_run",
     "run_due",
     "update_schedule",
 ]
 
 log = logging.getLogger("splitedge.schedules")
-
-Frequency = Literal["daily", "weekly", "monthly"]
 
 RUN_HOUR_UTC = 9
 """The hour (UTC) at which schedules run: 09:00, the start of a European working day and
@@ -80,48 +73,6 @@ before an American one."""
 CLAIM_SECONDS = 1800
 """How long a claimed run is a scheduler's own before another may retry it: longer than a
 run takes (ten pages, each fetched within the author's timeout)."""
-
-MAX_TARGET_PAGES = 10
-"""The most pages one schedule generates ideas for."""
-
-
-class ScheduleSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What a schedule does (the reference's fields and defaults): whether it runs, how
-    often, on which day of the week (1 = Monday; unused by daily), how many ideas per page,
-    their output type, and the pages (absolute URLs; none: the site's root)."""
-
-    enabled: bool = False
-    frequency: Frequency = "weekly"
-    day_of_week: Annotated[int, msgspec.Meta(ge=1, le=7)] = 1
-    ideas_per_run: Annotated[int, msgspec.Meta(ge=1, le=MAX_IDEAS_PER_RUN)] = 2
-    output_type: OutputType = "html"
-    target_pages: Annotated[
-        tuple[Annotated[str, msgspec.Meta(max_length=2048)], ...],
-        msgspec.Meta(max_length=MAX_TARGET_PAGES),
-    ] = ()
-
-
-class Schedule(msgspec.Struct, frozen=True):
-    """A schedule as the API shows it; ``next_run_at`` is None while it is disabled."""
-
-    id: str
-    site_id: str
-    enabled: bool
-    frequency: Frequency
-    day_of_week: int
-    ideas_per_run: int
-    output_type: OutputType
-    target_pages: tuple[str, ...]
-    next_run_at: str | None
-    last_run_at: str | None
-    created_at: str
-    updated_at: str
-
-
-class _Claimed(msgspec.Struct, frozen=True):
-    schedule: Schedule
-    workspace_id: str
-    key_id: str
 
 
 class ScheduleRun(msgspec.Struct, frozen=True):
@@ -134,13 +85,6 @@ class ScheduleRun(msgspec.Struct, frozen=True):
     idea_ids: tuple[str, ...]
     errors: tuple[GenerationError, ...]
     next_run_at: str | None
-
-
-_COLUMNS = (
-    "id, site_id, enabled, frequency, day_of_week, ideas_per_run, output_type, target_pages, "
-    "next_run_at, last_run_at, created_at, updated_at"
-)
-_pages_decoder = msgspec.json.Decoder(tuple[str, ...])
 
 
 def _stamp(moment: datetime) -> str:
@@ -169,15 +113,6 @@ def next_run(frequency: Frequency, day_of_week: int, after: datetime) -> datetim
         month = (month + timedelta(days=32)).replace(day=1)
 
 
-def _schedule(row: Sequence[Any]) -> Schedule:
-    (id_, site_id, enabled, frequency, day_of_week, per_run, output_type, pages, next_at,
-     last_at, created_at, updated_at) = row  # fmt: skip
-    return Schedule(
-        id_, site_id, bool(enabled), frequency, day_of_week, per_run, output_type,
-        _pages_decoder.decode(pages), next_at, last_at, created_at, updated_at,
-    )  # fmt: skip
-
-
 def _pages(pages: Sequence[str]) -> tuple[str, ...]:
     checked = (http_url(page, f"target_pages[{i}]") for i, page in enumerate(pages))
     return tuple(dict.fromkeys(checked))  # each once, in the order given
@@ -198,29 +133,10 @@ def _not_found(schedule_id: str) -> NotFound:
 
 def get_schedule(store: Store, workspace_id: str, schedule_id: str) -> Schedule:
     """The workspace's schedule; a 404 saying where they are listed otherwise."""
-    row = store.conn.execute(
-        f"SELECT {_COLUMNS} FROM schedules WHERE id = ? AND workspace_id = ?",
-        (schedule_id, workspace_id),
-    ).fetchone()
-    if row is None:
+    schedule = store.find_schedule(workspace_id, schedule_id)
+    if schedule is None:
         raise _not_found(schedule_id)
-    return _schedule(row)
-
-
-def list_schedules(
-    store: Store, workspace_id: str, site_id: str | None, limit: int, offset: int
-) -> tuple[list[Schedule], int]:
-    """A page of the workspace's schedules (of one site, unless None), newest first, and
-    how many there are in all."""
-    where = "workspace_id = ? AND (? IS NULL OR site_id = ?)"
-    args = (workspace_id, site_id, site_id)
-    rows = store.conn.execute(
-        f"SELECT {_COLUMNS} FROM schedules WHERE {where} "
-        "ORDER BY created_at DESC, rowid DESC LIMIT ? OFFSET ?",
-        (*args, limit, offset),
-    ).fetchall()
-    (total,) = store.conn.execute(f"SELECT count(*) FROM schedules WHERE {where}", args).fetchone()
-    return [_schedule(row) for row in rows], int(total)
+    return schedule
 
 
 def create_schedule(
@@ -238,17 +154,9 @@ def create_schedule(
     stamp = utc_now()
     with store.transaction():
         require_site(store, workspace_id, site_id)
-        store.conn.execute(
-            "INSERT INTO schedules (id, workspace_id, site_id, key_id, enabled, frequency, "
-            "day_of_week, ideas_per_run, output_type, target_pages, next_run_at, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                schedule_id, workspace_id, site_id, key_id, int(settings.enabled),
-                settings.frequency, settings.day_of_week, settings.ideas_per_run,
-                settings.output_type, msgspec.json.encode(settings.target_pages).decode(),
-                _next_at(settings, now), stamp, stamp,
-            ),
-        )  # fmt: skip
+        store.insert_schedule(
+            schedule_id, workspace_id, key_id, site_id, settings, _next_at(settings, now), stamp
+        )
         audit.record(
             store, workspace_id, key_id, "schedule.create", "schedule", schedule_id,
             {"site_id": site_id, **msgspec.to_builtins(settings)},
@@ -278,20 +186,11 @@ def update_schedule(
                 for name in ScheduleSettings.__struct_fields__
             }
         )
-        pages = _pages(settings.target_pages)
+        settings = msgspec.structs.replace(settings, target_pages=_pages(settings.target_pages))
         next_at = current.next_run_at
         if {"enabled", "frequency", "day_of_week"} & changes.keys():
             next_at = _next_at(settings, now)
-        store.conn.execute(
-            "UPDATE schedules SET site_id = ?, enabled = ?, frequency = ?, day_of_week = ?, "
-            "ideas_per_run = ?, output_type = ?, target_pages = ?, next_run_at = ?, "
-            "updated_at = ? WHERE id = ?",
-            (
-                site_id, int(settings.enabled), settings.frequency, settings.day_of_week,
-                settings.ideas_per_run, settings.output_type,
-                msgspec.json.encode(pages).decode(), next_at, utc_now(), schedule_id,
-            ),
-        )  # fmt: skip
+        store.set_schedule(schedule_id, site_id, settings, next_at, utc_now())
         audit.record(
             store, workspace_id, key_id, "schedule.update", "schedule", schedule_id,
             msgspec.to_builtins(dict(changes)),
@@ -303,10 +202,7 @@ def delete_schedule(store: Store, workspace_id: str, key_id: str, schedule_id: s
     """Delete the workspace's schedule, audited, in one transaction (a run under way
     still stores its ideas)."""
     with store.transaction():
-        deleted = store.conn.execute(
-            "DELETE FROM schedules WHERE id = ? AND workspace_id = ?", (schedule_id, workspace_id)
-        ).rowcount
-        if not deleted:
+        if not store.delete_schedule(workspace_id, schedule_id):
             raise _not_found(schedule_id)
         audit.record(store, workspace_id, key_id, "schedule.delete", "schedule", schedule_id)
 
@@ -314,33 +210,26 @@ def delete_schedule(store: Store, workspace_id: str, key_id: str, schedule_id: s
 # -- running them ------------------------------------------------------------------------
 
 
-def _claim(store: Store, now: datetime) -> list[_Claimed]:
-    stamp = _stamp(now)
+def _claim(store: Store, now: datetime) -> list[ClaimedSchedule]:
     with store.transaction():
-        rows = store.conn.execute(
-            "UPDATE schedules SET claimed_until = ? WHERE enabled = 1 AND next_run_at <= ? "
-            "AND (claimed_until IS NULL OR claimed_until <= ?) "
-            f"RETURNING {_COLUMNS}, workspace_id, key_id",
-            (_stamp(now + timedelta(seconds=CLAIM_SECONDS)), stamp, stamp),
-        ).fetchall()
-    claimed = [_Claimed(_schedule(row[:-2]), row[-2], row[-1]) for row in rows]
+        claimed = store.claim_due_schedules(
+            _stamp(now + timedelta(seconds=CLAIM_SECONDS)), _stamp(now)
+        )
     return sorted(claimed, key=lambda c: (c.schedule.next_run_at or "", c.schedule.id))
 
 
 def _finish(store: Store, schedule_id: str, now: datetime) -> str | None:
     """Release the claim and set the next run from the schedule as it is now (it may have
     been changed during the run); the next run time, None when it is disabled or gone."""
-    row = store.conn.execute(
-        "SELECT enabled, frequency, day_of_week FROM schedules WHERE id = ?", (schedule_id,)
-    ).fetchone()
-    if row is None:
+    schedule = store.schedule_by_id(schedule_id)
+    if schedule is None:
         return None
-    enabled, frequency, day_of_week = row
-    next_at = _stamp(next_run(frequency, day_of_week, now)) if enabled else None
-    store.conn.execute(
-        "UPDATE schedules SET last_run_at = ?, next_run_at = ?, claimed_until = NULL WHERE id = ?",
-        (_stamp(now), next_at, schedule_id),
+    next_at = (
+        _stamp(next_run(schedule.frequency, schedule.day_of_week, now))
+        if schedule.enabled
+        else None
     )
+    store.finish_schedule_run(schedule_id, _stamp(now), next_at)
     return next_at
 
 
@@ -349,7 +238,7 @@ def _metered(store: Store, workspace_id: str, limits: PlanLimits | None) -> bool
 
 
 def _skip(
-    store: Store, claimed: _Claimed, site: SiteRecord, exc: SplitedgeError, now: datetime
+    store: Store, claimed: ClaimedSchedule, site: SiteRecord, exc: SplitedgeError, now: datetime
 ) -> ScheduleRun:
     schedule = claimed.schedule
     log.warning("schedule %s skipped its run: %s", schedule.id, exc.message)
@@ -361,7 +250,7 @@ def _skip(
 
 
 def _run(
-    store: Store, claimed: _Claimed, author: Author, now: datetime, limits: PlanLimits | None
+    store: Store, claimed: ClaimedSchedule, author: Author, now: datetime, limits: PlanLimits | None
 ) -> ScheduleRun:
     schedule, workspace_id = claimed.schedule, claimed.workspace_id
     site = require_site(store, workspace_id, schedule.site_id)

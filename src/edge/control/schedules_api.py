@@ -28,19 +28,10 @@ from edge.control.api import (
     query_params,
     read_json,
 )
-from edge.control.ideas import MAX_IDEAS_PER_RUN, OutputType
+from edge.control.idea_records import MAX_IDEAS_PER_RUN, OutputType
 from edge.control.plans import PlanLimits
-from edge.control.schedules import (
-    MAX_TARGET_PAGES,
-    Frequency,
-    Schedule,
-    ScheduleSettings,
-    create_schedule,
-    delete_schedule,
-    get_schedule,
-    list_schedules,
-    update_schedule,
-)
+from edge.control.schedule_records import MAX_TARGET_PAGES, Frequency, Schedule, ScheduleSettings
+from edge.control.schedules import create_schedule, delete_schedule, get_schedule, update_schedule
 from edge.errors import InvalidRequest
 
 __all__ = [
@@ -110,9 +101,7 @@ class SchedulesApi:
         site_id = query_params(scope).get("site_id") or None
         items, total = await in_store(
             self.store_path,
-            lambda store: list_schedules(
-                store, auth.workspace_id, site_id, page.limit, page.offset
-            ),
+            lambda store: store.list_schedules(auth.workspace_id, site_id, page.limit, page.offset),
         )
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from edge.control.store.api_keys import ApiKeyQueries
 from edge.control.store.experiments import ExperimentQueries
+from edge.control.store.ideas import IdeaQueries
+from edge.control.store.loops import LoopQueries
 from edge.control.store.rate_windows import RateWindowQueries
+from edge.control.store.schedules import ScheduleQueries
 from edge.control.store.sites import SiteQueries, normalize_site_url
 from edge.control.store.workspaces import WorkspaceQueries
 
@@ -25,6 +28,9 @@ class Store(
     SiteQueries,
     ExperimentQueries,
     RateWindowQueries,
+    LoopQueries,
+    ScheduleQueries,
+    IdeaQueries,
 ):
     """A connection to the store file with every aggregate's queries. One per thread;
     cheap to open."""
