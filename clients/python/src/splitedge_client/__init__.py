@@ -1,7 +1,7 @@
 """The Python client of a splitedge server, for agents: one call to get the variant and
 its prompt, task events batched in the background, results.
 
-    from edge.client import Client
+    from splitedge_client import Client
 
     with Client("http://127.0.0.1:8000", api_key) as splitedge:
         variant = splitedge.assign(experiment_id, unit_id=run_id)
@@ -16,12 +16,24 @@ everything queued on ``close`` (or at the end of the ``with`` block).
 
 from __future__ import annotations
 
-from edge.client.aio import AsyncClient
-from edge.client.batches import DeliveryStats
-from edge.client.errors import ApiError, ClientClosed, DeliveryTimeout, QueueFull, Unreachable
-from edge.client.retry import RetryPolicy
-from edge.client.sync import Client
-from edge.client.wire import AssignedVariant
+from typing import TYPE_CHECKING, Any
+
+from splitedge_client.batches import DeliveryStats
+from splitedge_client.errors import (
+    ApiError,
+    ClientClosed,
+    DeliveryTimeout,
+    InvalidRequest,
+    QueueFull,
+    SplitedgeClientError,
+    Unreachable,
+)
+from splitedge_client.retry import RetryPolicy
+from splitedge_client.sync import Client
+from splitedge_client.wire import AssignedVariant, MetadataValue, Outcome
+
+if TYPE_CHECKING:
+    from splitedge_client.aio import AsyncClient
 
 __all__ = [
     "ApiError",
@@ -31,7 +43,21 @@ __all__ = [
     "ClientClosed",
     "DeliveryStats",
     "DeliveryTimeout",
+    "InvalidRequest",
+    "MetadataValue",
+    "Outcome",
     "QueueFull",
     "RetryPolicy",
+    "SplitedgeClientError",
     "Unreachable",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # AsyncClient is loaded on first use: asyncio is about half the import time of the
+    # package, and an agent that runs on an event loop has it loaded already.
+    if name == "AsyncClient":
+        from splitedge_client.aio import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,13 +1,33 @@
-"""The client's errors, in splitedge's one hierarchy (`edge.errors.SplitedgeError`)."""
+"""The client's errors: one small hierarchy under `SplitedgeClientError`.
+
+They are the client's own, not the server's: a server's error reaches the caller as an
+`ApiError` carrying the status, code and message the server answered.
+"""
 
 from __future__ import annotations
 
-from edge.errors import SplitedgeError
+__all__ = [
+    "ApiError",
+    "ClientClosed",
+    "DeliveryTimeout",
+    "InvalidRequest",
+    "QueueFull",
+    "SplitedgeClientError",
+    "Unreachable",
+]
 
-__all__ = ["ApiError", "ClientClosed", "DeliveryTimeout", "QueueFull", "Unreachable"]
+
+class SplitedgeClientError(Exception):
+    """Base of every error the client raises on purpose; ``code`` is stable."""
+
+    code: str = "client_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
-class ApiError(SplitedgeError):
+class ApiError(SplitedgeClientError):
     """The server refused a request: its HTTP ``status``, error ``code`` and message,
     as it answered them (after the retries a 429 or 5xx gets)."""
 
@@ -18,29 +38,33 @@ class ApiError(SplitedgeError):
         self.message = message
 
 
-class Unreachable(SplitedgeError):
+class InvalidRequest(SplitedgeClientError):
+    """A call's arguments the server would refuse (a task event with a bad field): raised
+    before anything is sent."""
+
+    code = "invalid_request"
+
+
+class Unreachable(SplitedgeClientError):
     """The server could not be reached (refused, reset or timed out), retries included."""
 
     code = "unreachable"
-    status = 503
 
 
-class QueueFull(SplitedgeError):
+class QueueFull(SplitedgeClientError):
     """``track_task`` waited ``queue_timeout`` seconds for room in the event queue: the
     server has not taken events as fast as they come (or at all, see ``stats``)."""
 
     code = "queue_full"
-    status = 503
 
 
-class DeliveryTimeout(SplitedgeError, TimeoutError):
+class DeliveryTimeout(SplitedgeClientError, TimeoutError):
     """``flush`` or ``close`` ran out of time with events still undelivered."""
 
     code = "delivery_timeout"
-    status = 504
 
 
-class ClientClosed(SplitedgeError):
+class ClientClosed(SplitedgeClientError):
     """The client was closed; make a new one."""
 
     code = "client_closed"
