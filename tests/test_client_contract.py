@@ -22,6 +22,7 @@ from edge.assign_route import ASSIGN_OPERATION
 from edge.config import ExperimentConfig, VariantConfig
 from edge.ingest import schema as server_schema
 from edge.ingest.events_route import EVENTS_OPERATION, MAX_EVENTS_BODY
+from edge.operation import Operation
 from splitedge_client import AssignedVariant, InvalidRequest
 from splitedge_client import wire as sdk_wire
 from splitedge_client.batches import MAX_BATCH_BYTES, batch_body
@@ -39,9 +40,15 @@ PAIRS: list[tuple[type[msgspec.Struct], type[msgspec.Struct]]] = [
     (sdk_wire.ErrorDetail, server_http.ErrorDetail),
 ]
 
+
+def _body_decoder(operation: Operation) -> msgspec.json.Decoder[Any]:
+    assert operation.body is not None
+    return operation.body
+
+
 # What the server decodes an assign and an events body with: the routes' own decoders.
-server_assign = ASSIGN_OPERATION.body
-server_events = EVENTS_OPERATION.body
+server_assign = _body_decoder(ASSIGN_OPERATION)
+server_events = _body_decoder(EVENTS_OPERATION)
 
 
 def _fields(struct: type[msgspec.Struct]) -> dict[str, Any]:
