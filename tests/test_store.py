@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from edge.control.records import NewExperiment, NewVariant
+from edge.control.store.schema import insert_sql
 from edge.control.snapshot import load_snapshot
 from edge.control.store import Store, normalize_site_url
-from edge.control.store.schema import insert_sql
 from edge.errors import Conflict, InvalidRequest, InvalidUrlPattern, NotFound
 from edge.snippet import browser_config
 from tests.support import pricing_experiment, seed_store

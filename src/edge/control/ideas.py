@@ -33,9 +33,9 @@ from edge.control import audit, credits
 from edge.control.api import Auth, in_store, in_transaction
 from edge.control.fetch_pool import record_failure, shared_pool
 from edge.control.records import SiteRecord, utc_now
+from edge.control.store.schema import insert_sql
 from edge.control.sites_api import require_site
 from edge.control.store import Store
-from edge.control.store.schema import insert_sql
 from edge.control.webhooks import enqueue_event
 from edge.errors import InvalidRequest, NotFound, SplitedgeError
 

@@ -48,8 +48,8 @@ from edge.control.loop_records import (
 )
 from edge.control.records import ExperimentRecord, NewExperiment, NewGoal, NewVariant
 from edge.control.results_api import ResultsSource
-from edge.control.store import Store
 from edge.control.store.schema import insert_sql
+from edge.control.store import Store
 from edge.errors import InvalidRequest
 
 __all__ = [
