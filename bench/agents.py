@@ -18,7 +18,7 @@ side by side with a baseline from the same run.
    unit: ``set_attributes`` and ``run(Experiment)`` on one instance, and a new
    ``GrowthBook(attributes=...)`` per unit (its per-request pattern), against the
    whole assign endpoint of 2. (JSON in, API key, JSON out). Best of 5 runs each.
-4. **track_task to the server.** `edge.client.Client` tracks N events naming the
+4. **track_task to the server.** `splitedge_client.Client` tracks N events naming the
    experiment (batches of 100, sent by its thread) and flushes: events/s from the first
    ``track_task`` to the last 201. `AsyncClient` the same. The baseline: the same events,
    encoded before the clock starts, POSTed as the same batches by one ``httpx.Client``.
@@ -61,9 +61,6 @@ from growthbook.core import chooseVariation, gbhash, getBucketRanges  # noqa: E4
 from bare_app import write_bodies  # noqa: E402
 from edge.assign import AssignmentTable  # noqa: E402
 from edge.assign_route import AssignEndpoint  # noqa: E402
-from edge.client import AsyncClient, Client  # noqa: E402
-from edge.client.batches import batch_body  # noqa: E402
-from edge.client.wire import task_event  # noqa: E402
 from edge.control.records import NewExperiment, NewVariant  # noqa: E402
 from edge.control.snapshot import StoreSource  # noqa: E402
 from edge.control.store import Store  # noqa: E402
@@ -71,6 +68,9 @@ from edge.http import JSON_HEADERS, read_body, send_response  # noqa: E402
 from edge.kv import KVHolder, build_kv  # noqa: E402
 from edge.snippet import load_runtime  # noqa: E402
 from report import granian_environment, publish  # noqa: E402
+from splitedge_client import AsyncClient, Client  # noqa: E402
+from splitedge_client.batches import batch_body  # noqa: E402
+from splitedge_client.wire import task_event  # noqa: E402
 from wrk_load import Scenario, WrkRun, fetch, free_port, run_wrk, running  # noqa: E402
 
 BENCH_DIR = Path(_BENCH_DIR)

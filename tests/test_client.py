@@ -1,6 +1,7 @@
-"""edge.client against real servers: assignment by experiment id (payloads, determinism,
-isolation, a promoted winner), task events that reach ClickHouse exactly once (across a
-server restart, sync and async), and the parts of the client that need no server."""
+"""The SDK (splitedge_client) against real servers: assignment by experiment id (payloads,
+determinism, isolation, a promoted winner), task events that reach ClickHouse exactly once
+(across a server restart, sync and async), and the parts of the client that need no
+server."""
 
 from __future__ import annotations
 
@@ -15,24 +16,24 @@ import msgspec
 import pytest
 
 from edge.assign import AssignmentTable
-from edge.client import (
+from edge.control.records import NewExperiment, NewVariant
+from edge.control.store import Store
+from edge.ingest.events_route import MAX_EVENTS_BODY
+from edge.ingest.schema import AgentTaskEvent
+from splitedge_client import (
     ApiError,
     AssignedVariant,
     AsyncClient,
     Client,
     ClientClosed,
     DeliveryTimeout,
+    InvalidRequest,
     QueueFull,
     RetryPolicy,
     Unreachable,
 )
-from edge.client.batches import MAX_BATCH_BYTES, PendingEvents, Verdict, batch_body, judge
-from edge.client.wire import task_event
-from edge.control.records import NewExperiment, NewVariant
-from edge.control.store import Store
-from edge.errors import InvalidRequest
-from edge.ingest.events_route import MAX_EVENTS_BODY
-from edge.ingest.schema import AgentTaskEvent
+from splitedge_client.batches import MAX_BATCH_BYTES, PendingEvents, Verdict, batch_body, judge
+from splitedge_client.wire import task_event
 from tests.support import (
     Seed,
     Server,

@@ -16,7 +16,7 @@ import msgspec
 import numpy as np
 import pytest
 
-from edge.client import ApiError, Client
+from splitedge_client import ApiError, Client
 from tests.support import Seed, Server, api_call, running_server, seed_store
 from tests.webhook_receiver import Receiver
 
@@ -204,9 +204,9 @@ def test_equal_arms_at_their_sample_size_end_without_a_winner(env: Env) -> None:
 
 def test_an_agent_fleet_through_the_sdk_gets_the_right_winner(env: Env) -> None:
     """Two prompts with true success rates 0.82 and 0.91 and different costs, run by a
-    simulated fleet that assigns and reports through `edge.client`: at the sample size
-    the better prompt is declared the winner, in a signed webhook whose avg_cost per arm
-    is the simulated one."""
+    simulated fleet that assigns and reports through the SDK (`splitedge_client`): at the
+    sample size the better prompt is declared the winner, in a signed webhook whose
+    avg_cost per arm is the simulated one."""
     hook = call(env, "POST", "/v1/webhooks", {"url": env.receiver.url("/fleet"),
                                                "events": DECISION_EVENTS})  # fmt: skip
     env.receiver.secrets["/fleet"] = hook.json()["data"]["secret"]

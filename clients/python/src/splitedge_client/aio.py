@@ -1,6 +1,6 @@
 """`AsyncClient`: the asyncio client, for agents that run on an event loop.
 
-The same calls as `edge.client.sync.Client`, awaited. Task events are posted by a sender
+The same calls as `splitedge_client.Client`, awaited. Task events are posted by a sender
 task, started with the first event on the loop that tracked it; ``await close()`` (or
 leaving ``async with``) delivers everything queued first. An event loop that ends with
 the client open loses its queue: close it.
@@ -17,11 +17,9 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from edge.client.batches import (
+from splitedge_client.batches import (
     DeliveryStats,
     PendingEvents,
     Verdict,
@@ -29,10 +27,10 @@ from edge.client.batches import (
     judge,
     outcome,
 )
-from edge.client.errors import ClientClosed, DeliveryTimeout, QueueFull
-from edge.client.retry import CallTries, RetryPolicy
-from edge.client.sync import client_headers
-from edge.client.wire import (
+from splitedge_client.errors import ClientClosed, DeliveryTimeout, QueueFull
+from splitedge_client.retry import CallTries, RetryPolicy
+from splitedge_client.sync import client_headers
+from splitedge_client.wire import (
     AssignedVariant,
     MetadataValue,
     Outcome,
@@ -44,6 +42,10 @@ from edge.client.wire import (
     results_path,
     task_event,
 )
+
+# httpx is imported where a request is made: see splitedge_client.sync.
+if TYPE_CHECKING:
+    pass
 
 __all__ = ["AsyncClient"]
 
@@ -61,7 +63,7 @@ async def _wait(event: asyncio.Event, timeout: float | None) -> bool:
 
 class AsyncClient:
     """A splitedge server, for an asyncio agent: ``await assign``, ``await track_task``,
-    ``await results``. The options are `edge.client.sync.Client`'s."""
+    ``await results``. The options are `splitedge_client.Client`'s."""
 
     def __init__(
         self,
@@ -77,6 +79,8 @@ class AsyncClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = RetryPolicy() if retry is None else retry
+        import httpx
+
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=client_headers(api_key), timeout=timeout
         )
@@ -127,7 +131,7 @@ class AsyncClient:
         event_id: str | None = None,
         ts: int | None = None,
     ) -> str:
-        """Queue a task event and return its id (see `edge.client.sync.Client.track_task`);
+        """Queue a task event and return its id (see `splitedge_client.Client.track_task`);
         waits only while the queue is full."""
         event_id, encoded = task_event(
             agent_id, task, outcome, cost=cost, duration_ms=duration_ms, metadata=metadata,
@@ -223,6 +227,8 @@ class AsyncClient:
     async def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
         if self._closing:
             raise ClientClosed("this client is closed; make a new one")
+        import httpx
+
         tries = CallTries(self.retry, f"{method} {path}", self.base_url)
         while True:
             try:
@@ -286,6 +292,8 @@ class AsyncClient:
         self._settled_event.set()
 
     async def _send(self, batch: list[bytes]) -> tuple[Verdict, str | None]:
+        import httpx
+
         body = batch_body(batch)
         failures = 0
         while True:

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import httpx
 import msgspec
 
-from edge.client.errors import Unreachable
-from edge.client.wire import api_error
+from splitedge_client.errors import Unreachable
+from splitedge_client.wire import api_error
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["CallTries", "RetryPolicy", "retry_after", "retryable"]
 

@@ -17,11 +17,9 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from edge.client.batches import (
+from splitedge_client.batches import (
     DeliveryStats,
     PendingEvents,
     Verdict,
@@ -29,9 +27,9 @@ from edge.client.batches import (
     judge,
     outcome,
 )
-from edge.client.errors import ClientClosed, DeliveryTimeout, QueueFull
-from edge.client.retry import CallTries, RetryPolicy
-from edge.client.wire import (
+from splitedge_client.errors import ClientClosed, DeliveryTimeout, QueueFull
+from splitedge_client.retry import CallTries, RetryPolicy
+from splitedge_client.wire import (
     AssignedVariant,
     MetadataValue,
     Outcome,
@@ -43,6 +41,11 @@ from edge.client.wire import (
     results_path,
     task_event,
 )
+
+# httpx is imported where a request is made, not here: it is most of the import time of
+# the package, and an agent imports the client long before its first call.
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Client", "client_headers"]
 
@@ -78,6 +81,8 @@ class Client:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = RetryPolicy() if retry is None else retry
+        import httpx
+
         headers = client_headers(api_key)
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
         self._closed = False
@@ -125,7 +130,7 @@ class Client:
         """Queue a task event (ClawTrait's trackTask, plus turns and the experiment's
         ids) and return its event id. ``assignment`` (what `assign` returned) fills
         ``session_id``, ``experiment_id`` and ``variant_id``. A bad field raises
-        `edge.errors.InvalidRequest` here; delivery happens in the background."""
+        `InvalidRequest` here; delivery happens in the background."""
         event_id, encoded = task_event(
             agent_id, task, outcome, cost=cost, duration_ms=duration_ms, metadata=metadata,
             turns=turns, experiment_id=experiment_id, variant_id=variant_id,
@@ -173,6 +178,8 @@ class Client:
     def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
         if self._closed:
             raise ClientClosed("this client is closed; make a new one")
+        import httpx
+
         tries = CallTries(self.retry, f"{method} {path}", self.base_url)
         while True:
             try:
@@ -340,6 +347,8 @@ class _Sender:
             self.cond.notify_all()
 
     def _send(self, http: httpx.Client, batch: list[bytes]) -> tuple[Verdict, str | None]:
+        import httpx
+
         body = batch_body(batch)
         failures = 0
         while not self.abort.is_set():

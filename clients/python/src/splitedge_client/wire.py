@@ -1,10 +1,10 @@
-"""What the client sends and reads, in the server's own wire shapes.
+"""What the client sends and reads: the server's wire shapes, as the client's own Structs.
 
-Assign requests and answers are `edge.wire`'s Structs, task events are
-`edge.ingest.schema.AgentTaskEvent`: the client encodes with the very types the server
-decodes with, so the two cannot drift apart. A task event is encoded once, when it is
-tracked, and checked there against the server's constraints, so that a bad event is the
-caller's error at once and never a refused batch later.
+They mirror the server's (its assign request and answer, its task event and error
+envelope) field for field, constraints included; the server's contract test
+(tests/test_client_contract.py) fails when either side changes alone. A task event is
+encoded once, when it is tracked, and checked there against the server's constraints,
+so that a bad event is the caller's error at once and never a refused batch later.
 """
 
 from __future__ import annotations
@@ -12,21 +12,28 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import msgspec
+from msgspec import Meta
 
-from edge.client.errors import ApiError
-from edge.errors import InvalidRequest
-from edge.http import ErrorEnvelope
-from edge.ingest.schema import AgentTaskEvent
-from edge.wire import MAX_UNITS_PER_BATCH, AssignBatch, AssignRequest, AssignUnit, UnitAssignments
+from splitedge_client.errors import ApiError, InvalidRequest
 
 __all__ = [
+    "MAX_EVENTS_PER_BATCH",
+    "MAX_UNITS_PER_BATCH",
+    "AgentTaskEvent",
+    "AssignBatch",
+    "AssignRequest",
+    "AssignUnit",
     "AssignedVariant",
+    "Assignment",
+    "ErrorDetail",
+    "ErrorEnvelope",
     "MetadataValue",
     "Outcome",
+    "UnitAssignments",
     "api_error",
     "assign_batches",
     "assign_body",
@@ -38,8 +45,115 @@ __all__ = [
     "task_event",
 ]
 
+# The most units one assign request and events one events request may carry.
+MAX_UNITS_PER_BATCH = 1000
+MAX_EVENTS_PER_BATCH = 500
+
 Outcome = Literal["success", "failure", "partial"]
 MetadataValue = str | int | float | bool | None
+
+UnitId = Annotated[str, Meta(min_length=1, max_length=1024)]
+Url = Annotated[str, Meta(max_length=8192)]
+AttributeName = Annotated[str, Meta(min_length=1, max_length=128)]
+AttributeValue = str | int | float | bool | None
+Attributes = Annotated[dict[AttributeName, AttributeValue], Meta(max_length=64)]
+Id = Annotated[str, Meta(min_length=1, max_length=128)]
+ShortText = Annotated[str, Meta(max_length=256)]
+OptionalId = Annotated[str, Meta(max_length=128)]
+# Milliseconds since the epoch, between 2000-01-01 and 2100-01-01.
+EpochMillis = Annotated[int, Meta(ge=946_684_800_000, lt=4_102_444_800_000)]
+Amount = Annotated[float, Meta(ge=-1e15, le=1e15)]
+Metadata = Annotated[dict[ShortText, ShortText | int | float | bool | None], Meta(max_length=64)]
+
+
+class AssignUnit(msgspec.Struct, omit_defaults=True):
+    """One unit to assign (in a batch): an agent session or run id, and optionally the
+    page ``url`` and targeting ``attributes`` a web unit has."""
+
+    unit_id: UnitId
+    url: Url | None = None
+    attributes: Attributes = {}
+
+
+class AssignRequest(msgspec.Struct, omit_defaults=True):
+    """Body of ``POST /v1/assign``: what to assign in (exactly one of ``experiment_id``,
+    ``public_key`` or ``site_id``; the client names an experiment), and one unit inline
+    or many in ``units``."""
+
+    experiment_id: Annotated[str, Meta(max_length=128)] | None = None
+    public_key: Annotated[str, Meta(max_length=64)] | None = None
+    site_id: Annotated[str, Meta(max_length=64)] | None = None
+    unit_id: UnitId | None = None
+    url: Url | None = None
+    attributes: Attributes = {}
+    units: (
+        Annotated[list[AssignUnit], Meta(min_length=1, max_length=MAX_UNITS_PER_BATCH)] | None
+    ) = None
+
+
+class Assignment(msgspec.Struct, frozen=True):
+    """One experiment's answer for a unit: the variant and its ``payload`` (an agent
+    variant's config, any JSON); ``deployed``: the experiment's promoted winner."""
+
+    experiment_id: str
+    variant_id: str
+    variant_name: str
+    is_control: bool
+    payload: Any
+    deployed: bool
+
+
+class UnitAssignments(msgspec.Struct, frozen=True):
+    """A unit's answer: one `Assignment` for an experiment_id, or none when the unit is
+    outside the experiment's coverage."""
+
+    unit_id: str
+    assignments: list[Assignment]
+
+
+class AssignBatch(msgspec.Struct, frozen=True):
+    """The answer to a batch (``units``): each unit's answer, in the order sent."""
+
+    units: list[UnitAssignments]
+
+
+class AgentTaskEvent(
+    msgspec.Struct,
+    rename={"agent_id": "agentId", "duration_ms": "durationMs"},
+    gc=False,
+):
+    """One agent task, as ``POST /v1/events`` takes it: ClawTrait's trackTask fields as it
+    spells them (``agentId``, ``durationMs``), and the experiment fields in snake_case.
+    ``session_id`` is the unit the experiment assigned (an agent session or run).
+
+    ``gc=False``: it holds only scalars and strings, and thousands may wait in a queue.
+    """
+
+    agent_id: Id
+    task: ShortText
+    outcome: Outcome
+    cost: Amount = 0.0
+    duration_ms: Annotated[float, Meta(ge=0, le=1e12)] = 0.0
+    metadata: Metadata = {}
+    turns: Annotated[int, Meta(ge=0, le=1_000_000)] | None = None
+    experiment_id: OptionalId = ""
+    variant_id: OptionalId = ""
+    session_id: OptionalId = ""
+    event_id: OptionalId = ""
+    ts: EpochMillis | None = None
+
+
+class ErrorDetail(msgspec.Struct):
+    """What went wrong: the server's stable ``code`` and its ``message``."""
+
+    code: str
+    message: str
+
+
+class ErrorEnvelope(msgspec.Struct):
+    """The body of every error answer."""
+
+    error: ErrorDetail
 
 
 class AssignedVariant(msgspec.Struct, frozen=True):

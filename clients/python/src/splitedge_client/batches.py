@@ -10,13 +10,15 @@ from __future__ import annotations
 import enum
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
-import httpx
 import msgspec
 
-from edge.client.retry import retry_after, retryable
-from edge.client.wire import api_error
-from edge.ingest.schema import MAX_EVENTS_PER_BATCH
+from splitedge_client.retry import retry_after, retryable
+from splitedge_client.wire import MAX_EVENTS_PER_BATCH, api_error
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "MAX_BATCH_BYTES",
@@ -28,7 +30,7 @@ __all__ = [
     "outcome",
 ]
 
-# Well under the server's 1 MiB body limit (edge.ingest.events_route.MAX_EVENTS_BODY),
+# Well under the server's 1 MiB limit on an events body (its MAX_EVENTS_BODY),
 # so that no batch is ever refused for its size.
 MAX_BATCH_BYTES = 512 << 10
 
