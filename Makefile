@@ -1,27 +1,39 @@
-# The two commands of the README: `make run` and `make test`. Both set up .venv first.
+# The two commands of the README: `make run` and `make test`. Both set up .venv first:
+# `make run` with the server's runtime dependencies only, `make test` adds the test tools
+# and the agent SDK (clients/python), which the suite runs against the real server.
+# `make check` is the quick loop: everything `make test` runs except the tests marked slow.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.runtime
+TOOLS := $(VENV)/.installed
+SLOW := browser or soak or server or bench
 
-.PHONY: run test lint typecheck snippet snippet-test bench clean
+.PHONY: run test check lint typecheck imports snippet snippet-test bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
-	$(BIN)/pip install --quiet --no-deps 'gbstats==0.8.0'
-	touch $(STAMP)
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
 
-run: $(STAMP)
+$(TOOLS): $(RUNTIME) clients/python/pyproject.toml
+	$(BIN)/pip install --quiet -e '.[test]' -e ./clients/python
+	$(BIN)/pip install --quiet --no-deps 'gbstats==0.8.0'
+	touch $(TOOLS)
+
+run: $(RUNTIME)
 	$(BIN)/splitedge serve --data-dir data
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+lint: $(TOOLS)
+	$(BIN)/ruff check src tests bench clients/python
+	$(BIN)/ruff format --check src tests bench clients/python
 
-typecheck: $(STAMP)
+typecheck: $(TOOLS)
 	$(BIN)/mypy
+
+imports: $(TOOLS)
+	$(BIN)/lint-imports
 
 snippet/node_modules/.installed: snippet/package-lock.json
 	cd snippet && npm ci --no-audit --no-fund --silent
@@ -30,8 +42,11 @@ snippet/node_modules/.installed: snippet/package-lock.json
 snippet-test: snippet/node_modules/.installed
 	cd snippet && node --test test/
 
-test: $(STAMP) lint typecheck snippet-test
+test: $(TOOLS) lint typecheck imports snippet-test
 	$(BIN)/pytest
+
+check: $(TOOLS) lint typecheck imports snippet-test
+	$(BIN)/pytest -m "not ($(SLOW))"
 
 snippet: snippet/node_modules/.installed
 	cd snippet && npm run build
@@ -40,7 +55,7 @@ snippet: snippet/node_modules/.installed
 # wrk is a system package: the target says what to install instead of installing it.
 bench:
 	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk" >&2; exit 1; }
-	@$(MAKE) --no-print-directory $(STAMP)
+	@$(MAKE) --no-print-directory $(TOOLS)
 	$(BIN)/python bench/run_all.py
 
 clean:
