@@ -135,4 +135,4 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifespan=lifespan,
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
-    return HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS)
+    return edge.metrics.timed(HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS))
