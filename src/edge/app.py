@@ -43,7 +43,8 @@ from edge.control import (
 from edge.control.docs_page import DocsPage
 from edge.control.mcp_mount import McpMount
 from edge.control.openapi import OpenApiEndpoint, openapi_document
-from edge.control.report_page import ReportLinks, ReportPage
+from edge.control.report_links import ReportLinks
+from edge.control.report_page import ReportPage
 from edge.control.results_api import ResultsSource
 from edge.control.snapshot import StoreKeyLedger, StoreSource
 from edge.demo import DEMO_PATH, DemoPage
