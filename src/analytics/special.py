@@ -86,6 +86,7 @@ def _check_shape(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
+# Hand-written: scipy.special.betaln loses up to 1e-9 relative at the counts bayes sees.
 def log_beta(a: float, b: float) -> float:
     """ln B(a, b) = ln Γ(a) + ln Γ(b) - ln Γ(a + b), for a, b > 0.
 
