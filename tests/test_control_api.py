@@ -12,8 +12,9 @@ import httpx
 import msgspec
 import pytest
 
-from edge.control.api import BODY_LIMIT, DetailedConflict, Meta, ok
+from edge.control.api import BODY_LIMIT, Meta, ok
 from edge.control.store import Store
+from edge.errors import DetailedConflict
 from tests.support import Server, running_server
 
 

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import markupsafe
 import msgspec
 import pytest
 import schemathesis
@@ -22,6 +23,7 @@ from edge.control.openapi import openapi_document, operations
 from edge.control.records import NewGoal
 from edge.control.store import Store
 from edge.hot_routes import HotRoutes
+from edge.metrics import RequestTimer
 from edge.operation import Operation
 from edge.settings import Settings
 from tests.page_server import serve_pages
@@ -46,8 +48,8 @@ def built_app() -> tuple[dict[str, set[str]], list[tuple[str, str, Operation]], 
     directory."""
     with tempfile.TemporaryDirectory() as scratch:
         app = create_app(Settings(data_dir=scratch))
-        assert isinstance(app, HotRoutes)
-        routes = app.app.router.routes  # type: ignore[attr-defined]
+        assert isinstance(app, RequestTimer) and isinstance(app.app, HotRoutes)
+        routes = app.app.app.router.routes  # type: ignore[attr-defined]
         methods = {
             route.path: set(route.methods or ()) - {"HEAD"}
             for route in routes
@@ -216,7 +218,7 @@ def test_docs_page_names_every_path(served: Served, document: dict[str, Any]) ->
         assert f"<code>{path}</code>" in page, path
         for method, op in item.items():
             assert f">{method.upper()}</span>" in page
-            assert op["summary"].replace("'", "&#x27;") in page, op["summary"]
+            assert str(markupsafe.escape(op["summary"])) in page, op["summary"]
     assert 'href="#schema-CreateSite"' in page and 'id="schema-CreateSite"' in page
 
 

@@ -20,7 +20,8 @@ from playwright.sync_api import Page
 from analytics.aggregates import ArmAggregates, GoalAggregates, TimelinePoint
 from analytics.results import compute_results
 from edge.control.records import ExperimentRecord, Goal, NewGoal, VariantRecord
-from edge.control.report_page import REPORT_SECRET_META_KEY, ReportLinks, render_report
+from edge.control.report_links import REPORT_SECRET_META_KEY, ReportLinks
+from edge.control.report_page import render_report
 from edge.control.results_api import experiment_spec
 from edge.control.store import Store
 from tests.support import (

@@ -1,9 +1,10 @@
 """Tests of analytics.special against scipy (moderate arguments) and mpmath (extremes).
 
-scipy is a test-only reference. For shape parameters near 1e8 and Student t with df above
-1e6 scipy itself loses digits (scipy 1.17 gives betainc(10, 1e8, 1e-7) to 4e-9 and
-log_beta(0.1, 1e6) to 1.4e-9), so those cases are checked against values computed once with
-mpmath at 50 significant digits, written out below.
+analytics.special calls scipy.special for most of them and adds domain checks and the form
+of each call that keeps precision in both tails. Where scipy's plain calls lose digits
+(``betaln(0.1, 1e6)`` to 1.4e-9, ``stdtr`` near t = 0, huge degrees of freedom), the cases
+are checked against values computed once with mpmath at 50 significant digits, written out
+below.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from scipy import special as sp
 from scipy import stats
 
 from analytics.special import (
-    betainc,
     chi2_sf,
     log_beta,
     norm_cdf,
@@ -96,7 +96,7 @@ def test_norm_cdf_is_monotone_and_symmetric(x: float, y: float) -> None:
     assert 0.0 <= norm_cdf(x) <= 1.0
 
 
-# --- log_beta and betainc -----------------------------------------------------------------
+# --- log_beta ---------------------------------------------------------------------
 
 SHAPES = [1e-3, 0.1, 0.5, 1.0, 2.5, 7.0, 9.99, 10.0, 30.0, 100.0, 1e3, 1e4, 1e5]
 
@@ -129,77 +129,6 @@ def test_log_beta_closed_forms(a: float) -> None:
 def test_log_beta_large_arguments_against_mpmath(a: float, b: float, want: float) -> None:
     assert _close(log_beta(a, b), want, 1e-14)
     assert log_beta(b, a) == log_beta(a, b)
-
-
-def _beta_points(a: float, b: float) -> list[float]:
-    mean = a / (a + b)
-    sd = math.sqrt(a * b / (a + b) ** 2 / (a + b + 1.0))
-    around = [mean + z * sd for z in (-8.0, -3.0, -1.0, -0.1, 0.0, 0.1, 1.0, 3.0, 8.0)]
-    fixed = [1e-300, 1e-10, 1e-3, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 1.0 - 1e-10]
-    return [x for x in around + fixed if 0.0 < x < 1.0]
-
-
-def test_betainc_matches_scipy_on_a_grid() -> None:
-    checked = 0
-    for a, b in itertools.product(SHAPES, SHAPES):
-        for x in _beta_points(a, b):
-            want = float(sp.betainc(a, b, x))
-            if want < 1e-290:
-                continue
-            assert _close(betainc(a, b, x), want, 1e-11), (a, b, x)
-            checked += 1
-    assert checked > 1500
-
-
-@pytest.mark.parametrize(
-    ("a", "b", "x", "want"),
-    [
-        (1e8, 1e8, 0.4998939339830872, 0.0013498979319131097),
-        (1e8, 1e8, 0.49971715728823246, 6.22092975544954e-16),
-        (10.0, 1e8, 9.9999990000001e-08, 0.5420702792726464),
-        (1e8, 0.5, 0.9999999737867968, 0.02203979526579792),
-        (0.5, 1e8, 2.6213203145431384e-08, 0.9779602046880439),
-        (1e6, 1e8, 0.009910841952329545, 0.8413447839781614),
-        (1e5, 3.0, 0.9998314437632797, 7.637700027716354e-06),
-    ],
-)
-def test_betainc_huge_shapes_against_mpmath(a: float, b: float, x: float, want: float) -> None:
-    assert _close(betainc(a, b, x), want, 1e-10)
-
-
-def test_betainc_endpoints_and_domain() -> None:
-    assert betainc(2.0, 3.0, 0.0) == 0.0
-    assert betainc(2.0, 3.0, 1.0) == 1.0
-    assert betainc(1e8, 1e8, 0.0) == 0.0 and betainc(1e8, 1e8, 1.0) == 1.0
-    # I_x(1, 1) = x and I_x(a, 1) = x^a: closed forms.
-    assert _close(betainc(1.0, 1.0, 0.3), 0.3, 1e-15)
-    assert _close(betainc(3.0, 1.0, 0.2), 0.008, 1e-14)
-    with pytest.raises(ValueError, match="x in \\[0, 1\\]"):
-        betainc(1.0, 1.0, 1.5)
-    for a, b in ((0.0, 1.0), (1.0, -2.0), (math.inf, 1.0), (1.0, math.nan)):
-        with pytest.raises(ValueError, match="finite number > 0"):
-            betainc(a, b, 0.5)
-
-
-shape = st.floats(min_value=1e-2, max_value=1e7)
-unit = st.floats(min_value=0.0, max_value=1.0)
-
-
-@settings(max_examples=150, deadline=None)
-@given(shape, shape, unit, unit)
-def test_betainc_is_a_monotone_cdf(a: float, b: float, x: float, y: float) -> None:
-    low, high = sorted((x, y))
-    lower, upper = betainc(a, b, low), betainc(a, b, high)
-    assert 0.0 <= lower <= 1.0 and 0.0 <= upper <= 1.0
-    assert lower <= upper + 1e-14
-
-
-@settings(max_examples=150, deadline=None)
-@given(shape, shape, st.floats(min_value=1e-6, max_value=1.0 - 1e-6))
-def test_betainc_reflection(a: float, b: float, x: float) -> None:
-    # I_x(a, b) + I_{1-x}(b, a) = 1; 1 - x is exact for x >= 1/2.
-    x = max(x, 1.0 - x)
-    assert abs(betainc(a, b, x) + betainc(b, a, 1.0 - x) - 1.0) < 1e-13
 
 
 # --- Student t ----------------------------------------------------------------------------

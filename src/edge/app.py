@@ -43,7 +43,8 @@ from edge.control import (
 from edge.control.docs_page import DocsPage
 from edge.control.mcp_mount import McpMount
 from edge.control.openapi import OpenApiEndpoint, openapi_document
-from edge.control.report_page import ReportLinks, ReportPage
+from edge.control.report_links import ReportLinks
+from edge.control.report_page import ReportPage
 from edge.control.results_api import ResultsSource
 from edge.control.snapshot import StoreKeyLedger, StoreSource
 from edge.demo import DEMO_PATH, DemoPage
@@ -135,4 +136,4 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifespan=lifespan,
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
-    return HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS)
+    return edge.metrics.timed(HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS))

@@ -7,14 +7,19 @@ HTTP status and a message that says what to do next. The HTTP layer turns them i
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "Conflict",
+    "DetailedConflict",
     "Forbidden",
     "InvalidRequest",
+    "InvalidSetting",
     "InvalidUrlPattern",
     "NotFound",
     "PayloadTooLarge",
     "PlanLimitReached",
+    "PlanRequired",
     "RateLimited",
     "ServiceUnavailable",
     "SplitedgeError",
@@ -77,6 +82,15 @@ class Conflict(SplitedgeError):
     status = 409
 
 
+class DetailedConflict(Conflict):
+    """A 409 whose error object carries more fields than code and message, e.g. the
+    reference's ``existing_site`` on a duplicate domain."""
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.details = details
+
+
 class PlanLimitReached(SplitedgeError):
     """The workspace's plan allows no more of something (sites, credits)."""
 
@@ -115,3 +129,10 @@ class ServiceUnavailable(SplitedgeError):
     code = "not_ready"
     status = 503
     retry_after = 1
+
+
+class InvalidSetting(SplitedgeError):
+    """The server's own configuration (a flag, a file it names) cannot be used; raised
+    at start-up, before anything is served."""
+
+    code = "invalid_setting"

@@ -1,34 +1,107 @@
-"""Ingest counters and ``GET /metrics`` in the Prometheus text format.
+"""``GET /metrics`` in the Prometheus text format, on prometheus_client.
 
-Each worker process counts what it received, accepted and rejected, and writes its
-counters to ``<data-dir>/run/metrics-<pid>.json`` every second (and at shutdown); the
-flusher, in the server's parent process, writes its status next to the spool. Any worker
-answering ``/metrics`` sums every worker's file, so the figures do not depend on which
-worker a scrape reaches. A worker that died keeps its file, so counters never go down.
+Granian's workers are processes, so the figures go through prometheus_client's
+multiprocess mode: each worker's counters and histograms live in memory-mapped files
+under one directory per server (`prepare_multiprocess_dir`, ``<data-dir>/run/prometheus``,
+emptied at every start), and the worker a scrape reaches sums every worker's files. A
+worker that died keeps its files, so counters never go down. The parent sets
+``PROMETHEUS_MULTIPROC_DIR`` before it spawns the workers: prometheus_client picks its
+mode when a process first imports it.
+
+The hot path counts in plain ints (`IngestCounters`, `RequestLatency`) and hands the
+increments to prometheus_client once a second (`WorkerMetrics.publish`): an increment of
+a multiprocess value takes a lock, a getpid and an mmap write, and counting a request that
+way costs about ten times as much (bench/metrics_hot_path.py). The flusher's figures and
+the config snapshot's age are read when scraped.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from starlette.types import Receive, Send
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge.http import send_response
-from edge.ingest.flusher import read_status
 
-__all__ = ["IngestCounters", "MetricsEndpoint", "flusher_families", "render_metrics"]
+__all__ = [
+    "MULTIPROC_DIR_ENV",
+    "IngestCounters",
+    "RequestLatency",
+    "RequestTimer",
+    "WorkerMetrics",
+    "prepare_multiprocess_dir",
+    "route_group",
+]
+
+MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+
+# The flusher's status file in the spool (edge.ingest.flusher.STATUS_FILE): read here with
+# the few fields /metrics shows, so the hot path does not import the ingest's ClickHouse side.
+_FLUSHER_STATUS_FILE = "flusher.status.json"
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+"""Upper bounds (seconds) of the request-latency histogram; +Inf is added."""
+
+_EXACT_GROUPS = {"/v1/assign": "assign", "/v1/collect": "collect", "/v1/events": "events"}
 
 
-class IngestCounters(msgspec.Struct):
-    """One worker's event counters, by source (browser, agent) and rejection reason."""
+def route_group(path: str) -> str:
+    """The few route groups requests are timed by: ``snippet``, ``assign``, ``collect``,
+    ``events``, ``api`` (the rest of ``/v1``), ``mcp``, ``reports`` and ``other``."""
+    group = _EXACT_GROUPS.get(path)
+    if group is not None:
+        return group
+    if path.startswith("/s/"):
+        return "snippet"
+    if path.startswith("/v1/"):
+        return "api"
+    if path == "/mcp":
+        return "mcp"
+    if path.startswith("/reports/"):
+        return "reports"
+    return "other"
 
-    received: dict[str, int] = {}
-    accepted: dict[str, int] = {}
-    rejected: dict[str, int] = {}
+
+def prepare_multiprocess_dir(run_dir: Path) -> Path:
+    """The (new, empty) directory of a server's metric files under its ``run_dir``, which
+    the server empties at every start; set it as ``PROMETHEUS_MULTIPROC_DIR`` for the
+    workers."""
+    path = run_dir / "prometheus"
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    return path
+
+
+class IngestCounters:
+    """One worker's event counters, by source (browser, agent) and rejection reason,
+    counted in plain ints and published to prometheus_client by `publish`."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.received: dict[str, int] = {}
+        self.accepted: dict[str, int] = {}
+        self.rejected: dict[str, int] = {}
+        self._families = (
+            (self.received, Counter("splitedge_events_received", "Events received.",
+                                    ["source"], registry=registry)),
+            (self.accepted, Counter("splitedge_events_accepted", "Events spooled (2xx).",
+                                    ["source"], registry=registry)),
+            (self.rejected, Counter("splitedge_events_rejected", "Events turned away.",
+                                    ["reason"], registry=registry)),
+        )  # fmt: skip
+        self._published: dict[tuple[int, str], int] = {}
 
     def receive(self, source: str, count: int) -> None:
         """Count events that arrived in a well-formed request."""
@@ -42,92 +115,173 @@ class IngestCounters(msgspec.Struct):
         """Count events (or whole requests, reason ``request_<code>``) turned away."""
         self.rejected[reason] = self.rejected.get(reason, 0) + count
 
-    def save(self, run_dir: Path) -> None:
-        """Write this worker's counters where `/metrics` reads them (atomically)."""
-        path = run_dir / f"metrics-{os.getpid()}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(msgspec.json.encode(self))
-        os.replace(tmp, path)
+    def publish(self) -> None:
+        """Add what was counted since the last call to the prometheus counters."""
+        for index, (counts, counter) in enumerate(self._families):
+            for label, total in list(counts.items()):
+                done = self._published.get((index, label), 0)
+                if total > done:
+                    counter.labels(label).inc(total - done)
+                    self._published[index, label] = total
 
 
-_counters_decoder = msgspec.json.Decoder(IngestCounters)
+class RequestLatency:
+    """Request durations by route group, bucketed in plain ints and published to the
+    ``splitedge_request_duration_seconds`` histogram by `publish`."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.histogram = Histogram(
+            "splitedge_request_duration_seconds",
+            "Time to answer a request, by route group.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        # Per group: a count per bucket (the last one +Inf) and the sum of durations.
+        self._counts: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+
+    def observe(self, group: str, seconds: float) -> None:
+        """Count one request of ``group`` that took ``seconds``."""
+        counts = self._counts.get(group)
+        if counts is None:
+            counts = self._counts[group] = [0] * (len(LATENCY_BUCKETS) + 1)
+            self._sums[group] = 0.0
+        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sums[group] += seconds
+
+    def publish(self) -> None:
+        """Add the requests counted since the last call to the histogram."""
+        for group, counts in list(self._counts.items()):
+            if not any(counts):
+                continue
+            child = self.histogram.labels(group)
+            # prometheus_client has no public way to add many observations at once: its
+            # per-bucket values and sum are what `Histogram.observe` increments.
+            for value, count in zip(child._buckets, counts, strict=True):
+                if count:
+                    value.inc(count)
+            child._sum.inc(self._sums[group])
+            self._counts[group] = [0] * len(counts)
+            self._sums[group] = 0.0
 
 
-def _summed(run_dir: Path) -> IngestCounters:
-    total = IngestCounters()
-    for path in run_dir.glob("metrics-*.json"):
-        try:
-            part = _counters_decoder.decode(path.read_bytes())
-        except (OSError, msgspec.DecodeError):
-            continue  # a file being replaced right now; the next scrape reads it
-        for mine, theirs in (
-            (total.received, part.received),
-            (total.accepted, part.accepted),
-            (total.rejected, part.rejected),
-        ):
-            for key, value in theirs.items():
-                mine[key] = mine.get(key, 0) + value
-    return total
+class RequestTimer:
+    """An ASGI app: ``app``, each HTTP request timed into ``latency`` by route group."""
 
+    def __init__(self, app: ASGIApp, latency: RequestLatency) -> None:
+        self.app = app
+        self.latency = latency
 
-def _family(lines: list[str], name: str, kind: str, help_text: str) -> None:
-    lines.append(f"# HELP {name} {help_text}")
-    lines.append(f"# TYPE {name} {kind}")
-
-
-def render_metrics(run_dir: Path, extra: Callable[[list[str]], None] | None = None) -> bytes:
-    """The Prometheus exposition of every worker's counters, plus ``extra`` families."""
-    total = _summed(run_dir)
-    lines: list[str] = []
-    for name, values, label, help_text in (
-        ("splitedge_events_received_total", total.received, "source", "Events received."),
-        ("splitedge_events_accepted_total", total.accepted, "source", "Events spooled (2xx)."),
-        ("splitedge_events_rejected_total", total.rejected, "reason", "Events turned away."),
-    ):
-        _family(lines, name, "counter", help_text)
-        for key, value in sorted(values.items()):
-            lines.append(f'{name}{{{label}="{key}"}} {value}')
-    if extra is not None:
-        extra(lines)
-    return ("\n".join(lines) + "\n").encode()
-
-
-def flusher_families(spool_dir: Path) -> Callable[[list[str]], None]:
-    """The metric families of the flusher, read from the status it publishes."""
-
-    def add(lines: list[str]) -> None:
-        status = read_status(spool_dir)
-        if status is None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        for name, kind, value, help_text in (
-            ("splitedge_events_flushed_total", "counter", status.rows_flushed,
-             "Events inserted into ClickHouse."),
-            ("splitedge_segments_flushed_total", "counter", status.segments_flushed,
-             "Spool segments inserted into ClickHouse."),
-            ("splitedge_clickhouse_errors_total", "counter", status.errors,
-             "Failed ClickHouse connections and inserts."),
-            ("splitedge_clickhouse_up", "gauge", int(status.clickhouse == "ok"),
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.latency.observe(route_group(scope["path"]), time.perf_counter() - started)
+
+
+class _FlusherFigures(msgspec.Struct):
+    """The fields of the flusher's status (`edge.ingest.flusher.FlusherStatus`) shown here."""
+
+    clickhouse: str
+    segments_flushed: int = 0
+    rows_flushed: int = 0
+    errors: int = 0
+    last_flush_seconds: float | None = None
+    pending_segments: int = 0
+    pending_bytes: int = 0
+
+
+_figures_decoder = msgspec.json.Decoder(_FlusherFigures)
+
+
+class _FlusherCollector(Collector):
+    """The flusher's families, from the status it publishes in the spool directory."""
+
+    def __init__(self, spool_dir: Path) -> None:
+        self.path = spool_dir / _FLUSHER_STATUS_FILE
+
+    def collect(self) -> Iterable[Metric]:
+        try:
+            status = _figures_decoder.decode(self.path.read_bytes())
+        except (OSError, msgspec.DecodeError):
+            return  # no flusher has written one yet (or it is being replaced)
+        yield CounterMetricFamily(
+            "splitedge_events_flushed", "Events inserted into ClickHouse.", status.rows_flushed
+        )
+        yield CounterMetricFamily(
+            "splitedge_segments_flushed",
+            "Spool segments inserted into ClickHouse.",
+            status.segments_flushed,
+        )
+        yield CounterMetricFamily(
+            "splitedge_clickhouse_errors",
+            "Failed ClickHouse connections and inserts.",
+            status.errors,
+        )
+        for name, value, help_text in (
+            ("splitedge_clickhouse_up", int(status.clickhouse == "ok"),
              "1 while ClickHouse accepts inserts."),
-            ("splitedge_spool_segments", "gauge", status.pending_segments,
+            ("splitedge_spool_segments", status.pending_segments,
              "Segments in the spool, open and finished."),
-            ("splitedge_spool_bytes", "gauge", status.pending_bytes, "Bytes in the spool."),
-            ("splitedge_flush_seconds", "gauge", status.last_flush_seconds or 0.0,
+            ("splitedge_spool_bytes", status.pending_bytes, "Bytes in the spool."),
+            ("splitedge_flush_seconds", status.last_flush_seconds or 0.0,
              "Duration of the last segment flush (read, insert, delete)."),
         ):  # fmt: skip
-            _family(lines, name, kind, help_text)
-            lines.append(f"{name} {value}")
-
-    return add
+            yield GaugeMetricFamily(name, help_text, value)
 
 
-class MetricsEndpoint:
-    """``GET /metrics``."""
+class _SnapshotAgeCollector(Collector):
+    """The age of the config snapshot the scraped worker serves."""
 
-    def __init__(self, run_dir: Path, extra: Callable[[list[str]], None] | None = None):
-        self.run_dir = run_dir
-        self.extra = extra
+    def __init__(self, loaded_at: Callable[[], float | None]) -> None:
+        self.loaded_at = loaded_at
+
+    def collect(self) -> Iterable[Metric]:
+        loaded_at = self.loaded_at()
+        if loaded_at is not None:
+            yield GaugeMetricFamily(
+                "splitedge_config_snapshot_age_seconds",
+                "Seconds since the worker answering loaded the config it serves "
+                "(its version last changed).",
+                time.time() - loaded_at,
+            )
+
+
+class WorkerMetrics:
+    """The metrics of one worker: its ingest counters, its request latencies, and (called
+    as an ASGI app) the ``GET /metrics`` endpoint, which shows every worker's
+    (multiprocess mode, when ``PROMETHEUS_MULTIPROC_DIR`` is set) or this process's alone
+    (when it is not, e.g. an app built in a test). ``config_loaded_at`` is when the
+    served config was loaded (Unix seconds), None before it is."""
+
+    def __init__(self, spool_dir: Path, config_loaded_at: Callable[[], float | None]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        multiprocess_dir = os.environ.get(MULTIPROC_DIR_ENV)
+        # In multiprocess mode the metric objects write files and the collector reads
+        # every worker's; registering the objects too would count this worker twice.
+        own = None if multiprocess_dir else self.registry
+        self.counters = IngestCounters(own)
+        self.latency = RequestLatency(own)
+        if multiprocess_dir:
+            MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
+        self.registry.register(_FlusherCollector(spool_dir))
+        self.registry.register(_SnapshotAgeCollector(config_loaded_at))
+
+    def publish(self) -> None:
+        """Hand what the hot path counted since the last call to prometheus_client."""
+        self.counters.publish()
+        self.latency.publish()
+
+    def timed(self, app: ASGIApp) -> RequestTimer:
+        """``app`` with its requests timed by route group."""
+        return RequestTimer(app, self.latency)
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        body = render_metrics(self.run_dir, self.extra)
-        headers = [(b"content-type", b"text/plain; version=0.0.4; charset=utf-8")]
-        await send_response(send, 200, headers, body)
+        self.publish()  # this worker's own figures as of now; the others' within a second
+        body = generate_latest(self.registry)
+        await send_response(send, 200, [(b"content-type", _CONTENT_TYPE)], body)

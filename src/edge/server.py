@@ -32,6 +32,7 @@ from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.demo import ensure_demo_site
 from edge.ingest.flusher import Flusher
 from edge.logs import logging_config
+from edge.metrics import MULTIPROC_DIR_ENV, prepare_multiprocess_dir
 from edge.outbound import OutboundGuard
 from edge.processes import PARENT_PID_ENV, load_worker_app, require_free_port, secure_data_dir
 from edge.settings import Settings
@@ -62,6 +63,7 @@ def serve_workers(settings: Settings, target: str) -> None:
     ``settings`` in their environment, until SIGTERM or SIGINT."""
     os.environ.update(settings.to_env())
     os.environ[PARENT_PID_ENV] = str(os.getpid())
+    os.environ[MULTIPROC_DIR_ENV] = str(prepare_multiprocess_dir(settings.run_dir))
     # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
     # may hold embedded ClickHouse, neither of which a forked child may inherit.
     multiprocessing.set_start_method("spawn", force=True)

@@ -12,7 +12,6 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 
 from starlette.routing import BaseRoute, Route
 
@@ -26,7 +25,7 @@ from edge.ingest.events_route import EVENTS_OPERATION, EventsEndpoint
 from edge.ingest.flusher import read_status
 from edge.ingest.spool import SpoolWriter
 from edge.kv import ConfigFollower, KVHolder, SnapshotSource
-from edge.metrics import IngestCounters, MetricsEndpoint, flusher_families
+from edge.metrics import WorkerMetrics
 from edge.operation import DocumentedRoute
 from edge.settings import Settings
 from edge.snippet import load_runtime
@@ -37,10 +36,10 @@ __all__ = ["EdgeServing"]
 log = logging.getLogger("splitedge.app")
 
 
-async def _save_every(counters: IngestCounters, run_dir: Path, interval: float = 1.0) -> None:
+async def _publish_every(metrics: WorkerMetrics, interval: float = 1.0) -> None:
     while True:
         await asyncio.sleep(interval)
-        await asyncio.to_thread(counters.save, run_dir)
+        metrics.publish()
 
 
 async def _follow(follower: ConfigFollower, present: Callable[[], bool], interval: float) -> None:
@@ -68,9 +67,11 @@ class EdgeServing:
         self.holder = KVHolder()
         self.spool = SpoolWriter(settings.spool_dir, disk_cap_bytes=settings.spool_cap_mb << 20)
         self.buffer = EventBuffer(self.spool)
-        self.counters = IngestCounters()
+        self.metrics = WorkerMetrics(
+            settings.spool_dir, lambda: None if self.holder.kv is None else self.holder.kv.built_at
+        )
         settings.run_dir.mkdir(parents=True, exist_ok=True)
-        holder, buffer, counters = self.holder, self.buffer, self.counters
+        holder, buffer, counters = self.holder, self.buffer, self.metrics.counters
         self.ingest = [
             DocumentedRoute(
                 "/v1/assign", AssignEndpoint(holder, ledger), {"POST": ASSIGN_OPERATION}
@@ -90,7 +91,6 @@ class EdgeServing:
 
     def routes(self) -> list[BaseRoute]:
         """The edge routes."""
-        settings = self.settings
         return [
             DocumentedRoute(
                 "/s/{public_key}.js", SnippetEndpoint(self.holder), {"GET": SNIPPET_OPERATION}
@@ -98,11 +98,7 @@ class EdgeServing:
             *self.ingest,
             DocumentedRoute("/healthz", Health(), {"GET": HEALTH_OPERATION}),
             DocumentedRoute("/readyz", self.readiness, {"GET": READY_OPERATION}),
-            Route(
-                "/metrics",
-                MetricsEndpoint(settings.run_dir, flusher_families(settings.spool_dir)),
-                methods=["GET"],
-            ),
+            Route("/metrics", self.metrics, methods=["GET"]),
         ]
 
     def hot_routes(self) -> list[HotRoute]:
@@ -129,7 +125,7 @@ class EdgeServing:
         gc.freeze()
         tasks = [
             asyncio.create_task(_follow(follower, present, interval), name="config-follower"),
-            asyncio.create_task(_save_every(self.counters, self.settings.run_dir), name="counters"),
+            asyncio.create_task(_publish_every(self.metrics), name="metrics"),
         ]
         writer = asyncio.create_task(self.buffer.run(), name="event-writer")
         try:
@@ -141,4 +137,4 @@ class EdgeServing:
                     await task
             await self.buffer.close(writer)
             self.spool.close()
-            self.counters.save(self.settings.run_dir)
+            self.metrics.publish()

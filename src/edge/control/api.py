@@ -9,8 +9,8 @@ document says of it (`edge.control.openapi`): its body's decoder, the type of it
 body (`read_json`) and query (`page_params`), does its store work on a thread
 (`in_store`), and returns a `Reply` (`ok`: the ``{data, meta}`` envelope). Errors are
 raised as `edge.errors.SplitedgeError` and rendered by the app's exception handlers
-(`edge.http`) as ``{error: {code, message}}``; a `DetailedConflict` also carries the
-fields the reference adds to its error object (e.g. ``existing_site``).
+(`edge.http`) as ``{error: {code, message}}``; an `edge.errors.DetailedConflict` also
+carries the fields the reference adds to its error object (e.g. ``existing_site``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from edge.control import credits, plans
 from edge.control.auth import KEY_PREFIX_CHARS, digests_match, key_prefix
 from edge.control.plans import PlanLimits
 from edge.control.store import Store
-from edge.errors import Conflict, Forbidden, InvalidRequest, Unauthorized
+from edge.errors import DetailedConflict, Forbidden, InvalidRequest, Unauthorized
 from edge.http import JSON_HEADERS, decode_body, header, read_body, send_response
 from edge.operation import DocumentedRoute, Operation
 
@@ -40,7 +40,6 @@ __all__ = [
     "MAX_LIMIT",
     "ApiOperation",
     "Auth",
-    "DetailedConflict",
     "Handler",
     "Meta",
     "Page",
@@ -111,15 +110,6 @@ class _Envelope(msgspec.Struct):
 def ok(data: Any, meta: Meta | None = None, status: int = 200) -> Reply:
     """The success envelope ``{data, meta}``; ``data`` is anything msgspec encodes."""
     return Reply(status, msgspec.json.encode(_Envelope(data, {} if meta is None else meta)))
-
-
-class DetailedConflict(Conflict):
-    """A 409 whose error object carries more fields than code and message, e.g. the
-    reference's ``existing_site`` on a duplicate domain."""
-
-    def __init__(self, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.details = details
 
 
 class _DetailedError(msgspec.Struct):

@@ -49,8 +49,11 @@ MCP_SITE_HINTS = SiteHints(
 _BODY_LIMIT = 1 << 20  # a tool's arguments: the REST bodies' bound, with room for JSON-RPC
 
 
-class ToolFailure(Exception):
-    """A tool's REST request answered an error: its status and error object."""
+class ToolFailure(SplitedgeError):
+    """A tool's REST request answered an error: its status and error object (whose own
+    ``code`` is the route's; this class's is the tool call's)."""
+
+    code = "tool_failed"
 
     def __init__(self, status: int, error: dict[str, Any]) -> None:
         super().__init__(error.get("message", ""))

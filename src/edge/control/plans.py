@@ -31,7 +31,7 @@ from typing import Annotated
 
 import msgspec
 
-from edge.errors import PlanRequired, RateLimited
+from edge.errors import InvalidSetting, PlanRequired, RateLimited
 
 __all__ = [
     "OFF",
@@ -83,8 +83,10 @@ REFERENCE_PLANS: Mapping[str, Plan] = {
 _plans_decoder = msgspec.json.Decoder(dict[str, Plan])
 
 
-class PlansError(ValueError):
+class PlansError(InvalidSetting):
     """The ``limits`` setting names no usable plans table; the message says why."""
+
+    code = "invalid_plans"
 
 
 def load_plans(setting: str) -> Mapping[str, Plan] | None:

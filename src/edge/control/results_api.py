@@ -4,7 +4,7 @@ Both take a workspace API key (``Authorization: Bearer sk_live_...``) and answer
 ``{"data": ..., "meta": {...}}``. An unknown id and another workspace's experiment are the
 same 404. ``/results`` is a superset of ClawSplit's results (status, winner, p_value,
 variants by name) with the Bayesian figures, the SRM test, the samples still needed and a
-signed ``report_url`` to the human-readable page (`edge.control.report_page`);
+signed ``report_url`` (`edge.control.report_links`) to the human-readable page;
 ``/metrics`` is crewkit's shape (control and variant arms, significance).
 
 The experiment comes from the store, its aggregates from ClickHouse through the worker's
@@ -45,7 +45,7 @@ from analytics.results import DecisionRules, ExperimentResults, compute_results
 from edge.control.api import ApiOperation, Reply, api_route, authenticate, base_url
 from edge.control.plans import PlanLimits
 from edge.control.records import ExperimentRecord
-from edge.control.report_page import ReportLinks
+from edge.control.report_links import ReportLinks
 from edge.control.store import Store
 from edge.errors import InvalidRequest, NotFound
 

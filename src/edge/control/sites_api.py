@@ -25,7 +25,6 @@ from edge.control import audit
 from edge.control.api import (
     ApiOperation,
     Auth,
-    DetailedConflict,
     Meta,
     Page,
     Reply,
@@ -43,7 +42,7 @@ from edge.control.fetch_pool import shared_pool
 from edge.control.plans import PlanLimits
 from edge.control.records import SiteRecord
 from edge.control.store import Store, normalize_site_url
-from edge.errors import NotFound, PlanLimitReached
+from edge.errors import DetailedConflict, NotFound, PlanLimitReached
 from edge.outbound import OutboundGuard
 
 __all__ = [

@@ -32,4 +32,4 @@ def create_node_app(settings: Settings | None = None) -> ASGIApp:
     app = Starlette(
         routes=edge.routes(), lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS)
     )
-    return HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS)
+    return edge.metrics.timed(HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS))
