@@ -10,7 +10,7 @@ import msgspec
 from starlette.types import Receive, Send
 
 from edge.http import JSON_HEADERS, send_response
-from edge.ingest.flusher import FlusherStatus
+from edge.ingest.status import FlusherStatus
 from edge.kv import KVHolder
 from edge.operation import Operation
 
