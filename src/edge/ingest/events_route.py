@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.bearer import KeyLedger, require_workspace
 from edge.errors import InvalidRequest, NotFound
@@ -105,7 +105,7 @@ class EventsEndpoint:
         self.counters = counters
         self.ledger = ledger
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kv = self.holder.require()
         workspace_id = require_workspace(kv, scope, "/v1/events", self.ledger)
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)

@@ -207,7 +207,7 @@ class SpoolDrain:
                         flushed = 0
                         retry_in = self._backoff()
                         if isinstance(exc, SinkBusy):
-                            retry_in = max(retry_in, min(exc.retry_after, RETRY_AFTER_CAP))
+                            retry_in = max(retry_in, min(exc.delay, RETRY_AFTER_CAP))
                         self._failed(exc, retry_in)
                     self._publish()
                 if retry_in is not None:
