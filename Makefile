@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime
 TOOLS := $(VENV)/.installed
-SLOW := browser or soak or server or bench
+SLOW := browser or soak or server or bench or simulation
 
 .PHONY: run test check lint typecheck imports snippet snippet-test bench clean
 

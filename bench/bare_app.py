@@ -1,5 +1,5 @@
 """The baseline of bench/edge.py: a minimal Starlette app on Granian, configured exactly
-like ``splitedge serve`` (`edge.server.granian_options`).
+like ``splitedge serve`` (`edge.workers.granian_options`).
 
 It answers the edge's hot paths with ordinary Starlette routes and ``Response`` objects,
 returning bytes captured from a running splitedge server (with the same headers, minus
@@ -40,8 +40,8 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-import edge.server  # noqa: E402
-from edge.server import granian_options  # noqa: E402
+import edge.workers  # noqa: E402
+from edge.workers import granian_options  # noqa: E402
 
 __all__ = [
     "BODIES_ENV",
@@ -149,12 +149,12 @@ def _serve_bare(port: int, workers: int, bodies: Path, overrides: dict[str, Any]
 def _serve_edge(argv: list[str], overrides: dict[str, Any]) -> int:
     from edge.cli import main as splitedge
 
-    base = edge.server.granian_options
+    base = edge.workers.granian_options
 
     def tuned(workers: int) -> dict[str, Any]:
         return {**base(workers), **overrides}
 
-    edge.server.granian_options = tuned
+    edge.workers.granian_options = tuned
     return splitedge(argv)
 
 

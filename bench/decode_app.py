@@ -1,5 +1,5 @@
 """The decode-only baseline of bench/ingest.py: a minimal Starlette app on Granian,
-configured exactly like ``splitedge serve`` (`edge.server.granian_options`).
+configured exactly like ``splitedge serve`` (`edge.workers.granian_options`).
 
 Its one ingest route reads the body of ``POST /v1/collect`` and decodes it with msgspec
 into the same Structs as splitedge (`edge.ingest.schema.CollectRequest`), then answers
@@ -33,7 +33,7 @@ from starlette.responses import Response  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
 from edge.ingest.schema import CollectRequest  # noqa: E402
-from edge.server import granian_options  # noqa: E402
+from edge.workers import granian_options  # noqa: E402
 
 __all__ = ["create_app", "main"]
 

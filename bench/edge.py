@@ -1,7 +1,7 @@
 """Edge hot paths under load: ``splitedge serve`` side by side with a bare Starlette app.
 
 Both servers run in this one run, on Granian with the same settings
-(`edge.server.granian_options`, plus any ``--set`` overrides, applied to both). The
+(`edge.workers.granian_options`, plus any ``--set`` overrides, applied to both). The
 baseline (bench/bare_app.py) serves, from ordinary Starlette routes and ``Response``
 objects, the very bytes splitedge answered: its snippet (plain and gzip) and its
 ``POST /v1/assign`` JSON. The ratio is therefore what splitedge's routing, KV lookups and

@@ -12,7 +12,7 @@ Three measurements, in one run:
    is reported too. Every round starts a new server on a new data dir and stops it
    afterwards, so no server runs (or merges parts) during another's load.
 2. **Decode only.** bench/decode_app.py: a minimal Starlette app on Granian with the
-   same `edge.server.granian_options`, whose route reads the body and decodes it with
+   same `edge.workers.granian_options`, whose route reads the body and decodes it with
    ``msgspec.json.Decoder(CollectRequest)``, then answers the same JSON. Same wrk script.
    The ratio end-to-end / decode-only is the acceptance figure (target >= 60%).
 3. **chDB insert_arrow.** A table of `EVENT_SCHEMA` (built by

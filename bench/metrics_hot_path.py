@@ -42,7 +42,8 @@ def main() -> None:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = scratch
         from prometheus_client import Counter, Histogram
 
-        from edge.metrics import LATENCY_BUCKETS, IngestCounters, RequestLatency, route_group
+        from edge.ingest.counters import IngestCounters
+        from edge.metrics import LATENCY_BUCKETS, RequestLatency, route_group
 
         counters, latency = IngestCounters(None), RequestLatency(None)
         received = Counter("bench_received", "", ["source"], registry=None).labels("browser")

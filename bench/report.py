@@ -62,7 +62,7 @@ def granian_environment(
     # Imported here, not above: see the module docstring.
     import granian
 
-    from edge.server import granian_options
+    from edge.workers import granian_options
 
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
     wrk_version = (wrk.stdout + wrk.stderr).split("\n")[0].split(" [")[0].strip()
@@ -71,7 +71,7 @@ def granian_environment(
     shown = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in settings.items())
     return [
         *environment(script, argv, f"Granian {granian.__version__}, {wrk_version}"),
-        f"- Granian settings (edge.server.granian_options): {shown}"
+        f"- Granian settings (edge.workers.granian_options): {shown}"
         + (f"; overridden here: {', '.join(overrides)}" if overrides else ""),
         *([f"- candidate: splitedge with {', '.join(candidate)}"] if candidate else []),
     ]

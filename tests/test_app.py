@@ -120,6 +120,7 @@ def _loads_by_worker(server: Server, want: int, timeout: float) -> dict[int, tup
     return seen
 
 
+@pytest.mark.server
 def test_store_changes_reach_both_workers_within_a_second(tmp_path: Path) -> None:
     data = tmp_path / "data"
     seed = seed_store(data / "splitedge.sqlite3")

@@ -11,6 +11,7 @@ import asyncio
 import math
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 from playwright.async_api import async_playwright
 
 from edge.assign import AssignmentTable
@@ -23,6 +24,8 @@ from tests.browser import (
     page_html,
     two_arms,
 )
+
+pytestmark = pytest.mark.browser
 
 VISITORS = 2_000
 AT_ONCE = 4

@@ -25,6 +25,8 @@ from tests.browser import (
     page_html,
 )
 
+pytestmark = pytest.mark.browser
+
 # Every animation frame: [ms since navigation start, target's text or null, visible].
 FRAME_RECORDER = """
 window.__frames = [];

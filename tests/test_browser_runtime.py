@@ -26,6 +26,8 @@ from tests.browser import (
 )
 from tests.support import clickhouse_rows, metric, wait_flushed
 
+pytestmark = pytest.mark.browser
+
 FLUSH_MS = 1000  # the runtime sends a batch this long after its first event
 
 

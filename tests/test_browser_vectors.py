@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from playwright.sync_api import Page
 
 from tests.browser import ROOT, SiteServer
+
+pytestmark = pytest.mark.browser
 
 ASSIGN_IN_BROWSER = """async () => {
   const { assign, coverageBucket, variantBucket } = await import('/snippet/src/assign.js');

@@ -19,6 +19,8 @@ from edge.outbound import OutboundGuard
 from edge.settings import Settings
 from tests.support import running_server
 
+pytestmark = pytest.mark.server
+
 
 def test_env_vars_set_what_flags_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SPLITEDGE_HOST", "0.0.0.0")

@@ -45,6 +45,8 @@ from tests.support import (
     wait_flushed,
 )
 
+pytestmark = pytest.mark.server
+
 PROMPTS = ({"soul_md": "You are a helpful assistant."}, {"soul_md": "Be concise and direct."})
 FAST = RetryPolicy(backoff=0.05, backoff_cap=0.5)
 

@@ -225,6 +225,7 @@ def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.server
 def test_the_operator_grants_credits_from_the_command_line(env: Env) -> None:
     ws = new_workspace(env)
     assert call(env, ws, "GET", "/v1/sites").status_code == 402

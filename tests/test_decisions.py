@@ -20,6 +20,8 @@ from splitedge_client import ApiError, Client
 from tests.support import Seed, Server, api_call, running_server, seed_store
 from tests.webhook_receiver import Receiver
 
+pytestmark = pytest.mark.server
+
 SERVER_ENV = {
     "SPLITEDGE_DECISION_INTERVAL": "0.5",
     "SPLITEDGE_WEBHOOK_BACKOFF": "0.3",

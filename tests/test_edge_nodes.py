@@ -31,6 +31,8 @@ from tests.support import (
     wait_ready,
 )
 
+pytestmark = pytest.mark.server
+
 VARIANTS = [{"name": "Bold", "changes": [{"selector": "h1", "action": "set_content",
                                            "payload": "Bold"}]}]  # fmt: skip
 

@@ -20,6 +20,8 @@ from edge.control.fetch_pool import FAILED_CALL_REQUESTS, PER_WORKSPACE
 from edge.control.store import Store
 from tests.support import Seed, Server, api_call, free_port, running_server, seed_store
 
+pytestmark = pytest.mark.bench
+
 
 @pytest.fixture
 def trickle() -> Iterator[str]:

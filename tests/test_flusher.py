@@ -14,9 +14,10 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from edge.ingest.flusher import STATUS_FILE, Flusher, FlusherStatus, read_status
+from edge.ingest.flusher import Flusher
 from edge.ingest.segments import ready_segments
 from edge.ingest.spool import SpoolWriter
+from edge.ingest.status import STATUS_FILE, FlusherStatus, read_status
 from tests.test_spool import event_batch, spawn_writer
 
 _DDL = """
@@ -152,6 +153,7 @@ client.close()
 """
 
 
+@pytest.mark.server
 def test_outage_while_another_process_holds_chdb(
     spool_dir: Path, dsn: str, fast_flusher: Callable[..., Flusher]
 ) -> None:

@@ -110,6 +110,7 @@ def _simulate(
     return answers
 
 
+@pytest.mark.simulation
 @pytest.mark.parametrize("confidence", [0.95, 0.9])
 def test_equal_arms_end_without_a_winner_at_the_rate_the_confidence_implies(
     confidence: float,

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.support import (
     Seed,
@@ -25,6 +26,8 @@ from tests.support import (
     seed_store,
     wait_flushed,
 )
+
+pytestmark = pytest.mark.server
 
 T0 = 1_763_900_000_000
 

@@ -89,6 +89,7 @@ def binomial_bound(p: float, n: int, sigmas: float = 3.5) -> float:
     return p + sigmas * math.sqrt(p * (1 - p) / n)
 
 
+@pytest.mark.simulation
 def test_equal_arms_promote_at_the_designed_rate_where_peeking_every_hour_would_not() -> None:
     rng = np.random.default_rng(2026)
     outcomes = [simulate_round(rng, (0.05, 0.05)) for _ in range(ROUNDS)]

@@ -219,6 +219,7 @@ def days_after(start: str, decided: str | None) -> float:
     return (datetime.fromisoformat(decided) - datetime.fromisoformat(start)).total_seconds() / 86400
 
 
+@pytest.mark.simulation
 def test_sixty_days_promote_a_better_challenger_and_hold_worse_ones(
     tmp_path: Path, pages: str
 ) -> None:
@@ -264,6 +265,7 @@ def trailing_inconclusive(rounds: list[Round]) -> int:
                               .rstrip("i"))  # fmt: skip
 
 
+@pytest.mark.simulation
 def test_equal_arms_go_inconclusive_pause_after_three_rounds_and_resume(
     tmp_path: Path, pages: str
 ) -> None:
@@ -444,6 +446,7 @@ def test_a_loop_over_rest_and_clickhouse_is_promoted_by_a_tick(tmp_path: Path, p
         assert nxt.json()["data"]["variants"][0]["changes"] == record["variants"][1]["changes"]
 
 
+@pytest.mark.server
 def test_the_tick_command_advances_a_due_loop_once_beside_another(tmp_path: Path) -> None:
     """Two ``splitedge tick`` processes at once on a stopped server's data directory
     (embedded ClickHouse opened by the command itself): the due loop is ticked once."""

@@ -531,6 +531,7 @@ def test_loop_tools_run_a_loop_with_the_reference_credits(env: Env, pages: str) 
     assert before - balance(env, ws) == 15 + 15 + 2 + 2 + 2 + 2
 
 
+@pytest.mark.server
 def test_get_is_405_at_once_and_sigterm_stops_cleanly_with_clients_connected(
     tmp_path: Path,
 ) -> None:

@@ -19,10 +19,12 @@ import pytest
 
 from edge.control.store import Store
 from edge.health import FLUSHER_GONE_SECONDS, Readiness
-from edge.ingest.flusher import ClickHouseState, FlusherStatus
+from edge.ingest.status import ClickHouseState, FlusherStatus
 from edge.kv import KVHolder
 from edge.processes import PortInUse, require_free_port
 from tests.support import MCP_INITIALIZE, Server, free_port, running_server, seed_store, wait_ready
+
+pytestmark = pytest.mark.server
 
 SPLITEDGE = str(Path(sys.executable).with_name("splitedge"))
 

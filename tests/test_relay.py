@@ -23,7 +23,7 @@ import pyarrow as pa
 import pytest
 
 from edge.control.edge_ingest_api import MAX_SEGMENT_BODY, store_segment
-from edge.ingest.flusher import REJECTED_SUFFIX, FlusherStatus, read_status
+from edge.ingest.flusher import REJECTED_SUFFIX
 from edge.ingest.relay import (
     NODE_ID_FILE,
     SEGMENTS_PATH,
@@ -41,6 +41,7 @@ from edge.ingest.spool import (
     SpoolFull,
     SpoolWriter,
 )
+from edge.ingest.status import FlusherStatus, read_status
 from tests.support import Server, clickhouse_rows, free_port, running_server
 from tests.test_flusher import spool, status, wait_for
 from tests.test_spool import event_batch

@@ -8,10 +8,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
+
 # Appended, not first: bench/edge.py must not shadow the edge package.
 sys.path.append(str(Path(__file__).resolve().parent.parent / "bench"))
 
 from soak import run_soak  # noqa: E402
+
+pytestmark = pytest.mark.soak
 
 
 def test_the_short_soak_loses_nothing_and_converges(tmp_path: Path) -> None:

@@ -13,10 +13,8 @@ exist.
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.bearer import KeyLedger, require_workspace
 from edge.errors import InvalidRequest, NotFound
@@ -57,7 +55,7 @@ _NAME_ONE = (
 
 
 def _experiments(
-    request: AssignRequest, kv: ConfigKV, scope: dict[str, Any], ledger: KeyLedger | None
+    request: AssignRequest, kv: ConfigKV, scope: Scope, ledger: KeyLedger | None
 ) -> tuple[CompiledExperiment, ...]:
     named = (request.experiment_id, request.public_key, request.site_id)
     if sum(name is not None for name in named) != 1:
@@ -112,7 +110,7 @@ class AssignEndpoint:
         self.holder = holder
         self.ledger = ledger
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = decode_body(
             _decoder, await read_body(scope, receive, MAX_ASSIGN_BODY), "assign request"
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
+
+from starlette.types import Scope
 
 from edge.errors import Unauthorized
 from edge.http import header
@@ -28,7 +30,7 @@ class KeyLedger(Protocol):
         ...
 
 
-def bearer_key(scope: dict[str, Any]) -> str | None:
+def bearer_key(scope: Scope) -> str | None:
     """The API key of an ``Authorization: Bearer`` header, if there is one."""
     value = header(scope, b"authorization")
     if value is None:
@@ -39,7 +41,7 @@ def bearer_key(scope: dict[str, Any]) -> str | None:
 
 
 def require_workspace(
-    kv: ConfigKV, scope: dict[str, Any], needs_it: str, ledger: KeyLedger | None = None
+    kv: ConfigKV, scope: Scope, needs_it: str, ledger: KeyLedger | None = None
 ) -> str:
     """The workspace of the request's API key; 401 without one or with a bad one.
     ``needs_it`` tells the caller what asked for a key (e.g. "site_id"); ``ledger`` is

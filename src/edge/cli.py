@@ -1,8 +1,14 @@
-"""The ``splitedge`` command line."""
+"""The ``splitedge`` command line.
+
+Each command imports what it runs only once chosen: ``splitedge edge`` loads no control
+plane, and the control plane's commands (keys, credits, tick, edge-tokens) bring their
+own parsers, built only when the command line may need them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging.config
 import os
 import sys
@@ -11,12 +17,20 @@ from pathlib import Path
 
 import msgspec
 
-from edge.control import credits_cli, edge_tokens_cli, keys_cli, plans, tick_cli
 from edge.logs import logging_config
 from edge.processes import PortInUse
 from edge.settings import ENV_PREFIX, Settings, env_flag
 
 __all__ = ["main", "serve_settings"]
+
+# The control plane's commands, in the order ``--help`` lists them: the module of each
+# has ``add_parser(sub)`` and ``run(args)``.
+_CONTROL_COMMANDS = {
+    "keys": "edge.control.keys_cli",
+    "credits": "edge.control.credits_cli",
+    "tick": "edge.control.tick_cli",
+    "edge-tokens": "edge.control.edge_tokens_cli",
+}
 
 
 def _env(name: str, default: str) -> str:
@@ -127,17 +141,20 @@ def _edge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(control: bool = True) -> argparse.ArgumentParser:
+    """The command line's parser; without ``control``, the control plane's commands are
+    there by name only (so usage lines stay the same) and none of their modules loads."""
     parser = argparse.ArgumentParser(
         prog="splitedge", description="splitedge: self-hosted A/B tests and agent experiments"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _edge_parser(sub)
-    keys_cli.add_parser(sub)
-    credits_cli.add_parser(sub)
-    tick_cli.add_parser(sub)
-    edge_tokens_cli.add_parser(sub)
+    for name, module in _CONTROL_COMMANDS.items():
+        if control:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name)
     return parser
 
 
@@ -162,6 +179,8 @@ def _common_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 
 def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    from edge.control import plans
+
     if args.tick_interval < 0:
         parser.error("--tick-interval must be 0 (off) or a positive number of seconds")
     limits = args.limits
@@ -207,17 +226,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # `python -m edge.cli` puts the working directory first on the import path: nothing
     # imported from here on may come from it (a stray mcp.py, say).
     sys.path[:] = [entry for entry in sys.path if entry not in ("", ".", os.getcwd())]
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # The top-level parser has no option but --help: the command is the first argument.
+    parser = _parser(control=argv[:1] != ["edge"])
     args = parser.parse_args(argv)
-    if args.command == "keys":
-        return keys_cli.run(args)
-    if args.command == "credits":
-        return credits_cli.run(args)
-    if args.command == "edge-tokens":
-        return edge_tokens_cli.run(args)
-    if args.command == "tick":
-        logging.config.dictConfig(logging_config())
-        return tick_cli.run(args)
+    if args.command in _CONTROL_COMMANDS:
+        if args.command == "tick":
+            logging.config.dictConfig(logging_config())
+        code: int = importlib.import_module(_CONTROL_COMMANDS[args.command]).run(args)
+        return code
     logging.config.dictConfig(logging_config())
     try:
         if args.command == "edge":

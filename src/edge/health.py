@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.http import JSON_HEADERS, send_response
-from edge.ingest.flusher import FlusherStatus
+from edge.ingest.status import FlusherStatus
 from edge.kv import KVHolder
 from edge.operation import Operation
 
@@ -98,7 +98,7 @@ _HEALTHY = msgspec.json.encode(HealthStatus("ok"))
 class Health:
     """Always 200 while the process serves requests."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_response(send, 200, JSON_HEADERS, _HEALTHY)
 
 
@@ -134,7 +134,7 @@ class Readiness:
         self.flusher_status = flusher_status
         self.snapshot_state = snapshot_state
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kv = self.holder.kv
         flusher = self.flusher_status()
         gone = False

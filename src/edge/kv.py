@@ -24,9 +24,9 @@ from typing import Protocol
 import msgspec
 import xxhash
 
+from edge.api_keys import KEY_PREFIX_CHARS, digests_match
 from edge.assign import AssignmentTable
 from edge.config import ApiKeyEntry, ConfigSnapshot, ExperimentConfig, SiteConfig
-from edge.control.auth import KEY_PREFIX_CHARS, digests_match
 from edge.errors import ServiceUnavailable
 from edge.snippet import Runtime, SnippetBody, build_snippet
 from edge.urlglob import UrlMatcher, compile_pattern

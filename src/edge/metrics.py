@@ -24,14 +24,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edge.http import send_response
+from edge.ingest.counters import IngestCounters
+from edge.ingest.status import read_status
 
 __all__ = [
     "MULTIPROC_DIR_ENV",
@@ -46,10 +47,6 @@ __all__ = [
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
-
-# The flusher's status file in the spool (edge.ingest.flusher.STATUS_FILE): read here with
-# the few fields /metrics shows, so the hot path does not import the ingest's ClickHouse side.
-_FLUSHER_STATUS_FILE = "flusher.status.json"
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 """Upper bounds (seconds) of the request-latency histogram; +Inf is added."""
@@ -83,46 +80,6 @@ def prepare_multiprocess_dir(run_dir: Path) -> Path:
     for stale in path.glob("*.db"):
         stale.unlink()
     return path
-
-
-class IngestCounters:
-    """One worker's event counters, by source (browser, agent) and rejection reason,
-    counted in plain ints and published to prometheus_client by `publish`."""
-
-    def __init__(self, registry: CollectorRegistry | None) -> None:
-        self.received: dict[str, int] = {}
-        self.accepted: dict[str, int] = {}
-        self.rejected: dict[str, int] = {}
-        self._families = (
-            (self.received, Counter("splitedge_events_received", "Events received.",
-                                    ["source"], registry=registry)),
-            (self.accepted, Counter("splitedge_events_accepted", "Events spooled (2xx).",
-                                    ["source"], registry=registry)),
-            (self.rejected, Counter("splitedge_events_rejected", "Events turned away.",
-                                    ["reason"], registry=registry)),
-        )  # fmt: skip
-        self._published: dict[tuple[int, str], int] = {}
-
-    def receive(self, source: str, count: int) -> None:
-        """Count events that arrived in a well-formed request."""
-        self.received[source] = self.received.get(source, 0) + count
-
-    def accept(self, source: str, count: int) -> None:
-        """Count events now in the spool."""
-        self.accepted[source] = self.accepted.get(source, 0) + count
-
-    def reject(self, reason: str, count: int = 1) -> None:
-        """Count events (or whole requests, reason ``request_<code>``) turned away."""
-        self.rejected[reason] = self.rejected.get(reason, 0) + count
-
-    def publish(self) -> None:
-        """Add what was counted since the last call to the prometheus counters."""
-        for index, (counts, counter) in enumerate(self._families):
-            for label, total in list(counts.items()):
-                done = self._published.get((index, label), 0)
-                if total > done:
-                    counter.labels(label).inc(total - done)
-                    self._published[index, label] = total
 
 
 class RequestLatency:
@@ -184,32 +141,16 @@ class RequestTimer:
             self.latency.observe(route_group(scope["path"]), time.perf_counter() - started)
 
 
-class _FlusherFigures(msgspec.Struct):
-    """The fields of the flusher's status (`edge.ingest.flusher.FlusherStatus`) shown here."""
-
-    clickhouse: str
-    segments_flushed: int = 0
-    rows_flushed: int = 0
-    errors: int = 0
-    last_flush_seconds: float | None = None
-    pending_segments: int = 0
-    pending_bytes: int = 0
-
-
-_figures_decoder = msgspec.json.Decoder(_FlusherFigures)
-
-
 class _FlusherCollector(Collector):
     """The flusher's families, from the status it publishes in the spool directory."""
 
     def __init__(self, spool_dir: Path) -> None:
-        self.path = spool_dir / _FLUSHER_STATUS_FILE
+        self.spool_dir = spool_dir
 
     def collect(self) -> Iterable[Metric]:
-        try:
-            status = _figures_decoder.decode(self.path.read_bytes())
-        except (OSError, msgspec.DecodeError):
-            return  # no flusher has written one yet (or it is being replaced)
+        status = read_status(self.spool_dir)
+        if status is None:
+            return  # no flusher has written one yet
         yield CounterMetricFamily(
             "splitedge_events_flushed", "Events inserted into ClickHouse.", status.rows_flushed
         )

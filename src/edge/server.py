@@ -9,14 +9,8 @@ workers only write spool segments, so any number of them can ingest in embedded 
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 import shutil
 from pathlib import Path
-from typing import Any
-
-from granian import Granian
-from granian.constants import HTTPModes, Interfaces, Loops
 
 from analytics import warehouse
 from analytics.gateway import SOCKET_NAME, WarehouseGateway, query_runner
@@ -31,50 +25,14 @@ from edge.control.store import Store
 from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.demo import ensure_demo_site
 from edge.ingest.flusher import Flusher
-from edge.logs import logging_config
-from edge.metrics import MULTIPROC_DIR_ENV, prepare_multiprocess_dir
 from edge.outbound import OutboundGuard
-from edge.processes import PARENT_PID_ENV, load_worker_app, require_free_port, secure_data_dir
+from edge.processes import require_free_port, secure_data_dir
 from edge.settings import Settings
+from edge.workers import serve_workers
 
-__all__ = ["granian_options", "prepare", "run", "serve_workers"]
+__all__ = ["prepare", "run"]
 
 log = logging.getLogger("splitedge.server")
-
-
-def granian_options(workers: int) -> dict[str, Any]:
-    """How Granian serves the edge (everything but the app and the address); the
-    benchmark's bare baseline (bench/bare_app.py) runs with exactly these."""
-    return {
-        "interface": Interfaces.ASGI,
-        "workers": workers,
-        "loop": Loops.uvloop,
-        "http": HTTPModes.http1,
-        "websockets": False,
-        "backlog": 2048,
-        "backpressure": 512,
-        "respawn_failed_workers": True,
-        "workers_kill_timeout": 10,
-    }
-
-
-def serve_workers(settings: Settings, target: str) -> None:
-    """Run Granian's workers, each building its app with the factory ``target``, with
-    ``settings`` in their environment, until SIGTERM or SIGINT."""
-    os.environ.update(settings.to_env())
-    os.environ[PARENT_PID_ENV] = str(os.getpid())
-    os.environ[MULTIPROC_DIR_ENV] = str(prepare_multiprocess_dir(settings.run_dir))
-    # Workers start fresh (spawn, not fork): this process runs the flusher's threads and
-    # may hold embedded ClickHouse, neither of which a forked child may inherit.
-    multiprocessing.set_start_method("spawn", force=True)
-    Granian(
-        target=target,
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        log_dictconfig=logging_config(),
-        **granian_options(settings.workers),
-    ).serve(target_loader=load_worker_app)
 
 
 def prepare(settings: Settings) -> None:

@@ -22,8 +22,8 @@ from edge.hot_routes import HotRoute
 from edge.ingest.buffer import EventBuffer
 from edge.ingest.collect_route import COLLECT_OPERATION, PREFLIGHT_OPERATION, CollectEndpoint
 from edge.ingest.events_route import EVENTS_OPERATION, EventsEndpoint
-from edge.ingest.flusher import read_status
 from edge.ingest.spool import SpoolWriter
+from edge.ingest.status import read_status
 from edge.kv import ConfigFollower, KVHolder, SnapshotSource
 from edge.metrics import WorkerMetrics
 from edge.operation import DocumentedRoute

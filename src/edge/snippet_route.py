@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.http import send_response
 from edge.kv import KVHolder
@@ -70,7 +68,7 @@ class SnippetEndpoint:
     def __init__(self, holder: KVHolder) -> None:
         self.holder = holder
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kv = self.holder.kv
         if kv is None:
             headers = [*_UNKNOWN_KEY_HEADERS, (b"retry-after", b"1")]

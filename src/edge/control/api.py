@@ -25,9 +25,9 @@ from urllib.parse import parse_qsl
 import msgspec
 from starlette.types import Receive, Send
 
+from edge.api_keys import KEY_PREFIX_CHARS, digests_match, key_prefix
 from edge.bearer import bearer_key
 from edge.control import credits, plans
-from edge.control.auth import KEY_PREFIX_CHARS, digests_match, key_prefix
 from edge.control.plans import PlanLimits
 from edge.control.store import Store
 from edge.errors import DetailedConflict, Forbidden, InvalidRequest, Unauthorized

@@ -5,7 +5,7 @@ config snapshot (``GET /v1/edge/snapshot``) and relay their events
 An edge token belongs to the install, not to a workspace: a node serves every site. The
 operator issues one per node with ``splitedge edge-tokens create --name NAME`` (shown
 once), lists and revokes them; the store keeps only the token's SHA-256, found by its
-non-secret prefix and compared in constant time, like API keys (`edge.control.auth`).
+non-secret prefix and compared in constant time, like API keys (`edge.api_keys`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import msgspec
 
+from edge.api_keys import digests_match, key_digest
 from edge.bearer import bearer_key
 from edge.control.api import in_store
-from edge.control.auth import digests_match, key_digest
 from edge.control.records import utc_now
 from edge.control.store import Store
 from edge.errors import Forbidden, NotFound, Unauthorized

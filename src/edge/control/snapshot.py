@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from edge.api_keys import digests_match, key_prefix
 from edge.config import (
     ApiKeyEntry,
     ConfigSnapshot,
@@ -19,7 +20,6 @@ from edge.config import (
     SitelessExperiments,
     VariantConfig,
 )
-from edge.control.auth import digests_match, key_prefix
 from edge.control.store import Store
 
 __all__ = ["DEMO_SITE_META_KEY", "StoreKeyLedger", "StoreSource", "load_snapshot"]

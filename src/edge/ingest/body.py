@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import zlib
-from typing import Any
 
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from edge.errors import InvalidRequest, PayloadTooLarge
 from edge.http import header, read_body
@@ -16,7 +15,7 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 
 async def read_event_body(
-    scope: dict[str, Any], receive: Receive, wire_limit: int, json_limit: int
+    scope: Scope, receive: Receive, wire_limit: int, json_limit: int
 ) -> bytes:
     """The JSON text of a request: at most ``wire_limit`` bytes as sent and, when gzipped
     (by Content-Encoding, or by its magic bytes since sendBeacon cannot set headers), at

@@ -11,18 +11,17 @@ answer carries CORS headers, errors included, so a page's script can read them.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import msgspec
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.errors import InvalidRequest, NotFound, ServiceUnavailable, SplitedgeError
 from edge.http import decode_body, error_body, header, send_response
 from edge.ingest.body import read_event_body
 from edge.ingest.buffer import BrowserChunk, EventBuffer
+from edge.ingest.counters import IngestCounters
 from edge.ingest.schema import BrowserEvent, CollectRequest
 from edge.kv import KVHolder, SiteBundle
-from edge.metrics import IngestCounters
 from edge.operation import Operation
 
 __all__ = [
@@ -134,7 +133,7 @@ class CollectEndpoint:
         self.buffer = buffer
         self.counters = counters
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "OPTIONS":
             await send_response(send, 204, _CORS)
             return
@@ -149,7 +148,7 @@ class CollectEndpoint:
             return
         await send_response(send, 200, _JSON, msgspec.json.encode(answer))
 
-    async def _collect(self, scope: dict[str, Any], receive: Receive) -> _Answer:
+    async def _collect(self, scope: Scope, receive: Receive) -> _Answer:
         content_type = header(scope, b"content-type") or b""
         if content_type.split(b";")[0].strip().lower() not in _CONTENT_TYPES:
             raise InvalidRequest("send events as application/json or text/plain")

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.bearer import KeyLedger, require_workspace
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, send_response
 from edge.ingest.body import read_event_body
 from edge.ingest.buffer import AgentChunk, EventBuffer
+from edge.ingest.counters import IngestCounters
 from edge.ingest.schema import MAX_EVENTS_PER_BATCH, AgentTaskEvent
 from edge.kv import ConfigKV, KVHolder
-from edge.metrics import IngestCounters
 from edge.operation import Operation
 
 __all__ = ["EVENTS_OPERATION", "MAX_EVENTS_BODY", "CreatedEvent", "CreatedEvents", "EventsEndpoint"]
@@ -105,7 +105,7 @@ class EventsEndpoint:
         self.counters = counters
         self.ledger = ledger
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kv = self.holder.require()
         workspace_id = require_workspace(kv, scope, "/v1/events", self.ledger)
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)

@@ -33,7 +33,7 @@ Failures
 
 Status
     Workers, which are other processes, learn the flusher's state from a small JSON file,
-    ``<spool>/flusher.status.json`` (`FlusherStatus`, read with `read_status`), replaced
+    ``<spool>/flusher.status.json`` (`edge.ingest.status`), replaced
     atomically every 0.5 s while the drain runs (whatever its thread is busy with) and at
     once on every change of the sink's state; an older one means the server process is
     gone, and its workers then answer /readyz 503. Its ``clickhouse`` field is the state
@@ -50,76 +50,25 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Literal, TypedDict, Unpack
+from typing import TypedDict, Unpack
 
-import msgspec
 from clickhouse_connect.driver.client import Client
 
 from analytics import warehouse
 from edge.ingest.segments import read_segment, ready_segments, recover_orphans, segment_token
 from edge.ingest.sinks import ClickHouseSink, SegmentRejected, SegmentSink, SinkBusy
 from edge.ingest.spool import spool_usage
+from edge.ingest.status import ClickHouseState, FlusherStatus, write_status
 
-__all__ = [
-    "REJECTED_SUFFIX",
-    "STATUS_FILE",
-    "ClickHouseState",
-    "DrainTimings",
-    "Flusher",
-    "FlusherStatus",
-    "SpoolDrain",
-    "read_status",
-]
+__all__ = ["REJECTED_SUFFIX", "DrainTimings", "Flusher", "SpoolDrain"]
 
 log = logging.getLogger("splitedge.flusher")
 
-STATUS_FILE = "flusher.status.json"
 REJECTED_SUFFIX = ".rejected"
 """A segment its sink refused for good: kept, out of the spool's way, for an operator."""
 
 # The longest wait a sink's SinkBusy may impose (a broken Retry-After must not stall it).
 RETRY_AFTER_CAP = 60.0
-
-ClickHouseState = Literal["starting", "ok", "unavailable", "stopped"]
-
-
-class FlusherStatus(msgspec.Struct, frozen=True, kw_only=True):
-    """What the flusher last published (times are Unix seconds). ``clickhouse`` and the
-    errors are those of its sink: ClickHouse, or on a relaying edge node the control
-    plane."""
-
-    clickhouse: ClickHouseState
-    """``starting`` until the first connection, ``ok`` while inserts succeed,
-    ``unavailable`` after an error until a retry succeeds, ``stopped`` after `stop`."""
-    last_error: str = ""
-    last_error_at: float | None = None
-    segments_flushed: int = 0
-    rows_flushed: int = 0
-    segments_rejected: int = 0
-    """Segments the sink refused for good, moved aside as ``.rejected``."""
-    errors: int = 0
-    last_flush_seconds: float | None = None
-    """How long the last segment took: read, insert and delete."""
-    pending_segments: int = 0
-    pending_bytes: int = 0
-    """Segments (open and finished) and bytes in the spool, of every process."""
-    pid: int = 0
-    updated_at: float = 0.0
-    """When this was written. The flusher rewrites it every 0.5 s while it runs, so an old
-    value (more than a few seconds) means no flusher is running."""
-
-    def age(self, now: float | None = None) -> float:
-        """Seconds since the flusher wrote this status."""
-        return (time.time() if now is None else now) - self.updated_at
-
-
-def read_status(spool_dir: Path | str) -> FlusherStatus | None:
-    """The flusher's last status for a spool directory; None if there is none (yet)."""
-    try:
-        data = (Path(spool_dir) / STATUS_FILE).read_bytes()
-        return msgspec.json.decode(data, type=FlusherStatus)
-    except (OSError, msgspec.DecodeError):
-        return None
 
 
 class DrainTimings(TypedDict, total=False):
@@ -256,7 +205,7 @@ class SpoolDrain:
                         flushed = 0
                         retry_in = self._backoff()
                         if isinstance(exc, SinkBusy):
-                            retry_in = max(retry_in, min(exc.retry_after, RETRY_AFTER_CAP))
+                            retry_in = max(retry_in, min(exc.delay, RETRY_AFTER_CAP))
                         self._failed(exc, retry_in)
                     self._publish()
                 if retry_in is not None:
@@ -405,7 +354,8 @@ class SpoolDrain:
             self._publish(force=True)
 
     def status(self) -> FlusherStatus:
-        """The status now (what `read_status` returns in other processes)."""
+        """The status now (what `edge.ingest.status.read_status` returns in other
+        processes)."""
         usage = spool_usage(self.spool_dir)
         return FlusherStatus(
             clickhouse=self.state,
@@ -435,13 +385,10 @@ class SpoolDrain:
             return
         with self._status_lock:
             self._last_publish = time.monotonic()
-            target = self.spool_dir / STATUS_FILE
-            tmp = target.with_name(f".{STATUS_FILE}.{os.getpid()}.tmp")
             try:
-                tmp.write_bytes(msgspec.json.encode(self.status()))
-                os.replace(tmp, target)
+                write_status(self.spool_dir, self.status())
             except OSError:
-                log.exception("%s: cannot write its status file %s", self.name, target)
+                log.exception("%s: cannot write its status file in %s", self.name, self.spool_dir)
 
 
 class Flusher(SpoolDrain):

@@ -21,22 +21,27 @@ import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 
 from analytics import warehouse
+from edge.errors import SplitedgeError
 
 __all__ = ["ClickHouseSink", "SegmentRejected", "SegmentSink", "SinkBusy"]
 
 
-class SegmentRejected(Exception):
+class SegmentRejected(SplitedgeError):
     """The sink refuses this segment for good: its content is at fault, not the sink's
     state, so no retry can succeed."""
 
+    code = "segment_rejected"
 
-class SinkBusy(Exception):
-    """The sink answers but asks to be retried in ``retry_after`` seconds (e.g. an HTTP
-    503 or 429 with Retry-After)."""
 
-    def __init__(self, message: str, retry_after: float) -> None:
+class SinkBusy(SplitedgeError):
+    """The sink answers but asks to be retried in ``delay`` seconds (e.g. an HTTP 503 or
+    429 with Retry-After; fractions kept, unlike the whole seconds of ``retry_after``)."""
+
+    code = "sink_busy"
+
+    def __init__(self, message: str, delay: float) -> None:
         super().__init__(message)
-        self.retry_after = retry_after
+        self.delay = delay
 
 
 class SegmentSink(Protocol):

@@ -20,6 +20,7 @@ from typing import Literal
 import httpx
 import msgspec
 
+from edge.errors import SplitedgeError
 from edge.node.snapshot_file import SnapshotFile, SnapshotSync
 
 __all__ = ["SnapshotPuller", "SnapshotUnavailable"]
@@ -27,8 +28,10 @@ __all__ = ["SnapshotPuller", "SnapshotUnavailable"]
 log = logging.getLogger("splitedge.node")
 
 
-class SnapshotUnavailable(Exception):
+class SnapshotUnavailable(SplitedgeError):
     """The control plane did not give a snapshot; the message says why."""
+
+    code = "snapshot_unavailable"
 
 
 class SnapshotPuller:

@@ -20,8 +20,8 @@ from edge.ingest.relay import SegmentRelay
 from edge.node.puller import SnapshotPuller
 from edge.node.snapshot_file import SnapshotFile
 from edge.processes import require_free_port, secure_data_dir
-from edge.server import serve_workers
 from edge.settings import Settings
+from edge.workers import serve_workers
 
 __all__ = ["run_node"]
 

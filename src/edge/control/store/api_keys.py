@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.control.auth import key_digest, key_prefix, new_api_key
+from edge.api_keys import key_digest, key_prefix, new_api_key
 from edge.control.records import (
     ApiKeyCredential,
     ApiKeyInfo,
