@@ -11,9 +11,13 @@ bump the config version on every change that affects it.
 from __future__ import annotations
 
 from edge.control.store.api_keys import ApiKeyQueries
+from edge.control.store.audit import AuditQueries
+from edge.control.store.credits import CreditQueries
+from edge.control.store.edge_tokens import EdgeTokenQueries
 from edge.control.store.experiments import ExperimentQueries
 from edge.control.store.rate_windows import RateWindowQueries
 from edge.control.store.sites import SiteQueries, normalize_site_url
+from edge.control.store.webhooks import WebhookQueries
 from edge.control.store.workspaces import WorkspaceQueries
 
 __all__ = ["Store", "normalize_site_url"]
@@ -25,6 +29,10 @@ class Store(
     SiteQueries,
     ExperimentQueries,
     RateWindowQueries,
+    WebhookQueries,
+    CreditQueries,
+    AuditQueries,
+    EdgeTokenQueries,
 ):
     """A connection to the store file with every aggregate's queries. One per thread;
     cheap to open."""
