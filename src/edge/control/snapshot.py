@@ -66,6 +66,7 @@ def load_snapshot(store: Store) -> ConfigSnapshot:
 def _served_config(record: ExperimentRecord) -> ExperimentConfig:
     """An experiment as the edge serves it. A deployed one (completed, its winner
     promoted) serves no goals: nothing counts."""
+    goals = record.goals if record.status == "running" else ()
     return ExperimentConfig(
         id=record.id,
         kind=record.kind,
@@ -85,10 +86,8 @@ def _served_config(record: ExperimentRecord) -> ExperimentConfig:
             GoalConfig(
                 id=g.id, name=g.name, type=g.type, selector=g.selector, url_pattern=g.url_pattern
             )
-            for g in record.goals
-        )
-        if record.status == "running"
-        else (),
+            for g in goals
+        ),
         url_pattern=record.url_pattern,
         coverage=record.coverage_bps,
         deployed=record.status == "completed",
