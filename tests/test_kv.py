@@ -16,7 +16,7 @@ RUNTIME = load_runtime(b"(function(c){})(__SPLITEDGE_CONFIG__);")
 def test_kv_indexes_sites_by_public_key_and_id(store_path: Path) -> None:
     seed = seed_store(store_path)
     store = Store(store_path)
-    kv = build_kv(load_snapshot(store.conn), RUNTIME)
+    kv = build_kv(load_snapshot(store), RUNTIME)
     store.close()
     bundle = kv.by_public_key[seed.site.public_key]
     assert kv.by_site_id[seed.site.id] is bundle
@@ -30,10 +30,10 @@ def test_unchanged_sites_keep_their_bundle(store_path: Path) -> None:
     seed = seed_store(store_path)
     store = Store(store_path)
     try:
-        first = build_kv(load_snapshot(store.conn), RUNTIME)
+        first = build_kv(load_snapshot(store), RUNTIME)
         exp = store.create_experiment(pricing_experiment(seed.workspace_id, seed.site.id, None))
         store.set_experiment_status(exp, "running")
-        second = build_kv(load_snapshot(store.conn), RUNTIME, first)
+        second = build_kv(load_snapshot(store), RUNTIME, first)
     finally:
         store.close()
     assert second.version > first.version
@@ -60,13 +60,13 @@ def test_experiments_by_id_for_assignment_and_for_events(store_path: Path) -> No
         siteless = store.create_experiment(agent)
         store.set_experiment_status(siteless, "running")
         draft = store.create_experiment(agent)
-        first = build_kv(load_snapshot(store.conn), RUNTIME)
+        first = build_kv(load_snapshot(store), RUNTIME)
         winner = store.conn.execute(
             "SELECT id FROM variants WHERE experiment_id = ? AND position = 1",
             (seed.experiment_id,),
         ).fetchone()[0]
         store.promote_variant(seed.experiment_id, winner)
-        second = build_kv(load_snapshot(store.conn), RUNTIME, first)
+        second = build_kv(load_snapshot(store), RUNTIME, first)
     finally:
         store.close()
     assert set(first.assignable_by_id) == {seed.experiment_id, seed.other_experiment_id, siteless}
@@ -90,13 +90,13 @@ def test_api_keys_resolve_to_their_workspace(store_path: Path) -> None:
     seed = seed_store(store_path)
     store = Store(store_path)
     try:
-        kv = build_kv(load_snapshot(store.conn), RUNTIME)
+        kv = build_kv(load_snapshot(store), RUNTIME)
         assert kv.workspace_of_key(seed.key.key) == seed.workspace_id
         assert kv.workspace_of_key(seed.other_key.key) == seed.other_site.workspace_id
         assert kv.workspace_of_key(seed.key.key[:-1] + "x") is None
         assert kv.workspace_of_key("") is None
         store.revoke_api_key(seed.key.record.id)
-        kv = build_kv(load_snapshot(store.conn), RUNTIME, kv)
+        kv = build_kv(load_snapshot(store), RUNTIME, kv)
         assert kv.workspace_of_key(seed.key.key) is None
     finally:
         store.close()

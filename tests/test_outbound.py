@@ -223,7 +223,7 @@ def _deliver_once(tmp_path: Path, url: str, guard: OutboundGuard) -> str | None:
                 "VALUES ('w', ?, ?, ?, 'whsec_x', 'now')",
                 (workspace.id, url, json.dumps(list(EVENTS))),
             )
-            enqueue_event(conn, workspace.id, "ideas.generated", {"n": 1})
+            enqueue_event(store, workspace.id, "ideas.generated", {"n": 1})
     finally:
         store.close()
     dispatcher = WebhookDispatcher(
@@ -418,7 +418,7 @@ def _stored_webhook(env: Env, url: str) -> str:
                 "VALUES (?, ?, ?, ?, 'whsec_x', 'now')",
                 (webhook_id, env.workspace_id, url, json.dumps(["ideas.generated"])),
             )
-            enqueue_event(conn, env.workspace_id, "ideas.generated", {"n": 1})
+            enqueue_event(store, env.workspace_id, "ideas.generated", {"n": 1})
     finally:
         store.close()
     return webhook_id

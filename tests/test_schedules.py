@@ -280,7 +280,7 @@ def announced(runs: Runs) -> list[dict[str, Any]]:
 def balance(runs: Runs) -> int:
     store = Store(runs.store_path)
     try:
-        return credits.balance(store, runs.workspace_id)
+        return store.credit_balance(runs.workspace_id)
     finally:
         store.close()
 

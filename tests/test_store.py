@@ -104,7 +104,7 @@ def test_a_sites_anti_flicker_timeout_reaches_its_snippet_config(store: Store) -
     assert (default.anti_flicker_ms, quick.anti_flicker_ms) == (250, 80)
     assert store.get_site(quick.id) == quick
     version = store.config_version()
-    sites = {s.id: s for s in load_snapshot(store.conn).sites}
+    sites = {s.id: s for s in load_snapshot(store).sites}
     assert store.config_version() == version
     assert (sites[default.id].anti_flicker_ms, sites[quick.id].anti_flicker_ms) == (250, 80)
     config = browser_config(sites[quick.id])
@@ -144,7 +144,7 @@ def test_snapshot_holds_only_running_experiments(store_path: Path) -> None:
     store = Store(store_path)
     try:
         draft = store.create_experiment(pricing_experiment(seed.workspace_id, seed.site.id, None))
-        snap = load_snapshot(store.conn)
+        snap = load_snapshot(store)
         assert snap.version == store.config_version()
         site = next(s for s in snap.sites if s.id == seed.site.id)
         assert [e.id for e in site.experiments] == [seed.experiment_id]
@@ -155,7 +155,7 @@ def test_snapshot_holds_only_running_experiments(store_path: Path) -> None:
         assert exp.goals[0].selector == ".buy"
         store.set_experiment_status(draft, "running")
         store.set_experiment_status(seed.experiment_id, "paused")
-        site = next(s for s in load_snapshot(store.conn).sites if s.id == seed.site.id)
+        site = next(s for s in load_snapshot(store).sites if s.id == seed.site.id)
         assert [e.id for e in site.experiments] == [draft]
         assert {k.workspace_id for k in snap.api_keys} == {
             seed.workspace_id,

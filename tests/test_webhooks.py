@@ -100,8 +100,8 @@ def enqueue(store_path: Path, workspace_id: str, event: str, **payload: Any) -> 
     """Queue an event the way a store change does: inside a store transaction."""
     store = Store(store_path)
     try:
-        with store.transaction() as conn:
-            return enqueue_event(conn, workspace_id, event, payload)
+        with store.transaction():
+            return enqueue_event(store, workspace_id, event, payload)
     finally:
         store.close()
 
@@ -343,7 +343,7 @@ def test_two_dispatchers_never_send_an_attempt_twice(tmp_path: Path, receiver: R
             (workspace.id, receiver.url("/pair"), json.dumps(list(EVENTS))),
         )
         for number in range(40):
-            enqueue_event(conn, workspace.id, "ideas.generated", {"n": number})
+            enqueue_event(store, workspace.id, "ideas.generated", {"n": number})
     store.close()
     receiver.secrets["/pair"] = "whsec_pair"
 
@@ -429,7 +429,7 @@ def test_a_secret_that_cannot_be_decrypted_fails_its_endpoints_attempts_only(
                 "VALUES (?, ?, ?, ?, ?, 'now')",
                 (webhook_id, workspace.id, receiver.url(path), json.dumps(list(EVENTS)), secret),
             )
-        enqueue_event(conn, workspace.id, "ideas.generated", {"n": 1})
+        enqueue_event(store, workspace.id, "ideas.generated", {"n": 1})
     receiver.secrets["/readable"] = "whsec_good"
     dispatcher = WebhookDispatcher(
         store_path,
@@ -458,8 +458,8 @@ def test_a_secret_that_cannot_be_decrypted_fails_its_endpoints_attempts_only(
         ]
         assert status == "failed" and errors == [SECRET_ERROR, SECRET_ERROR]
         # The dispatcher still serves: a later event reaches the readable endpoint.
-        with store.transaction() as conn:
-            enqueue_event(conn, workspace.id, "ideas.generated", {"n": 2})
+        with store.transaction():
+            enqueue_event(store, workspace.id, "ideas.generated", {"n": 2})
         receiver.wait_for("/readable", 2)
     finally:
         assert dispatcher.stop()

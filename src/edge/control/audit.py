@@ -4,36 +4,17 @@ Every change the control plane makes for a caller (a site registered, an experim
 created, launched, resplit, promoted or deleted, a webhook registered or removed) records
 one entry inside the change's own store transaction, so an entry exists if and only if the
 change committed. The command line's changes (keys, credit grants) are recorded with no
-key. ``GET /v1/audit`` reads the trail (`edge.control.workspace_api`).
+key. ``GET /v1/audit`` reads the trail (`edge.control.workspace_api`), the store keeps it
+(`edge.control.store.audit`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
-from edge.control.records import utc_now
 from edge.control.store import Store
 
-__all__ = ["AuditEntry", "entries", "record"]
-
-
-class AuditEntry(msgspec.Struct, frozen=True):
-    """One change: ``action`` (e.g. ``experiment.launch``) on ``target_type``/``target_id``
-    by the API key ``key_id`` (None: the command line) at ``created_at``; ``detail`` holds
-    what the action needs to be understood later (e.g. the new traffic split)."""
-
-    id: int
-    action: str
-    target_type: str
-    target_id: str
-    key_id: str | None
-    detail: dict[str, Any] | None
-    created_at: str
-
-
-_detail_decoder = msgspec.json.Decoder(dict[str, Any])
+__all__ = ["record"]
 
 
 def record(
@@ -46,42 +27,4 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> None:
     """Append an entry; call it inside the transaction of the change it describes."""
-    store.conn.execute(
-        "INSERT INTO audit_log (workspace_id, key_id, action, target_type, target_id, detail, "
-        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            workspace_id,
-            key_id,
-            action,
-            target_type,
-            target_id,
-            None if detail is None else msgspec.json.encode(detail).decode(),
-            utc_now(),
-        ),
-    )
-
-
-def entries(
-    store: Store,
-    workspace_id: str,
-    limit: int,
-    offset: int,
-    target_id: str | None = None,
-    action: str | None = None,
-) -> tuple[list[AuditEntry], int]:
-    """A page of the workspace's trail, newest first, optionally of one target or one
-    action, and how many entries match."""
-    where = "workspace_id = ? AND (? IS NULL OR target_id = ?) AND (? IS NULL OR action = ?)"
-    args = (workspace_id, target_id, target_id, action, action)
-    rows = store.conn.execute(
-        "SELECT id, action, target_type, target_id, key_id, detail, created_at FROM audit_log "
-        f"WHERE {where} ORDER BY id DESC LIMIT ? OFFSET ?",
-        (*args, limit, offset),
-    ).fetchall()
-    (total,) = store.conn.execute(f"SELECT count(*) FROM audit_log WHERE {where}", args).fetchone()
-    return [
-        AuditEntry(
-            id, act, ttype, tid, key, None if detail is None else _detail_decoder.decode(detail), at
-        )
-        for id, act, ttype, tid, key, detail, at in rows
-    ], int(total)
+    store.append_audit_entry(workspace_id, key_id, action, target_type, target_id, detail)

@@ -38,7 +38,7 @@ def require_credits(store: Store, auth: Auth, tool: str, extra: int = 0) -> None
     # Under the write lock, so the balance read is the one a debit would see: a debit
     # that cannot be paid raises the standard 402 and takes nothing.
     with store.transaction():
-        if credits.balance(store, auth.workspace_id) < credits.TOOL_COSTS[tool] + extra:
+        if store.credit_balance(auth.workspace_id) < credits.TOOL_COSTS[tool] + extra:
             credits.debit(store, auth.workspace_id, auth.key_id, tool, extra)
 
 

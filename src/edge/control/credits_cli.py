@@ -63,8 +63,8 @@ def _show(store: Store, name: str) -> int:
     workspace = _workspace(store, name)
     if workspace is None:
         return 1
-    print(f"{name}: plan {workspace.plan}, {credits.balance(store, workspace.id)} credits")
-    entries, total = credits.ledger(store, workspace.id, 20, 0)
+    print(f"{name}: plan {workspace.plan}, {store.credit_balance(workspace.id)} credits")
+    entries, total = store.credit_ledger(workspace.id, 20, 0)
     for entry in entries:
         print(f"  {entry.created_at}  {entry.delta:+6d}  → {entry.balance:6d}  {entry.reason}")
     if total > len(entries):

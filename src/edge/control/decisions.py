@@ -118,7 +118,7 @@ def _conclude(
 ) -> bool:
     """Complete the experiment and queue the conclusion's events, if it is still running;
     whether it was."""
-    with store.transaction() as conn:
+    with store.transaction():
         current = store.experiment_record(record.id, record.workspace_id)
         if current is None or current.status != "running":
             return False
@@ -127,7 +127,7 @@ def _conclude(
         assert done is not None  # completed in this transaction
         for event in conclusion.events:
             enqueue_event(
-                conn, record.workspace_id, event, _payload(event, done, results, conclusion)
+                store, record.workspace_id, event, _payload(event, done, results, conclusion)
             )
         audit.record(
             store, record.workspace_id, None, "experiment.complete", "experiment", record.id,

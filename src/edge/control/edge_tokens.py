@@ -11,7 +11,6 @@ non-secret prefix and compared in constant time, like API keys (`edge.api_keys`)
 from __future__ import annotations
 
 import secrets
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +19,17 @@ import msgspec
 from edge.api_keys import digests_match, key_digest
 from edge.bearer import bearer_key
 from edge.control.api import in_store
-from edge.control.records import utc_now
 from edge.control.store import Store
+from edge.control.store.edge_tokens import EdgeTokenRecord
 from edge.errors import Forbidden, NotFound, Unauthorized
 
 __all__ = [
     "EDGE_TOKEN_SCHEME",
     "EdgeToken",
-    "EdgeTokenRecord",
     "IssuedEdgeToken",
     "authenticate_edge",
     "check_edge_token",
     "issue_edge_token",
-    "list_edge_tokens",
     "revoke_edge_token",
 ]
 
@@ -47,16 +44,6 @@ class EdgeToken(msgspec.Struct, frozen=True):
     name: str
 
 
-class EdgeTokenRecord(msgspec.Struct, frozen=True):
-    """An edge token as listed (no secret)."""
-
-    id: str
-    name: str
-    prefix: str
-    created_at: str
-    revoked_at: str | None
-
-
 class IssuedEdgeToken(msgspec.Struct, frozen=True):
     """A new edge token: ``token`` is shown this once."""
 
@@ -68,37 +55,20 @@ class IssuedEdgeToken(msgspec.Struct, frozen=True):
 def issue_edge_token(store: Store, name: str) -> IssuedEdgeToken:
     """Issue a token for the node ``name``; only its digest is stored."""
     token = EDGE_TOKEN_SCHEME + secrets.token_urlsafe(32)
-    token_id = str(uuid.uuid4())
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO edge_tokens (id, name, prefix, sha256, created_at) VALUES (?, ?, ?, ?, ?)",
-            (token_id, name, token[:_PREFIX_CHARS], key_digest(token), utc_now()),
-        )
+    token_id = store.create_edge_token(name, token[:_PREFIX_CHARS], key_digest(token))
     return IssuedEdgeToken(token_id, name, token)
-
-
-def list_edge_tokens(store: Store) -> list[EdgeTokenRecord]:
-    """Every edge token, oldest first."""
-    rows = store.conn.execute(
-        "SELECT id, name, prefix, created_at, revoked_at FROM edge_tokens ORDER BY created_at, id"
-    ).fetchall()
-    return [EdgeTokenRecord(*row) for row in rows]
 
 
 def revoke_edge_token(store: Store, id_or_prefix: str) -> EdgeTokenRecord:
     """Revoke the token with this id or prefix (`NotFound` if none, or several, match)."""
-    matches = [t for t in list_edge_tokens(store) if id_or_prefix in (t.id, t.prefix)]
+    matches = [t for t in store.list_edge_tokens() if id_or_prefix in (t.id, t.prefix)]
     if len(matches) != 1:
         raise NotFound(
             f"no single edge token has the id or prefix {id_or_prefix!r}; "
             "`splitedge edge-tokens list` shows them"
         )
-    with store.transaction() as conn:
-        conn.execute(
-            "UPDATE edge_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-            (utc_now(), matches[0].id),
-        )
-    return next(t for t in list_edge_tokens(store) if t.id == matches[0].id)
+    store.revoke_edge_token(matches[0].id)
+    return next(t for t in store.list_edge_tokens() if t.id == matches[0].id)
 
 
 def check_edge_token(store: Store, token: str | None) -> EdgeToken:
@@ -112,16 +82,12 @@ def check_edge_token(store: Store, token: str | None) -> EdgeToken:
             "this credential is not an edge token: edge routes take Authorization: Bearer "
             "et_... from `splitedge edge-tokens create`, not a workspace API key"
         )
-    rows = store.conn.execute(
-        "SELECT id, name, sha256, revoked_at FROM edge_tokens WHERE prefix = ?",
-        (token[:_PREFIX_CHARS],),
-    ).fetchall()
-    for token_id, name, digest, revoked_at in rows:
-        if digests_match(token, digest):
-            if revoked_at is not None:
-                raise Unauthorized(f"this edge token was revoked at {revoked_at}; issue a new "
-                                   "one with `splitedge edge-tokens create`")  # fmt: skip
-            return EdgeToken(token_id, name)
+    for found in store.edge_tokens_with_prefix(token[:_PREFIX_CHARS]):
+        if digests_match(token, found.sha256):
+            if found.revoked_at is not None:
+                raise Unauthorized(f"this edge token was revoked at {found.revoked_at}; issue "
+                                   "a new one with `splitedge edge-tokens create`")  # fmt: skip
+            return EdgeToken(found.id, found.name)
     raise Unauthorized("this edge token is unknown; check it was copied whole, or issue one "
                        "with `splitedge edge-tokens create --name NODE`")  # fmt: skip
 

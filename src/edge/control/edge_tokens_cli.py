@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edge.control.edge_tokens import issue_edge_token, list_edge_tokens, revoke_edge_token
+from edge.control.edge_tokens import issue_edge_token, revoke_edge_token
 from edge.control.keys_cli import data_dir_parent
 from edge.control.store import Store
 from edge.errors import NotFound
@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if args.edge_tokens_command == "list":
             print("ID  PREFIX  NAME  CREATED  REVOKED")
-            for token in list_edge_tokens(store):
+            for token in store.list_edge_tokens():
                 print(f"{token.id}  {token.prefix}...  {token.name}  {token.created_at}  "
                       f"{token.revoked_at or '-'}")  # fmt: skip
             return 0

@@ -123,7 +123,7 @@ def set_idea_status(
         idea = get_idea(store, workspace_id, idea_id)
         if before.status != status:
             enqueue_event(
-                store.conn, workspace_id, "idea.status_changed",
+                store, workspace_id, "idea.status_changed",
                 {"idea_id": idea.id, "site_id": idea.site_id, "title": idea.title,
                  "previous_status": before.status, "status": status,
                  "updated_at": idea.updated_at},
@@ -177,7 +177,7 @@ def _announce(
     errors: Sequence[GenerationError],
 ) -> None:
     enqueue_event(
-        store.conn, workspace_id, "ideas.generated",
+        store, workspace_id, "ideas.generated",
         {"success": bool(ideas) or not errors, "site_id": site_id, "schedule_id": schedule_id,
          "ideas": msgspec.to_builtins(ideas), "errors": msgspec.to_builtins(errors)},
     )  # fmt: skip

@@ -148,7 +148,7 @@ def transition(
     """Apply a lifecycle action to the workspace's experiment and queue its webhook
     events, in one transaction; returns the experiment as it is after the move."""
     rule = TRANSITIONS[action]
-    with store.transaction() as conn:
+    with store.transaction():
         record = load(store, workspace_id, experiment_id)
         if record.status not in rule.sources:
             raise InvalidTransition(
@@ -163,7 +163,7 @@ def transition(
         store.set_experiment_status(record.id, rule.target)
         moved = load(store, workspace_id, experiment_id)
         for event in rule.events:
-            enqueue_event(conn, workspace_id, event, event_payload(moved))
+            enqueue_event(store, workspace_id, event, event_payload(moved))
     return moved
 
 
@@ -193,7 +193,7 @@ def promote(store: Store, workspace_id: str, experiment_id: str, variant: str) -
     the experiment is completed with it as the winner (crewkit's deploy). Queues
     variant.promoted, and experiment.completed and experiment.stopped when the
     experiment was still running or paused."""
-    with store.transaction() as conn:
+    with store.transaction():
         record = load(store, workspace_id, experiment_id)
         winner = _find_variant(record, variant)
         if record.winner_variant_id is not None:
@@ -215,9 +215,9 @@ def promote(store: Store, workspace_id: str, experiment_id: str, variant: str) -
         promoted = load(store, workspace_id, experiment_id)
         if record.status != "completed":
             for event in TRANSITIONS["complete"].events:
-                enqueue_event(conn, workspace_id, event, event_payload(promoted))
+                enqueue_event(store, workspace_id, event, event_payload(promoted))
         enqueue_event(
-            conn,
+            store,
             workspace_id,
             "variant.promoted",
             event_payload(promoted, variant_id=winner.id, variant_name=winner.name),

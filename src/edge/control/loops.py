@@ -307,14 +307,14 @@ def advance(
         )  # fmt: skip
         audit.record(store, loop.workspace_id, None, f"loop.{decision.decision}", "loop", loop_id,
                      {"round_id": round_.id, "next_round_id": nxt.id, "paused": pause})  # fmt: skip
-        webhooks.enqueue_event(store.conn, loop.workspace_id, "loop.round_decided", {
+        webhooks.enqueue_event(store, loop.workspace_id, "loop.round_decided", {
             "loop_id": loop_id, "round_id": round_.id, "round_number": round_.round_number,
             "experiment_id": round_.experiment_id, "outcome": _OUTCOMES[decision.decision],
             "prob_to_win": decision.prob_to_win, "lift": decision.lift,
             "next_round_id": nxt.id, "next_experiment_id": nxt.experiment_id,
         })  # fmt: skip
         if pause:
-            webhooks.enqueue_event(store.conn, loop.workspace_id, "loop.paused", {
+            webhooks.enqueue_event(store, loop.workspace_id, "loop.paused", {
                 "loop_id": loop_id, "reason": "inconclusive_streak",
                 "consecutive_inconclusive": streak,
             })  # fmt: skip

@@ -18,6 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import msgspec
 from cryptography.fernet import Fernet, InvalidToken
 
 from edge.control.store import Store
@@ -96,12 +97,9 @@ class SecretBox:
 
 def seal_stored_secrets(store: Store, box: SecretBox) -> int:
     """Encrypt the webhook secrets still stored in plain text; returns how many."""
-    with store.transaction() as conn:
-        rows = conn.execute(
-            "SELECT id, secret FROM webhooks WHERE secret NOT LIKE ?", (_PREFIX + "%",)
-        ).fetchall()
-        conn.executemany(
-            "UPDATE webhooks SET secret = ? WHERE id = ?",
-            [(box.seal(secret), webhook_id) for webhook_id, secret in rows],
+    with store.transaction():
+        plain = store.unsealed_webhook_secrets(_PREFIX)
+        store.set_webhook_secrets(
+            [msgspec.structs.replace(s, secret=box.seal(s.secret)) for s in plain]
         )
-    return len(rows)
+    return len(plain)

@@ -49,6 +49,7 @@ import msgspec
 from edge.control.records import utc_now
 from edge.control.secret_box import SecretBox, SecretUnreadable
 from edge.control.store import Store
+from edge.control.store.webhooks import DeliveryAttempt, DeliveryStatus, DueDelivery
 from edge.outbound import OutboundGuard, TargetRefused
 from edge.settings import Settings
 
@@ -123,26 +124,8 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         return 3 * self.timeout + 30.0
 
 
-class _Claimed(msgspec.Struct, frozen=True):
-    delivery_id: int
-    attempt: int
-    event_id: str
-    event: str
-    payload: bytes
-    url: str
-    secret: str | None
-    """None when it cannot be decrypted: the attempt then fails without sending."""
-
-
-class _Outcome(msgspec.Struct, frozen=True):
-    started_at: str
-    duration_ms: int
-    status_code: int | None
-    error: str | None
-
-    @property
-    def delivered(self) -> bool:
-        return self.status_code is not None and 200 <= self.status_code < 300
+def _delivered(attempt: DeliveryAttempt) -> bool:
+    return attempt.status_code is not None and 200 <= attempt.status_code < 300
 
 
 def _status_text(response: httpx.Response) -> str | None:
@@ -152,10 +135,10 @@ def _status_text(response: httpx.Response) -> str | None:
     return f"HTTP {response.status_code}{redirect}"
 
 
-def _post(client: httpx.Client, claimed: _Claimed) -> _Outcome:
-    """One attempt; every way it can fail becomes the outcome's error, never an exception."""
+def _post(client: httpx.Client, claimed: DueDelivery) -> DeliveryAttempt:
+    """One attempt; every way it can fail becomes the attempt's error, never an exception."""
     if claimed.secret is None:
-        return _Outcome(utc_now(), 0, None, SECRET_ERROR)
+        return DeliveryAttempt(claimed.attempt, utc_now(), 0, None, SECRET_ERROR)
     timestamp = int(time.time())
     signature = sign(claimed.secret, timestamp, claimed.payload)
     headers = {
@@ -182,16 +165,7 @@ def _post(client: httpx.Client, claimed: _Claimed) -> _Outcome:
     except Exception:  # whatever one receiver does fails its attempt, not the thread
         error = UNREACHABLE_ERROR
     duration_ms = round(1000 * (time.perf_counter() - started))
-    return _Outcome(started_at, duration_ms, status, error)
-
-
-_CLAIM = """
-SELECT d.id, d.attempts + 1, d.event_id, d.event, d.payload, w.url, w.secret
-FROM webhook_deliveries AS d JOIN webhooks AS w ON w.id = d.webhook_id
-WHERE d.status IN ('pending', 'delivering') AND d.next_attempt_at <= ?
-  AND w.deleted_at IS NULL
-ORDER BY d.next_attempt_at LIMIT ?
-"""
+    return DeliveryAttempt(claimed.attempt, started_at, duration_ms, status, error)
 
 
 class WebhookDispatcher:
@@ -249,7 +223,7 @@ class WebhookDispatcher:
             follow_redirects=False,
             timeout=self.policy.timeout,
         )
-        inflight: dict[Future[_Outcome], _Claimed] = {}
+        inflight: dict[Future[DeliveryAttempt], DueDelivery] = {}
         try:
             while not self._stop.is_set():
                 try:
@@ -277,19 +251,14 @@ class WebhookDispatcher:
             client.close()
             store.close()
 
-    def _claim(self, store: Store, limit: int) -> list[_Claimed]:
+    def _claim(self, store: Store, limit: int) -> list[DueDelivery]:
         now = time.time()
-        with store.transaction() as conn:
-            rows = [_Claimed(*row) for row in conn.execute(_CLAIM, (now, limit))]
-            rows = [self._opened(row) for row in rows]
-            conn.executemany(
-                "UPDATE webhook_deliveries SET status = 'delivering', attempts = ?, "
-                "next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                [(r.attempt, now + self.policy.lease, utc_now(), r.delivery_id) for r in rows],
-            )
+        with store.transaction():
+            rows = [self._opened(row) for row in store.due_deliveries(now, limit)]
+            store.lease_deliveries(rows, now + self.policy.lease)
         return rows
 
-    def _opened(self, row: _Claimed) -> _Claimed:
+    def _opened(self, row: DueDelivery) -> DueDelivery:
         """``row`` with its secret decrypted, or None for it: one endpoint whose secret
         cannot be read fails its own attempts, not the dispatcher of every workspace."""
         assert row.secret is not None  # as the store holds it
@@ -299,46 +268,32 @@ class WebhookDispatcher:
             log.error("webhook delivery %d not sent: %s", row.delivery_id, exc.message)
             return msgspec.structs.replace(row, secret=None)
 
-    def _settle(self, store: Store, inflight: dict[Future[_Outcome], _Claimed]) -> None:
+    def _settle(self, store: Store, inflight: dict[Future[DeliveryAttempt], DueDelivery]) -> None:
         """Record the finished attempts, in one transaction."""
         done = [future for future in inflight if future.done()]
         if not done:
             return
-        with store.transaction() as conn:
+        with store.transaction():
             for future in done:
-                self._record(conn, inflight.pop(future), future.result())
+                self._record(store, inflight.pop(future), future.result())
 
-    def _record(self, conn: sqlite3.Connection, row: _Claimed, outcome: _Outcome) -> None:
-        now = utc_now()
-        conn.execute(
-            "INSERT INTO webhook_attempts (delivery_id, number, started_at, "
-            "duration_ms, status_code, error) VALUES (?, ?, ?, ?, ?, ?)",
-            (row.delivery_id, row.attempt, outcome.started_at, outcome.duration_ms,
-             outcome.status_code, outcome.error),
-        )  # fmt: skip
-        next_at, delivered_at = time.time(), None
-        if outcome.delivered:
-            status, delivered_at = "delivered", now
+    def _record(self, store: Store, row: DueDelivery, attempt: DeliveryAttempt) -> None:
+        next_at = time.time()
+        status: DeliveryStatus
+        if _delivered(attempt):
+            status = "delivered"
         elif row.attempt >= self.policy.max_attempts:
             status = "failed"
         else:
             status, next_at = "pending", next_at + self.policy.delay(row.attempt)
-        # Only while the claim is still this one's: a delete (cancelled) or a lapsed and
-        # re-claimed row (a higher attempt number) is left as it is.
-        conn.execute(
-            "UPDATE webhook_deliveries SET status = ?, next_attempt_at = ?, "
-            "last_status_code = ?, last_error = ?, updated_at = ?, delivered_at = ? "
-            "WHERE id = ? AND status = 'delivering' AND attempts = ?",
-            (status, next_at, outcome.status_code, outcome.error, now, delivered_at,
-             row.delivery_id, row.attempt),
-        )  # fmt: skip
-        if not outcome.delivered:
+        store.settle_delivery(row.delivery_id, attempt, status, next_at)
+        if not _delivered(attempt):
             # The host only: a URL's path or query may hold the receiver's own token.
             log.warning(
                 "webhook delivery %d attempt %d to %s failed: %s",
                 row.delivery_id,
                 row.attempt,
                 urlsplit(row.url).hostname,
-                outcome.error,
+                attempt.error,
                 extra={"delivery": row.delivery_id, "attempt": row.attempt, "next": status},
             )

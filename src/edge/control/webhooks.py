@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import sqlite3
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -45,40 +43,20 @@ from edge.control.api import (
 )
 from edge.control.fetch_pool import shared_pool
 from edge.control.plans import PlanLimits
-from edge.control.records import utc_now
 from edge.control.secret_box import SecretBox
 from edge.control.store import Store
+from edge.control.store.webhooks import EVENTS, Delivery, EventName, Webhook
 from edge.errors import InvalidRequest, NotFound
 from edge.outbound import OutboundGuard
 
 __all__ = [
     "EVENTS",
     "DeletedWebhook",
-    "Delivery",
-    "DeliveryAttempt",
-    "EventName",
     "NewWebhook",
     "RegisteredWebhook",
-    "Webhook",
     "enqueue_event",
     "routes",
 ]
-
-EventName = Literal[
-    "experiment.launched",
-    "experiment.started",
-    "experiment.completed",
-    "experiment.sample_reached",
-    "experiment.winner_declared",
-    "experiment.no_winner",
-    "experiment.stopped",
-    "variant.promoted",
-    "ideas.generated",
-    "idea.status_changed",
-    "loop.round_decided",
-    "loop.paused",
-]
-EVENTS: tuple[str, ...] = get_args(EventName)
 
 # The body's own fields; an event's payload may not use them.
 _ENVELOPE_FIELDS = frozenset({"id", "event", "timestamp"})
@@ -94,9 +72,7 @@ def _event_body(event_id: str, event: str, payload: dict[str, Any]) -> bytes:
     return msgspec.json.encode({"id": event_id, "event": event, **payload, "timestamp": stamp})
 
 
-def enqueue_event(
-    conn: sqlite3.Connection, workspace_id: str, event: str, payload: dict[str, Any]
-) -> int:
+def enqueue_event(store: Store, workspace_id: str, event: str, payload: dict[str, Any]) -> int:
     """Queue ``event`` for every active endpoint of the workspace subscribed to it, inside
     the caller's transaction; returns how many deliveries were queued.
 
@@ -105,35 +81,15 @@ def enqueue_event(
     """
     if event not in EVENTS:
         raise ValueError(f"unknown webhook event {event!r}; known: {', '.join(EVENTS)}")
-    endpoints = conn.execute(
-        "SELECT id FROM webhooks WHERE workspace_id = ? AND deleted_at IS NULL "
-        "AND EXISTS (SELECT 1 FROM json_each(webhooks.events) WHERE value = ?)",
-        (workspace_id, event),
-    ).fetchall()
+    endpoints = store.subscribed_webhooks(workspace_id, event)
     if not endpoints:
         return 0
     event_id = "evt_" + uuid.uuid4().hex
-    body = _event_body(event_id, event, payload)
-    now = utc_now()
-    conn.executemany(
-        "INSERT INTO webhook_deliveries (webhook_id, event_id, event, payload, "
-        "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [(webhook_id, event_id, event, body, time.time(), now, now) for (webhook_id,) in endpoints],
-    )
+    store.queue_deliveries(endpoints, event_id, event, _event_body(event_id, event, payload))
     return len(endpoints)
 
 
 # -- the API ---------------------------------------------------------------------------
-
-
-class Webhook(msgspec.Struct, frozen=True):
-    """An endpoint as listed (the reference's shape); the secret is never shown again."""
-
-    id: str
-    url: str
-    events: list[EventName]
-    is_active: bool
-    created_at: str
 
 
 class RegisteredWebhook(Webhook, frozen=True):
@@ -149,51 +105,14 @@ class NewWebhook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     events: Annotated[list[EventName], msgspec.Meta(min_length=1)]
 
 
-class DeliveryAttempt(msgspec.Struct, frozen=True):
-    """One POST of a delivery: when, how long (ms), and the status or the error."""
-
-    number: int
-    started_at: str
-    duration_ms: int
-    status_code: int | None
-    error: str | None
-
-
-class Delivery(msgspec.Struct, frozen=True):
-    """One event for one endpoint: ``status`` is pending (``next_attempt_at`` says
-    when), delivering, delivered, failed (attempts exhausted) or cancelled (the endpoint
-    was deleted); ``payload`` is the exact body sent."""
-
-    id: int
-    event_id: str
-    event: str
-    status: str
-    attempts: int
-    next_attempt_at: str | None
-    last_status_code: int | None
-    last_error: str | None
-    created_at: str
-    updated_at: str
-    delivered_at: str | None
-    payload: msgspec.Raw
-    attempt_log: list[DeliveryAttempt]
-
-
 class DeletedWebhook(msgspec.Struct, frozen=True):
     """The answer to ``DELETE /v1/webhooks/{id}``."""
 
     deleted: bool
 
 
-_WEBHOOK_COLUMNS = "id, url, events, deleted_at IS NULL, created_at"
 _new_webhook = msgspec.json.Decoder(NewWebhook)
-_events = msgspec.json.Decoder(list[EventName])
 _EXAMPLE_URL = "https://your-app.com/webhooks/abtestbot"
-
-
-def _webhook(row: sqlite3.Row | tuple[Any, ...]) -> Webhook:
-    id_, url, events, active, created_at = row
-    return Webhook(id_, url, _events.decode(events), bool(active), created_at)
 
 
 def _is_loopback(host: str) -> bool:
@@ -243,101 +162,32 @@ def _not_found(webhook_id: str) -> NotFound:
 def _register(
     store: Store, workspace_id: str, url: str, events: list[EventName]
 ) -> RegisteredWebhook:
-    webhook_id = str(uuid.uuid4())
     secret = "whsec_" + secrets.token_urlsafe(32)
-    created_at = utc_now()
-    with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (webhook_id, workspace_id, url, msgspec.json.encode(events).decode(),
-             SecretBox(store.path).seal(secret), created_at),
-        )  # fmt: skip
-    return RegisteredWebhook(webhook_id, url, events, True, created_at, secret)
-
-
-def _list(store: Store, workspace_id: str, page: Page) -> tuple[list[Webhook], int]:
-    active = "FROM webhooks WHERE workspace_id = ? AND deleted_at IS NULL"
-    (total,) = store.conn.execute(f"SELECT count(*) {active}", (workspace_id,)).fetchone()
-    rows = store.conn.execute(
-        f"SELECT {_WEBHOOK_COLUMNS} {active} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
-        (workspace_id, page.limit, page.offset),
+    webhook = store.create_webhook(workspace_id, url, events, SecretBox(store.path).seal(secret))
+    return RegisteredWebhook(
+        webhook.id, webhook.url, webhook.events, webhook.is_active, webhook.created_at, secret
     )
-    return [_webhook(row) for row in rows], int(total)
 
 
 def _delete(store: Store, workspace_id: str, webhook_id: str) -> bool:
     """Deactivate the endpoint; whether it was active (deleting twice changes nothing)."""
-    now = utc_now()
-    with store.transaction() as conn:
-        found = conn.execute(
-            "SELECT deleted_at FROM webhooks WHERE id = ? AND workspace_id = ?",
-            (webhook_id, workspace_id),
-        ).fetchone()
+    with store.transaction():
+        found = store.find_webhook(webhook_id, workspace_id)
         if found is None:
             raise _not_found(webhook_id)
-        if found[0] is not None:
+        if not found.is_active:
             return False
-        conn.execute("UPDATE webhooks SET deleted_at = ? WHERE id = ?", (now, webhook_id))
-        conn.execute(
-            "UPDATE webhook_deliveries SET status = 'cancelled', updated_at = ? "
-            "WHERE webhook_id = ? AND status IN ('pending', 'delivering')",
-            (now, webhook_id),
-        )
+        store.deactivate_webhook(webhook_id)
     return True
-
-
-def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).isoformat()
 
 
 def _deliveries(
     store: Store, workspace_id: str, webhook_id: str, page: Page
 ) -> tuple[list[Delivery], int]:
-    conn = store.conn
-    owned = conn.execute(
-        "SELECT 1 FROM webhooks WHERE id = ? AND workspace_id = ?", (webhook_id, workspace_id)
-    ).fetchone()
-    if owned is None:
-        raise _not_found(webhook_id)
-    (total,) = conn.execute(
-        "SELECT count(*) FROM webhook_deliveries WHERE webhook_id = ?", (webhook_id,)
-    ).fetchone()
-    rows = conn.execute(
-        "SELECT id, event_id, event, status, attempts, next_attempt_at, last_status_code, "
-        "last_error, created_at, updated_at, delivered_at, payload FROM webhook_deliveries "
-        "WHERE webhook_id = ? ORDER BY id DESC LIMIT ? OFFSET ?",
-        (webhook_id, page.limit, page.offset),
-    ).fetchall()
-    attempts: dict[int, list[DeliveryAttempt]] = {row[0]: [] for row in rows}
-    if attempts:
-        marks = ", ".join("?" * len(attempts))
-        for delivery_id, *attempt in conn.execute(
-            "SELECT delivery_id, number, started_at, duration_ms, status_code, error "
-            f"FROM webhook_attempts WHERE delivery_id IN ({marks}) ORDER BY number",
-            list(attempts),
-        ):
-            attempts[delivery_id].append(DeliveryAttempt(*attempt))
-    deliveries = [
-        Delivery(
-            id=id_,
-            event_id=event_id,
-            event=event,
-            status=status,
-            attempts=count,
-            next_attempt_at=_iso(next_at) if status == "pending" else None,
-            last_status_code=code,
-            last_error=error,
-            created_at=created_at,
-            updated_at=updated_at,
-            delivered_at=delivered_at,
-            payload=msgspec.Raw(bytes(payload)),
-            attempt_log=attempts[id_],
-        )
-        for (id_, event_id, event, status, count, next_at, code, error, created_at, updated_at,
-             delivered_at, payload) in rows
-    ]  # fmt: skip
-    return deliveries, int(total)
+    with store.read_snapshot():
+        if store.find_webhook(webhook_id, workspace_id) is None:
+            raise _not_found(webhook_id)
+        return store.list_deliveries(webhook_id, page.limit, page.offset)
 
 
 class _Endpoints:
@@ -353,7 +203,8 @@ class _Endpoints:
         auth = await authenticate(self.store_path, scope, self.limits)
         page = page_params(scope)
         items, total = await in_store(
-            self.store_path, lambda store: _list(store, auth.workspace_id, page)
+            self.store_path,
+            lambda store: store.list_webhooks(auth.workspace_id, page.limit, page.offset),
         )
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 

@@ -16,7 +16,7 @@ import msgspec
 from starlette.routing import Route
 from starlette.types import Receive
 
-from edge.control import audit, credits
+from edge.control import credits
 from edge.control.api import (
     ApiOperation,
     Meta,
@@ -31,6 +31,8 @@ from edge.control.api import (
 )
 from edge.control.plans import PlanLimits
 from edge.control.store import Store
+from edge.control.store.audit import AuditEntry
+from edge.control.store.credits import LedgerEntry
 
 __all__ = ["AuditFilter", "CreditsOut", "WorkspaceApi", "routes"]
 
@@ -70,7 +72,7 @@ class WorkspaceApi:
 
         def read(store: Store) -> CreditsOut:
             plan = store.get_workspace(auth.workspace_id).plan
-            balance = credits.balance(store, auth.workspace_id)
+            balance = store.credit_balance(auth.workspace_id)
             return CreditsOut(plan, auth.metered, balance, credits.TOOL_COSTS)
 
         return ok(await in_store(self.store_path, read), Meta(auth.workspace_id))
@@ -81,7 +83,7 @@ class WorkspaceApi:
         page = page_params(scope)
         items, total = await in_store(
             self.store_path,
-            lambda store: credits.ledger(store, auth.workspace_id, page.limit, page.offset),
+            lambda store: store.credit_ledger(auth.workspace_id, page.limit, page.offset),
         )
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
@@ -93,8 +95,7 @@ class WorkspaceApi:
         params = query_params(scope)
         items, total = await in_store(
             self.store_path,
-            lambda store: audit.entries(
-                store,
+            lambda store: store.audit_entries(
                 auth.workspace_id,
                 page.limit,
                 page.offset,
@@ -117,13 +118,13 @@ def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
     ledger = ApiOperation(
         handler=api.ledger,
         summary="The workspace's credit debits and grants, newest first",
-        data=list[credits.LedgerEntry],
+        data=list[LedgerEntry],
         query=Page,
     )
     trail = ApiOperation(
         handler=api.audit,
         summary="Who changed what and when, newest first",
-        data=list[audit.AuditEntry],
+        data=list[AuditEntry],
         query=AuditFilter,
     )
     return [

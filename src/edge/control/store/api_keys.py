@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.api_keys import key_digest, key_prefix, new_api_key
+from edge.config import ApiKeyEntry
 from edge.control.records import (
     ApiKeyCredential,
     ApiKeyInfo,
@@ -58,6 +59,15 @@ class ApiKeyQueries(StoreConnection):
                 "SELECT id, workspace_id, sha256, last_used_at, revoked_at FROM api_keys "
                 "WHERE prefix = ?",
                 (prefix,),
+            )
+        ]
+
+    def active_api_keys(self) -> list[ApiKeyEntry]:
+        """Every workspace's keys that are not revoked, as the edge checks them."""
+        return [
+            ApiKeyEntry(*row)
+            for row in self.conn.execute(
+                "SELECT prefix, sha256, workspace_id FROM api_keys WHERE revoked_at IS NULL"
             )
         ]
 

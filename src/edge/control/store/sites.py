@@ -122,6 +122,13 @@ class SiteQueries(StoreConnection):
         ).fetchone()
         return int(count)
 
+    def all_sites(self) -> list[SiteRecord]:
+        """Every workspace's sites, by id."""
+        return [
+            SiteRecord(*row)
+            for row in self.conn.execute(f"SELECT {_SITE_RECORD_COLUMNS} FROM sites ORDER BY id")
+        ]
+
     def find_site(self, site_id: str, workspace_id: str) -> SiteRecord | None:
         """A site of a workspace; None when that workspace has no such site (another
         workspace's is not there either)."""
