@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from starlette.types import Scope
+
 from edge.errors import Unauthorized
 from edge.http import header
 from edge.kv import ConfigKV
@@ -28,7 +30,7 @@ class KeyLedger(Protocol):
         ...
 
 
-def bearer_key(scope: dict[str, Any]) -> str | None:
+def bearer_key(scope: Scope) -> str | None:
     """The API key of an ``Authorization: Bearer`` header, if there is one."""
     value = header(scope, b"authorization")
     if value is None:

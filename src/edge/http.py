@@ -8,13 +8,13 @@ costs one dict lookup and one ``send`` of precomputed headers. Errors are raised
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.errors import InvalidRequest, PayloadTooLarge, SplitedgeError
 
@@ -59,7 +59,7 @@ def error_body(code: str, message: str) -> bytes:
 T = TypeVar("T")
 
 
-def header(scope: dict[str, Any], name: bytes) -> bytes | None:
+def header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of a request header; ``name`` in lower case, as ASGI gives it."""
     for key, value in scope["headers"]:
         if key == name:
@@ -84,7 +84,7 @@ def decode_body(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:
         ) from None
 
 
-async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes:
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole request body, refusing (413) anything over ``limit`` bytes before and
     while reading it, so an oversized body is never buffered."""
     length = header(scope, b"content-length")
