@@ -149,7 +149,7 @@ def _audit(
 
 
 class ExperimentsApi:
-    """The handlers of ``/v1/experiments``, over one store file."""
+    """The handlers of ``/v1/experiments``, over the worker's services."""
 
     def __init__(self, services: Services) -> None:
         self.services = services

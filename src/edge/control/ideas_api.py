@@ -129,8 +129,8 @@ def _status(text: str) -> IdeaStatus:
 
 
 class IdeasApi:
-    """The handlers of ``/v1/ideas``, over one store file and the author that generates
-    ideas. Background runs are kept until they end (the event loop holds tasks weakly)."""
+    """The handlers of ``/v1/ideas``, over the worker's services (whose author generates
+    ideas). Background runs are kept until they end (the event loop holds tasks weakly)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services

@@ -169,7 +169,7 @@ def _preview_url(target_url: str, variant_id: str | None) -> str:
 
 
 class LoopsApi:
-    """The handlers of ``/v1/loops``, over one store file, an author and the rounds'
+    """The handlers of ``/v1/loops``, over the worker's services and the rounds'
     results."""
 
     def __init__(self, services: Services, results: RoundResults) -> None:

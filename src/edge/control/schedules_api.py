@@ -96,7 +96,7 @@ _update_decoder = msgspec.json.Decoder(UpdateSchedule)
 
 
 class SchedulesApi:
-    """The handlers of ``/v1/schedules``, over one store file."""
+    """The handlers of ``/v1/schedules``, over the worker's services."""
 
     def __init__(self, services: Services) -> None:
         self.services = services

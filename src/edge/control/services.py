@@ -35,7 +35,7 @@ class Services:
     guard: OutboundGuard
     author: Author
     run: GatewayRunner | ClickHouseRunner
-    limits: PlanLimits | None = None
+    limits: PlanLimits | None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:

@@ -7,8 +7,8 @@ includes its snippet tag and install instructions. Another workspace's site is t
 404 as an unknown id.
 
 Plan site limits (`edge.control.plans`; reference: Starter 1, Pro 10, Enterprise 25) apply
-only when the app passes a limits table to `routes`; a self-hosted install is unlimited by
-default.
+only when the services the app passes to `routes` hold a limits table; a self-hosted
+install is unlimited by default.
 """
 
 from __future__ import annotations
@@ -176,8 +176,8 @@ def _created(origin: str, site: SiteRecord, reused: bool) -> CreatedSite:
 
 
 class SitesApi:
-    """The handlers of ``/v1/sites``, over one store file and the plans' limits (None:
-    no limits)."""
+    """The handlers of ``/v1/sites``, over the worker's services and their plans' limits
+    (None: no limits)."""
 
     def __init__(self, services: Services) -> None:
         self.services = services

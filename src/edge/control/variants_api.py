@@ -119,7 +119,7 @@ async def draft_variant(
 
 
 class VariantsApi:
-    """The handler of ``POST /v1/variants/generate``, over one store file and an author."""
+    """The handler of ``POST /v1/variants/generate``, over the worker's services."""
 
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -145,8 +145,7 @@ class VariantsApi:
 
 
 def routes(services: Services) -> list[Route]:
-    """The route ``POST /v1/variants/generate``; ``limits`` are the plans' rate limits
-    and metered plans (None: none)."""
+    """The route ``POST /v1/variants/generate``."""
     api = VariantsApi(services)
     generate = ApiOperation(
         handler=api.generate,
