@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from analytics.gateway import ClickHouseRunner, GatewayRunner, query_runner
-from edge.authoring import configured_author
-from edge.authoring.author import Author
 from edge.control import plans
 from edge.control.plans import PlanLimits
 from edge.control.store import Store
-from edge.outbound import OutboundGuard
 from edge.settings import Settings
+
+if TYPE_CHECKING:
+    from analytics.gateway import ClickHouseRunner, GatewayRunner
+    from edge.authoring.author import Author
+    from edge.outbound import OutboundGuard
 
 __all__ = ["Services"]
 
@@ -40,6 +42,12 @@ class Services:
     @classmethod
     def from_settings(cls, settings: Settings) -> Services:
         """The services ``settings`` configure, the plans those of ``settings.limits``."""
+        # Imported here: what reaches the store through the services alone (the API
+        # helpers, edge tokens and their CLI) loads no HTTP client, HTML parser or Arrow.
+        from analytics.gateway import query_runner
+        from edge.authoring import configured_author
+        from edge.outbound import OutboundGuard
+
         guard = OutboundGuard.from_settings(settings)
         return cls(
             settings=settings,
