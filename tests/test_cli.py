@@ -12,10 +12,10 @@ from starlette.applications import Starlette
 
 from edge.cli import main, serve_settings
 from edge.control import sites_api
+from edge.control.services import Services
 from edge.control.snapshot import DEMO_SITE_META_KEY
 from edge.control.store import Store
 from edge.http import EXCEPTION_HANDLERS
-from edge.outbound import OutboundGuard
 from edge.settings import Settings
 from tests.support import running_server
 
@@ -120,7 +120,7 @@ def keys(capsys: pytest.CaptureFixture[str], data: Path, *argv: str) -> tuple[in
 def sites_status(data: Path, key: str) -> int:
     """What the API says to ``key``: the real routes and store, in process."""
     app = Starlette(
-        routes=sites_api.routes(data / "splitedge.sqlite3", OutboundGuard()),
+        routes=sites_api.routes(Services.from_settings(Settings(data_dir=str(data)))),
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
 

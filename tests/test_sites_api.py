@@ -7,6 +7,7 @@ and the plan's site limit."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import time
 from collections.abc import Iterator
@@ -19,9 +20,10 @@ import pytest
 from starlette.applications import Starlette
 
 from edge.control import plans, sites_api
+from edge.control.services import Services
 from edge.control.store import Store
 from edge.http import EXCEPTION_HANDLERS
-from edge.outbound import OutboundGuard
+from edge.settings import Settings
 from tests.support import Server, running_server
 
 
@@ -242,10 +244,10 @@ def test_the_plan_site_limit_is_402_and_reuse_still_works(store_path: Path) -> N
     big = store.create_workspace("big", plan="enterprise")
     starter_key, big_key = (store.issue_api_key(w.id).key for w in (starter, big))
     store.close()
+    unmetered = Services.from_settings(Settings(data_dir=str(store_path.parent)))
+    limits = plans.PlanLimits({}, sites={"starter": 1, "enterprise": 2})
     app = Starlette(
-        routes=sites_api.routes(
-            store_path, OutboundGuard(), plans.PlanLimits({}, sites={"starter": 1, "enterprise": 2})
-        ),
+        routes=sites_api.routes(dataclasses.replace(unmetered, limits=limits)),
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     assert post_in_process(app, starter_key, {"url": "one.example"}).status_code == 201
@@ -262,7 +264,7 @@ def test_the_plan_site_limit_is_402_and_reuse_still_works(store_path: Path) -> N
         assert post_in_process(app, big_key, {"url": f"b{n}.example"}).status_code == 201
     assert post_in_process(app, big_key, {"url": "b3.example"}).status_code == 402
     unlimited = Starlette(
-        routes=sites_api.routes(store_path, OutboundGuard()),
+        routes=sites_api.routes(unmetered),
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     assert post_in_process(unlimited, starter_key, {"url": "two.example"}).status_code == 201

@@ -21,8 +21,6 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from analytics import bayes
-from analytics.gateway import query_runner
-from edge.authoring import configured_author
 from edge.control import (
     agents_api,
     edge_api,
@@ -32,7 +30,6 @@ from edge.control import (
     intelligence_api,
     loops,
     loops_api,
-    plans,
     results_api,
     schedules_api,
     sites_api,
@@ -46,12 +43,12 @@ from edge.control.openapi import OpenApiEndpoint, openapi_document
 from edge.control.report_links import ReportLinks
 from edge.control.report_page import ReportPage
 from edge.control.results_api import ResultsSource
+from edge.control.services import Services
 from edge.control.snapshot import StoreKeyLedger, StoreSource
 from edge.demo import DEMO_PATH, DemoPage
 from edge.hot_routes import HotRoutes
 from edge.http import EXCEPTION_HANDLERS
 from edge.operation import DocumentedRoute
-from edge.outbound import OutboundGuard
 from edge.serving import EdgeServing
 from edge.settings import Settings
 
@@ -72,14 +69,11 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     settings = Settings.from_env() if settings is None else settings
     ledger = StoreKeyLedger(settings.store_path)
     edge = EdgeServing(settings, ledger=ledger)
-    runner = query_runner(settings.clickhouse_dsn, settings.run_dir)
-    results = ResultsSource(settings.store_path, runner)
-    links = ReportLinks(settings.store_path)
-    limits = plans.plan_limits(plans.load_plans(settings.limits))
-    # One author per worker: its page cache serves every route that authors.
-    guard = OutboundGuard.from_settings(settings)
-    author = configured_author(guard)
-    mcp = McpMount(settings.store_path, limits)
+    # What every control-plane route shares, built once per worker.
+    services = Services.from_settings(settings)
+    results = ResultsSource(services.store_path, services.run)
+    links = ReportLinks(services.store_path)
+    mcp = McpMount(services)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -93,29 +87,25 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         finally:
             source.close()
             ledger.close()
-            runner.close()
+            services.close()
 
     routes: list[BaseRoute] = [
         *edge.routes(),
         Route(DEMO_PATH, DemoPage(edge.holder), methods=["GET"]),
-        *results_api.routes(results, links, limits),
-        *agents_api.routes(
-            settings.store_path, runner, limits, settings.agent_value_per_success or None
-        ),
+        *results_api.routes(services, results, links),
+        *agents_api.routes(services),
         Route("/reports/{experiment_id}", ReportPage(links, results), methods=["GET"]),
-        *sites_api.routes(settings.store_path, guard, limits),
-        *intelligence_api.routes(settings.store_path, author, limits),
-        *experiments_api.routes(settings.store_path, author, limits),
-        *variants_api.routes(settings.store_path, author, limits),
-        *ideas_api.routes(settings.store_path, author, limits),
-        *schedules_api.routes(settings.store_path, limits),
-        *loops_api.routes(settings.store_path, author, loops.source_results(results), limits),
-        *webhooks.routes(settings.store_path, guard, dev=settings.dev, limits=limits),
-        *workspace_api.routes(settings.store_path, limits),
-        *edge_api.routes(settings.store_path),
-        *edge_ingest_api.routes(
-            settings.store_path, settings.spool_dir, settings.spool_cap_mb << 20
-        ),
+        *sites_api.routes(services),
+        *intelligence_api.routes(services),
+        *experiments_api.routes(services),
+        *variants_api.routes(services),
+        *ideas_api.routes(services),
+        *schedules_api.routes(services),
+        *loops_api.routes(services, loops.source_results(results)),
+        *webhooks.routes(services),
+        *workspace_api.routes(services),
+        *edge_api.routes(services),
+        *edge_ingest_api.routes(services),
     ]
     # Built once per worker, from the routes above: what they declare is what they do.
     document = openapi_document(routes)

@@ -7,9 +7,8 @@ so a newcomer can watch an experiment split traffic in their own browser.
 from __future__ import annotations
 
 import html
-from typing import Any
 
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.config import MutationConfig
 from edge.control.records import NewExperiment, NewGoal, NewVariant
@@ -121,7 +120,7 @@ class DemoPage:
     def __init__(self, holder: KVHolder) -> None:
         self.holder = holder
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kv = self.holder.kv
         demo_key = None if kv is None else kv.demo_public_key
         bundle = None if kv is None or demo_key is None else kv.by_public_key.get(demo_key)

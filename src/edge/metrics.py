@@ -22,7 +22,6 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -222,7 +221,7 @@ class WorkerMetrics:
         """``app`` with its requests timed by route group."""
         return RequestTimer(app, self.latency)
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.publish()  # this worker's own figures as of now; the others' within a second
         body = generate_latest(self.registry)
         await send_response(send, 200, [(b"content-type", _CONTENT_TYPE)], body)

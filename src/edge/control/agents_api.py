@@ -19,12 +19,11 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from analytics.agent_aggregates import AgentSpan, TimeWindow, fetch_span, fetch_windows
 from analytics.agents import (
@@ -36,7 +35,6 @@ from analytics.agents import (
     agent_stats,
     compare_windows,
 )
-from analytics.aggregates import QueryRunner
 from edge.control.api import (
     ApiOperation,
     Meta,
@@ -46,7 +44,7 @@ from edge.control.api import (
     ok,
     query_params,
 )
-from edge.control.plans import PlanLimits
+from edge.control.services import Services
 from edge.errors import InvalidRequest, NotFound
 
 __all__ = ["AgentDrift", "AgentsApi", "DriftQuery", "StatsQuery", "parse_period", "routes"]
@@ -219,21 +217,13 @@ class AgentsApi:
     """The handlers of ``/v1/agents/{agent_id}/...``. ``value_per_success`` is the server's
     default value of a successful task (None: none)."""
 
-    def __init__(
-        self,
-        store_path: Path,
-        run: QueryRunner,
-        limits: PlanLimits | None = None,
-        value_per_success: float | None = None,
-    ) -> None:
-        self.store_path = store_path
-        self.run = run
-        self.limits = limits
-        self.value_per_success = value_per_success
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.value_per_success = services.settings.agent_value_per_success or None
 
-    async def _agent(self, scope: dict[str, Any]) -> tuple[str, str]:
+    async def _agent(self, scope: Scope) -> tuple[str, str]:
         """The caller's workspace and the agent id of the path."""
-        workspace_id = (await authenticate(self.store_path, scope, self.limits)).workspace_id
+        workspace_id = (await authenticate(self.services, scope)).workspace_id
         agent_id: str = scope["path_params"]["agent_id"]
         if len(agent_id) > _MAX_AGENT_ID:
             raise InvalidRequest(
@@ -243,7 +233,7 @@ class AgentsApi:
         return workspace_id, agent_id
 
     def _span(self, workspace_id: str, agent_id: str) -> AgentSpan:
-        span = fetch_span(self.run, workspace_id, agent_id)
+        span = fetch_span(self.services.run, workspace_id, agent_id)
         if span.tasks == 0:
             raise NotFound(
                 f"no task events of agent {agent_id[:128]!r} in the workspace of this API "
@@ -251,7 +241,7 @@ class AgentsApi:
             )
         return span
 
-    async def stats(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def stats(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/agents/{agent_id}/stats``."""
         workspace_id, agent_id = await self._agent(scope)
         params = query_params(scope)
@@ -265,12 +255,12 @@ class AgentsApi:
         def compute() -> AgentStats:
             self._span(workspace_id, agent_id)
             window = TimeWindow(since, until)
-            (found,) = fetch_windows(self.run, workspace_id, agent_id, [window], False)
+            (found,) = fetch_windows(self.services.run, workspace_id, agent_id, [window], False)
             return agent_stats(agent_id, period_text, found, since, until, value)
 
         return ok(await asyncio.to_thread(compute), Meta(workspace_id))
 
-    async def drift(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def drift(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/agents/{agent_id}/drift``."""
         workspace_id, agent_id = await self._agent(scope)
         params = query_params(scope)
@@ -291,7 +281,9 @@ class AgentsApi:
             else:
                 start = _baseline_start(start_text.strip(), span, recent.start)
             baseline = TimeWindow(start, max(start, min(start + baseline_length, recent.start)))
-            before, after = fetch_windows(self.run, workspace_id, agent_id, [baseline, recent])
+            before, after = fetch_windows(
+                self.services.run, workspace_id, agent_id, [baseline, recent]
+            )
             comparison = compare_windows(before, after, rules)
             return AgentDrift(
                 agent_id=agent_id,
@@ -314,16 +306,10 @@ class AgentsApi:
         return ok(await asyncio.to_thread(compute), Meta(workspace_id))
 
 
-def routes(
-    store_path: Path,
-    run: QueryRunner,
-    limits: PlanLimits | None = None,
-    value_per_success: float | None = None,
-) -> list[Route]:
-    """The ``stats`` and ``drift`` routes of an agent; ``limits`` are the plans' rate
-    limits (None: none), ``value_per_success`` the server's default value of a successful
-    task (None: netROI is null unless the request gives one)."""
-    api = AgentsApi(store_path, run, limits, value_per_success)
+def routes(services: Services) -> list[Route]:
+    """The ``stats`` and ``drift`` routes of an agent; the settings' value of a successful
+    task is the default (0: netROI is null unless the request gives one)."""
+    api = AgentsApi(services)
     one = "/v1/agents/{agent_id}"
     # A period that is not one is a 400; ClickHouse unavailable or too slow, a 503.
     errors = (400, 404, 503)

@@ -1,7 +1,8 @@
 """What every authenticated ``/v1`` control-plane route shares.
 
 A route module (``sites_api``, ``experiments_api``, ...) exposes
-``routes(store_path, ...) -> list[Route]`` built with `api_route`: one Starlette route per
+``routes(services) -> list[Route]`` built with `api_route` over the worker's
+`edge.control.services.Services`: one Starlette route per
 path whose methods map to `ApiOperation`s, each a `Handler` coroutine with what the OpenAPI
 document says of it (`edge.control.openapi`): its body's decoder, the type of its answer's
 ``data``, its statuses. A handler authenticates the request
@@ -18,17 +19,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import parse_qsl
 
 import msgspec
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.api_keys import KEY_PREFIX_CHARS, digests_match, key_prefix
 from edge.bearer import bearer_key
 from edge.control import credits, plans
 from edge.control.plans import PlanLimits
+from edge.control.services import Services
 from edge.control.store import Store
 from edge.errors import DetailedConflict, Forbidden, InvalidRequest, Unauthorized
 from edge.http import JSON_HEADERS, decode_body, header, read_body, send_response
@@ -122,11 +123,11 @@ def _detailed_body(exc: DetailedConflict) -> bytes:
     )
 
 
-async def in_store(store_path: Path, work: Callable[[Store], T]) -> T:
+async def in_store(services: Services, work: Callable[[Store], T]) -> T:
     """Run ``work`` with its own store connection on a thread, off the event loop."""
 
     def run() -> T:
-        store = Store(store_path)
+        store = services.open_store()
         try:
             return work(store)
         finally:
@@ -136,7 +137,7 @@ async def in_store(store_path: Path, work: Callable[[Store], T]) -> T:
 
 
 async def in_transaction(
-    store_path: Path, auth: Auth, work: Callable[[Store], T], tool: str | None = None
+    services: Services, auth: Auth, work: Callable[[Store], T], tool: str | None = None
 ) -> T:
     """Run ``work`` in one write transaction on a thread, paying ``tool``'s credits first
     when the caller's plan is metered (`edge.control.credits`): a short balance is a 402
@@ -149,16 +150,16 @@ async def in_transaction(
                 credits.debit(store, auth.workspace_id, auth.key_id, tool)
             return work(store)
 
-    return await in_store(store_path, run)
+    return await in_store(services, run)
 
 
-async def paid_read(store_path: Path, auth: Auth, tool: str, work: Callable[[Store], T]) -> T:
+async def paid_read(services: Services, auth: Auth, tool: str, work: Callable[[Store], T]) -> T:
     """Run ``work``, a read that costs ``tool``'s credits: in one write transaction with
     its debit when the caller's plan is metered, else as a plain read that takes no write
     lock."""
     if auth.metered:
-        return await in_transaction(store_path, auth, work, tool)
-    return await in_store(store_path, work)
+        return await in_transaction(services, auth, work, tool)
+    return await in_store(services, work)
 
 
 def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:
@@ -187,12 +188,12 @@ def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:
     )
 
 
-async def authenticate(store_path: Path, scope: dict[str, Any], limits: PlanLimits | None) -> Auth:
+async def authenticate(services: Services, scope: Scope) -> Auth:
     """The caller of an ``Authorization: Bearer sk_live_...`` request; 401 (with the
     reference's text and what to fix) without a key, or with an unknown or revoked one;
-    429 with Retry-After when the key is over its plan's ``limits`` this minute (None:
-    unmetered). The digest comparison is constant-time; the store work, the rate count
-    included, runs in one visit on a thread."""
+    429 with Retry-After when the key is over its plan's limits this minute (the
+    services' `PlanLimits`; None: unmetered). The digest comparison is constant-time;
+    the store work, the rate count included, runs in one visit on a thread."""
     known = scope.get(AUTH_SCOPE_KEY)
     if isinstance(known, Auth):
         return known
@@ -200,18 +201,18 @@ async def authenticate(store_path: Path, scope: dict[str, Any], limits: PlanLimi
     if key is None:
         raise Unauthorized(f"{_UNAUTHORIZED}: send the header Authorization: Bearer sk_live_...")
     if not key.startswith("sk_live_") or len(key) <= KEY_PREFIX_CHARS:
-        if await in_store(store_path, lambda store: store.is_public_key(key)):
+        if await in_store(services, lambda store: store.is_public_key(key)):
             raise Forbidden(
                 "this is a site's public key: it only loads the site's snippet "
                 "(GET /s/{public_key}.js) and sends its events (POST /v1/collect); the API "
                 "takes a workspace key, Authorization: Bearer sk_live_..."
             )
         raise Unauthorized(f"{_UNAUTHORIZED}: API keys look like sk_live_ and 43 more characters")
-    return await in_store(store_path, lambda store: _check_key(store, key, limits))
+    return await in_store(services, lambda store: _check_key(store, key, services.limits))
 
 
 async def read_json(
-    scope: dict[str, Any],
+    scope: Scope,
     receive: Receive,
     decoder: msgspec.json.Decoder[T],
     what: str,
@@ -226,12 +227,12 @@ async def read_json(
     return decode_body(decoder, body, what)
 
 
-def query_params(scope: dict[str, Any]) -> dict[str, str]:
+def query_params(scope: Scope) -> dict[str, str]:
     """The query string's parameters (the last value of a repeated one)."""
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
 
 
-def base_url(scope: dict[str, Any]) -> str:
+def base_url(scope: Scope) -> str:
     """The scheme and host the client reached us at, for links in answers (e.g. the
     snippet URL): the Host header, else the server's address."""
     host = header(scope, b"host")
@@ -281,7 +282,7 @@ def int_param(params: Mapping[str, str], name: str, default: int, low: int, high
     return value
 
 
-def page_params(scope: dict[str, Any]) -> Page:
+def page_params(scope: Scope) -> Page:
     """The page a list request asks for; 400 saying the bounds when out of them."""
     params = query_params(scope)
     return Page(
@@ -290,7 +291,7 @@ def page_params(scope: dict[str, Any]) -> Page:
     )
 
 
-Handler = Callable[[dict[str, Any], Receive], Awaitable[Reply]]
+Handler = Callable[[Scope, Receive], Awaitable[Reply]]
 """A method of an API route: the request's scope and receive in, a `Reply` out."""
 
 
@@ -314,7 +315,7 @@ class _MethodDispatch:
     def __init__(self, handlers: Mapping[str, Handler]) -> None:
         self.handlers = dict(handlers)
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         handler = self.handlers["GET" if method == "HEAD" else method]
         try:

@@ -14,7 +14,6 @@ charged or stored either.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from edge.authoring.fetch import PageUnavailable
@@ -22,6 +21,7 @@ from edge.control import credits
 from edge.control.api import Auth, in_store
 from edge.control.fetch_pool import record_failure, shared_pool
 from edge.control.records import SiteRecord
+from edge.control.services import Services
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 
@@ -43,7 +43,7 @@ def require_credits(store: Store, auth: Auth, tool: str, extra: int = 0) -> None
 
 
 async def authored_for_site(
-    store_path: Path,
+    services: Services,
     auth: Auth,
     site_id: str,
     tool: str,
@@ -62,9 +62,9 @@ async def authored_for_site(
         require_credits(store, auth, tool, extra)
         return site
 
-    site = await in_store(store_path, find)
+    site = await in_store(services, find)
     try:
         return site, await shared_pool().run(auth.workspace_id, lambda: work(site))
     except PageUnavailable:
-        await in_store(store_path, lambda store: record_failure(store, auth.key_id))
+        await in_store(services, lambda store: record_failure(store, auth.key_id))
         raise

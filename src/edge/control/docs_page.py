@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.control.templating import render
 from edge.http import send_response
@@ -114,7 +114,7 @@ class DocsPage:
             (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'"),
         ]
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_response(
             send, 200, self.headers, b"" if scope["method"] == "HEAD" else self.body
         )

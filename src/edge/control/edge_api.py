@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.config import ConfigSnapshot
 from edge.control.api import int_param, query_params
 from edge.control.edge_tokens import authenticate_edge
+from edge.control.services import Services
 from edge.control.snapshot import StoreSource
 from edge.http import header, send_response
 from edge.operation import DocumentedRoute, Operation
@@ -70,22 +70,22 @@ class SnapshotEndpoint:
     """The route's endpoint, in one worker: its own store connection (opened on first
     use) and the encoded snapshot of the latest version it served."""
 
-    def __init__(self, store_path: Path) -> None:
-        self.store_path = store_path
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self._source: StoreSource | None = None
         self._encoded: tuple[int, bytes] | None = None
 
     def _store(self) -> StoreSource:
         if self._source is None:
-            self._source = StoreSource(self.store_path)
+            self._source = StoreSource(self.services.store_path)
         return self._source
 
     def _encode(self) -> tuple[int, bytes]:
         snapshot = self._store().snapshot()
         return snapshot.version, msgspec.json.encode(snapshot)
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await authenticate_edge(self.store_path, scope)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await authenticate_edge(self.services, scope)
         wait = int_param(query_params(scope), "wait", 0, 0, MAX_WAIT_SECONDS)
         known = header(scope, b"if-none-match")
         source = self._store()
@@ -109,10 +109,10 @@ class SnapshotEndpoint:
         await send_response(send, 200, headers, body)
 
 
-def routes(store_path: Path) -> list[DocumentedRoute]:
-    """The route, over one store file."""
+def routes(services: Services) -> list[DocumentedRoute]:
+    """The route, over the worker's store."""
     return [
         DocumentedRoute(
-            "/v1/edge/snapshot", SnapshotEndpoint(store_path), {"GET": SNAPSHOT_OPERATION}
+            "/v1/edge/snapshot", SnapshotEndpoint(services), {"GET": SNAPSHOT_OPERATION}
         )
     ]

@@ -34,15 +34,16 @@ import logging
 import os
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import pyarrow as pa
 from starlette.routing import Route
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.control.api import query_params
 from edge.control.edge_tokens import authenticate_edge
+from edge.control.services import Services
 from edge.errors import InvalidRequest, ServiceUnavailable
 from edge.http import JSON_HEADERS, read_body, send_response
 from edge.ingest.relay import (
@@ -122,7 +123,7 @@ SEGMENTS_OPERATION = Operation(
 )
 
 
-def _token(scope: dict[str, Any]) -> str:
+def _token(scope: Scope) -> str:
     params = query_params(scope)
     if "token" not in params:
         raise InvalidRequest(
@@ -234,13 +235,13 @@ def store_segment(spool_dir: Path, token: str, body: bytes, disk_cap_bytes: int)
 class EdgeSegmentsEndpoint:
     """``POST /v1/edge/segments``; see the module docstring."""
 
-    def __init__(self, store_path: Path, spool_dir: Path, disk_cap_bytes: int) -> None:
-        self.store_path = store_path
-        self.spool_dir = spool_dir.absolute()
-        self.disk_cap_bytes = disk_cap_bytes
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self.spool_dir = services.settings.spool_dir.absolute()
+        self.disk_cap_bytes = services.settings.spool_cap_mb << 20
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        await authenticate_edge(self.store_path, scope)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await authenticate_edge(self.services, scope)
         token = _token(scope)
         body = await read_body(scope, receive, MAX_SEGMENT_BODY)
         rows, created = await asyncio.to_thread(self._accept, token, body)
@@ -255,7 +256,7 @@ class EdgeSegmentsEndpoint:
         return rows, store_segment(self.spool_dir, token, body, self.disk_cap_bytes)
 
 
-def routes(store_path: Path, spool_dir: Path, disk_cap_bytes: int) -> list[Route]:
-    """The relay's route, storing into ``spool_dir`` up to ``disk_cap_bytes`` in all."""
-    endpoint = EdgeSegmentsEndpoint(store_path, spool_dir, disk_cap_bytes)
+def routes(services: Services) -> list[Route]:
+    """The relay's route, storing into the settings' spool up to its cap in all."""
+    endpoint = EdgeSegmentsEndpoint(services)
     return [DocumentedRoute(SEGMENTS_PATH, endpoint, {"POST": SEGMENTS_OPERATION})]

@@ -11,14 +11,14 @@ non-secret prefix and compared in constant time, like API keys (`edge.api_keys`)
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
-from typing import Any
 
 import msgspec
+from starlette.types import Scope
 
 from edge.api_keys import digests_match, key_digest
 from edge.bearer import bearer_key
 from edge.control.api import in_store
+from edge.control.services import Services
 from edge.control.store import Store
 from edge.control.store.edge_tokens import EdgeTokenRecord
 from edge.errors import Forbidden, NotFound, Unauthorized
@@ -92,7 +92,7 @@ def check_edge_token(store: Store, token: str | None) -> EdgeToken:
                        "with `splitedge edge-tokens create --name NODE`")  # fmt: skip
 
 
-async def authenticate_edge(store_path: Path, scope: dict[str, Any]) -> EdgeToken:
+async def authenticate_edge(services: Services, scope: Scope) -> EdgeToken:
     """The edge node of a request (`check_edge_token`), off the event loop."""
     token = bearer_key(scope)
-    return await in_store(store_path, lambda store: check_edge_token(store, token))
+    return await in_store(services, lambda store: check_edge_token(store, token))

@@ -20,14 +20,12 @@ generate_variant (10) is charged and the answer is 200 ``{needs_clarification: .
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
-from edge.authoring.author import Author
 from edge.authoring.drafts import NeedsClarification, VariantDraft
 from edge.control import audit, credits, lifecycle
 from edge.control.api import (
@@ -62,8 +60,8 @@ from edge.control.experiment_views import (
     status_out,
 )
 from edge.control.ideas import require_idea
-from edge.control.plans import PlanLimits
 from edge.control.records import ExperimentRecord, ExperimentStatus
+from edge.control.services import Services
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 from edge.control.variants_api import Clarification, check_prompt, draft_variant
@@ -151,12 +149,10 @@ def _audit(
 
 
 class ExperimentsApi:
-    """The handlers of ``/v1/experiments``, over one store file."""
+    """The handlers of ``/v1/experiments``, over the worker's services."""
 
-    def __init__(self, store_path: Path, author: Author, limits: PlanLimits | None = None) -> None:
-        self.store_path = store_path
-        self.author = author
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
     async def _authored(
         self, auth: Auth, body: CreateExperiment
@@ -172,19 +168,19 @@ class ExperimentsApi:
                 "/v1/sites lists them)"
             )
         _, answer = await draft_variant(
-            self.store_path, auth, self.author, body.site_id, prompt, body.target_url,
+            self.services, auth, self.services.author, body.site_id, prompt, body.target_url,
             "create_experiment", credits.TOOL_COSTS["generate_variant"],
         )  # fmt: skip
         if isinstance(answer, NeedsClarification) and auth.metered:
-            await in_transaction(self.store_path, auth, lambda store: None, "generate_variant")
+            await in_transaction(self.services, auth, lambda store: None, "generate_variant")
         return answer
 
-    async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def create(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/experiments``: 201 with the draft (or, with ``auto_launch`` and its
         preconditions met, the running experiment), its preview URLs and next step; with
         ``prompt``, the variant is authored first, and when the author needs to know more,
         200 with ``needs_clarification`` and nothing created."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _create_decoder, "experiment")
         site_id = body.site_id
         if site_id is None and body.idea_id is not None:
@@ -242,15 +238,15 @@ class ExperimentsApi:
 
         # The prompt path debits in `work`, create and generate together.
         tool = "create_experiment" if draft is None else None
-        record, launch = await in_transaction(self.store_path, auth, work, tool)
+        record, launch = await in_transaction(self.services, auth, work, tool)
         created = CreatedExperiment(
             experiment_out(record), preview_urls(record), activation_hint(record), launch
         )
         return ok(created, Meta(auth.workspace_id), status=201)
 
-    async def list_experiments(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def list_experiments(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/experiments``: newest first, filtered by ``site_id`` and ``status``."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         page = page_params(scope)
         params = query_params(scope)
         status = None
@@ -263,7 +259,7 @@ class ExperimentsApi:
                 )
         site_id = params.get("site_id") or None
         records, total = await paid_read(
-            self.store_path,
+            self.services,
             auth,
             "list_experiments",
             lambda store: store.list_experiment_records(
@@ -277,22 +273,22 @@ class ExperimentsApi:
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
         return ok([experiment_summary(r) for r in records], meta)
 
-    async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def get(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/experiments/{id}``: the experiment, its preview URLs and next step."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         experiment_id = scope["path_params"]["experiment_id"]
         record = await paid_read(
-            self.store_path,
+            self.services,
             auth,
             "get_experiment",
             lambda store: lifecycle.load(store, auth.workspace_id, experiment_id),
         )
         return ok(experiment_detail(record), Meta(auth.workspace_id))
 
-    async def update(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def update(self, scope: Scope, receive: Receive) -> Reply:
         """``PATCH /v1/experiments/{id}``: ``{"action": ...}`` answers ``{id, status}``;
         ``{"traffic_split": n}`` answers the experiment in full."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         experiment_id = scope["path_params"]["experiment_id"]
         body = await read_json(scope, receive, _update_decoder, "experiment update")
         if (body.action is None) == (body.traffic_split is None):
@@ -311,7 +307,7 @@ class ExperimentsApi:
             _audit(store, auth, "traffic_split", record, {"traffic_split": percent})
             return record
 
-        record = await in_transaction(self.store_path, auth, resplit)
+        record = await in_transaction(self.services, auth, resplit)
         return ok(experiment_detail(record), Meta(auth.workspace_id))
 
     async def _transition(
@@ -323,11 +319,11 @@ class ExperimentsApi:
             return record
 
         tool = "launch_experiment" if action == "launch" else None
-        return await in_transaction(self.store_path, auth, move, tool)
+        return await in_transaction(self.services, auth, move, tool)
 
-    async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def delete(self, scope: Scope, receive: Receive) -> Reply:
         """``DELETE /v1/experiments/{id}``: drafts and archived experiments only."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         experiment_id = scope["path_params"]["experiment_id"]
 
         def delete(store: Store) -> None:
@@ -337,24 +333,24 @@ class ExperimentsApi:
                 experiment_id,
             )  # fmt: skip
 
-        await in_transaction(self.store_path, auth, delete)
+        await in_transaction(self.services, auth, delete)
         return ok(DeletedExperiment(experiment_id, True), Meta(auth.workspace_id))
 
     def crewkit(self, action: lifecycle.Action) -> Handler:
         """The handler of crewkit's ``POST /v1/experiments/{id}/<start|stop|archive>``."""
 
-        async def handler(scope: dict[str, Any], receive: Receive) -> Reply:
-            auth = await authenticate(self.store_path, scope, self.limits)
+        async def handler(scope: Scope, receive: Receive) -> Reply:
+            auth = await authenticate(self.services, scope)
             experiment_id = scope["path_params"]["experiment_id"]
             record = await self._transition(auth, experiment_id, action)
             return ok(status_out(record), Meta(auth.workspace_id))
 
         return handler
 
-    async def deploy(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def deploy(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/experiments/{id}/deploy`` (and ``/promote``): the variant gets all
         the traffic and the experiment completes with it as the winner."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         experiment_id = scope["path_params"]["experiment_id"]
         body = await read_json(scope, receive, _deploy_decoder, "deploy request")
         variant = body.variant_id or body.variant
@@ -369,15 +365,14 @@ class ExperimentsApi:
             _audit(store, auth, "promote", record, {"variant_id": record.winner_variant_id})
             return record
 
-        record = await in_transaction(self.store_path, auth, promote)
+        record = await in_transaction(self.services, auth, promote)
         return ok(status_out(record), Meta(auth.workspace_id))
 
 
-def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -> list[Route]:
-    """The routes of ``/v1/experiments`` (not ``/results`` and ``/metrics``); ``author``
-    authors the variant of a ``prompt`` create; ``limits`` are the plans' rate limits and
-    metered plans (None: none)."""
-    api = ExperimentsApi(store_path, author, limits)
+def routes(services: Services) -> list[Route]:
+    """The routes of ``/v1/experiments`` (not ``/results`` and ``/metrics``); the
+    services' author authors the variant of a ``prompt`` create."""
+    api = ExperimentsApi(services)
     one = "/v1/experiments/{experiment_id}"
     listing = ApiOperation(
         handler=api.list_experiments,

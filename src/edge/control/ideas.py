@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,6 +34,7 @@ from edge.control.api import Auth, in_store, in_transaction
 from edge.control.fetch_pool import record_failure, shared_pool
 from edge.control.idea_records import Idea, IdeaOut, IdeaStatus, NewIdea
 from edge.control.records import SiteRecord, utc_now
+from edge.control.services import Services
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
@@ -234,11 +234,11 @@ def error_of(url: str, exc: Exception) -> GenerationError:
     )
 
 
-async def begin_generation(store_path: Path, auth: Auth, site_id: str) -> SiteRecord:
+async def begin_generation(services: Services, auth: Auth, site_id: str) -> SiteRecord:
     """Pay generate_ideas (when metered) and find the workspace's site, in one
     transaction: a 402 or a 404 charges nothing and nothing is generated."""
     return await in_transaction(
-        store_path,
+        services,
         auth,
         lambda store: require_site(store, auth.workspace_id, site_id),
         "generate_ideas",
@@ -246,7 +246,7 @@ async def begin_generation(store_path: Path, auth: Auth, site_id: str) -> SiteRe
 
 
 async def complete_generation(
-    store_path: Path,
+    services: Services,
     auth: Auth,
     site: SiteRecord,
     num_ideas: int,
@@ -270,10 +270,10 @@ async def complete_generation(
             if unfetched:
                 record_failure(store, auth.key_id)
 
-        await in_store(store_path, failed)
+        await in_store(services, failed)
         raise
     return await in_store(
-        store_path,
+        services,
         lambda store: record_generated(
             store, auth.workspace_id, auth.key_id, site, drafts[:num_ideas], output_type
         ),
@@ -281,7 +281,7 @@ async def complete_generation(
 
 
 async def generate_ideas(
-    store_path: Path,
+    services: Services,
     auth: Auth,
     site_id: str,
     num_ideas: int,
@@ -290,5 +290,5 @@ async def generate_ideas(
 ) -> list[IdeaOut]:
     """Generate, store and announce ``num_ideas`` ideas for the site and answer them (the
     synchronous form, e.g. ``POST /v1/ideas/generate`` with ``wait: true``)."""
-    site = await begin_generation(store_path, auth, site_id)
-    return await complete_generation(store_path, auth, site, num_ideas, output_type, author)
+    site = await begin_generation(services, auth, site_id)
+    return await complete_generation(services, auth, site, num_ideas, output_type, author)

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
-from edge.authoring.author import Author
 from edge.control.api import (
     ApiOperation,
     Auth,
@@ -52,8 +50,8 @@ from edge.control.ideas import (
     get_idea,
     set_idea_status,
 )
-from edge.control.plans import PlanLimits
 from edge.control.records import SiteRecord
+from edge.control.services import Services
 from edge.errors import InvalidRequest, SplitedgeError
 
 __all__ = [
@@ -132,24 +130,22 @@ def _status(text: str) -> IdeaStatus:
 
 
 class IdeasApi:
-    """The handlers of ``/v1/ideas``, over one store file and the author that generates
-    ideas. Background runs are kept until they end (the event loop holds tasks weakly)."""
+    """The handlers of ``/v1/ideas``, over the worker's services (whose author generates
+    ideas). Background runs are kept until they end (the event loop holds tasks weakly)."""
 
-    def __init__(self, store_path: Path, author: Author, limits: PlanLimits | None) -> None:
-        self.store_path = store_path
-        self.author = author
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self.running: set[asyncio.Task[None]] = set()
 
-    async def list_ideas(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def list_ideas(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/ideas``: newest first, filtered by site, status and category."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         page = page_params(scope)
         params = query_params(scope)
         status = _status(params["status"]) if "status" in params else None
         where = IdeaFilter(params.get("site_id") or None, status, params.get("category") or None)
         ideas, total = await paid_read(
-            self.store_path,
+            self.services,
             auth,
             "list_ideas",
             lambda store: store.list_ideas(auth.workspace_id, where, page.limit, page.offset),
@@ -157,32 +153,32 @@ class IdeasApi:
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
         return ok(ideas, meta)
 
-    async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def get(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/ideas/{idea_id}``: the idea in full, with its site."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         idea_id = scope["path_params"]["idea_id"]
         idea = await in_store(
-            self.store_path, lambda store: get_idea(store, auth.workspace_id, idea_id)
+            self.services, lambda store: get_idea(store, auth.workspace_id, idea_id)
         )
         return ok(idea, Meta(auth.workspace_id))
 
-    async def update(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def update(self, scope: Scope, receive: Receive) -> Reply:
         """``PATCH /v1/ideas/{idea_id}``: ``{"status": ...}``; the idea after."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         idea_id = scope["path_params"]["idea_id"]
         body = await read_json(scope, receive, _update_decoder, "idea update")
         status = _status(body.status)
         idea = await in_transaction(
-            self.store_path,
+            self.services,
             auth,
             lambda store: set_idea_status(store, auth.workspace_id, auth.key_id, idea_id, status),
         )
         return ok(idea, Meta(auth.workspace_id))
 
-    async def generate(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def generate(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/ideas/generate``: 202 with the run started, or with ``wait`` 200
         with the ideas."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _generate_decoder, "generate request")
         if body.site_id is None:
             raise InvalidRequest(
@@ -191,10 +187,15 @@ class IdeasApi:
             )
         if body.wait:
             ideas = await generate_ideas(
-                self.store_path, auth, body.site_id, body.num_ideas, self.author, body.output_type
+                self.services,
+                auth,
+                body.site_id,
+                body.num_ideas,
+                self.services.author,
+                body.output_type,
             )
             return ok(GeneratedIdeas(True, ideas), Meta(auth.workspace_id))
-        site = await begin_generation(self.store_path, auth, body.site_id)
+        site = await begin_generation(self.services, auth, body.site_id)
         task = asyncio.create_task(self._in_background(auth, site, body), name="ideas")
         self.running.add(task)
         task.add_done_callback(self.running.discard)
@@ -215,7 +216,7 @@ class IdeasApi:
     async def _in_background(self, auth: Auth, site: SiteRecord, body: GenerateIdeas) -> None:
         try:
             await complete_generation(
-                self.store_path, auth, site, body.num_ideas, body.output_type, self.author
+                self.services, auth, site, body.num_ideas, body.output_type, self.services.author
             )
         except SplitedgeError as exc:  # refunded and announced as failed already
             log.warning("generating ideas for site %s failed: %s", site.id, exc.message)
@@ -223,10 +224,9 @@ class IdeasApi:
             log.exception("generating ideas for site %s failed", site.id)
 
 
-def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -> list[Route]:
-    """The routes of ``/v1/ideas``; ``author`` generates ideas, ``limits`` are the plans'
-    rate limits and metered plans (None: none)."""
-    api = IdeasApi(store_path, author, limits)
+def routes(services: Services) -> list[Route]:
+    """The routes of ``/v1/ideas``; the services' author generates ideas."""
+    api = IdeasApi(services)
     listing = ApiOperation(
         handler=api.list_ideas,
         summary="List the workspace's A/B test ideas, newest first",

@@ -12,14 +12,10 @@ cannot be fetched is a 422 and costs nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
-from edge.authoring.author import Author
 from edge.authoring.drafts import Keyword, SiteIntelligence
 from edge.control.api import (
     ApiOperation,
@@ -31,7 +27,7 @@ from edge.control.api import (
     ok,
 )
 from edge.control.authoring_calls import authored_for_site
-from edge.control.plans import PlanLimits
+from edge.control.services import Services
 
 __all__ = ["Competitor", "IntelligenceApi", "PageIntelligence", "SiteIntelligenceOut", "routes"]
 
@@ -81,31 +77,28 @@ def _out(found: SiteIntelligence) -> SiteIntelligenceOut:
 class IntelligenceApi:
     """The handler of ``GET /v1/sites/{site_id}/intelligence``."""
 
-    def __init__(self, store_path: Path, author: Author, limits: PlanLimits | None) -> None:
-        self.store_path = store_path
-        self.author = author
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def get(self, scope: Scope, receive: Receive) -> Reply:
         """The site's homepage, read (``get_site_intelligence``)."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         site_id = scope["path_params"]["site_id"]
         _, found = await authored_for_site(
-            self.store_path,
+            self.services,
             auth,
             site_id,
             "get_site_intelligence",
-            lambda site: self.author.site_intelligence(site.url),
+            lambda site: self.services.author.site_intelligence(site.url),
         )
         if auth.metered:
-            await in_transaction(self.store_path, auth, lambda store: None, "get_site_intelligence")
+            await in_transaction(self.services, auth, lambda store: None, "get_site_intelligence")
         return ok(_out(found), Meta(auth.workspace_id))
 
 
-def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -> list[Route]:
-    """The route ``GET /v1/sites/{site_id}/intelligence``; ``limits`` are the plans' rate
-    limits and metered plans (None: none)."""
-    api = IntelligenceApi(store_path, author, limits)
+def routes(services: Services) -> list[Route]:
+    """The route ``GET /v1/sites/{site_id}/intelligence``."""
+    api = IntelligenceApi(services)
     get = ApiOperation(
         handler=api.get,
         summary="What a site's homepage says: title, description, headings, keywords, stack",

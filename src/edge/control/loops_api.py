@@ -12,15 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
-from edge.authoring.author import Author
 from edge.authoring.drafts import ElementType
 from edge.control.api import (
     ApiOperation,
@@ -52,7 +50,7 @@ from edge.control.loops import (
     require_loop,
     resume_loop,
 )
-from edge.control.plans import PlanLimits
+from edge.control.services import Services
 from edge.control.sites_api import require_site
 from edge.control.store import Store
 from edge.errors import InvalidRequest
@@ -173,30 +171,26 @@ def _preview_url(target_url: str, variant_id: str | None) -> str:
 
 
 class LoopsApi:
-    """The handlers of ``/v1/loops``, over one store file, an author and the rounds'
+    """The handlers of ``/v1/loops``, over the worker's services and the rounds'
     results."""
 
-    def __init__(
-        self, store_path: Path, author: Author, results: RoundResults, limits: PlanLimits | None
-    ) -> None:
-        self.store_path = store_path
-        self.author = author
+    def __init__(self, services: Services, results: RoundResults) -> None:
+        self.services = services
         self.results = results
-        self.limits = limits
 
-    async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def create(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/loops``: seed ideas (phase 1) or the launched loop (phase 2)."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _create_decoder, "loop")
         if body.site_id is None:
             raise InvalidRequest(
                 "site_id is required: a loop runs on one of your sites (GET /v1/sites lists them)"
             )
         element_types = _element_types(body.element_types)
-        limits = self.limits
+        limits = self.services.limits
         if limits is not None:
             plan = await in_store(
-                self.store_path, lambda store: store.get_workspace(auth.workspace_id).plan
+                self.services, lambda store: store.get_workspace(auth.workspace_id).plan
             )
             limits.check_loops(plan)
         if body.min_round_days > body.max_round_days:
@@ -246,7 +240,7 @@ class LoopsApi:
                 idea.hypothesis, now,
             )  # fmt: skip
 
-        loop, first = await in_transaction(self.store_path, auth, launch, "create_loop")
+        loop, first = await in_transaction(self.services, auth, launch, "create_loop")
         answer = Launched(
             "launched", loop, first, _preview_url(loop.target_url, first.challenger_variant_id)
         )
@@ -256,11 +250,13 @@ class LoopsApi:
         self, auth: Auth, site_id: str, element_types: tuple[ElementType, ...], target: str | None
     ) -> Reply:
         site, drafts = await authored_for_site(
-            self.store_path,
+            self.services,
             auth,
             site_id,
             "create_loop",
-            lambda site: self.author.generate_ideas(site.url, SEED_IDEAS, element_types, target),
+            lambda site: self.services.author.generate_ideas(
+                site.url, SEED_IDEAS, element_types, target
+            ),
         )
 
         def store_ideas(store: Store) -> list[SeedIdea]:
@@ -279,7 +275,7 @@ class LoopsApi:
                 stored.append(SeedIdea(idea.id, idea.title, idea.hypothesis, idea.mockup_data))
             return stored
 
-        ideas = await in_transaction(self.store_path, auth, store_ideas, "create_loop")
+        ideas = await in_transaction(self.services, auth, store_ideas, "create_loop")
         answer = SeedIdeas(
             "seed_ideas",
             ideas,
@@ -287,19 +283,19 @@ class LoopsApi:
         )
         return ok(answer, Meta(auth.workspace_id))
 
-    async def list_loops(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def list_loops(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/loops``: a page of the workspace's loops, newest first."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         page = page_params(scope)
         loops, total = await in_store(
-            self.store_path,
+            self.services,
             lambda store: store.list_loops(auth.workspace_id, page.limit, page.offset),
         )
         return ok(loops, Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total))
 
-    async def status(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def status(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/loops/{loop_id}``: get_loop_status, without advancing the loop."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         loop_id = scope["path_params"]["loop_id"]
         now = datetime.now(UTC)
 
@@ -308,17 +304,17 @@ class LoopsApi:
                                self.results, now)  # fmt: skip
 
         # The ClickHouse query runs outside the write lock; the debit once it answered.
-        status = await in_store(self.store_path, read)
-        await paid_read(self.store_path, auth, "get_loop_status", lambda store: None)
+        status = await in_store(self.services, read)
+        await paid_read(self.services, auth, "get_loop_status", lambda store: None)
         return ok(status, Meta(auth.workspace_id))
 
-    async def pause(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def pause(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/loops/{loop_id}/pause``: idempotent."""
         toggle, auth = await self._toggle(scope, pause_loop, "pause_loop")
         answer = Paused(toggle.loop, toggle.experiment_id, toggle.no_op, toggle.message)
         return ok(answer, Meta(auth.workspace_id))
 
-    async def resume(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def resume(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/loops/{loop_id}/resume``: idempotent."""
         toggle, auth = await self._toggle(scope, resume_loop, "resume_loop")
         answer = Resumed(toggle.loop, toggle.experiment_id, toggle.no_op, toggle.message)
@@ -326,27 +322,24 @@ class LoopsApi:
 
     async def _toggle(
         self,
-        scope: dict[str, Any],
+        scope: Scope,
         change: Callable[[Store, str, str | None, str, datetime], Toggle],
         tool: str,
     ) -> tuple[Toggle, Auth]:
         """Pause or resume (``change``) the path's loop, paying ``tool``."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         loop_id = scope["path_params"]["loop_id"]
         now = datetime.now(UTC)
         toggle = await in_transaction(
-            self.store_path, auth,
+            self.services, auth,
             lambda store: change(store, auth.workspace_id, auth.key_id, loop_id, now), tool,
         )  # fmt: skip
         return toggle, auth
 
 
-def routes(
-    store_path: Path, author: Author, results: RoundResults, limits: PlanLimits | None = None
-) -> list[Route]:
-    """The routes of ``/v1/loops``; ``results`` gives a round's arms, ``limits`` are the
-    plans' rate limits and metered plans (None: none)."""
-    api = LoopsApi(store_path, author, results, limits)
+def routes(services: Services, results: RoundResults) -> list[Route]:
+    """The routes of ``/v1/loops``; ``results`` gives a round's arms."""
+    api = LoopsApi(services, results)
     create = ApiOperation(
         handler=api.create,
         summary="Create a continuous loop (two-phase)",

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edge.control.api import AUTH_SCOPE_KEY, Auth, authenticate, in_store
 from edge.control.mcp_tools import TOOLS, Tool, input_schema
-from edge.control.plans import PlanLimits
+from edge.control.services import Services
 from edge.control.sites_api import SiteHints, require_site
 from edge.errors import SplitedgeError
 
@@ -193,9 +192,8 @@ class McpGateway:
 
     rest_app: ASGIApp
 
-    def __init__(self, store_path: Path, limits: PlanLimits | None) -> None:
-        self.store_path = store_path
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self._tools = [
             types.Tool(
                 name=tool.name, description=tool.description, input_schema=input_schema(tool.params)
@@ -221,8 +219,8 @@ class McpGateway:
         async with self._sessions.run():
             yield
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        auth = await authenticate(self.store_path, scope, self.limits)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        auth = await authenticate(self.services, scope)
         scope[AUTH_SCOPE_KEY] = auth
         await self._sessions.handle_request(scope, receive, send)
 
@@ -255,7 +253,7 @@ class McpGateway:
             if tool.site_scoped:
                 site_id: str = getattr(arguments, "site_id")
                 await in_store(
-                    self.store_path,
+                    self.services,
                     lambda store: require_site(store, auth.workspace_id, site_id, MCP_SITE_HINTS),
                 )
             data = await tool.call(RestDispatch(self.rest_app, scope, auth), arguments)

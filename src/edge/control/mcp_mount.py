@@ -13,12 +13,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from starlette.types import ASGIApp, Receive, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from edge.control.plans import PlanLimits
+from edge.control.services import Services
 from edge.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -35,9 +34,8 @@ class McpMount:
 
     rest_app: ASGIApp
 
-    def __init__(self, store_path: Path, limits: PlanLimits | None) -> None:
-        self.store_path = store_path
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
         self._gateway: McpGateway | None = None
         self._settled = asyncio.Event()
 
@@ -69,11 +67,11 @@ class McpMount:
     def _build(self) -> McpGateway:
         from edge.control.mcp_gateway import McpGateway  # the slow import, off start-up
 
-        gateway = McpGateway(self.store_path, self.limits)
+        gateway = McpGateway(self.services)
         gateway.rest_app = self.rest_app
         return gateway
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self._settled.wait()
         if self._gateway is None:
             raise ServiceUnavailable("the MCP gateway failed to start; see the server log")

@@ -18,7 +18,7 @@ from typing import Any, Union, get_args, get_origin
 
 import msgspec
 from starlette.routing import BaseRoute
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.http import ErrorEnvelope, send_response
 from edge.operation import DocumentedRoute, Operation
@@ -300,7 +300,7 @@ class OpenApiEndpoint:
         self.body = msgspec.json.encode(document)
         self.headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-cache")]
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send_response(
             send, 200, self.headers, b"" if scope["method"] == "HEAD" else self.body
         )

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
 from edge.control.records import ExperimentRecord
 from edge.control.report_charts import (
@@ -117,7 +117,7 @@ class ReportPage:
         self.links = links
         self.source = source
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         experiment_id = scope["path_params"]["experiment_id"]
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         expires = query.get("expires", [""])[0]

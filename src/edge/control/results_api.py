@@ -19,11 +19,10 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from analytics.aggregates import (
     ExperimentSpec,
@@ -43,9 +42,9 @@ from analytics.result_views import (
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
 from edge.control.api import ApiOperation, Reply, api_route, authenticate, base_url
-from edge.control.plans import PlanLimits
 from edge.control.records import ExperimentRecord
 from edge.control.report_links import ReportLinks
+from edge.control.services import Services
 from edge.control.store import Store
 from edge.errors import InvalidRequest, NotFound
 
@@ -193,12 +192,12 @@ def _meta(computed: Computed) -> ResultsMeta:
 
 
 class _ExperimentEndpoint:
-    def __init__(self, source: ResultsSource, limits: PlanLimits | None) -> None:
+    def __init__(self, services: Services, source: ResultsSource) -> None:
+        self.services = services
         self.source = source
-        self.limits = limits
 
-    async def computed(self, scope: dict[str, Any]) -> tuple[ExperimentRecord, Computed]:
-        workspace_id = (await authenticate(self.source.store_path, scope, self.limits)).workspace_id
+    async def computed(self, scope: Scope) -> tuple[ExperimentRecord, Computed]:
+        workspace_id = (await authenticate(self.services, scope)).workspace_id
         experiment_id = scope["path_params"]["experiment_id"]
 
         def load() -> tuple[ExperimentRecord, Computed]:
@@ -211,13 +210,11 @@ class _ExperimentEndpoint:
 class ExperimentResultsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/results``."""
 
-    def __init__(
-        self, source: ResultsSource, links: ReportLinks, limits: PlanLimits | None
-    ) -> None:
-        super().__init__(source, limits)
+    def __init__(self, services: Services, source: ResultsSource, links: ReportLinks) -> None:
+        super().__init__(services, source)
         self.links = links
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def __call__(self, scope: Scope, receive: Receive) -> Reply:
         experiment, computed = await self.computed(scope)
         results = computed.results
         view = clawsplit_view(results)
@@ -235,27 +232,27 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
 class ExperimentMetricsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/metrics``."""
 
-    async def __call__(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def __call__(self, scope: Scope, receive: Receive) -> Reply:
         _, computed = await self.computed(scope)
         answer = _MetricsAnswer(crewkit_metrics_view(computed.results), _meta(computed))
         return Reply(200, msgspec.json.encode(answer))
 
 
-def routes(source: ResultsSource, links: ReportLinks, limits: PlanLimits | None) -> list[Route]:
-    """The ``/results`` and ``/metrics`` routes of an experiment; ``limits`` are the
-    plans' rate limits and metered plans (None: none)."""
+def routes(services: Services, source: ResultsSource, links: ReportLinks) -> list[Route]:
+    """The ``/results`` and ``/metrics`` routes of an experiment, over the worker's
+    ``services``, its results ``source`` and its report ``links``."""
     one = "/v1/experiments/{experiment_id}"
     # An id that cannot be one is a 400; ClickHouse unavailable or too slow, a 503.
     errors = (400, 404, 503)
     results = ApiOperation(
-        handler=ExperimentResultsEndpoint(source, links, limits),
+        handler=ExperimentResultsEndpoint(services, source, links),
         summary="An experiment's results: per variant, Bayesian and frequentist, with SRM",
         data=ResultsData,
         meta=ResultsMeta,
         errors=errors,
     )
     metrics = ApiOperation(
-        handler=ExperimentMetricsEndpoint(source, limits),
+        handler=ExperimentMetricsEndpoint(services, source),
         summary="crewkit's metrics of an experiment: control and variant arms, significance",
         data=CrewkitMetrics,
         meta=ResultsMeta,

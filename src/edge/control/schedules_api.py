@@ -7,12 +7,11 @@ metered plan. Another workspace's schedule is the same 404 as an unknown id.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from edge.control.api import (
     ApiOperation,
@@ -29,9 +28,9 @@ from edge.control.api import (
     read_json,
 )
 from edge.control.idea_records import MAX_IDEAS_PER_RUN, OutputType
-from edge.control.plans import PlanLimits
 from edge.control.schedule_records import MAX_TARGET_PAGES, Frequency, Schedule, ScheduleSettings
 from edge.control.schedules import create_schedule, delete_schedule, get_schedule, update_schedule
+from edge.control.services import Services
 from edge.errors import InvalidRequest
 
 __all__ = [
@@ -88,26 +87,25 @@ _update_decoder = msgspec.json.Decoder(UpdateSchedule)
 
 
 class SchedulesApi:
-    """The handlers of ``/v1/schedules``, over one store file."""
+    """The handlers of ``/v1/schedules``, over the worker's services."""
 
-    def __init__(self, store_path: Path, limits: PlanLimits | None) -> None:
-        self.store_path = store_path
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    async def list_schedules(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def list_schedules(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/schedules``: newest first."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         page = page_params(scope)
         site_id = query_params(scope).get("site_id") or None
         items, total = await in_store(
-            self.store_path,
+            self.services,
             lambda store: store.list_schedules(auth.workspace_id, site_id, page.limit, page.offset),
         )
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
-    async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def create(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/schedules``: 201 with the schedule and its ``next_run_at``."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _create_decoder, "schedule")
         site_id = body.site_id
         if site_id is None:
@@ -120,7 +118,7 @@ class SchedulesApi:
         )
         now = datetime.now(UTC)
         schedule = await in_transaction(
-            self.store_path,
+            self.services,
             auth,
             lambda store: create_schedule(
                 store, auth.workspace_id, auth.key_id, site_id, settings, now
@@ -128,18 +126,18 @@ class SchedulesApi:
         )
         return ok(schedule, Meta(auth.workspace_id), status=201)
 
-    async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def get(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/schedules/{schedule_id}``."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         schedule_id = scope["path_params"]["schedule_id"]
         schedule = await in_store(
-            self.store_path, lambda store: get_schedule(store, auth.workspace_id, schedule_id)
+            self.services, lambda store: get_schedule(store, auth.workspace_id, schedule_id)
         )
         return ok(schedule, Meta(auth.workspace_id))
 
-    async def update(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def update(self, scope: Scope, receive: Receive) -> Reply:
         """``PATCH /v1/schedules/{schedule_id}``: the schedule after."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         schedule_id = scope["path_params"]["schedule_id"]
         body = await read_json(scope, receive, _update_decoder, "schedule update")
         changes = {
@@ -147,7 +145,7 @@ class SchedulesApi:
         }
         now = datetime.now(UTC)
         schedule = await in_transaction(
-            self.store_path,
+            self.services,
             auth,
             lambda store: update_schedule(
                 store, auth.workspace_id, auth.key_id, schedule_id, changes, now
@@ -155,22 +153,21 @@ class SchedulesApi:
         )
         return ok(schedule, Meta(auth.workspace_id))
 
-    async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def delete(self, scope: Scope, receive: Receive) -> Reply:
         """``DELETE /v1/schedules/{schedule_id}``."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         schedule_id = scope["path_params"]["schedule_id"]
         await in_transaction(
-            self.store_path,
+            self.services,
             auth,
             lambda store: delete_schedule(store, auth.workspace_id, auth.key_id, schedule_id),
         )
         return ok(DeletedSchedule(schedule_id, True), Meta(auth.workspace_id))
 
 
-def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
-    """The routes of ``/v1/schedules``; ``limits`` are the plans' rate limits (None:
-    none)."""
-    api = SchedulesApi(store_path, limits)
+def routes(services: Services) -> list[Route]:
+    """The routes of ``/v1/schedules``."""
+    api = SchedulesApi(services)
     listing = ApiOperation(
         handler=api.list_schedules,
         summary="List the workspace's idea-generation schedules, newest first",

@@ -7,18 +7,17 @@ includes its snippet tag and install instructions. Another workspace's site is t
 404 as an unknown id.
 
 Plan site limits (`edge.control.plans`; reference: Starter 1, Pro 10, Enterprise 25) apply
-only when the app passes a limits table to `routes`; a self-hosted install is unlimited by
-default.
+only when the services the app passes to `routes` hold a limits table; a self-hosted
+install is unlimited by default.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from edge.config import ANTI_FLICKER_MS, MAX_ANTI_FLICKER_MS
 from edge.control import audit
@@ -39,11 +38,10 @@ from edge.control.api import (
     read_json,
 )
 from edge.control.fetch_pool import shared_pool
-from edge.control.plans import PlanLimits
 from edge.control.records import SiteRecord
+from edge.control.services import Services
 from edge.control.store import Store, normalize_site_url
 from edge.errors import DetailedConflict, NotFound, PlanLimitReached
-from edge.outbound import OutboundGuard
 
 __all__ = [
     "CreateSite",
@@ -177,22 +175,18 @@ def _created(origin: str, site: SiteRecord, reused: bool) -> CreatedSite:
 
 
 class SitesApi:
-    """The handlers of ``/v1/sites``, over one store file and the plans' limits (None:
-    no limits)."""
+    """The handlers of ``/v1/sites``, over the worker's services and their plans' limits
+    (None: no limits)."""
 
-    def __init__(
-        self, store_path: Path, guard: OutboundGuard, limits: PlanLimits | None = None
-    ) -> None:
-        self.store_path = store_path
-        self.guard = guard
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    async def list_sites(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def list_sites(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/sites``: the workspace's sites, newest first, a page at a time."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         page = page_params(scope)
         sites, total = await paid_read(
-            self.store_path,
+            self.services,
             auth,
             "list_sites",
             lambda store: store.list_sites(auth.workspace_id, page.limit, page.offset),
@@ -200,26 +194,28 @@ class SitesApi:
         meta = Meta(auth.workspace_id, limit=page.limit, offset=page.offset, total=total)
         return ok([_site_out(site) for site in sites], meta)
 
-    async def get(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def get(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/sites/{site_id}``."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         site_id = scope["path_params"]["site_id"]
         site = await in_store(
-            self.store_path, lambda store: require_site(store, auth.workspace_id, site_id)
+            self.services, lambda store: require_site(store, auth.workspace_id, site_id)
         )
         return ok(_site_out(site), Meta(auth.workspace_id))
 
-    async def create(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def create(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/sites``: 201 with the new site, or 200 with the existing one when
         ``reuse_if_exists`` is set and the domain is registered already."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _create_decoder, "site")
         # The site's pages are fetched later (intelligence, ideas, loops): refuse now a
         # URL on the server's own network. Outside the transaction: it may ask DNS.
         site_url, domain = normalize_site_url(body.url)
-        await shared_pool().run(auth.workspace_id, lambda: self.guard.check_url(site_url, "url"))
+        await shared_pool().run(
+            auth.workspace_id, lambda: self.services.guard.check_url(site_url, "url")
+        )
         site, reused = await in_transaction(
-            self.store_path,
+            self.services,
             auth,
             lambda store: self._register(store, auth, body, domain),
             "create_site",
@@ -257,10 +253,11 @@ class SitesApi:
         return site, False
 
     def _check_limit(self, store: Store, workspace_id: str) -> None:
-        if self.limits is None:
+        limits = self.services.limits
+        if limits is None:
             return
         plan = store.get_workspace(workspace_id).plan
-        limit = self.limits.sites.get(plan)
+        limit = limits.sites.get(plan)
         if limit is None:
             return
         count = store.count_sites(workspace_id)
@@ -271,11 +268,11 @@ class SitesApi:
             )
 
 
-def routes(store_path: Path, guard: OutboundGuard, limits: PlanLimits | None = None) -> list[Route]:
-    """The routes of ``/v1/sites``; site URLs must be addresses ``guard`` allows;
-    ``limits`` are the plans' limits: rate, metering and sites per workspace (None:
+def routes(services: Services) -> list[Route]:
+    """The routes of ``/v1/sites``; site URLs must be addresses the services' guard
+    allows; their limits are the plans': rate, metering and sites per workspace (None:
     none)."""
-    api = SitesApi(store_path, guard, limits)
+    api = SitesApi(services)
     listing = ApiOperation(
         handler=api.list_sites,
         summary="List the workspace's sites, newest first",

@@ -12,12 +12,11 @@ path of ``POST /v1/experiments``.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from edge.authoring.author import Author
 from edge.authoring.drafts import NeedsClarification, VariantDraft, VariantRequest
@@ -34,8 +33,8 @@ from edge.control.api import (
 )
 from edge.control.authoring_calls import authored_for_site
 from edge.control.experiment_input import http_url
-from edge.control.plans import PlanLimits
 from edge.control.records import SiteRecord
+from edge.control.services import Services
 from edge.errors import InvalidRequest
 
 __all__ = [
@@ -96,7 +95,7 @@ def check_prompt(prompt: str | None) -> str:
 
 
 async def draft_variant(
-    store_path: Path,
+    services: Services,
     auth: Auth,
     author: Author,
     site_id: str,
@@ -110,7 +109,7 @@ async def draft_variant(
     ``extra``; the caller debits. ``prompt`` is checked (`check_prompt`) already."""
     target = None if target_url is None else http_url(target_url, "target_url")
     return await authored_for_site(
-        store_path,
+        services,
         auth,
         site_id,
         tool,
@@ -120,16 +119,14 @@ async def draft_variant(
 
 
 class VariantsApi:
-    """The handler of ``POST /v1/variants/generate``, over one store file and an author."""
+    """The handler of ``POST /v1/variants/generate``, over the worker's services."""
 
-    def __init__(self, store_path: Path, author: Author, limits: PlanLimits | None) -> None:
-        self.store_path = store_path
-        self.author = author
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    async def generate(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def generate(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/variants/generate``: the `VariantDraft`, or ``needs_clarification``."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _generate_decoder, "generate request")
         if body.site_id is None:
             raise InvalidRequest(
@@ -138,19 +135,18 @@ class VariantsApi:
             )
         prompt = check_prompt(body.prompt)
         _, answer = await draft_variant(
-            self.store_path, auth, self.author, body.site_id, prompt, body.target_url
+            self.services, auth, self.services.author, body.site_id, prompt, body.target_url
         )
         if auth.metered:
-            await in_transaction(self.store_path, auth, lambda store: None, "generate_variant")
+            await in_transaction(self.services, auth, lambda store: None, "generate_variant")
         if isinstance(answer, NeedsClarification):
             return ok(Clarification(answer), Meta(auth.workspace_id))
         return ok(answer, Meta(auth.workspace_id))
 
 
-def routes(store_path: Path, author: Author, limits: PlanLimits | None = None) -> list[Route]:
-    """The route ``POST /v1/variants/generate``; ``limits`` are the plans' rate limits
-    and metered plans (None: none)."""
-    api = VariantsApi(store_path, author, limits)
+def routes(services: Services) -> list[Route]:
+    """The route ``POST /v1/variants/generate``."""
+    api = VariantsApi(services)
     generate = ApiOperation(
         handler=api.generate,
         summary="Author a variant from a plain-English prompt",

@@ -19,13 +19,12 @@ import ipaddress
 import secrets
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from edge.control import audit
 from edge.control.api import (
@@ -42,12 +41,11 @@ from edge.control.api import (
     read_json,
 )
 from edge.control.fetch_pool import shared_pool
-from edge.control.plans import PlanLimits
 from edge.control.secret_box import SecretBox
+from edge.control.services import Services
 from edge.control.store import Store
 from edge.control.store.webhooks import EVENTS, Delivery, EventName, Webhook
 from edge.errors import InvalidRequest, NotFound
-from edge.outbound import OutboundGuard
 
 __all__ = [
     "EVENTS",
@@ -191,28 +189,25 @@ def _deliveries(
 
 
 class _Endpoints:
-    def __init__(
-        self, store_path: Path, guard: OutboundGuard, dev: bool, limits: PlanLimits | None
-    ) -> None:
-        self.store_path = store_path
-        self.guard = guard
-        self.dev = dev
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    async def index(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        auth = await authenticate(self.store_path, scope, self.limits)
+    async def index(self, scope: Scope, receive: Receive) -> Reply:
+        auth = await authenticate(self.services, scope)
         page = page_params(scope)
         items, total = await in_store(
-            self.store_path,
+            self.services,
             lambda store: store.list_webhooks(auth.workspace_id, page.limit, page.offset),
         )
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
-    async def register(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        auth = await authenticate(self.store_path, scope, self.limits)
+    async def register(self, scope: Scope, receive: Receive) -> Reply:
+        auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _new_webhook, "webhook")
-        url = _check_url(body.url, self.dev)
-        await shared_pool().run(auth.workspace_id, lambda: self.guard.check_url(url, "url"))
+        url = _check_url(body.url, self.services.settings.dev)
+        await shared_pool().run(
+            auth.workspace_id, lambda: self.services.guard.check_url(url, "url")
+        )
         events = list(dict.fromkeys(body.events))  # each once, in the order given
 
         def register(store: Store) -> RegisteredWebhook:
@@ -223,11 +218,11 @@ class _Endpoints:
             )  # fmt: skip
             return created
 
-        created = await in_transaction(self.store_path, auth, register)
+        created = await in_transaction(self.services, auth, register)
         return ok(created, Meta(auth.workspace_id), status=201)
 
-    async def delete(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        auth = await authenticate(self.store_path, scope, self.limits)
+    async def delete(self, scope: Scope, receive: Receive) -> Reply:
+        auth = await authenticate(self.services, scope)
         webhook_id = scope["path_params"]["webhook_id"]
 
         def delete(store: Store) -> None:
@@ -236,30 +231,23 @@ class _Endpoints:
                     store, auth.workspace_id, auth.key_id, "webhook.delete", "webhook", webhook_id
                 )
 
-        await in_transaction(self.store_path, auth, delete)
+        await in_transaction(self.services, auth, delete)
         return ok(DeletedWebhook(True), Meta(auth.workspace_id))
 
-    async def deliveries(self, scope: dict[str, Any], receive: Receive) -> Reply:
-        auth = await authenticate(self.store_path, scope, self.limits)
+    async def deliveries(self, scope: Scope, receive: Receive) -> Reply:
+        auth = await authenticate(self.services, scope)
         webhook_id = scope["path_params"]["webhook_id"]
         page = page_params(scope)
         items, total = await in_store(
-            self.store_path, lambda store: _deliveries(store, auth.workspace_id, webhook_id, page)
+            self.services, lambda store: _deliveries(store, auth.workspace_id, webhook_id, page)
         )
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
 
-def routes(
-    store_path: Path,
-    guard: OutboundGuard,
-    *,
-    dev: bool = False,
-    limits: PlanLimits | None = None,
-) -> list[Route]:
-    """The ``/v1/webhooks`` routes; endpoints must be addresses ``guard`` allows; ``dev``
-    admits http:// endpoints on loopback hosts; ``limits`` are the plans' rate limits and
-    metered plans (None: none)."""
-    endpoints = _Endpoints(store_path, guard, dev, limits)
+def routes(services: Services) -> list[Route]:
+    """The ``/v1/webhooks`` routes; endpoints must be addresses the services' guard
+    allows; ``--dev`` admits http:// endpoints on loopback hosts."""
+    endpoints = _Endpoints(services)
     index = ApiOperation(
         handler=endpoints.index,
         summary="List the workspace's active webhook endpoints",

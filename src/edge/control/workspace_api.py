@@ -9,12 +9,11 @@ are free: reading what was charged must not cost anything.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from edge.control import credits
 from edge.control.api import (
@@ -29,7 +28,7 @@ from edge.control.api import (
     page_params,
     query_params,
 )
-from edge.control.plans import PlanLimits
+from edge.control.services import Services
 from edge.control.store import Store
 from edge.control.store.audit import AuditEntry
 from edge.control.store.credits import LedgerEntry
@@ -62,39 +61,38 @@ class AuditFilter(Page, frozen=True):
 class WorkspaceApi:
     """The handlers of ``/v1/credits`` and ``/v1/audit``."""
 
-    def __init__(self, store_path: Path, limits: PlanLimits | None = None) -> None:
-        self.store_path = store_path
-        self.limits = limits
+    def __init__(self, services: Services) -> None:
+        self.services = services
 
-    async def credits(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def credits(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/credits``."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
 
         def read(store: Store) -> CreditsOut:
             plan = store.get_workspace(auth.workspace_id).plan
             balance = store.credit_balance(auth.workspace_id)
             return CreditsOut(plan, auth.metered, balance, credits.TOOL_COSTS)
 
-        return ok(await in_store(self.store_path, read), Meta(auth.workspace_id))
+        return ok(await in_store(self.services, read), Meta(auth.workspace_id))
 
-    async def ledger(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def ledger(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/credits/ledger``: a page of debits and grants, newest first."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         page = page_params(scope)
         items, total = await in_store(
-            self.store_path,
+            self.services,
             lambda store: store.credit_ledger(auth.workspace_id, page.limit, page.offset),
         )
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
-    async def audit(self, scope: dict[str, Any], receive: Receive) -> Reply:
+    async def audit(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/audit``: a page of the trail, newest first; ``target_id`` and
         ``action`` (e.g. ``experiment.launch``) narrow it."""
-        auth = await authenticate(self.store_path, scope, self.limits)
+        auth = await authenticate(self.services, scope)
         page = page_params(scope)
         params = query_params(scope)
         items, total = await in_store(
-            self.store_path,
+            self.services,
             lambda store: store.audit_entries(
                 auth.workspace_id,
                 page.limit,
@@ -106,10 +104,9 @@ class WorkspaceApi:
         return ok(items, Meta(auth.workspace_id, page.limit, page.offset, total))
 
 
-def routes(store_path: Path, limits: PlanLimits | None = None) -> list[Route]:
-    """The routes of ``/v1/credits`` and ``/v1/audit``; ``limits`` are the plans' rate
-    limits and metered plans (None: none)."""
-    api = WorkspaceApi(store_path, limits)
+def routes(services: Services) -> list[Route]:
+    """The routes of ``/v1/credits`` and ``/v1/audit``."""
+    api = WorkspaceApi(services)
     credits_ = ApiOperation(
         handler=api.credits,
         summary="The workspace's plan, credit balance and the price of each tool",

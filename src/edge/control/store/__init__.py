@@ -2,10 +2,10 @@
 
 `Store` is a connection (`edge.control.store.connection`) with the queries of every
 aggregate mixed in, one module each: workspaces, API keys, sites, experiments, rate
-windows, loops, schedules, ideas, webhooks, credits, audit and edge tokens. A caller opens one per thread and calls typed methods that take and
-return `edge.control.records`'s Structs. What the edge serves is read through
-`edge.control.snapshot.load_snapshot`; the schema's triggers (`edge.control.store.schema`)
-bump the config version on every change that affects it.
+windows, loops, schedules, ideas, webhooks, credits, audit and edge tokens. A caller
+opens one per thread and calls typed methods that take and return Structs. What the
+edge serves is read through `edge.control.snapshot.load_snapshot`; the schema's triggers
+(`edge.control.store.schema`) bump the config version on every change that affects it.
 """
 
 from __future__ import annotations
