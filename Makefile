@@ -46,7 +46,7 @@ test: $(TOOLS) lint typecheck imports snippet-test
 	$(BIN)/pytest
 
 check: $(TOOLS) lint typecheck imports snippet-test
-	$(BIN)/pytest -m "not ($(SLOW))"
+	$(BIN)/pytest -n auto -m "not ($(SLOW))"
 
 snippet: snippet/node_modules/.installed
 	cd snippet && npm run build

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from edge.metrics import WorkerMetrics, route_group
 from tests.support import running_server, seed_store, web_events
@@ -83,6 +84,7 @@ def test_no_config_and_no_flusher_yet_leave_their_families_out(tmp_path: Path) -
     assert "splitedge_clickhouse_up" not in text
 
 
+@pytest.mark.server
 def test_every_worker_is_counted_whichever_answers(tmp_path: Path) -> None:
     data = tmp_path / "data"
     seed = seed_store(data / "splitedge.sqlite3")
