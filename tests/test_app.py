@@ -94,6 +94,7 @@ def test_demo_page_loads_its_own_snippet(edge_server: Served) -> None:
     head = page.text.split("</head>")[0]
     src = head.split('<script src="')[1].split('"')[0]
     assert page.text.index(src) < page.text.index("<meta")  # first in <head>
+    assert page.text.count('<a href="/demo?sk_preview=') == 2  # a preview link per variant
     snippet = httpx.get(server.base_url + src)
     assert snippet.status_code == 200 and b'"url_pattern":"/demo"' in snippet.content
 

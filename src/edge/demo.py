@@ -6,14 +6,13 @@ so a newcomer can watch an experiment split traffic in their own browser.
 
 from __future__ import annotations
 
-import html
-
 from starlette.types import Receive, Scope, Send
 
 from edge.config import MutationConfig
 from edge.control.records import NewExperiment, NewGoal, NewVariant
 from edge.control.snapshot import DEMO_SITE_META_KEY
 from edge.control.store import Store
+from edge.control.templating import render
 from edge.http import JSON_HEADERS, error_body, send_response
 from edge.kv import KVHolder
 
@@ -68,50 +67,6 @@ def _create_demo_site(store: Store, workspace_id: str, base_url: str) -> str:
     return site.public_key
 
 
-_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<script src="/s/{key}.js"></script>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>splitedge demo</title>
-<style>
-body {{ font: 18px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 3rem auto;
-       padding: 0 1rem; }}
-.cta {{ display: inline-block; padding: .7em 1.4em; border-radius: .4em; background: #ddd;
-        color: #222; text-decoration: none; }}
-#assignment {{ margin-top: 2rem; padding: 1rem; background: #f4f4f8; border-radius: .4em; }}
-</style>
-</head>
-<body>
-<h1 id="headline">A/B testing for your site</h1>
-<p>This page runs a real experiment from the snippet in its <code>&lt;head&gt;</code>:
-half of the visitors see variant B, which rewrites the headline and the button before
-the page is painted.</p>
-<p><a class="cta" href="#">Get started</a></p>
-<div id="assignment">
-<p id="who">No assignment: is the snippet loading?</p>
-<p>Preview a variant without being counted: {previews}</p>
-<p><button id="again">Be a new visitor</button></p>
-</div>
-<script>
-(function () {{
-  var a = (window.__sk && window.__sk.a) || [];
-  var who = document.getElementById('who');
-  if (a.length) {{
-    who.textContent = 'You are in ' + (a[0].ic ? 'the control' : 'variant B') +
-      ' (visitor ' + window.__sk.v + ', variant ' + a[0].vid + ').';
-  }}
-  document.getElementById('again').onclick = function () {{
-    try {{ localStorage.removeItem('sk_v'); }} catch (e) {{}}
-    document.cookie = 'sk_v=; path=/; max-age=0';
-    location.replace(location.pathname);
-  }};
-}})();
-</script>
-</body>
-</html>
-"""
 
 
 class DemoPage:
@@ -128,11 +83,11 @@ class DemoPage:
             body = error_body("not_found", "this install has no demo site")
             await send_response(send, 404, JSON_HEADERS, body)
             return
-        previews = " · ".join(
-            f'<a href="{DEMO_PATH}?sk_preview={html.escape(v.id)}">{html.escape(v.name)}</a>'
-            for e in bundle.site.experiments
-            for v in e.variants
+        page = render(
+            "demo.html",
+            key=bundle.site.public_key,
+            demo_path=DEMO_PATH,
+            variants=[v for e in bundle.site.experiments for v in e.variants],
         )
-        page = _PAGE.format(key=html.escape(bundle.site.public_key), previews=previews)
         headers = [(b"content-type", b"text/html; charset=utf-8"), (b"cache-control", b"no-store")]
         await send_response(send, 200, headers, page.encode())

@@ -1,4 +1,4 @@
-"""The Jinja environment of the control plane's HTML pages (results report, API docs).
+"""The Jinja environment of the server's HTML pages (results report, API docs, demo).
 
 Templates live in ``edge/control/templates`` (package data, so they ship in the wheel)
 and are autoescaped: every value a template prints is HTML-escaped unless it is marked
