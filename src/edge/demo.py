@@ -67,8 +67,6 @@ def _create_demo_site(store: Store, workspace_id: str, base_url: str) -> str:
     return site.public_key
 
 
-
-
 class DemoPage:
     """``GET /demo``: the demo site's page, or 404 when this install has none."""
 
