@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 import msgspec
@@ -41,6 +41,7 @@ __all__ = [
     "QueryRunner",
     "TimelinePoint",
     "VariantSpec",
+    "Verdict",
     "aggregate",
     "fetch_aggregates",
     "fetch_timeline",
@@ -77,11 +78,23 @@ class GoalSpec(msgspec.Struct, frozen=True):
     type: str
 
 
+class Verdict(msgspec.Struct, frozen=True):
+    """An ended experiment's decision as it was taken (the control plane keeps it): the
+    status, the winner or the guardrail arm (variant ids), and the guardrail's reason."""
+
+    status: Literal["significant", "no_winner", "guardrail"]
+    winner_id: str | None = None
+    guardrail_id: str | None = None
+    reason: str | None = None
+
+
 class ExperimentSpec(msgspec.Struct, frozen=True):
     """What the results need to know of an experiment (built by the control plane from its
     store). Variants and goals are in position order; the first goal is the primary one.
     ``sample_size`` is per arm; ``primary_metric`` names an agent metric
-    (`analytics.results.AGENT_METRICS`) and is ignored for web experiments."""
+    (`analytics.results.AGENT_METRICS`) and is ignored for web experiments. An ended
+    experiment has the ``window`` it ran in (only its events count) and, once taken, its
+    ``verdict``; its variants then carry the weights it ran with."""
 
     id: str
     workspace_id: str
@@ -93,6 +106,8 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
     confidence: float | None = None
     primary_metric: str | None = None
     max_cost_increase: float | None = None
+    window: tuple[datetime, datetime] | None = None
+    verdict: Verdict | None = None
 
 
 # --- the query -------------------------------------------------------------------------
@@ -101,6 +116,12 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
 # aggregate per unit first (first exposure, goals converted, per-unit sums), then per arm,
 # all inside ClickHouse: one round trip returns a few rows per variant.
 _SCOPE = "experiment_id = {exp:String} AND workspace_id = {ws:String}"
+# An ended experiment's window, added to the scope: what arrives after the end (a
+# deployed winner's traffic) is not the experiment's. received_at is in milliseconds.
+_WINDOW = (
+    " AND received_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
+    " AND received_at <= fromUnixTimestamp64Milli({until:Int64}, 'UTC')"
+)
 
 # Two ranges of the key, one per side of a join on unit_id. Left, "exposed": every exposed
 # unit with the variant of its first exposure. Right, "converted": every unit with goal
@@ -266,9 +287,22 @@ def aggregate(kind: Literal["web", "agent"], table: pa.Table) -> list[ArmAggrega
     return arms
 
 
+def _scoped(sql: str, spec: ExperimentSpec) -> tuple[str, dict[str, Any]]:
+    """The query and its parameters for this experiment: within its window, if it has one."""
+    parameters: dict[str, Any] = {"exp": spec.id, "ws": spec.workspace_id}
+    if spec.window is None:
+        return sql, parameters
+    since, until = spec.window
+    parameters |= {
+        "since": math.floor(since.timestamp() * 1000),
+        "until": math.floor(until.timestamp() * 1000),
+    }
+    return sql.replace(_SCOPE, _SCOPE + _WINDOW), parameters
+
+
 def fetch_aggregates(run: QueryRunner, spec: ExperimentSpec) -> list[ArmAggregates]:
     """Run the experiment's aggregate query (one round trip)."""
-    table = run(results_query(spec.kind), {"exp": spec.id, "ws": spec.workspace_id})
+    table = run(*_scoped(results_query(spec.kind), spec))
     return aggregate(spec.kind, table)
 
 
@@ -331,8 +365,8 @@ class TimelinePoint(msgspec.Struct, frozen=True):
 
 def fetch_timeline(run: QueryRunner, spec: ExperimentSpec) -> list[TimelinePoint]:
     """The experiment's daily entries and conversions, by day then variant id."""
-    parameters = {"exp": spec.id, "ws": spec.workspace_id}
+    sql, parameters = _scoped(timeline_query(spec.kind), spec)
     if spec.kind == "web":
         parameters["goal"] = spec.goals[0].id if spec.goals else ""
-    table = run(timeline_query(spec.kind), parameters)
+    table = run(sql, parameters)
     return [TimelinePoint(**row) for row in _rows(table)]

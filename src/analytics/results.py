@@ -24,10 +24,12 @@ from analytics.aggregates import (
     GoalAggregates,
     MetricSummary,
     QueryRunner,
+    Verdict,
     fetch_aggregates,
 )
 from analytics.decision_rules import (
     POWER,
+    Decision,
     DecisionRules,
     Statistics,
     Status,
@@ -347,6 +349,8 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
     srm = sample_ratio(spec, units, warnings)
     srm_flagged = srm is not None and srm.flagged
     decision = decide(spec, units, control, rules, stats, _costs(spec, arms), srm_flagged, warnings)
+    if spec.verdict is not None:
+        decision = _kept(spec, spec.verdict, warnings)
     status, winner, guardrail = decision.status, decision.winner, decision.guardrail
     needed = samples_needed(
         primary.is_rate, units, control, rules.min_units_per_arm, stats, rules.alpha
@@ -420,6 +424,24 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
         rules=rules,
         warnings=tuple(warnings),
         guardrail_reason=decision.reason,
+    )
+
+
+def _kept(spec: ExperimentSpec, verdict: Verdict, warnings: list[str]) -> Decision:
+    """The decision an ended experiment was taken with. Deciding again at the end could
+    differ: a guardrail stops at an early look, which the end-of-run rules do not take."""
+    ids = [v.id for v in spec.variants]
+
+    def index(variant_id: str | None) -> int | None:
+        return ids.index(variant_id) if variant_id in ids else None
+
+    if verdict.status == "guardrail" and verdict.reason:
+        warnings.append(f"stopped by its guardrail: {verdict.reason}")
+    return Decision(
+        verdict.status,
+        winner=index(verdict.winner_id),
+        guardrail=index(verdict.guardrail_id),
+        reason=verdict.reason,
     )
 
 

@@ -33,7 +33,7 @@ from analytics.results import ExperimentResults
 from edge.control import audit
 from edge.control.lifecycle import event_payload
 from edge.control.records import ExperimentRecord
-from edge.control.results_api import ResultsSource
+from edge.control.results_api import ResultsSource, keep_verdict
 from edge.control.store import Store
 from edge.control.webhooks import enqueue_event
 from edge.periodic import PeriodicPass
@@ -123,6 +123,9 @@ def _conclude(
         if current is None or current.status != "running":
             return False
         store.set_experiment_status(record.id, "completed")
+        # The decision taken now stays the experiment's (results recomputed at the end
+        # could not see an early guardrail stop).
+        keep_verdict(store, record.id, results)
         done = store.experiment_record(record.id, record.workspace_id)
         assert done is not None  # completed in this transaction
         for event in conclusion.events:

@@ -16,6 +16,7 @@ __all__ = [
     "ApiKeyRecord",
     "ExperimentRecord",
     "ExperimentStatus",
+    "ExperimentVerdict",
     "Goal",
     "IssuedKey",
     "NewExperiment",
@@ -25,16 +26,30 @@ __all__ = [
     "SiteRecord",
     "Variant",
     "VariantRecord",
+    "VerdictStatus",
     "Workspace",
     "utc_now",
 ]
 
 ExperimentStatus = Literal["draft", "running", "paused", "completed", "archived"]
+VerdictStatus = Literal["significant", "no_winner", "guardrail"]
 
 
 def utc_now() -> str:
     """The store's timestamp format: ISO 8601 in UTC."""
     return datetime.now(UTC).isoformat()
+
+
+class ExperimentVerdict(msgspec.Struct, frozen=True):
+    """What an ended experiment keeps: the weights (basis points by variant id) in force
+    while it ran, and its decision once taken: ``status`` (None until then), the winner or
+    the guardrail arm (variant ids) and the guardrail's reason."""
+
+    weights: dict[str, int]
+    status: VerdictStatus | None = None
+    winner_variant_id: str | None = None
+    guardrail_variant_id: str | None = None
+    reason: str | None = None
 
 
 class Workspace(msgspec.Struct, frozen=True):

@@ -30,6 +30,7 @@ from analytics.aggregates import (
     QueryRunner,
     TimelinePoint,
     VariantSpec,
+    Verdict,
     fetch_aggregates,
     fetch_timeline,
 )
@@ -42,7 +43,7 @@ from analytics.result_views import (
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
 from edge.control.api import ApiOperation, Reply, api_route, authenticate, base_url
-from edge.control.records import ExperimentRecord
+from edge.control.records import ExperimentRecord, ExperimentVerdict
 from edge.control.report_links import ReportLinks
 from edge.control.services import Services
 from edge.control.store import Store
@@ -56,12 +57,14 @@ __all__ = [
     "ResultsMeta",
     "ResultsSource",
     "experiment_spec",
+    "keep_verdict",
     "routes",
 ]
 
 # ExperimentRecord ids are UUIDs here; this admits any id a client could reasonably hold and
 # nothing that needs escaping in a URL or a log line.
 _EXPERIMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_ENDED = ("completed", "archived")
 
 
 def _check_id(experiment_id: str) -> None:
@@ -72,21 +75,55 @@ def _check_id(experiment_id: str) -> None:
         )
 
 
-def experiment_spec(experiment: ExperimentRecord) -> ExperimentSpec:
-    """What the results need of a stored experiment."""
+def experiment_spec(
+    experiment: ExperimentRecord, kept: ExperimentVerdict | None = None
+) -> ExperimentSpec:
+    """What the results need of a stored experiment; an ended one's results are those of
+    its run: its events from start to end, the weights it ran with and the decision it
+    ended with, when ``kept``."""
+    weights = kept.weights if kept is not None else {}
+    window = None
+    if experiment.status in _ENDED and experiment.started_at and experiment.ended_at:
+        window = (
+            datetime.fromisoformat(experiment.started_at),
+            datetime.fromisoformat(experiment.ended_at),
+        )
+    verdict = None
+    if kept is not None and kept.status is not None:
+        verdict = Verdict(
+            kept.status, kept.winner_variant_id, kept.guardrail_variant_id, kept.reason
+        )
     return ExperimentSpec(
         id=experiment.id,
         workspace_id=experiment.workspace_id,
         kind=experiment.kind,
         status=experiment.status,
         variants=tuple(
-            VariantSpec(v.id, v.name, v.is_control, v.weight_bps) for v in experiment.variants
+            VariantSpec(v.id, v.name, v.is_control, weights.get(v.id, v.weight_bps))
+            for v in experiment.variants
         ),
         goals=tuple(GoalSpec(g.id, g.name, g.type) for g in experiment.goals),
         sample_size=experiment.sample_size,
         confidence=experiment.confidence,
         primary_metric=experiment.primary_metric,
         max_cost_increase=experiment.max_cost_increase,
+        window=window,
+        verdict=verdict,
+    )
+
+
+def keep_verdict(store: Store, experiment_id: str, results: ExperimentResults) -> None:
+    """Keep the decision of a completed experiment's ``results`` as its verdict, unless it
+    has one already (`Store.record_verdict`)."""
+    status = results.status
+    if status not in ("significant", "no_winner", "guardrail"):
+        status = "no_winner"  # an ended experiment is decided: no winner was declared
+    store.record_verdict(
+        experiment_id,
+        status,
+        results.winner.id if results.winner else None,
+        results.guardrail.id if results.guardrail else None,
+        results.guardrail_reason,
     )
 
 
@@ -126,13 +163,22 @@ class ResultsSource:
         return found
 
     def compute(self, experiment: ExperimentRecord) -> Computed:
-        """Query the aggregates and compute the results."""
-        spec = experiment_spec(experiment)
+        """Query the aggregates and compute the results. An ended experiment's are those
+        of its run; the first results after it completed without the decider are its
+        verdict, kept from then on."""
+        kept = self._kept(experiment)
+        spec = experiment_spec(experiment, kept)
         started = time.perf_counter()
         aggregates = fetch_aggregates(self.run, spec)
         queried = time.perf_counter()
         results = compute_results(spec, aggregates)
         done = time.perf_counter()
+        if kept is not None and kept.status is None:
+            store = Store(self.store_path)
+            try:
+                keep_verdict(store, experiment.id, results)
+            finally:
+                store.close()
         return Computed(
             results=results,
             computed_at=datetime.now(UTC),
@@ -141,8 +187,19 @@ class ResultsSource:
         )
 
     def timeline(self, experiment: ExperimentRecord) -> list[TimelinePoint]:
-        """Daily entries and conversions of the experiment's primary metric."""
+        """Daily entries and conversions of the experiment's primary metric (over its run,
+        once it ended)."""
         return fetch_timeline(self.run, experiment_spec(experiment))
+
+    def _kept(self, experiment: ExperimentRecord) -> ExperimentVerdict | None:
+        """What an ended experiment keeps (None for one that has not ended)."""
+        if experiment.status not in _ENDED:
+            return None
+        store = Store(self.store_path)
+        try:
+            return store.experiment_verdict(experiment.id)
+        finally:
+            store.close()
 
 
 class ResultsMeta(msgspec.Struct, frozen=True):

@@ -12,9 +12,11 @@ from edge.config import MutationConfig
 from edge.control.records import (
     ExperimentRecord,
     ExperimentStatus,
+    ExperimentVerdict,
     Goal,
     NewExperiment,
     VariantRecord,
+    VerdictStatus,
     utc_now,
 )
 from edge.control.store.connection import StoreConnection, new_id
@@ -33,6 +35,8 @@ _EXPERIMENT_RECORD_COLUMNS = (
 _SERVED = "(e.status = 'running' OR (e.status = 'completed' AND e.winner_variant_id IS NOT NULL))"
 _variant_changes = msgspec.json.Decoder(tuple[MutationConfig, ...])
 _variant_config: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
+_weights = msgspec.json.Decoder(dict[str, int])
+_VERDICT_COLUMNS = "weights, status, winner_variant_id, guardrail_variant_id, reason"
 
 
 class ExperimentQueries(StoreConnection):
@@ -84,13 +88,18 @@ class ExperimentQueries(StoreConnection):
 
     def set_experiment_status(self, experiment_id: str, status: ExperimentStatus) -> None:
         """Move an experiment to a status. The lifecycle rules live in the control API;
-        this only records the move and its timestamps."""
+        this only records the move and its timestamps, and on completion the weights the
+        experiment ran with (`experiment_verdict`)."""
         now = utc_now()
+        if status == "completed":
+            self._keep_weights(experiment_id)
         cur = self.conn.execute(
             "UPDATE experiments SET status = ?, updated_at = ?, "
             "started_at = CASE WHEN ? = 'running' THEN COALESCE(started_at, ?) "
             "ELSE started_at END, "
-            "ended_at = CASE WHEN ? = 'completed' THEN ? ELSE ended_at END WHERE id = ?",
+            # A completed experiment promoted later keeps the end of its run.
+            "ended_at = CASE WHEN ? = 'completed' AND status <> 'completed' THEN ? "
+            "ELSE ended_at END WHERE id = ?",
             (status, now, status, now, status, now, experiment_id),
         )
         if cur.rowcount == 0:
@@ -191,6 +200,8 @@ class ExperimentQueries(StoreConnection):
         """Give a variant all the traffic, record it as the winner and complete the
         experiment, in one transaction."""
         with self.transaction() as conn:
+            # The weights it ran with, before the winner takes them all.
+            self._keep_weights(experiment_id)
             conn.execute(
                 "UPDATE variants SET weight_bps = CASE WHEN id = ? THEN 10000 ELSE 0 END "
                 "WHERE experiment_id = ?",
@@ -201,6 +212,47 @@ class ExperimentQueries(StoreConnection):
                 (variant_id, experiment_id),
             )
             self.set_experiment_status(experiment_id, "completed")
+
+    def _keep_weights(self, experiment_id: str) -> None:
+        """Keep the experiment's current weights as those it ran with, unless it already
+        has some (a completed experiment promoted later keeps those of its run)."""
+        self.conn.execute(
+            "INSERT OR IGNORE INTO experiment_verdicts (experiment_id, weights) "
+            "SELECT experiment_id, json_group_object(id, weight_bps) FROM variants "
+            "WHERE experiment_id = ? GROUP BY experiment_id",
+            (experiment_id,),
+        )
+
+    def experiment_verdict(self, experiment_id: str) -> ExperimentVerdict | None:
+        """What an ended experiment keeps: the weights it ran with and its decision, once
+        taken; None for an experiment that never completed (or ended, promoted, before
+        the store kept weights)."""
+        row = self.conn.execute(
+            f"SELECT {_VERDICT_COLUMNS} FROM experiment_verdicts WHERE experiment_id = ?",
+            (experiment_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        weights, *decision = row
+        return ExperimentVerdict(_weights.decode(weights), *decision)
+
+    def record_verdict(
+        self,
+        experiment_id: str,
+        status: VerdictStatus,
+        winner_variant_id: str | None,
+        guardrail_variant_id: str | None,
+        reason: str | None,
+    ) -> None:
+        """Record a completed experiment's decision: its status, the winner or the
+        guardrail arm (variant ids), the guardrail's reason. The first decision stays: a
+        later one, a deploy, a promotion or an archive never changes it."""
+        self.conn.execute(
+            "UPDATE experiment_verdicts SET status = ?, winner_variant_id = ?, "
+            "guardrail_variant_id = ?, reason = ?, decided_at = ? "
+            "WHERE experiment_id = ? AND status IS NULL",
+            (status, winner_variant_id, guardrail_variant_id, reason, utc_now(), experiment_id),
+        )
 
     def _experiment_records(self, where: str, args: Sequence[Any]) -> list[ExperimentRecord]:
         with self.read_snapshot():

@@ -375,7 +375,28 @@ CREATE TABLE edge_tokens (
 CREATE INDEX edge_tokens_prefix ON edge_tokens(prefix);
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9)
+# v10: an ended experiment's verdict (edge.control.store.experiments): the weights in force
+# while it ran, kept when it completes (a promotion then gives the winner all the weight,
+# which the sample-ratio test must not see), and its decision, kept once. Experiments that
+# ended before v10 and were not promoted still have the weights they ran with.
+_V10 = """
+CREATE TABLE experiment_verdicts (
+    experiment_id        TEXT PRIMARY KEY REFERENCES experiments(id) ON DELETE CASCADE,
+    weights              TEXT NOT NULL,
+    status               TEXT CHECK (status IN ('significant', 'no_winner', 'guardrail')),
+    winner_variant_id    TEXT,
+    guardrail_variant_id TEXT,
+    reason               TEXT,
+    decided_at           TEXT
+);
+INSERT INTO experiment_verdicts (experiment_id, weights)
+SELECT e.id, json_group_object(v.id, v.weight_bps)
+FROM experiments e JOIN variants v ON v.experiment_id = e.id
+WHERE e.status IN ('completed', 'archived') AND e.winner_variant_id IS NULL
+GROUP BY e.id;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
 
 
 def insert_sql(table: str, columns: str) -> str:
