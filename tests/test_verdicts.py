@@ -1,12 +1,14 @@
 """Verdicts that stay (issue 21, item 5), through a real server and its embedded ClickHouse:
 a web experiment completed with a clear winner keeps its status, winner and p-value,
 without a sample-ratio warning, through deploy, promote and archive; an agent experiment
-the decider stopped on its cost guardrail keeps the guardrail and its reason in the results."""
+the decider stopped on its cost guardrail keeps the guardrail and its reason in the
+results; and the store keeps the weights an experiment ran with and its first verdict."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,8 @@ import msgspec
 import numpy as np
 import pytest
 
+from edge.control.records import ExperimentVerdict
+from edge.control.store import Store
 from tests.support import (
     Seed,
     Server,
@@ -147,3 +151,24 @@ def test_a_guardrail_stop_keeps_its_reason(env: Env) -> None:
         assert any("beyond the bound of 30%" in w for w in data["warnings"]), data["warnings"]
         archived = call(env, "PATCH", f"/v1/experiments/{experiment['id']}", {"action": "archive"})
         assert archived.status_code == (200 if step == "stopped" else 409)
+
+
+def test_the_store_keeps_the_run_weights_and_the_first_verdict(tmp_path: Path) -> None:
+    seed = seed_store(tmp_path / "store.sqlite3")
+    store = Store(tmp_path / "store.sqlite3")
+    try:
+        experiment, (control, bold) = seed.experiment_id, seed.variant_ids
+        assert store.experiment_verdict(experiment) is None  # still running
+        store.set_experiment_status(experiment, "completed")
+        ended = store.experiment_record(experiment, seed.workspace_id)
+        assert ended is not None
+        store.record_verdict(experiment, "significant", bold, None, None)
+        store.record_verdict(experiment, "no_winner", None, None, None)  # the first stays
+        store.promote_variant(experiment, bold)
+        promoted = store.experiment_record(experiment, seed.workspace_id)
+        assert promoted is not None and promoted.ended_at == ended.ended_at
+        assert store.experiment_verdict(experiment) == ExperimentVerdict(
+            {control: 5000, bold: 5000}, "significant", bold
+        )
+    finally:
+        store.close()
