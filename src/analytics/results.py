@@ -348,9 +348,11 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
     )
     srm = sample_ratio(spec, units, warnings)
     srm_flagged = srm is not None and srm.flagged
-    decision = decide(spec, units, control, rules, stats, _costs(spec, arms), srm_flagged, warnings)
     if spec.verdict is not None:
         decision = _kept(spec, spec.verdict, warnings)
+    else:
+        costs = _costs(spec, arms)
+        decision = decide(spec, units, control, rules, stats, costs, srm_flagged, warnings)
     status, winner, guardrail = decision.status, decision.winner, decision.guardrail
     needed = samples_needed(
         primary.is_rate, units, control, rules.min_units_per_arm, stats, rules.alpha

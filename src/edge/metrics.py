@@ -71,13 +71,11 @@ def route_group(path: str) -> str:
 
 
 def prepare_multiprocess_dir(run_dir: Path) -> Path:
-    """The (new, empty) directory of a server's metric files under its ``run_dir``, which
-    the server empties at every start; set it as ``PROMETHEUS_MULTIPROC_DIR`` for the
-    workers."""
+    """The directory of a server's metric files under its ``run_dir`` (which the server
+    empties at every start, so no dead worker's files are summed); set it as
+    ``PROMETHEUS_MULTIPROC_DIR`` for the workers."""
     path = run_dir / "prometheus"
     path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
     return path
 
 

@@ -68,7 +68,8 @@ class Settings(msgspec.Struct, frozen=True):
 
     @property
     def run_dir(self) -> Path:
-        """Per-process files of the running server (worker counters)."""
+        """Files of the running server, emptied at every start: the workers' metric files
+        (prometheus_client multiprocess mode) and the warehouse gateway's socket."""
         return Path(self.data_dir) / "run"
 
     @property

@@ -166,40 +166,35 @@ class ResultsSource:
         """Query the aggregates and compute the results. An ended experiment's are those
         of its run; the first results after it completed without the decider are its
         verdict, kept from then on."""
-        kept = self._kept(experiment)
-        spec = experiment_spec(experiment, kept)
-        started = time.perf_counter()
-        aggregates = fetch_aggregates(self.run, spec)
-        queried = time.perf_counter()
-        results = compute_results(spec, aggregates)
-        done = time.perf_counter()
-        if kept is not None and kept.status is None:
-            store = Store(self.store_path)
-            try:
-                keep_verdict(store, experiment.id, results)
-            finally:
-                store.close()
-        return Computed(
-            results=results,
-            computed_at=datetime.now(UTC),
-            query_ms=round(1000 * (queried - started), 3),
-            compute_ms=round(1000 * (done - queried), 3),
-        )
+        if experiment.status not in _ENDED:
+            return self._computed(experiment_spec(experiment))
+        store = Store(self.store_path)
+        try:
+            kept = store.experiment_verdict(experiment.id)
+            computed = self._computed(experiment_spec(experiment, kept))
+            if kept is not None and kept.status is None:
+                keep_verdict(store, experiment.id, computed.results)
+            return computed
+        finally:
+            store.close()
 
     def timeline(self, experiment: ExperimentRecord) -> list[TimelinePoint]:
         """Daily entries and conversions of the experiment's primary metric (over its run,
         once it ended)."""
         return fetch_timeline(self.run, experiment_spec(experiment))
 
-    def _kept(self, experiment: ExperimentRecord) -> ExperimentVerdict | None:
-        """What an ended experiment keeps (None for one that has not ended)."""
-        if experiment.status not in _ENDED:
-            return None
-        store = Store(self.store_path)
-        try:
-            return store.experiment_verdict(experiment.id)
-        finally:
-            store.close()
+    def _computed(self, spec: ExperimentSpec) -> Computed:
+        started = time.perf_counter()
+        aggregates = fetch_aggregates(self.run, spec)
+        queried = time.perf_counter()
+        results = compute_results(spec, aggregates)
+        done = time.perf_counter()
+        return Computed(
+            results=results,
+            computed_at=datetime.now(UTC),
+            query_ms=round(1000 * (queried - started), 3),
+            compute_ms=round(1000 * (done - queried), 3),
+        )
 
 
 class ResultsMeta(msgspec.Struct, frozen=True):
