@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from analytics import frequentist
+from analytics import frequentist, sequential
 from analytics.aggregates import ArmAggregates, VariantSpec
 from analytics.results import compute_results, monte_carlo_seed
 from tests.support import BOLD, CONTROL, agent_spec, decide, web_arms, web_spec
@@ -26,13 +26,22 @@ def test_collecting_until_every_arm_has_the_minimum_units() -> None:
 def test_running_while_no_arm_is_significantly_different() -> None:
     results = decide((1000, 100), (1000, 105))
     assert results.status == "running" and results.winner is None and results.guardrail is None
+    assert results.rules.method == "sequential"
     assert results.leader is not None and results.leader.id == "v_b"
     assert results.p_value is not None and results.p_value > 0.05
-    # The observed lift would need many more units to be detected at alpha 0.05, power 0.8.
-    rate_b = 105 / 1000
-    need = frequentist.units_per_arm_for_proportions(rate_b, (0.1 - rate_b) / rate_b, 0.05, 0.8)
-    assert need > 1000
+    # The observed lift would need many more units to be detected by the sequential test
+    # at alpha 0.05, power 0.8: more than a fixed-horizon test would.
+    std_dev = ((0.1 * 0.9 + 0.105 * 0.895) / 2) ** 0.5
+    need = sequential.units_per_arm(std_dev, 0.005, 0.05, 0.8)
     assert [v.samples_needed for v in results.variants] == [need - 1000, need - 1000]
+    fixed = decide((1000, 100), (1000, 105), sample_size=1000)
+    assert fixed.rules.method == "fixed_horizon" and fixed.status == "no_winner"
+    rate_b = 105 / 1000
+    fixed_need = frequentist.units_per_arm_for_proportions(
+        rate_b, (0.1 - rate_b) / rate_b, 0.05, 0.8
+    )
+    assert 1000 < fixed_need < need
+    assert [v.samples_needed for v in fixed.variants] == [fixed_need - 1000] * 2
 
 
 def test_significant_needs_both_the_probability_and_the_p_value() -> None:
@@ -43,11 +52,17 @@ def test_significant_needs_both_the_probability_and_the_p_value() -> None:
     assert results.samples_needed == 0
     assert results.lift == pytest.approx(0.5)
     assert results.lift_interval is not None and results.lift_interval[0] > 0
-    # A stricter confidence on the same data: P = 0.99964 passes 0.9995, p = 0.00072 does not.
-    strict = decide((1000, 100), (1000, 150), confidence=0.9995)
+    # The p-value shown is the one decided on: always valid without a sample size.
+    assert results.p_value == pytest.approx(
+        float(sequential.proportions_p_value(100, 1000, 150, 1000))
+    )
+    # A stricter confidence on the same data at a fixed horizon: P = 0.99964 passes
+    # 0.9995, p = 0.00072 does not.
+    strict = decide((1000, 100), (1000, 150), confidence=0.9995, sample_size=1000)
     assert strict.variants[1].prob_to_win is not None
     assert strict.variants[1].prob_to_win >= 0.9995
-    assert strict.status == "running" and strict.rules.alpha == pytest.approx(0.0005)
+    assert strict.p_value == pytest.approx(frequentist.two_proportion_p_value(100, 1000, 150, 1000))
+    assert strict.status == "no_winner" and strict.rules.alpha == pytest.approx(0.0005)
 
 
 def test_guardrail_names_a_challenger_significantly_worse_than_control() -> None:
@@ -96,8 +111,14 @@ def test_lower_cost_wins_an_agent_experiment_on_avg_cost() -> None:
     assert cheaper.winner is not None and cheaper.winner.id == "v_b"
     assert cheaper.variants[1].value == pytest.approx(0.025)
     assert cheaper.lift == pytest.approx(-1 / 6)
-    welch = frequentist.welch_t_test(0.030, 0.01**2, 600, 0.025, 0.01**2, 600)
-    assert cheaper.p_value == pytest.approx(welch.p_value)
+    pair = (0.030, 0.01**2, 600, 0.025, 0.01**2, 600)
+    assert cheaper.p_value == pytest.approx(float(sequential.means_p_value(*pair)), rel=1e-12)
+    fixed = compute_results(
+        msgspec.structs.replace(spec, sample_size=600),
+        [arm("v_a", 600, 0.030, 0.01), arm("v_b", 600, 0.025, 0.01)],
+    )
+    assert fixed.status == "significant"
+    assert fixed.p_value == pytest.approx(frequentist.welch_t_test(*pair).p_value, rel=1e-12)
     dearer = compute_results(spec, [arm("v_a", 600, 0.025, 0.01), arm("v_b", 600, 0.030, 0.01)])
     assert dearer.status == "guardrail"
     # On the success rate (the default metric), the same arms are indistinguishable.

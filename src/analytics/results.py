@@ -16,7 +16,7 @@ from typing import Literal
 import msgspec
 import xxhash
 
-from analytics import bayes, frequentist
+from analytics import bayes, frequentist, sequential
 from analytics.aggregates import (
     ArmAggregates,
     ExperimentSpec,
@@ -31,9 +31,11 @@ from analytics.decision_rules import (
     POWER,
     Decision,
     DecisionRules,
+    Method,
     Statistics,
     Status,
     decide,
+    method_of,
     sample_ratio,
     samples_needed,
 )
@@ -254,41 +256,57 @@ def _primary(spec: ExperimentSpec, arms: list[ArmAggregates], warnings: list[str
 
 
 def _statistics(
-    primary: _Primary, units: list[int], control: int, seed: int, confidence: float
+    primary: _Primary,
+    units: list[int],
+    control: int,
+    seed: int,
+    confidence: float,
+    *,
+    method: Method,
 ) -> Statistics | None:
-    """The comparisons, once every arm has enough units to compare (1 for a rate, 2 for
-    a mean); None before."""
+    """One metric's comparisons, once every arm has enough units to compare (1 for a
+    rate, 2 for a mean); None before. The p-values are always valid (`analytics.sequential`)
+    and, under the ``fixed_horizon`` method, also those of the fixed-horizon tests, which
+    are then the ones shown."""
     c = control
+    challengers = [i for i in range(len(units)) if i != c]
+    fixed: list[float | None]
     if primary.is_rate:
         if not primary.key or min(units) < 1:
             return None
         conv = primary.conversions
         posterior = bayes.beta_binomial(conv, units, control=c, seed=seed, credibility=confidence)
-        rates = [x / n for x, n in zip(conv, units, strict=True)]
-        p_values: list[float | None] = [
-            None if i == c else frequentist.two_proportion_p_value(conv[c], units[c], x, n)
-            for i, (x, n) in enumerate(zip(conv, units, strict=True))
+        values = [x / n for x, n in zip(conv, units, strict=True)]
+        variances = [r * (1 - r) for r in values]
+        always_valid: list[float | None] = [None] * len(units)
+        fixed = [None] * len(units)
+        for i in challengers:
+            always_valid[i] = float(
+                sequential.proportions_p_value(conv[c], units[c], conv[i], units[i])
+            )
+            if method == "fixed_horizon":
+                fixed[i] = frequentist.two_proportion_p_value(conv[c], units[c], conv[i], units[i])
+    else:
+        if min(units) < 2:
+            return None
+        values = [s / n for s, n in zip(primary.sums, units, strict=True)]
+        variances = [
+            _variance(n, s, ss)
+            for n, s, ss in zip(units, primary.sums, primary.sumsqs, strict=True)
         ]
-        return Statistics(posterior, rates, [r * (1 - r) for r in rates], p_values)
-    if min(units) < 2:
-        return None
-    means = [s / n for s, n in zip(primary.sums, units, strict=True)]
-    variances = [
-        _variance(n, s, ss) for n, s, ss in zip(units, primary.sums, primary.sumsqs, strict=True)
-    ]
-    posterior = bayes.normal_means(
-        means, variances, units, control=c, higher_is_better=primary.higher_is_better,
-        seed=seed, credibility=confidence,
-    )  # fmt: skip
-    p_values = [
-        None
-        if i == c
-        else frequentist.welch_t_test(
-            means[c], variances[c], units[c], means[i], variances[i], units[i]
-        ).p_value
-        for i in range(len(units))
-    ]
-    return Statistics(posterior, means, variances, p_values)
+        posterior = bayes.normal_means(
+            values, variances, units, control=c, higher_is_better=primary.higher_is_better,
+            seed=seed, credibility=confidence,
+        )  # fmt: skip
+        always_valid = [None] * len(units)
+        fixed = [None] * len(units)
+        for i in challengers:
+            pair = (values[c], variances[c], units[c], values[i], variances[i], units[i])
+            always_valid[i] = float(sequential.means_p_value(*pair))
+            if method == "fixed_horizon":
+                fixed[i] = frequentist.welch_t_test(*pair).p_value
+    shown = fixed if method == "fixed_horizon" else always_valid
+    return Statistics(posterior, values, variances, shown, always_valid)
 
 
 def _costs(spec: ExperimentSpec, arms: list[ArmAggregates]) -> list[ArmCost] | None:
@@ -335,7 +353,8 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
     comparisons = k - 1
     seed = monte_carlo_seed(spec.id)
     primary = _primary(spec, arms, warnings)
-    stats = _statistics(primary, units, control, seed, confidence)
+    method = method_of(spec)
+    stats = _statistics(primary, units, control, seed, confidence, method=method)
     rules = DecisionRules(
         confidence=confidence,
         min_units_per_arm=spec.sample_size or DEFAULT_MIN_UNITS,
@@ -345,6 +364,7 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
         srm_threshold=frequentist.DEFAULT_SRM_THRESHOLD,
         draws=stats.bayes.draws if stats else None,
         seed=seed,
+        method=method,
     )
     srm = sample_ratio(spec, units, warnings)
     srm_flagged = srm is not None and srm.flagged
@@ -354,9 +374,7 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
         costs = _costs(spec, arms)
         decision = decide(spec, units, control, rules, stats, costs, srm_flagged, warnings)
     status, winner, guardrail = decision.status, decision.winner, decision.guardrail
-    needed = samples_needed(
-        primary.is_rate, units, control, rules.min_units_per_arm, stats, rules.alpha
-    )
+    needed = samples_needed(primary.is_rate, units, control, rules, stats)
 
     variants = []
     for i, (v, arm) in enumerate(zip(spec.variants, arms, strict=True)):
