@@ -26,8 +26,10 @@ The mixing spread: tau = `MIXING_SD` per-unit standard deviations of the compare
 same on any scale (rates, dollars, milliseconds). The critical |z| of the two-sided test
 at alpha 0.05 is then 3.2 at 500 units per arm, 3.1 at 5,000 and 3.4 at 50,000 (a
 fixed-horizon test: 1.96), the price of looking at will. A smaller tau would lower it at
-large samples and raise it steeply at small ones (4.4 at 500 for tau = 0.03); a larger
-one the reverse, more gently. docs/statistics.md gives the measured cost in power.
+large samples and raise it steeply at small ones (5.8 at 500 for tau = 0.03); a larger
+one the reverse, more gently. In the simulations of bench/sequential.py, tau = 0.05 had
+the same power with later winners and 0.2 less power; docs/statistics.md gives the
+measured cost in power against a fixed-horizon test.
 
 Every function is element-wise on numpy arrays (the simulations of bench/sequential.py
 call the same code as the results); on floats it returns a 0-d array: take ``float()``.
