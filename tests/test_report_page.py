@@ -17,6 +17,7 @@ import msgspec
 import pytest
 from playwright.sync_api import Page
 
+from analytics import sequential
 from analytics.aggregates import ArmAggregates, GoalAggregates, TimelinePoint
 from analytics.results import compute_results
 from edge.control.records import ExperimentRecord, Goal, NewGoal, VariantRecord
@@ -107,7 +108,10 @@ def test_the_page_shows_the_results(reports: Reports, page: Page, tmp_path: Path
     assert challenger.locator(".lift").inner_text().startswith("+80.0%")
     assert float(challenger.locator(".prob-to-win").inner_text().rstrip("%")) > 99
     assert control.locator(".p-value").inner_text() == "—"
-    assert 0 < float(challenger.locator(".p-value").inner_text()) < 0.05
+    # The always-valid p-value the decision reads (no sample size): 0.2369; a
+    # fixed-horizon z-test would show 0.0099.
+    always_valid = float(sequential.proportions_p_value(25, 250, 45, 250))
+    assert challenger.locator(".p-value").inner_text() == f"{always_valid:.4f}"
     assert page.locator("#decision").inner_text() == "Collecting data"
 
     # one curve per variant in each plot, each drawn
