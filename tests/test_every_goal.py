@@ -270,3 +270,18 @@ def test_the_metrics_table_is_no_wider_than_the_variants_table_at_390_px(
         metrics = page.locator("#metrics").bounding_box()
         assert variants is not None and metrics is not None
         assert metrics["width"] <= variants["width"] + 1, (variants, metrics)
+
+
+def test_guardrail_metrics_are_checked_on_create(scenario: Scenario) -> None:
+    key = scenario.seed.key.key
+    variants = [{"name": "a", "config": {}}, {"name": "b", "config": {}}]
+    agent = {"kind": "agent", "name": "x", "variants": variants}
+    unknown = api_call(scenario.server, key, "POST", "/v1/experiments",
+                       agent | {"guardrail_metrics": ["tokens"]})  # fmt: skip
+    assert unknown.status_code == 400
+    assert "'tokens', which is not an agent metric" in unknown.json()["error"]["message"]
+    web = {"site_id": scenario.seed.site.id, "name": "x", "variants": BOLD, "goals": WEB_GOALS}
+    misplaced = api_call(scenario.server, key, "POST", "/v1/experiments",
+                         web | {"guardrail_metrics": ["cost"]})  # fmt: skip
+    assert misplaced.status_code == 400
+    assert '"guardrail": true' in misplaced.json()["error"]["message"]
