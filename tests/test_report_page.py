@@ -202,7 +202,7 @@ def _record(**fields: Any) -> ExperimentRecord:
         url_pattern=None, coverage_bps=10_000, sample_size=None, primary_metric=None,
         confidence=None, winner_variant_id=None, created_at="2026-01-01T00:00:00+00:00",
         updated_at="2026-01-01T00:00:00+00:00", started_at=None, ended_at=None,
-        max_cost_increase=None, site_name=None, site_url=None,
+        max_cost_increase=None, guardrail_metrics=(), site_name=None, site_url=None,
     )  # fmt: skip
     return ExperimentRecord(**{**base, **fields})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from analytics.aggregates import ArmAggregates, VariantSpec
@@ -42,3 +43,30 @@ def test_views_in_the_reference_shapes() -> None:
     twins = (CONTROL, VariantSpec("v_b", "Control", False, 5000))
     names = set(clawsplit_view(decide((600, 60), (600, 60), variants=twins)).variants)
     assert names == {"Control (v_a)", "Control (v_b)"}
+
+
+def test_both_views_carry_every_metric_with_the_note() -> None:
+    web = decide((1000, 100), (1000, 150))
+    assert [m.key for m in web.metrics] == ["g_signup", "g_buy"]
+    claw, crew = clawsplit_view(web), crewkit_metrics_view(web)
+    assert claw.metrics == crew.metrics == web.metrics
+    assert claw.metrics_note == crew.metrics_note == web.metrics_note is not None
+    # crewkit's documented fields are all still there, the additions beside them.
+    encoded = msgspec.json.decode(msgspec.json.encode(crew))
+    assert set(encoded) == {"control", "variant", "significance", "metrics", "metrics_note"}
+    assert {"total_sessions", "success_rate", "avg_cost", "avg_turns", "p95_cost"} <= set(
+        encoded["control"]
+    )
+    agent = compute_results(
+        agent_spec("exp_views"),
+        [ArmAggregates(v, 100, converted=c, tasks=100, successful_tasks=c,
+                       sums={"cost": 1.0, "duration_ms": 1000.0 * d, "turns": 700.0},
+                       sumsqs={"cost": 0.02, "duration_ms": 12_000.0 * d * d, "turns": 5000.0},
+                       p95s={"cost": 0.02, "duration_ms": 15.0 * d, "turns": 9.0})
+         for v, c, d in (("v_a", 80, 1.0), ("v_b", 90, 2.0))],
+    )  # fmt: skip
+    crew = crewkit_metrics_view(agent)
+    assert crew.variant is not None
+    assert crew.variant.avg_duration_ms == pytest.approx(20.0)
+    assert (crew.variant.p95_duration_ms, crew.variant.p95_turns) == (30.0, 9.0)
+    assert [m.key for m in crew.metrics] == ["task_completion", "cost", "duration", "turns"]

@@ -71,11 +71,13 @@ class VariantSpec(msgspec.Struct, frozen=True):
 
 
 class GoalSpec(msgspec.Struct, frozen=True):
-    """One goal of a web experiment."""
+    """One goal of a web experiment; a ``guardrail`` goal stops the experiment when a
+    challenger converts significantly less on it (`analytics.metric_results`)."""
 
     id: str
     name: str
     type: str
+    guardrail: bool = False
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -94,7 +96,9 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
     ``sample_size`` is per arm; ``primary_metric`` names an agent metric
     (`analytics.results.AGENT_METRICS`) and is ignored for web experiments. An ended
     experiment has the ``window`` it ran in (only its events count) and, once taken, its
-    ``verdict``; its variants then carry the weights it ran with."""
+    ``verdict``; its variants then carry the weights it ran with. ``guardrail_metrics``
+    are the agent metrics (`analytics.metric_results.AGENT_METRIC_KEYS`) that stop it
+    when a challenger is significantly worse on them."""
 
     id: str
     workspace_id: str
@@ -108,6 +112,7 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
     max_cost_increase: float | None = None
     window: tuple[datetime, datetime] | None = None
     verdict: Verdict | None = None
+    guardrail_metrics: tuple[str, ...] = ()
 
 
 # --- the query -------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 """The results in the reference products' API shapes: ClawSplit's
 ``GET /v1/experiments/:id/results`` and crewkit's ``GET /:org_id/experiments/:id/metrics``,
-each a superset of the original built from `analytics.results.ExperimentResults`.
+each a superset of the original built from `analytics.results.ExperimentResults`. Both
+carry every goal or metric (``metrics``, `analytics.metric_results`), the primary first,
+with the note on how to read the others' p-values (``metrics_note``).
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from analytics.metric_results import MetricResult
 from analytics.results import ExperimentResults, Status, VariantResult
 
 __all__ = [
@@ -42,7 +45,8 @@ class ClawSplitVariant(msgspec.Struct, frozen=True):
 
 class ClawSplitResults(msgspec.Struct, frozen=True):
     """A superset of ClawSplit's ``GET /v1/experiments/:id/results``: status, the winner's
-    name, the p-value, and the variants by name."""
+    name, the p-value, and the variants by name; every goal or metric in ``metrics``, and
+    the guardrail's reason when one stopped the experiment."""
 
     experiment_id: str
     status: Status
@@ -56,11 +60,15 @@ class ClawSplitResults(msgspec.Struct, frozen=True):
     samples_needed: int
     variants: dict[str, ClawSplitVariant]
     warnings: tuple[str, ...]
+    guardrail_reason: str | None
+    metrics: tuple[MetricResult, ...]
+    metrics_note: str | None
 
 
 class CrewkitArm(msgspec.Struct, frozen=True):
-    """One arm in crewkit's metrics shape: ``success_rate`` in percent; cost and turns per
-    unit (None for web experiments)."""
+    """One arm in crewkit's metrics shape: ``success_rate`` in percent; cost, turns and
+    duration (milliseconds) per unit, and their 95th percentiles (None for web
+    experiments)."""
 
     variant_id: str
     name: str
@@ -69,6 +77,9 @@ class CrewkitArm(msgspec.Struct, frozen=True):
     avg_cost: float | None
     avg_turns: float | None
     p95_cost: float | None
+    avg_duration_ms: float | None
+    p95_duration_ms: float | None
+    p95_turns: float | None
 
 
 class CrewkitSignificance(msgspec.Struct, frozen=True):
@@ -82,12 +93,15 @@ class CrewkitSignificance(msgspec.Struct, frozen=True):
 class CrewkitMetrics(msgspec.Struct, frozen=True, omit_defaults=True):
     """crewkit's ``GET /:org_id/experiments/:id/metrics``: ``control`` and ``variant`` (the
     winner, else the leading challenger), and with more than two arms every arm by name
-    in ``variants``."""
+    in ``variants``; every goal or metric, with lift, interval and p-value per arm, in
+    ``metrics``."""
 
     control: CrewkitArm
     variant: CrewkitArm | None
     significance: CrewkitSignificance
     variants: dict[str, CrewkitArm] | None = None
+    metrics: tuple[MetricResult, ...] = ()
+    metrics_note: str | None = None
 
 
 def _names(results: ExperimentResults) -> list[str]:
@@ -135,6 +149,9 @@ def clawsplit_view(results: ExperimentResults) -> ClawSplitResults:
         samples_needed=results.samples_needed,
         variants=variants,
         warnings=results.warnings,
+        guardrail_reason=results.guardrail_reason,
+        metrics=results.metrics,
+        metrics_note=results.metrics_note,
     )
 
 
@@ -148,6 +165,9 @@ def _crewkit_arm(v: VariantResult) -> CrewkitArm:
         avg_cost=v.agent.cost.mean if v.agent else None,
         avg_turns=v.agent.turns.mean if v.agent else None,
         p95_cost=v.agent.cost.p95 if v.agent else None,
+        avg_duration_ms=v.agent.duration_ms.mean if v.agent else None,
+        p95_duration_ms=v.agent.duration_ms.p95 if v.agent else None,
+        p95_turns=v.agent.turns.p95 if v.agent else None,
     )
 
 
@@ -168,4 +188,6 @@ def crewkit_metrics_view(results: ExperimentResults) -> CrewkitMetrics:
             confidence=results.rules.confidence,
         ),
         variants=dict(zip(_names(results), arms, strict=True)) if len(arms) > 2 else None,
+        metrics=results.metrics,
+        metrics_note=results.metrics_note,
     )

@@ -40,6 +40,14 @@ from analytics.decision_rules import (
     samples_needed,
 )
 from analytics.guardrails import ArmCost
+from analytics.metric_results import (
+    MetricInput,
+    MetricResult,
+    guardrail_decision,
+    metric_inputs,
+    metric_results,
+    multiple_comparisons_note,
+)
 
 # `Status` and `DecisionRules` are fields of `ExperimentResults`, exported here so that the
 # whole result shape comes from one module.
@@ -137,7 +145,9 @@ class ExperimentResults(msgspec.Struct, frozen=True):
     """An experiment's results and decision. The top-level ``prob_to_win``,
     ``expected_loss``, ``lift``, ``lift_interval`` and ``p_value`` are those of ``leader``:
     the winner, else the guardrail arm, else the challenger most likely to be best.
-    ``mc_error`` is the largest Monte Carlo standard error of the reported probabilities."""
+    ``mc_error`` is the largest Monte Carlo standard error of the reported probabilities.
+    ``metrics`` are every goal or metric, the primary first (`analytics.metric_results`);
+    ``metrics_note`` says how to read the others' p-values."""
 
     experiment_id: str
     kind: Literal["web", "agent"]
@@ -163,6 +173,8 @@ class ExperimentResults(msgspec.Struct, frozen=True):
     rules: DecisionRules
     warnings: tuple[str, ...]
     guardrail_reason: str | None = None
+    metrics: tuple[MetricResult, ...] = ()
+    metrics_note: str | None = None
 
 
 def monte_carlo_seed(experiment_id: str) -> int:
@@ -368,11 +380,20 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
     )
     srm = sample_ratio(spec, units, warnings)
     srm_flagged = srm is not None and srm.flagged
+    inputs = metric_inputs(spec, arms)
+
+    def metric_statistics(m: MetricInput) -> Statistics | None:
+        measured = _Primary(m.key, m.name, m.is_rate, m.higher_is_better, m.conversions,
+                            m.sums, m.sumsqs)  # fmt: skip
+        return _statistics(measured, units, control, seed, confidence)
+
+    metrics = metric_results(spec, inputs, units, control, metric_statistics, stats)
     if spec.verdict is not None:
         decision = _kept(spec, spec.verdict, warnings)
     else:
         costs = _costs(spec, arms)
         decision = decide(spec, units, control, rules, stats, costs, srm_flagged, warnings)
+        decision = guardrail_decision(spec, inputs, metrics, decision, units, rules)
     status, winner, guardrail = decision.status, decision.winner, decision.guardrail
     needed = samples_needed(primary.is_rate, units, control, rules, stats)
 
@@ -444,6 +465,8 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
         rules=rules,
         warnings=tuple(warnings),
         guardrail_reason=decision.reason,
+        metrics=metrics,
+        metrics_note=multiple_comparisons_note(metrics, rules),
     )
 
 

@@ -6,10 +6,12 @@ the webhook dispatcher) looks at every running experiment that has something to 
 every ``decision_interval`` seconds; `decide_once` is one such pass. The results are the
 same as ``GET /v1/experiments/{id}/results`` (`analytics.results`):
 
-- **Guardrail** (agent experiments): a challenger significantly worse than the control on
-  the primary metric, or costing significantly more than the experiment's
-  ``max_cost_increase`` allows, early looks included (`analytics.guardrails`). The
-  experiment is completed at once; ``experiment.stopped`` carries the reason and the arm.
+- **Guardrail** (agent experiments, and web experiments with a guardrail goal): a
+  challenger significantly worse than the control on the primary metric or a guardrail
+  metric (`analytics.metric_results`), or costing significantly more than the
+  experiment's ``max_cost_increase`` allows, early looks included
+  (`analytics.guardrails`). The experiment is completed at once; ``experiment.stopped``
+  carries the reason and the arm.
 - **Sample size reached** (any experiment with ``sample_size``): every arm has that many
   units. ``experiment.sample_reached``, then ``experiment.winner_declared`` (status
   ``significant``) or ``experiment.no_winner``, and the experiment is completed: a
@@ -72,7 +74,7 @@ def _variants(results: ExperimentResults) -> dict[str, dict[str, Any]]:
 
 def _verdict(record: ExperimentRecord, results: ExperimentResults) -> Conclusion | None:
     """What the results call for, if anything."""
-    if results.status == "guardrail" and record.kind == "agent" and results.guardrail:
+    if results.status == "guardrail" and _guarded(record) and results.guardrail:
         stopped = ("experiment.stopped", "experiment.completed")
         return Conclusion(record.id, "stopped", None, results.guardrail_reason, stopped)
     size = record.sample_size
@@ -140,13 +142,18 @@ def _conclude(
     return True
 
 
+def _guarded(record: ExperimentRecord) -> bool:
+    """Whether a guardrail stops the experiment: every agent experiment's does, a web
+    experiment's once one of its goals is a guardrail."""
+    return record.kind == "agent" or any(g.guardrail for g in record.goals)
+
+
 def _candidates(store: Store) -> list[ExperimentRecord]:
-    """Running experiments with something to decide: a sample size, or a guardrail (every
-    agent experiment has one)."""
+    """Running experiments with something to decide: a sample size, or a guardrail."""
     return [
         record
         for record in store.running_experiment_records()
-        if record.kind == "agent" or record.sample_size is not None
+        if _guarded(record) or record.sample_size is not None
     ]
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from analytics.metric_results import AGENT_METRIC_KEYS, agent_metric_key
 from edge.authoring.drafts import VariantDraft
 from edge.config import MutationConfig
 from edge.control.idea_records import Idea
@@ -42,6 +43,7 @@ __all__ = [
     "GoalIn",
     "VariantIn",
     "check_prompt_create",
+    "guardrail_metrics",
     "http_url",
     "new_experiment",
 ]
@@ -82,19 +84,24 @@ class VariantIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class GoalIn(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A goal (the first is the primary one): ``click`` on ``selector``, ``pageview`` of
-    the pages ``url_pattern`` matches (none: every page) or ``custom`` (``__sk.track``)."""
+    the pages ``url_pattern`` matches (none: every page) or ``custom`` (``__sk.track``).
+    A ``guardrail`` goal stops the experiment when a variant converts significantly less
+    on it than the control."""
 
     name: Annotated[str, msgspec.Meta(max_length=200)]
     type: str
     selector: _Text | None = None
     url_pattern: _Text | None = None
+    guardrail: bool = False
 
 
 class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """``POST /v1/experiments`` (the reference's fields, ClawSplit's sample_size,
     primary_metric and confidence, crewkit's version hashes, and ``max_cost_increase``:
     the cost guardrail of an agent experiment, 0.3 = stop when a variant costs
-    significantly more than 30% above the control). ``traffic_split`` is the
+    significantly more than 30% above the control; ``guardrail_metrics``: the agent
+    metrics, of task_completion, cost, duration and turns, on which a variant
+    significantly worse than the control stops it). ``traffic_split`` is the
     percent of traffic on the variant(s), 1 to 99 (default: equal shares)."""
 
     site_id: str | None = None
@@ -114,6 +121,7 @@ class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     primary_metric: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     confidence: Annotated[float, msgspec.Meta(gt=0, lt=1)] | None = None
     max_cost_increase: Annotated[float, msgspec.Meta(gt=0, le=100)] | None = None
+    guardrail_metrics: Annotated[tuple[str, ...], msgspec.Meta(max_length=8)] = ()
     resource_id: _Text | None = None
     control_version_hash: _Text | None = None
     variant_version_hash: _Text | None = None
@@ -227,7 +235,23 @@ def _goal(goal: GoalIn, where: str) -> NewGoal:
         pattern = validate_pattern(goal.url_pattern)
     except InvalidUrlPattern as exc:
         raise InvalidUrlPattern(f"{where}: {exc.message}") from None
-    return NewGoal(goal.name, goal.type, selector, pattern)
+    return NewGoal(goal.name, goal.type, selector, pattern, goal.guardrail)
+
+
+def guardrail_metrics(body: CreateExperiment) -> tuple[str, ...]:
+    """The body's guardrail metrics as metric keys, each once; a 400 for a name that is
+    no agent metric."""
+    keys: list[str] = []
+    for name in body.guardrail_metrics:
+        key = agent_metric_key(name)
+        if key is None:
+            raise InvalidRequest(
+                f"guardrail_metrics names {name[:50]!r}, which is not an agent metric; use "
+                f"{', '.join(AGENT_METRIC_KEYS)}"
+            )
+        if key not in keys:
+            keys.append(key)
+    return tuple(keys)
 
 
 def _variants(body: CreateExperiment) -> tuple[Literal["web", "agent"], tuple[NewVariant, ...]]:
@@ -338,6 +362,12 @@ def _fields(body: CreateExperiment, kind: Literal["web", "agent"]) -> _Fields:
             "max_cost_increase is the cost guardrail of agent experiments, whose tasks report "
             "a cost; remove it from this web experiment"
         )
+    if body.guardrail_metrics and kind != "agent":
+        raise InvalidRequest(
+            "guardrail_metrics are the guardrails of agent experiments; mark a goal of "
+            'this web experiment as one instead: "goals": [{..., "guardrail": true}]'
+        )
+    guardrail_metrics(body)
     if body.traffic_split is not None and not 1 <= body.traffic_split <= 99:
         raise InvalidRequest(
             "traffic_split must be a whole number from 1 to 99 (the percent of traffic "

@@ -88,6 +88,7 @@ class ExperimentOut(msgspec.Struct, frozen=True):
     primary_metric: str | None
     confidence: float | None
     max_cost_increase: float | None
+    guardrail_metrics: tuple[str, ...]
     winner_variant_id: str | None
     created_at: str
     updated_at: str
@@ -185,6 +186,7 @@ def experiment_out(record: ExperimentRecord) -> ExperimentOut:
         primary_metric=record.primary_metric,
         confidence=record.confidence,
         max_cost_increase=record.max_cost_increase,
+        guardrail_metrics=record.guardrail_metrics,
         winner_variant_id=record.winner_variant_id,
         updated_at=record.updated_at,
         variants=variants,

@@ -44,7 +44,12 @@ from edge.control.api import (
     query_params,
     read_json,
 )
-from edge.control.experiment_input import CreateExperiment, check_prompt_create, new_experiment
+from edge.control.experiment_input import (
+    CreateExperiment,
+    check_prompt_create,
+    guardrail_metrics,
+    new_experiment,
+)
 from edge.control.experiment_views import (
     CreatedExperiment,
     DeletedExperiment,
@@ -220,10 +225,12 @@ class ExperimentsApi:
                 )
                 experiment_id = store.create_experiment(new)
                 targets = (body.sample_size, body.primary_metric, body.confidence)
-                if any(targets) or body.max_cost_increase:
+                guarded = guardrail_metrics(body)
+                if any(targets) or body.max_cost_increase or guarded:
                     store.set_experiment_targets(
-                        experiment_id, *targets, max_cost_increase=body.max_cost_increase
-                    )
+                        experiment_id, *targets, max_cost_increase=body.max_cost_increase,
+                        guardrail_metrics=guarded,
+                    )  # fmt: skip
                 record = lifecycle.load(store, auth.workspace_id, experiment_id)
                 _audit(store, auth, "create", record)
                 if not body.auto_launch:

@@ -6,7 +6,9 @@ generated from it, and arguments are decoded into it), and its ``call`` does the
 through the REST API of the same process (`Rest`, `edge.control.mcp_gateway`), so that a
 tool and its route share one implementation: validation, credits, audit and webhooks.
 What a tool adds is the reference's MCP answer shape (``{sites: [...]}`` for list_sites,
-``{experiment_id, status, message}`` for launch_experiment, ...). generate_ideas waits
+``{experiment_id, status, message}`` for launch_experiment, ...); get_experiment adds
+the experiment's ``results`` once it has run (those of ``GET
+/v1/experiments/{id}/results``: every goal or metric per variant). generate_ideas waits
 for its ideas (``"wait": true``): over REST the run is asynchronous by default (202 and
 the ideas.generated webhook), but a tool answers what it made.
 """
@@ -21,6 +23,7 @@ import msgspec
 
 from edge.config import MutationConfig
 from edge.control.experiment_input import GoalIn
+from edge.errors import SplitedgeError
 
 __all__ = ["TOOLS", "Rest", "Tool", "input_schema"]
 
@@ -217,7 +220,20 @@ class ExperimentParams(_Params, frozen=True):
 
 
 async def _get_experiment(rest: Rest, params: ExperimentParams) -> Any:
-    return await rest("GET", _one("experiments", params.experiment_id))
+    experiment = await rest("GET", _one("experiments", params.experiment_id))
+    experiment["results"] = None
+    if experiment["status"] != "draft":
+        try:
+            experiment["results"] = await rest(
+                "GET", _one("experiments", experiment["id"]) + "/results"
+            )
+        except SplitedgeError as exc:
+            # ClickHouse unavailable: the experiment still answers, and says why it has
+            # no results.
+            if exc.status != 503:
+                raise
+            experiment["results_error"] = exc.message
+    return experiment
 
 
 class VariantParams(_Params, frozen=True):
@@ -480,7 +496,9 @@ TOOLS: Mapping[str, Tool] = {
         Tool(
             "get_experiment",
             "Get full details for an experiment including all variants, goals and preview "
-            "URLs. Credits: 2.",
+            "URLs, and once it has run its results: status, winner, and every goal or "
+            "metric per variant with lift, interval, P(beats control) and p-value. "
+            "Credits: 2.",
             ExperimentParams,
             _get_experiment,
         ),

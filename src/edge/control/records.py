@@ -130,12 +130,15 @@ class NewVariant(msgspec.Struct, frozen=True):
 
 
 class NewGoal(msgspec.Struct, frozen=True):
-    """A goal to create; ``url_pattern`` is validated like the experiment's."""
+    """A goal to create; ``url_pattern`` is validated like the experiment's; a
+    ``guardrail`` goal stops the experiment when a challenger converts significantly less
+    on it."""
 
     name: str
     type: str
     selector: str | None = None
     url_pattern: str | None = None
+    guardrail: bool = False
 
 
 class NewExperiment(msgspec.Struct, frozen=True):
@@ -170,6 +173,7 @@ class Goal(msgspec.Struct, frozen=True):
     type: str
     selector: str | None
     url_pattern: str | None
+    guardrail: bool = False
 
 
 class VariantRecord(Variant, frozen=True):
@@ -204,6 +208,7 @@ class ExperimentRecord(msgspec.Struct, frozen=True):
     started_at: str | None
     ended_at: str | None
     max_cost_increase: float | None
+    guardrail_metrics: tuple[str, ...]
     site_name: str | None
     site_url: str | None
     variants: tuple[VariantRecord, ...] = ()

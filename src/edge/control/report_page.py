@@ -1,10 +1,12 @@
 """The human-readable results page of an experiment: ``GET /reports/{experiment_id}``.
 
 Server-rendered HTML (``templates/report.html``) with inline SVG and no script: the
-per-variant table, the posterior density of every arm's primary metric on one shared
-axis, the cumulative conversion rate per day (`edge.control.report_charts`), and a banner
-when the split is broken (sample ratio mismatch). It is reached by a signed link only
-(`edge.control.report_links`); a wrong, altered or expired link is a 404 page.
+per-variant table, a row group per goal or metric (the primary first; each arm's rate or
+mean and lift with their intervals, P(beats control) and p-value), the posterior density
+of every arm's primary metric on one shared axis, the cumulative conversion rate per day
+(`edge.control.report_charts`), and a banner when the split is broken (sample ratio
+mismatch). It is reached by a signed link only (`edge.control.report_links`); a wrong,
+altered or expired link is a 404 page.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from edge.http import send_response
 
 if TYPE_CHECKING:
     from analytics.aggregates import TimelinePoint
+    from analytics.metric_results import MetricResult
     from analytics.results import ExperimentResults
     from edge.control.results_api import ResultsSource
 
@@ -51,6 +54,11 @@ _HTML_HEADERS = [
 
 def _signed_percent(value: float) -> str:
     return f"{100 * value:+.1f}%"
+
+
+def _metric_value(metric: MetricResult, value: float | None) -> str:
+    """A metric's value: a rate as a percentage, a mean in four significant digits."""
+    return percent(value) if metric.is_rate else number(value)
 
 
 def _p_value(value: float | None) -> str:
@@ -95,6 +103,7 @@ def render_report(
         percent=percent,
         number=number,
         signed_percent=_signed_percent,
+        metric_value=_metric_value,
         p_value=_p_value,
     )
 

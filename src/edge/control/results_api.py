@@ -102,13 +102,14 @@ def experiment_spec(
             VariantSpec(v.id, v.name, v.is_control, weights.get(v.id, v.weight_bps))
             for v in experiment.variants
         ),
-        goals=tuple(GoalSpec(g.id, g.name, g.type) for g in experiment.goals),
+        goals=tuple(GoalSpec(g.id, g.name, g.type, g.guardrail) for g in experiment.goals),
         sample_size=experiment.sample_size,
         confidence=experiment.confidence,
         primary_metric=experiment.primary_metric,
         max_cost_increase=experiment.max_cost_increase,
         window=window,
         verdict=verdict,
+        guardrail_metrics=experiment.guardrail_metrics,
     )
 
 

@@ -36,6 +36,7 @@ _SERVED = "(e.status = 'running' OR (e.status = 'completed' AND e.winner_variant
 _variant_changes = msgspec.json.Decoder(tuple[MutationConfig, ...])
 _variant_config: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 _weights = msgspec.json.Decoder(dict[str, int])
+_metric_keys = msgspec.json.Decoder(tuple[str, ...])
 _VERDICT_COLUMNS = "weights, status, winner_variant_id, guardrail_variant_id, reason"
 
 
@@ -78,9 +79,19 @@ class ExperimentQueries(StoreConnection):
             )  # fmt: skip
             conn.executemany(
                 "INSERT INTO goals (id, experiment_id, position, name, type, selector, "
-                "url_pattern, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "url_pattern, guardrail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (new_id(), experiment_id, i, g.name, g.type, g.selector, pattern, now)
+                    (
+                        new_id(),
+                        experiment_id,
+                        i,
+                        g.name,
+                        g.type,
+                        g.selector,
+                        pattern,
+                        int(g.guardrail),
+                        now,
+                    )  # fmt: skip
                     for i, (g, pattern) in enumerate(zip(new.goals, goal_patterns, strict=True))
                 ],
             )
@@ -180,16 +191,23 @@ class ExperimentQueries(StoreConnection):
         primary_metric: str | None,
         confidence: float | None,
         max_cost_increase: float | None = None,
+        guardrail_metrics: Sequence[str] = (),
     ) -> None:
         """Record what the results judge an experiment by (ClawSplit's sample_size,
-        primary_metric and confidence, and the cost guardrail: how much more a variant's
-        mean cost may be than the control's, 0.3 = 30%); None keeps the defaults of the
-        analysis."""
+        primary_metric and confidence, the cost guardrail: how much more a variant's mean
+        cost may be than the control's, 0.3 = 30%, and the agent metrics that are
+        guardrails); None keeps the defaults of the analysis."""
+        metrics = (
+            msgspec.json.encode(tuple(guardrail_metrics)).decode() if guardrail_metrics else None
+        )
         self.conn.execute(
             "UPDATE experiments SET sample_size = ?, primary_metric = ?, confidence = ?, "
-            "max_cost_increase = ?, updated_at = ? WHERE id = ?",
-            (sample_size, primary_metric, confidence, max_cost_increase, utc_now(), experiment_id),
-        )
+            "max_cost_increase = ?, guardrail_metrics = ?, updated_at = ? WHERE id = ?",
+            (
+                sample_size, primary_metric, confidence, max_cost_increase, metrics,
+                utc_now(), experiment_id,
+            ),
+        )  # fmt: skip
 
     def delete_experiment(self, experiment_id: str) -> None:
         """Delete an experiment with its variants and goals (the lifecycle rules, which
@@ -279,17 +297,22 @@ class ExperimentQueries(StoreConnection):
                     )
                 )  # fmt: skip
             goals: dict[str, list[Goal]] = {i: [] for i in ids}
-            for exp_id, *goal in self.conn.execute(
-                "SELECT experiment_id, id, name, type, selector, url_pattern FROM goals "
-                f"WHERE experiment_id IN ({marks}) ORDER BY experiment_id, position",
+            for exp_id, goal_id, name, kind, selector, pattern, guardrail in self.conn.execute(
+                "SELECT experiment_id, id, name, type, selector, url_pattern, guardrail "
+                f"FROM goals WHERE experiment_id IN ({marks}) ORDER BY experiment_id, position",
                 ids,
             ):
-                goals[exp_id].append(Goal(*goal))
-        return [
-            ExperimentRecord(
-                **dict(zip(_EXPERIMENT_RECORD_FIELDS, row, strict=True)),
-                variants=tuple(variants[row[0]]),
-                goals=tuple(goals[row[0]]),
+                goals[exp_id].append(
+                    Goal(goal_id, name, kind, selector, pattern, guardrail=bool(guardrail))
+                )
+        records = []
+        for row in rows:
+            fields = dict(zip(_EXPERIMENT_RECORD_FIELDS, row, strict=True))
+            metrics = fields["guardrail_metrics"]
+            fields["guardrail_metrics"] = () if metrics is None else _metric_keys.decode(metrics)
+            records.append(
+                ExperimentRecord(
+                    **fields, variants=tuple(variants[row[0]]), goals=tuple(goals[row[0]])
+                )
             )
-            for row in rows
-        ]
+        return records

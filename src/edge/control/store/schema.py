@@ -396,7 +396,15 @@ WHERE e.status IN ('completed', 'archived') AND e.winner_variant_id IS NULL
 GROUP BY e.id;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10)
+# v11: guardrails besides the primary metric (analytics.metric_results): a goal marked as
+# one, and an agent experiment's guardrail metrics (a JSON array of metric keys; NULL:
+# none). A challenger significantly worse on one stops the experiment.
+_V11 = """
+ALTER TABLE goals ADD COLUMN guardrail INTEGER NOT NULL DEFAULT 0 CHECK (guardrail IN (0, 1));
+ALTER TABLE experiments ADD COLUMN guardrail_metrics TEXT;
+"""
+
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
 
 
 def insert_sql(table: str, columns: str) -> str:
