@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics import frequentist
+from analytics import frequentist, sequential
 from analytics.aggregates import ArmAggregates, GoalAggregates, GoalSpec, Verdict
 from analytics.metric_results import agent_metric_key, primary_metric_key
 from analytics.results import ExperimentResults, compute_results
@@ -63,8 +63,13 @@ def test_a_web_experiment_has_an_entry_per_goal_and_for_values() -> None:
     assert view.arms[1].value == pytest.approx(0.42)
     assert view.arms[1].lift == pytest.approx(0.05)
     assert view.arms[0].p_value is None and view.arms[0].lift is None
-    p = frequentist.two_proportion_p_value(400, 1000, 420, 1000)
+    # Without a sample size every p-value is always valid, as the primary metric's.
+    p = float(sequential.proportions_p_value(400, 1000, 420, 1000))
     assert view.arms[1].p_value == pytest.approx(p)
+    fixed = web_results([(1000, 100, 400, 50, 2500.0), (1000, 130, 420, 60, 3300.0)],
+                        sample_size=1000).metrics[1]  # fmt: skip
+    p = frequentist.two_proportion_p_value(400, 1000, 420, 1000)
+    assert fixed.arms[1].p_value == pytest.approx(p)
     assert order.is_rate and [a.conversions for a in order.arms] == [50, 60]
     assert not value.is_rate and value.goal_id == "g_order" and value.higher_is_better
     assert [a.value for a in value.arms] == [pytest.approx(2.5), pytest.approx(3.3)]
@@ -154,15 +159,21 @@ def test_agent_guardrail_metrics_and_the_cost_bound() -> None:
     assert bound.status == "running"
 
 
-def test_an_early_look_needs_a_stricter_p_value() -> None:
+def test_an_early_look_reads_an_always_valid_p_value() -> None:
     guarded = (CLICK, GoalSpec("g_view", "Pricing view", "pageview", guardrail=True), ORDER)
     # 200 units per arm: below the minimum of 500, above the early minimum of 100.
     moderate = [(200, 20, 80, 10, 500.0), (200, 21, 60, 10, 500.0)]
+    # At a fixed horizon this would be significant (p = 0.036), but an early look reads
+    # the always-valid p-value (0.47), which looking often does not inflate.
+    fixed = web_results(moderate, *guarded, sample_size=500)
+    p = fixed.metrics[1].arms[1].p_value
+    assert p is not None and 0.005 < p < 0.05 and fixed.status == "collecting"
     p = web_results(moderate, *guarded).metrics[1].arms[1].p_value
-    assert p is not None and 0.005 < p < 0.05
+    assert p is not None and p > 0.4
     assert web_results(moderate, *guarded).status == "collecting"
     strong = [(200, 20, 80, 10, 500.0), (200, 21, 35, 10, 500.0)]
     assert web_results(strong, *guarded).status == "guardrail"
+    assert web_results(strong, *guarded, sample_size=500).status == "guardrail"
     # Too few units for any early stop.
     assert web_results([(60, 6, 40, 3, 150.0), (60, 6, 5, 3, 150.0)], *guarded).status == (
         "collecting"

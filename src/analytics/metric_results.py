@@ -13,14 +13,13 @@ primary metric and the cost bound do (`analytics.decision_rules`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
 
 from analytics.aggregates import ArmAggregates, ExperimentSpec, GoalAggregates
-from analytics.decision_rules import Decision, DecisionRules, Statistics
-from analytics.guardrails import EARLY_ALPHA_SHARE, EARLY_MIN_UNITS
+from analytics.decision_rules import Decision, DecisionRules, Statistics, metric_guardrail
 
 __all__ = [
     "AGENT_METRIC_KEYS",
@@ -260,53 +259,41 @@ def metric_results(
     inputs: Sequence[MetricInput],
     units: Sequence[int],
     control: int,
-    statistics: Callable[[MetricInput], Statistics | None],
-    primary: Statistics | None,
+    statistics: Sequence[Statistics | None],
 ) -> tuple[MetricResult, ...]:
-    """The results of every metric: the primary's from its ``primary`` statistics (the
-    ones the verdict used), the others' from ``statistics``."""
+    """The results of every metric from its ``statistics`` (in the order of ``inputs``;
+    the primary's are the ones the verdict used)."""
     return tuple(
-        _result(m, spec, units, control, primary if m.role == "primary" else statistics(m))
-        for m in inputs
+        _result(m, spec, units, control, stats) for m, stats in zip(inputs, statistics, strict=True)
     )
-
-
-def _look_alpha(spec: ExperimentSpec, units: Sequence[int], rules: DecisionRules) -> float | None:
-    """The p-value a guardrail must be under at this look, as for the primary metric's
-    guardrail (`analytics.decision_rules`): ``alpha`` from the minimum sample on, a share
-    of it at an early look of a running experiment; None when none may trip."""
-    if min(units) >= rules.min_units_per_arm:
-        return rules.alpha
-    if spec.status in ("completed", "archived") or min(units) < EARLY_MIN_UNITS:
-        return None
-    return rules.alpha * EARLY_ALPHA_SHARE
 
 
 def guardrail_decision(
     spec: ExperimentSpec,
     inputs: Sequence[MetricInput],
     metrics: Sequence[MetricResult],
+    statistics: Sequence[Statistics | None],
     decision: Decision,
     units: Sequence[int],
+    control: int,
     rules: DecisionRules,
 ) -> Decision:
     """The decision once the guardrail metrics are checked: a challenger significantly
-    worse than the control on one (p-value under the look's alpha, and P(beats control)
-    at most 1 - confidence) stops the experiment, the worst such arm named, unless it is
-    already stopped; a winner is blocked only when it is that arm."""
-    if decision.status == "guardrail":
-        return decision
-    alpha = _look_alpha(spec, units, rules)
-    if alpha is None:
+    worse than the control on one (by `decision_rules.metric_guardrail`, the test of the
+    primary metric's guardrail: always valid at early looks and without a sample size)
+    stops the experiment, the worst such arm named, unless it is already stopped or it
+    ended before the minimum sample; a winner is blocked only when it is that arm."""
+    ended = spec.status in ("completed", "archived")
+    if decision.status == "guardrail" or (ended and min(units) < rules.min_units_per_arm):
         return decision
     harmful: list[tuple[float, int, MetricResult, float]] = []
-    for metric_input, metric in zip(inputs, metrics, strict=True):
-        if not metric_input.guarded:
+    for metric_input, metric, stats in zip(inputs, metrics, statistics, strict=True):
+        if not metric_input.guarded or stats is None:
             continue
-        for i, arm in enumerate(metric.arms):
-            p, beat = arm.p_value, arm.prob_beat_control
-            if p is not None and beat is not None and p < alpha and beat <= 1 - rules.confidence:
-                harmful.append((beat, i, metric, p))
+        for i, p in metric_guardrail(stats, list(units), control, rules).items():
+            beat = metric.arms[i].prob_beat_control
+            assert beat is not None  # metric_guardrail reads it
+            harmful.append((beat, i, metric, p))
     if decision.status == "significant":
         harmful = [h for h in harmful if h[1] == decision.winner]
     if not harmful:

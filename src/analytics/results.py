@@ -383,17 +383,22 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
     inputs = metric_inputs(spec, arms)
 
     def metric_statistics(m: MetricInput) -> Statistics | None:
+        if m.role == "primary":
+            return stats  # the ones the verdict used
         measured = _Primary(m.key, m.name, m.is_rate, m.higher_is_better, m.conversions,
                             m.sums, m.sumsqs)  # fmt: skip
-        return _statistics(measured, units, control, seed, confidence)
+        return _statistics(measured, units, control, seed, confidence, method=method)
 
-    metrics = metric_results(spec, inputs, units, control, metric_statistics, stats)
+    measured = [metric_statistics(m) for m in inputs]
+    metrics = metric_results(spec, inputs, units, control, measured)
     if spec.verdict is not None:
         decision = _kept(spec, spec.verdict, warnings)
     else:
         costs = _costs(spec, arms)
         decision = decide(spec, units, control, rules, stats, costs, srm_flagged, warnings)
-        decision = guardrail_decision(spec, inputs, metrics, decision, units, rules)
+        decision = guardrail_decision(
+            spec, inputs, metrics, measured, decision, units, control, rules
+        )
     status, winner, guardrail = decision.status, decision.winner, decision.guardrail
     needed = samples_needed(primary.is_rate, units, control, rules, stats)
 
