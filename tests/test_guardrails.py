@@ -1,5 +1,6 @@
 """Guardrails and their calibration (analytics.guardrails, analytics.decision_rules): the
-cost test, early stops of a much worse arm, the cost bound, and, over repeated simulations
+cost tests (fixed-horizon and always valid), early stops of a much worse arm, the cost
+bound, guardrails without a sample size, and, over repeated simulations
 of equal arms, how often each decision is reached: ``no_winner`` at the rate the
 confidence implies, and few false stops from the early looks."""
 
@@ -10,8 +11,14 @@ import math
 import numpy as np
 import pytest
 
+from analytics import frequentist
 from analytics.aggregates import ArmAggregates, ExperimentSpec, VariantSpec
-from analytics.guardrails import EARLY_MIN_UNITS, ArmCost, cost_excess_p_value
+from analytics.guardrails import (
+    EARLY_MIN_UNITS,
+    ArmCost,
+    cost_excess_p_value,
+    sequential_cost_excess_p_value,
+)
 from analytics.results import ExperimentResults, compute_results
 
 
@@ -48,6 +55,42 @@ def test_the_cost_test_is_one_sided_against_the_bound() -> None:
     at = cost_excess_p_value(control, ArmCost(400, 0.013, 0.003**2), 0.3)
     assert at is not None and math.isclose(at, 0.5)
     assert cost_excess_p_value(ArmCost(1, 0.01, 0.0), ArmCost(400, 0.02, 0.0), 0.3) is None
+
+
+def test_the_sequential_cost_test_is_one_sided_and_stricter() -> None:
+    control = ArmCost(400, 0.010, 0.002**2)
+    far = sequential_cost_excess_p_value(control, ArmCost(400, 0.015, 0.003**2), 0.3)
+    assert far is not None and far < 1e-6
+    # Within the bound, or at it: no evidence at all (a mixture ratio below 1).
+    for mean in (0.012, 0.013):
+        assert sequential_cost_excess_p_value(control, ArmCost(400, mean, 0.003**2), 0.3) == 1.0
+    # Just beyond the bound: the fixed test at its horizon says so, the always-valid one
+    # (valid at every look) not yet.
+    near = ArmCost(400, 0.0134, 0.003**2)
+    fixed, always = (
+        cost_excess_p_value(control, near, 0.3),
+        sequential_cost_excess_p_value(control, near, 0.3),
+    )
+    assert fixed is not None and always is not None and fixed < 0.05 < 0.2 < always
+    assert sequential_cost_excess_p_value(ArmCost(1, 0.01, 0.0), near, 0.3) is None
+
+
+def test_without_a_sample_size_guardrails_read_always_valid_p_values() -> None:
+    sequential = spec(sample_size=None, max_cost_increase=0.3)
+    worse = compute_results(sequential, [arm("a", 120, 108), arm("b", 120, 60)])
+    assert worse.status == "guardrail" and worse.rules.method == "sequential"
+    assert worse.guardrail_reason is not None and "primary metric" in worse.guardrail_reason
+    dear = [arm("a", 150, 123, cost_mean=0.010), arm("b", 150, 124, cost_mean=0.030)]
+    assert compute_results(sequential, dear).status == "guardrail"
+    # Somewhat worse at 150 units: a fixed-horizon test would stop it (p = 0.025), not the
+    # always-valid one.
+    somewhat = compute_results(sequential, [arm("a", 150, 130), arm("b", 150, 115)])
+    assert somewhat.status == "collecting"
+    assert somewhat.p_value is not None and somewhat.p_value > 0.05
+    assert frequentist.two_proportion_p_value(130, 150, 115, 150) < 0.05
+    # Below the early minimum nothing may stop it.
+    few = [arm("a", EARLY_MIN_UNITS - 1, 89), arm("b", EARLY_MIN_UNITS - 1, 30)]
+    assert compute_results(sequential, few).status == "collecting"
 
 
 def test_a_much_worse_arm_is_stopped_early() -> None:
