@@ -127,12 +127,14 @@ def test_the_simulation_misses_no_verdict() -> None:
     p-values could give a verdict: on random looks of A/A and lifted experiments, every
     verdict of `compute_results` is at such a look, and the p-values agree."""
     rng = np.random.default_rng(3)
+    verdicts = 0
     for metric in ("rate", "cost"):
         for cadence in ("every 100", "decider"):
             units = simulation.looks(rng, cadence, 40)
             for lift in (0.0, 0.3):
                 streams = simulation.simulate(rng, metric, lift, 40)
-                simulation.check(streams, units, metric, 60, seed=1)
+                verdicts += simulation.check(streams, units, metric, 60, seed=1)
+    assert verdicts > 50  # the lifted experiments give the check verdicts to test
 
 
 @pytest.mark.simulation
