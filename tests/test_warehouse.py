@@ -287,8 +287,12 @@ def test_single_node_ddl_has_no_cluster_parts() -> None:
 def test_cluster_ddl_shape() -> None:
     single = warehouse.ddl_statements()
     statements = warehouse.ddl_statements("prod")
-    assert len(statements) == len(single) + 1  # events_local and events for events
-    assert all(" ON CLUSTER 'prod'" in s for s in statements)
+    # events_local and events for events; unit_state(_local), experiment_marks(_local).
+    assert len(statements) == len(single) + 3
+    # Every statement but the backfill (an INSERT, through the Distributed table).
+    backfill = [s for s in statements if s.startswith("INSERT")]
+    assert len(backfill) == 1
+    assert all(" ON CLUSTER 'prod'" in s for s in statements if s not in backfill)
     assert statements[0] == "CREATE DATABASE IF NOT EXISTS splitedge ON CLUSTER 'prod'"
 
     single_events = _statement(single, "CREATE TABLE IF NOT EXISTS splitedge.events\n")

@@ -22,14 +22,22 @@ What counts (the SQL below; docs/statistics.md says it for users):
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import pyarrow as pa
 
-from analytics.warehouse import EVENTS_TABLE
+from analytics.warehouse import (
+    EVENTS_TABLE,
+    EXPERIMENT_MARKS_TABLE,
+    UNIT_STATE_COLUMNS,
+    UNIT_STATE_TABLE,
+    unit_state_select,
+)
 
 __all__ = [
     "ArmAggregates",
@@ -42,7 +50,9 @@ __all__ = [
     "TimelinePoint",
     "VariantSpec",
     "Verdict",
+    "VersionedCache",
     "aggregate",
+    "data_version",
     "fetch_aggregates",
     "fetch_timeline",
     "results_query",
@@ -112,27 +122,41 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
 
 # --- the query -------------------------------------------------------------------------
 
-# Both queries read only the experiment's ranges of the sorting key (experiment_id, kind),
-# aggregate per unit first (first exposure, goals converted, per-unit sums), then per arm,
-# all inside ClickHouse: one round trip returns a few rows per variant.
-_SCOPE = "experiment_id = {exp:String} AND workspace_id = {ws:String}"
-# An ended experiment's window, added to the scope: what arrives after the end (a
-# deployed winner's traffic) is not the experiment's. received_at is in milliseconds.
+# Both queries read the experiment's per-unit state (`warehouse.UNIT_STATE_TABLE`, kept by
+# a materialized view as events arrive): one row per unit once ClickHouse has merged it,
+# a few before, so the GROUP BY unit below finishes each unit's state. Then per arm, all
+# inside ClickHouse: one round trip returns a few rows per variant, and its cost follows
+# the experiment's units, not its events.
+_SCOPE = "workspace_id = {ws:String} AND experiment_id = {exp:String}"
+_STATE_NAMES = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
+_UNITS = f"SELECT {_STATE_NAMES} FROM {UNIT_STATE_TABLE} WHERE {_SCOPE}"
+_PER_UNIT = "GROUP BY workspace_id, experiment_id, unit_id HAVING sum(entries) > 0"
+
+# An ended experiment's window: only the events received in it count (what arrives after
+# the end, a deployed winner's traffic, is not the experiment's). A unit whose state lies
+# inside the window (its first and last counted event) is read from the state; the few
+# units with an event outside it, only those, are recomputed from their events in the
+# window, by the view's own per-unit SELECT. received_at is in milliseconds.
 _WINDOW = (
-    " AND received_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
+    "received_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
     " AND received_at <= fromUnixTimestamp64Milli({until:Int64}, 'UTC')"
 )
+_OUTSIDE = (
+    f"SELECT unit_id FROM {UNIT_STATE_TABLE} WHERE {_SCOPE} GROUP BY unit_id "
+    "HAVING min(first_at) < fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
+    " OR max(last_at) > fromUnixTimestamp64Milli({until:Int64}, 'UTC')"
+)
+# GLOBAL: in a cluster the unit list is made once and sent to every shard.
+_WINDOWED_UNITS = (
+    f"{_UNITS} AND unit_id GLOBAL NOT IN ({_OUTSIDE})\nUNION ALL\n"
+    + unit_state_select(EVENTS_TABLE, f"{_SCOPE} AND {_WINDOW} AND unit_id GLOBAL IN ({_OUTSIDE})")
+)
 
-# Two ranges of the key, one per side of a join on unit_id. Left, "exposed": every exposed
-# unit with the variant of its first exposure. Right, "converted": every unit with goal
-# rows, as parallel arrays of its goals and their summed values; it is the small side
-# (converters), so it is the join's hash table. A goal-only unit has no left row and
-# drops out. LEFT ARRAY JOIN then makes one row per (unit, goal converted), or one row
-# with goal_id '' and i = 0 for a unit without goals; the grouping sets give each
-# variant's units (each unit counted at its first goal, i <= 1) and, per goal, its
-# converted units and their values (p95 over converted units only, i > 0). is_total is 1
-# on the per-variant rows. argMin by received_at alone: a tuple key (received_at,
-# variant_id) to break same-millisecond ties doubled the query's CPU time.
+# Web, per unit: its variant and, per goal converted, its summed value. LEFT ARRAY JOIN
+# makes one row per (unit, goal converted), or one row with goal_id '' and i = 0 for a
+# unit without goals; the grouping sets give each variant's units (each unit counted at
+# its first goal, i <= 1) and, per goal, its converted units and their values (p95 over
+# converted units only, i > 0). is_total is 1 on the per-variant rows.
 _WEB_SQL = f"""
 SELECT
     variant_id,
@@ -144,22 +168,14 @@ SELECT
     sum(value * value) AS value_sumsq,
     quantileExactInclusiveIf(0.95)(value, i > 0) AS value_p95
 FROM (
-    SELECT unit_id, argMin(variant_id, received_at) AS variant_id
-    FROM {EVENTS_TABLE}
-    WHERE {_SCOPE} AND kind = 'exposure'
-    GROUP BY unit_id
-) AS exposed
-LEFT JOIN (
-    SELECT unit_id, groupArray(goal_id) AS goal_ids, groupArray(value) AS goal_values
-    FROM (
-        SELECT unit_id, goal_id, sum(ifNull(value, 0.)) AS value
-        FROM {EVENTS_TABLE}
-        WHERE {_SCOPE} AND kind = 'goal'
-        GROUP BY unit_id, goal_id
-    )
-    GROUP BY unit_id
-) AS converted USING unit_id
-LEFT ARRAY JOIN goal_ids AS goal_id, goal_values AS value, arrayEnumerate(goal_ids) AS i
+    SELECT argMinMerge(variant) AS variant_id, sumMap(goals) AS converted_goals
+    FROM ({{units}})
+    {_PER_UNIT}
+)
+LEFT ARRAY JOIN
+    converted_goals.1 AS goal_id,
+    converted_goals.3 AS value,
+    arrayEnumerate(converted_goals.1) AS i
 GROUP BY GROUPING SETS ((variant_id), (variant_id, goal_id))
 ORDER BY variant_id, is_total DESC, goal_id
 """
@@ -168,39 +184,39 @@ _AGENT_SQL = f"""
 SELECT
     variant_id,
     count() AS units,
-    countIf(successes > 0) AS converted,
-    sum(tasks) AS tasks,
-    sum(successes) AS successful_tasks,
-    sum(cost) AS cost_sum,
-    sum(cost * cost) AS cost_sumsq,
-    quantileExactInclusive(0.95)(cost) AS cost_p95,
-    sum(duration_ms) AS duration_ms_sum,
-    sum(duration_ms * duration_ms) AS duration_ms_sumsq,
-    quantileExactInclusive(0.95)(duration_ms) AS duration_ms_p95,
-    sum(turns) AS turns_sum,
-    sum(turns * turns) AS turns_sumsq,
-    quantileExactInclusive(0.95)(turns) AS turns_p95
+    countIf(unit_successes > 0) AS converted,
+    sum(unit_tasks) AS tasks,
+    sum(unit_successes) AS successful_tasks,
+    sum(unit_cost) AS cost_sum,
+    sum(unit_cost * unit_cost) AS cost_sumsq,
+    quantileExactInclusive(0.95)(unit_cost) AS cost_p95,
+    sum(unit_duration_ms) AS duration_ms_sum,
+    sum(unit_duration_ms * unit_duration_ms) AS duration_ms_sumsq,
+    quantileExactInclusive(0.95)(unit_duration_ms) AS duration_ms_p95,
+    sum(unit_turns) AS turns_sum,
+    sum(unit_turns * unit_turns) AS turns_sumsq,
+    quantileExactInclusive(0.95)(unit_turns) AS turns_p95
 FROM (
     SELECT
-        unit_id,
-        argMin(variant_id, received_at) AS variant_id,
-        count() AS tasks,
-        countIf(outcome = 'success') AS successes,
-        sum(ifNull(cost, 0.)) AS cost,
-        sum(ifNull(duration_ms, 0.)) AS duration_ms,
-        toFloat64(sum(ifNull(turns, 0))) AS turns
-    FROM {EVENTS_TABLE}
-    WHERE {_SCOPE} AND kind = 'task'
-    GROUP BY unit_id
+        argMinMerge(variant) AS variant_id,
+        sum(entries) AS unit_tasks,
+        sum(successes) AS unit_successes,
+        sum(cost) AS unit_cost,
+        sum(duration_ms) AS unit_duration_ms,
+        toFloat64(sum(turns)) AS unit_turns
+    FROM ({{units}})
+    {_PER_UNIT}
 )
 GROUP BY variant_id
 ORDER BY variant_id
 """
 
 
-def results_query(kind: Literal["web", "agent"]) -> str:
-    """The aggregate query of an experiment of this kind; parameters ``exp`` and ``ws``."""
-    return _WEB_SQL if kind == "web" else _AGENT_SQL
+def results_query(kind: Literal["web", "agent"], windowed: bool = False) -> str:
+    """The aggregate query of an experiment of this kind; parameters ``exp`` and ``ws``,
+    and when ``windowed`` ``since`` and ``until`` (epoch milliseconds)."""
+    sql = _WEB_SQL if kind == "web" else _AGENT_SQL
+    return sql.replace("{units}", _WINDOWED_UNITS if windowed else _UNITS)
 
 
 class MetricSummary(msgspec.Struct, frozen=True):
@@ -287,23 +303,22 @@ def aggregate(kind: Literal["web", "agent"], table: pa.Table) -> list[ArmAggrega
     return arms
 
 
-def _scoped(sql: str, spec: ExperimentSpec) -> tuple[str, dict[str, Any]]:
-    """The query and its parameters for this experiment: within its window, if it has one."""
+def _parameters(spec: ExperimentSpec) -> dict[str, Any]:
+    """The experiment's query parameters: its ids and, if it has one, its window."""
     parameters: dict[str, Any] = {"exp": spec.id, "ws": spec.workspace_id}
-    if spec.window is None:
-        return sql, parameters
-    since, until = spec.window
-    parameters |= {
-        "since": math.floor(since.timestamp() * 1000),
-        "until": math.floor(until.timestamp() * 1000),
-    }
-    return sql.replace(_SCOPE, _SCOPE + _WINDOW), parameters
+    if spec.window is not None:
+        since, until = spec.window
+        parameters |= {
+            "since": math.floor(since.timestamp() * 1000),
+            "until": math.floor(until.timestamp() * 1000),
+        }
+    return parameters
 
 
 def fetch_aggregates(run: QueryRunner, spec: ExperimentSpec) -> list[ArmAggregates]:
     """Run the experiment's aggregate query (one round trip)."""
-    table = run(*_scoped(results_query(spec.kind), spec))
-    return aggregate(spec.kind, table)
+    sql = results_query(spec.kind, windowed=spec.window is not None)
+    return aggregate(spec.kind, run(sql, _parameters(spec)))
 
 
 # --- cumulative conversion over time -----------------------------------------------------
@@ -314,29 +329,30 @@ def fetch_aggregates(run: QueryRunner, spec: ExperimentSpec) -> list[ArmAggregat
 _TIMELINE_UNITS = {
     "web": f"""
         SELECT
-            argMinIf(variant_id, received_at, kind = 'exposure') AS variant_id,
-            minIf(received_at, kind = 'exposure') AS entered_at,
-            minIf(received_at, kind = 'goal' AND goal_id = {{goal:String}}) AS converted_at,
-            countIf(kind = 'goal' AND goal_id = {{goal:String}}) > 0 AS converted
-        FROM {EVENTS_TABLE}
-        WHERE {_SCOPE} AND kind IN ('exposure', 'goal')
-        GROUP BY unit_id
-        HAVING countIf(kind = 'exposure') > 0""",
+            argMinMerge(variant) AS variant_id,
+            min(entered_at) AS entered_at,
+            minMap(goal_first) AS first_goals,
+            indexOf(first_goals.1, {{goal:String}}) AS primary_at,
+            primary_at > 0 AS converted,
+            if(converted, first_goals.2[primary_at], entered_at) AS converted_at
+        FROM ({{units}})
+        {_PER_UNIT}""",
     "agent": f"""
         SELECT
-            argMin(variant_id, received_at) AS variant_id,
-            min(received_at) AS entered_at,
-            minIf(received_at, outcome = 'success') AS converted_at,
-            countIf(outcome = 'success') > 0 AS converted
-        FROM {EVENTS_TABLE}
-        WHERE {_SCOPE} AND kind = 'task'
-        GROUP BY unit_id""",
+            argMinMerge(variant) AS variant_id,
+            min(entered_at) AS entered_at,
+            min(succeeded_at) AS converted_at,
+            sum(successes) > 0 AS converted
+        FROM ({{units}})
+        {_PER_UNIT}""",
 }
 
 
-def timeline_query(kind: Literal["web", "agent"]) -> str:
+def timeline_query(kind: Literal["web", "agent"], windowed: bool = False) -> str:
     """Per UTC day and variant, the units that entered the experiment and the units that
-    first converted that day. Parameters ``exp``, ``ws`` and, for web, ``goal``."""
+    first converted that day. Parameters ``exp``, ``ws``, for web ``goal``, and when
+    ``windowed`` ``since`` and ``until``."""
+    units = _TIMELINE_UNITS[kind].replace("{units}", _WINDOWED_UNITS if windowed else _UNITS)
     return f"""
 SELECT toDate(point.1) AS day, variant_id, sum(point.2) AS entered, sum(point.3) AS converted
 FROM (
@@ -346,7 +362,7 @@ FROM (
             [(entered_at, 1, 0)],
             if(converted, [(greatest(entered_at, converted_at), 0, 1)], [])
         )) AS point
-    FROM ({_TIMELINE_UNITS[kind]})
+    FROM ({units})
 )
 GROUP BY day, variant_id
 ORDER BY day, variant_id
@@ -365,8 +381,67 @@ class TimelinePoint(msgspec.Struct, frozen=True):
 
 def fetch_timeline(run: QueryRunner, spec: ExperimentSpec) -> list[TimelinePoint]:
     """The experiment's daily entries and conversions, by day then variant id."""
-    sql, parameters = _scoped(timeline_query(spec.kind), spec)
+    parameters = _parameters(spec)
     if spec.kind == "web":
         parameters["goal"] = spec.goals[0].id if spec.goals else ""
-    table = run(sql, parameters)
+    table = run(timeline_query(spec.kind, windowed=spec.window is not None), parameters)
     return [TimelinePoint(**row) for row in _rows(table)]
+
+
+# --- answering again without a scan --------------------------------------------------
+
+_VERSION_SQL = (
+    f"SELECT sum(events) AS events, max(last_inserted_at) AS last_inserted_at "
+    f"FROM {EXPERIMENT_MARKS_TABLE} WHERE {_SCOPE}"
+)
+
+
+def data_version(run: QueryRunner, spec: ExperimentSpec) -> tuple[Any, ...]:
+    """What the experiment's events are now, as a value that changes whenever any is
+    inserted (their count and last insert time, from `warehouse.EXPERIMENT_MARKS_TABLE`,
+    which the same inserts feed): a point query on a few rows, not a scan."""
+    row = _rows(run(_VERSION_SQL, {"exp": spec.id, "ws": spec.workspace_id}))
+    return tuple(row[0].values()) if row else ()
+
+
+T = TypeVar("T")
+
+
+class VersionedCache:
+    """Answers computed from an experiment's data (results, timeline), kept in memory and
+    given again while `data_version` says the data has not changed: a repeated read costs
+    one point query. The version is read before computing, so an answer may have seen
+    events newer than its version (the next read then computes again), never fewer.
+    Thread-safe; keeps the ``size`` most recently used answers.
+
+    In a cluster the marks and the state are read through Distributed tables; with
+    replicas that lag, a version and the state read after it may come from different
+    replicas (``load_balancing`` ``in_order`` or ``first_or_random`` keeps one)."""
+
+    def __init__(self, run: QueryRunner, size: int = 256) -> None:
+        self.run = run
+        self.size = size
+        self.hits = 0
+        self._entries: OrderedDict[tuple[str, ExperimentSpec], tuple[tuple[Any, ...], Any]]
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, what: str, spec: ExperimentSpec, compute: Callable[[], T]) -> T:
+        """``compute()``'s answer for (``what``, ``spec``): the kept one when the
+        experiment's data version is the one it was computed at, else a new one."""
+        version = data_version(self.run, spec)
+        key = (what, spec)
+        with self._lock:
+            kept = self._entries.get(key)
+            if kept is not None and kept[0] == version:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                answer: T = kept[1]
+                return answer
+        answer = compute()
+        with self._lock:
+            self._entries[key] = (version, answer)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return answer

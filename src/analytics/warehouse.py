@@ -44,8 +44,11 @@ __all__ = [
     "EVENTS_TABLE",
     "MERGE_SELECTOR_BASE",
     "MIGRATIONS",
+    "EXPERIMENT_MARKS_TABLE",
     "MIGRATIONS_TABLE",
     "Migration",
+    "UNIT_STATE_COLUMNS",
+    "UNIT_STATE_TABLE",
     "close_quietly",
     "connect",
     "ddl_statements",
@@ -53,6 +56,7 @@ __all__ = [
     "migrate",
     "ping",
     "schema_version",
+    "unit_state_select",
 ]
 
 log = logging.getLogger("splitedge.warehouse")
@@ -60,6 +64,8 @@ log = logging.getLogger("splitedge.warehouse")
 DATABASE = "splitedge"
 EVENTS_TABLE = f"{DATABASE}.events"
 MIGRATIONS_TABLE = f"{DATABASE}.schema_migrations"
+UNIT_STATE_TABLE = f"{DATABASE}.unit_state"
+EXPERIMENT_MARKS_TABLE = f"{DATABASE}.experiment_marks"
 
 # How many recent insert blocks the events table remembers for deduplication.
 # A segment is retried within seconds of a failure and replayed at the next start, so
@@ -119,7 +125,16 @@ def insert_settings(token: str) -> dict[str, str | int]:
     """
     if not token:
         raise ValueError("an insert deduplication token must not be empty")
-    return {"insert_deduplication_token": token, "distributed_foreground_insert": 1}
+    return {
+        "insert_deduplication_token": token,
+        "distributed_foreground_insert": 1,
+        # The materialized views (unit state, experiment marks) check the token as well:
+        # a segment whose rows reached the events table but not a view (a failure between
+        # the two writes) reaches the view on its retry, and one that reached both reaches
+        # neither again. The default of ClickHouse 26.9 (chDB 4.4), stated so that another
+        # server version or profile cannot turn a retry into a double count in the state.
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
 
 
 # --- the DDL ---------------------------------------------------------------------------
@@ -267,12 +282,180 @@ def _v2_merge_selector(cluster: str | None) -> list[str]:
     ]
 
 
+# --- per-unit state (version 3) ------------------------------------------------------------
+
+# A moment after every event: the value of a "first time" column on a row that has none,
+# so that min() over a unit's rows ignores it.
+_NEVER = "toDateTime64('2299-12-31 23:59:59.999', 3, 'UTC')"
+_ENTRY = "kind IN ('exposure', 'task')"
+
+UNIT_STATE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("workspace_id", "LowCardinality(String)", "workspace_id"),
+    ("experiment_id", "LowCardinality(String)", "experiment_id"),
+    ("unit_id", "String", "unit_id"),
+    # Entries: exposures (web) and tasks (agent); an experiment gets one of the two.
+    ("entries", "SimpleAggregateFunction(sum, UInt64)", f"countIf({_ENTRY})"),
+    (
+        "variant",
+        "AggregateFunction(argMin, String, DateTime64(3, 'UTC'))",
+        f"argMinState(toString(variant_id), if({_ENTRY}, received_at, {_NEVER}))",
+    ),
+    (
+        "entered_at",
+        "SimpleAggregateFunction(min, DateTime64(3, 'UTC'))",
+        f"min(if({_ENTRY}, received_at, {_NEVER}))",
+    ),
+    # Every counted row's time, for an ended experiment's window.
+    ("first_at", "SimpleAggregateFunction(min, DateTime64(3, 'UTC'))", "min(received_at)"),
+    ("last_at", "SimpleAggregateFunction(max, DateTime64(3, 'UTC'))", "max(received_at)"),
+    # Web: per goal id, the goal rows and their summed value (a missing value adds 0),
+    # and the first one's time.
+    (
+        "goals",
+        "SimpleAggregateFunction(sumMap, Tuple(Array(String), Array(UInt64), Array(Float64)))",
+        "sumMapIf(([toString(goal_id)], [toUInt64(1)], [ifNull(value, 0.)]), kind = 'goal')",
+    ),
+    (
+        "goal_first",
+        "SimpleAggregateFunction(minMap, Tuple(Array(String), Array(DateTime64(3, 'UTC'))))",
+        "minMapIf(([toString(goal_id)], [received_at]), kind = 'goal')",
+    ),
+    # Agent: successful tasks, the first one's time, and the per-unit sums.
+    ("successes", "SimpleAggregateFunction(sum, UInt64)", "countIf(outcome = 'success')"),
+    (
+        "succeeded_at",
+        "SimpleAggregateFunction(min, DateTime64(3, 'UTC'))",
+        f"min(if(outcome = 'success', received_at, {_NEVER}))",
+    ),
+    ("cost", "SimpleAggregateFunction(sum, Float64)", "sum(ifNull(cost, 0.))"),
+    ("duration_ms", "SimpleAggregateFunction(sum, Float64)", "sum(ifNull(duration_ms, 0.))"),
+    ("turns", "SimpleAggregateFunction(sum, Int64)", "sum(toInt64(ifNull(turns, 0)))"),
+)
+"""The per-unit state of `UNIT_STATE_TABLE`: (name, type, expression over event rows
+grouped by workspace, experiment and unit). ``analytics.aggregates`` reads it back."""
+
+# Only rows of an experiment that the results count: exposures, goals and tasks.
+_STATE_ROWS = "experiment_id != '' AND kind IN ('exposure', 'goal', 'task')"
+
+
+def unit_state_select(source: str, where: str = "") -> str:
+    """The per-unit state of the event rows of ``source`` (the events table's name) that
+    the results count and ``where`` selects: what the view writes per inserted block, the
+    migration per stored event, and an ended experiment's window per unit."""
+    exprs = ",\n    ".join(f"{expr} AS {name}" for name, _, expr in UNIT_STATE_COLUMNS)
+    condition = _STATE_ROWS + (f" AND {where}" if where else "")
+    return (
+        f"SELECT\n    {exprs}\nFROM {source}\nWHERE {condition}\n"
+        "GROUP BY workspace_id, experiment_id, unit_id"
+    )
+
+
+# The backfill of existing events goes to partition 1 and the view writes partition 0, so
+# the migration can drop its own earlier, interrupted backfill and start again.
+_UNIT_STATE_EXTRA = (("backfill", "UInt8 DEFAULT 0"),)
+_UNIT_STATE_ORDER_BY = "(workspace_id, experiment_id, unit_id)"
+
+_MARK_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("workspace_id", "LowCardinality(String)"),
+    ("experiment_id", "LowCardinality(String)"),
+    ("events", "SimpleAggregateFunction(sum, UInt64)"),
+    ("last_inserted_at", "SimpleAggregateFunction(max, DateTime64(3, 'UTC'))"),
+)
+_MARKS_SELECT = (
+    "SELECT workspace_id, experiment_id, count() AS events, max(inserted_at) AS "
+    "last_inserted_at\nFROM {source}\nWHERE experiment_id != ''\n"
+    "GROUP BY workspace_id, experiment_id"
+)
+
+
+def _v3_unit_state(cluster: str | None) -> list[str]:
+    """Version 3: per-unit state kept by a materialized view, and per-experiment marks.
+
+    ``unit_state`` (AggregatingMergeTree) holds one row per (workspace, experiment, unit)
+    once merged; `analytics.aggregates` computes results and timeline from it, so their
+    cost follows units, not events. ``experiment_marks`` counts each experiment's rows
+    and their last insert time: a point query that tells a cache whether anything
+    changed. Both are fed by views on the events table, deduplicated like it (a retried
+    segment reaches them once, `insert_settings`). The events already stored are copied
+    into the state (partition ``backfill = 1``, dropped first if an earlier run was cut
+    short); the marks start empty (a cache starts empty too).
+
+    Cluster: like the events, ``*_local`` replicated tables on every shard fed by views
+    on ``events_local`` (a unit's events are all on its shard, so its state is too) and
+    Distributed tables of the same names as on a single node for reading.
+    """
+    on = _on_cluster(cluster)
+    state_columns = _columns(
+        tuple((name, kind) for name, kind, _ in UNIT_STATE_COLUMNS) + _UNIT_STATE_EXTRA
+    )
+    marks_columns = _columns(_MARK_COLUMNS)
+    state_layout = f"PARTITION BY backfill\nORDER BY {_UNIT_STATE_ORDER_BY}"
+    marks_layout = "ORDER BY (workspace_id, experiment_id)"
+    if cluster is None:
+        dedup = f"SETTINGS non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+        state, marks, events = UNIT_STATE_TABLE, EXPERIMENT_MARKS_TABLE, EVENTS_TABLE
+        tables = [
+            f"CREATE TABLE IF NOT EXISTS {state}\n{state_columns}\n"
+            f"ENGINE = AggregatingMergeTree\n{state_layout}\n{dedup}",
+            f"CREATE TABLE IF NOT EXISTS {marks}\n{marks_columns}\n"
+            f"ENGINE = AggregatingMergeTree\n{marks_layout}\n{dedup}",
+        ]
+    else:
+        dedup = (
+            f"SETTINGS replicated_deduplication_window = {DEDUPLICATION_WINDOW}, "
+            f"replicated_deduplication_window_seconds = {_REPLICATED_DEDUPLICATION_SECONDS}"
+        )
+        state, marks = f"{UNIT_STATE_TABLE}_local", f"{EXPERIMENT_MARKS_TABLE}_local"
+        events = f"{DATABASE}.events_local"
+
+        def replicated(name: str) -> str:
+            return (
+                f"ReplicatedAggregatingMergeTree('/clickhouse/tables/{{shard}}/{DATABASE}/"
+                f"{name}', '{{replica}}')"
+            )
+
+        def distributed(name: str) -> str:
+            return f"Distributed('{cluster}', '{DATABASE}', '{name}', cityHash64(unit_id))"
+
+        tables = [
+            f"CREATE TABLE IF NOT EXISTS {state}{on}\n{state_columns}\n"
+            f"ENGINE = {replicated('unit_state_local')}\n{state_layout}\n{dedup}",
+            f"CREATE TABLE IF NOT EXISTS {UNIT_STATE_TABLE}{on}\n{state_columns}\n"
+            f"ENGINE = {distributed('unit_state_local')}",
+            f"CREATE TABLE IF NOT EXISTS {marks}{on}\n{marks_columns}\n"
+            f"ENGINE = {replicated('experiment_marks_local')}\n{marks_layout}\n{dedup}",
+            # Read only (every shard's marks add up); rows are written on each shard.
+            f"CREATE TABLE IF NOT EXISTS {EXPERIMENT_MARKS_TABLE}{on}\n{marks_columns}\n"
+            f"ENGINE = Distributed('{cluster}', '{DATABASE}', 'experiment_marks_local')",
+        ]
+    names = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
+    return [
+        *tables,
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.unit_state_mv{on} TO {state}\n"
+        f"AS {unit_state_select(events)}",
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.experiment_marks_mv{on} TO {marks}\n"
+        f"AS {_MARKS_SELECT.format(source=events)}",
+        # The backfill, idempotent: a migration cut short runs again from the drop. It
+        # copies what the events table holds when it runs, so it runs at start-up before
+        # the flusher inserts (an insert between the view's creation and the copy would
+        # be counted twice; on a cluster, migrate before the nodes ingest).
+        f"ALTER TABLE {state}{on} DROP PARTITION 1",
+        # Not deduplicated: a second run after a drop writes the same blocks again (26.9
+        # leaves INSERT SELECT undeduplicated anyway; older servers need the setting).
+        # In a cluster the Distributed table routes each unit's state to its shard, and
+        # the statement returns once every shard has it.
+        f"INSERT INTO {UNIT_STATE_TABLE} ({names}, backfill)\n"
+        "SETTINGS insert_deduplicate = 0, distributed_foreground_insert = 1\n"
+        f"SELECT *, 1 FROM ({unit_state_select(EVENTS_TABLE)})",
+    ]
+
+
 # The schema versions, oldest first: MIGRATIONS[i] is version i + 1. Append, never edit
 # or reorder a released one. Every statement must be safe to run twice (IF NOT EXISTS,
 # ADD COLUMN IF NOT EXISTS, ...): a crash between a migration's DDL and its record in
 # schema_migrations runs it again. In cluster mode a change to the events columns must
 # alter both events_local and events, ON CLUSTER.
-MIGRATIONS: tuple[Migration, ...] = (_v1_events, _v2_merge_selector)
+MIGRATIONS: tuple[Migration, ...] = (_v1_events, _v2_merge_selector, _v3_unit_state)
 
 
 def ddl_statements(cluster: str | None = None) -> list[str]:
