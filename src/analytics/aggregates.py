@@ -3,13 +3,16 @@ its answer as per-variant aggregates, and the daily timeline of the results page
 
 The queries run through a `QueryRunner` (``sql, parameters -> pyarrow.Table``), so this
 module never opens a connection: a worker passes the warehouse gateway's runner, a test a
-chDB client's ``query_arrow``. The statistics on top are `analytics.results`.
+chDB client's ``query_arrow``. The statistics on top are `analytics.results`. They read
+the per-unit state that materialized views keep as events arrive
+(`analytics.warehouse.UNIT_STATE_COLUMNS`), not the raw events, so their cost follows the
+experiment's units; `VersionedCache` answers a repeated read while nothing changed.
 
 What counts (the SQL below; docs/statistics.md says it for users):
 
 - **web**: a unit (visitor) is in the experiment once it has an exposure row, and in the
-  variant of its first exposure (earliest ``received_at``; see docs/statistics.md for
-  same-millisecond ties, and why they are not broken by a second key). A unit
+  variant of its first exposure (earliest ``received_at``; two variants in the same
+  millisecond: the one whose id has the lower cityHash64, see docs/statistics.md). A unit
   converts on a goal when it has at least one goal row for it, counted once however often
   it converts; goal rows of units never exposed to this experiment are ignored, and a unit
   exposed to two variants counts, with its goals, for the first. Its value on a goal is the
@@ -150,9 +153,8 @@ _WINDOWED_ROWS = f"{_ROWS} AND unit_id GLOBAL NOT IN ({_OUTSIDE})\nUNION ALL\n" 
     EVENTS_TABLE, f"{_SCOPE} AND {_WINDOW} AND unit_id GLOBAL IN ({_OUTSIDE})"
 )
 
-# A unit, grouped by two 64-bit hashes of its id rather than the string: 4x cheaper to
-# group, and two distinct ids of one experiment collide with odds of about n² / 2^129.
-_UNIT = "bitShiftLeft(toUInt128(cityHash64(unit_id)), 64) + xxHash64(unit_id)"
+# A unit, grouped by the hash of its id the state keeps (`warehouse.UNIT_KEY`).
+_UNIT = "unit_key"
 # A unit's first entry (`warehouse.ENTRY_KEY`): its variant's hash, and its time.
 _ARM = "toUInt64(bitAnd(entry, toUInt128('18446744073709551615')))"
 _ENTERED_AT = "fromUnixTimestamp64Milli(toInt64(bitShiftRight(entry, 64)), 'UTC')"
@@ -385,18 +387,29 @@ def timeline_query(kind: Literal["web", "agent"], windowed: bool = False) -> str
     """Per UTC day and variant, the units that entered the experiment and the units that
     first converted that day. Parameters ``exp``, ``ws``, for web ``goal``, and when
     ``windowed`` ``since`` and ``until``."""
+    # The units are counted per (variant, day entered, day converted) first, a few
+    # thousand rows, and only those become the points of the two days: 20% less work
+    # than a point per unit.
     return _with_rows(
         f"""
 {_VARIANT_IDS}
-SELECT toDate(point.1) AS day, {_VARIANT}, sum(point.2) AS entered, sum(point.3) AS converted
+SELECT point.1 AS day, {_VARIANT}, sum(point.2) AS entered, sum(point.3) AS converted
 FROM (
     SELECT
         arm,
         arrayJoin(arrayConcat(
-            [(entered_at, 1, 0)],
-            if(converted, [(greatest(entered_at, converted_at), 0, 1)], [])
+            [(entered_day, units, 0)], if(converted, [(converted_day, 0, units)], [])
         )) AS point
-    FROM ({_TIMELINE_UNITS[kind]})
+    FROM (
+        SELECT
+            arm,
+            toDate(entered_at) AS entered_day,
+            converted,
+            toDate(greatest(entered_at, converted_at)) AS converted_day,
+            count() AS units
+        FROM ({_TIMELINE_UNITS[kind]})
+        GROUP BY arm, entered_day, converted, converted_day
+    )
 )
 GROUP BY day, arm
 ORDER BY day, variant_id
