@@ -9,7 +9,6 @@ version, as an upgrade does.
 from __future__ import annotations
 
 import itertools
-import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -221,10 +220,10 @@ def test_an_answer_is_kept_until_an_event_of_its_experiment_arrives(wh: Warehous
         computed.append(1)
         return fetch_aggregates(wh.run, web_spec(exp))
 
+    # How long a repeat takes is bench/results_query.py's to measure; here, that it
+    # computes nothing.
     first = cache.get("results", web_spec(exp), compute)
-    started = time.perf_counter()
     assert cache.get("results", web_spec(exp), compute) == first
-    assert time.perf_counter() - started < 0.020
     assert (len(computed), cache.hits) == (1, 1)
 
     version = data_version(wh.run, web_spec(exp))
