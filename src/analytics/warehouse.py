@@ -16,6 +16,12 @@ the table keeps the tokens of its last `DEDUPLICATION_WINDOW` inserted blocks, a
 restarts. A token names the data, so a name must never be reused for other events: an
 insert whose token the table has seen is dropped whatever it contains.
 
+Materialized views on the events table keep ``splitedge.unit_state`` (per experiment and
+unit, what the results count: `UNIT_STATE_COLUMNS`) and ``splitedge.experiment_marks``
+(per experiment, how many events and when the last arrived); `analytics.aggregates` reads
+them instead of the raw events. A retried segment reaches the views once, as it reaches
+the table (`insert_settings`).
+
 `migrate` creates the database and brings the schema to the newest version; every step
 is recorded in ``splitedge.schema_migrations``. With ``cluster="NAME"`` (the
 ``--clickhouse-cluster`` option) the same steps run ``ON CLUSTER`` and the events table
@@ -386,9 +392,9 @@ _BEFORE_THE_VIEW = (
 def _v3_unit_state(cluster: str | None) -> list[str]:
     """Version 3: per-unit state kept by a materialized view, and per-experiment marks.
 
-    ``unit_state`` (AggregatingMergeTree) holds one row per (workspace, experiment, unit)
-    once merged; `analytics.aggregates` computes results and timeline from it, so their
-    cost follows units, not events. ``experiment_marks`` counts each experiment's rows
+    ``unit_state`` (AggregatingMergeTree) holds, once merged, one row per unit of an
+    experiment and one per goal it converted on; `analytics.aggregates` computes results
+    and timeline from it, so their cost follows units, not events. ``experiment_marks`` counts each experiment's rows
     and their last insert time: a point query that tells a cache whether anything
     changed. Both are fed by views on the events table, deduplicated like it (a retried
     segment reaches them once, `insert_settings`). The events stored before the view are
