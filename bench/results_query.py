@@ -1,28 +1,35 @@
-"""The results query over 10M synthetic events in chDB, against plain scans of the same data.
+"""Results and timeline from the per-unit state against the raw-events queries they
+replaced, on synthetic events in chDB; then at 3x the events per unit.
 
-A temporary chDB warehouse (migrated by `analytics.warehouse.migrate`) gets 10M events of
-four experiments in one workspace plus a neighbour workspace: three web experiments
-(exposures, then goal conversions with values for ~12% / ~4% of units on two goals) and
-one agent experiment (tasks with outcome, cost, duration and turns), spread over 30 days
-and inserted with ``insert_arrow`` in chunks of 1M rows built by NumPy/Arrow. Then, for the
-largest web experiment and for the agent experiment, each query runs ``--runs`` times:
+A temporary chDB warehouse (migrated by `analytics.warehouse.migrate`, so with the unit
+state's materialized views) gets ``--events`` events of four experiments in one workspace
+plus a neighbour workspace: three web experiments (exposures, then goal conversions with
+values for ~12% / ~4% of units on two goals) and one agent experiment (tasks with outcome,
+cost, duration and turns), spread over 30 days, inserted with ``insert_arrow`` in chunks of
+1M rows built by NumPy/Arrow. For the largest web experiment and the agent experiment,
+each query runs ``--runs`` times:
 
-- **results**: `analytics.aggregates.results_query` (what ``GET /v1/experiments/{id}/results``
-  runs), through `fetch_aggregates`, so the Arrow answer is parsed too;
-- **timeline**: `analytics.aggregates.timeline_query` (the results page's chart);
-- baselines from the same run over the same rows: ``count()`` of the experiment's range
-  (same filter: the least any query over those rows costs) and ``uniqExact(unit_id)``
-  of it (counting distinct units is the heart of the results query);
-- the results query again with ``identity(experiment_id)`` in its filter, which hides
-  the experiment from the sorting key: what the experiment_id-first key saves.
+- **state**: `analytics.aggregates.fetch_aggregates` and `fetch_timeline` (what the
+  results API, the results page and the decider run), over ``splitedge.unit_state``;
+- **raw**: the queries they replaced (kept below as `RAW_RESULTS` and `RAW_TIMELINE`), over
+  the experiment's raw events;
+- **cached**: results and timeline again through `VersionedCache` with nothing inserted
+  in between: one point query on ``splitedge.experiment_marks`` each;
+- baselines: ``count()`` and ``uniqExact(unit_id)`` of the experiment's event range.
+
+The state is measured merged (``OPTIMIZE FINAL``: one row per unit and goal converted,
+where background merges take it). Then the same units of those two experiments get two
+more batches of events (3x the events per unit), and everything runs again, first as
+inserted (up to three state rows per unit, not yet merged), then merged; "3x / 1x" is the
+growth.
 
 "cold" is the first run after ``SYSTEM DROP MARK CACHE`` and ``SYSTEM DROP UNCOMPRESSED
-CACHE`` (ClickHouse's caches; the OS page cache stays warm, the data was just written);
-"warm" is the median of the following runs, in wall time and in CPU time (chDB runs in
-this process; CPU time is less disturbed by other load on a shared machine). The last
-column is the results query's warm time divided by the row's.
+CACHE``; "warm" is the median of the following runs, in wall time and in CPU time (chDB
+runs in this process).
 
     .venv/bin/python bench/results_query.py [--events 10000000] [--runs 5] [--write]
+
+(`make bench` runs the default 10M; the figures of issue 21 are for ``--events 30000000``.)
 """
 
 from __future__ import annotations
@@ -54,31 +61,100 @@ from edge.ingest.schema import EVENT_SCHEMA  # noqa: E402
 from report import environment, publish  # noqa: E402
 
 RESULTS_INTRO = """\
-## bench/results_query.py: the results query over 10M events, against plain scans
+## Results from per-unit state (issue 21): bench/results_query.py
 
-A temporary chDB warehouse holds 10M synthetic events: three web experiments (exposures,
-goal conversions with values), one agent experiment (tasks) and a neighbour workspace.
-The results query (`analytics.aggregates.results_query`, parsed by `fetch_aggregates`) and
-the timeline query run for the largest web experiment and the agent experiment, beside
-baselines over the same rows in the same run: `count()` of the experiment's range (same
-filter) and `uniqExact(unit_id)` of it; and the results query with the experiment hidden
-from the sorting key (`identity(experiment_id)`). Cold = first run after dropping
-ClickHouse's mark and uncompressed caches (OS page cache warm); warm = median of the next
-runs, wall and CPU time (chDB runs in the benchmark's process). The last column is the
-results query's warm time divided by the row's.
+Results and timeline are computed from `splitedge.unit_state`, a per-unit state that
+materialized views keep as events are inserted (`analytics.warehouse`, version 3), instead
+of from every raw event; an unchanged repeat is answered from `VersionedCache` after one
+point query. Measured against the raw-events queries they replaced, in the same run on the
+same data, then after two more batches of events for the same units (3x events per unit).
+Cold = first run after dropping ClickHouse's mark and uncompressed caches; warm = median of
+the next runs (chDB runs in the benchmark's process: CPU is its threads').
 
-Reading it: the scan is not the cost (`count()` of the range is a few percent of the
-results query); counting units is. The web results query costs about 2-3x a bare
-`uniqExact(unit_id)` of the same 2.2M visitors, for finding each one's first exposure,
-joining the converters' goals and exact percentiles. Hiding experiment_id from the
-sorting key changes nothing measurable here: the experiment is 40% of the table, and
-filtering out the rest reads one LowCardinality column. Two alternatives measured while
-writing the query (same data, CPU time): one scan of both kinds grouped per unit with
-`sumMap` took ~20% more than the two-range join; `argMin` over (received_at, variant_id),
-to break same-millisecond ties, doubled the query.
-
-    .venv/bin/python bench/results_query.py --write
+    .venv/bin/python bench/results_query.py --events 30000000 --write
 """
+
+# The raw-events queries that results and timeline ran before the per-unit state
+# (analytics.aggregates until issue 21), kept to measure the state against.
+_SCOPE = "experiment_id = {exp:String} AND workspace_id = {ws:String}"
+_EVENTS = warehouse.EVENTS_TABLE
+RAW_RESULTS = {
+    "web": f"""
+SELECT
+    variant_id, goal_id, grouping(goal_id) AS is_total, countIf(i <= 1) AS units,
+    count() AS converted, sum(value) AS value_sum, sum(value * value) AS value_sumsq,
+    quantileExactInclusiveIf(0.95)(value, i > 0) AS value_p95
+FROM (
+    SELECT unit_id, argMin(variant_id, received_at) AS variant_id
+    FROM {_EVENTS} WHERE {_SCOPE} AND kind = 'exposure' GROUP BY unit_id
+) AS exposed
+LEFT JOIN (
+    SELECT unit_id, groupArray(goal_id) AS goal_ids, groupArray(value) AS goal_values
+    FROM (
+        SELECT unit_id, goal_id, sum(ifNull(value, 0.)) AS value
+        FROM {_EVENTS} WHERE {_SCOPE} AND kind = 'goal' GROUP BY unit_id, goal_id
+    )
+    GROUP BY unit_id
+) AS converted USING unit_id
+LEFT ARRAY JOIN goal_ids AS goal_id, goal_values AS value, arrayEnumerate(goal_ids) AS i
+GROUP BY GROUPING SETS ((variant_id), (variant_id, goal_id))
+ORDER BY variant_id, is_total DESC, goal_id
+""",
+    "agent": f"""
+SELECT
+    variant_id, count() AS units, countIf(successes > 0) AS converted, sum(tasks) AS tasks,
+    sum(successes) AS successful_tasks,
+    sum(cost) AS cost_sum, sum(cost * cost) AS cost_sumsq,
+    quantileExactInclusive(0.95)(cost) AS cost_p95,
+    sum(duration_ms) AS duration_ms_sum, sum(duration_ms * duration_ms) AS duration_ms_sumsq,
+    quantileExactInclusive(0.95)(duration_ms) AS duration_ms_p95,
+    sum(turns) AS turns_sum, sum(turns * turns) AS turns_sumsq,
+    quantileExactInclusive(0.95)(turns) AS turns_p95
+FROM (
+    SELECT
+        unit_id, argMin(variant_id, received_at) AS variant_id, count() AS tasks,
+        countIf(outcome = 'success') AS successes, sum(ifNull(cost, 0.)) AS cost,
+        sum(ifNull(duration_ms, 0.)) AS duration_ms, toFloat64(sum(ifNull(turns, 0))) AS turns
+    FROM {_EVENTS} WHERE {_SCOPE} AND kind = 'task' GROUP BY unit_id
+)
+GROUP BY variant_id
+ORDER BY variant_id
+""",
+}
+_RAW_TIMELINE_UNITS = {
+    "web": f"""
+        SELECT
+            argMinIf(variant_id, received_at, kind = 'exposure') AS variant_id,
+            minIf(received_at, kind = 'exposure') AS entered_at,
+            minIf(received_at, kind = 'goal' AND goal_id = {{goal:String}}) AS converted_at,
+            countIf(kind = 'goal' AND goal_id = {{goal:String}}) > 0 AS converted
+        FROM {_EVENTS}
+        WHERE {_SCOPE} AND kind IN ('exposure', 'goal')
+        GROUP BY unit_id
+        HAVING countIf(kind = 'exposure') > 0""",
+    "agent": f"""
+        SELECT
+            argMin(variant_id, received_at) AS variant_id, min(received_at) AS entered_at,
+            minIf(received_at, outcome = 'success') AS converted_at,
+            countIf(outcome = 'success') > 0 AS converted
+        FROM {_EVENTS} WHERE {_SCOPE} AND kind = 'task' GROUP BY unit_id""",
+}
+RAW_TIMELINE = {
+    kind: f"""
+SELECT toDate(point.1) AS day, variant_id, sum(point.2) AS entered, sum(point.3) AS converted
+FROM (
+    SELECT variant_id, arrayJoin(arrayConcat(
+        [(entered_at, 1, 0)],
+        if(converted, [(greatest(entered_at, converted_at), 0, 1)], [])
+    )) AS point
+    FROM ({units})
+)
+GROUP BY day, variant_id
+ORDER BY day, variant_id
+"""
+    for kind, units in _RAW_TIMELINE_UNITS.items()
+}
+
 
 WORKSPACE = "ws_bench"
 NEIGHBOUR = "ws_neighbour"
@@ -130,9 +206,10 @@ def _table(n: int, columns: dict[str, Any]) -> pa.Table:
 
 
 def web_events(
-    experiment: str, workspace: str, units: int, rng: np.random.Generator
+    experiment: str, workspace: str, units: int, rng: np.random.Generator, batch: int = 0
 ) -> list[pa.Table]:
-    """Exposures and goal rows of ``units`` visitors, in tables of about `CHUNK` rows."""
+    """Exposures and goal rows of ``units`` visitors, in tables of about `CHUNK` rows;
+    ``batch`` makes the event ids of another batch of the same visitors."""
     out = []
     for start in range(0, units, CHUNK // 2):
         ids = np.arange(start, min(units, start + CHUNK // 2))
@@ -161,7 +238,7 @@ def web_events(
             _table(
                 n,
                 {
-                    "event_id": _strings(f"{experiment}-{start}-", np.arange(n)),
+                    "event_id": _strings(f"{experiment}-{batch}-{start}-", np.arange(n)),
                     "kind": pa.array(np.where(kind == 0, "exposure", "goal"), pa.string()),
                     "workspace_id": workspace,
                     "site_id": "site_bench",
@@ -181,9 +258,10 @@ def web_events(
 
 
 def agent_events(
-    experiment: str, workspace: str, units: int, rng: np.random.Generator
+    experiment: str, workspace: str, units: int, rng: np.random.Generator, batch: int = 0
 ) -> list[pa.Table]:
-    """Task rows of ``units`` agent sessions (1 + Poisson(3) tasks each)."""
+    """Task rows of ``units`` agent sessions (1 + Poisson(3) tasks each); ``batch`` as for
+    `web_events`."""
     out = []
     for start in range(0, units, CHUNK // 4):
         ids = np.arange(start, min(units, start + CHUNK // 4))
@@ -200,7 +278,7 @@ def agent_events(
             _table(
                 n,
                 {
-                    "event_id": _strings(f"{experiment}-{start}-", np.arange(n)),
+                    "event_id": _strings(f"{experiment}-{batch}-{start}-", np.arange(n)),
                     "kind": pa.array(np.full(n, "task", dtype=object), pa.string()),
                     "workspace_id": workspace,
                     "experiment_id": pa.array(np.full(n, experiment, dtype=object), pa.string()),
@@ -236,9 +314,8 @@ def spec(experiment: str, kind: str) -> aggregates.ExperimentSpec:
     )
 
 
-def fill(client: Any, total: int) -> tuple[int, float]:
-    """Insert about ``total`` events; returns (rows, seconds)."""
-    rng = np.random.default_rng(20251101)
+def _plan(total: int) -> list[tuple[Callable[..., list[pa.Table]], str, str, int]]:
+    """(generator, experiment, workspace, units) of about ``total`` events."""
     plan: list[tuple[Callable[..., list[pa.Table]], str, str, int]] = []
     for experiment, kind, share in EXPERIMENTS:
         per_unit = EVENTS_PER_WEB_UNIT if kind == "web" else TASKS_PER_AGENT_UNIT
@@ -246,9 +323,19 @@ def fill(client: Any, total: int) -> tuple[int, float]:
         plan.append((make, experiment, WORKSPACE, int(total * share / per_unit)))
     neighbour_units = int(total * NEIGHBOUR_SHARE / EVENTS_PER_WEB_UNIT)
     plan.append((web_events, EXPERIMENTS[0][0], NEIGHBOUR, neighbour_units))
+    return plan
+
+
+def fill(client: Any, total: int, batch: int = 0, only: Sequence[str] = ()) -> tuple[int, float]:
+    """Insert about ``total`` events (as the flusher does, so the views keep the state);
+    with ``only``, just those experiments' units, again (``batch`` > 0: more events of
+    the same units). Returns (rows, seconds)."""
+    rng = np.random.default_rng(20251101 + batch)
     rows, seconds = 0, 0.0
-    for make, experiment, workspace, units in plan:
-        for table in make(experiment, workspace, units, rng):
+    for make, experiment, workspace, units in _plan(total):
+        if only and (experiment not in only or workspace != WORKSPACE):
+            continue
+        for table in make(experiment, workspace, units, rng, batch):
             start = time.perf_counter()
             client.insert_arrow(
                 warehouse.EVENTS_TABLE, table, settings=warehouse.insert_settings(uuid.uuid4().hex)
@@ -271,9 +358,10 @@ class Timing:
         self.answer = answer
 
 
-def timed(call: Callable[[], object], runs: int, client: Any) -> Timing:
-    client.command("SYSTEM DROP MARK CACHE")
-    client.command("SYSTEM DROP UNCOMPRESSED CACHE")
+def timed(call: Callable[[], object], runs: int, client: Any, drop: bool = True) -> Timing:
+    if drop:
+        client.command("SYSTEM DROP MARK CACHE")
+        client.command("SYSTEM DROP UNCOMPRESSED CACHE")
     wall, cpu, answer = [], [], None
     for _ in range(runs):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -283,62 +371,123 @@ def timed(call: Callable[[], object], runs: int, client: Any) -> Timing:
     return Timing(wall[0], wall[1:], cpu[1:], answer)
 
 
-def measure(client: Any, runs: int) -> tuple[list[str], dict[str, dict[str, float]]]:
-    """The table's lines, and each experiment's warm milliseconds by query."""
+def _agree(state: list[aggregates.ArmAggregates], raw: list[aggregates.ArmAggregates]) -> None:
+    """The state's answer is the raw events' (counts exactly, sums up to rounding: they
+    are added in another order)."""
+
+    def close(a: float | None, b: float | None) -> bool:
+        return a == b or (a is not None and b is not None and abs(a - b) <= 1e-9 * abs(b))
+
+    assert len(state) == len(raw), (state, raw)
+    for a, b in zip(state, raw, strict=True):
+        assert (a.variant_id, a.units, a.converted, a.tasks, a.successful_tasks) == (
+            b.variant_id,
+            b.units,
+            b.converted,
+            b.tasks,
+            b.successful_tasks,
+        ), (a, b)
+        assert [(g.goal_id, g.converted) for g in a.goals] == [
+            (g.goal_id, g.converted) for g in b.goals
+        ], (a, b)
+        pairs = [(g.value_sum, h.value_sum) for g, h in zip(a.goals, b.goals, strict=True)]
+        pairs += [(g.value_sumsq, h.value_sumsq) for g, h in zip(a.goals, b.goals, strict=True)]
+        pairs += [(g.value_p95, h.value_p95) for g, h in zip(a.goals, b.goals, strict=True)]
+        pairs += [(a.sums[c], b.sums[c]) for c in a.sums]
+        pairs += [(a.sumsqs[c], b.sumsqs[c]) for c in a.sumsqs]
+        pairs += [(a.p95s[c], b.p95s[c]) for c in a.p95s]
+        assert all(close(x, y) for x, y in pairs), (a, b)
+
+
+def measure(client: Any, runs: int, label: str) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The table's lines for the two measured experiments, and their warm milliseconds."""
     figures: dict[str, dict[str, float]] = {}
 
     def run(sql: str, parameters: dict[str, Any]) -> pa.Table:
         return client.query_arrow(sql, parameters=parameters)
 
-    lines = [
-        "| experiment | query | cold | warm | warm CPU | results / this (warm) |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
+    lines = []
     table = warehouse.EVENTS_TABLE
-    scope = "experiment_id = {exp:String} AND workspace_id = {ws:String}"
     for experiment, kind, _ in (EXPERIMENTS[0], EXPERIMENTS[3]):
         s = spec(experiment, kind)
-        params = {"exp": experiment, "ws": WORKSPACE}
-        # The same results query with experiment_id hidden from the sorting key.
-        unkeyed = aggregates.results_query(s.kind).replace(
-            "experiment_id = {exp:String}", "identity(experiment_id) = {exp:String}"
+        params: dict[str, Any] = {"exp": experiment, "ws": WORKSPACE}
+        if s.kind == "web":
+            params["goal"] = GOALS[0]
+        scope = f"SELECT {{q}} FROM {table} WHERE {_SCOPE}"
+        events = run(scope.replace("{q}", "count()"), params).column(0)[0].as_py()
+        state_rows = (
+            run(
+                f"SELECT count() FROM {warehouse.UNIT_STATE_TABLE} "
+                "WHERE experiment_id = {exp:String} AND workspace_id = {ws:String}",
+                params,
+            )
+            .column(0)[0]
+            .as_py()
         )
+        cache = aggregates.VersionedCache(run)
+
+        def cached(s: aggregates.ExperimentSpec = s, c: Any = cache) -> object:
+            return (
+                c.get("results", s, lambda: aggregates.fetch_aggregates(run, s)),
+                c.get("timeline", s, lambda: aggregates.fetch_timeline(run, s)),
+            )
+
         queries: list[tuple[str, Callable[[], object]]] = [
-            ("**results** (fetch_aggregates)", lambda s=s: aggregates.fetch_aggregates(run, s)),
-            ("timeline (fetch_timeline)", lambda s=s: aggregates.fetch_timeline(run, s)),
+            ("results, state", lambda s=s: aggregates.fetch_aggregates(run, s)),
+            ("results, raw", lambda k=s.kind, p=params: run(RAW_RESULTS[k], p)),
+            ("timeline, state", lambda s=s: aggregates.fetch_timeline(run, s)),
+            ("timeline, raw", lambda k=s.kind, p=params: run(RAW_TIMELINE[k], p)),
+            ("count() of the events", lambda p=params: run(scope.replace("{q}", "count()"), p)),
             (
-                "baseline: count() of the range",
-                lambda p=params: run(f"SELECT count() FROM {table} WHERE {scope}", p),
-            ),
-            (
-                "baseline: uniqExact(unit_id) of the range",
-                lambda p=params: run(f"SELECT uniqExact(unit_id) FROM {table} WHERE {scope}", p),
-            ),
-            (
-                "results, experiment_id hidden from the key",
-                lambda p=params, q=unkeyed: run(q, p),
+                "uniqExact(unit_id) of the events",
+                lambda p=params: run(scope.replace("{q}", "uniqExact(unit_id)"), p),
             ),
         ]
-        in_range = run(f"SELECT count() FROM {table} WHERE {scope}", params).column(0)[0].as_py()
-        measured = [(name, timed(call, runs, client)) for name, call in queries]
-        base = measured[0][1]
+        measured = {name: timed(call, runs, client) for name, call in queries}
+        cached()  # the first read computes; the repeats below answer from the cache
+        measured["results + timeline, unchanged repeat (cache)"] = timed(
+            cached, runs, client, drop=False
+        )
+        assert cache.hits >= 2 * (runs - 1)
+        state_ms = (measured["results, state"].warm + measured["timeline, state"].warm) * 1e3
+        raw_ms = (measured["results, raw"].warm + measured["timeline, raw"].warm) * 1e3
         figures[experiment] = {
-            "rows": in_range,
-            "results_ms": base.warm * 1e3,
-            "count_ms": measured[2][1].warm * 1e3,
-            "uniq_ms": measured[3][1].warm * 1e3,
+            "rows": events,
+            "state_rows": state_rows,
+            "results_ms": measured["results, state"].warm * 1e3,
+            "raw_results_ms": measured["results, raw"].warm * 1e3,
+            "results_timeline_ms": state_ms,
+            "raw_results_timeline_ms": raw_ms,
+            "cached_ms": measured["results + timeline, unchanged repeat (cache)"].warm * 1e3,
+            "count_ms": measured["count() of the events"].warm * 1e3,
+            "uniq_ms": measured["uniqExact(unit_id) of the events"].warm * 1e3,
         }
-        for name, t in measured:
+        where = f"{experiment} ({kind}, {label}: {events:,} events, {state_rows:,} state rows)"
+        for name, t in measured.items():
             lines.append(
-                f"| {experiment} ({kind}, {in_range:,} rows) | {name} | {t.cold * 1e3:,.0f} ms "
-                f"| {t.warm * 1e3:,.0f} ms | {t.cpu * 1e3:,.0f} ms | {base.warm / t.warm:.2f} |"
+                f"| {where} | {name} | {t.cold * 1e3:,.1f} ms | {t.warm * 1e3:,.1f} ms "
+                f"| {t.cpu * 1e3:,.1f} ms |"
             )
             print(lines[-1], flush=True)
-        arms = base.answer
+        lines.append(
+            f"| {where} | **results + timeline: state {state_ms:,.0f} ms, raw {raw_ms:,.0f} ms "
+            f"(raw / state {raw_ms / state_ms:.2f})** | | | |"
+        )
+        arms = measured["results, state"].answer
         assert isinstance(arms, list)
+        raw_arms = aggregates.aggregate(s.kind, measured["results, raw"].answer)  # type: ignore[arg-type]
+        _agree(arms, raw_arms)
         summary = ", ".join(f"{a.variant_id} {a.units:,} units" for a in arms)
-        lines.append(f"| | answer: {summary} | | | | |")
+        lines.append(f"| | answer (state = raw): {summary} | | | |")
     return lines, figures
+
+
+def merge(client: Any) -> None:
+    """Merge the state's parts, as background merges do in time: one row per unit (and
+    per goal it converted on)."""
+    start = time.perf_counter()
+    client.command(f"OPTIMIZE TABLE {warehouse.UNIT_STATE_TABLE} FINAL")
+    print(f"state merged in {time.perf_counter() - start:.1f} s", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -348,27 +497,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per query (first is cold)")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args(argv)
+    header = [
+        "| experiment | query | cold | warm | warm CPU |",
+        "|---|---|---:|---:|---:|",
+    ]
+    measured = [e for e, _, _ in (EXPERIMENTS[0], EXPERIMENTS[3])]
     with tempfile.TemporaryDirectory(prefix="splitedge-bench-results-") as tmp:
         client = warehouse.connect(f"chdb://{tmp}/clickhouse")
         try:
             warehouse.migrate(client)
             print(f"inserting ~{args.events:,} events", flush=True)
             rows, seconds = fill(client, args.events)
-            parts = client.command(
-                "SELECT count() FROM system.parts WHERE database = 'splitedge' "
-                "AND table = 'events' AND active"
-            )
-            lines, figures = measure(client, args.runs)
+            merge(client)
+            once, figures = measure(client, args.runs, "1x")
+            print("inserting two more batches of the same units' events", flush=True)
+            more = [fill(client, args.events, batch, measured) for batch in (1, 2)]
+            inserted, figures3_inserted = measure(client, args.runs, "3x as inserted")
+            merge(client)
+            thrice, figures3 = measure(client, args.runs, "3x merged")
         finally:
             client.close()
+    growth = []
+    for experiment in measured:
+        one, three = figures[experiment], figures3[experiment]
+        unmerged = figures3_inserted[experiment]["results_timeline_ms"]
+        ratio = three["results_timeline_ms"] / one["results_timeline_ms"]
+        figures[experiment]["growth_3x"] = ratio
+        growth.append(
+            f"- {experiment}: results + timeline from the state "
+            f"{one['results_timeline_ms']:,.0f} ms at 1x, {three['results_timeline_ms']:,.0f} ms "
+            f"at 3x the events per unit: **{ratio:.2f}x** (before merging the new rows: "
+            f"{unmerged:,.0f} ms, {unmerged / one['results_timeline_ms']:.2f}x) "
+            f"(raw events: {one['raw_results_timeline_ms']:,.0f} -> "
+            f"{three['raw_results_timeline_ms']:,.0f} ms, "
+            f"{three['raw_results_timeline_ms'] / one['raw_results_timeline_ms']:.2f}x); "
+            f"raw / state at 1x {one['raw_results_timeline_ms'] / one['results_timeline_ms']:.2f}, "
+            f"at 3x {three['raw_results_timeline_ms'] / three['results_timeline_ms']:.2f}; "
+            f"unchanged repeat {one['cached_ms']:,.1f} ms"
+        )
+    more_rows = sum(r for r, _ in more)
+    more_seconds = sum(t for _, t in more)
     report = [
         *environment("results_query.py", argv, f"chDB {chdb.__version__}"),
         "",
-        f"{rows:,} events inserted in {seconds:.1f} s ({rows / seconds:,.0f} rows/s, "
-        f"{CHUNK:,}-row insert_arrow chunks), {parts} active parts (no OPTIMIZE); "
-        f"{args.runs} runs per query.",
+        f"{rows:,} events inserted in {seconds:.1f} s ({rows / seconds:,.0f} rows/s with the "
+        f"unit-state views, {CHUNK:,}-row insert_arrow chunks); then {more_rows:,} more of "
+        f"the same units in {more_seconds:.1f} s; {args.runs} runs per query.",
         "",
-        *lines,
+        *growth,
+        "",
+        *header,
+        *once,
+        *inserted,
+        *thrice,
     ]
     publish("results_query.py", report, RESULTS_INTRO, args.write, figures)
     return 0

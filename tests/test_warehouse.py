@@ -287,8 +287,12 @@ def test_single_node_ddl_has_no_cluster_parts() -> None:
 def test_cluster_ddl_shape() -> None:
     single = warehouse.ddl_statements()
     statements = warehouse.ddl_statements("prod")
-    assert len(statements) == len(single) + 1  # events_local and events for events
-    assert all(" ON CLUSTER 'prod'" in s for s in statements)
+    # events_local and events for events; unit_state(_local), experiment_marks(_local).
+    assert len(statements) == len(single) + 3
+    # Every statement but the backfills (INSERTs, through the Distributed tables).
+    backfill = [s for s in statements if s.startswith("INSERT")]
+    assert len(backfill) == 2
+    assert all(" ON CLUSTER 'prod'" in s for s in statements if s not in backfill)
     assert statements[0] == "CREATE DATABASE IF NOT EXISTS splitedge ON CLUSTER 'prod'"
 
     single_events = _statement(single, "CREATE TABLE IF NOT EXISTS splitedge.events\n")
@@ -324,6 +328,72 @@ def test_cluster_ddl_shape() -> None:
     ) in migrations
 
 
+def test_cluster_unit_state_ddl_shape() -> None:
+    single = warehouse.ddl_statements()
+    statements = warehouse.ddl_statements("prod")
+    for name, engine in (
+        ("unit_state", "ReplicatedAggregatingMergeTree"),
+        ("experiment_marks", "ReplicatedAggregatingMergeTree"),
+    ):
+        local = _statement(statements, f"CREATE TABLE IF NOT EXISTS splitedge.{name}_local ON")
+        dist = _statement(statements, f"CREATE TABLE IF NOT EXISTS splitedge.{name} ON")
+        one = _statement(single, f"CREATE TABLE IF NOT EXISTS splitedge.{name}\n")
+        assert statements.index(local) < statements.index(dist)
+        assert _column_block(local) == _column_block(dist) == _column_block(one)
+        assert _after_columns(local).startswith(
+            f"ENGINE = {engine}('/clickhouse/tables/{{shard}}/splitedge/{name}_local', "
+            "'{replica}')\n"
+        )
+        # The same layout as on a single node; deduplicated like the events.
+        assert _after_columns(local).split("\n")[1:] == _after_columns(one).split("\n")[1:-1] + [
+            "SETTINGS replicated_deduplication_window = 10000, "
+            "replicated_deduplication_window_seconds = 604800"
+        ]
+        assert _after_columns(one).startswith("ENGINE = AggregatingMergeTree\n")
+        assert "non_replicated_deduplication_window = 10000" in one
+    # A unit's state lives on the shard of its events (same sharding key).
+    assert (
+        _after_columns(_statement(statements, "CREATE TABLE IF NOT EXISTS splitedge.unit_state ON"))
+        == "ENGINE = Distributed('prod', 'splitedge', 'unit_state_local', cityHash64(unit_id))"
+    )
+    # Each shard's views read its local events and write its local state.
+    for view, target in (
+        ("unit_state_mv", "unit_state"),
+        ("experiment_marks_mv", "experiment_marks"),
+    ):
+        mv = _statement(statements, f"CREATE MATERIALIZED VIEW IF NOT EXISTS splitedge.{view} ON")
+        assert f" ON CLUSTER 'prod' TO splitedge.{target}_local\n" in mv
+        assert "FROM splitedge.events_local\n" in mv
+        single_mv = _statement(single, f"CREATE MATERIALIZED VIEW IF NOT EXISTS splitedge.{view} ")
+        assert f" TO splitedge.{target}\n" in single_mv and "FROM splitedge.events\n" in single_mv
+    drop = _statement(statements, "ALTER TABLE splitedge.unit_state_local ON CLUSTER")
+    assert drop.endswith(" DROP PARTITION 1")
+    # The backfills read every shard's events and write through the Distributed tables.
+    for target in ("unit_state", "experiment_marks"):
+        fill = _statement(statements, f"INSERT INTO splitedge.{target}")
+        assert "FROM splitedge.events\n" in fill and "distributed_foreground_insert = 1" in fill
+
+
+def test_migrate_creates_the_unit_state(migrated: Chdb) -> None:
+    rows = migrated.client.query(
+        "SELECT name, engine, partition_key, sorting_key FROM system.tables "
+        "WHERE database = 'splitedge' AND name IN ('unit_state', 'experiment_marks', "
+        "'unit_state_mv', 'experiment_marks_mv') ORDER BY name"
+    ).result_rows
+    assert rows == [
+        ("experiment_marks", "AggregatingMergeTree", "", "workspace_id, experiment_id, variant_id"),
+        ("experiment_marks_mv", "MaterializedView", "", ""),
+        (
+            "unit_state",
+            "AggregatingMergeTree",
+            "backfill",
+            "workspace_id, experiment_id, goal_id, unit_id",
+        ),
+        ("unit_state_mv", "MaterializedView", "", ""),
+    ]
+    assert warehouse.insert_settings("t")["deduplicate_blocks_in_dependent_materialized_views"] == 1
+
+
 def test_cluster_ddl_accepts_a_macro_and_rejects_injection() -> None:
     assert "ON CLUSTER '{cluster}'" in warehouse.ddl_statements("{cluster}")[0]
     for bad in ("", "a b", "x'; DROP TABLE t; --", "c`", "a\\b", "x" * 129):
@@ -339,4 +409,4 @@ def test_every_statement_parses(migrated: Chdb, cluster: str | None) -> None:
         formatted = migrated.client.command(
             "SELECT formatQuery({q:String})", parameters={"q": statement}
         )
-        assert str(formatted).startswith(("CREATE ", "ALTER "))
+        assert str(formatted).startswith(("CREATE ", "ALTER ", "INSERT "))

@@ -3,13 +3,16 @@ its answer as per-variant aggregates, and the daily timeline of the results page
 
 The queries run through a `QueryRunner` (``sql, parameters -> pyarrow.Table``), so this
 module never opens a connection: a worker passes the warehouse gateway's runner, a test a
-chDB client's ``query_arrow``. The statistics on top are `analytics.results`.
+chDB client's ``query_arrow``. The statistics on top are `analytics.results`. They read
+the per-unit state that materialized views keep as events arrive
+(`analytics.warehouse.UNIT_STATE_COLUMNS`), not the raw events, so their cost follows the
+experiment's units; `VersionedCache` answers a repeated read while nothing changed.
 
 What counts (the SQL below; docs/statistics.md says it for users):
 
 - **web**: a unit (visitor) is in the experiment once it has an exposure row, and in the
-  variant of its first exposure (earliest ``received_at``; see docs/statistics.md for
-  same-millisecond ties, and why they are not broken by a second key). A unit
+  variant of its first exposure (earliest ``received_at``; two variants in the same
+  millisecond: the one whose id has the lower cityHash64, see docs/statistics.md). A unit
   converts on a goal when it has at least one goal row for it, counted once however often
   it converts; goal rows of units never exposed to this experiment are ignored, and a unit
   exposed to two variants counts, with its goals, for the first. Its value on a goal is the
@@ -22,14 +25,22 @@ What counts (the SQL below; docs/statistics.md says it for users):
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import pyarrow as pa
 
-from analytics.warehouse import EVENTS_TABLE
+from analytics.warehouse import (
+    EVENTS_TABLE,
+    EXPERIMENT_MARKS_TABLE,
+    UNIT_STATE_COLUMNS,
+    UNIT_STATE_TABLE,
+    unit_state_select,
+)
 
 __all__ = [
     "ArmAggregates",
@@ -42,7 +53,9 @@ __all__ = [
     "TimelinePoint",
     "VariantSpec",
     "Verdict",
+    "VersionedCache",
     "aggregate",
+    "data_version",
     "fetch_aggregates",
     "fetch_timeline",
     "results_query",
@@ -117,30 +130,73 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
 
 # --- the query -------------------------------------------------------------------------
 
-# Both queries read only the experiment's ranges of the sorting key (experiment_id, kind),
-# aggregate per unit first (first exposure, goals converted, per-unit sums), then per arm,
-# all inside ClickHouse: one round trip returns a few rows per variant.
-_SCOPE = "experiment_id = {exp:String} AND workspace_id = {ws:String}"
-# An ended experiment's window, added to the scope: what arrives after the end (a
-# deployed winner's traffic) is not the experiment's. received_at is in milliseconds.
+# Both queries read the experiment's per-unit state (`warehouse.UNIT_STATE_TABLE`, kept by
+# a materialized view as events arrive): a row per unit and one per goal it converted on,
+# once ClickHouse has merged them (a few before), so the GROUP BY unit below finishes each
+# unit's state. Then per arm, all inside ClickHouse: one round trip returns a few rows per
+# variant, and its cost follows the experiment's units, not its events.
+_SCOPE = "workspace_id = {ws:String} AND experiment_id = {exp:String}"
+_STATE_NAMES = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
+_ROWS = f"SELECT {_STATE_NAMES} FROM {UNIT_STATE_TABLE} WHERE {_SCOPE}"
+
+# An ended experiment's window: only the events received in it count (what arrives after
+# the end, a deployed winner's traffic, is not the experiment's). A unit whose state lies
+# inside the window (its first and last counted event) is read from the state; the units
+# with an event outside it, only those, are computed again from their events in the
+# window, by the view's own SELECT. received_at is in milliseconds.
 _WINDOW = (
-    " AND received_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
+    "received_at >= fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
     " AND received_at <= fromUnixTimestamp64Milli({until:Int64}, 'UTC')"
 )
+_OUTSIDE = (
+    f"SELECT unit_id FROM {UNIT_STATE_TABLE} WHERE {_SCOPE} GROUP BY unit_id "
+    "HAVING min(first_at) < fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
+    " OR max(last_at) > fromUnixTimestamp64Milli({until:Int64}, 'UTC')"
+)
+# GLOBAL: in a cluster the unit list is made once and sent to every shard.
+_WINDOWED_ROWS = f"{_ROWS} AND unit_id GLOBAL NOT IN ({_OUTSIDE})\nUNION ALL\n" + unit_state_select(
+    EVENTS_TABLE, f"{_SCOPE} AND {_WINDOW} AND unit_id GLOBAL IN ({_OUTSIDE})"
+)
 
-# Two ranges of the key, one per side of a join on unit_id. Left, "exposed": every exposed
-# unit with the variant of its first exposure. Right, "converted": every unit with goal
-# rows, as parallel arrays of its goals and their summed values; it is the small side
-# (converters), so it is the join's hash table. A goal-only unit has no left row and
-# drops out. LEFT ARRAY JOIN then makes one row per (unit, goal converted), or one row
-# with goal_id '' and i = 0 for a unit without goals; the grouping sets give each
-# variant's units (each unit counted at its first goal, i <= 1) and, per goal, its
-# converted units and their values (p95 over converted units only, i > 0). is_total is 1
-# on the per-variant rows. argMin by received_at alone: a tuple key (received_at,
-# variant_id) to break same-millisecond ties doubled the query's CPU time.
+# A unit, grouped by the hash of its id the state keeps (`warehouse.UNIT_KEY`).
+_UNIT = "unit_key"
+# A unit's first entry (`warehouse.ENTRY_KEY`): its variant's hash, and its time.
+_ARM = "toUInt64(bitAnd(entry, toUInt128('18446744073709551615')))"
+_ENTERED_AT = "fromUnixTimestamp64Milli(toInt64(bitShiftRight(entry, 64)), 'UTC')"
+# The variant ids of the hashes: every id the experiment's events named.
+_VARIANT_IDS = (
+    f"WITH (SELECT groupUniqArray(toString(variant_id)) FROM {EXPERIMENT_MARKS_TABLE} "
+    f"WHERE {_SCOPE}) AS variant_ids"
+)
+_VARIANT = "arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id"
+
+
+def _per_unit(columns: str, where: str = "") -> str:
+    """Every unit in the experiment (an exposure or a task) with its first entry and
+    ``columns`` aggregated over its state rows (those that ``where`` selects)."""
+    return f"""
+        SELECT {_UNIT} AS unit, min(first_entry) AS entry, {columns}
+        FROM ({{rows}}){where}
+        GROUP BY unit
+        HAVING sum(entries) > 0"""
+
+
+# Web: one GROUP BY unit over its row and its goals' rows gives its variant and the goals
+# it converted on (a goal's rows not yet merged appear twice: arrayDistinct and the sums
+# finish them). LEFT ARRAY JOIN makes one row per (unit, goal converted), or one row with
+# goal_id '' and i = 0 for a unit without goals; the grouping sets give each variant's
+# units (each unit counted at its first goal, i <= 1) and, per goal, its converted units
+# and their values (p95 over converted units only, i > 0). is_total is 1 on the
+# per-variant rows. (A join of the units with the converters, as the raw-events query
+# did, measured slower.)
+_WEB_UNITS = _per_unit(
+    "groupArrayIf(goal_id, goal_id != '') AS goal_rows, "
+    "groupArrayIf(value, goal_id != '') AS goal_row_values"
+)
 _WEB_SQL = f"""
+{_VARIANT_IDS}
 SELECT
-    variant_id,
+    {_VARIANT},
     goal_id,
     grouping(goal_id) AS is_total,
     countIf(i <= 1) AS units,
@@ -149,63 +205,62 @@ SELECT
     sum(value * value) AS value_sumsq,
     quantileExactInclusiveIf(0.95)(value, i > 0) AS value_p95
 FROM (
-    SELECT unit_id, argMin(variant_id, received_at) AS variant_id
-    FROM {EVENTS_TABLE}
-    WHERE {_SCOPE} AND kind = 'exposure'
-    GROUP BY unit_id
-) AS exposed
-LEFT JOIN (
-    SELECT unit_id, groupArray(goal_id) AS goal_ids, groupArray(value) AS goal_values
-    FROM (
-        SELECT unit_id, goal_id, sum(ifNull(value, 0.)) AS value
-        FROM {EVENTS_TABLE}
-        WHERE {_SCOPE} AND kind = 'goal'
-        GROUP BY unit_id, goal_id
-    )
-    GROUP BY unit_id
-) AS converted USING unit_id
+    SELECT
+        {_ARM} AS arm,
+        arrayDistinct(goal_rows) AS goal_ids,
+        arrayMap(
+            g -> arraySum(arrayFilter((v, r) -> r = g, goal_row_values, goal_rows)), goal_ids
+        ) AS goal_values
+    FROM ({_WEB_UNITS})
+)
 LEFT ARRAY JOIN goal_ids AS goal_id, goal_values AS value, arrayEnumerate(goal_ids) AS i
-GROUP BY GROUPING SETS ((variant_id), (variant_id, goal_id))
+GROUP BY GROUPING SETS ((arm), (arm, goal_id))
 ORDER BY variant_id, is_total DESC, goal_id
 """
 
-_AGENT_SQL = f"""
-SELECT
-    variant_id,
-    count() AS units,
-    countIf(successes > 0) AS converted,
-    sum(tasks) AS tasks,
-    sum(successes) AS successful_tasks,
-    sum(cost) AS cost_sum,
-    sum(cost * cost) AS cost_sumsq,
-    quantileExactInclusive(0.95)(cost) AS cost_p95,
-    sum(duration_ms) AS duration_ms_sum,
-    sum(duration_ms * duration_ms) AS duration_ms_sumsq,
-    quantileExactInclusive(0.95)(duration_ms) AS duration_ms_p95,
-    sum(turns) AS turns_sum,
-    sum(turns * turns) AS turns_sumsq,
-    quantileExactInclusive(0.95)(turns) AS turns_p95
-FROM (
-    SELECT
-        unit_id,
-        argMin(variant_id, received_at) AS variant_id,
-        count() AS tasks,
-        countIf(outcome = 'success') AS successes,
-        sum(ifNull(cost, 0.)) AS cost,
-        sum(ifNull(duration_ms, 0.)) AS duration_ms,
-        toFloat64(sum(ifNull(turns, 0))) AS turns
-    FROM {EVENTS_TABLE}
-    WHERE {_SCOPE} AND kind = 'task'
-    GROUP BY unit_id
+# Agent: the units' rows only (goal_id '', one range of the state's key).
+_UNIT_ROWS = "\n        WHERE goal_id = ''"
+_AGENT_UNITS = _per_unit(
+    "sum(entries) AS unit_tasks, sum(successes) AS unit_successes, "
+    "sum(cost) AS unit_cost, sum(duration_ms) AS unit_duration_ms, "
+    "toFloat64(sum(turns)) AS unit_turns",
+    _UNIT_ROWS,
 )
-GROUP BY variant_id
+
+_AGENT_SQL = f"""
+{_VARIANT_IDS}
+SELECT
+    {_VARIANT},
+    count() AS units,
+    countIf(unit_successes > 0) AS converted,
+    sum(unit_tasks) AS tasks,
+    sum(unit_successes) AS successful_tasks,
+    sum(unit_cost) AS cost_sum,
+    sum(unit_cost * unit_cost) AS cost_sumsq,
+    quantileExactInclusive(0.95)(unit_cost) AS cost_p95,
+    sum(unit_duration_ms) AS duration_ms_sum,
+    sum(unit_duration_ms * unit_duration_ms) AS duration_ms_sumsq,
+    quantileExactInclusive(0.95)(unit_duration_ms) AS duration_ms_p95,
+    sum(unit_turns) AS turns_sum,
+    sum(unit_turns * unit_turns) AS turns_sumsq,
+    quantileExactInclusive(0.95)(unit_turns) AS turns_p95
+FROM (
+    SELECT {_ARM} AS arm, *
+    FROM ({_AGENT_UNITS})
+)
+GROUP BY arm
 ORDER BY variant_id
 """
 
 
-def results_query(kind: Literal["web", "agent"]) -> str:
-    """The aggregate query of an experiment of this kind; parameters ``exp`` and ``ws``."""
-    return _WEB_SQL if kind == "web" else _AGENT_SQL
+def _with_rows(sql: str, windowed: bool) -> str:
+    return sql.replace("{rows}", _WINDOWED_ROWS if windowed else _ROWS)
+
+
+def results_query(kind: Literal["web", "agent"], windowed: bool = False) -> str:
+    """The aggregate query of an experiment of this kind; parameters ``exp`` and ``ws``,
+    and when ``windowed`` ``since`` and ``until`` (epoch milliseconds)."""
+    return _with_rows(_WEB_SQL if kind == "web" else _AGENT_SQL, windowed)
 
 
 class MetricSummary(msgspec.Struct, frozen=True):
@@ -292,23 +347,22 @@ def aggregate(kind: Literal["web", "agent"], table: pa.Table) -> list[ArmAggrega
     return arms
 
 
-def _scoped(sql: str, spec: ExperimentSpec) -> tuple[str, dict[str, Any]]:
-    """The query and its parameters for this experiment: within its window, if it has one."""
+def _parameters(spec: ExperimentSpec) -> dict[str, Any]:
+    """The experiment's query parameters: its ids and, if it has one, its window."""
     parameters: dict[str, Any] = {"exp": spec.id, "ws": spec.workspace_id}
-    if spec.window is None:
-        return sql, parameters
-    since, until = spec.window
-    parameters |= {
-        "since": math.floor(since.timestamp() * 1000),
-        "until": math.floor(until.timestamp() * 1000),
-    }
-    return sql.replace(_SCOPE, _SCOPE + _WINDOW), parameters
+    if spec.window is not None:
+        since, until = spec.window
+        parameters |= {
+            "since": math.floor(since.timestamp() * 1000),
+            "until": math.floor(until.timestamp() * 1000),
+        }
+    return parameters
 
 
 def fetch_aggregates(run: QueryRunner, spec: ExperimentSpec) -> list[ArmAggregates]:
     """Run the experiment's aggregate query (one round trip)."""
-    table = run(*_scoped(results_query(spec.kind), spec))
-    return aggregate(spec.kind, table)
+    sql = results_query(spec.kind, windowed=spec.window is not None)
+    return aggregate(spec.kind, run(sql, _parameters(spec)))
 
 
 # --- cumulative conversion over time -----------------------------------------------------
@@ -316,46 +370,54 @@ def fetch_aggregates(run: QueryRunner, spec: ExperimentSpec) -> list[ArmAggregat
 # Per unit: its variant, when it entered (first exposure or task) and when it first
 # converted (the primary goal, or a successful task); a conversion is dated no earlier
 # than the unit's entry (clocks and batching can deliver a goal before its exposure).
+_PRIMARY = "goal_id = {goal:String} AND goal_id != ''"
+_WEB_ENTRIES = _per_unit(
+    f"countIf({_PRIMARY}) > 0 AS converted, minIf(first_at, {_PRIMARY}) AS converted_at"
+)
+_AGENT_ENTRIES = _per_unit(
+    "sum(successes) > 0 AS converted, min(succeeded_at) AS converted_at", _UNIT_ROWS
+)
 _TIMELINE_UNITS = {
-    "web": f"""
-        SELECT
-            argMinIf(variant_id, received_at, kind = 'exposure') AS variant_id,
-            minIf(received_at, kind = 'exposure') AS entered_at,
-            minIf(received_at, kind = 'goal' AND goal_id = {{goal:String}}) AS converted_at,
-            countIf(kind = 'goal' AND goal_id = {{goal:String}}) > 0 AS converted
-        FROM {EVENTS_TABLE}
-        WHERE {_SCOPE} AND kind IN ('exposure', 'goal')
-        GROUP BY unit_id
-        HAVING countIf(kind = 'exposure') > 0""",
-    "agent": f"""
-        SELECT
-            argMin(variant_id, received_at) AS variant_id,
-            min(received_at) AS entered_at,
-            minIf(received_at, outcome = 'success') AS converted_at,
-            countIf(outcome = 'success') > 0 AS converted
-        FROM {EVENTS_TABLE}
-        WHERE {_SCOPE} AND kind = 'task'
-        GROUP BY unit_id""",
+    kind: f"""
+        SELECT {_ARM} AS arm, {_ENTERED_AT} AS entered_at, converted, converted_at
+        FROM ({units})"""
+    for kind, units in (("web", _WEB_ENTRIES), ("agent", _AGENT_ENTRIES))
 }
 
 
-def timeline_query(kind: Literal["web", "agent"]) -> str:
+def timeline_query(kind: Literal["web", "agent"], windowed: bool = False) -> str:
     """Per UTC day and variant, the units that entered the experiment and the units that
-    first converted that day. Parameters ``exp``, ``ws`` and, for web, ``goal``."""
-    return f"""
-SELECT toDate(point.1) AS day, variant_id, sum(point.2) AS entered, sum(point.3) AS converted
+    first converted that day. Parameters ``exp``, ``ws``, for web ``goal``, and when
+    ``windowed`` ``since`` and ``until``."""
+    # The units are counted per (variant, day entered, day converted) first, a few
+    # thousand rows, and only those become the points of the two days: 20% less work
+    # than a point per unit.
+    return _with_rows(
+        f"""
+{_VARIANT_IDS}
+SELECT point.1 AS day, {_VARIANT}, sum(point.2) AS entered, sum(point.3) AS converted
 FROM (
     SELECT
-        variant_id,
+        arm,
         arrayJoin(arrayConcat(
-            [(entered_at, 1, 0)],
-            if(converted, [(greatest(entered_at, converted_at), 0, 1)], [])
+            [(entered_day, units, 0)], if(converted, [(converted_day, 0, units)], [])
         )) AS point
-    FROM ({_TIMELINE_UNITS[kind]})
+    FROM (
+        SELECT
+            arm,
+            toDate(entered_at) AS entered_day,
+            converted,
+            toDate(greatest(entered_at, converted_at)) AS converted_day,
+            count() AS units
+        FROM ({_TIMELINE_UNITS[kind]})
+        GROUP BY arm, entered_day, converted, converted_day
+    )
 )
-GROUP BY day, variant_id
+GROUP BY day, arm
 ORDER BY day, variant_id
-"""
+""",
+        windowed,
+    )
 
 
 class TimelinePoint(msgspec.Struct, frozen=True):
@@ -370,8 +432,67 @@ class TimelinePoint(msgspec.Struct, frozen=True):
 
 def fetch_timeline(run: QueryRunner, spec: ExperimentSpec) -> list[TimelinePoint]:
     """The experiment's daily entries and conversions, by day then variant id."""
-    sql, parameters = _scoped(timeline_query(spec.kind), spec)
+    parameters = _parameters(spec)
     if spec.kind == "web":
         parameters["goal"] = spec.goals[0].id if spec.goals else ""
-    table = run(sql, parameters)
+    table = run(timeline_query(spec.kind, windowed=spec.window is not None), parameters)
     return [TimelinePoint(**row) for row in _rows(table)]
+
+
+# --- answering again without a scan --------------------------------------------------
+
+_VERSION_SQL = (
+    "SELECT sum(events) AS events, max(last_inserted_at) AS last_inserted_at "
+    f"FROM {EXPERIMENT_MARKS_TABLE} WHERE {_SCOPE}"
+)
+
+
+def data_version(run: QueryRunner, spec: ExperimentSpec) -> tuple[Any, ...]:
+    """What the experiment's events are now, as a value that changes whenever any is
+    inserted (their count and last insert time, from `warehouse.EXPERIMENT_MARKS_TABLE`,
+    which the same inserts feed): a point query on a few rows, not a scan."""
+    row = _rows(run(_VERSION_SQL, {"exp": spec.id, "ws": spec.workspace_id}))
+    return tuple(row[0].values()) if row else ()
+
+
+T = TypeVar("T")
+
+
+class VersionedCache:
+    """Answers computed from an experiment's data (results, timeline), kept in memory and
+    given again while `data_version` says the data has not changed: a repeated read costs
+    one point query. The version is read before computing, so an answer may have seen
+    events newer than its version (the next read then computes again), never fewer.
+    Thread-safe; keeps the ``size`` most recently used answers.
+
+    In a cluster the marks and the state are read through Distributed tables; with
+    replicas that lag, a version and the state read after it may come from different
+    replicas; ``load_balancing = 'in_order'`` reads one while it is up."""
+
+    def __init__(self, run: QueryRunner, size: int = 256) -> None:
+        self.run = run
+        self.size = size
+        self.hits = 0
+        self._entries: OrderedDict[tuple[str, ExperimentSpec], tuple[tuple[Any, ...], Any]]
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, what: str, spec: ExperimentSpec, compute: Callable[[], T]) -> T:
+        """``compute()``'s answer for (``what``, ``spec``): the kept one when the
+        experiment's data version is the one it was computed at, else a new one."""
+        version = data_version(self.run, spec)
+        key = (what, spec)
+        with self._lock:
+            kept = self._entries.get(key)
+            if kept is not None and kept[0] == version:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                answer: T = kept[1]
+                return answer
+        answer = compute()
+        with self._lock:
+            self._entries[key] = (version, answer)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return answer

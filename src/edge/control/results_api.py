@@ -31,6 +31,7 @@ from analytics.aggregates import (
     TimelinePoint,
     VariantSpec,
     Verdict,
+    VersionedCache,
     fetch_aggregates,
     fetch_timeline,
 )
@@ -141,11 +142,15 @@ class Computed(msgspec.Struct, frozen=True):
 class ResultsSource:
     """Experiments from the store and their results from ClickHouse, for one worker.
     Blocking: call it on a thread. Each call opens its own store connection (cheap), so
-    any number of threads may use one source."""
+    any number of threads may use one source.
+
+    Results and timelines are kept in a `VersionedCache`: read again while no event of
+    the experiment was inserted since, they cost one point query, not a computation."""
 
     def __init__(self, store_path: Path, run: QueryRunner) -> None:
         self.store_path = store_path
         self.run = run
+        self.cache = VersionedCache(run)
 
     def experiment(self, experiment_id: str, workspace_id: str | None) -> ExperimentRecord:
         """The experiment, of ``workspace_id`` (None: any workspace, for a caller that
@@ -182,9 +187,13 @@ class ResultsSource:
     def timeline(self, experiment: ExperimentRecord) -> list[TimelinePoint]:
         """Daily entries and conversions of the experiment's primary metric (over its run,
         once it ended)."""
-        return fetch_timeline(self.run, experiment_spec(experiment))
+        spec = experiment_spec(experiment)
+        return self.cache.get("timeline", spec, lambda: fetch_timeline(self.run, spec))
 
     def _computed(self, spec: ExperimentSpec) -> Computed:
+        return self.cache.get("results", spec, lambda: self._compute(spec))
+
+    def _compute(self, spec: ExperimentSpec) -> Computed:
         started = time.perf_counter()
         aggregates = fetch_aggregates(self.run, spec)
         queried = time.perf_counter()
