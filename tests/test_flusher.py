@@ -14,6 +14,7 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from analytics import warehouse
 from edge.ingest.flusher import Flusher
 from edge.ingest.segments import ready_segments
 from edge.ingest.spool import SpoolWriter
@@ -51,6 +52,7 @@ SETTINGS non_replicated_deduplication_window = 10000
 def create_table(client: Client) -> None:
     client.command("CREATE DATABASE IF NOT EXISTS splitedge")
     client.command(_DDL)
+    warehouse.migrate(client)  # the event ids table; the events table is this one
 
 
 @pytest.fixture
