@@ -174,4 +174,4 @@ def _unrecorded_rows(client: Client, table: pa.Table) -> pa.Table:
         elif key not in seen:
             seen.add(key)
             keep.append(row)
-    return table if len(keep) == table.num_rows else table.take(keep)
+    return table if len(keep) == table.num_rows else table.take(pa.array(keep, pa.int64()))
