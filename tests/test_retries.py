@@ -23,6 +23,7 @@ from tests.support import (
     add_experiment,
     api_call,
     api_get,
+    clickhouse_rows,
     collect,
     metric,
     running_server,
@@ -149,3 +150,10 @@ def test_a_batch_sent_twice_across_a_restart_counts_once(tmp_path: Path) -> None
         again = answers(server, seed, *experiments)
     assert again == first
     assert timelines(data, experiments) == first_timelines
+    # The web figures count units, which duplicates would not change: the rows show it.
+    sql = "SELECT kind, count(), uniqExact(event_id) FROM splitedge.events GROUP BY kind"
+    assert sorted(clickhouse_rows(data, sql)) == [
+        ("exposure", 300, 300),
+        ("goal", 200, 200),
+        ("task", 500, 500),
+    ]
