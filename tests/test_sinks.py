@@ -69,3 +69,55 @@ def test_a_failed_prepare_closes_its_client(dsn: str) -> None:
 )
 def test_describe_names_no_password(dsn: str, described: str) -> None:
     assert ClickHouseSink(dsn).describe() == described
+
+
+def test_an_event_id_is_stored_once_across_segments(dsn: str) -> None:
+    batch = pa.Table.from_batches([event_batch(30, "a")])
+    # The same 30 events twice in one segment, then retried in another, mixed with 10 new.
+    doubled = pa.concat_tables([batch, batch])
+    retried = pa.concat_tables([batch.slice(10), pa.Table.from_batches([event_batch(10, "b")])])
+    sink = ClickHouseSink(dsn, prepare=warehouse.migrate)
+    sink.open()
+    try:
+        assert sink.deliver(doubled, "segment-1") == 30
+        assert sink.deliver(retried, "segment-2") == 20
+        assert sink.deliver(retried, "segment-2") == 30  # a replay: all recorded by now
+    finally:
+        sink.close()
+    assert counts(dsn) == (40, 40)
+
+
+def test_a_crash_between_the_two_inserts_stores_the_events_once(dsn: str) -> None:
+    batch = pa.Table.from_batches([event_batch(25, "a")])
+    sink = ClickHouseSink(dsn, prepare=warehouse.migrate)
+    sink.open()
+    try:
+        client = sink._opened()
+        # The events went in, the process died before their ids were recorded.
+        client.insert_arrow(
+            warehouse.EVENTS_TABLE, batch, settings=warehouse.insert_settings("segment-1")
+        )
+        assert sink.deliver(batch, "segment-1") == 0  # the replay: dropped by its token
+        assert sink.deliver(batch, "segment-2") == 25  # a client's retry: by the ids
+    finally:
+        sink.close()
+    assert counts(dsn) == (25, 25)
+
+
+def test_the_same_event_id_in_two_workspaces_is_two_events(dsn: str) -> None:
+    batch = pa.Table.from_batches([event_batch(5, "a")])
+    other = batch.set_column(
+        batch.schema.get_field_index("workspace_id"),
+        "workspace_id",
+        pa.array(["ws-other"] * 5)
+        .dictionary_encode()
+        .cast(batch.schema.field("workspace_id").type),
+    )
+    sink = ClickHouseSink(dsn, prepare=warehouse.migrate)
+    sink.open()
+    try:
+        assert sink.deliver(batch, "segment-1") == 0
+        assert sink.deliver(other, "segment-2") == 0
+    finally:
+        sink.close()
+    assert counts(dsn) == (10, 5)

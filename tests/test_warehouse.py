@@ -281,13 +281,14 @@ def test_single_node_ddl_has_no_cluster_parts() -> None:
     text = "\n".join(statements)
     assert "ON CLUSTER" not in text
     assert "Replicated" not in text and "Distributed" not in text
-    assert "events_local" not in text
+    assert "events_local" not in text and "event_ids_local" not in text
 
 
 def test_cluster_ddl_shape() -> None:
     single = warehouse.ddl_statements()
     statements = warehouse.ddl_statements("prod")
-    assert len(statements) == len(single) + 1  # events_local and events for events
+    # events_local and events for events, event_ids_local and event_ids for event_ids
+    assert len(statements) == len(single) + 2
     assert all(" ON CLUSTER 'prod'" in s for s in statements)
     assert statements[0] == "CREATE DATABASE IF NOT EXISTS splitedge ON CLUSTER 'prod'"
 
@@ -322,6 +323,44 @@ def test_cluster_ddl_shape() -> None:
         "ENGINE = ReplicatedMergeTree('/clickhouse/tables/splitedge/schema_migrations', "
         "'{shard}-{replica}')"
     ) in migrations
+
+
+def test_event_ids_ddl_in_both_modes() -> None:
+    single = _statement(
+        warehouse.ddl_statements(), "CREATE TABLE IF NOT EXISTS splitedge.event_ids\n"
+    )
+    statements = warehouse.ddl_statements("prod")
+    local = _statement(statements, "CREATE TABLE IF NOT EXISTS splitedge.event_ids_local ON")
+    dist = _statement(statements, "CREATE TABLE IF NOT EXISTS splitedge.event_ids ON")
+    assert statements.index(local) < statements.index(dist)
+    assert _column_block(local) == _column_block(dist) == _column_block(single)
+    layout = [
+        "PARTITION BY toYYYYMMDD(recorded_at)",
+        "ORDER BY (workspace_id, event_id)",
+        f"TTL recorded_at + INTERVAL {warehouse.EVENT_ID_HORIZON_DAYS} DAY",
+    ]
+    assert _after_columns(single).split("\n")[1:4] == layout
+    assert _after_columns(local).split("\n")[1:4] == layout
+    assert _after_columns(single).startswith("ENGINE = MergeTree\n")
+    assert "non_replicated_deduplication_window = 10000" in single
+    assert _after_columns(local).startswith(
+        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/splitedge/event_ids_local', "
+        "'{replica}')\n"
+    )
+    assert "replicated_deduplication_window = 10000" in local
+    assert "ttl_only_drop_parts = 1" in local and "ttl_only_drop_parts = 1" in single
+    assert _after_columns(dist) == (
+        "ENGINE = Distributed('prod', 'splitedge', 'event_ids_local', "
+        "cityHash64(workspace_id, event_id))"
+    )
+
+
+def test_recorded_event_ids_are_those_of_the_workspace(migrated: Chdb) -> None:
+    ids = pa.table({"workspace_id": ["ws-a", "ws-a", "ws-b"], "event_id": ["e1", "e2", "e3"]})
+    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, ids)
+    assert warehouse.recorded_event_ids(migrated.client, "ws-a", ["e1", "e3", "x'"]) == {"e1"}
+    assert warehouse.recorded_event_ids(migrated.client, "ws-b", ["e3"]) == {"e3"}
+    assert warehouse.recorded_event_ids(migrated.client, "ws-b", []) == set()
 
 
 def test_cluster_ddl_accepts_a_macro_and_rejects_injection() -> None:

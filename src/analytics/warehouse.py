@@ -24,13 +24,22 @@ inserts and queries name ``splitedge.events`` in both modes. The cluster's
 ``remote_servers`` entry must set ``internal_replication`` to true (the replicated table
 copies the data to its replicas, not the Distributed table), and every host must define
 the ``{shard}`` and ``{replica}`` macros.
+
+Exactly once per event id
+    A client that retries a batch whose answer it lost sends the same event ids in a new
+    request, which lands in another segment with another token. So the flusher inserts
+    only events whose ``(workspace_id, event_id)`` is not yet in ``splitedge.event_ids``
+    (`recorded_event_ids`), then records their ids there, in that order and each insert
+    under a token of the segment (`event_ids_token`): a crash between the two inserts
+    recomputes the same events on replay, whose insert the token drops. The ids are kept
+    `EVENT_ID_HORIZON_DAYS` days, the horizon within which a retry is recognised.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
@@ -42,6 +51,8 @@ __all__ = [
     "DATABASE",
     "DEDUPLICATION_WINDOW",
     "EVENTS_TABLE",
+    "EVENT_IDS_TABLE",
+    "EVENT_ID_HORIZON_DAYS",
     "MERGE_SELECTOR_BASE",
     "MIGRATIONS",
     "MIGRATIONS_TABLE",
@@ -49,9 +60,11 @@ __all__ = [
     "close_quietly",
     "connect",
     "ddl_statements",
+    "event_ids_token",
     "insert_settings",
     "migrate",
     "ping",
+    "recorded_event_ids",
     "schema_version",
 ]
 
@@ -60,6 +73,15 @@ log = logging.getLogger("splitedge.warehouse")
 DATABASE = "splitedge"
 EVENTS_TABLE = f"{DATABASE}.events"
 MIGRATIONS_TABLE = f"{DATABASE}.schema_migrations"
+EVENT_IDS_TABLE = f"{DATABASE}.event_ids"
+
+EVENT_ID_HORIZON_DAYS = 30
+"""How long a stored event's id is remembered: a retry of it within this many days is
+dropped as a duplicate, a later one is stored again."""
+
+# Ids per lookup query. They travel as one bound Array parameter, which ClickHouse parses
+# at about 10 us per id; a segment holds up to 10k events, usually one query.
+_ID_LOOKUP_CHUNK = 10_000
 
 # How many recent insert blocks the events table remembers for deduplication.
 # A segment is retried within seconds of a failure and replayed at the next start, so
@@ -120,6 +142,28 @@ def insert_settings(token: str) -> dict[str, str | int]:
     if not token:
         raise ValueError("an insert deduplication token must not be empty")
     return {"insert_deduplication_token": token, "distributed_foreground_insert": 1}
+
+
+def event_ids_token(token: str) -> str:
+    """The deduplication token of the insert into `EVENT_IDS_TABLE` that records the ids
+    of the events inserted under ``token``."""
+    return f"{token}.ids"
+
+
+def recorded_event_ids(client: Client, workspace_id: str, event_ids: Sequence[str]) -> set[str]:
+    """Those of ``event_ids`` already recorded in `EVENT_IDS_TABLE` for the workspace."""
+    found: set[str] = set()
+    for start in range(0, len(event_ids), _ID_LOOKUP_CHUNK):
+        result = client.query(
+            f"SELECT event_id FROM {EVENT_IDS_TABLE} "
+            "WHERE workspace_id = {workspace:String} AND event_id IN {ids:Array(String)}",
+            parameters={
+                "workspace": workspace_id,
+                "ids": list(event_ids[start : start + _ID_LOOKUP_CHUNK]),
+            },
+        )
+        found.update(str(row[0]) for row in result.result_rows)
+    return found
 
 
 # --- the DDL ---------------------------------------------------------------------------
@@ -267,12 +311,55 @@ def _v2_merge_selector(cluster: str | None) -> list[str]:
     ]
 
 
+# The ids of the stored events (see "Exactly once per event id" above), by workspace so
+# that one tenant's ids never hide another's events. A day's ids are one partition, and a
+# partition is dropped whole once all its rows are past the horizon (ttl_only_drop_parts):
+# no merge rewrites them. The lookup names a workspace and a set of ids, a range of the
+# sorting key.
+_EVENT_ID_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("workspace_id", "LowCardinality(String)"),
+    ("event_id", "String"),
+    ("recorded_at", "DateTime('UTC') DEFAULT now()"),
+)
+
+
+def _v3_event_ids(cluster: str | None) -> list[str]:
+    """Version 3: the event ids table. Cluster: ``event_ids_local`` (ReplicatedMergeTree,
+    one Keeper path per shard) under a Distributed ``event_ids``, as for the events."""
+    columns = _columns(_EVENT_ID_COLUMNS)
+    layout = (
+        "PARTITION BY toYYYYMMDD(recorded_at)\nORDER BY (workspace_id, event_id)\n"
+        f"TTL recorded_at + INTERVAL {EVENT_ID_HORIZON_DAYS} DAY"
+    )
+    if cluster is None:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {EVENT_IDS_TABLE}\n{columns}\nENGINE = MergeTree\n"
+            f"{layout}\nSETTINGS ttl_only_drop_parts = 1, "
+            f"non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+        ]
+    on = _on_cluster(cluster)
+    local = f"{DATABASE}.event_ids_local"
+    replicated = (
+        f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{DATABASE}/event_ids_local', "
+        "'{replica}')"
+    )
+    return [
+        f"CREATE TABLE IF NOT EXISTS {local}{on}\n{columns}\nENGINE = {replicated}\n{layout}\n"
+        f"SETTINGS ttl_only_drop_parts = 1, "
+        f"replicated_deduplication_window = {DEDUPLICATION_WINDOW}, "
+        f"replicated_deduplication_window_seconds = {_REPLICATED_DEDUPLICATION_SECONDS}",
+        f"CREATE TABLE IF NOT EXISTS {EVENT_IDS_TABLE}{on}\n{columns}\n"
+        f"ENGINE = Distributed('{cluster}', '{DATABASE}', 'event_ids_local', "
+        "cityHash64(workspace_id, event_id))",
+    ]
+
+
 # The schema versions, oldest first: MIGRATIONS[i] is version i + 1. Append, never edit
 # or reorder a released one. Every statement must be safe to run twice (IF NOT EXISTS,
 # ADD COLUMN IF NOT EXISTS, ...): a crash between a migration's DDL and its record in
 # schema_migrations runs it again. In cluster mode a change to the events columns must
 # alter both events_local and events, ON CLUSTER.
-MIGRATIONS: tuple[Migration, ...] = (_v1_events, _v2_merge_selector)
+MIGRATIONS: tuple[Migration, ...] = (_v1_events, _v2_merge_selector, _v3_event_ids)
 
 
 def ddl_statements(cluster: str | None = None) -> list[str]:

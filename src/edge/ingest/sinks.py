@@ -7,6 +7,12 @@ the insert's ``insert_deduplication_token`` (settings from
 `analytics.warehouse.insert_settings`); an edge node without ClickHouse relays to the
 control plane instead (`edge.ingest.relay.SegmentRelay`).
 
+`ClickHouseSink` also stores an event id only once: before the insert it drops the rows
+whose ``(workspace_id, event_id)`` repeats within the segment or is already recorded in
+``splitedge.event_ids``, and records the ids of the rows it inserted after the insert
+(see "Exactly once per event id" in `analytics.warehouse`). A retried client batch,
+which arrives in another segment, is then stored once.
+
 A sink that refuses a segment for good (its content is wrong, retrying cannot help)
 raises `SegmentRejected`; one that asks to be retried later raises `SinkBusy`; any other
 error is a failure the drain retries with backoff.
@@ -57,9 +63,10 @@ class SegmentSink(Protocol):
         """Connect; raise when the sink cannot be reached."""
         ...
 
-    def deliver(self, table: pa.Table, token: str) -> None:
+    def deliver(self, table: pa.Table, token: str) -> int:
         """Store the rows of the segment named ``token``; return only once they are
-        durable there. Delivering a token again must be a no-op (exactly once)."""
+        durable there. Delivering a token again must be a no-op (exactly once). Returns
+        how many rows were not stored because their event was stored already."""
         ...
 
     def check(self) -> None:
@@ -113,8 +120,20 @@ class ClickHouseSink:
             raise
         self._client = client
 
-    def deliver(self, table: pa.Table, token: str) -> None:
-        self._opened().insert_arrow(self.table, table, settings=dict(self.insert_settings(token)))
+    def deliver(self, table: pa.Table, token: str) -> int:
+        client = self._opened()
+        fresh = _unrecorded_rows(client, table)
+        if fresh.num_rows:
+            # Events first, then their ids: ids recorded without their events would lose
+            # the events, while events without their ids are found again on a replay and
+            # inserted under the same token, which ClickHouse drops.
+            client.insert_arrow(self.table, fresh, settings=dict(self.insert_settings(token)))
+            client.insert_arrow(
+                warehouse.EVENT_IDS_TABLE,
+                fresh.select(["workspace_id", "event_id"]),
+                settings=dict(self.insert_settings(warehouse.event_ids_token(token))),
+            )
+        return int(table.num_rows - fresh.num_rows)
 
     def check(self) -> None:
         if not self._opened().ping():
@@ -129,3 +148,30 @@ class ClickHouseSink:
         if self._client is None:
             raise ConnectionError(f"{self.describe()} is not connected")
         return self._client
+
+
+def _unrecorded_rows(client: Client, table: pa.Table) -> pa.Table:
+    """The rows of a segment whose event is not stored yet: the first of each
+    ``(workspace_id, event_id)`` in the segment, unless that id is in
+    ``splitedge.event_ids``. A row without an id is never taken for a duplicate. The
+    result depends only on the segment and the ids recorded, so a replay computes it
+    again exactly."""
+    workspaces = table.column("workspace_id").to_pylist()
+    event_ids = table.column("event_id").to_pylist()
+    by_workspace: dict[str, dict[str, None]] = {}
+    for workspace_id, event_id in zip(workspaces, event_ids, strict=True):
+        if event_id:
+            by_workspace.setdefault(workspace_id, {})[event_id] = None
+    seen = {
+        (workspace_id, event_id)
+        for workspace_id, ids in by_workspace.items()
+        for event_id in warehouse.recorded_event_ids(client, workspace_id, list(ids))
+    }
+    keep: list[int] = []
+    for row, key in enumerate(zip(workspaces, event_ids, strict=True)):
+        if not key[1]:
+            keep.append(row)
+        elif key not in seen:
+            seen.add(key)
+            keep.append(row)
+    return table if len(keep) == table.num_rows else table.take(pa.array(keep, pa.int64()))
