@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -336,13 +337,14 @@ def test_event_ids_ddl_in_both_modes() -> None:
     assert _column_block(local) == _column_block(dist) == _column_block(single)
     layout = [
         "PARTITION BY toYYYYMMDD(recorded_at)",
-        "ORDER BY (workspace_id, event_id)",
+        "ORDER BY (workspace_id, bucket, event_id)",
         f"TTL recorded_at + INTERVAL {warehouse.EVENT_ID_HORIZON_DAYS} DAY",
     ]
     assert _after_columns(single).split("\n")[1:4] == layout
     assert _after_columns(local).split("\n")[1:4] == layout
     assert _after_columns(single).startswith("ENGINE = MergeTree\n")
     assert "non_replicated_deduplication_window = 10000" in single
+    assert "index_granularity = 1024" in single and "index_granularity = 1024" in local
     assert _after_columns(local).startswith(
         "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/splitedge/event_ids_local', "
         "'{replica}')\n"
@@ -355,12 +357,47 @@ def test_event_ids_ddl_in_both_modes() -> None:
     )
 
 
-def test_recorded_event_ids_are_those_of_the_workspace(migrated: Chdb) -> None:
-    ids = pa.table({"workspace_id": ["ws-a", "ws-a", "ws-b"], "event_id": ["e1", "e2", "e3"]})
+def _minutes(*ms: int) -> pa.Array:
+    return pa.array(ms, pa.timestamp("ms", tz="UTC"))
+
+
+def test_an_event_id_is_filed_under_the_minute_of_its_own_time() -> None:
+    t = 1_764_960_000_000  # a whole minute
+    client_ts = pa.chunked_array([_minutes(t + 59_999, t + 60_000, t + 5)])
+    received = pa.chunked_array([_minutes(t + 90_000, t + 90_000, t + 5)])
+    # The third came without its own time: the ingest gave it the receive time.
+    assert warehouse.event_id_buckets(client_ts, received) == _minutes(t, t + 60_000, 0)
+
+
+def test_recorded_event_ids_are_those_of_the_workspace_and_buckets(migrated: Chdb) -> None:
+    t = 1_764_960_000_000
+    ids = pa.table({
+        "workspace_id": ["ws-a", "ws-a", "ws-b", "ws-a"],
+        "bucket": _minutes(t, t, t, 0),
+        "event_id": ["e1", "e2", "e3", "no-ts"],
+    })  # fmt: skip
     migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, ids)
-    assert warehouse.recorded_event_ids(migrated.client, "ws-a", ["e1", "e3", "x'"]) == {"e1"}
-    assert warehouse.recorded_event_ids(migrated.client, "ws-b", ["e3"]) == {"e3"}
-    assert warehouse.recorded_event_ids(migrated.client, "ws-b", []) == set()
+    lookup = partial(warehouse.recorded_event_ids, migrated.client)
+    assert lookup("ws-a", _minutes(t), pa.array(["e1", "e3", "x'", "no-ts"])) == {"e1", "no-ts"}
+    assert lookup("ws-b", _minutes(t), pa.array(["e3"])) == {"e3"}
+    # Another minute: only the epoch bucket (events without their own time) is read.
+    assert lookup("ws-a", _minutes(t + 60_000), pa.array(["e1", "no-ts"])) == {"no-ts"}
+    assert lookup("ws-b", _minutes(t), pa.array([], pa.string())) == set()
+
+
+def test_any_event_id_is_looked_up_exactly(migrated: Chdb) -> None:
+    # Ids that the newline-joined heredoc cannot carry go hex-encoded.
+    odd = ["a\nb", "x$ids$y", "nul\0", "it's", "back\\slash", "é😀", "x" * 128]
+    t = 1_764_960_000_000
+    ids = pa.table({
+        "workspace_id": ["ws-a"] * len(odd), "bucket": _minutes(*[t] * len(odd)), "event_id": odd
+    })  # fmt: skip
+    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, ids)
+    for wanted in (odd, odd[3:]):
+        found = warehouse.recorded_event_ids(
+            migrated.client, "ws-a", _minutes(t), pa.array([*wanted, "a", "b"])
+        )
+        assert found == set(wanted)
 
 
 def test_cluster_ddl_accepts_a_macro_and_rejects_injection() -> None:

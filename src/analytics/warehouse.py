@@ -33,16 +33,27 @@ Exactly once per event id
     under a token of the segment (`event_ids_token`): a crash between the two inserts
     recomputes the same events on replay, whose insert the token drops. The ids are kept
     `EVENT_ID_HORIZON_DAYS` days, the horizon within which a retry is recognised.
+
+    An id is filed under the minute of the event's own time (`event_id_buckets`), which a
+    retry repeats: the SDK and the snippet fix ``ts`` when the event is made. A lookup
+    reads only the minutes of its batch, so its cost grows with the events recorded in
+    those minutes, not with the horizon. An agent event sent without ``ts`` gets the
+    receive time, which a retry would not repeat, so its id is filed under the epoch
+    instead, and every lookup reads that bucket too. A retry is therefore recognised when
+    it carries the ``ts`` of the first send, or none when the first send had none; the
+    same id sent again with another ``ts`` in another minute is stored again.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -60,6 +71,7 @@ __all__ = [
     "close_quietly",
     "connect",
     "ddl_statements",
+    "event_id_buckets",
     "event_ids_token",
     "insert_settings",
     "migrate",
@@ -79,9 +91,11 @@ EVENT_ID_HORIZON_DAYS = 30
 """How long a stored event's id is remembered: a retry of it within this many days is
 dropped as a duplicate, a later one is stored again."""
 
-# Ids per lookup query. They travel as one bound Array parameter, which ClickHouse parses
-# at about 10 us per id; a segment holds up to 10k events, usually one query.
+# Ids per lookup query: a segment holds up to 10k events, usually one query. They travel
+# as one heredoc string literal (no escaping, on the client or the server), split by
+# ClickHouse; the query is then larger than ClickHouse's default max_query_size (256 KiB).
 _ID_LOOKUP_CHUNK = 10_000
+_ID_SEPARATOR = "\n"
 
 # How many recent insert blocks the events table remembers for deduplication.
 # A segment is retried within seconds of a failure and replayed at the next start, so
@@ -150,20 +164,52 @@ def event_ids_token(token: str) -> str:
     return f"{token}.ids"
 
 
-def recorded_event_ids(client: Client, workspace_id: str, event_ids: Sequence[str]) -> set[str]:
-    """Those of ``event_ids`` already recorded in `EVENT_IDS_TABLE` for the workspace."""
+def event_id_buckets(client_ts: pa.ChunkedArray, received_at: pa.ChunkedArray) -> pa.Array:
+    """The bucket of each event in `EVENT_IDS_TABLE`, from a segment's ``client_ts`` and
+    ``received_at`` columns: the minute of the event's own time, or the epoch for an
+    event the ingest gave its receive time (an agent event without ``ts``)."""
+    own = pc.not_equal(client_ts, received_at).combine_chunks()
+    minute = pc.floor_temporal(client_ts, 1, "minute").combine_chunks()
+    epoch = pa.scalar(0, type=client_ts.type)
+    return pc.if_else(own, minute, epoch)
+
+
+def recorded_event_ids(
+    client: Client, workspace_id: str, buckets: pa.Array, event_ids: pa.Array
+) -> set[str]:
+    """Those of ``event_ids`` (distinct, none empty) that `EVENT_IDS_TABLE` holds for the
+    workspace in one of ``buckets`` (`event_id_buckets`) or in the epoch bucket."""
+    seconds = pc.cast(pc.unique(buckets), pa.int64()).to_pylist()
+    parameters: dict[str, Any] = {
+        "workspace": workspace_id,
+        "buckets": sorted({0, *(ms // 1000 for ms in seconds)}),
+    }
     found: set[str] = set()
     for start in range(0, len(event_ids), _ID_LOOKUP_CHUNK):
-        result = client.query(
-            f"SELECT event_id FROM {EVENT_IDS_TABLE} "
-            "WHERE workspace_id = {workspace:String} AND event_id IN {ids:Array(String)}",
-            parameters={
-                "workspace": workspace_id,
-                "ids": list(event_ids[start : start + _ID_LOOKUP_CHUNK]),
-            },
+        chunk = event_ids[start : start + _ID_LOOKUP_CHUNK]
+        joined, ids = _joined_ids(chunk)
+        sql = (
+            f"SELECT event_id FROM {EVENT_IDS_TABLE} WHERE workspace_id = {{workspace:String}} "
+            "AND bucket IN arrayMap(s -> toDateTime(s, 'UTC'), {buckets:Array(UInt32)}) "
+            f"AND event_id IN {ids}"
         )
+        settings = {"max_query_size": len(sql) + len(joined) + 64}
+        result = client.query(sql, parameters={**parameters, "$ids$": joined}, settings=settings)
         found.update(str(row[0]) for row in result.result_rows)
     return found
+
+
+def _joined_ids(ids: pa.Array) -> tuple[bytes, str]:
+    """The heredoc ``$ids$`` for a chunk of ids, and the SQL array it stands for. The ids
+    are joined by a newline; a chunk in which an id holds a newline, a ``$`` (which could
+    close the heredoc) or a NUL is sent hex-encoded instead."""
+    lists = pa.ListArray.from_arrays(pa.array([0, len(ids)], pa.int32()), ids.cast(pa.string()))
+    joined = pc.binary_join(lists, _ID_SEPARATOR)[0].as_buffer().to_pybytes()
+    plain = joined.count(_ID_SEPARATOR.encode()) == len(ids) - 1
+    if plain and b"$" not in joined and b"\0" not in joined:
+        return joined, "splitByChar('\\n', $ids$)"
+    hexed = ",".join(str(i).encode().hex() for i in ids.to_pylist())
+    return hexed.encode(), "arrayMap(h -> unhex(h), splitByChar(',', $ids$))"
 
 
 # --- the DDL ---------------------------------------------------------------------------
@@ -312,15 +358,19 @@ def _v2_merge_selector(cluster: str | None) -> list[str]:
 
 
 # The ids of the stored events (see "Exactly once per event id" above), by workspace so
-# that one tenant's ids never hide another's events. A day's ids are one partition, and a
-# partition is dropped whole once all its rows are past the horizon (ttl_only_drop_parts):
-# no merge rewrites them. The lookup names a workspace and a set of ids, a range of the
-# sorting key.
+# that one tenant's ids never hide another's events, then by bucket (the minute of the
+# event's own time, or the epoch): a lookup names a workspace, the few buckets of its
+# batch and a set of ids, and reads the granules of those buckets that may hold one. The
+# granules are small (1,024 rows) because the ids within a bucket are random: each id
+# looked up costs one granule. A day's ids are one partition, dropped whole once all its
+# rows are past the horizon (ttl_only_drop_parts): no merge rewrites them.
 _EVENT_ID_COLUMNS: tuple[tuple[str, str], ...] = (
     ("workspace_id", "LowCardinality(String)"),
+    ("bucket", "DateTime('UTC')"),
     ("event_id", "String"),
     ("recorded_at", "DateTime('UTC') DEFAULT now()"),
 )
+_EVENT_ID_GRANULE_ROWS = 1024
 
 
 def _v3_event_ids(cluster: str | None) -> list[str]:
@@ -328,13 +378,14 @@ def _v3_event_ids(cluster: str | None) -> list[str]:
     one Keeper path per shard) under a Distributed ``event_ids``, as for the events."""
     columns = _columns(_EVENT_ID_COLUMNS)
     layout = (
-        "PARTITION BY toYYYYMMDD(recorded_at)\nORDER BY (workspace_id, event_id)\n"
+        "PARTITION BY toYYYYMMDD(recorded_at)\nORDER BY (workspace_id, bucket, event_id)\n"
         f"TTL recorded_at + INTERVAL {EVENT_ID_HORIZON_DAYS} DAY"
     )
     if cluster is None:
         return [
             f"CREATE TABLE IF NOT EXISTS {EVENT_IDS_TABLE}\n{columns}\nENGINE = MergeTree\n"
-            f"{layout}\nSETTINGS ttl_only_drop_parts = 1, "
+            f"{layout}\nSETTINGS index_granularity = {_EVENT_ID_GRANULE_ROWS}, "
+            f"ttl_only_drop_parts = 1, "
             f"non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
         ]
     on = _on_cluster(cluster)
@@ -345,7 +396,7 @@ def _v3_event_ids(cluster: str | None) -> list[str]:
     )
     return [
         f"CREATE TABLE IF NOT EXISTS {local}{on}\n{columns}\nENGINE = {replicated}\n{layout}\n"
-        f"SETTINGS ttl_only_drop_parts = 1, "
+        f"SETTINGS index_granularity = {_EVENT_ID_GRANULE_ROWS}, ttl_only_drop_parts = 1, "
         f"replicated_deduplication_window = {DEDUPLICATION_WINDOW}, "
         f"replicated_deduplication_window_seconds = {_REPLICATED_DEDUPLICATION_SECONDS}",
         f"CREATE TABLE IF NOT EXISTS {EVENT_IDS_TABLE}{on}\n{columns}\n"

@@ -23,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from analytics import warehouse
@@ -128,9 +130,15 @@ class ClickHouseSink:
             # the events, while events without their ids are found again on a replay and
             # inserted under the same token, which ClickHouse drops.
             client.insert_arrow(self.table, fresh, settings=dict(self.insert_settings(token)))
+            buckets = warehouse.event_id_buckets(fresh["client_ts"], fresh["received_at"])
+            ids = pa.table({
+                "workspace_id": fresh["workspace_id"],
+                "bucket": buckets,
+                "event_id": fresh["event_id"],
+            })  # fmt: skip
             client.insert_arrow(
                 warehouse.EVENT_IDS_TABLE,
-                fresh.select(["workspace_id", "event_id"]),
+                ids,
                 settings=dict(self.insert_settings(warehouse.event_ids_token(token))),
             )
         return int(table.num_rows - fresh.num_rows)
@@ -153,25 +161,40 @@ class ClickHouseSink:
 def _unrecorded_rows(client: Client, table: pa.Table) -> pa.Table:
     """The rows of a segment whose event is not stored yet: the first of each
     ``(workspace_id, event_id)`` in the segment, unless that id is in
-    ``splitedge.event_ids``. A row without an id is never taken for a duplicate. The
-    result depends only on the segment and the ids recorded, so a replay computes it
-    again exactly."""
-    workspaces = table.column("workspace_id").to_pylist()
-    event_ids = table.column("event_id").to_pylist()
-    by_workspace: dict[str, dict[str, None]] = {}
-    for workspace_id, event_id in zip(workspaces, event_ids, strict=True):
-        if event_id:
-            by_workspace.setdefault(workspace_id, {})[event_id] = None
-    seen = {
-        (workspace_id, event_id)
-        for workspace_id, ids in by_workspace.items()
-        for event_id in warehouse.recorded_event_ids(client, workspace_id, list(ids))
-    }
-    keep: list[int] = []
-    for row, key in enumerate(zip(workspaces, event_ids, strict=True)):
-        if not key[1]:
-            keep.append(row)
-        elif key not in seen:
-            seen.add(key)
-            keep.append(row)
-    return table if len(keep) == table.num_rows else table.take(pa.array(keep, pa.int64()))
+    ``splitedge.event_ids``. The result depends only on the segment and the ids recorded,
+    so a replay computes it again exactly. Event ids are never empty (the ingest requires
+    or makes one)."""
+    table = _first_of_each_id(table)
+    workspaces = table.column("workspace_id").cast(pa.string())
+    event_ids = table.column("event_id")
+    buckets = warehouse.event_id_buckets(table.column("client_ts"), table.column("received_at"))
+    recorded = pa.array(np.zeros(table.num_rows, dtype=bool))
+    for workspace_id in pc.unique(workspaces).to_pylist():
+        mine = pc.equal(workspaces, workspace_id)
+        ids = pc.filter(event_ids, mine)
+        found = warehouse.recorded_event_ids(
+            client, workspace_id, pc.filter(buckets, mine), ids.combine_chunks()
+        )
+        if found:
+            seen = pc.and_(mine, pc.is_in(event_ids, value_set=pa.array(sorted(found))))
+            recorded = pc.or_(recorded, seen)
+    if not pc.any(recorded).as_py():
+        return table
+    return table.filter(pc.invert(recorded))
+
+
+def _first_of_each_id(table: pa.Table) -> pa.Table:
+    """The segment without its repeated events: the first row of each ``(workspace_id,
+    event_id)``, in the segment's order."""
+    if pc.count_distinct(table.column("event_id")).as_py() == table.num_rows:
+        return table  # no id twice, whatever the workspaces: the usual case
+    keys = pa.table({
+        "workspace_id": table.column("workspace_id").cast(pa.string()),
+        "event_id": table.column("event_id"),
+        "row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+    })  # fmt: skip
+    first = keys.group_by(["workspace_id", "event_id"], use_threads=False).aggregate(
+        [("row", "min")]
+    )
+    rows = first.column("row_min")
+    return table.take(rows.take(pc.sort_indices(rows)))
