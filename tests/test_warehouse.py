@@ -386,7 +386,6 @@ def test_recorded_event_ids_are_those_of_the_workspace_and_buckets(migrated: Chd
 
 
 def test_any_event_id_is_looked_up_exactly(migrated: Chdb) -> None:
-    # Ids that the newline-joined heredoc cannot carry go hex-encoded.
     odd = ["a\nb", "x$ids$y", "nul\0", "it's", "back\\slash", "é😀", "x" * 128]
     t = 1_764_960_000_000
     ids = pa.table({
