@@ -2,7 +2,7 @@
 
 A temporary chDB warehouse (migrated by `analytics.warehouse.migrate`) gets event ids
 recorded in ``splitedge.event_ids`` up to each of ``--sizes`` (default 10M, then 30M), spread evenly
-over the 30 days of the horizon, one partition a day, filed under the minute of their
+over the 30 days of the horizon, one partition a day, filed under the second of their
 time as the flusher files them. Then, for each size, ``--rounds`` times, a fresh segment
 of ``--batch`` browser events (90% new ids made now, 10% retries of ids recorded in the
 last 6 hours, with the ``ts`` they were first sent with) goes through:
@@ -17,9 +17,9 @@ last 6 hours, with the ``ts`` they were first sent with) goes through:
   as one bound ``Array(String)`` parameter.
 
 Every segment has new ids, so ClickHouse's caches of conditions and marks cannot answer
-from an earlier round. Last, ``--dense`` more ids are recorded in the current minute (a
+from an earlier round. Last, ``--dense`` more ids are recorded in the last minute (a
 minute of a busy site) and the lookup is timed again: its cost grows with the ids
-recorded in the minutes of its batch, not with the table. Medians of the rounds, wall
+recorded in the seconds of its batch, not with the table. Medians of the rounds, wall
 time (chDB runs in this process).
 
     .venv/bin/python bench/event_ids.py [--sizes 10000000,30000000] [--batch 10000]
@@ -64,13 +64,15 @@ run: per segment of 10,000 browser events (10% retries), the flusher's whole
 `ClickHouseSink.deliver` and its lookup, beside the bare events insert of the same
 segment (the baseline: what a segment cost before) and the lookup of the design that was
 not merged (ids ordered by `(workspace_id, event_id)`, sent as one `Array(String)`
-parameter). A lookup reads, in each part, the granules of the batch's minutes that may
-hold one of its ids, so its cost grows with the ids recorded in those minutes (at most
+parameter). A lookup reads, in each part, the granules of the batch's seconds that may
+hold one of its ids, so its cost grows with the ids recorded in those seconds (at most
 one 1,024-row granule per id looked up), not with the 30-day horizon; the previous
 lookup read every granule of the table once it held a few million ids.
 """
 
 DAY = 86_400
+# The bucket of an id recorded at a DateTime, as `warehouse.event_id_buckets` files it.
+BUCKET_SQL = "toDateTime({})"
 T_WORKSPACE = "ws-bench"
 
 
@@ -82,13 +84,13 @@ def timed(call: Callable[[], object]) -> float:
 
 def fill(client: Any, rows: int, days: int = 30) -> None:
     """``rows`` more recorded ids over the last ``days`` days, one insert (one partition)
-    a day, each filed under the minute of its time."""
+    a day, each filed under the second of its time."""
     now = int(time.time())
     per_day = rows // days
     for day in range(days):
         client.command(
             f"INSERT INTO {warehouse.EVENT_IDS_TABLE} (workspace_id, bucket, event_id, "
-            f"recorded_at) SELECT '{T_WORKSPACE}', toStartOfMinute(t), "
+            f"recorded_at) SELECT '{T_WORKSPACE}', {BUCKET_SQL.format('t')}, "
             "toString(generateUUIDv4()), t FROM (SELECT toDateTime("
             f"{now - day * DAY} - intDiv(number * {DAY}, {per_day}), 'UTC') AS t "
             f"FROM numbers({per_day}))"
@@ -96,11 +98,11 @@ def fill(client: Any, rows: int, days: int = 30) -> None:
 
 
 def dense(client: Any, rows: int) -> None:
-    """``rows`` more ids recorded in the current minute."""
+    """``rows`` more ids recorded in the last minute, as a busy site records them."""
     client.command(
         f"INSERT INTO {warehouse.EVENT_IDS_TABLE} (workspace_id, bucket, event_id) "
-        f"SELECT '{T_WORKSPACE}', toStartOfMinute(now()), toString(generateUUIDv4()) "
-        f"FROM numbers({rows})"
+        f"SELECT '{T_WORKSPACE}', {BUCKET_SQL.format('now() - number % 60')}, "
+        f"toString(generateUUIDv4()) FROM numbers({rows})"
     )
 
 
@@ -231,7 +233,7 @@ def report_lines(rows: list[dict[str, Any]], dense_rows: int, dense_ms: float, b
         )
     lines += [
         "",
-        f"With {dense_rows:,} more ids recorded in the current minute, the lookup takes "
+        f"With {dense_rows:,} more ids recorded in the last minute, the lookup takes "
         f"{dense_ms:.1f} ms (against {rows[-1]['lookup']:.1f} ms without them).",
     ]
     return lines
@@ -243,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="10000000,30000000", help="ids recorded, per step")
     parser.add_argument("--batch", type=int, default=10_000, help="events per segment")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--dense", type=int, default=1_000_000, help="ids in one minute")
+    parser.add_argument("--dense", type=int, default=1_000_000, help="ids in the last minute")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args(argv)
     rows = []

@@ -344,7 +344,8 @@ def test_event_ids_ddl_in_both_modes() -> None:
     assert _after_columns(local).split("\n")[1:4] == layout
     assert _after_columns(single).startswith("ENGINE = MergeTree\n")
     assert "non_replicated_deduplication_window = 10000" in single
-    assert "index_granularity = 1024" in single and "index_granularity = 1024" in local
+    for setting in ("index_granularity = 1024", "merge_selector_base = 20"):
+        assert setting in single and setting in local
     assert _after_columns(local).startswith(
         "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/splitedge/event_ids_local', "
         "'{replica}')\n"
@@ -357,44 +358,44 @@ def test_event_ids_ddl_in_both_modes() -> None:
     )
 
 
-def _minutes(*ms: int) -> pa.Array:
+def _times(*ms: int) -> pa.Array:
     return pa.array(ms, pa.timestamp("ms", tz="UTC"))
 
 
-def test_an_event_id_is_filed_under_the_minute_of_its_own_time() -> None:
-    t = 1_764_960_000_000  # a whole minute
-    client_ts = pa.chunked_array([_minutes(t + 59_999, t + 60_000, t + 5)])
-    received = pa.chunked_array([_minutes(t + 90_000, t + 90_000, t + 5)])
+def test_an_event_id_is_filed_under_the_second_of_its_own_time() -> None:
+    t = 1_764_960_000_000  # a whole second
+    client_ts = pa.chunked_array([_times(t + 999, t + 1_000, t + 5)])
+    received = pa.chunked_array([_times(t + 90_000, t + 90_000, t + 5)])
     # The third came without its own time: the ingest gave it the receive time.
-    assert warehouse.event_id_buckets(client_ts, received) == _minutes(t, t + 60_000, 0)
+    assert warehouse.event_id_buckets(client_ts, received) == _times(t, t + 1_000, 0)
 
 
 def test_recorded_event_ids_are_those_of_the_workspace_and_buckets(migrated: Chdb) -> None:
     t = 1_764_960_000_000
     ids = pa.table({
         "workspace_id": ["ws-a", "ws-a", "ws-b", "ws-a"],
-        "bucket": _minutes(t, t, t, 0),
+        "bucket": _times(t, t, t, 0),
         "event_id": ["e1", "e2", "e3", "no-ts"],
     })  # fmt: skip
     migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, ids)
     lookup = partial(warehouse.recorded_event_ids, migrated.client)
-    assert lookup("ws-a", _minutes(t), pa.array(["e1", "e3", "x'", "no-ts"])) == {"e1", "no-ts"}
-    assert lookup("ws-b", _minutes(t), pa.array(["e3"])) == {"e3"}
-    # Another minute: only the epoch bucket (events without their own time) is read.
-    assert lookup("ws-a", _minutes(t + 60_000), pa.array(["e1", "no-ts"])) == {"no-ts"}
-    assert lookup("ws-b", _minutes(t), pa.array([], pa.string())) == set()
+    assert lookup("ws-a", _times(t), pa.array(["e1", "e3", "x'", "no-ts"])) == {"e1", "no-ts"}
+    assert lookup("ws-b", _times(t), pa.array(["e3"])) == {"e3"}
+    # Another second: only the epoch bucket (events without their own time) is read.
+    assert lookup("ws-a", _times(t + 1_000), pa.array(["e1", "no-ts"])) == {"no-ts"}
+    assert lookup("ws-b", _times(t), pa.array([], pa.string())) == set()
 
 
 def test_any_event_id_is_looked_up_exactly(migrated: Chdb) -> None:
     odd = ["a\nb", "x$ids$y", "nul\0", "it's", "back\\slash", "é😀", "x" * 128]
     t = 1_764_960_000_000
     ids = pa.table({
-        "workspace_id": ["ws-a"] * len(odd), "bucket": _minutes(*[t] * len(odd)), "event_id": odd
+        "workspace_id": ["ws-a"] * len(odd), "bucket": _times(*[t] * len(odd)), "event_id": odd
     })  # fmt: skip
     migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, ids)
     for wanted in (odd, odd[3:]):
         found = warehouse.recorded_event_ids(
-            migrated.client, "ws-a", _minutes(t), pa.array([*wanted, "a", "b"])
+            migrated.client, "ws-a", _times(t), pa.array([*wanted, "a", "b"])
         )
         assert found == set(wanted)
 

@@ -34,14 +34,14 @@ Exactly once per event id
     recomputes the same events on replay, whose insert the token drops. The ids are kept
     `EVENT_ID_HORIZON_DAYS` days, the horizon within which a retry is recognised.
 
-    An id is filed under the minute of the event's own time (`event_id_buckets`), which a
+    An id is filed under the second of the event's own time (`event_id_buckets`), which a
     retry repeats: the SDK and the snippet fix ``ts`` when the event is made. A lookup
-    reads only the minutes of its batch, so its cost grows with the events recorded in
-    those minutes, not with the horizon. An agent event sent without ``ts`` gets the
+    reads only the seconds of its batch, so its cost grows with the events recorded in
+    those seconds, not with the horizon. An agent event sent without ``ts`` gets the
     receive time, which a retry would not repeat, so its id is filed under the epoch
     instead, and every lookup reads that bucket too. A retry is therefore recognised when
     it carries the ``ts`` of the first send, or none when the first send had none; the
-    same id sent again with another ``ts`` in another minute is stored again.
+    same id sent again with another ``ts`` (in another second) is stored again.
 """
 
 from __future__ import annotations
@@ -162,12 +162,12 @@ def event_ids_token(token: str) -> str:
 
 def event_id_buckets(client_ts: pa.ChunkedArray, received_at: pa.ChunkedArray) -> pa.Array:
     """The bucket of each event in `EVENT_IDS_TABLE`, from a segment's ``client_ts`` and
-    ``received_at`` columns: the minute of the event's own time, or the epoch for an
+    ``received_at`` columns: the second of the event's own time, or the epoch for an
     event the ingest gave its receive time (an agent event without ``ts``)."""
     own = pc.not_equal(client_ts, received_at).combine_chunks()
-    minute = pc.floor_temporal(client_ts, 1, "minute").combine_chunks()
+    second = pc.floor_temporal(client_ts, 1, "second").combine_chunks()
     epoch = pa.scalar(0, type=client_ts.type)
-    return pc.if_else(own, minute, epoch)
+    return pc.if_else(own, second, epoch)
 
 
 def recorded_event_ids(
@@ -347,7 +347,7 @@ def _v2_merge_selector(cluster: str | None) -> list[str]:
 
 
 # The ids of the stored events (see "Exactly once per event id" above), by workspace so
-# that one tenant's ids never hide another's events, then by bucket (the minute of the
+# that one tenant's ids never hide another's events, then by bucket (the second of the
 # event's own time, or the epoch): a lookup names a workspace, the few buckets of its
 # batch and a set of ids, and reads the granules of those buckets that may hold one. The
 # granules are small (1,024 rows) because the ids within a bucket are random: each id
@@ -362,6 +362,15 @@ _EVENT_ID_COLUMNS: tuple[tuple[str, str], ...] = (
 _EVENT_ID_GRANULE_ROWS = 1024
 
 
+def _event_id_settings() -> str:
+    """The event ids table's settings in both modes: small granules, whole partitions
+    dropped, and the events table's fewer, larger merges (it gets a part per segment)."""
+    return (
+        f"index_granularity = {_EVENT_ID_GRANULE_ROWS}, ttl_only_drop_parts = 1, "
+        f"merge_selector_base = {MERGE_SELECTOR_BASE}"
+    )
+
+
 def _v3_event_ids(cluster: str | None) -> list[str]:
     """Version 3: the event ids table. Cluster: ``event_ids_local`` (ReplicatedMergeTree,
     one Keeper path per shard) under a Distributed ``event_ids``, as for the events."""
@@ -373,8 +382,7 @@ def _v3_event_ids(cluster: str | None) -> list[str]:
     if cluster is None:
         return [
             f"CREATE TABLE IF NOT EXISTS {EVENT_IDS_TABLE}\n{columns}\nENGINE = MergeTree\n"
-            f"{layout}\nSETTINGS index_granularity = {_EVENT_ID_GRANULE_ROWS}, "
-            f"ttl_only_drop_parts = 1, "
+            f"{layout}\nSETTINGS {_event_id_settings()}, "
             f"non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
         ]
     on = _on_cluster(cluster)
@@ -385,7 +393,7 @@ def _v3_event_ids(cluster: str | None) -> list[str]:
     )
     return [
         f"CREATE TABLE IF NOT EXISTS {local}{on}\n{columns}\nENGINE = {replicated}\n{layout}\n"
-        f"SETTINGS index_granularity = {_EVENT_ID_GRANULE_ROWS}, ttl_only_drop_parts = 1, "
+        f"SETTINGS {_event_id_settings()}, "
         f"replicated_deduplication_window = {DEDUPLICATION_WINDOW}, "
         f"replicated_deduplication_window_seconds = {_REPLICATED_DEDUPLICATION_SECONDS}",
         f"CREATE TABLE IF NOT EXISTS {EVENT_IDS_TABLE}{on}\n{columns}\n"
