@@ -156,6 +156,7 @@ def test_a_batch_sent_twice_across_a_restart_counts_once(tmp_path: Path) -> None
         counted = [
             metric(server, f"splitedge_events_{name}_total") for name in ("flushed", "duplicate")
         ]
+    assert again[f"/v1/agents/{AGENT}/stats"]["totalTasks"] == 500
     assert again == first
     assert timelines(data, experiments) == first_timelines
     assert counted == [0, 1000]
