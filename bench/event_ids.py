@@ -142,7 +142,7 @@ class Segments:
             "WHERE bucket >= now() - 6 * 3600 AND bucket < toStartOfMinute(now()) "
             "ORDER BY rand() LIMIT 100000"
         ).result_rows
-        self.recorded = [(str(i), int(b) * 1000 + 30_000) for i, b in rows]
+        self.recorded = [(str(i), int(b) * 1000 + 500) for i, b in rows]
         self.batch = batch
         self.rng = np.random.default_rng(21)
 
