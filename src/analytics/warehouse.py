@@ -179,11 +179,14 @@ def recorded_event_ids(
     The ids go into a temporary table of the client's session by ``insert_arrow``, which
     costs a fraction of binding them into the query (clickhouse-connect escapes a bound
     string in Python, and ClickHouse formats a large constant into the names of the
-    query's columns); ``GLOBAL IN`` sends that table to every shard of a cluster.
+    query's columns); ``GLOBAL IN`` sends that table to every shard of a cluster. The
+    buckets are a bound array: ClickHouse uses the sorting key for a literal set, not for
+    a computed one such as ``arrayMap(toDateTime, ...)``.
     """
     # Seconds, not Python datetimes from Arrow, which would be naive or need tzdata.
     seconds = [ms // 1000 for ms in pc.cast(pc.unique(buckets), pa.int64()).to_pylist()]
-    lookup = f"event_id_lookup_{uuid.uuid4().hex}"  # the client may not be the only one
+    # A name of its own: chDB's clients in one process share one session.
+    lookup = f"event_id_lookup_{uuid.uuid4().hex}"
     client.command(f"CREATE TEMPORARY TABLE {lookup} (event_id String) ENGINE = Memory")
     try:
         client.insert_arrow(lookup, pa.table({"event_id": event_ids}))
