@@ -185,7 +185,7 @@ def recorded_event_ids(
     """
     # Seconds, not Python datetimes from Arrow, which would be naive or need tzdata.
     seconds = [ms // 1000 for ms in pc.cast(pc.unique(buckets), pa.int64()).to_pylist()]
-    # A name of its own: chDB's clients in one process share one session.
+    # A name of its own: a lookup never meets the ids of one whose DROP failed.
     lookup = f"event_id_lookup_{uuid.uuid4().hex}"
     client.command(f"CREATE TEMPORARY TABLE {lookup} (event_id String) ENGINE = Memory")
     try:
