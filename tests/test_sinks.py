@@ -121,3 +121,35 @@ def test_the_same_event_id_in_two_workspaces_is_two_events(dsn: str) -> None:
     finally:
         sink.close()
     assert counts(dsn) == (10, 5)
+
+
+def _timed(batch: pa.Table, client_shift_ms: int, received_shift_ms: int) -> pa.Table:
+    """``batch`` with its client times and receive times moved."""
+    for name, shift in (("client_ts", client_shift_ms), ("received_at", received_shift_ms)):
+        column = batch.column(name)
+        moved = pa.array([t + shift for t in column.cast(pa.int64()).to_pylist()])
+        index = batch.schema.get_field_index(name)
+        batch = batch.set_column(index, batch.schema.field(index), moved.cast(column.type))
+    return batch
+
+
+def test_a_retry_is_known_by_its_own_time_or_by_having_none(dsn: str) -> None:
+    # event_batch's rows have client_ts == received_at: the ingest's mark of an event
+    # that came without its own time. Here the first 5 have a time of their own.
+    batch = pa.Table.from_batches([event_batch(10, "a")])
+    own = _timed(batch.slice(0, 5), 0, 2_000)
+    sink = ClickHouseSink(dsn, prepare=warehouse.migrate)
+    sink.open()
+    try:
+        assert sink.deliver(pa.concat_tables([own, batch.slice(5)]), "segment-1") == 0
+        # Hours later: the same times, received again; no time, received again.
+        hour = 3_600_000
+        assert sink.deliver(_timed(own, 0, hour), "segment-2") == 5
+        assert sink.deliver(_timed(batch.slice(5), hour, hour), "segment-3") == 5
+        # Sent again with another time, or without one though the first send had one:
+        # stored again (README, "Exactly once per event id").
+        assert sink.deliver(_timed(own, 1_000, 0), "segment-4") == 0
+        assert sink.deliver(_timed(own, 2_000 + hour, hour), "segment-5") == 0
+    finally:
+        sink.close()
+    assert counts(dsn) == (20, 10)
