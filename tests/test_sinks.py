@@ -1,5 +1,7 @@
 """The ClickHouse sink (edge.ingest.sinks) against real embedded ClickHouse (chDB): a token
-is stored once, a failed prepare releases the directory, and logs name no password."""
+is stored once, an event id once per workspace (in a segment, across segments, found by
+the event's own time or by its having none), a failed prepare releases the directory, and
+logs name no password."""
 
 from __future__ import annotations
 
