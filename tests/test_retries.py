@@ -1,10 +1,12 @@
 """A client's retried batch counts once (issue 21, "Retries"): the same 500 agent task
 events and 500 browser events, sent again after a server restart, leave results,
-metrics, timeline, agent stats and drift as they were, through the real server and its
-embedded ClickHouse (`analytics.warehouse`, "Exactly once per event id")."""
+crewkit's metrics, the timeline (the results page's chart, and `fetch_timeline` on the
+stopped server's data), agent stats and drift as they were, through the real server and
+its embedded ClickHouse (`analytics.warehouse`, "Exactly once per event id")."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -62,9 +64,12 @@ def agent_tasks(experiment_id: str, variants: list[str]) -> list[dict[str, Any]]
     return tasks
 
 
+_TIMELINE = re.compile(r'<svg id="timeline".*?</svg>|<p class="empty">No conversions', re.S)
+
+
 def answers(server: Server, seed: Seed, web_id: str, agent_id: str) -> dict[str, Any]:
     """Every figure computed from the events that the API serves, without the times it
-    was computed at and the windows that end now."""
+    was computed at and the windows that end now; and the results page's timeline."""
     got: dict[str, Any] = {}
     for experiment_id in (web_id, agent_id):
         for view in ("results", "metrics"):
@@ -73,7 +78,13 @@ def answers(server: Server, seed: Seed, web_id: str, agent_id: str) -> dict[str,
             assert answer.status_code == 200, answer.text
             got[path] = answer.json()["data"]
             got[path].pop("computed_at", None)
-            got[path].pop("report_url", None)
+            report_url = got[path].pop("report_url", None)
+            if report_url is not None:
+                page = httpx.get(report_url)
+                assert page.status_code == 200, page.text
+                chart = _TIMELINE.search(page.text)
+                assert chart is not None, page.text
+                got[f"/reports/{experiment_id}#timeline"] = chart.group(0)
     for view, windows in (
         ("stats", ("since", "until")),
         ("drift", ("baselineDate", "baselineEnd", "recentStart", "recentEnd")),
@@ -147,6 +158,7 @@ def test_a_batch_sent_twice_across_a_restart_counts_once(tmp_path: Path) -> None
     first_timelines = timelines(data, experiments)
     assert first[f"/v1/agents/{AGENT}/stats"]["totalTasks"] == 500
     assert all(first_timelines)
+    assert first[f"/reports/{seed.experiment_id}#timeline"].startswith('<svg id="timeline"')
 
     # The client lost both answers and retries after the server restarted, on its data.
     with running_server(data) as server:
