@@ -174,6 +174,15 @@ class Segments:
         return pa.Table.from_pydict(columns, schema=EVENT_SCHEMA)
 
 
+def id_rows(segment: pa.Table) -> pa.Table:
+    """A segment's rows of the event ids table, as the flusher looks them up."""
+    return pa.table({
+        "workspace_id": segment["workspace_id"].cast(pa.string()),
+        "bucket": warehouse.event_id_buckets(segment["client_ts"], segment["received_at"]),
+        "event_id": segment["event_id"],
+    })  # fmt: skip
+
+
 def measure_size(client: Any, sink: ClickHouseSink, rounds: int, batch: int) -> dict[str, Any]:
     """The round medians in ms at the table's current size."""
     segments = Segments(client, batch)
@@ -188,12 +197,8 @@ def measure_size(client: Any, sink: ClickHouseSink, rounds: int, batch: int) -> 
         times["baseline"].append(
             timed(lambda: client.insert_arrow(warehouse.EVENTS_TABLE, segment, settings=settings))
         )
-        segment = segments()
-        ids = segment.column("event_id").combine_chunks()
-        buckets = warehouse.event_id_buckets(segment["client_ts"], segment["received_at"])
-        times["lookup"].append(
-            timed(lambda: warehouse.recorded_event_ids(client, T_WORKSPACE, buckets, ids))
-        )
+        ids = id_rows(segments())
+        times["lookup"].append(timed(lambda: warehouse.recorded_event_ids(client, ids)))
         listed = segments().column("event_id").to_pylist()
         times["previous"].append(timed(lambda: previous_lookup(client, listed)))
         segment = segments()
@@ -216,10 +221,8 @@ def dense_lookup(client: Any, rounds: int, batch: int) -> dict[str, float]:
     segments = Segments(client, batch)
     times: list[tuple[float, float]] = []
     for _ in range(rounds):
-        segment = segments()
-        ids = segment.column("event_id").combine_chunks()
-        buckets = warehouse.event_id_buckets(segment["client_ts"], segment["received_at"])
-        times.append(timed(lambda: warehouse.recorded_event_ids(client, T_WORKSPACE, buckets, ids)))
+        ids = id_rows(segments())
+        times.append(timed(lambda: warehouse.recorded_event_ids(client, ids)))
     return _medians({"lookup": times})
 
 

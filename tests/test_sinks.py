@@ -150,7 +150,7 @@ def test_a_retry_is_known_by_its_own_time_or_by_having_none(dsn: str) -> None:
         assert sink.deliver(_timed(batch.slice(5), hour, hour), "segment-3") == 5
         # Sent again with another time, or without one though the first send had one:
         # stored again (README, "Exactly once per event id").
-        assert sink.deliver(_timed(own, 1_000, 0), "segment-4") == 0
+        assert sink.deliver(_timed(own, hour, 0), "segment-4") == 0
         assert sink.deliver(_timed(own, 2_000 + hour, hour), "segment-5") == 0
     finally:
         sink.close()

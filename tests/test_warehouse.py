@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -370,34 +369,44 @@ def test_an_event_id_is_filed_under_the_second_of_its_own_time() -> None:
     assert warehouse.event_id_buckets(client_ts, received) == _times(t, t + 1_000, 0)
 
 
+def _ids(rows: list[tuple[str, int, str]]) -> pa.Table:
+    """Rows of the event ids table: (workspace, bucket in ms, event id)."""
+    workspaces, buckets, event_ids = zip(*rows, strict=True) if rows else ((), (), ())
+    return pa.table({
+        "workspace_id": pa.array(workspaces, pa.string()),
+        "bucket": _times(*buckets),
+        "event_id": pa.array(event_ids, pa.string()),
+    })  # fmt: skip
+
+
 def test_recorded_event_ids_are_those_of_the_workspace_and_buckets(migrated: Chdb) -> None:
     t = 1_764_960_000_000
-    ids = pa.table({
-        "workspace_id": ["ws-a", "ws-a", "ws-b", "ws-a"],
-        "bucket": _times(t, t, t, 0),
-        "event_id": ["e1", "e2", "e3", "no-ts"],
-    })  # fmt: skip
-    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, ids)
-    lookup = partial(warehouse.recorded_event_ids, migrated.client)
-    assert lookup("ws-a", _times(t), pa.array(["e1", "e3", "x'", "no-ts"])) == {"e1", "no-ts"}
-    assert lookup("ws-b", _times(t), pa.array(["e3"])) == {"e3"}
+    recorded = [("ws-a", t, "e1"), ("ws-a", t, "e2"), ("ws-b", t, "e3"), ("ws-a", 0, "no-ts")]
+    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, _ids(recorded))
+
+    def lookup(rows: list[tuple[str, int, str]]) -> set[tuple[str, str]]:
+        return warehouse.recorded_event_ids(migrated.client, _ids(rows))
+
+    asked = [("ws-a", t, "e1"), ("ws-a", t, "e3"), ("ws-a", t, "x'"), ("ws-a", t, "no-ts")]
+    assert lookup(asked) == {("ws-a", "e1"), ("ws-a", "no-ts")}
+    # Two workspaces in one lookup, each with its own ids.
+    assert lookup([("ws-b", t, "e3"), ("ws-b", t, "e1"), ("ws-a", t, "e2")]) == {
+        ("ws-b", "e3"),
+        ("ws-a", "e2"),
+    }
     # Another second: only the epoch bucket (events without their own time) is read.
-    assert lookup("ws-a", _times(t + 1_000), pa.array(["e1", "no-ts"])) == {"no-ts"}
-    assert lookup("ws-b", _times(t), pa.array([], pa.string())) == set()
+    assert lookup([("ws-a", t + 1_000, "e1"), ("ws-a", t + 1_000, "no-ts")]) == {("ws-a", "no-ts")}
+    assert lookup([]) == set()
 
 
 def test_any_event_id_is_looked_up_exactly(migrated: Chdb) -> None:
     odd = ["a\nb", "x$ids$y", "nul\0", "it's", "back\\slash", "é😀", "x" * 128]
     t = 1_764_960_000_000
-    ids = pa.table({
-        "workspace_id": ["ws-a"] * len(odd), "bucket": _times(*[t] * len(odd)), "event_id": odd
-    })  # fmt: skip
-    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, ids)
+    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, _ids([("ws-a", t, e) for e in odd]))
     for wanted in (odd, odd[3:]):
-        found = warehouse.recorded_event_ids(
-            migrated.client, "ws-a", _times(t), pa.array([*wanted, "a", "b"])
-        )
-        assert found == set(wanted)
+        rows = [("ws-a", t, e) for e in [*wanted, "a", "b"]]
+        found = warehouse.recorded_event_ids(migrated.client, _ids(rows))
+        assert found == {("ws-a", e) for e in wanted}
 
 
 def test_cluster_ddl_accepts_a_macro_and_rejects_injection() -> None:

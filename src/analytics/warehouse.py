@@ -41,7 +41,8 @@ Exactly once per event id
     receive time, which a retry would not repeat, so its id is filed under the epoch
     instead, and every lookup reads that bucket too. A retry is therefore recognised when
     it carries the ``ts`` of the first send, or none when the first send had none; the
-    same id sent again with another ``ts`` (in another second) is stored again.
+    same id sent again with another ``ts`` can be stored again (it is found only when the
+    second it was filed under is among the seconds of the new batch).
 """
 
 from __future__ import annotations
@@ -170,38 +171,39 @@ def event_id_buckets(client_ts: pa.ChunkedArray, received_at: pa.ChunkedArray) -
     return pc.if_else(own, second, epoch)
 
 
-def recorded_event_ids(
-    client: Client, workspace_id: str, buckets: pa.Array, event_ids: pa.Array
-) -> set[str]:
-    """Those of ``event_ids`` (distinct) that `EVENT_IDS_TABLE` holds for the workspace in
-    one of ``buckets`` (`event_id_buckets`) or in the epoch bucket.
+def recorded_event_ids(client: Client, ids: pa.Table) -> set[tuple[str, str]]:
+    """Those of the ``(workspace_id, event_id)`` pairs of ``ids`` (distinct pairs, in rows
+    of `EVENT_IDS_TABLE`: workspace_id, bucket, event_id) that the table holds in one of
+    the buckets of ``ids`` or in the epoch bucket. One query, whatever the workspaces.
 
-    The ids go into a temporary table of the client's session by ``insert_arrow``, which
-    costs a fraction of binding them into the query (clickhouse-connect escapes a bound
-    string in Python, and ClickHouse formats a large constant into the names of the
+    The pairs go into a temporary table of the client's session by ``insert_arrow``,
+    which costs a fraction of binding them into the query (clickhouse-connect escapes a
+    bound string in Python, and ClickHouse formats a large constant into the names of the
     query's columns); ``GLOBAL IN`` sends that table to every shard of a cluster. The
-    buckets are a bound array: ClickHouse uses the sorting key for a literal set, not for
-    a computed one such as ``arrayMap(toDateTime, ...)``.
+    workspaces and buckets are bound arrays: ClickHouse narrows the sorting key by a
+    literal set, not by a computed one such as ``arrayMap(toDateTime, ...)``.
     """
+    workspaces = pc.unique(ids["workspace_id"]).to_pylist()
     # Seconds, not Python datetimes from Arrow, which would be naive or need tzdata.
-    seconds = [ms // 1000 for ms in pc.cast(pc.unique(buckets), pa.int64()).to_pylist()]
+    ms = pc.cast(pc.unique(ids["bucket"]), pa.int64()).to_pylist()
+    buckets = [datetime.fromtimestamp(s, UTC) for s in sorted({0, *(m // 1000 for m in ms)})]
     # A name of its own: a lookup never meets the ids of one whose DROP failed.
     lookup = f"event_id_lookup_{uuid.uuid4().hex}"
-    client.command(f"CREATE TEMPORARY TABLE {lookup} (event_id String) ENGINE = Memory")
+    client.command(
+        f"CREATE TEMPORARY TABLE {lookup} (workspace_id String, event_id String) ENGINE = Memory"
+    )
     try:
-        client.insert_arrow(lookup, pa.table({"event_id": event_ids}))
+        client.insert_arrow(lookup, ids.select(["workspace_id", "event_id"]))
         result = client.query(
-            f"SELECT event_id FROM {EVENT_IDS_TABLE} WHERE workspace_id = {{workspace:String}} "
+            f"SELECT workspace_id, event_id FROM {EVENT_IDS_TABLE} "
+            "WHERE workspace_id IN {workspaces:Array(String)} "
             "AND bucket IN {buckets:Array(DateTime('UTC'))} "
-            f"AND event_id GLOBAL IN (SELECT event_id FROM {lookup})",
-            parameters={
-                "workspace": workspace_id,
-                "buckets": [datetime.fromtimestamp(s, UTC) for s in sorted({0, *seconds})],
-            },
+            f"AND (workspace_id, event_id) GLOBAL IN (SELECT workspace_id, event_id FROM {lookup})",
+            parameters={"workspaces": workspaces, "buckets": buckets},
         )
     finally:
         client.command(f"DROP TEMPORARY TABLE IF EXISTS {lookup}")
-    return {str(row[0]) for row in result.result_rows}
+    return {(str(workspace_id), str(event_id)) for workspace_id, event_id in result.result_rows}
 
 
 # --- the DDL ---------------------------------------------------------------------------

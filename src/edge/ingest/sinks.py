@@ -124,18 +124,12 @@ class ClickHouseSink:
 
     def deliver(self, table: pa.Table, token: str) -> int:
         client = self._opened()
-        fresh = _unrecorded_rows(client, table)
+        fresh, ids = _unrecorded_rows(client, table)
         if fresh.num_rows:
             # Events first, then their ids: ids recorded without their events would lose
             # the events, while events without their ids are found again on a replay and
             # inserted under the same token, which ClickHouse drops.
             client.insert_arrow(self.table, fresh, settings=dict(self.insert_settings(token)))
-            buckets = warehouse.event_id_buckets(fresh["client_ts"], fresh["received_at"])
-            ids = pa.table({
-                "workspace_id": fresh["workspace_id"],
-                "bucket": buckets,
-                "event_id": fresh["event_id"],
-            })  # fmt: skip
             client.insert_arrow(
                 warehouse.EVENT_IDS_TABLE,
                 ids,
@@ -158,29 +152,26 @@ class ClickHouseSink:
         return self._client
 
 
-def _unrecorded_rows(client: Client, table: pa.Table) -> pa.Table:
-    """The rows of a segment whose event is not stored yet: the first of each
-    ``(workspace_id, event_id)`` in the segment, unless that id is in
-    ``splitedge.event_ids``. The result depends only on the segment and the ids recorded,
-    so a replay computes it again exactly. Event ids are never empty (the ingest requires
-    or makes one)."""
+def _unrecorded_rows(client: Client, table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The rows of a segment whose event is not stored yet, and their rows of
+    ``splitedge.event_ids``: the first of each ``(workspace_id, event_id)`` in the
+    segment, unless that pair is recorded. The result depends only on the segment and the
+    ids recorded, so a replay computes it again exactly. Event ids are never empty (the
+    ingest requires or makes one)."""
     table = _first_of_each_id(table)
-    workspaces = table.column("workspace_id").cast(pa.string())
-    event_ids = table.column("event_id")
-    buckets = warehouse.event_id_buckets(table.column("client_ts"), table.column("received_at"))
-    recorded = pa.array(np.zeros(table.num_rows, dtype=bool))
-    for workspace_id in pc.unique(workspaces).to_pylist():
-        mine = pc.equal(workspaces, workspace_id)
-        ids = pc.filter(event_ids, mine)
-        found = warehouse.recorded_event_ids(
-            client, workspace_id, pc.filter(buckets, mine), ids.combine_chunks()
-        )
-        if found:
-            seen = pc.and_(mine, pc.is_in(event_ids, value_set=pa.array(sorted(found))))
-            recorded = pc.or_(recorded, seen)
-    if not pc.any(recorded).as_py():
-        return table
-    return table.filter(pc.invert(recorded))
+    ids = pa.table({
+        "workspace_id": table["workspace_id"].cast(pa.string()),
+        "bucket": warehouse.event_id_buckets(table["client_ts"], table["received_at"]),
+        "event_id": table["event_id"],
+    })  # fmt: skip
+    found = warehouse.recorded_event_ids(client, ids)
+    if not found:
+        return table, ids
+    # Workspace ids hold no NUL, so the joined pair names one (workspace, event id).
+    pairs = pc.binary_join_element_wise(ids["workspace_id"], ids["event_id"], "\0")
+    recorded = pc.is_in(pairs, value_set=pa.array([f"{w}\0{e}" for w, e in found]))
+    keep = pc.invert(recorded)
+    return table.filter(keep), ids.filter(keep)
 
 
 def _first_of_each_id(table: pa.Table) -> pa.Table:
