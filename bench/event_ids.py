@@ -11,7 +11,8 @@ last 6 hours, with the ``ts`` they were first sent with) goes through:
   ``splitedge.events`` under a new token, what every segment cost before;
 - **deliver**: `edge.ingest.sinks.ClickHouseSink.deliver`, the whole check: the
   segment's own repeats, the lookup, the events insert, the ids insert;
-- **lookup**: `analytics.warehouse.recorded_event_ids` alone;
+- **lookup**: `analytics.warehouse.recorded_event_ids` alone, and for a segment of new
+  ids only (no retries: the usual segment);
 - **previous lookup**: the design that was not merged, in the same run over the same
   ids: a table ordered by ``(workspace_id, event_id)`` (8,192-row granules) and the ids
   as one bound ``Array(String)`` parameter.
@@ -61,7 +62,8 @@ The flusher inserts only events whose `(workspace_id, event_id)` is not in
 `splitedge.event_ids`, then records their ids (`analytics.warehouse`, "Exactly once per
 event id"). bench/event_ids.py measures that check against 10M and 30M recorded ids in one
 run: per segment of 10,000 browser events (10% retries), the flusher's whole
-`ClickHouseSink.deliver` and its lookup, beside the bare events insert of the same
+`ClickHouseSink.deliver` and its lookup (and the lookup of a segment without retries),
+beside the bare events insert of the same
 segment (the baseline: what a segment cost before) and the lookup of the design that was
 not merged (ids ordered by `(workspace_id, event_id)`, sent as one `Array(String)`
 parameter). A lookup reads, in each part, the granules of the batch's seconds that may
@@ -137,7 +139,7 @@ class Segments:
     """Fresh segments of browser events: new ids sent now, and retries of ids recorded
     in the last 6 hours with the time they were first sent at."""
 
-    def __init__(self, client: Any, batch: int) -> None:
+    def __init__(self, client: Any, batch: int, retries: int) -> None:
         rows = client.query(
             f"SELECT event_id, toUnixTimestamp(bucket) FROM {warehouse.EVENT_IDS_TABLE} "
             "WHERE bucket >= now() - 6 * 3600 AND bucket < toStartOfMinute(now()) "
@@ -145,10 +147,11 @@ class Segments:
         ).result_rows
         self.recorded = [(str(i), int(b) * 1000 + 500) for i, b in rows]
         self.batch = batch
+        self.retries = retries
         self.rng = np.random.default_rng(21)
 
     def __call__(self) -> pa.Table:
-        picked = self.rng.choice(len(self.recorded), self.batch // 10, replace=False)
+        picked = self.rng.choice(len(self.recorded), self.retries, replace=False)
         retried = [self.recorded[i] for i in picked]
         now = int(time.time() * 1000)
         fresh = self.batch - len(retried)
@@ -185,9 +188,10 @@ def id_rows(segment: pa.Table) -> pa.Table:
 
 def measure_size(client: Any, sink: ClickHouseSink, rounds: int, batch: int) -> dict[str, Any]:
     """The round medians in ms at the table's current size."""
-    segments = Segments(client, batch)
+    segments = Segments(client, batch, batch // 10)
+    no_retries = Segments(client, batch, 0)
     times: dict[str, list[tuple[float, float]]] = {
-        k: [] for k in ("baseline", "deliver", "lookup", "previous")
+        k: [] for k in ("baseline", "deliver", "lookup", "fresh", "previous")
     }
     duplicates: list[int] = []
     for n in range(rounds):
@@ -199,6 +203,8 @@ def measure_size(client: Any, sink: ClickHouseSink, rounds: int, batch: int) -> 
         )
         ids = id_rows(segments())
         times["lookup"].append(timed(lambda: warehouse.recorded_event_ids(client, ids)))
+        fresh = id_rows(no_retries())
+        times["fresh"].append(timed(lambda: warehouse.recorded_event_ids(client, fresh)))
         listed = segments().column("event_id").to_pylist()
         times["previous"].append(timed(lambda: previous_lookup(client, listed)))
         segment = segments()
@@ -218,7 +224,7 @@ def _medians(times: dict[str, list[tuple[float, float]]]) -> dict[str, float]:
 
 
 def dense_lookup(client: Any, rounds: int, batch: int) -> dict[str, float]:
-    segments = Segments(client, batch)
+    segments = Segments(client, batch, batch // 10)
     times: list[tuple[float, float]] = []
     for _ in range(rounds):
         ids = id_rows(segments())
@@ -237,15 +243,15 @@ def report_lines(
         "baseline, CPU; extra = what the check adds, CPU per 1,000 events.",
         "",
         "| ids recorded | baseline: events insert | deliver: check and both inserts | ratio "
-        "| extra per 1k | lookup | previous lookup | duplicates found |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| extra per 1k | lookup | lookup, no retries | previous lookup | duplicates found |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         extra = (r["deliver_cpu"] - r["baseline_cpu"]) * 1000 / batch
         lines.append(
             f"| {r['ids']:,} | {cell(r, 'baseline')} | {cell(r, 'deliver')} | "
             f"{r['deliver_cpu'] / r['baseline_cpu']:.1f}x | {extra:.1f} ms | "
-            f"{cell(r, 'lookup')} | {cell(r, 'previous')} | "
+            f"{cell(r, 'lookup')} | {cell(r, 'fresh')} | {cell(r, 'previous')} | "
             f"{r['duplicates']:,.0f} of {batch // 10:,} |"
         )
     lines += [
