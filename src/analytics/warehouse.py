@@ -353,7 +353,7 @@ def _v2_merge_selector(cluster: str | None) -> list[str]:
 
 # The ids of the stored events (see "Exactly once per event id" above), by workspace so
 # that one tenant's ids never hide another's events, then by bucket (the second of the
-# event's own time, or the epoch): a lookup names a workspace, the few buckets of its
+# event's own time, or the epoch): a lookup names its workspaces, the few buckets of its
 # batch and a set of ids, and reads the granules of those buckets that may hold one. The
 # granules are small (1,024 rows) because the ids within a bucket are random: each id
 # looked up costs one granule. A day's ids are one partition, dropped whole once all its
