@@ -399,6 +399,15 @@ def test_recorded_event_ids_are_those_of_the_workspace_and_buckets(migrated: Chd
     assert lookup([]) == set()
 
 
+def test_a_lookup_takes_any_number_of_seconds(migrated: Chdb) -> None:
+    # An import of old events: each in a second of its own.
+    t = 1_764_960_000_000
+    rows = [("ws-import", t + 1_000 * i, f"e{i}") for i in range(20_000)]
+    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, _ids(rows[::2]))
+    found = warehouse.recorded_event_ids(migrated.client, _ids(rows))
+    assert found == {("ws-import", e) for _, _, e in rows[::2]}
+
+
 def test_any_event_id_is_looked_up_exactly(migrated: Chdb) -> None:
     odd = ["a\nb", "x$ids$y", "nul\0", "it's", "back\\slash", "é😀", "x" * 128]
     t = 1_764_960_000_000

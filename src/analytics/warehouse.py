@@ -51,7 +51,6 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
@@ -176,30 +175,26 @@ def recorded_event_ids(client: Client, ids: pa.Table) -> set[tuple[str, str]]:
     of `EVENT_IDS_TABLE`: workspace_id, bucket, event_id) that the table holds in one of
     the buckets of ``ids`` or in the epoch bucket. One query, whatever the workspaces.
 
-    The pairs go into a temporary table of the client's session by ``insert_arrow``,
-    which costs a fraction of binding them into the query (clickhouse-connect escapes a
-    bound string in Python, and ClickHouse formats a large constant into the names of the
-    query's columns); ``GLOBAL IN`` sends that table to every shard of a cluster. The
-    workspaces and buckets are bound arrays: ClickHouse narrows the sorting key by a
-    literal set, not by a computed one such as ``arrayMap(toDateTime, ...)``.
+    The rows go into a temporary table of the client's session by ``insert_arrow``, which
+    costs a fraction of binding them into the query (clickhouse-connect escapes a bound
+    string in Python, and ClickHouse formats a large constant into the names of the
+    query's columns), and holds any number of buckets; ``GLOBAL IN`` sends it to every
+    shard of a cluster. ClickHouse narrows the sorting key by the sets of those subqueries
+    (workspaces, then buckets) before it reads a granule.
     """
-    workspaces = pc.unique(ids["workspace_id"]).to_pylist()
-    # Seconds, not Python datetimes from Arrow, which would be naive or need tzdata.
-    ms = pc.cast(pc.unique(ids["bucket"]), pa.int64()).to_pylist()
-    buckets = [datetime.fromtimestamp(s, UTC) for s in sorted({0, *(m // 1000 for m in ms)})]
     # A name of its own: a lookup never meets the ids of one whose DROP failed.
     lookup = f"event_id_lookup_{uuid.uuid4().hex}"
     client.command(
-        f"CREATE TEMPORARY TABLE {lookup} (workspace_id String, event_id String) ENGINE = Memory"
+        f"CREATE TEMPORARY TABLE {lookup} (workspace_id String, bucket DateTime('UTC'), "
+        "event_id String) ENGINE = Memory"
     )
     try:
-        client.insert_arrow(lookup, ids.select(["workspace_id", "event_id"]))
+        client.insert_arrow(lookup, ids)
         result = client.query(
             f"SELECT workspace_id, event_id FROM {EVENT_IDS_TABLE} "
-            "WHERE workspace_id IN {workspaces:Array(String)} "
-            "AND bucket IN {buckets:Array(DateTime('UTC'))} "
-            f"AND (workspace_id, event_id) GLOBAL IN (SELECT workspace_id, event_id FROM {lookup})",
-            parameters={"workspaces": workspaces, "buckets": buckets},
+            f"WHERE workspace_id GLOBAL IN (SELECT workspace_id FROM {lookup}) "
+            f"AND (bucket GLOBAL IN (SELECT bucket FROM {lookup}) OR bucket = toDateTime(0)) "
+            f"AND (workspace_id, event_id) GLOBAL IN (SELECT workspace_id, event_id FROM {lookup})"
         )
     finally:
         client.command(f"DROP TEMPORARY TABLE IF EXISTS {lookup}")
