@@ -64,7 +64,7 @@ RESULTS_INTRO = """\
 ## Results from per-unit state (issue 21): bench/results_query.py
 
 Results and timeline are computed from `splitedge.unit_state`, a per-unit state that
-materialized views keep as events are inserted (`analytics.warehouse`, version 3), instead
+materialized views keep as events are inserted (`analytics.warehouse`, version 4), instead
 of from every raw event; an unchanged repeat is answered from `VersionedCache` after one
 point query. Measured against the raw-events queries they replaced, in the same run on the
 same data, then after two more batches of events for the same units (3x events per unit).

@@ -14,6 +14,7 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from analytics import warehouse
 from edge.ingest.flusher import Flusher
 from edge.ingest.segments import ready_segments
 from edge.ingest.spool import SpoolWriter
@@ -42,7 +43,8 @@ CREATE TABLE IF NOT EXISTS splitedge.events (
     turns Nullable(Int32),
     metadata String,
     client_ts DateTime64(3, 'UTC'),
-    received_at DateTime64(3, 'UTC')
+    received_at DateTime64(3, 'UTC'),
+    inserted_at DateTime64(3, 'UTC') DEFAULT now64(3)
 ) ENGINE = MergeTree ORDER BY event_id
 SETTINGS non_replicated_deduplication_window = 10000
 """
@@ -51,6 +53,7 @@ SETTINGS non_replicated_deduplication_window = 10000
 def create_table(client: Client) -> None:
     client.command("CREATE DATABASE IF NOT EXISTS splitedge")
     client.command(_DDL)
+    warehouse.migrate(client)  # the tables beside the events table, which is this one
 
 
 @pytest.fixture
@@ -135,10 +138,13 @@ def test_a_segment_retried_after_a_crash_is_not_counted_twice(
     shutil.copytree(spool_dir, saved)
     flusher = fast_flusher()
     assert flusher.flush_once() == rows
-    # Crashed after the insert, before the delete: the same segments are back.
+    # Crashed after the insert, before the delete: the same segments are back. Their
+    # event ids are recorded, so they are duplicates now, inserted no more.
     for path in saved.iterdir():
         shutil.copy(path, spool_dir / path.name)
-    assert flusher.flush_once() == rows
+    assert flusher.flush_once() == 0
+    assert (flusher.rows_flushed, flusher.rows_duplicate) == (rows, rows)
+    assert status(spool_dir).rows_duplicate == rows
     assert ready_segments(spool_dir) == []
     flusher.stop()
     assert counts(dsn) == (rows, rows)

@@ -50,7 +50,8 @@ def test_route_groups_are_few() -> None:
 
 def test_a_worker_shows_its_counters_latencies_and_the_snapshot_age(tmp_path: Path) -> None:
     (tmp_path / "flusher.status.json").write_text(
-        '{"clickhouse": "ok", "rows_flushed": 7, "pending_bytes": 12, "pid": 1}'
+        '{"clickhouse": "ok", "rows_flushed": 7, "rows_duplicate": 2, "pending_bytes": 12, '
+        '"pid": 1}'
     )
     metrics = WorkerMetrics(tmp_path, lambda: time.time() - 30)
     metrics.counters.receive("browser", 3)
@@ -68,6 +69,7 @@ def test_a_worker_shows_its_counters_latencies_and_the_snapshot_age(tmp_path: Pa
     assert _value(text, bucket % "10.0") == 1 and _value(text, bucket % "+Inf") == 2
     assert _value(text, 'splitedge_request_duration_seconds_count{route="collect"}') == 2
     assert _value(text, "splitedge_events_flushed_total") == 7
+    assert _value(text, "splitedge_events_duplicate_total") == 2
     assert _value(text, "splitedge_spool_bytes") == 12
     assert "splitedge_clickhouse_up 1" in text
     assert 30 <= _value(text, "splitedge_config_snapshot_age_seconds") < 40

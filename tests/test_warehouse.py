@@ -281,14 +281,15 @@ def test_single_node_ddl_has_no_cluster_parts() -> None:
     text = "\n".join(statements)
     assert "ON CLUSTER" not in text
     assert "Replicated" not in text and "Distributed" not in text
-    assert "events_local" not in text
+    assert "events_local" not in text and "event_ids_local" not in text
 
 
 def test_cluster_ddl_shape() -> None:
     single = warehouse.ddl_statements()
     statements = warehouse.ddl_statements("prod")
-    # events_local and events for events; unit_state(_local), experiment_marks(_local).
-    assert len(statements) == len(single) + 3
+    # events_local and events for events, event_ids_local and event_ids for event_ids,
+    # unit_state(_local) and experiment_marks(_local).
+    assert len(statements) == len(single) + 4
     # Every statement but the backfills (INSERTs, through the Distributed tables).
     backfill = [s for s in statements if s.startswith("INSERT")]
     assert len(backfill) == 2
@@ -392,6 +393,99 @@ def test_migrate_creates_the_unit_state(migrated: Chdb) -> None:
         ("unit_state_mv", "MaterializedView", "", ""),
     ]
     assert warehouse.insert_settings("t")["deduplicate_blocks_in_dependent_materialized_views"] == 1
+
+
+def test_event_ids_ddl_in_both_modes() -> None:
+    single = _statement(
+        warehouse.ddl_statements(), "CREATE TABLE IF NOT EXISTS splitedge.event_ids\n"
+    )
+    statements = warehouse.ddl_statements("prod")
+    local = _statement(statements, "CREATE TABLE IF NOT EXISTS splitedge.event_ids_local ON")
+    dist = _statement(statements, "CREATE TABLE IF NOT EXISTS splitedge.event_ids ON")
+    assert statements.index(local) < statements.index(dist)
+    assert _column_block(local) == _column_block(dist) == _column_block(single)
+    layout = [
+        "PARTITION BY toYYYYMMDD(recorded_at)",
+        "ORDER BY (workspace_id, bucket, event_id)",
+        f"TTL recorded_at + INTERVAL {warehouse.EVENT_ID_HORIZON_DAYS} DAY",
+    ]
+    assert _after_columns(single).split("\n")[1:4] == layout
+    assert _after_columns(local).split("\n")[1:4] == layout
+    assert _after_columns(single).startswith("ENGINE = MergeTree\n")
+    assert "non_replicated_deduplication_window = 10000" in single
+    for setting in ("index_granularity = 1024", "merge_selector_base = 20"):
+        assert setting in single and setting in local
+    assert _after_columns(local).startswith(
+        "ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/splitedge/event_ids_local', "
+        "'{replica}')\n"
+    )
+    assert "replicated_deduplication_window = 10000" in local
+    assert "ttl_only_drop_parts = 1" in local and "ttl_only_drop_parts = 1" in single
+    assert _after_columns(dist) == (
+        "ENGINE = Distributed('prod', 'splitedge', 'event_ids_local', "
+        "cityHash64(workspace_id, event_id))"
+    )
+
+
+def _times(*ms: int) -> pa.Array:
+    return pa.array(ms, pa.timestamp("ms", tz="UTC"))
+
+
+def test_an_event_id_is_filed_under_the_second_of_its_own_time() -> None:
+    t = 1_764_960_000_000  # a whole second
+    client_ts = pa.chunked_array([_times(t + 999, t + 1_000, t + 5)])
+    received = pa.chunked_array([_times(t + 90_000, t + 90_000, t + 5)])
+    # The third came without its own time: the ingest gave it the receive time.
+    assert warehouse.event_id_buckets(client_ts, received) == _times(t, t + 1_000, 0)
+
+
+def _ids(rows: list[tuple[str, int, str]]) -> pa.Table:
+    """Rows of the event ids table: (workspace, bucket in ms, event id)."""
+    workspaces, buckets, event_ids = zip(*rows, strict=True) if rows else ((), (), ())
+    return pa.table({
+        "workspace_id": pa.array(workspaces, pa.string()),
+        "bucket": _times(*buckets),
+        "event_id": pa.array(event_ids, pa.string()),
+    })  # fmt: skip
+
+
+def test_recorded_event_ids_are_those_of_the_workspace_and_buckets(migrated: Chdb) -> None:
+    t = 1_764_960_000_000
+    recorded = [("ws-a", t, "e1"), ("ws-a", t, "e2"), ("ws-b", t, "e3"), ("ws-a", 0, "no-ts")]
+    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, _ids(recorded))
+
+    def lookup(rows: list[tuple[str, int, str]]) -> set[tuple[str, str]]:
+        return warehouse.recorded_event_ids(migrated.client, _ids(rows))
+
+    asked = [("ws-a", t, "e1"), ("ws-a", t, "e3"), ("ws-a", t, "x'"), ("ws-a", t, "no-ts")]
+    assert lookup(asked) == {("ws-a", "e1"), ("ws-a", "no-ts")}
+    # Two workspaces in one lookup, each with its own ids.
+    assert lookup([("ws-b", t, "e3"), ("ws-b", t, "e1"), ("ws-a", t, "e2")]) == {
+        ("ws-b", "e3"),
+        ("ws-a", "e2"),
+    }
+    # Another second: only the epoch bucket (events without their own time) is read.
+    assert lookup([("ws-a", t + 1_000, "e1"), ("ws-a", t + 1_000, "no-ts")]) == {("ws-a", "no-ts")}
+    assert lookup([]) == set()
+
+
+def test_a_lookup_takes_any_number_of_seconds(migrated: Chdb) -> None:
+    # An import of old events: each in a second of its own.
+    t = 1_764_960_000_000
+    rows = [("ws-import", t + 1_000 * i, f"e{i}") for i in range(20_000)]
+    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, _ids(rows[::2]))
+    found = warehouse.recorded_event_ids(migrated.client, _ids(rows))
+    assert found == {("ws-import", e) for _, _, e in rows[::2]}
+
+
+def test_any_event_id_is_looked_up_exactly(migrated: Chdb) -> None:
+    odd = ["a\nb", "x$ids$y", "nul\0", "it's", "back\\slash", "é😀", "x" * 128]
+    t = 1_764_960_000_000
+    migrated.client.insert_arrow(warehouse.EVENT_IDS_TABLE, _ids([("ws-a", t, e) for e in odd]))
+    for wanted in (odd, odd[3:]):
+        rows = [("ws-a", t, e) for e in [*wanted, "a", "b"]]
+        found = warehouse.recorded_event_ids(migrated.client, _ids(rows))
+        assert found == {("ws-a", e) for e in wanted}
 
 
 def test_cluster_ddl_accepts_a_macro_and_rejects_injection() -> None:

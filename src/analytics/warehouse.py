@@ -30,16 +30,38 @@ inserts and queries name ``splitedge.events`` in both modes. The cluster's
 ``remote_servers`` entry must set ``internal_replication`` to true (the replicated table
 copies the data to its replicas, not the Distributed table), and every host must define
 the ``{shard}`` and ``{replica}`` macros.
+
+Exactly once per event id
+    A client that retries a batch whose answer it lost sends the same event ids in a new
+    request, which lands in another segment with another token. So the flusher inserts
+    only events whose ``(workspace_id, event_id)`` is not yet in ``splitedge.event_ids``
+    (`recorded_event_ids`), then records their ids there, in that order and each insert
+    under a token of the segment (`event_ids_token`): a crash between the two inserts
+    recomputes the same events on replay, whose insert the token drops. The ids are kept
+    `EVENT_ID_HORIZON_DAYS` days, the horizon within which a retry is recognised.
+
+    An id is filed under the second of the event's own time (`event_id_buckets`), which a
+    retry repeats: the SDK and the snippet fix ``ts`` when the event is made. A lookup
+    reads only the seconds of its batch, so its cost grows with the events recorded in
+    those seconds, not with the horizon. An agent event sent without ``ts`` gets the
+    receive time, which a retry would not repeat, so its id is filed under the epoch
+    instead, and every lookup reads that bucket too. A retry is therefore recognised when
+    it carries the ``ts`` of the first send, or none when the first send had none; the
+    same id sent again with another ``ts`` can be stored again (it is found only when the
+    second it was filed under is among the seconds of the new batch).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
+import pyarrow as pa
+import pyarrow.compute as pc
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
@@ -48,6 +70,8 @@ __all__ = [
     "DATABASE",
     "DEDUPLICATION_WINDOW",
     "EVENTS_TABLE",
+    "EVENT_IDS_TABLE",
+    "EVENT_ID_HORIZON_DAYS",
     "MERGE_SELECTOR_BASE",
     "MIGRATIONS",
     "ENTRY_KEY",
@@ -60,9 +84,12 @@ __all__ = [
     "close_quietly",
     "connect",
     "ddl_statements",
+    "event_id_buckets",
+    "event_ids_token",
     "insert_settings",
     "migrate",
     "ping",
+    "recorded_event_ids",
     "schema_version",
     "unit_state_select",
 ]
@@ -74,6 +101,11 @@ EVENTS_TABLE = f"{DATABASE}.events"
 MIGRATIONS_TABLE = f"{DATABASE}.schema_migrations"
 UNIT_STATE_TABLE = f"{DATABASE}.unit_state"
 EXPERIMENT_MARKS_TABLE = f"{DATABASE}.experiment_marks"
+EVENT_IDS_TABLE = f"{DATABASE}.event_ids"
+
+EVENT_ID_HORIZON_DAYS = 30
+"""How long a stored event's id is remembered: a retry of it within this many days is
+dropped as a duplicate, a later one is stored again."""
 
 # How many recent insert blocks the events table remembers for deduplication.
 # A segment is retried within seconds of a failure and replayed at the next start, so
@@ -143,6 +175,53 @@ def insert_settings(token: str) -> dict[str, str | int]:
         # server version or profile cannot turn a retry into a double count in the state.
         "deduplicate_blocks_in_dependent_materialized_views": 1,
     }
+
+
+def event_ids_token(token: str) -> str:
+    """The deduplication token of the insert into `EVENT_IDS_TABLE` that records the ids
+    of the events inserted under ``token``."""
+    return f"{token}.ids"
+
+
+def event_id_buckets(client_ts: pa.ChunkedArray, received_at: pa.ChunkedArray) -> pa.Array:
+    """The bucket of each event in `EVENT_IDS_TABLE`, from a segment's ``client_ts`` and
+    ``received_at`` columns: the second of the event's own time, or the epoch for an
+    event the ingest gave its receive time (an agent event without ``ts``)."""
+    own = pc.not_equal(client_ts, received_at).combine_chunks()
+    second = pc.floor_temporal(client_ts, 1, "second").combine_chunks()
+    epoch = pa.scalar(0, type=client_ts.type)
+    return pc.if_else(own, second, epoch)
+
+
+def recorded_event_ids(client: Client, ids: pa.Table) -> set[tuple[str, str]]:
+    """Those of the ``(workspace_id, event_id)`` pairs of ``ids`` (distinct pairs, in rows
+    of `EVENT_IDS_TABLE`: workspace_id, bucket, event_id) that the table holds in one of
+    the buckets of ``ids`` or in the epoch bucket. One query, whatever the workspaces.
+
+    The rows go into a temporary table of the client's session by ``insert_arrow``, which
+    costs a fraction of binding them into the query (clickhouse-connect escapes a bound
+    string in Python, and ClickHouse formats a large constant into the names of the
+    query's columns), and holds any number of buckets; ``GLOBAL IN`` sends it to every
+    shard of a cluster. ClickHouse narrows the sorting key by the sets of those subqueries
+    (workspaces, then buckets) before it reads a granule.
+    """
+    # A name of its own: a lookup never meets the ids of one whose DROP failed.
+    lookup = f"event_id_lookup_{uuid.uuid4().hex}"
+    client.command(
+        f"CREATE TEMPORARY TABLE {lookup} (workspace_id String, bucket DateTime('UTC'), "
+        "event_id String) ENGINE = Memory"
+    )
+    try:
+        client.insert_arrow(lookup, ids)
+        result = client.query(
+            f"SELECT workspace_id, event_id FROM {EVENT_IDS_TABLE} "
+            f"WHERE workspace_id GLOBAL IN (SELECT workspace_id FROM {lookup}) "
+            f"AND (bucket GLOBAL IN (SELECT bucket FROM {lookup}) OR bucket = toDateTime(0)) "
+            f"AND (workspace_id, event_id) GLOBAL IN (SELECT workspace_id, event_id FROM {lookup})"
+        )
+    finally:
+        client.command(f"DROP TEMPORARY TABLE IF EXISTS {lookup}")
+    return {(str(workspace_id), str(event_id)) for workspace_id, event_id in result.result_rows}
 
 
 # --- the DDL ---------------------------------------------------------------------------
@@ -290,7 +369,63 @@ def _v2_merge_selector(cluster: str | None) -> list[str]:
     ]
 
 
-# --- per-unit state (version 3) ------------------------------------------------------------
+# The ids of the stored events (see "Exactly once per event id" above), by workspace so
+# that one tenant's ids never hide another's events, then by bucket (the second of the
+# event's own time, or the epoch): a lookup names its workspaces, the few buckets of its
+# batch and a set of ids, and reads the granules of those buckets that may hold one. The
+# granules are small (1,024 rows) because the ids within a bucket are random: each id
+# looked up costs one granule. A day's ids are one partition, dropped whole once all its
+# rows are past the horizon (ttl_only_drop_parts): no merge rewrites them.
+_EVENT_ID_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("workspace_id", "LowCardinality(String)"),
+    ("bucket", "DateTime('UTC')"),
+    ("event_id", "String"),
+    ("recorded_at", "DateTime('UTC') DEFAULT now()"),
+)
+_EVENT_ID_GRANULE_ROWS = 1024
+
+
+def _event_id_settings() -> str:
+    """The event ids table's settings in both modes: small granules, whole partitions
+    dropped, and the events table's fewer, larger merges (it gets a part per segment)."""
+    return (
+        f"index_granularity = {_EVENT_ID_GRANULE_ROWS}, ttl_only_drop_parts = 1, "
+        f"merge_selector_base = {MERGE_SELECTOR_BASE}"
+    )
+
+
+def _v3_event_ids(cluster: str | None) -> list[str]:
+    """Version 3: the event ids table. Cluster: ``event_ids_local`` (ReplicatedMergeTree,
+    one Keeper path per shard) under a Distributed ``event_ids``, as for the events."""
+    columns = _columns(_EVENT_ID_COLUMNS)
+    layout = (
+        "PARTITION BY toYYYYMMDD(recorded_at)\nORDER BY (workspace_id, bucket, event_id)\n"
+        f"TTL recorded_at + INTERVAL {EVENT_ID_HORIZON_DAYS} DAY"
+    )
+    if cluster is None:
+        return [
+            f"CREATE TABLE IF NOT EXISTS {EVENT_IDS_TABLE}\n{columns}\nENGINE = MergeTree\n"
+            f"{layout}\nSETTINGS {_event_id_settings()}, "
+            f"non_replicated_deduplication_window = {DEDUPLICATION_WINDOW}"
+        ]
+    on = _on_cluster(cluster)
+    local = f"{DATABASE}.event_ids_local"
+    replicated = (
+        f"ReplicatedMergeTree('/clickhouse/tables/{{shard}}/{DATABASE}/event_ids_local', "
+        "'{replica}')"
+    )
+    return [
+        f"CREATE TABLE IF NOT EXISTS {local}{on}\n{columns}\nENGINE = {replicated}\n{layout}\n"
+        f"SETTINGS {_event_id_settings()}, "
+        f"replicated_deduplication_window = {DEDUPLICATION_WINDOW}, "
+        f"replicated_deduplication_window_seconds = {_REPLICATED_DEDUPLICATION_SECONDS}",
+        f"CREATE TABLE IF NOT EXISTS {EVENT_IDS_TABLE}{on}\n{columns}\n"
+        f"ENGINE = Distributed('{cluster}', '{DATABASE}', 'event_ids_local', "
+        "cityHash64(workspace_id, event_id))",
+    ]
+
+
+# --- per-unit state (version 4) ------------------------------------------------------------
 
 # A moment after every event: the value of a "first time" column on a row that has none,
 # so that min() over a unit's rows ignores it.
@@ -341,7 +476,7 @@ UNIT_STATE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("duration_ms", "SimpleAggregateFunction(sum, Float64)", "sum(ifNull(duration_ms, 0.))"),
     ("turns", "SimpleAggregateFunction(sum, Int64)", "sum(toInt64(ifNull(turns, 0)))"),
     # When the earliest of these rows reached ClickHouse: the backfill copies only the
-    # events inserted before the view's first (see _v3_unit_state).
+    # events inserted before the view's first (see _v4_unit_state).
     ("inserted_from", "SimpleAggregateFunction(min, DateTime64(3, 'UTC'))", "min(inserted_at)"),
 )
 """The per-unit state of `UNIT_STATE_TABLE`: (name, type, expression over event rows
@@ -389,17 +524,17 @@ _BEFORE_THE_VIEW = (
 )
 
 
-def _v3_unit_state(cluster: str | None) -> list[str]:
-    """Version 3: per-unit state kept by a materialized view, and per-experiment marks.
+def _v4_unit_state(cluster: str | None) -> list[str]:
+    """Version 4: per-unit state kept by a materialized view, and per-experiment marks.
 
     ``unit_state`` (AggregatingMergeTree) holds, once merged, one row per unit of an
-    experiment and one per goal it converted on; `analytics.aggregates` computes results
-    and timeline from it, so their cost follows units, not events. ``experiment_marks`` counts each experiment's rows
-    and their last insert time: a point query that tells a cache whether anything
-    changed. Both are fed by views on the events table, deduplicated like it (a retried
-    segment reaches them once, `insert_settings`). The events stored before the view are
-    copied into the state (partition ``backfill = 1``, dropped first if an earlier run
-    was cut short), and counted in the marks.
+    experiment and one per goal it converted on; `analytics.aggregates` computes results and
+    timeline from it, so their cost follows units, not events. ``experiment_marks`` counts
+    each experiment's rows and their last insert time: a point query that tells a cache
+    whether anything changed. Both are fed by views on the events table, deduplicated like
+    it (a retried segment reaches them once, `insert_settings`). The events stored before
+    the view are copied into the state (partition ``backfill = 1``, dropped first if an
+    earlier run was cut short), and counted in the marks.
 
     Cluster: like the events, ``*_local`` replicated tables on every shard fed by views
     on ``events_local`` (a unit's events are all on its shard, so its state is too) and
@@ -481,7 +616,12 @@ def _v3_unit_state(cluster: str | None) -> list[str]:
 # ADD COLUMN IF NOT EXISTS, ...): a crash between a migration's DDL and its record in
 # schema_migrations runs it again. In cluster mode a change to the events columns must
 # alter both events_local and events, ON CLUSTER.
-MIGRATIONS: tuple[Migration, ...] = (_v1_events, _v2_merge_selector, _v3_unit_state)
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_events,
+    _v2_merge_selector,
+    _v3_event_ids,
+    _v4_unit_state,
+)
 
 
 def ddl_statements(cluster: str | None = None) -> list[str]:

@@ -152,6 +152,11 @@ class _FlusherCollector(Collector):
             "splitedge_events_flushed", "Events inserted into ClickHouse.", status.rows_flushed
         )
         yield CounterMetricFamily(
+            "splitedge_events_duplicate",
+            "Events not inserted because an event with their id was stored already.",
+            status.rows_duplicate,
+        )
+        yield CounterMetricFamily(
             "splitedge_segments_flushed",
             "Spool segments inserted into ClickHouse.",
             status.segments_flushed,

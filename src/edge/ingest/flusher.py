@@ -22,6 +22,9 @@ Exactly once
     and the same token, and ClickHouse drops it as a duplicate. This needs a table that
     deduplicates inserts by token (the warehouse's events table does: see its
     ``DEDUPLICATION_WINDOW``). Every sink delivers idempotently by that token.
+    `ClickHouseSink` also drops the events whose id is stored already (a client's retry
+    of a batch whose answer it lost, which arrives in another segment); they are counted
+    in ``rows_duplicate``, not in ``rows_flushed``.
 
 Failures
     Any error (unreachable server, a chDB directory locked by another process, a failed
@@ -86,8 +89,8 @@ class SpoolDrain:
     """Delivers the spool's finished segments to a `SegmentSink`, oldest first, and
     deletes each one only after the sink took it; see the module docstring. ``name``
     names its thread and its logs. Counters for metrics are plain attributes:
-    ``segments_flushed``, ``rows_flushed``, ``segments_rejected``, ``errors``,
-    ``last_flush_seconds``, ``state``, ``last_error``.
+    ``segments_flushed``, ``rows_flushed``, ``rows_duplicate``, ``segments_rejected``,
+    ``errors``, ``last_flush_seconds``, ``state``, ``last_error``.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class SpoolDrain:
         self.last_error_at: float | None = None
         self.segments_flushed = 0
         self.rows_flushed = 0
+        self.rows_duplicate = 0
         self.segments_rejected = 0
         self.errors = 0
         self.last_flush_seconds: float | None = None
@@ -278,24 +282,33 @@ class SpoolDrain:
         except FileNotFoundError:  # removed behind our back: nothing to deliver
             return
         token = segment_token(path)
+        duplicates = 0
         if table.num_rows:
             try:
-                self.sink.deliver(table, token)
+                duplicates = self.sink.deliver(table, token)
             except SegmentRejected as exc:
                 self._reject(path, token, exc)
                 return
         path.unlink(missing_ok=True)  # only now: the sink has accepted it
         seconds = time.monotonic() - started
+        rows = table.num_rows - duplicates
         self.segments_flushed += 1
-        self.rows_flushed += table.num_rows
+        self.rows_flushed += rows
+        self.rows_duplicate += duplicates
         self.last_flush_seconds = seconds
         self._set_state("ok")
         log.info(
-            "flushed segment=%s rows=%d seconds=%.3f",
+            "flushed segment=%s rows=%d duplicates=%d seconds=%.3f",
             token,
-            table.num_rows,
+            rows,
+            duplicates,
             seconds,
-            extra={"segment": token, "rows": table.num_rows, "seconds": seconds},
+            extra={
+                "segment": token,
+                "rows": rows,
+                "duplicates": duplicates,
+                "seconds": seconds,
+            },
         )
 
     def _reject(self, path: Path, token: str, exc: SegmentRejected) -> None:
@@ -363,6 +376,7 @@ class SpoolDrain:
             last_error_at=self.last_error_at,
             segments_flushed=self.segments_flushed,
             rows_flushed=self.rows_flushed,
+            rows_duplicate=self.rows_duplicate,
             segments_rejected=self.segments_rejected,
             errors=self.errors,
             last_flush_seconds=self.last_flush_seconds,

@@ -7,6 +7,12 @@ the insert's ``insert_deduplication_token`` (settings from
 `analytics.warehouse.insert_settings`); an edge node without ClickHouse relays to the
 control plane instead (`edge.ingest.relay.SegmentRelay`).
 
+`ClickHouseSink` also stores an event id only once: before the insert it drops the rows
+whose ``(workspace_id, event_id)`` repeats within the segment or is already recorded in
+``splitedge.event_ids``, and records the ids of the rows it inserted after the insert
+(see "Exactly once per event id" in `analytics.warehouse`). A retried client batch,
+which arrives in another segment, is then stored once.
+
 A sink that refuses a segment for good (its content is wrong, retrying cannot help)
 raises `SegmentRejected`; one that asks to be retried later raises `SinkBusy`; any other
 error is a failure the drain retries with backoff.
@@ -17,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from clickhouse_connect.driver.client import Client
 
 from analytics import warehouse
@@ -57,9 +65,10 @@ class SegmentSink(Protocol):
         """Connect; raise when the sink cannot be reached."""
         ...
 
-    def deliver(self, table: pa.Table, token: str) -> None:
+    def deliver(self, table: pa.Table, token: str) -> int:
         """Store the rows of the segment named ``token``; return only once they are
-        durable there. Delivering a token again must be a no-op (exactly once)."""
+        durable there. Delivering a token again must be a no-op (exactly once). Returns
+        how many rows were not stored because their event was stored already."""
         ...
 
     def check(self) -> None:
@@ -113,8 +122,20 @@ class ClickHouseSink:
             raise
         self._client = client
 
-    def deliver(self, table: pa.Table, token: str) -> None:
-        self._opened().insert_arrow(self.table, table, settings=dict(self.insert_settings(token)))
+    def deliver(self, table: pa.Table, token: str) -> int:
+        client = self._opened()
+        fresh, ids = _unrecorded_rows(client, table)
+        if fresh.num_rows:
+            # Events first, then their ids: ids recorded without their events would lose
+            # the events, while events without their ids are found again on a replay and
+            # inserted under the same token, which ClickHouse drops.
+            client.insert_arrow(self.table, fresh, settings=dict(self.insert_settings(token)))
+            client.insert_arrow(
+                warehouse.EVENT_IDS_TABLE,
+                ids,
+                settings=dict(self.insert_settings(warehouse.event_ids_token(token))),
+            )
+        return int(table.num_rows - fresh.num_rows)
 
     def check(self) -> None:
         if not self._opened().ping():
@@ -129,3 +150,42 @@ class ClickHouseSink:
         if self._client is None:
             raise ConnectionError(f"{self.describe()} is not connected")
         return self._client
+
+
+def _unrecorded_rows(client: Client, table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The rows of a segment whose event is not stored yet, and their rows of
+    ``splitedge.event_ids``: the first of each ``(workspace_id, event_id)`` in the
+    segment, unless that pair is recorded. The result depends only on the segment and the
+    ids recorded, so a replay computes it again exactly. Event ids are never empty (the
+    ingest requires or makes one)."""
+    table = _first_of_each_id(table)
+    ids = pa.table({
+        "workspace_id": table["workspace_id"].cast(pa.string()),
+        "bucket": warehouse.event_id_buckets(table["client_ts"], table["received_at"]),
+        "event_id": table["event_id"],
+    })  # fmt: skip
+    found = warehouse.recorded_event_ids(client, ids)
+    if not found:
+        return table, ids
+    # Workspace ids hold no NUL, so the joined pair names one (workspace, event id).
+    pairs = pc.binary_join_element_wise(ids["workspace_id"], ids["event_id"], "\0")
+    recorded = pc.is_in(pairs, value_set=pa.array([f"{w}\0{e}" for w, e in found]))
+    keep = pc.invert(recorded)
+    return table.filter(keep), ids.filter(keep)
+
+
+def _first_of_each_id(table: pa.Table) -> pa.Table:
+    """The segment without its repeated events: the first row of each ``(workspace_id,
+    event_id)``, in the segment's order."""
+    if pc.count_distinct(table.column("event_id")).as_py() == table.num_rows:
+        return table  # no id twice, whatever the workspaces: the usual case
+    keys = pa.table({
+        "workspace_id": table.column("workspace_id").cast(pa.string()),
+        "event_id": table.column("event_id"),
+        "row": pa.array(np.arange(table.num_rows, dtype=np.int64)),
+    })  # fmt: skip
+    first = keys.group_by(["workspace_id", "event_id"], use_threads=False).aggregate(
+        [("row", "min")]
+    )
+    rows = first.column("row_min")
+    return table.take(rows.take(pc.sort_indices(rows)))

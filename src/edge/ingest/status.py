@@ -35,6 +35,9 @@ class FlusherStatus(msgspec.Struct, frozen=True, kw_only=True):
     last_error_at: float | None = None
     segments_flushed: int = 0
     rows_flushed: int = 0
+    rows_duplicate: int = 0
+    """Events taken from the spool but not stored: their event id was stored already (a
+    client's retry)."""
     segments_rejected: int = 0
     """Segments the sink refused for good, moved aside as ``.rejected``."""
     errors: int = 0
