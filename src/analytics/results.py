@@ -233,42 +233,35 @@ def _agent_metrics(arm: ArmAggregates) -> AgentMetrics:
     )
 
 
-class _Primary(msgspec.Struct):
-    """The primary metric of every arm: conversions (a rate) or sums (a mean)."""
-
-    key: str
-    name: str
-    is_rate: bool
-    higher_is_better: bool
-    conversions: list[int]
-    sums: list[float]
-    sumsqs: list[float]
-
-
-def _primary(spec: ExperimentSpec, arms: list[ArmAggregates], warnings: list[str]) -> _Primary:
+def _primary(spec: ExperimentSpec, arms: list[ArmAggregates], warnings: list[str]) -> MetricInput:
+    """The primary metric of every arm: conversions (a rate) or sums (a mean). Its key is
+    the goal's id or the primary metric's name (`AGENT_METRICS`) as the results show it."""
     if spec.kind == "web":
         if not spec.goals:
             warnings.append("the experiment has no goal: add one to measure conversions")
-            return _Primary("", "", True, True, [0] * len(arms), [], [])
+            return MetricInput("", "", "", "primary", True, True, [0] * len(arms), [], [])
         goal = spec.goals[0]
         conversions = [
             next((g.converted for g in arm.goals if g.goal_id == goal.id), 0) for arm in arms
         ]
-        return _Primary(goal.id, goal.name, True, True, conversions, [], [])
+        return MetricInput(
+            goal.id, goal.name, goal.type, "primary", True, True, conversions, [], [], goal.id
+        )
     metric = spec.primary_metric or "task_completion"
     if metric not in AGENT_METRICS:
         warnings.append(f"unknown primary metric {metric!r}: task_completion is used instead")
         metric = "task_completion"
     column = _AGENT_MEANS.get(metric)
     if column is None:
-        return _Primary(metric, metric, True, True, [a.converted for a in arms], [], [])
+        conversions = [a.converted for a in arms]
+        return MetricInput(metric, metric, "agent", "primary", True, True, conversions, [], [])
     sums = [a.sums.get(column, 0.0) for a in arms]
     sumsqs = [a.sumsqs.get(column, 0.0) for a in arms]
-    return _Primary(metric, metric, False, False, [], sums, sumsqs)
+    return MetricInput(metric, metric, "agent", "primary", False, False, [], sums, sumsqs)
 
 
 def _statistics(
-    primary: _Primary,
+    primary: MetricInput,
     units: list[int],
     control: int,
     seed: int,
@@ -382,14 +375,13 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
     srm_flagged = srm is not None and srm.flagged
     inputs = metric_inputs(spec, arms)
 
-    def metric_statistics(m: MetricInput) -> Statistics | None:
-        if m.role == "primary":
-            return stats  # the ones the verdict used
-        measured = _Primary(m.key, m.name, m.is_rate, m.higher_is_better, m.conversions,
-                            m.sums, m.sumsqs)  # fmt: skip
-        return _statistics(measured, units, control, seed, confidence, method=method)
-
-    measured = [metric_statistics(m) for m in inputs]
+    # The primary's statistics are the ones the verdict used.
+    measured = [
+        stats
+        if m.role == "primary"
+        else _statistics(m, units, control, seed, confidence, method=method)
+        for m in inputs
+    ]
     metrics = metric_results(spec, inputs, units, control, measured)
     if spec.verdict is not None:
         decision = _kept(spec, spec.verdict, warnings)

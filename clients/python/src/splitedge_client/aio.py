@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from splitedge_client.batches import (
     DeliveryStats,
@@ -42,10 +42,6 @@ from splitedge_client.wire import (
     results_path,
     task_event,
 )
-
-# httpx is imported where a request is made: see splitedge_client.sync.
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["AsyncClient"]
 
