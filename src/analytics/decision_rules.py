@@ -234,10 +234,10 @@ def _guardrail(
     control: int,
     rules: DecisionRules,
     stats: Statistics | None,
-    costs: list[ArmCost] | None,
+    cost: Decision | None,
 ) -> Decision | None:
     """The guardrail that trips, if any: the primary metric first (the worst such arm),
-    then the cost bound."""
+    then ``cost``, the cost bound's (`_cost_guardrail`)."""
     harmful = metric_guardrail(stats, units, control, rules) if stats is not None else {}
     if stats is not None and harmful:
         arms = stats.bayes.arms
@@ -249,7 +249,7 @@ def _guardrail(
             f"the primary metric (p = {harmful[i]:.3g}, P(beats control) = "
             f"{arms[i].prob_beat_control:.3g})",
         )
-    return _cost_guardrail(spec, units, control, rules, costs)
+    return cost
 
 
 def decide(
@@ -265,9 +265,10 @@ def decide(
     """The status, winner and guardrail (with its reason) by the rules of
     docs/statistics.md."""
     ended = spec.status in ("completed", "archived")
+    cost = _cost_guardrail(spec, units, control, rules, costs)
     if stats is None or min(units) < rules.min_units_per_arm:
         if not ended:
-            early = _guardrail(spec, units, control, rules, stats, costs)
+            early = _guardrail(spec, units, control, rules, stats, cost)
             return early if early is not None else Decision("collecting")
         warnings.append(
             f"the experiment ended before every arm had {rules.min_units_per_arm} units: "
@@ -282,11 +283,10 @@ def decide(
         p = stats.p_values[i]
         return p is not None and p < rules.alpha
 
-    cost = _cost_guardrail(spec, units, control, rules, costs)
     winners = [i for i in challengers if arms[i].prob_best >= c and significant(i)]
     if winners and not srm_flagged and (cost is None or cost.guardrail != winners[0]):
         return Decision("significant", winner=winners[0])
-    harm = _guardrail(spec, units, control, rules, stats, costs)
+    harm = _guardrail(spec, units, control, rules, stats, cost)
     if harm is not None:
         return harm
     if ended or spec.sample_size is not None:
