@@ -8,8 +8,8 @@ what a launch needs, promoting a winner, and the webhook events each change queu
 These are the reference's rules (``PATCH /v1/experiments/{id}`` with ``{"action": ...}``);
 crewkit's ``start``, ``stop`` and ``archive`` are the same moves (`CREWKIT_ACTIONS`);
 ``/v1``'s ``deploy`` is `promote`, crewkit's own (``/{org_id}/experiments/{id}/deploy``)
-is `deploy`: promote, then archive. Each change runs in one store transaction with the webhook
-deliveries it queues (`edge.control.webhooks.enqueue_event`), so an event is queued if
+is `deploy`: promote, then archive. Each change runs in one store transaction with the
+webhook deliveries it queues (`edge.control.webhooks.enqueue_event`), so an event is queued if
 and only if the change commits; the edge follows the change through the store's config
 version (the schema's triggers), within a second.
 
