@@ -229,7 +229,7 @@ class CrewkitApi:
     async def metrics(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /{org_id}/experiments/{id}/metrics``: crewkit's metrics object itself."""
         _, known = await self._authorized(scope)
-        _, computed = await self.metrics_endpoint.computed(known)
+        *_, computed = await self.metrics_endpoint.computed(known)
         return Reply(200, msgspec.json.encode(crewkit_metrics_view(computed.results)))
 
     async def delete(self, scope: Scope, receive: Receive) -> Reply:
