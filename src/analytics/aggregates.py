@@ -1,5 +1,5 @@
-"""What an experiment's results are computed from: one aggregate query per experiment kind,
-its answer as per-variant aggregates, and the daily timeline of the results page.
+"""What an experiment's results are computed from: one query per experiment, whose answer
+is both its per-variant aggregates and the daily timeline of the results page.
 
 The queries run through a `QueryRunner` (``sql, parameters -> pyarrow.Table``), so this
 module never opens a connection: a worker passes the warehouse gateway's runner, a test a
@@ -24,11 +24,12 @@ What counts (the SQL below; docs/statistics.md says it for users):
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import msgspec
@@ -51,15 +52,16 @@ __all__ = [
     "MetricSummary",
     "QueryRunner",
     "TimelinePoint",
+    "UnitSummary",
     "VariantSpec",
     "Verdict",
     "VersionedCache",
-    "aggregate",
     "data_version",
     "fetch_aggregates",
+    "fetch_summary",
     "fetch_timeline",
-    "results_query",
-    "timeline_query",
+    "summarize",
+    "summary_query",
 ]
 
 QueryRunner = Callable[[str, dict[str, Any]], pa.Table]
@@ -130,11 +132,12 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
 
 # --- the query -------------------------------------------------------------------------
 
-# Both queries read the experiment's per-unit state (`warehouse.UNIT_STATE_TABLE`, kept by
-# a materialized view as events arrive): a row per unit and one per goal it converted on,
+# The query reads the experiment's per-unit state (`warehouse.UNIT_STATE_TABLE`, kept by a
+# materialized view as events arrive): a row per unit and one per goal it converted on,
 # once ClickHouse has merged them (a few before), so the GROUP BY unit below finishes each
-# unit's state. Then per arm, all inside ClickHouse: one round trip returns a few rows per
-# variant, and its cost follows the experiment's units, not its events.
+# unit's state. Then per arm, all inside ClickHouse: one round trip returns a few hundred
+# rows, results and timeline together, and its cost follows the experiment's units, not
+# its events.
 _SCOPE = "workspace_id = {ws:String} AND experiment_id = {exp:String}"
 _STATE_NAMES = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
 _ROWS = f"SELECT {_STATE_NAMES} FROM {UNIT_STATE_TABLE} WHERE {_SCOPE}"
@@ -158,81 +161,81 @@ _WINDOWED_ROWS = f"{_ROWS} AND unit_id GLOBAL NOT IN ({_OUTSIDE})\nUNION ALL\n" 
     EVENTS_TABLE, f"{_SCOPE} AND {_WINDOW} AND unit_id GLOBAL IN ({_OUTSIDE})"
 )
 
-# A unit, grouped by the hash of its id the state keeps (`warehouse.UNIT_KEY`).
-_UNIT = "unit_key"
-# A unit's first entry (`warehouse.ENTRY_KEY`): its variant's hash, and its time.
-_ARM = "toUInt64(bitAnd(entry, toUInt128('18446744073709551615')))"
-_ENTERED_AT = "fromUnixTimestamp64Milli(toInt64(bitShiftRight(entry, 64)), 'UTC')"
+# A unit's first entry (`warehouse.ENTRY_KEY`): its variant's hash in the low 64 bits (the
+# arm), its time in epoch milliseconds in the high ones.
+_ARM = "toUInt64(entry)"
+_ENTERED_MS = "toUInt64(bitShiftRight(entry, 64))"
+_DAY_MS = 86_400_000
 # The variant ids of the hashes: every id the experiment's events named.
 _VARIANT_IDS = (
     f"WITH (SELECT groupUniqArray(toString(variant_id)) FROM {EXPERIMENT_MARKS_TABLE} "
     f"WHERE {_SCOPE}) AS variant_ids"
 )
 _VARIANT = "arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id"
+# The experiment's goals in position order (parameter ``goals``); the first is primary.
+_GOAL = "{goals:Array(String)}[%d]"
 
 
-def _per_unit(columns: str, where: str = "") -> str:
-    """Every unit in the experiment (an exposure or a task) with its first entry and
-    ``columns`` aggregated over its state rows (those that ``where`` selects)."""
+def _web_sql(goals: int) -> str:
+    """Web, for an experiment with ``goals`` goals. Per unit (grouped by the hash of its id
+    the state keeps, `warehouse.UNIT_KEY`, over its row and its goals' rows, which sums
+    any not yet merged): its first entry, ``goal_bits`` (bit i set when it converted on
+    goal i, 1-based; bit 0 marks its own row or a goal the experiment no longer has),
+    its summed value per goal (0 when it did not convert), and when it first converted
+    on the primary goal. Then per (arm, day entered, day converted on the primary goal,
+    goals converted), a few hundred groups whose unit counts make the timeline and the
+    conversions, and per arm its units, value sums and p95s (over converted units)."""
+    values = "".join(
+        f", sumIf(value, goal_id = {_GOAL % i}) AS value_{i}" for i in range(1, goals + 1)
+    )
+    converted_at = f", minIf(first_at, goal_id = {_GOAL % 1}) AS converted_at" if goals else ""
+    converted_day = (
+        f"if(bitTest(goal_bits, 1), intDiv(greatest({_ENTERED_MS}, "
+        f"toUInt64(toUnixTimestamp64Milli(converted_at))), {_DAY_MS}), 0)"
+        if goals
+        else "0"
+    )
+    sums = "".join(
+        f", sum(value_{i}) AS value_sum_{i}, sum(value_{i} * value_{i}) AS value_sumsq_{i}"
+        f", quantileExactInclusiveIf(0.95)(value_{i}, bitTest(goal_bits, {i})) AS value_p95_{i}"
+        for i in range(1, goals + 1)
+    )
     return f"""
-        SELECT {_UNIT} AS unit, min(first_entry) AS entry, {columns}
-        FROM ({{rows}}){where}
-        GROUP BY unit
-        HAVING sum(entries) > 0"""
-
-
-# Web: one GROUP BY unit over its row and its goals' rows gives its variant and the goals
-# it converted on (a goal's rows not yet merged appear twice: arrayDistinct and the sums
-# finish them). LEFT ARRAY JOIN makes one row per (unit, goal converted), or one row with
-# goal_id '' and i = 0 for a unit without goals; the grouping sets give each variant's
-# units (each unit counted at its first goal, i <= 1) and, per goal, its converted units
-# and their values (p95 over converted units only, i > 0). is_total is 1 on the
-# per-variant rows. (A join of the units with the converters, as the raw-events query
-# did, measured slower.)
-_WEB_UNITS = _per_unit(
-    "groupArrayIf(goal_id, goal_id != '') AS goal_rows, "
-    "groupArrayIf(value, goal_id != '') AS goal_row_values"
-)
-_WEB_SQL = f"""
 {_VARIANT_IDS}
 SELECT
-    {_VARIANT},
-    goal_id,
-    grouping(goal_id) AS is_total,
-    countIf(i <= 1) AS units,
-    count() AS converted,
-    sum(value) AS value_sum,
-    sum(value * value) AS value_sumsq,
-    quantileExactInclusiveIf(0.95)(value, i > 0) AS value_p95
+    {_VARIANT}, entered_day, converted_day, goal_bits,
+    grouping(entered_day, converted_day, goal_bits) != 0 AS is_total,
+    count() AS units{sums}
 FROM (
     SELECT
         {_ARM} AS arm,
-        arrayDistinct(goal_rows) AS goal_ids,
-        arrayMap(
-            g -> arraySum(arrayFilter((v, r) -> r = g, goal_row_values, goal_rows)), goal_ids
-        ) AS goal_values
-    FROM ({_WEB_UNITS})
+        intDiv({_ENTERED_MS}, {_DAY_MS}) AS entered_day,
+        {converted_day} AS converted_day,
+        *
+    FROM (
+        SELECT
+            unit_key AS unit,
+            min(first_entry) AS entry,
+            groupBitOr(bitShiftLeft(toUInt64(1), indexOf({{goals:Array(String)}}, goal_id)))
+                AS goal_bits{values}{converted_at}
+        FROM ({{rows}})
+        GROUP BY unit
+        HAVING sum(entries) > 0
+    )
 )
-LEFT ARRAY JOIN goal_ids AS goal_id, goal_values AS value, arrayEnumerate(goal_ids) AS i
-GROUP BY GROUPING SETS ((arm), (arm, goal_id))
-ORDER BY variant_id, is_total DESC, goal_id
+GROUP BY GROUPING SETS ((arm, entered_day, converted_day, goal_bits), (arm))
 """
 
-# Agent: the units' rows only (goal_id '', one range of the state's key).
-_UNIT_ROWS = "\n        WHERE goal_id = ''"
-_AGENT_UNITS = _per_unit(
-    "sum(entries) AS unit_tasks, sum(successes) AS unit_successes, "
-    "sum(cost) AS unit_cost, sum(duration_ms) AS unit_duration_ms, "
-    "toFloat64(sum(turns)) AS unit_turns",
-    _UNIT_ROWS,
-)
 
+# Agent: the units' rows only (goal_id '', one range of the state's key). Per unit its
+# first task, tasks, successes and first success, and summed cost, duration and turns;
+# then per (arm, day entered, day of first success) and per arm.
 _AGENT_SQL = f"""
 {_VARIANT_IDS}
 SELECT
-    {_VARIANT},
+    {_VARIANT}, entered_day, converted, converted_day,
+    grouping(entered_day, converted, converted_day) != 0 AS is_total,
     count() AS units,
-    countIf(unit_successes > 0) AS converted,
     sum(unit_tasks) AS tasks,
     sum(unit_successes) AS successful_tasks,
     sum(unit_cost) AS cost_sum,
@@ -245,22 +248,40 @@ SELECT
     sum(unit_turns * unit_turns) AS turns_sumsq,
     quantileExactInclusive(0.95)(unit_turns) AS turns_p95
 FROM (
-    SELECT {_ARM} AS arm, *
-    FROM ({_AGENT_UNITS})
+    SELECT
+        {_ARM} AS arm,
+        intDiv({_ENTERED_MS}, {_DAY_MS}) AS entered_day,
+        unit_successes > 0 AS converted,
+        if(converted, intDiv(greatest({_ENTERED_MS},
+            toUInt64(toUnixTimestamp64Milli(succeeded_at))), {_DAY_MS}), 0) AS converted_day,
+        *
+    FROM (
+        SELECT
+            unit_key AS unit,
+            min(first_entry) AS entry,
+            sum(entries) AS unit_tasks,
+            sum(successes) AS unit_successes,
+            min(succeeded_at) AS succeeded_at,
+            sum(cost) AS unit_cost,
+            sum(duration_ms) AS unit_duration_ms,
+            toFloat64(sum(turns)) AS unit_turns
+        FROM ({{rows}})
+        WHERE goal_id = ''
+        GROUP BY unit
+        HAVING sum(entries) > 0
+    )
 )
-GROUP BY arm
-ORDER BY variant_id
+GROUP BY GROUPING SETS ((arm, entered_day, converted, converted_day), (arm))
 """
 
 
-def _with_rows(sql: str, windowed: bool) -> str:
+@functools.cache
+def summary_query(kind: Literal["web", "agent"], goals: int = 0, windowed: bool = False) -> str:
+    """The query of an experiment of this kind (a web one with ``goals`` goals);
+    parameters ``exp``, ``ws``, for web ``goals`` (their ids, primary first), and when
+    ``windowed`` ``since`` and ``until`` (epoch milliseconds)."""
+    sql = _web_sql(goals) if kind == "web" else _AGENT_SQL
     return sql.replace("{rows}", _WINDOWED_ROWS if windowed else _ROWS)
-
-
-def results_query(kind: Literal["web", "agent"], windowed: bool = False) -> str:
-    """The aggregate query of an experiment of this kind; parameters ``exp`` and ``ws``,
-    and when ``windowed`` ``since`` and ``until`` (epoch milliseconds)."""
-    return _with_rows(_WEB_SQL if kind == "web" else _AGENT_SQL, windowed)
 
 
 class MetricSummary(msgspec.Struct, frozen=True):
@@ -285,9 +306,9 @@ class GoalAggregates(msgspec.Struct, frozen=True):
 
 
 class ArmAggregates(msgspec.Struct, frozen=True):
-    """One variant's aggregates. Web: ``goals``. Agent: ``converted`` (units with a
-    successful task), task counts and ``sums`` / ``sumsqs`` / ``p95s`` of the per-unit
-    ``cost``, ``duration_ms`` and ``turns``."""
+    """One variant's aggregates. Web: ``goals`` (those it converted on). Agent:
+    ``converted`` (units with a successful task), task counts and ``sums`` / ``sumsqs`` /
+    ``p95s`` of the per-unit ``cost``, ``duration_ms`` and ``turns``."""
 
     variant_id: str
     units: int
@@ -298,6 +319,24 @@ class ArmAggregates(msgspec.Struct, frozen=True):
     sums: dict[str, float] = {}
     sumsqs: dict[str, float] = {}
     p95s: dict[str, float | None] = {}
+
+
+class TimelinePoint(msgspec.Struct, frozen=True):
+    """One UTC day of one variant: units that entered (first exposure or task) and units
+    that first converted on the primary goal (or first succeeded) that day."""
+
+    day: date
+    variant_id: str
+    entered: int
+    converted: int
+
+
+class UnitSummary(msgspec.Struct, frozen=True):
+    """What one query returns of an experiment: its arms' aggregates (by variant id) and
+    its daily timeline (by day, then variant id)."""
+
+    arms: tuple[ArmAggregates, ...]
+    timeline: tuple[TimelinePoint, ...]
 
 
 def _finite(value: Any) -> float | None:
@@ -314,42 +353,79 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
-def aggregate(kind: Literal["web", "agent"], table: pa.Table) -> list[ArmAggregates]:
-    """The query's answer as one `ArmAggregates` per variant id found in the data."""
+_EPOCH = date(1970, 1, 1)
+
+
+def _timeline(days: dict[tuple[int, str], list[int]]) -> tuple[TimelinePoint, ...]:
+    return tuple(
+        TimelinePoint(_EPOCH + timedelta(days=day), variant_id, entered, converted)
+        for (day, variant_id), (entered, converted) in sorted(days.items())
+    )
+
+
+def summarize(spec: ExperimentSpec, table: pa.Table) -> UnitSummary:
+    """The query's answer (`summary_query`) as the experiment's `UnitSummary`."""
     rows = _rows(table)
-    if kind == "agent":
-        return [
+    totals = sorted((r for r in rows if r["is_total"]), key=lambda r: r["variant_id"])
+    details = [r for r in rows if not r["is_total"]]
+    days: dict[tuple[int, str], list[int]] = {}
+    converted: dict[str, int] = {}
+    for row in details:
+        variant = row["variant_id"]
+        days.setdefault((row["entered_day"], variant), [0, 0])[0] += row["units"]
+        if spec.kind == "agent":
+            is_converted = row["converted"]
+        else:
+            is_converted = spec.goals and row["goal_bits"] & 0b10
+        if is_converted:
+            days.setdefault((row["converted_day"], variant), [0, 0])[1] += row["units"]
+            converted[variant] = converted.get(variant, 0) + row["units"]
+    if spec.kind == "agent":
+        arms = tuple(
             ArmAggregates(
                 variant_id=row["variant_id"],
                 units=row["units"],
-                converted=row["converted"],
+                converted=converted.get(row["variant_id"], 0),
                 tasks=row["tasks"],
                 successful_tasks=row["successful_tasks"],
                 sums={c: row[f"{c}_sum"] for c in _AGENT_COLUMNS},
                 sumsqs={c: row[f"{c}_sumsq"] for c in _AGENT_COLUMNS},
                 p95s={c: _finite(row[f"{c}_p95"]) for c in _AGENT_COLUMNS},
             )
-            for row in rows
-        ]
-    arms: list[ArmAggregates] = []
-    for row in rows:  # per variant: its total row first, then its goals
-        if row["is_total"]:
-            arms.append(ArmAggregates(variant_id=row["variant_id"], units=row["units"]))
-        elif row["goal_id"]:
-            goal = GoalAggregates(
-                goal_id=row["goal_id"],
-                converted=row["converted"],
-                value_sum=row["value_sum"],
-                value_sumsq=row["value_sumsq"],
-                value_p95=_finite(row["value_p95"]),
+            for row in totals
+        )
+        return UnitSummary(arms, _timeline(days))
+    arms_list = []
+    for total in totals:
+        variant = total["variant_id"]
+        goals = []
+        for i, goal in enumerate(spec.goals, start=1):
+            bit = 1 << i
+            count = sum(
+                r["units"] for r in details if r["variant_id"] == variant and r["goal_bits"] & bit
             )
-            arms[-1] = msgspec.structs.replace(arms[-1], goals=(*arms[-1].goals, goal))
-    return arms
+            if count:
+                goals.append(
+                    GoalAggregates(
+                        goal_id=goal.id,
+                        converted=count,
+                        value_sum=total[f"value_sum_{i}"],
+                        value_sumsq=total[f"value_sumsq_{i}"],
+                        value_p95=_finite(total[f"value_p95_{i}"]),
+                    )
+                )
+        arms_list.append(
+            ArmAggregates(variant_id=variant, units=total["units"], goals=tuple(goals))
+        )
+    return UnitSummary(tuple(arms_list), _timeline(days))
 
 
 def _parameters(spec: ExperimentSpec) -> dict[str, Any]:
-    """The experiment's query parameters: its ids and, if it has one, its window."""
+    """The experiment's query parameters: its ids, its goals and, if it has one, its
+    window."""
     parameters: dict[str, Any] = {"exp": spec.id, "ws": spec.workspace_id}
+    if spec.kind == "web":
+        parameters["goals"] = [goal.id for goal in spec.goals]
     if spec.window is not None:
         since, until = spec.window
         parameters |= {
@@ -359,84 +435,21 @@ def _parameters(spec: ExperimentSpec) -> dict[str, Any]:
     return parameters
 
 
+def fetch_summary(run: QueryRunner, spec: ExperimentSpec) -> UnitSummary:
+    """Run the experiment's query (one round trip): its arms and its timeline."""
+    sql = summary_query(spec.kind, len(spec.goals), windowed=spec.window is not None)
+    return summarize(spec, run(sql, _parameters(spec)))
+
+
 def fetch_aggregates(run: QueryRunner, spec: ExperimentSpec) -> list[ArmAggregates]:
-    """Run the experiment's aggregate query (one round trip)."""
-    sql = results_query(spec.kind, windowed=spec.window is not None)
-    return aggregate(spec.kind, run(sql, _parameters(spec)))
-
-
-# --- cumulative conversion over time -----------------------------------------------------
-
-# Per unit: its variant, when it entered (first exposure or task) and when it first
-# converted (the primary goal, or a successful task); a conversion is dated no earlier
-# than the unit's entry (clocks and batching can deliver a goal before its exposure).
-_PRIMARY = "goal_id = {goal:String} AND goal_id != ''"
-_WEB_ENTRIES = _per_unit(
-    f"countIf({_PRIMARY}) > 0 AS converted, minIf(first_at, {_PRIMARY}) AS converted_at"
-)
-_AGENT_ENTRIES = _per_unit(
-    "sum(successes) > 0 AS converted, min(succeeded_at) AS converted_at", _UNIT_ROWS
-)
-_TIMELINE_UNITS = {
-    kind: f"""
-        SELECT {_ARM} AS arm, {_ENTERED_AT} AS entered_at, converted, converted_at
-        FROM ({units})"""
-    for kind, units in (("web", _WEB_ENTRIES), ("agent", _AGENT_ENTRIES))
-}
-
-
-def timeline_query(kind: Literal["web", "agent"], windowed: bool = False) -> str:
-    """Per UTC day and variant, the units that entered the experiment and the units that
-    first converted that day. Parameters ``exp``, ``ws``, for web ``goal``, and when
-    ``windowed`` ``since`` and ``until``."""
-    # The units are counted per (variant, day entered, day converted) first, a few
-    # thousand rows, and only those become the points of the two days: 20% less work
-    # than a point per unit.
-    return _with_rows(
-        f"""
-{_VARIANT_IDS}
-SELECT point.1 AS day, {_VARIANT}, sum(point.2) AS entered, sum(point.3) AS converted
-FROM (
-    SELECT
-        arm,
-        arrayJoin(arrayConcat(
-            [(entered_day, units, 0)], if(converted, [(converted_day, 0, units)], [])
-        )) AS point
-    FROM (
-        SELECT
-            arm,
-            toDate(entered_at) AS entered_day,
-            converted,
-            toDate(greatest(entered_at, converted_at)) AS converted_day,
-            count() AS units
-        FROM ({_TIMELINE_UNITS[kind]})
-        GROUP BY arm, entered_day, converted, converted_day
-    )
-)
-GROUP BY day, arm
-ORDER BY day, variant_id
-""",
-        windowed,
-    )
-
-
-class TimelinePoint(msgspec.Struct, frozen=True):
-    """One UTC day of one variant: units that entered (first exposure or task) and units
-    that first converted on the primary goal (or first succeeded) that day."""
-
-    day: date
-    variant_id: str
-    entered: int
-    converted: int
+    """The experiment's arms (`fetch_summary`), by variant id."""
+    return list(fetch_summary(run, spec).arms)
 
 
 def fetch_timeline(run: QueryRunner, spec: ExperimentSpec) -> list[TimelinePoint]:
-    """The experiment's daily entries and conversions, by day then variant id."""
-    parameters = _parameters(spec)
-    if spec.kind == "web":
-        parameters["goal"] = spec.goals[0].id if spec.goals else ""
-    table = run(timeline_query(spec.kind, windowed=spec.window is not None), parameters)
-    return [TimelinePoint(**row) for row in _rows(table)]
+    """The experiment's daily entries and conversions (`fetch_summary`), by day then
+    variant id."""
+    return list(fetch_summary(run, spec).timeline)
 
 
 # --- answering again without a scan --------------------------------------------------

@@ -29,11 +29,11 @@ from analytics.aggregates import (
     GoalSpec,
     QueryRunner,
     TimelinePoint,
+    UnitSummary,
     VariantSpec,
     Verdict,
     VersionedCache,
-    fetch_aggregates,
-    fetch_timeline,
+    fetch_summary,
 )
 from analytics.frequentist import SampleRatio
 from analytics.result_views import (
@@ -144,8 +144,9 @@ class ResultsSource:
     Blocking: call it on a thread. Each call opens its own store connection (cheap), so
     any number of threads may use one source.
 
-    Results and timelines are kept in a `VersionedCache`: read again while no event of
-    the experiment was inserted since, they cost one point query, not a computation."""
+    Results and the query they come from (which also gives the timeline) are kept in a
+    `VersionedCache`: read again while no event of the experiment was inserted since,
+    they cost one point query, not a computation."""
 
     def __init__(self, store_path: Path, run: QueryRunner) -> None:
         self.store_path = store_path
@@ -187,15 +188,21 @@ class ResultsSource:
     def timeline(self, experiment: ExperimentRecord) -> list[TimelinePoint]:
         """Daily entries and conversions of the experiment's primary metric (over its run,
         once it ended)."""
-        spec = experiment_spec(experiment)
-        return self.cache.get("timeline", spec, lambda: fetch_timeline(self.run, spec))
+        return list(self.summary(experiment_spec(experiment)).timeline)
+
+    def summary(self, spec: ExperimentSpec) -> UnitSummary:
+        """The experiment's arms and timeline, from one query, kept while its data is
+        unchanged: a results page's results and chart share it, whatever verdict the
+        spec carries (the verdict does not change what is counted)."""
+        counted = msgspec.structs.replace(spec, verdict=None)
+        return self.cache.get("summary", counted, lambda: fetch_summary(self.run, counted))
 
     def _computed(self, spec: ExperimentSpec) -> Computed:
         return self.cache.get("results", spec, lambda: self._compute(spec))
 
     def _compute(self, spec: ExperimentSpec) -> Computed:
         started = time.perf_counter()
-        aggregates = fetch_aggregates(self.run, spec)
+        aggregates = list(self.summary(spec).arms)
         queried = time.perf_counter()
         results = compute_results(spec, aggregates)
         done = time.perf_counter()
