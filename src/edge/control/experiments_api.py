@@ -64,6 +64,7 @@ from edge.control.experiment_views import (
     preview_urls,
     status_out,
 )
+from edge.control.flavours import CLAWSPLIT, flavoured
 from edge.control.ideas import require_idea
 from edge.control.records import ExperimentRecord, ExperimentStatus
 from edge.control.services import Services
@@ -233,7 +234,9 @@ class ExperimentsApi:
                     )  # fmt: skip
                 record = lifecycle.load(store, auth.workspace_id, experiment_id)
                 _audit(store, auth, "create", record)
-                if not body.auto_launch:
+                # A ClawSplit experiment runs from its creation (its quickstart: create,
+                # let it run, fetch results).
+                if not (body.auto_launch or auth.flavour == "clawsplit"):
                     return record, None
                 blocker = lifecycle.launch_blocker(record)
                 if blocker is not None:
@@ -249,7 +252,9 @@ class ExperimentsApi:
         created = CreatedExperiment(
             experiment_out(record), preview_urls(record), activation_hint(record), launch
         )
-        return ok(created, Meta(auth.workspace_id), status=201)
+        return flavoured(
+            auth.flavour, CLAWSPLIT, created, Meta(auth.workspace_id), 201, created.experiment
+        )
 
     async def list_experiments(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/experiments``: newest first, filtered by ``site_id`` and ``status``."""
