@@ -129,6 +129,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         assert webhook.status_code == 201, webhook.text
         KNOWN.update(
             site_id=[seed.site.id, seed.other_site.id],
+            org_id=[seed.workspace_id, seed.other_key.record.workspace_id],
             public_key=[seed.site.public_key, seed.other_site.public_key],
             experiment_id=[seed.experiment_id, draft, seed.other_experiment_id],
             variant_id=[*seed.variant_ids, *draft_variants],

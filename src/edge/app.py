@@ -23,6 +23,7 @@ from starlette.types import ASGIApp
 from analytics import bayes
 from edge.control import (
     agents_api,
+    crewkit_api,
     edge_api,
     edge_ingest_api,
     experiments_api,
@@ -106,6 +107,8 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         *workspace_api.routes(services),
         *edge_api.routes(services),
         *edge_ingest_api.routes(services),
+        # After the /v1 routes, whose paths its /{org_id}/experiments would match too.
+        *crewkit_api.routes(services, results),
     ]
     # Built once per worker, from the routes above: what they declare is what they do.
     document = openapi_document(routes)

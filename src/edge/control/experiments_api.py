@@ -20,6 +20,7 @@ generate_variant (10) is charged and the answer is 200 ``{needs_clarification: .
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -77,6 +78,7 @@ __all__ = [
     "DeployBody",
     "ExperimentFilter",
     "ExperimentsApi",
+    "Promotion",
     "StatusFilter",
     "UpdateExperiment",
     "routes",
@@ -97,6 +99,10 @@ class DeployBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     variant: str | None = None
     variant_id: str | None = None
 
+
+Promotion = Callable[[Store, str, str, str], ExperimentRecord]
+"""A way to promote a variant: (store, workspace id, experiment id, variant) to the
+experiment after it (`lifecycle.promote`, `lifecycle.deploy`)."""
 
 StatusFilter = Literal["draft", "active", "running", "paused", "completed", "archived"]
 """The ``status`` filter of the experiment list: the keys of ``_STATUS_FILTERS``."""
@@ -188,6 +194,26 @@ class ExperimentsApi:
         200 with ``needs_clarification`` and nothing created."""
         auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _create_decoder, "experiment")
+        if auth.flavour == "clawsplit":
+            # A ClawSplit experiment runs from its creation (its quickstart: create, let
+            # it run, fetch results).
+            body = msgspec.structs.replace(body, auto_launch=True)
+        made = await self.created(auth, body)
+        if isinstance(made, NeedsClarification):
+            return ok(Clarification(made), Meta(auth.workspace_id))
+        record, launch = made
+        created = CreatedExperiment(
+            experiment_out(record), preview_urls(record), activation_hint(record), launch
+        )
+        return flavoured(
+            auth.flavour, CLAWSPLIT, created, Meta(auth.workspace_id), 201, created.experiment
+        )
+
+    async def created(
+        self, auth: Auth, body: CreateExperiment
+    ) -> tuple[ExperimentRecord, LaunchOutcome | None] | NeedsClarification:
+        """Create the experiment ``body`` describes (`create`'s work, crewkit's create's
+        too): the experiment and what ``auto_launch`` did, or the author's questions."""
         site_id = body.site_id
         if site_id is None and body.idea_id is not None:
             raise InvalidRequest("site_id is required: an idea is for one of your sites")
@@ -195,7 +221,7 @@ class ExperimentsApi:
         if body.prompt is not None:
             authored = await self._authored(auth, body)
             if isinstance(authored, NeedsClarification):
-                return ok(Clarification(authored), Meta(auth.workspace_id))
+                return authored
             draft = authored
 
         def work(store: Store) -> tuple[ExperimentRecord, LaunchOutcome | None]:
@@ -234,9 +260,7 @@ class ExperimentsApi:
                     )  # fmt: skip
                 record = lifecycle.load(store, auth.workspace_id, experiment_id)
                 _audit(store, auth, "create", record)
-                # A ClawSplit experiment runs from its creation (its quickstart: create,
-                # let it run, fetch results).
-                if not (body.auto_launch or auth.flavour == "clawsplit"):
+                if not body.auto_launch:
                     return record, None
                 blocker = lifecycle.launch_blocker(record)
                 if blocker is not None:
@@ -248,13 +272,7 @@ class ExperimentsApi:
 
         # The prompt path debits in `work`, create and generate together.
         tool = "create_experiment" if draft is None else None
-        record, launch = await in_transaction(self.services, auth, work, tool)
-        created = CreatedExperiment(
-            experiment_out(record), preview_urls(record), activation_hint(record), launch
-        )
-        return flavoured(
-            auth.flavour, CLAWSPLIT, created, Meta(auth.workspace_id), 201, created.experiment
-        )
+        return await in_transaction(self.services, auth, work, tool)
 
     async def list_experiments(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/experiments``: newest first, filtered by ``site_id`` and ``status``."""
@@ -363,6 +381,14 @@ class ExperimentsApi:
         """``POST /v1/experiments/{id}/deploy`` (and ``/promote``): the variant gets all
         the traffic and the experiment completes with it as the winner."""
         auth = await authenticate(self.services, scope)
+        record = await self.promoted(scope, receive, auth, lifecycle.promote)
+        return ok(status_out(record), Meta(auth.workspace_id))
+
+    async def promoted(
+        self, scope: Scope, receive: Receive, auth: Auth, deploy: Promotion
+    ) -> ExperimentRecord:
+        """Promote the variant the request's body names by ``deploy`` (`lifecycle.promote`,
+        or crewkit's `lifecycle.deploy`, which archives too); the experiment after it."""
         experiment_id = scope["path_params"]["experiment_id"]
         body = await read_json(scope, receive, _deploy_decoder, "deploy request")
         variant = body.variant_id or body.variant
@@ -373,12 +399,11 @@ class ExperimentsApi:
             )
 
         def promote(store: Store) -> ExperimentRecord:
-            record = lifecycle.promote(store, auth.workspace_id, experiment_id, variant)
+            record = deploy(store, auth.workspace_id, experiment_id, variant)
             _audit(store, auth, "promote", record, {"variant_id": record.winner_variant_id})
             return record
 
-        record = await in_transaction(self.services, auth, promote)
-        return ok(status_out(record), Meta(auth.workspace_id))
+        return await in_transaction(self.services, auth, promote)
 
 
 def routes(services: Services) -> list[Route]:

@@ -6,9 +6,10 @@ what a launch needs, promoting a winner, and the webhook events each change queu
                          └──────────────complete─────────────────┘      draft ──archive──▶ archived
 
 These are the reference's rules (``PATCH /v1/experiments/{id}`` with ``{"action": ...}``);
-crewkit's ``start``, ``stop`` and ``archive`` are the same moves (`CREWKIT_ACTIONS`) and its
-``deploy`` is `promote`. Each change runs in one store transaction with the webhook
-deliveries it queues (`edge.control.webhooks.enqueue_event`), so an event is queued if
+crewkit's ``start``, ``stop`` and ``archive`` are the same moves (`CREWKIT_ACTIONS`);
+``/v1``'s ``deploy`` is `promote`, crewkit's own (``/{org_id}/experiments/{id}/deploy``)
+is `deploy`: promote, then archive. Each change runs in one store transaction with the
+webhook deliveries it queues (`edge.control.webhooks.enqueue_event`), so an event is queued if
 and only if the change commits; the edge follows the change through the store's config
 version (the schema's triggers), within a second.
 
@@ -36,6 +37,7 @@ __all__ = [
     "LaunchBlocked",
     "Transition",
     "delete",
+    "deploy",
     "event_payload",
     "launch_blocker",
     "load",
@@ -223,6 +225,15 @@ def promote(store: Store, workspace_id: str, experiment_id: str, variant: str) -
             event_payload(promoted, variant_id=winner.id, variant_name=winner.name),
         )
     return promoted
+
+
+def deploy(store: Store, workspace_id: str, experiment_id: str, variant: str) -> ExperimentRecord:
+    """crewkit's deploy: `promote` the variant (by id or name), then archive the
+    experiment, in one transaction, so that an experiment is never left promoted but not
+    archived. The promoted winner stays what assign serves after the archive."""
+    with store.transaction():
+        promote(store, workspace_id, experiment_id, variant)
+        return transition(store, workspace_id, experiment_id, "archive")
 
 
 def split_weights(variants: int, percent: int) -> list[float]:
