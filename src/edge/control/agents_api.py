@@ -37,13 +37,14 @@ from analytics.agents import (
 )
 from edge.control.api import (
     ApiOperation,
+    Auth,
     Meta,
     Reply,
     api_route,
     authenticate,
-    ok,
     query_params,
 )
+from edge.control.flavours import CLAWTRAIT, flavoured
 from edge.control.services import Services
 from edge.errors import InvalidRequest, NotFound
 
@@ -221,16 +222,16 @@ class AgentsApi:
         self.services = services
         self.value_per_success = services.settings.agent_value_per_success or None
 
-    async def _agent(self, scope: Scope) -> tuple[str, str]:
-        """The caller's workspace and the agent id of the path."""
-        workspace_id = (await authenticate(self.services, scope)).workspace_id
+    async def _agent(self, scope: Scope) -> tuple[Auth, str]:
+        """The caller and the agent id of the path."""
+        auth = await authenticate(self.services, scope)
         agent_id: str = scope["path_params"]["agent_id"]
         if len(agent_id) > _MAX_AGENT_ID:
             raise InvalidRequest(
                 f"agent ids are 1 to {_MAX_AGENT_ID} characters: use the agentId your task "
                 "events (POST /v1/events) send"
             )
-        return workspace_id, agent_id
+        return auth, agent_id
 
     def _span(self, workspace_id: str, agent_id: str) -> AgentSpan:
         span = fetch_span(self.services.run, workspace_id, agent_id)
@@ -243,7 +244,8 @@ class AgentsApi:
 
     async def stats(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/agents/{agent_id}/stats``."""
-        workspace_id, agent_id = await self._agent(scope)
+        auth, agent_id = await self._agent(scope)
+        workspace_id = auth.workspace_id
         params = query_params(scope)
         period_text = params.get("period", "30d").strip()
         period = parse_period(period_text, "period")
@@ -258,11 +260,14 @@ class AgentsApi:
             (found,) = fetch_windows(self.services.run, workspace_id, agent_id, [window], False)
             return agent_stats(agent_id, period_text, found, since, until, value)
 
-        return ok(await asyncio.to_thread(compute), Meta(workspace_id))
+        return flavoured(
+            auth.flavour, CLAWTRAIT, await asyncio.to_thread(compute), Meta(workspace_id)
+        )
 
     async def drift(self, scope: Scope, receive: Receive) -> Reply:
         """``GET /v1/agents/{agent_id}/drift``."""
-        workspace_id, agent_id = await self._agent(scope)
+        auth, agent_id = await self._agent(scope)
+        workspace_id = auth.workspace_id
         params = query_params(scope)
         recent_length = parse_period(params.get("window", "7d"), "window")
         baseline_length = parse_period(params.get("baseline", "30d"), "baseline")
@@ -303,7 +308,9 @@ class AgentsApi:
                 dimensions=comparison.dimensions,
             )
 
-        return ok(await asyncio.to_thread(compute), Meta(workspace_id))
+        return flavoured(
+            auth.flavour, CLAWTRAIT, await asyncio.to_thread(compute), Meta(workspace_id)
+        )
 
 
 def routes(services: Services) -> list[Route]:

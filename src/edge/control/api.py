@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl
 import msgspec
 from starlette.types import Receive, Scope, Send
 
-from edge.api_keys import KEY_PREFIX_CHARS, digests_match, key_prefix
+from edge.api_keys import KEY_PREFIX_CHARS, Flavour, digests_match, flavour_of_key, key_prefix
 from edge.bearer import bearer_key
 from edge.control import credits, plans
 from edge.control.plans import PlanLimits
@@ -78,12 +78,14 @@ _UNAUTHORIZED = "Invalid or missing API key"
 
 
 class Auth(msgspec.Struct, frozen=True):
-    """Who is calling: the workspace of the API key, the key (for the audit trail), and
-    whether the workspace's plan pays for calls in credits."""
+    """Who is calling: the workspace of the API key, the key (for the audit trail),
+    whether the workspace's plan pays for calls in credits, and the key's flavour, whose
+    product's shapes the answers take (`edge.control.flavours`)."""
 
     workspace_id: str
     key_id: str
     metered: bool = False
+    flavour: Flavour = "splitedge"
 
 
 class Meta(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -162,7 +164,7 @@ async def paid_read(services: Services, auth: Auth, tool: str, work: Callable[[S
     return await in_store(services, work)
 
 
-def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:
+def _check_key(store: Store, key: str, flavour: Flavour, limits: PlanLimits | None) -> Auth:
     now = datetime.now(UTC)
     for found in store.api_keys_with_prefix(key_prefix(key)):
         if not digests_match(key, found.sha256):
@@ -176,12 +178,12 @@ def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:
         if last is None or now - datetime.fromisoformat(last) >= _LAST_USED_EVERY:
             store.touch_api_key(found.id, now.isoformat())
         if limits is None:
-            return Auth(workspace_id=found.workspace_id, key_id=found.id)
+            return Auth(workspace_id=found.workspace_id, key_id=found.id, flavour=flavour)
         plan = store.get_workspace(found.workspace_id).plan
         if plan in limits.per_minute:  # only a rate limit needs the count (a write)
             clock = now.timestamp()
             limits.check(plan, store.count_request(found.id, plans.window_start(clock)), clock)
-        return Auth(found.workspace_id, found.id, metered=plan in limits.metered)
+        return Auth(found.workspace_id, found.id, plan in limits.metered, flavour)
     raise Unauthorized(
         f"{_UNAUTHORIZED}: this key is unknown; check it was copied whole, or issue one "
         "with `splitedge keys create --workspace NAME`"
@@ -189,7 +191,8 @@ def _check_key(store: Store, key: str, limits: PlanLimits | None) -> Auth:
 
 
 async def authenticate(services: Services, scope: Scope) -> Auth:
-    """The caller of an ``Authorization: Bearer sk_live_...`` request; 401 (with the
+    """The caller of an ``Authorization: Bearer sk_live_...`` request (or a key of
+    another flavour, `edge.api_keys`); 401 (with the
     reference's text and what to fix) without a key, or with an unknown or revoked one;
     429 with Retry-After when the key is over its plan's limits this minute (the
     services' `PlanLimits`; None: unmetered). The digest comparison is constant-time;
@@ -200,7 +203,8 @@ async def authenticate(services: Services, scope: Scope) -> Auth:
     key = bearer_key(scope)
     if key is None:
         raise Unauthorized(f"{_UNAUTHORIZED}: send the header Authorization: Bearer sk_live_...")
-    if not key.startswith("sk_live_") or len(key) <= KEY_PREFIX_CHARS:
+    flavour = flavour_of_key(key)
+    if flavour is None or len(key) <= KEY_PREFIX_CHARS:
         if await in_store(services, lambda store: store.is_public_key(key)):
             raise Forbidden(
                 "this is a site's public key: it only loads the site's snippet "
@@ -208,7 +212,7 @@ async def authenticate(services: Services, scope: Scope) -> Auth:
                 "takes a workspace key, Authorization: Bearer sk_live_..."
             )
         raise Unauthorized(f"{_UNAUTHORIZED}: API keys look like sk_live_ and 43 more characters")
-    return await in_store(services, lambda store: _check_key(store, key, services.limits))
+    return await in_store(services, lambda store: _check_key(store, key, flavour, services.limits))
 
 
 async def read_json(

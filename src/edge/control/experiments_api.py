@@ -65,6 +65,7 @@ from edge.control.experiment_views import (
     preview_urls,
     status_out,
 )
+from edge.control.flavours import CLAWSPLIT, flavoured
 from edge.control.ideas import require_idea
 from edge.control.records import ExperimentRecord, ExperimentStatus
 from edge.control.services import Services
@@ -193,6 +194,10 @@ class ExperimentsApi:
         200 with ``needs_clarification`` and nothing created."""
         auth = await authenticate(self.services, scope)
         body = await read_json(scope, receive, _create_decoder, "experiment")
+        if auth.flavour == "clawsplit":
+            # A ClawSplit experiment runs from its creation (its quickstart: create, let
+            # it run, fetch results).
+            body = msgspec.structs.replace(body, auto_launch=True)
         made = await self.created(auth, body)
         if isinstance(made, NeedsClarification):
             return ok(Clarification(made), Meta(auth.workspace_id))
@@ -200,7 +205,9 @@ class ExperimentsApi:
         created = CreatedExperiment(
             experiment_out(record), preview_urls(record), activation_hint(record), launch
         )
-        return ok(created, Meta(auth.workspace_id), status=201)
+        return flavoured(
+            auth.flavour, CLAWSPLIT, created, Meta(auth.workspace_id), 201, created.experiment
+        )
 
     async def created(
         self, auth: Auth, body: CreateExperiment

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 
+from edge.api_keys import FLAVOURS, Flavour
 from edge.control import audit
 from edge.control.records import ApiKeyInfo
 from edge.control.store import Store
@@ -43,6 +44,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     create.add_argument("--workspace", required=True, metavar="NAME")
     create.add_argument("--name", default="default", help="a label for the key")
     create.add_argument(
+        "--flavour",
+        choices=FLAVOURS,
+        default="splitedge",
+        help="whose API shapes the key's requests get: splitedge's (sk_live_), ClawSplit's "
+        "(cs_live_), ClawTrait's (ct_) or crewkit's (ck_); docs/compatibility.md",
+    )
+    create.add_argument(
         "--plan",
         help="the workspace's plan (starter, pro, team, enterprise or one of your plans "
         "file), which sets its limits; a new workspace is enterprise unless given",
@@ -55,7 +63,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     revoke.add_argument("key", metavar="KEY_ID_OR_PREFIX", help="as `keys list` shows it")
 
 
-def _create(store: Store, workspace_name: str, key_name: str, plan: str | None) -> int:
+def _create(
+    store: Store, workspace_name: str, key_name: str, plan: str | None, flavour: Flavour
+) -> int:
     with store.transaction():
         workspace = store.workspace_by_name(workspace_name)
         created = workspace is None
@@ -64,8 +74,11 @@ def _create(store: Store, workspace_name: str, key_name: str, plan: str | None) 
         elif plan is not None and plan != workspace.plan:
             store.set_workspace_plan(workspace.id, plan)
             print(f"workspace {workspace_name!r} moved to plan {plan!r}", file=sys.stderr)
-        issued = store.issue_api_key(workspace.id, name=key_name)
-        audit.record(store, workspace.id, None, "key.create", "api_key", issued.record.id)
+        issued = store.issue_api_key(workspace.id, name=key_name, flavour=flavour)
+        audit.record(
+            store, workspace.id, None, "key.create", "api_key", issued.record.id,
+            {"flavour": flavour},
+        )  # fmt: skip
     if created:
         print(f"created workspace {workspace_name!r} ({workspace.id})", file=sys.stderr)
     print(
@@ -132,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     store = Store(Settings(data_dir=args.data_dir).store_path)
     try:
         if args.keys_command == "create":
-            return _create(store, args.workspace, args.name, args.plan)
+            return _create(store, args.workspace, args.name, args.plan, args.flavour)
         if args.keys_command == "list":
             return _list(store, args.workspace)
         return _revoke(store, args.key)

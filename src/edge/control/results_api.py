@@ -43,7 +43,8 @@ from analytics.result_views import (
     crewkit_metrics_view,
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
-from edge.control.api import ApiOperation, Reply, api_route, authenticate, base_url
+from edge.control.api import ApiOperation, Auth, Reply, api_route, authenticate, base_url
+from edge.control.flavours import CLAWSPLIT
 from edge.control.records import ExperimentRecord, ExperimentVerdict
 from edge.control.report_links import ReportLinks
 from edge.control.services import Services
@@ -265,15 +266,15 @@ class _ExperimentEndpoint:
         self.services = services
         self.source = source
 
-    async def computed(self, scope: Scope) -> tuple[ExperimentRecord, Computed]:
-        workspace_id = (await authenticate(self.services, scope)).workspace_id
+    async def computed(self, scope: Scope) -> tuple[Auth, ExperimentRecord, Computed]:
+        auth = await authenticate(self.services, scope)
         experiment_id = scope["path_params"]["experiment_id"]
 
         def load() -> tuple[ExperimentRecord, Computed]:
-            experiment = self.source.experiment(experiment_id, workspace_id)
+            experiment = self.source.experiment(experiment_id, auth.workspace_id)
             return experiment, self.source.compute(experiment)
 
-        return await asyncio.to_thread(load)
+        return auth, *await asyncio.to_thread(load)
 
 
 class ExperimentResultsEndpoint(_ExperimentEndpoint):
@@ -284,7 +285,7 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
         self.links = links
 
     async def __call__(self, scope: Scope, receive: Receive) -> Reply:
-        experiment, computed = await self.computed(scope)
+        auth, experiment, computed = await self.computed(scope)
         results = computed.results
         view = clawsplit_view(results)
         link = await asyncio.to_thread(self.links.path, experiment.id)
@@ -295,14 +296,16 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
             srm=results.srm,
             report_url=base_url(scope) + link,
         )
-        return Reply(200, msgspec.json.encode(_ResultsAnswer(data, _meta(computed))))
+        # ClawSplit's results are the object itself (its quickstart reads results.status).
+        answer = data if auth.flavour in CLAWSPLIT else _ResultsAnswer(data, _meta(computed))
+        return Reply(200, msgspec.json.encode(answer))
 
 
 class ExperimentMetricsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/metrics``."""
 
     async def __call__(self, scope: Scope, receive: Receive) -> Reply:
-        _, computed = await self.computed(scope)
+        _, _, computed = await self.computed(scope)
         answer = _MetricsAnswer(crewkit_metrics_view(computed.results), _meta(computed))
         return Reply(200, msgspec.json.encode(answer))
 

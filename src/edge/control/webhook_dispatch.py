@@ -6,8 +6,13 @@ Signing
     HMAC-SHA256(key = the endpoint's secret as UTF-8, message = timestamp + "." + body),
     and ``X-abTestBot-Timestamp: <timestamp>``. Signing the timestamp lets a receiver
     reject replays of old deliveries; the body is the same bytes on every attempt.
-    ``X-ClawSplit-Signature`` carries the same value, for receivers written against that
-    reference. docs/webhooks.md has the verification code users paste.
+    ``X-ClawSplit-Signature`` carries the same value, except on the endpoints of ClawSplit
+    keys, which get it as ClawSplit documents it: the hex HMAC-SHA256 of the raw body
+    alone. Every attempt also carries the Standard Webhooks headers (``webhook-id``: the
+    event id, ``webhook-timestamp``, ``webhook-signature``), signed by the
+    ``standardwebhooks`` library itself so that its ``Webhook.verify`` accepts them; its
+    key is the secret read as Standard Webhooks base64 (`standard_webhooks_secret`).
+    docs/webhooks.md has the verification code users paste.
 
 Dispatcher
     One `WebhookDispatcher` runs in the server's parent process on a daemon thread (the
@@ -40,12 +45,15 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import msgspec
+import standardwebhooks
 
+from edge.api_keys import Flavour
 from edge.control.records import utc_now
 from edge.control.secret_box import SecretBox, SecretUnreadable
 from edge.control.store import Store
@@ -59,7 +67,10 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "RetryPolicy",
     "WebhookDispatcher",
+    "clawsplit_signature",
     "sign",
+    "signature_headers",
+    "standard_webhooks_secret",
 ]
 
 log = logging.getLogger("splitedge.webhooks")
@@ -90,6 +101,55 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
     ``timestamp + "." + body`` under the secret."""
     message = str(timestamp).encode("ascii") + b"." + body
     return "sha256=" + hmac.new(secret.encode("utf-8"), message, hashlib.sha256).hexdigest()
+
+
+def clawsplit_signature(secret: str, body: bytes) -> str:
+    """``X-ClawSplit-Signature`` as ClawSplit documents it: the hex HMAC-SHA256 of the
+    raw body under the secret (as UTF-8)."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+# Secrets issued before v12 are URL-safe base64; the library reads standard base64 and
+# would silently drop their "-" and "_". The same bytes in the standard alphabet:
+_STANDARD_ALPHABET = str.maketrans("-_", "+/")
+
+
+def standard_webhooks_secret(secret: str) -> str:
+    """The endpoint's secret as the ``standardwebhooks`` library takes it: itself for the
+    secrets issued now (``whsec_`` and standard base64), and for older URL-safe ones the
+    same characters with ``-`` read as ``+`` and ``_`` as ``/`` (docs/webhooks.md)."""
+    prefix, found, encoded = secret.partition("whsec_")
+    if prefix or not found:
+        return secret
+    return "whsec_" + encoded.translate(_STANDARD_ALPHABET)
+
+
+def _standard_signature(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
+    try:
+        signer = standardwebhooks.Webhook(standard_webhooks_secret(secret))
+    except ValueError:
+        # Not base64 (no secret this server issues): its UTF-8 bytes are the key, so the
+        # delivery is still sent and signed rather than failed.
+        signer = standardwebhooks.Webhook(secret.encode("utf-8"))
+    return signer.sign(event_id, datetime.fromtimestamp(timestamp, UTC), body)
+
+
+def signature_headers(
+    secret: str, event_id: str, timestamp: int, body: bytes, flavour: Flavour
+) -> dict[str, str]:
+    """The signing headers of one attempt: splitedge's (abTestBot's), ClawSplit's for
+    ``flavour`` and the Standard Webhooks ones."""
+    signature = sign(secret, timestamp, body)
+    clawsplit = clawsplit_signature(secret, body) if flavour == "clawsplit" else signature
+    standard = _standard_signature(secret, event_id, timestamp, body)
+    return {
+        SIGNATURE_HEADER: signature,
+        TIMESTAMP_HEADER: str(timestamp),
+        CLAWSPLIT_SIGNATURE_HEADER: clawsplit,
+        "webhook-id": event_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": standard,
+    }
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
@@ -140,13 +200,12 @@ def _post(client: httpx.Client, claimed: DueDelivery) -> DeliveryAttempt:
     if claimed.secret is None:
         return DeliveryAttempt(claimed.attempt, utc_now(), 0, None, SECRET_ERROR)
     timestamp = int(time.time())
-    signature = sign(claimed.secret, timestamp, claimed.payload)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
-        SIGNATURE_HEADER: signature,
-        TIMESTAMP_HEADER: str(timestamp),
-        CLAWSPLIT_SIGNATURE_HEADER: signature,
+        **signature_headers(
+            claimed.secret, claimed.event_id, timestamp, claimed.payload, claimed.flavour
+        ),
         EVENT_HEADER: claimed.event,
         DELIVERY_HEADER: claimed.event_id,
     }

@@ -15,6 +15,7 @@ every attempt. Another workspace's endpoint is the same 404 as an unknown one.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import secrets
 import uuid
@@ -26,6 +27,7 @@ import msgspec
 from starlette.routing import Route
 from starlette.types import Receive, Scope
 
+from edge.api_keys import Flavour
 from edge.control import audit
 from edge.control.api import (
     ApiOperation,
@@ -157,11 +159,18 @@ def _not_found(webhook_id: str) -> NotFound:
     )
 
 
+def _new_secret() -> str:
+    """``whsec_`` and 256 random bits in standard base64 (unpadded): the form the Standard
+    Webhooks libraries take as it is, and a plain HMAC key for the other signatures."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode("ascii").rstrip("=")
+
+
 def _register(
-    store: Store, workspace_id: str, url: str, events: list[EventName]
+    store: Store, workspace_id: str, url: str, events: list[EventName], flavour: Flavour
 ) -> RegisteredWebhook:
-    secret = "whsec_" + secrets.token_urlsafe(32)
-    webhook = store.create_webhook(workspace_id, url, events, SecretBox(store.path).seal(secret))
+    secret = _new_secret()
+    sealed = SecretBox(store.path).seal(secret)
+    webhook = store.create_webhook(workspace_id, url, events, sealed, flavour)
     return RegisteredWebhook(
         webhook.id, webhook.url, webhook.events, webhook.is_active, webhook.created_at, secret
     )
@@ -211,7 +220,7 @@ class _Endpoints:
         events = list(dict.fromkeys(body.events))  # each once, in the order given
 
         def register(store: Store) -> RegisteredWebhook:
-            created = _register(store, auth.workspace_id, url, events)
+            created = _register(store, auth.workspace_id, url, events, auth.flavour)
             audit.record(
                 store, auth.workspace_id, auth.key_id, "webhook.create", "webhook", created.id,
                 {"url": url, "events": events},

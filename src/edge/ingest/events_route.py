@@ -15,7 +15,7 @@ import msgspec
 from msgspec import Meta
 from starlette.types import Receive, Scope, Send
 
-from edge.bearer import KeyLedger, require_workspace
+from edge.bearer import KeyLedger, require_principal
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, send_response
 from edge.ingest.body import read_event_body
@@ -107,7 +107,7 @@ class EventsEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kv = self.holder.require()
-        workspace_id = require_workspace(kv, scope, "/v1/events", self.ledger)
+        workspace_id, flavour = require_principal(kv, scope, "/v1/events", self.ledger)
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
         decoded = decode_body(_decoder, text, "task event")
         events = decoded if isinstance(decoded, list) else [decoded]
@@ -121,5 +121,7 @@ class EventsEndpoint:
         chunk = AgentChunk(workspace_id, time.time_ns() // 1_000_000, events, ids)
         await self.buffer.add(chunk)
         self.counters.accept("agent", len(events))
-        answer = _Created(CreatedEvents(ids) if isinstance(decoded, list) else CreatedEvent(ids[0]))
+        created = CreatedEvents(ids) if isinstance(decoded, list) else CreatedEvent(ids[0])
+        # ClawTrait answers the event itself, as its stats and drift (docs/compatibility.md).
+        answer = created if flavour == "clawtrait" else _Created(created)
         await send_response(send, 201, JSON_HEADERS, msgspec.json.encode(answer))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.api_keys import key_digest, key_prefix, new_api_key
+from edge.api_keys import Flavour, key_digest, key_prefix, new_api_key
 from edge.config import ApiKeyEntry
 from edge.control.records import (
     ApiKeyCredential,
@@ -24,9 +24,12 @@ _API_KEY_INFO_COLUMNS = (
 class ApiKeyQueries(StoreConnection):
     """The queries of the ``api_keys`` table."""
 
-    def issue_api_key(self, workspace_id: str, name: str = "default") -> IssuedKey:
-        """Issue a key for a workspace and return the secret, which is not stored."""
-        key = new_api_key()
+    def issue_api_key(
+        self, workspace_id: str, name: str = "default", flavour: Flavour = "splitedge"
+    ) -> IssuedKey:
+        """Issue a key of ``flavour`` for a workspace and return the secret, which is not
+        stored (its scheme, part of the stored prefix, is the flavour)."""
+        key = new_api_key(flavour)
         record = ApiKeyRecord(
             id=new_id(),
             workspace_id=workspace_id,

@@ -404,7 +404,17 @@ ALTER TABLE goals ADD COLUMN guardrail INTEGER NOT NULL DEFAULT 0 CHECK (guardra
 ALTER TABLE experiments ADD COLUMN guardrail_metrics TEXT;
 """
 
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11)
+# v12: a webhook endpoint's flavour, the flavour of the API key that registered it
+# (edge.api_keys): a ClawSplit key's endpoints get X-ClawSplit-Signature as ClawSplit
+# documents it (edge.control.webhook_dispatch). Endpoints registered before are splitedge's.
+_V12 = """
+ALTER TABLE webhooks ADD COLUMN flavour TEXT NOT NULL DEFAULT 'splitedge'
+    CHECK (flavour IN ('splitedge', 'clawsplit', 'clawtrait', 'crewkit'));
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
+)  # fmt: skip
 
 
 def insert_sql(table: str, columns: str) -> str:

@@ -10,6 +10,7 @@ from typing import Literal, get_args
 
 import msgspec
 
+from edge.api_keys import Flavour
 from edge.control.records import utc_now
 from edge.control.store.connection import StoreConnection, new_id
 
@@ -85,8 +86,8 @@ class Delivery(msgspec.Struct, frozen=True):
 
 
 class DueDelivery(msgspec.Struct, frozen=True):
-    """A delivery due for its attempt number ``attempt``, with its endpoint's URL and
-    signing secret (as stored, sealed; the dispatcher opens it)."""
+    """A delivery due for its attempt number ``attempt``, with its endpoint's URL,
+    signing secret (as stored, sealed; the dispatcher opens it) and flavour."""
 
     delivery_id: int
     attempt: int
@@ -96,6 +97,7 @@ class DueDelivery(msgspec.Struct, frozen=True):
     url: str
     secret: str | None
     """None when it cannot be decrypted: the attempt then fails without sending."""
+    flavour: Flavour = "splitedge"
 
 
 class StoredSecret(msgspec.Struct, frozen=True):
@@ -123,15 +125,21 @@ class WebhookQueries(StoreConnection):
     tables."""
 
     def create_webhook(
-        self, workspace_id: str, url: str, events: list[EventName], sealed_secret: str
+        self,
+        workspace_id: str,
+        url: str,
+        events: list[EventName],
+        sealed_secret: str,
+        flavour: Flavour = "splitedge",
     ) -> Webhook:
-        """Register an active endpoint; ``sealed_secret`` is its secret as stored."""
+        """Register an active endpoint; ``sealed_secret`` is its secret as stored,
+        ``flavour`` the flavour of the key that registered it."""
         webhook = Webhook(new_id(), url, events, True, utc_now())
         self.conn.execute(
-            "INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO webhooks (id, workspace_id, url, events, secret, created_at, flavour) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
             (webhook.id, workspace_id, url, msgspec.json.encode(events).decode(), sealed_secret,
-             webhook.created_at),
+             webhook.created_at, flavour),
         )  # fmt: skip
         return webhook
 
@@ -239,7 +247,8 @@ class WebhookQueries(StoreConnection):
         return [
             DueDelivery(*row)
             for row in self.conn.execute(
-                "SELECT d.id, d.attempts + 1, d.event_id, d.event, d.payload, w.url, w.secret "
+                "SELECT d.id, d.attempts + 1, d.event_id, d.event, d.payload, w.url, w.secret, "
+                "w.flavour "
                 "FROM webhook_deliveries AS d JOIN webhooks AS w ON w.id = d.webhook_id "
                 "WHERE d.status IN ('pending', 'delivering') AND d.next_attempt_at <= ? "
                 "AND w.deleted_at IS NULL ORDER BY d.next_attempt_at LIMIT ?",
