@@ -59,6 +59,7 @@ MAX_METADATA_BYTES = 8192
 MAX_METADATA_DEPTH = 8
 """How deep ``metadata`` may nest: the metadata object itself is level 1."""
 
+_encode_json = msgspec.json.encode
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND = timedelta(milliseconds=1)
 
@@ -82,13 +83,13 @@ def _depth(value: Any) -> int:
     return 0
 
 
-def _check_metadata(metadata: dict[str, Any]) -> None:
-    """Refuse ``metadata`` over `MAX_METADATA_BYTES` as JSON or `MAX_METADATA_DEPTH` deep."""
-    size = len(msgspec.json.encode(metadata))
-    if size > MAX_METADATA_BYTES:
+def _check_metadata(metadata: dict[str, Any], encoded: bytes) -> None:
+    """Refuse ``metadata`` (``encoded`` as JSON) over `MAX_METADATA_BYTES` or
+    `MAX_METADATA_DEPTH` deep."""
+    if len(encoded) > MAX_METADATA_BYTES:
         raise ValueError(
-            f"metadata is {size} bytes as JSON, over the limit of {MAX_METADATA_BYTES}; "
-            "send less context per event"
+            f"metadata is {len(encoded)} bytes as JSON, over the limit of "
+            f"{MAX_METADATA_BYTES}; send less context per event"
         )
     if _depth(metadata) > MAX_METADATA_DEPTH:
         raise ValueError(f"metadata nests deeper than {MAX_METADATA_DEPTH} levels; flatten it")
@@ -152,7 +153,12 @@ class AgentTaskEvent(
         if type(self.ts) is datetime:
             self.ts = _epoch_millis(self.ts)
         if self.metadata:
-            _check_metadata(self.metadata)
+            encoded = _encode_json(self.metadata)
+            # Each level opens a bracket, so metadata with few of them (in its text, in
+            # strings too: counted in C) cannot be too deep, and is not walked.
+            brackets = encoded.count(b"{") + encoded.count(b"[")
+            if len(encoded) > MAX_METADATA_BYTES or brackets > MAX_METADATA_DEPTH:
+                _check_metadata(self.metadata, encoded)
 
 
 class StrictAgentTaskEvent(AgentTaskEvent, forbid_unknown_fields=True):
