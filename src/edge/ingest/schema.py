@@ -10,9 +10,10 @@ Two sources write one events table:
 Every row carries the workspace and the server's receive time; the client's fields are
 kept as sent, validated for type and size.
 
-The Structs are ``gc=False``: they hold only scalars, strings and lists of each other, so
-they can never be part of a reference cycle, and events waiting for their group commit
-would otherwise be scanned again and again by the cyclic garbage collector.
+The Structs are ``gc=False``: they hold only scalars, strings, lists of each other and
+decoded JSON (``metadata``, a tree), so they can never be part of a reference cycle, and
+events waiting for their group commit would otherwise be scanned again and again by the
+cyclic garbage collector.
 """
 
 from __future__ import annotations
