@@ -384,7 +384,7 @@ def test_events_are_checked_when_tracked_as_the_server_checks_them() -> None:
         {"agent_id": ""},
         {"outcome": "won"},
         {"turns": -1},
-        {"metadata": {"k": [1]}},
+        {"metadata": {f"k{i}": i for i in range(65)}},
         {"task": "x" * 300},
     ):
         fields: dict[str, Any] = {"agent_id": "bot", "task": "t", "outcome": "success", **bad}

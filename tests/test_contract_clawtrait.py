@@ -156,7 +156,6 @@ def test_events_stats_and_drift_as_documented(env: Env) -> None:
         assert isinstance(change["dimension"], str) and "delta" in change
 
 
-@pytest.mark.xfail(strict=True, reason="nested metadata: h22-valid")
 def test_nested_metadata_is_extra_context(env: Env) -> None:
     """ "metadata: optional — any extra context": an object inside it too."""
     res = httpx.post(

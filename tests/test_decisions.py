@@ -7,6 +7,7 @@ at their sample size end with experiment.sample_reached then experiment.no_winne
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -140,6 +141,13 @@ def queued_events(env: Env, path: str) -> list[str]:
     return [delivery["event"] for delivery in reversed(log)]
 
 
+def quoted_p_value(reason: str) -> float:
+    """The p-value a guardrail's reason quotes (``... (p = 2.91e-12...``)."""
+    match = re.search(r"\(p = ([0-9.e+-]+)", reason)
+    assert match is not None, reason
+    return float(match.group(1))
+
+
 def status_of(env: Env, experiment_id: str) -> str:
     status: str = call(env, "GET", f"/v1/experiments/{experiment_id}").json()["data"]["status"]
     return status
@@ -159,6 +167,8 @@ def test_a_much_worse_arm_stops_the_experiment_early(env: Env) -> None:
         "sloppy is significantly worse than the control on the primary metric"
     )
     assert stopped["variants"]["sloppy"]["units"] == 150
+    # The payload's p-value is the one the stop was decided on, which the reason quotes.
+    assert stopped["p_value"] == pytest.approx(quoted_p_value(stopped["reason"]), rel=1e-2)
     assert status_of(env, experiment["id"]) == "completed"
     # The stop is in the audit trail, decided by the server (no key).
     trail = call(env, "GET", f"/v1/audit?target_id={experiment['id']}").json()["data"]
@@ -176,6 +186,9 @@ def test_an_arm_beyond_the_cost_bound_stops_the_experiment(env: Env) -> None:
     stopped = received(env, "/dear", 2)["experiment.stopped"]
     assert stopped["guardrail"] == "sloppy"
     assert "costs" in stopped["reason"] and "beyond the bound of 30%" in stopped["reason"]
+    # The cost test's p-value, not the primary metric's (equal success rates: near 1).
+    assert stopped["p_value"] < 1e-6
+    assert stopped["p_value"] == pytest.approx(quoted_p_value(stopped["reason"]), rel=1e-2)
     costs = {name: arm["avg_cost"] for name, arm in stopped["variants"].items()}
     assert costs["control"] == pytest.approx(0.010, rel=0.1)
     assert costs["sloppy"] == pytest.approx(0.025, rel=0.1)
@@ -265,6 +278,9 @@ def test_an_agent_fleet_through_the_sdk_gets_the_right_winner(env: Env) -> None:
     assert verdict["experiment_id"] == experiment_id
     assert verdict["experiment_name"] == "concise-vs-verbose-soulmd"
     assert verdict["winner"] == "concise" and verdict["p_value"] < 0.05
+    # The top-level figures are the winner's, as its arm shows them.
+    assert verdict["p_value"] == verdict["variants"]["concise"]["p_value"]
+    assert verdict["winner_variant_id"] == verdict["variants"]["concise"]["variant_id"]
     assert verdict["confidence"] == 0.95
     for name, arm in verdict["variants"].items():
         # The decision may come before the last batches land: a subset of the runs.

@@ -101,6 +101,9 @@ def test_a_much_worse_arm_is_stopped_early() -> None:
     assert early.guardrail_reason.startswith(
         "terse is significantly worse than the control on the primary metric"
     )
+    # The p-value of the stop is the (always valid) one the reason quotes.
+    assert early.guardrail_p_value is not None
+    assert f"(p = {early.guardrail_p_value:.3g}," in early.guardrail_reason
     # Below the early minimum, or merely somewhat worse: keep collecting.
     too_few = compute_results(spec(), [arm("a", EARLY_MIN_UNITS - 1, 89), arm("b", 99, 50)])
     assert too_few.status == "collecting"
@@ -116,6 +119,10 @@ def test_the_cost_bound_stops_a_dearer_arm_even_when_it_succeeds_more() -> None:
     assert stopped.guardrail_reason is not None
     assert "terse costs 100% more per unit than the control" in stopped.guardrail_reason
     assert "beyond the bound of 30%" in stopped.guardrail_reason
+    # The cost test's p-value, which the reason quotes, not the primary metric's.
+    assert stopped.guardrail_p_value is not None
+    assert f"(p = {stopped.guardrail_p_value:.3g})" in stopped.guardrail_reason
+    assert stopped.guardrail_p_value != stopped.p_value
     # Without a bound the same arms have a winner; with a generous one too.
     assert compute_results(spec(), dear).status == "significant"
     assert compute_results(spec(max_cost_increase=1.5), dear).status == "significant"

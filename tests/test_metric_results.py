@@ -153,6 +153,9 @@ def test_agent_guardrail_metrics_and_the_cost_bound() -> None:
                      "duration": "guardrail", "turns": "secondary"}  # fmt: skip
     assert results.status == "guardrail" and results.guardrail is not None
     assert results.guardrail_reason is not None and "duration" in results.guardrail_reason
+    # The stop's p-value is the guardrail metric's, the one the reason quotes.
+    assert results.guardrail_p_value is not None
+    assert f"(p = {results.guardrail_p_value:.3g}," in results.guardrail_reason
     # The cost bound makes cost a guardrail, checked by its own test only.
     bound = compute_results(agent_spec("exp_g", max_cost_increase=0.5), arms)
     assert {m.key: m.role for m in bound.metrics}["cost"] == "guardrail"

@@ -84,12 +84,14 @@ class Statistics(msgspec.Struct):
 
 class Decision(msgspec.Struct, frozen=True):
     """The status, and the indices (into the experiment's variants) of the winner or the
-    guardrail arm, with the reason the guardrail tripped."""
+    guardrail arm, with the reason the guardrail tripped and the p-value of the test that
+    tripped it (the one the reason quotes)."""
 
     status: Status
     winner: int | None = None
     guardrail: int | None = None
     reason: str | None = None
+    p_value: float | None = None
 
 
 def sample_ratio(
@@ -225,6 +227,7 @@ def _cost_guardrail(
         reason=f"{spec.variants[i].name} costs {more} per unit than the control "
         f"({costs[i].mean:.4g} against {base:.4g}), significantly beyond the bound of "
         f"{bound:.0%} (p = {excess[i]:.3g})",
+        p_value=excess[i],
     )
 
 
@@ -248,6 +251,7 @@ def _guardrail(
             reason=f"{spec.variants[i].name} is significantly worse than the control on "
             f"the primary metric (p = {harmful[i]:.3g}, P(beats control) = "
             f"{arms[i].prob_beat_control:.3g})",
+            p_value=harmful[i],
         )
     return cost
 

@@ -304,6 +304,7 @@ def guardrail_decision(
         guardrail=i,
         reason=f"{spec.variants[i].name} is significantly worse than the control on the "
         f"guardrail metric {metric.name} (p = {p:.3g}, P(beats control) = {beat:.3g})",
+        p_value=p,
     )
 
 

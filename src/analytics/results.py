@@ -147,7 +147,10 @@ class ExperimentResults(msgspec.Struct, frozen=True):
     the winner, else the guardrail arm, else the challenger most likely to be best.
     ``mc_error`` is the largest Monte Carlo standard error of the reported probabilities.
     ``metrics`` are every goal or metric, the primary first (`analytics.metric_results`);
-    ``metrics_note`` says how to read the others' p-values."""
+    ``metrics_note`` says how to read the others' p-values. ``guardrail_p_value`` is the
+    p-value of the guardrail test that tripped (the cost bound's, a guardrail metric's
+    or the primary metric's; always valid at an early look), the one ``guardrail_reason``
+    quotes; None for a verdict kept from before, whose reason alone is kept."""
 
     experiment_id: str
     kind: Literal["web", "agent"]
@@ -173,6 +176,7 @@ class ExperimentResults(msgspec.Struct, frozen=True):
     rules: DecisionRules
     warnings: tuple[str, ...]
     guardrail_reason: str | None = None
+    guardrail_p_value: float | None = None
     metrics: tuple[MetricResult, ...] = ()
     metrics_note: str | None = None
 
@@ -462,6 +466,7 @@ def compute_results(spec: ExperimentSpec, found: Sequence[ArmAggregates]) -> Exp
         rules=rules,
         warnings=tuple(warnings),
         guardrail_reason=decision.reason,
+        guardrail_p_value=decision.p_value,
         metrics=metrics,
         metrics_note=multiple_comparisons_note(metrics, rules),
     )

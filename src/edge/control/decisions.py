@@ -102,7 +102,9 @@ def _payload(
             "reason": conclusion.reason,
             "guardrail": guard.name if guard else None,
             "guardrail_variant_id": guard.id if guard else None,
-            "p_value": results.p_value,
+            # The p-value of the test that stopped it, which the reason quotes; the
+            # leader's p-value on the primary metric can say the opposite.
+            "p_value": results.guardrail_p_value,
         }
     elif event in ("experiment.winner_declared", "experiment.no_winner"):
         extra |= {

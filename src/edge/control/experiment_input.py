@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from analytics.metric_results import AGENT_METRIC_KEYS, agent_metric_key
+from analytics.results import AGENT_METRICS
 from edge.authoring.drafts import VariantDraft
 from edge.config import MutationConfig
 from edge.control.idea_records import Idea
@@ -368,6 +369,12 @@ def _fields(body: CreateExperiment, kind: Literal["web", "agent"]) -> _Fields:
             'this web experiment as one instead: "goals": [{..., "guardrail": true}]'
         )
     guardrail_metrics(body)
+    if body.primary_metric is not None and body.primary_metric not in AGENT_METRICS:
+        # The results would quietly judge the experiment on task_completion instead.
+        raise InvalidRequest(
+            f"primary_metric {body.primary_metric[:50]!r} is not a metric splitedge "
+            f"measures; use one of {', '.join(AGENT_METRICS)}"
+        )
     if body.traffic_split is not None and not 1 <= body.traffic_split <= 99:
         raise InvalidRequest(
             "traffic_split must be a whole number from 1 to 99 (the percent of traffic "

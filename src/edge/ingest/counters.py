@@ -1,4 +1,5 @@
-"""One worker's counts of the events it received, spooled and turned away.
+"""One worker's counts of the events it received, spooled and turned away, and of the
+unknown event fields it ignored.
 
 The routes count in plain ints, and `edge.metrics.WorkerMetrics` hands the increments to
 prometheus_client once a second: a multiprocess increment on every request would cost
@@ -20,6 +21,7 @@ class IngestCounters:
         self.received: dict[str, int] = {}
         self.accepted: dict[str, int] = {}
         self.rejected: dict[str, int] = {}
+        self.unknown_fields: dict[str, int] = {}
         self._families = (
             (self.received, Counter("splitedge_events_received", "Events received.",
                                     ["source"], registry=registry)),
@@ -27,6 +29,9 @@ class IngestCounters:
                                     ["source"], registry=registry)),
             (self.rejected, Counter("splitedge_events_rejected", "Events turned away.",
                                     ["reason"], registry=registry)),
+            (self.unknown_fields, Counter("splitedge_events_unknown_fields",
+                                          "Event fields this server does not know, ignored.",
+                                          ["source"], registry=registry)),
         )  # fmt: skip
         self._published: dict[tuple[int, str], int] = {}
 
@@ -41,6 +46,10 @@ class IngestCounters:
     def reject(self, reason: str, count: int = 1) -> None:
         """Count events (or whole requests, reason ``request_<code>``) turned away."""
         self.rejected[reason] = self.rejected.get(reason, 0) + count
+
+    def ignore_unknown(self, source: str, count: int) -> None:
+        """Count fields of accepted events that the server does not know and ignored."""
+        self.unknown_fields[source] = self.unknown_fields.get(source, 0) + count
 
     def publish(self) -> None:
         """Add what was counted since the last call to the prometheus counters."""

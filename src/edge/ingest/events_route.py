@@ -9,30 +9,23 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated
 
 import msgspec
-from msgspec import Meta
 from starlette.types import Receive, Scope, Send
 
 from edge.bearer import KeyLedger, require_principal
 from edge.errors import InvalidRequest, NotFound
-from edge.http import JSON_HEADERS, decode_body, send_response
-from edge.ingest.body import read_event_body
+from edge.http import JSON_HEADERS, send_response
+from edge.ingest.body import AGENT_EVENTS_DECODER, decode_agent_events, read_event_body
 from edge.ingest.buffer import AgentChunk, EventBuffer
 from edge.ingest.counters import IngestCounters
-from edge.ingest.schema import MAX_EVENTS_PER_BATCH, AgentTaskEvent
+from edge.ingest.schema import AgentTaskEvent
 from edge.kv import ConfigKV, KVHolder
 from edge.operation import Operation
 
 __all__ = ["EVENTS_OPERATION", "MAX_EVENTS_BODY", "CreatedEvent", "CreatedEvents", "EventsEndpoint"]
 
 MAX_EVENTS_BODY = 1 << 20
-
-_Batch = Annotated[list[AgentTaskEvent], Meta(min_length=1, max_length=MAX_EVENTS_PER_BATCH)]
-_decoder: msgspec.json.Decoder[AgentTaskEvent | _Batch] = msgspec.json.Decoder(
-    AgentTaskEvent | _Batch
-)
 
 
 class CreatedEvent(msgspec.Struct):
@@ -55,7 +48,7 @@ EVENTS_OPERATION = Operation(
     summary="Agent task events (ClawTrait's trackTask), one or a batch",
     description="An event naming an experiment must name a running experiment of the key's "
     "workspace and one of its variants. Not metered.",
-    body=_decoder,
+    body=AGENT_EVENTS_DECODER,
     data=CreatedEvent | CreatedEvents,
     statuses=(201,),
     errors=(404, 503),
@@ -109,7 +102,7 @@ class EventsEndpoint:
         kv = self.holder.require()
         workspace_id, flavour = require_principal(kv, scope, "/v1/events", self.ledger)
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
-        decoded = decode_body(_decoder, text, "task event")
+        decoded, unknown = decode_agent_events(text)
         events = decoded if isinstance(decoded, list) else [decoded]
         self.counters.receive("agent", len(events))
         try:
@@ -121,6 +114,8 @@ class EventsEndpoint:
         chunk = AgentChunk(workspace_id, time.time_ns() // 1_000_000, events, ids)
         await self.buffer.add(chunk)
         self.counters.accept("agent", len(events))
+        if unknown:
+            self.counters.ignore_unknown("agent", unknown)
         created = CreatedEvents(ids) if isinstance(decoded, list) else CreatedEvent(ids[0])
         # ClawTrait answers the event itself, as its stats and drift (docs/compatibility.md).
         answer = created if flavour == "clawtrait" else _Created(created)

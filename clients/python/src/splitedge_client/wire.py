@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
@@ -62,8 +63,10 @@ ShortText = Annotated[str, Meta(max_length=256)]
 OptionalId = Annotated[str, Meta(max_length=128)]
 # Milliseconds since the epoch, between 2000-01-01 and 2100-01-01.
 EpochMillis = Annotated[int, Meta(ge=946_684_800_000, lt=4_102_444_800_000)]
-Amount = Annotated[float, Meta(ge=-1e15, le=1e15)]
-Metadata = Annotated[dict[ShortText, ShortText | int | float | bool | None], Meta(max_length=64)]
+# A cost is never negative: a refund is not a task's cost, and one would lower an arm's mean.
+Amount = Annotated[float, Meta(ge=0, le=1e15)]
+# Any JSON object; the server refuses one over 8 KB as JSON or 8 levels deep.
+Metadata = Annotated[dict[ShortText, Any], Meta(max_length=64)]
 
 
 class AssignUnit(msgspec.Struct, omit_defaults=True):
@@ -140,7 +143,7 @@ class AgentTaskEvent(
     variant_id: OptionalId = ""
     session_id: OptionalId = ""
     event_id: OptionalId = ""
-    ts: EpochMillis | None = None
+    ts: EpochMillis | datetime | None = None
 
 
 class ErrorDetail(msgspec.Struct):
