@@ -33,6 +33,7 @@ __all__ = [
     "ErrorEnvelope",
     "MetadataValue",
     "Outcome",
+    "Source",
     "UnitAssignments",
     "api_error",
     "assign_batches",
@@ -43,6 +44,7 @@ __all__ = [
     "results_data",
     "results_path",
     "task_event",
+    "valid_event",
 ]
 
 # The most units one assign request and events one events request may carry.
@@ -50,6 +52,9 @@ MAX_UNITS_PER_BATCH = 1000
 MAX_EVENTS_PER_BATCH = 500
 
 Outcome = Literal["success", "failure", "partial"]
+# Where an assignment came from: the server's answer, the last good answer for the
+# experiment (the server could not answer), or the caller's ``default`` (nothing cached).
+Source = Literal["server", "cache", "default"]
 MetadataValue = str | int | float | bool | None
 
 UnitId = Annotated[str, Meta(min_length=1, max_length=1024)]
@@ -62,7 +67,8 @@ ShortText = Annotated[str, Meta(max_length=256)]
 OptionalId = Annotated[str, Meta(max_length=128)]
 # Milliseconds since the epoch, between 2000-01-01 and 2100-01-01.
 EpochMillis = Annotated[int, Meta(ge=946_684_800_000, lt=4_102_444_800_000)]
-Amount = Annotated[float, Meta(ge=-1e15, le=1e15)]
+# A cost is never negative: a refund is not a task's cost, and one would lower an arm's mean.
+Amount = Annotated[float, Meta(ge=0, le=1e15)]
 Metadata = Annotated[dict[ShortText, ShortText | int | float | bool | None], Meta(max_length=64)]
 
 
@@ -93,7 +99,9 @@ class AssignRequest(msgspec.Struct, omit_defaults=True):
 
 class Assignment(msgspec.Struct, frozen=True):
     """One experiment's answer for a unit: the variant and its ``payload`` (an agent
-    variant's config, any JSON); ``deployed``: the experiment's promoted winner."""
+    variant's config, any JSON); ``deployed``: the experiment's promoted winner;
+    ``in_experiment`` False: the experiment is no longer running and the unit is served
+    without being counted (a server that does not send it counts every answer)."""
 
     experiment_id: str
     variant_id: str
@@ -101,6 +109,7 @@ class Assignment(msgspec.Struct, frozen=True):
     is_control: bool
     payload: Any
     deployed: bool
+    in_experiment: bool = True
 
 
 class UnitAssignments(msgspec.Struct, frozen=True):
@@ -161,8 +170,13 @@ class AssignedVariant(msgspec.Struct, frozen=True):
     (a soul_md or system prompt, any JSON config, a config version hash).
 
     ``deployed``: the experiment is over and this is its promoted winner. Every unit gets
-    it, and it counts nothing: ``track_task(..., assignment=...)`` then reports the task
-    without the experiment's ids (the server refuses events naming a deployed experiment).
+    it, and it counts nothing. ``in_experiment`` False: the unit is served but not counted
+    (a concluded experiment's answer, or one the server did not give). ``source``: where
+    the answer came from, ``"server"``, ``"cache"`` (the last good answer for the
+    experiment, the server could not answer) or ``"default"`` (the caller's ``default``
+    as ``payload``, ``variant_id`` and ``variant_name`` empty). Only a counted answer
+    (``in_experiment`` and not ``deployed``) lends its experiment's ids to
+    ``track_task(..., assignment=...)``.
     """
 
     experiment_id: str
@@ -172,6 +186,13 @@ class AssignedVariant(msgspec.Struct, frozen=True):
     is_control: bool
     payload: Any
     deployed: bool
+    in_experiment: bool = True
+    source: Source = "server"
+
+    @property
+    def counted(self) -> bool:
+        """Whether tasks reported with this assignment count in the experiment."""
+        return self.in_experiment and not self.deployed
 
 
 class _Assigned(msgspec.Struct):
@@ -197,10 +218,14 @@ def assign_body(experiment_id: str, unit_ids: Sequence[str] | str) -> bytes:
     return _encode(AssignRequest(experiment_id=experiment_id, units=units))
 
 
-def assign_batches(experiment_id: str, unit_ids: Sequence[str]) -> Iterator[bytes]:
-    """The bodies that assign ``unit_ids``, in batches of the most the server takes."""
+def assign_batches(
+    experiment_id: str, unit_ids: Sequence[str]
+) -> Iterator[tuple[list[str], bytes]]:
+    """The batches that assign ``unit_ids`` (the most the server takes each): their ids
+    and their body."""
     for start in range(0, len(unit_ids), MAX_UNITS_PER_BATCH):
-        yield assign_body(experiment_id, list(unit_ids[start : start + MAX_UNITS_PER_BATCH]))
+        batch = list(unit_ids[start : start + MAX_UNITS_PER_BATCH])
+        yield batch, assign_body(experiment_id, batch)
 
 
 def results_path(experiment_id: str) -> str:
@@ -226,7 +251,7 @@ def _variant(answer: UnitAssignments) -> AssignedVariant | None:
     a = answer.assignments[0]
     return AssignedVariant(
         a.experiment_id, answer.unit_id, a.variant_id, a.variant_name, a.is_control,
-        a.payload, a.deployed,
+        a.payload, a.deployed, a.in_experiment,
     )  # fmt: skip
 
 
@@ -247,6 +272,16 @@ def api_error(status: int, body: bytes) -> ApiError:
     except (msgspec.DecodeError, UnicodeDecodeError):
         return ApiError(status, "http_error", body[:200].decode("utf-8", "replace"))
     return ApiError(status, detail.code, detail.message)
+
+
+def valid_event(encoded: bytes) -> bool:
+    """Whether ``encoded`` is a task event the server takes (a line read back from a
+    spill file may be torn by a crash)."""
+    try:
+        _event_check.decode(encoded)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    return True
 
 
 def new_event_id() -> str:
@@ -273,13 +308,14 @@ def task_event(
     """A task event's id and its JSON, checked as the server checks it; `InvalidRequest`
     says what is wrong.
 
-    ``assignment`` fills what is not given: ``session_id`` (its unit) and, unless it is
-    deployed, ``experiment_id`` and ``variant_id``. ``ts`` (ms since the epoch) defaults
-    to now: the task's own time, not when its batch reaches the server.
+    ``assignment`` fills what is not given: ``session_id`` (its unit) and, when it is
+    counted (see `AssignedVariant`), ``experiment_id`` and ``variant_id``. ``ts`` (ms
+    since the epoch) defaults to now: the task's own time, not when its batch reaches
+    the server.
     """
     if assignment is not None:
         session_id = session_id or assignment.unit_id
-        if not assignment.deployed:
+        if assignment.counted:
             experiment_id = experiment_id or assignment.experiment_id
             variant_id = variant_id or assignment.variant_id
     event = AgentTaskEvent(
