@@ -196,7 +196,7 @@ class EventQueue:
         """Cut the next batch; it is in flight until it ends."""
         batch = self.pending.cut()
         self.taken += len(batch)
-        self.in_flight = batch
+        self.in_flight = batch.copy()  # the sender iterates the batch itself
         return batch
 
     def end(self, events: int, verdict: Verdict, error: str | None) -> list[Path]:
