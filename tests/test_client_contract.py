@@ -60,10 +60,15 @@ def _fields(struct: type[msgspec.Struct]) -> dict[str, Any]:
 
 
 # Fields where the SDK may be ahead of the server it talks to (issue 22): it reads
-# ``in_experiment`` with a default (a server without it counts every answer), and it
-# refuses a negative ``cost`` (a bound within an older server's). A server with the same
-# field passes the equality below; one without it or with the older bound, this check.
-AHEAD = {("Assignment", "in_experiment"), ("AgentTaskEvent", "cost")}
+# ``in_experiment`` and ``reason`` with a default (a server without them counts every
+# answer), and it refuses a negative ``cost`` (a bound within an older server's). A
+# server with the same field passes the equality below; one without it or with the
+# older bound, this check.
+AHEAD = {
+    ("Assignment", "in_experiment"),
+    ("Assignment", "reason"),
+    ("AgentTaskEvent", "cost"),
+}
 
 
 def _set_ahead(name: str, sdk: dict[str, Any], server: dict[str, Any]) -> set[str]:

@@ -165,5 +165,6 @@ class AssignFallback:
                 cached, unit_id=unit_id, in_experiment=False, source="cache"
             )
         return AssignedVariant(
-            experiment_id, unit_id, "", "", True, default, False, False, "default"
-        )
+            experiment_id, unit_id, "", "", True, default, False, in_experiment=False,
+            source="default",
+        )  # fmt: skip

@@ -100,8 +100,8 @@ class AssignRequest(msgspec.Struct, omit_defaults=True):
 class Assignment(msgspec.Struct, frozen=True):
     """One experiment's answer for a unit: the variant and its ``payload`` (an agent
     variant's config, any JSON); ``deployed``: the experiment's promoted winner;
-    ``in_experiment`` False: the experiment is no longer running and the unit is served
-    without being counted (a server that does not send it counts every answer)."""
+    ``in_experiment`` false: the experiment no longer runs and counts no unit, ``reason``
+    says why (every unit gets this variant: the deployed winner, else the control)."""
 
     experiment_id: str
     variant_id: str
@@ -110,6 +110,12 @@ class Assignment(msgspec.Struct, frozen=True):
     payload: Any
     deployed: bool
     in_experiment: bool = True
+    reason: (
+        Literal[
+            "winner_deployed", "experiment_paused", "experiment_completed", "experiment_archived"
+        ]
+        | None
+    ) = None
 
 
 class UnitAssignments(msgspec.Struct, frozen=True):
@@ -171,7 +177,8 @@ class AssignedVariant(msgspec.Struct, frozen=True):
 
     ``deployed``: the experiment is over and this is its promoted winner. Every unit gets
     it, and it counts nothing. ``in_experiment`` False: the unit is served but not counted
-    (a concluded experiment's answer, or one the server did not give). ``source``: where
+    (a concluded experiment's answer, ``reason`` says why; or one the server did not
+    give). ``source``: where
     the answer came from, ``"server"``, ``"cache"`` (the last good answer for the
     experiment, the server could not answer) or ``"default"`` (the caller's ``default``
     as ``payload``, ``variant_id`` and ``variant_name`` empty). Only a counted answer
@@ -187,6 +194,7 @@ class AssignedVariant(msgspec.Struct, frozen=True):
     payload: Any
     deployed: bool
     in_experiment: bool = True
+    reason: str | None = None
     source: Source = "server"
 
     @property
@@ -251,7 +259,7 @@ def _variant(answer: UnitAssignments) -> AssignedVariant | None:
     a = answer.assignments[0]
     return AssignedVariant(
         a.experiment_id, answer.unit_id, a.variant_id, a.variant_name, a.is_control,
-        a.payload, a.deployed, a.in_experiment,
+        a.payload, a.deployed, a.in_experiment, a.reason,
     )  # fmt: skip
 
 
