@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splitedge_client import AssignedVariant, AsyncClient, Client, RetryPolicy
+from splitedge_client import AssignedVariant, AsyncClient, Client, Outcome, RetryPolicy
 from splitedge_client.fallback import Admission, CircuitBreaker
 from tests.support import free_port, running_server, wait_flushed
 from tests.test_client import FAST, seed_fleet, task_rows
@@ -62,7 +62,7 @@ def test_the_breaker_opens_at_a_failure_and_probes_once_per_cooldown() -> None:
 def _timed_assigns(client: Client, experiment_id: str, seconds: float) -> list[float]:
     """Assign at an agent's pace (one call a millisecond) for ``seconds``, through a few
     background probes: the time of each call."""
-    times = []
+    times: list[float] = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         started = time.perf_counter()
@@ -215,10 +215,10 @@ def test_a_fleet_runs_through_launch_decision_guardrail_deploy_and_archive(
                             assert variant is not None
                             answers[(name, variant.source, variant.counted)] += 1
                             rate = rates[name].get(variant.variant_name, 0.9)
-                            outcome = "success" if rng.random() < rate else "failure"
+                            outcome: Outcome = "success" if rng.random() < rate else "failure"
                             fleet.track_task("bot", "triage", outcome, cost=0.01,
                                              assignment=variant)  # fmt: skip
-                        except Exception as exc:  # noqa: BLE001 - what the issue counts
+                        except Exception as exc:  # what the issue counts: any exception
                             exceptions.append(exc)
 
             ids = {
