@@ -362,6 +362,39 @@ def test_close_with_the_server_down_spills_and_the_next_client_sends_first(
     assert sorted(r[0] for r in rows) == sorted([*sent, later])
 
 
+def test_the_async_client_spills_at_close_and_sends_a_spill_first(tmp_path: Path) -> None:
+    """The same spill file, from and to AsyncClient: close(1) with the server down keeps
+    the events; the next AsyncClient on the path delivers them before its own."""
+    data = tmp_path / "data"
+    f = seed_fleet(data)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    spill = tmp_path / "events.spill"
+
+    async def down() -> list[str]:
+        client = AsyncClient(url, f.seed.key.key, retry=FAST, spill_path=spill)
+        ids = [await client.track_task("bot", "t", "success", session_id=f"a{i}")
+               for i in range(300)]  # fmt: skip
+        await client.close(1)
+        assert client.stats().spilled == 300
+        return ids
+
+    async def up() -> str:
+        async with AsyncClient(url, f.seed.key.key, retry=FAST, spill_path=spill) as client:
+            assert client.stats().recovered == 300
+            own = await client.track_task("bot", "t", "success", session_id="own")
+            await client.flush(30)
+            assert client.stats().sent == 301 and not spill.exists()
+        return own
+
+    sent = asyncio.run(down())
+    with running_server(data, port=port) as server:
+        sent.append(asyncio.run(up()))
+        wait_flushed(server, 301)
+    assert list(tmp_path.glob("events.spill*")) == []
+    assert sorted(r[0] for r in task_rows(data)) == sorted(sent)
+
+
 def test_a_full_queue_drops_the_oldest_and_never_blocks_the_agent() -> None:
     """Acceptance (e): the server is down, 20,000 events into a queue of 5,000: the
     oldest 15,000 are dropped and counted, and track_task stays under a millisecond."""
