@@ -292,8 +292,8 @@ def sdk_sync(base_url: str, fleet: Fleet, n: int) -> float:
             client.track_task(*args, **kw)
         client.flush(120)
         took = time.perf_counter() - started
-        if client.stats.delivered != n:
-            raise RuntimeError(f"the sync client delivered {client.stats}")
+        if client.stats().sent != n:
+            raise RuntimeError(f"the sync client delivered {client.stats()}")
     return n / took
 
 
@@ -306,8 +306,8 @@ def sdk_async(base_url: str, fleet: Fleet, n: int) -> float:
                 await client.track_task(*args, **kw)
             await client.flush(120)
             took = time.perf_counter() - started
-            if client.stats.delivered != n:
-                raise RuntimeError(f"the async client delivered {client.stats}")
+            if client.stats().sent != n:
+                raise RuntimeError(f"the async client delivered {client.stats()}")
         return n / took
 
     return asyncio.run(run())

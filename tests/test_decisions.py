@@ -251,7 +251,7 @@ def test_an_agent_fleet_through_the_sdk_gets_the_right_winner(env: Env) -> None:
     with Client(env.server.base_url, env.seed.key.key) as fleet:
         while True:  # the edge serves the launch within a second
             try:
-                fleet.assign(experiment_id, "warm-up")
+                fleet.assign(experiment_id, "warm-up", strict=True)
                 break
             except ApiError:
                 assert time.monotonic() < deadline

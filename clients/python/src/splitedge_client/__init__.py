@@ -3,15 +3,17 @@ its prompt, task events batched in the background, results.
 
     from splitedge_client import Client
 
-    with Client("http://127.0.0.1:8000", api_key) as splitedge:
-        variant = splitedge.assign(experiment_id, unit_id=run_id)
+    with Client("http://127.0.0.1:8000", api_key, spill_path="events.spill") as splitedge:
+        variant = splitedge.assign(experiment_id, run_id, default=DEFAULT_CONFIG)
         prompt = variant.payload["soul_md"] if variant else DEFAULT_PROMPT
         outcome, cost = run_agent(prompt)
         splitedge.track_task("support-bot", "refund", outcome, cost=cost, assignment=variant)
 
 `Client` blocks (a sender thread posts the events), `AsyncClient` is awaited (a sender
-task does). Both retry a connection error, a 429 and a 5xx with backoff, and deliver
-everything queued on ``close`` (or at the end of the ``with`` block).
+task does). ``assign`` never raises unless ``strict``: without the server it answers
+from its cache or the caller's ``default``. Task events are retried with backoff until
+the server takes them; ``close`` (or the end of the ``with`` block) delivers what it
+can and spills the rest to ``spill_path`` for the next client.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from splitedge_client.errors import (
     ClientClosed,
     DeliveryTimeout,
     InvalidRequest,
-    QueueFull,
     SplitedgeClientError,
     Unreachable,
 )
 from splitedge_client.retry import RetryPolicy
 from splitedge_client.sync import Client
-from splitedge_client.wire import AssignedVariant, MetadataValue, Outcome
+from splitedge_client.wire import AssignedVariant, MetadataValue, Outcome, Source
 
 if TYPE_CHECKING:
     from splitedge_client.aio import AsyncClient
@@ -46,8 +47,8 @@ __all__ = [
     "InvalidRequest",
     "MetadataValue",
     "Outcome",
-    "QueueFull",
     "RetryPolicy",
+    "Source",
     "SplitedgeClientError",
     "Unreachable",
 ]

@@ -11,7 +11,6 @@ __all__ = [
     "ClientClosed",
     "DeliveryTimeout",
     "InvalidRequest",
-    "QueueFull",
     "SplitedgeClientError",
     "Unreachable",
 ]
@@ -38,28 +37,24 @@ class ApiError(SplitedgeClientError):
         self.message = message
 
 
-class InvalidRequest(SplitedgeClientError):
-    """A call's arguments the server would refuse (a task event with a bad field): raised
-    before anything is sent."""
+class InvalidRequest(SplitedgeClientError, ValueError):
+    """A call's arguments the server would refuse (a task event with a bad field, such as
+    a negative ``cost``): raised before anything is sent. A `ValueError` too, so that a
+    caller's ``except ValueError`` sees it."""
 
     code = "invalid_request"
 
 
 class Unreachable(SplitedgeClientError):
-    """The server could not be reached (refused, reset or timed out), retries included."""
+    """The server could not be reached (refused, reset or timed out), retries included;
+    raised by ``results`` and by a ``strict`` ``assign`` only."""
 
     code = "unreachable"
 
 
-class QueueFull(SplitedgeClientError):
-    """``track_task`` waited ``queue_timeout`` seconds for room in the event queue: the
-    server has not taken events as fast as they come (or at all, see ``stats``)."""
-
-    code = "queue_full"
-
-
 class DeliveryTimeout(SplitedgeClientError, TimeoutError):
-    """``flush`` or ``close`` ran out of time with events still undelivered."""
+    """``flush`` ran out of time with events still undelivered, or ``close`` did and had
+    no ``spill_path`` to keep them in."""
 
     code = "delivery_timeout"
 

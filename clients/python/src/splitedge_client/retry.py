@@ -4,6 +4,8 @@ A connection error, a 429 and a 5xx may succeed later (a server restarting, a sp
 over its cap, a plan's rate limit); any other answer will not. The wait doubles from
 ``backoff`` up to ``backoff_cap`` with equal jitter (half fixed, half random, so that a
 fleet of agents does not retry in step), or is the server's Retry-After when it sent one.
+A batch of task events is retried on that schedule for as long as its client lives; a
+call the caller waits for (``assign`` with ``strict=True``, ``results``) a few times.
 """
 
 from __future__ import annotations
@@ -24,15 +26,14 @@ __all__ = ["CallTries", "RetryPolicy", "retry_after", "retryable"]
 
 
 class RetryPolicy(msgspec.Struct, frozen=True):
-    """How often and how patiently the client retries.
+    """How patiently the client retries.
 
-    ``attempts`` bound the tries of one batch of task events (the default retries for
-    about a minute); ``request_attempts`` those of a call the caller waits for
-    (``assign``, ``results``). ``retry_after_cap`` bounds how long a Retry-After may
+    A batch of task events is tried until the server answers it (there is no last try);
+    ``request_attempts`` bound the tries of a call the caller waits for (``assign`` with
+    ``strict=True``, ``results``). ``retry_after_cap`` bounds how long a Retry-After may
     make it wait.
     """
 
-    attempts: int = 10
     request_attempts: int = 3
     backoff: float = 0.25
     backoff_cap: float = 8.0
@@ -42,7 +43,9 @@ class RetryPolicy(msgspec.Struct, frozen=True):
         """Seconds to wait after the ``failures``-th failed try (1 for the first)."""
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.retry_after_cap)
-        ceiling = min(self.backoff_cap, self.backoff * 2.0 ** (failures - 1))
+        # The exponent is bounded: a batch retried for hours counts thousands of failures,
+        # and 2.0 ** 1024 overflows.
+        ceiling = min(self.backoff_cap, self.backoff * 2.0 ** min(failures - 1, 64))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 

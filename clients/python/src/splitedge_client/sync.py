@@ -1,33 +1,41 @@
 """`Client`: the blocking client, for agents in plain scripts and threads.
 
-``assign`` and ``results`` are calls the caller waits for (retried a few times on a
-connection error, a 429 or a 5xx). ``track_task`` only checks and queues the event: a
-sender thread, started with the first event, posts batches to ``/v1/events`` and retries
-them with backoff. ``flush`` waits until what was queued is delivered; ``close`` (or
-leaving the ``with`` block) delivers everything queued first. An interpreter that exits
-with a client still open gives it five seconds to deliver its queue.
+``assign`` never raises unless asked to (``strict``): it asks the server once with a
+short timeout and, when the server cannot answer, answers from memory (see
+`splitedge_client.fallback`). ``results`` is a call the caller waits for (retried a few
+times on a connection error, a 429 or a 5xx). ``track_task`` only checks and queues the
+event: a sender thread posts batches to ``/v1/events`` and retries each until the server
+takes it. ``flush`` waits until what was queued is delivered; ``close`` (or leaving the
+``with`` block) delivers what it can in its time and spills the rest to ``spill_path``.
+An interpreter that exits with a client still open gives it five seconds.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from splitedge_client import spill
 from splitedge_client.batches import (
+    DEFAULT_MAX_QUEUE,
     DeliveryStats,
-    PendingEvents,
+    EventQueue,
     Verdict,
     batch_body,
     judge,
+    left_behind,
     outcome,
 )
-from splitedge_client.errors import ClientClosed, DeliveryTimeout, QueueFull
+from splitedge_client.errors import ClientClosed, DeliveryTimeout
+from splitedge_client.fallback import Admission, AssignFallback
 from splitedge_client.retry import CallTries, RetryPolicy
 from splitedge_client.wire import (
     AssignedVariant,
@@ -47,9 +55,12 @@ from splitedge_client.wire import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Client", "client_headers"]
+__all__ = ["Client", "client_headers", "spilled_events"]
 
 log = logging.getLogger("splitedge.client")
+
+ASSIGN_TIMEOUT = 0.5
+"""Seconds a non-strict ``assign`` waits for the server before it answers from memory."""
 
 
 def client_headers(api_key: str) -> dict[str, str]:
@@ -57,14 +68,32 @@ def client_headers(api_key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {api_key}", "content-type": "application/json"}
 
 
+def spilled_events(
+    spill_path: str | os.PathLike[str] | None, batch_size: int, max_queue: int
+) -> tuple[EventQueue, Path | None]:
+    """A client's event queue, holding first what its spill file kept (claimed now)."""
+    if spill_path is None:
+        return EventQueue(batch_size, max_queue, [], []), None
+    path = Path(spill_path)
+    claimed, events = spill.claim(path)
+    queue = EventQueue(batch_size, max_queue, claimed, events)
+    spill.release(queue.finished_files())  # claims that held no event
+    if events:
+        log.info("sending first %d task events spilled to %s", len(events), path)
+    return queue, path
+
+
 class Client:
     """A splitedge server, for an agent: ``assign``, ``track_task``, ``results``.
 
     ``base_url`` is the server (``http://127.0.0.1:8000``), ``api_key`` a workspace API
-    key (``sk_live_...``). Task events go in batches of up to ``batch_size``, at the
-    latest ``flush_interval`` seconds after the first of them was tracked; at most
-    ``max_queue`` wait, and ``track_task`` blocks up to ``queue_timeout`` seconds for
-    room before it raises `QueueFull`. ``timeout`` bounds each HTTP request.
+    key (``sk_live_...``). ``assign`` waits at most ``assign_timeout`` seconds and never
+    raises unless ``strict`` (here or per call). Task events go in batches of up to
+    ``batch_size``, at the latest ``flush_interval`` seconds after the first of them was
+    tracked; at most ``max_queue`` wait, then the oldest are dropped (``stats()``
+    counts them). ``spill_path``: a file where ``close`` keeps what it could not
+    deliver, and which the next client on it sends first. ``timeout`` bounds every
+    other HTTP request.
     """
 
     def __init__(
@@ -73,14 +102,19 @@ class Client:
         api_key: str,
         *,
         timeout: float = 10.0,
+        assign_timeout: float = ASSIGN_TIMEOUT,
+        strict: bool = False,
         batch_size: int = 100,
         flush_interval: float = 0.5,
-        max_queue: int = 10_000,
-        queue_timeout: float = 10.0,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        spill_path: str | os.PathLike[str] | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retry = RetryPolicy() if retry is None else retry
+        self.strict = strict
+        self._assign_timeout = assign_timeout
+        self._fallback = AssignFallback(self.base_url)
         import httpx
 
         headers = client_headers(api_key)
@@ -90,24 +124,41 @@ class Client:
         def events_http() -> httpx.Client:
             return httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
-        self._sender = _Sender(
-            events_http, PendingEvents(batch_size), flush_interval, max_queue, queue_timeout,
-            self.retry,
-        )  # fmt: skip
+        queue, path = spilled_events(spill_path, batch_size, max_queue)
+        self._sender = _Sender(events_http, queue, flush_interval, self.retry, path)
 
-    def assign(self, experiment_id: str, unit_id: str) -> AssignedVariant | None:
+    def assign(
+        self, experiment_id: str, unit_id: str, *, default: Any = None, strict: bool | None = None
+    ) -> AssignedVariant | None:
         """The variant ``unit_id`` (an agent session or run id) gets in the experiment,
         with its payload; None when the unit is outside the experiment's coverage.
-        The same unit always gets the same variant (the promoted winner once deployed)."""
-        return assigned(self._call("POST", "/v1/assign", assign_body(experiment_id, unit_id)))
+        The same unit always gets the same variant (the promoted winner once deployed).
+
+        Unless ``strict``, it never raises: when the server cannot answer (a timeout,
+        no connection, a 429, a 5xx, a 4xx such as 404), the answer is the last one the
+        server gave for the experiment (``source="cache"``) or ``default`` as the payload
+        (``source="default"``); see `AssignedVariant`. ``strict`` raises `ApiError` or
+        `Unreachable` instead, after a few tries."""
+        body = assign_body(experiment_id, unit_id)
+        if self.strict if strict is None else strict:
+            return assigned(self._call("POST", "/v1/assign", body))
+        return self._fallback.one(experiment_id, unit_id, self._ask(body), default)
 
     def assign_many(
-        self, experiment_id: str, unit_ids: Sequence[str]
+        self,
+        experiment_id: str,
+        unit_ids: Sequence[str],
+        *,
+        default: Any = None,
+        strict: bool | None = None,
     ) -> list[AssignedVariant | None]:
         """`assign` for many units, in batches of 1000; answers in the order of the ids."""
         answers: list[AssignedVariant | None] = []
-        for body in assign_batches(experiment_id, unit_ids):
-            answers += assigned_batch(self._call("POST", "/v1/assign", body))
+        for batch, body in assign_batches(experiment_id, unit_ids):
+            if self.strict if strict is None else strict:
+                answers += assigned_batch(self._call("POST", "/v1/assign", body))
+            else:
+                answers += self._fallback.many(experiment_id, batch, self._ask(body), default)
         return answers
 
     def track_task(
@@ -128,9 +179,10 @@ class Client:
         ts: int | None = None,
     ) -> str:
         """Queue a task event (ClawTrait's trackTask, plus turns and the experiment's
-        ids) and return its event id. ``assignment`` (what `assign` returned) fills
-        ``session_id``, ``experiment_id`` and ``variant_id``. A bad field raises
-        `InvalidRequest` here; delivery happens in the background."""
+        ids) and return its event id; it never waits for the server. ``assignment``
+        (what `assign` returned) fills ``session_id`` and, if it is counted,
+        ``experiment_id`` and ``variant_id``. A bad field (a negative ``cost``, an
+        unknown ``outcome``...) raises `InvalidRequest`, a `ValueError`, here."""
         event_id, encoded = task_event(
             agent_id, task, outcome, cost=cost, duration_ms=duration_ms, metadata=metadata,
             turns=turns, experiment_id=experiment_id, variant_id=variant_id,
@@ -143,19 +195,19 @@ class Client:
         """The experiment's results (``GET /v1/experiments/{id}/results``): its ``data``."""
         return results_data(self._call("GET", results_path(experiment_id)))
 
-    @property
     def stats(self) -> DeliveryStats:
         """What the task events tracked so far came to."""
         return self._sender.stats()
 
     def flush(self, timeout: float | None = None) -> None:
         """Send what is queued now and wait until the server took it (or refused it for
-        good: see ``stats``); `DeliveryTimeout` after ``timeout`` seconds."""
+        good: see ``stats()``); `DeliveryTimeout` after ``timeout`` seconds."""
         self._sender.flush(timeout)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Deliver everything queued, then stop. Events still undelivered after
-        ``timeout`` seconds are dropped and `DeliveryTimeout` says how many."""
+        """Deliver what is queued in ``timeout`` seconds, then stop. What is left is
+        written to ``spill_path``; without one it is dropped, and `DeliveryTimeout`
+        says how many."""
         if self._closed:
             return
         self._closed = True
@@ -174,6 +226,33 @@ class Client:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+    def _ask(self, body: bytes) -> bytes | None:
+        """A non-strict assign request: the answer's body, or None to answer from memory
+        (the breaker is open, or this call starts a probe in the background)."""
+        admission = self._fallback.breaker.admit()
+        if admission is Admission.CALL:
+            return self._request_assign(body)
+        if admission is Admission.PROBE:
+            probe = threading.Thread(
+                target=self._request_assign, args=(body,), name="splitedge-probe", daemon=True
+            )
+            probe.start()
+        return None
+
+    def _request_assign(self, body: bytes) -> bytes | None:
+        if self._closed:
+            return None
+        import httpx
+
+        try:
+            response = self._http.post("/v1/assign", content=body, timeout=self._assign_timeout)
+        except httpx.HTTPError as exc:
+            self._fallback.unreachable(exc)
+            return None
+        except RuntimeError:  # closed by another thread meanwhile
+            return None
+        return self._fallback.answered(response.status_code, response.content)
 
     def _call(self, method: str, path: str, body: bytes | None = None) -> bytes:
         if self._closed:
@@ -206,68 +285,53 @@ def _close_at_exit() -> None:
 
 
 class _Sender:
-    """The queue of encoded task events and the thread that posts them in batches."""
+    """The `EventQueue` and the thread that posts it in batches. Every count and the
+    queue are guarded by ``cond``; no request is made holding it."""
 
     def __init__(
         self,
         make_http: Callable[[], httpx.Client],
-        pending: PendingEvents,
+        queue: EventQueue,
         flush_interval: float,
-        max_queue: int,
-        queue_timeout: float,
         retry: RetryPolicy,
+        spill_path: Path | None,
     ) -> None:
         self.make_http = make_http
-        self.pending = pending
+        self.queue = queue
         self.flush_interval = flush_interval
-        self.max_queue = max_queue
-        self.queue_timeout = queue_timeout
         self.retry = retry
+        self.spill_path = spill_path
         self.cond = threading.Condition()
+        # Set when close gave up waiting: the thread ends without touching the queue.
         self.abort = threading.Event()
         self.thread: threading.Thread | None = None
         self.closing = False
-        # Events: queued by track_task, taken into batches, settled (delivered or dropped).
-        self.queued = self.taken = self.settled = self.flush_target = 0
-        self.delivered = self.dropped = self.retries = 0
-        self.last_error: str | None = None
+        if queue.pending:
+            with self.cond:
+                self._start()
 
     def stats(self) -> DeliveryStats:
         with self.cond:
-            return DeliveryStats(
-                self.queued, self.delivered, self.dropped, self.retries, self.last_error
-            )
+            return self.queue.stats()
 
     def put(self, event: bytes) -> None:
         with self.cond:
-            if len(self.pending) >= self.max_queue and not self.cond.wait_for(
-                lambda: len(self.pending) < self.max_queue or self.closing, self.queue_timeout
-            ):
-                raise QueueFull(
-                    f"{len(self.pending)} task events are waiting and none left the queue in "
-                    f"{self.queue_timeout} s (last error: {self.last_error}); raise max_queue "
-                    "or check the server"
-                )
             if self.closing:
                 raise ClientClosed("this client is closed; make a new one")
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._run, name="splitedge-events")
-                self.thread.daemon = True
-                self.thread.start()
-                _running.add(self)
-            self.queued += 1
-            if self.pending.add(event) or self.pending.full():
+            self._start()
+            if self.queue.put(event):
                 self.cond.notify_all()
 
     def flush(self, timeout: float | None) -> None:
         with self.cond:
-            target = self.queued
-            self.flush_target = max(self.flush_target, target)
+            queue = self.queue
+            target = queue.total
+            queue.flush_target = max(queue.flush_target, target)
             self.cond.notify_all()
-            if not self.cond.wait_for(lambda: self.settled >= target, timeout):
+            if not self.cond.wait_for(lambda: queue.ended >= target, timeout):
                 raise DeliveryTimeout(
-                    f"{target - self.settled} task events not delivered in {timeout} s "
-                    f"(last error: {self.last_error}); they stay queued"
+                    f"{target - queue.ended} task events not delivered in {timeout} s "
+                    f"(last error: {queue.last_error}); they stay queued"
                 )
 
     def close(self, timeout: float) -> None:
@@ -283,14 +347,24 @@ class _Sender:
         _running.discard(self)
         if not thread.is_alive():
             return
-        with self.cond:
-            left = self.queued - self.settled
+        # Out of time. The thread may be in a request: it is left to end on its own.
         self.abort.set()
-        thread.join()  # at most the request in flight: its HTTP timeout
-        raise DeliveryTimeout(
-            f"{left} task events were not delivered in {timeout} s and were dropped "
-            f"(last error: {self.last_error})"
-        )
+        with self.cond:
+            events = self.queue.remaining()
+            last_error = self.queue.last_error
+        spilled = spill.keep(self.spill_path, events)
+        with self.cond:
+            finished = self.queue.leave(spilled)
+        spill.release(finished)
+        if not spilled:
+            raise left_behind(len(events), timeout, last_error)
+
+    def _start(self) -> None:
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="splitedge-events")
+            self.thread.daemon = True
+            self.thread.start()
+            _running.add(self)
 
     def _run(self) -> None:
         http = self.make_http()
@@ -302,33 +376,24 @@ class _Sender:
             log.exception("the task event sender failed")
             with self.cond:
                 self.closing = True
-                self.pending.events.clear()
-                self.dropped += self.queued - self.settled
-                self.settled = self.queued
-                self.last_error = f"the sender failed: {exc!r}"
+                self.queue.last_error = f"the sender failed: {exc!r}"
+                self.queue.leave(spilled=False)
                 self.cond.notify_all()
         finally:
             http.close()
 
     def _next_batch(self) -> list[bytes] | None:
         with self.cond:
-            pending = self.pending
-            while True:
-                if pending:
-                    if self.closing or pending.full() or self.flush_target > self.taken:
-                        break
-                    wait = pending.oldest_at + self.flush_interval - time.monotonic()
-                    if wait <= 0:
-                        break
-                    self.cond.wait(wait)
-                elif self.closing:
+            while not self.abort.is_set():
+                due = self.queue.due(self.closing, self.flush_interval, time.monotonic())
+                if due is None and self.closing:
                     return None
-                else:
-                    self.cond.wait()
-            batch = pending.cut()
-            self.taken += len(batch)
-            self.cond.notify_all()
-            return batch
+                if due == 0.0:
+                    batch = self.queue.take()
+                    self.cond.notify_all()
+                    return batch
+                self.cond.wait(due)
+            return None
 
     def _deliver(self, http: httpx.Client, batch: list[bytes]) -> None:
         verdict, error = self._send(http, batch)
@@ -337,14 +402,11 @@ class _Sender:
                 self._deliver(http, [event])
             return
         with self.cond:
-            if verdict is Verdict.DELIVERED:
-                self.delivered += len(batch)
-            else:
-                self.dropped += len(batch)
-                self.last_error = error
-                log.warning("dropped %d task events: %s", len(batch), error)
-            self.settled += len(batch)
+            if self.abort.is_set():  # close counted the batch already
+                return
+            finished = self.queue.end(len(batch), verdict, error)
             self.cond.notify_all()
+        spill.release(finished)
 
     def _send(self, http: httpx.Client, batch: list[bytes]) -> tuple[Verdict, str | None]:
         import httpx
@@ -361,11 +423,7 @@ class _Sender:
             if verdict is not Verdict.RETRY:
                 return verdict, error
             failures += 1
-            if failures >= self.retry.attempts:
-                return Verdict.DROP, f"{error} ({failures} tries)"
             with self.cond:
-                self.retries += 1
-                self.last_error = error
-            if self.abort.wait(self.retry.delay(failures, wait)):
-                break
+                self.queue.retried(error)
+            self.abort.wait(self.retry.delay(failures, wait))
         return Verdict.DROP, "the client closed before the server took them"

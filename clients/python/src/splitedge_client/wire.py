@@ -34,6 +34,7 @@ __all__ = [
     "ErrorEnvelope",
     "MetadataValue",
     "Outcome",
+    "Source",
     "UnitAssignments",
     "api_error",
     "assign_batches",
@@ -44,6 +45,7 @@ __all__ = [
     "results_data",
     "results_path",
     "task_event",
+    "valid_event",
 ]
 
 # The most units one assign request and events one events request may carry.
@@ -51,7 +53,16 @@ MAX_UNITS_PER_BATCH = 1000
 MAX_EVENTS_PER_BATCH = 500
 
 Outcome = Literal["success", "failure", "partial"]
-MetadataValue = str | int | float | bool | None
+# Where an assignment came from: the server's answer, the last good answer for the
+# experiment (the server could not answer), or the caller's ``default`` (nothing cached).
+Source = Literal["server", "cache", "default"]
+# A metadata value is any JSON value: nested objects and lists too.
+MetadataValue = str | int | float | bool | None | list[Any] | dict[str, Any]
+# The server's limits on one event's metadata: its compact JSON's bytes, and how deep it
+# nests (the object itself is level 1). Checked here, so one oversized event is refused
+# when it is tracked rather than making the server refuse its whole batch.
+MAX_METADATA_BYTES = 8192
+MAX_METADATA_DEPTH = 8
 
 UnitId = Annotated[str, Meta(min_length=1, max_length=1024)]
 Url = Annotated[str, Meta(max_length=8192)]
@@ -96,7 +107,9 @@ class AssignRequest(msgspec.Struct, omit_defaults=True):
 
 class Assignment(msgspec.Struct, frozen=True):
     """One experiment's answer for a unit: the variant and its ``payload`` (an agent
-    variant's config, any JSON); ``deployed``: the experiment's promoted winner."""
+    variant's config, any JSON); ``deployed``: the experiment's promoted winner;
+    ``in_experiment`` false: the experiment no longer runs and counts no unit, ``reason``
+    says why (every unit gets this variant: the deployed winner, else the control)."""
 
     experiment_id: str
     variant_id: str
@@ -104,6 +117,13 @@ class Assignment(msgspec.Struct, frozen=True):
     is_control: bool
     payload: Any
     deployed: bool
+    in_experiment: bool = True
+    reason: (
+        Literal[
+            "winner_deployed", "experiment_paused", "experiment_completed", "experiment_archived"
+        ]
+        | None
+    ) = None
 
 
 class UnitAssignments(msgspec.Struct, frozen=True):
@@ -164,8 +184,14 @@ class AssignedVariant(msgspec.Struct, frozen=True):
     (a soul_md or system prompt, any JSON config, a config version hash).
 
     ``deployed``: the experiment is over and this is its promoted winner. Every unit gets
-    it, and it counts nothing: ``track_task(..., assignment=...)`` then reports the task
-    without the experiment's ids (the server refuses events naming a deployed experiment).
+    it, and it counts nothing. ``in_experiment`` False: the unit is served but not counted
+    (a concluded experiment's answer, ``reason`` says why; or one the server did not
+    give). ``source``: where
+    the answer came from, ``"server"``, ``"cache"`` (the last good answer for the
+    experiment, the server could not answer) or ``"default"`` (the caller's ``default``
+    as ``payload``, ``variant_id`` and ``variant_name`` empty). Only a counted answer
+    (``in_experiment`` and not ``deployed``) lends its experiment's ids to
+    ``track_task(..., assignment=...)``.
     """
 
     experiment_id: str
@@ -175,6 +201,14 @@ class AssignedVariant(msgspec.Struct, frozen=True):
     is_control: bool
     payload: Any
     deployed: bool
+    in_experiment: bool = True
+    reason: str | None = None
+    source: Source = "server"
+
+    @property
+    def counted(self) -> bool:
+        """Whether tasks reported with this assignment count in the experiment."""
+        return self.in_experiment and not self.deployed
 
 
 class _Assigned(msgspec.Struct):
@@ -200,10 +234,14 @@ def assign_body(experiment_id: str, unit_ids: Sequence[str] | str) -> bytes:
     return _encode(AssignRequest(experiment_id=experiment_id, units=units))
 
 
-def assign_batches(experiment_id: str, unit_ids: Sequence[str]) -> Iterator[bytes]:
-    """The bodies that assign ``unit_ids``, in batches of the most the server takes."""
+def assign_batches(
+    experiment_id: str, unit_ids: Sequence[str]
+) -> Iterator[tuple[list[str], bytes]]:
+    """The batches that assign ``unit_ids`` (the most the server takes each): their ids
+    and their body."""
     for start in range(0, len(unit_ids), MAX_UNITS_PER_BATCH):
-        yield assign_body(experiment_id, list(unit_ids[start : start + MAX_UNITS_PER_BATCH]))
+        batch = list(unit_ids[start : start + MAX_UNITS_PER_BATCH])
+        yield batch, assign_body(experiment_id, batch)
 
 
 def results_path(experiment_id: str) -> str:
@@ -229,7 +267,7 @@ def _variant(answer: UnitAssignments) -> AssignedVariant | None:
     a = answer.assignments[0]
     return AssignedVariant(
         a.experiment_id, answer.unit_id, a.variant_id, a.variant_name, a.is_control,
-        a.payload, a.deployed,
+        a.payload, a.deployed, a.in_experiment, a.reason,
     )  # fmt: skip
 
 
@@ -250,6 +288,16 @@ def api_error(status: int, body: bytes) -> ApiError:
     except (msgspec.DecodeError, UnicodeDecodeError):
         return ApiError(status, "http_error", body[:200].decode("utf-8", "replace"))
     return ApiError(status, detail.code, detail.message)
+
+
+def valid_event(encoded: bytes) -> bool:
+    """Whether ``encoded`` is a task event the server takes (a line read back from a
+    spill file may be torn by a crash)."""
+    try:
+        _event_check.decode(encoded)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return False
+    return True
 
 
 def new_event_id() -> str:
@@ -276,13 +324,14 @@ def task_event(
     """A task event's id and its JSON, checked as the server checks it; `InvalidRequest`
     says what is wrong.
 
-    ``assignment`` fills what is not given: ``session_id`` (its unit) and, unless it is
-    deployed, ``experiment_id`` and ``variant_id``. ``ts`` (ms since the epoch) defaults
-    to now: the task's own time, not when its batch reaches the server.
+    ``assignment`` fills what is not given: ``session_id`` (its unit) and, when it is
+    counted (see `AssignedVariant`), ``experiment_id`` and ``variant_id``. ``ts`` (ms
+    since the epoch) defaults to now: the task's own time, not when its batch reaches
+    the server.
     """
     if assignment is not None:
         session_id = session_id or assignment.unit_id
-        if not assignment.deployed:
+        if assignment.counted:
             experiment_id = experiment_id or assignment.experiment_id
             variant_id = variant_id or assignment.variant_id
     event = AgentTaskEvent(
@@ -304,4 +353,29 @@ def task_event(
         _event_check.decode(encoded)
     except (msgspec.ValidationError, TypeError) as exc:
         raise InvalidRequest(f"invalid task event: {exc}") from None
+    if event.metadata:
+        _check_metadata(event.metadata)
     return event.event_id, encoded
+
+
+def _depth(value: Any) -> int:
+    """How deep a JSON value nests (a scalar is 0, ``{}`` is 1)."""
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+def _check_metadata(metadata: dict[str, Any]) -> None:
+    size = len(_encode(metadata))
+    if size > MAX_METADATA_BYTES:
+        raise InvalidRequest(
+            f"invalid task event: metadata is {size} bytes as JSON, over the server's limit "
+            f"of {MAX_METADATA_BYTES}; send less context per event"
+        )
+    if _depth(metadata) > MAX_METADATA_DEPTH:
+        raise InvalidRequest(
+            f"invalid task event: metadata nests deeper than {MAX_METADATA_DEPTH} levels; "
+            "flatten it"
+        )
