@@ -152,6 +152,8 @@ def test_no_404_right_after_create_with_auto_launch(served: Served) -> None:
         for round_ in range(5):
             experiment = create(served, f"fresh-{round_}")
             bodies = [{"experiment_id": experiment["id"], "unit_id": f"run-{i}"} for i in range(40)]
+            first = assign(served, bodies[0])
+            assert first.status_code == 200, (round_, first.text)
             statuses = list(pool.map(lambda body: assign(served, body).status_code, bodies))
             assert statuses == [200] * len(bodies), round_
 
