@@ -104,8 +104,9 @@ class Assignment(msgspec.Struct, frozen=True):
     is_control: bool
     payload: Any
     deployed: bool
-    in_experiment: bool
-    reason: OutsideReason | None
+    # Defaults, so that an SDK reads the answers of a server from before these fields.
+    in_experiment: bool = True
+    reason: OutsideReason | None = None
 
 
 class UnitAssignments(msgspec.Struct, frozen=True):

@@ -93,7 +93,9 @@ class AssignRequest(msgspec.Struct, omit_defaults=True):
 
 class Assignment(msgspec.Struct, frozen=True):
     """One experiment's answer for a unit: the variant and its ``payload`` (an agent
-    variant's config, any JSON); ``deployed``: the experiment's promoted winner."""
+    variant's config, any JSON); ``deployed``: the experiment's promoted winner;
+    ``in_experiment`` false: the experiment no longer runs and counts no unit, ``reason``
+    says why (every unit gets this variant: the deployed winner, else the control)."""
 
     experiment_id: str
     variant_id: str
@@ -101,6 +103,13 @@ class Assignment(msgspec.Struct, frozen=True):
     is_control: bool
     payload: Any
     deployed: bool
+    in_experiment: bool = True
+    reason: (
+        Literal[
+            "winner_deployed", "experiment_paused", "experiment_completed", "experiment_archived"
+        ]
+        | None
+    ) = None
 
 
 class UnitAssignments(msgspec.Struct, frozen=True):
