@@ -16,15 +16,13 @@ exist.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import msgspec
 from starlette.types import Receive, Scope, Send
 
 from edge.bearer import KeyLedger, require_workspace
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, read_body, send_response
-from edge.kv import CompiledExperiment, ConfigKV, KVHolder
+from edge.kv import CatchUp, CompiledExperiment, ConfigKV, KVHolder
 from edge.operation import Operation
 from edge.urlglob import pathname_of
 from edge.wire import AssignBatch, AssignMeta, AssignRequest, AssignUnit, UnitAssignments
@@ -118,7 +116,7 @@ class AssignEndpoint:
         self,
         holder: KVHolder,
         ledger: KeyLedger | None = None,
-        catch_up: Callable[[ConfigKV], Awaitable[ConfigKV]] | None = None,
+        catch_up: CatchUp | None = None,
     ) -> None:
         self.holder = holder
         self.ledger = ledger
@@ -129,9 +127,12 @@ class AssignEndpoint:
             _decoder, await read_body(scope, receive, MAX_ASSIGN_BODY), "assign request"
         )
         kv = self.holder.require()
+        ledger = self.ledger
         if self.catch_up is not None and request.public_key is None:
-            kv = await self.catch_up(kv)
-        experiments = _experiments(request, kv, scope, self.ledger)
+            kv, latest = await self.catch_up(kv)
+            if latest:
+                ledger = None  # the KV is the store's latest: it answers for the key
+        experiments = _experiments(request, kv, scope, ledger)
         units, batch = _units(request)
         if batch:
             data = b'{"units":[%b]}' % b",".join(_assignments(experiments, u) for u in units)

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import msgspec
@@ -35,6 +36,7 @@ from edge.wire import assignment_fragment
 
 __all__ = [
     "Assignable",
+    "CatchUp",
     "CompiledExperiment",
     "ConfigFollower",
     "ConfigKV",
@@ -198,6 +200,11 @@ class SnapshotSource(Protocol):
     def snapshot(self) -> ConfigSnapshot:
         """The whole config at its latest version."""
         ...
+
+
+CatchUp = Callable[[ConfigKV], Awaitable[tuple[ConfigKV, bool]]]
+"""Brings a request's KV up to the store's latest write (`edge.serving.KVCatchUp`): the
+KV to answer with, and whether it is the store's latest (then it answers for API keys)."""
 
 
 class KVHolder:

@@ -64,14 +64,21 @@ class KVCatchUp:
         self.follower: ConfigFollower | None = None
         self._reload: asyncio.Task[ConfigKV | None] | None = None
 
-    async def __call__(self, kv: ConfigKV) -> ConfigKV:
-        """``kv``, or the KV of the store's version when that is newer."""
-        if self.ledger is None or self.follower is None or self.ledger.version() == kv.version:
-            return kv
+    async def __call__(self, kv: ConfigKV) -> tuple[ConfigKV, bool]:
+        """``kv``, or the KV of the store's version when that is newer; and whether the
+        answer is at the store's version (it then answers for API keys, and the ledger
+        need not be asked again)."""
+        if self.ledger is None or self.follower is None:
+            return kv, False
+        version = self.ledger.version()
+        if version == kv.version:
+            return kv, True
         if self._reload is None:
             self._reload = asyncio.create_task(self._load(self.follower), name="kv-catch-up")
         loaded = await asyncio.shield(self._reload)
-        return kv if loaded is None else loaded
+        if loaded is None:
+            return kv, False
+        return loaded, loaded.version >= version
 
     async def _load(self, follower: ConfigFollower) -> ConfigKV | None:
         try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import msgspec
@@ -27,7 +26,7 @@ from edge.ingest.body import read_event_body
 from edge.ingest.buffer import AgentChunk, EventBuffer
 from edge.ingest.counters import IngestCounters
 from edge.ingest.schema import MAX_EVENTS_PER_BATCH, AgentTaskEvent
-from edge.kv import ConfigKV, KVHolder
+from edge.kv import CatchUp, ConfigKV, KVHolder
 from edge.operation import Operation
 
 __all__ = ["EVENTS_OPERATION", "MAX_EVENTS_BODY", "CreatedEvent", "CreatedEvents", "EventsEndpoint"]
@@ -116,7 +115,7 @@ class EventsEndpoint:
         buffer: EventBuffer,
         counters: IngestCounters,
         ledger: KeyLedger | None = None,
-        catch_up: Callable[[ConfigKV], Awaitable[ConfigKV]] | None = None,
+        catch_up: CatchUp | None = None,
         late_event_grace: float = 86_400.0,
     ):
         self.holder = holder
@@ -127,10 +126,11 @@ class EventsEndpoint:
         self.late_event_grace = late_event_grace
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kv = self.holder.require()
+        kv, latest = (self.holder.require(), False)
         if self.catch_up is not None:
-            kv = await self.catch_up(kv)
-        workspace_id = require_workspace(kv, scope, "/v1/events", self.ledger)
+            kv, latest = await self.catch_up(kv)
+        # At the store's latest version, the KV answers for the key.
+        workspace_id = require_workspace(kv, scope, "/v1/events", None if latest else self.ledger)
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
         decoded = decode_body(_decoder, text, "task event")
         events = decoded if isinstance(decoded, list) else [decoded]
