@@ -59,48 +59,15 @@ def _fields(struct: type[msgspec.Struct]) -> dict[str, Any]:
     return {"properties": schema["properties"], "required": sorted(schema["required"])}
 
 
-# Fields where the SDK may be ahead of the server it talks to (issue 22): it reads
-# ``in_experiment`` and ``reason`` with a default (a server without them counts every
-# answer), and it refuses a negative ``cost`` (a bound within an older server's). A
-# server with the same field passes the equality below; one without it or with the
-# older bound, this check.
-AHEAD = {
-    ("Assignment", "in_experiment"),
-    ("Assignment", "reason"),
-    ("AgentTaskEvent", "cost"),
-}
-
-
-def _set_ahead(name: str, sdk: dict[str, Any], server: dict[str, Any]) -> set[str]:
-    """Check and remove the AHEAD fields where the two sides differ; their names."""
-    differ = set()
-    for struct, field in AHEAD:
-        mine, theirs = sdk["properties"].get(field), server["properties"].get(field)
-        if struct != name or mine == theirs:
-            continue
-        assert mine is not None
-        if theirs is None:
-            assert "default" in mine and field not in sdk["required"]
-        else:
-            assert mine["minimum"] >= theirs.get("minimum", float("-inf"))
-            assert {**mine, "minimum": None} == {**theirs, "minimum": None}
-        del sdk["properties"][field]
-        server["properties"].pop(field, None)
-        differ.add(field)
-    return differ
-
-
 @pytest.mark.parametrize("sdk, server", PAIRS, ids=[sdk.__name__ for sdk, _ in PAIRS])
 def test_each_sdk_struct_has_the_fields_of_the_servers(
     sdk: type[msgspec.Struct], server: type[msgspec.Struct]
 ) -> None:
     assert sdk.__name__ == server.__name__  # a nested $ref names the same Struct
-    sdk_fields, server_fields = _fields(sdk), _fields(server)
-    ahead = _set_ahead(sdk.__name__, sdk_fields, server_fields)
-    assert sdk_fields == server_fields
+    assert _fields(sdk) == _fields(server)
     sdk_names = [(f.name, f.encode_name) for f in msgspec.structs.fields(sdk)]
     server_names = [(f.name, f.encode_name) for f in msgspec.structs.fields(server)]
-    assert [n for n in sdk_names if n[0] not in ahead or n in server_names] == server_names
+    assert sdk_names == server_names
 
 
 def test_the_batch_limits_are_the_servers() -> None:

@@ -253,7 +253,6 @@ def test_deploy_from_running_archives_and_refuses_a_second(crewkit: Crewkit) -> 
     assert unknown.status_code == 400, unknown.text
 
 
-@pytest.mark.xfail(strict=True, reason="served after archive: h22-serve")
 def test_assign_after_deploy_and_archive_serves_the_deployed_config(
     env: Env, crewkit: Crewkit
 ) -> None:

@@ -701,9 +701,20 @@ def test_a_promoted_winner_is_served_to_everyone_within_a_second(env: Env) -> No
         timeout=10,
     )
     assert late.status_code == 400 and "running experiment" in late.text, late.text
-    # Archiving ends the deployment.
-    call(env, "PATCH", f"/v1/experiments/{experiment_id}", body={"action": "archive"})
+    # Archiving keeps the deployment (crewkit's lifecycle archives on deploy): the edge
+    # follows the archive (config_version) and still serves the winner.
+    path = f"/v1/experiments/{experiment_id}"
+    version = httpx.get(f"{env.server.base_url}/readyz", timeout=5).json()["config_version"]
+    archived = call(env, "PATCH", path, body={"action": "archive"})
+    assert archived.status_code == 200, archived.text
     since = time.monotonic()
+    while httpx.get(f"{env.server.base_url}/readyz", timeout=5).json()["config_version"] == version:
+        assert time.monotonic() - since < 1.0, "the edge did not follow the archive"
+        time.sleep(0.02)
+    assert served_config(env, experiment_id) == served
+    # Deleting the experiment ends it.
+    since = time.monotonic()
+    assert call(env, "DELETE", path).status_code in (200, 204)
     assert seconds_until_served(env, experiment_id, False, since) < 1.0
 
 

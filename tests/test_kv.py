@@ -46,8 +46,8 @@ def test_unchanged_sites_keep_their_bundle(store_path: Path) -> None:
 
 
 def test_experiments_by_id_for_assignment_and_for_events(store_path: Path) -> None:
-    """Assignment by id finds every served experiment, deployed ones and those on no site;
-    events may name only the running ones."""
+    """Assignment by id finds every launched experiment: running, deployed, on no site,
+    and no longer running (served its control to every unit, by id only); not a draft."""
     seed = seed_store(store_path)
     store = Store(store_path)
     try:
@@ -66,22 +66,32 @@ def test_experiments_by_id_for_assignment_and_for_events(store_path: Path) -> No
             (seed.experiment_id,),
         ).fetchone()[0]
         store.promote_variant(seed.experiment_id, winner)
+        store.set_experiment_status(seed.experiment_id, "archived")
+        store.set_experiment_status(seed.other_experiment_id, "paused")
         second = build_kv(load_snapshot(store), RUNTIME, first)
     finally:
         store.close()
     assert set(first.assignable_by_id) == {seed.experiment_id, seed.other_experiment_id, siteless}
-    assert set(first.experiments_by_id) == set(first.assignable_by_id)
     workspace, (compiled,) = first.assignable_by_id[siteless]
     assert workspace == seed.workspace_id and draft not in first.assignable_by_id
     assert b'"payload":{"soul_md":"A"}' in compiled.fragments[0]
-    assert b'"deployed":false' in compiled.fragments[1]
+    assert b'"deployed":false,"in_experiment":true,"reason":null' in compiled.fragments[1]
     # No snippet carries an experiment on no site.
     assert all(siteless.encode() not in b.snippet.body for b in first.by_public_key.values())
-    # Promoted: still assignable (every unit gets the winner), no longer nameable by events.
+    # Promoted and archived: still assignable, every unit gets the winner, uncounted.
     _, (deployed,) = second.assignable_by_id[seed.experiment_id]
-    assert deployed.config.deployed and seed.experiment_id not in second.experiments_by_id
+    assert deployed.config.deployed and not deployed.config.goals
     assert {deployed.table.assign(f"u{i}") for i in range(100)} == {1}
-    assert b'"deployed":true' in deployed.fragments[1]
+    assert (
+        b'"deployed":true,"in_experiment":false,"reason":"winner_deployed"'
+        in (deployed.fragments[1])
+    )
+    assert second.by_public_key[seed.site.public_key].experiments == (deployed,)
+    # Paused: by id only (no snippet, no site assignment), every unit gets the control.
+    _, (paused,) = second.assignable_by_id[seed.other_experiment_id]
+    assert {paused.table.assign(f"u{i}") for i in range(100)} == {0}
+    assert b'"in_experiment":false,"reason":"experiment_paused"' in paused.fragments[0]
+    assert second.by_public_key[seed.other_site.public_key].experiments == ()
     # An unchanged experiment on no site is not compiled again.
     assert second.assignable_by_id[siteless][1][0] is compiled
 

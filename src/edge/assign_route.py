@@ -3,8 +3,11 @@ site, a unit gets.
 
 An agent names its experiment by ``experiment_id`` with an API key of the experiment's
 workspace, and gets that experiment's variant and payload (its prompt or config) in one
-call: running experiments, and deployed ones (every unit gets the promoted winner), on a
-site or on none. A site is named by its public key (public, like the snippet that carries
+call, on a site or on none. A running experiment counts the unit (``in_experiment``);
+one launched once and no longer running answers every unit with the same variant, not
+counted (``in_experiment`` false, and a ``reason``): its deployed winner until the
+experiment is deleted (archiving keeps it served), else its control. A draft, deleted or
+unknown id is a 404. A site is named by its public key (public, like the snippet that carries
 the same config: its web experiments only, never an agent experiment's prompts or
 configs) or by its id with an API key of the site's workspace (all of its experiments).
 Another workspace's experiment or site is answered 404, the same as one that does not
@@ -19,7 +22,7 @@ from starlette.types import Receive, Scope, Send
 from edge.bearer import KeyLedger, require_workspace
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, decode_body, read_body, send_response
-from edge.kv import CompiledExperiment, ConfigKV, KVHolder
+from edge.kv import CatchUp, CompiledExperiment, ConfigKV, KVHolder
 from edge.operation import Operation
 from edge.urlglob import pathname_of
 from edge.wire import AssignBatch, AssignMeta, AssignRequest, AssignUnit, UnitAssignments
@@ -33,8 +36,9 @@ _encode = msgspec.json.encode
 
 ASSIGN_OPERATION = Operation(
     summary="Assign units to the variants of an experiment, or of a site's experiments",
-    description="Name one experiment by experiment_id (an agent's: its variant and payload, "
-    "the promoted winner once deployed) with an API key of its workspace, or a site by "
+    description="Name one experiment by experiment_id (an agent's: its variant and payload; "
+    "once it no longer runs, every unit gets the deployed winner, else the control, with "
+    "in_experiment false and a reason) with an API key of its workspace, or a site by "
     "public_key, or by site_id with an API key of its workspace; send one unit (unit_id, "
     "url, attributes) or a batch (units). Not metered.",
     body=_decoder,
@@ -65,8 +69,8 @@ def _experiments(
         found = kv.assignable_by_id.get(request.experiment_id)
         if found is None or found[0] != workspace:
             raise NotFound(
-                "no running or deployed experiment with that experiment_id in this "
-                "workspace; launch it first, or check the id POST /v1/experiments returned"
+                "no launched experiment with that experiment_id in this workspace; launch "
+                "it first, or check the id POST /v1/experiments returned"
             )
         return found[1]
     if request.public_key is not None:
@@ -104,18 +108,31 @@ def _assignments(experiments: tuple[CompiledExperiment, ...], unit: AssignUnit) 
 
 
 class AssignEndpoint:
-    """Raw ASGI endpoint for assignment; the answer is joined from precomputed bytes."""
+    """Raw ASGI endpoint for assignment; the answer is joined from precomputed bytes.
+    ``catch_up`` brings the KV up to the store's latest write for a request with an API
+    key (`edge.serving.KVCatchUp`)."""
 
-    def __init__(self, holder: KVHolder, ledger: KeyLedger | None = None) -> None:
+    def __init__(
+        self,
+        holder: KVHolder,
+        ledger: KeyLedger | None = None,
+        catch_up: CatchUp | None = None,
+    ) -> None:
         self.holder = holder
         self.ledger = ledger
+        self.catch_up = catch_up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = decode_body(
             _decoder, await read_body(scope, receive, MAX_ASSIGN_BODY), "assign request"
         )
         kv = self.holder.require()
-        experiments = _experiments(request, kv, scope, self.ledger)
+        ledger = self.ledger
+        if self.catch_up is not None and request.public_key is None:
+            kv, latest = await self.catch_up(kv)
+            if latest:
+                ledger = None  # the KV is the store's latest: it answers for the key
+        experiments = _experiments(request, kv, scope, ledger)
         units, batch = _units(request)
         if batch:
             data = b'{"units":[%b]}' % b",".join(_assignments(experiments, u) for u in units)

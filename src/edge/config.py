@@ -2,8 +2,9 @@
 
 A `ConfigSnapshot` is everything an edge needs to answer snippet, assign and event
 requests without touching the store: the running experiments of every site, those of
-no site (agent experiments, assigned by experiment id), and the hashes of the API keys
-that may write events. It is produced by the store
+no site (agent experiments, assigned by experiment id), those launched once that are not
+running now (assigned by experiment id only, and counted no more), and the hashes of the
+API keys that may write events. It is produced by the store
 (`edge.control.snapshot`), compiled into a `edge.kv.ConfigKV`, and (in a later issue)
 shipped to remote edge nodes as msgspec-encoded JSON. The version only ever grows.
 """
@@ -80,7 +81,7 @@ class VariantConfig(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A running experiment as the edge serves it.
+    """An experiment as the edge serves it.
 
     ``coverage`` is the share of units in the experiment at all, in basis points; a unit
     outside it sees the page unchanged and is not counted.
@@ -88,7 +89,12 @@ class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     ``deployed``: the experiment is over and its winner was promoted. It is served with all
     the weight on the winner, so every unit gets it, and counts nothing: no goals, no
     exposures, and events naming it are refused like those of any experiment that is not
-    running.
+    running (but for the late events of `Settings.late_event_grace`).
+
+    ``status`` is the experiment's: one that is not running answers every unit with one
+    variant, counted nowhere: its deployed winner, else its control (the weights say
+    which). ``ended_at`` is when it was completed (Unix seconds; None while it runs or is
+    paused): its late events are taken for a grace period after it.
     """
 
     id: str
@@ -98,6 +104,8 @@ class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     url_pattern: str | None = None
     coverage: int = 10_000
     deployed: bool = False
+    status: Literal["running", "paused", "completed", "archived"] = "running"
+    ended_at: float | None = None
 
 
 class SiteConfig(msgspec.Struct, frozen=True):
@@ -115,9 +123,11 @@ class SiteConfig(msgspec.Struct, frozen=True):
 
 
 class SitelessExperiments(msgspec.Struct, frozen=True):
-    """A workspace's served experiments that belong to no site (agent experiments made
-    without one). No snippet carries them: they are assigned by experiment id, with an
-    API key of the workspace, and events name them like any running experiment."""
+    """A workspace's experiments served by experiment id only: those that belong to no
+    site (agent experiments made without one), or (`ConfigSnapshot.inactive`) that are
+    not running and have no deployed winner. No snippet carries them: they are assigned
+    by experiment id, with an API key of the workspace, and events name them like any
+    other served experiment."""
 
     workspace_id: str
     experiments: tuple[ExperimentConfig, ...]
@@ -132,10 +142,13 @@ class ApiKeyEntry(msgspec.Struct, frozen=True):
 
 
 class ConfigSnapshot(msgspec.Struct, frozen=True):
-    """Everything the edge serves, at one config version."""
+    """Everything the edge serves, at one config version. ``sites`` and ``siteless`` hold
+    the running and deployed experiments; ``inactive`` the others that were launched
+    (paused, or completed or archived without a deployed winner), on a site or not."""
 
     version: int
     sites: tuple[SiteConfig, ...]
     api_keys: tuple[ApiKeyEntry, ...] = ()
     demo_public_key: str | None = None
     siteless: tuple[SitelessExperiments, ...] = ()
+    inactive: tuple[SitelessExperiments, ...] = ()

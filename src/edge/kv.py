@@ -8,17 +8,19 @@ event loop and swaps the holder's reference in one assignment. Requests read
 and never take a lock. Bundles of sites whose config did not change are carried over
 into the new KV, so a change to one site does not re-gzip every other site's snippet.
 
-Two maps answer "which experiment is this id": ``assignable_by_id`` holds every served
-experiment (deployed ones and those on no site included) for assignment by experiment
-id; ``experiments_by_id`` holds only those events may name (running ones: a deployed
-experiment counts nothing).
+``assignable_by_id`` answers "which experiment is this id" for assignments and agent
+events: it holds every served experiment (deployed ones, those no longer running and
+those on no site included); events may name a running one, or a concluded one within its
+grace period (`edge.ingest.events_route`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import msgspec
@@ -34,6 +36,7 @@ from edge.wire import assignment_fragment
 
 __all__ = [
     "Assignable",
+    "CatchUp",
     "CompiledExperiment",
     "ConfigFollower",
     "ConfigKV",
@@ -103,7 +106,8 @@ Assignable = tuple[str, tuple[CompiledExperiment]]
 class ConfigKV:
     """One config version, compiled. Never mutated after `build_kv` returns it.
 
-    ``siteless`` are the compiled experiments on no site, with their workspace ids.
+    ``siteless`` are the compiled experiments served by id only (on no site, or no longer
+    running without a deployed winner), with their workspace ids.
     ``built_at`` is when it was compiled (Unix seconds): /readyz reports it, so how long
     a change took to reach a worker can be read off the worker itself.
     """
@@ -114,7 +118,6 @@ class ConfigKV:
         "by_public_key",
         "by_site_id",
         "demo_public_key",
-        "experiments_by_id",
         "keys_by_prefix",
         "version",
     )
@@ -134,10 +137,6 @@ class ConfigKV:
         served += siteless or []
         self.assignable_by_id: dict[str, Assignable] = {
             e.config.id: (workspace_id, (e,)) for workspace_id, e in served
-        }
-        # The experiments events may name: a deployed one counts nothing.
-        self.experiments_by_id = {
-            e.config.id: (workspace_id, e) for workspace_id, e in served if not e.config.deployed
         }
         keys: dict[str, list[ApiKeyEntry]] = {}
         for entry in api_keys:
@@ -173,7 +172,7 @@ def build_kv(
     compiled = {} if previous is None else previous.assignable_by_id
     siteless = [
         (group.workspace_id, _reuse_or_compile(compiled, config))
-        for group in snapshot.siteless
+        for group in (*snapshot.siteless, *snapshot.inactive)
         for config in group.experiments
     ]
     return ConfigKV(
@@ -201,6 +200,11 @@ class SnapshotSource(Protocol):
     def snapshot(self) -> ConfigSnapshot:
         """The whole config at its latest version."""
         ...
+
+
+CatchUp = Callable[[ConfigKV], Awaitable[tuple[ConfigKV, bool]]]
+"""Brings a request's KV up to the store's latest write (`edge.serving.KVCatchUp`): the
+KV to answer with, and whether it is the store's latest (then it answers for API keys)."""
 
 
 class KVHolder:
@@ -233,11 +237,15 @@ class ConfigFollower:
         self.runtime = runtime
         self.holder = holder
         self.interval = interval
+        # The poll and a request's catch-up (edge.serving) may load at once: one at a
+        # time, so a slower load of an older snapshot never replaces a newer KV.
+        self._loading = threading.Lock()
 
     def load(self) -> ConfigKV:
         """Build the KV of the source's current snapshot and make it current."""
-        kv = build_kv(self.source.snapshot(), self.runtime, self.holder.kv)
-        self.holder.kv = kv
+        with self._loading:
+            kv = build_kv(self.source.snapshot(), self.runtime, self.holder.kv)
+            self.holder.kv = kv
         return kv
 
     async def follow(self) -> None:

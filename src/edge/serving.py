@@ -24,14 +24,14 @@ from edge.ingest.collect_route import COLLECT_OPERATION, PREFLIGHT_OPERATION, Co
 from edge.ingest.events_route import EVENTS_OPERATION, EventsEndpoint
 from edge.ingest.spool import SpoolWriter
 from edge.ingest.status import read_status
-from edge.kv import ConfigFollower, KVHolder, SnapshotSource
+from edge.kv import ConfigFollower, ConfigKV, KVHolder, SnapshotSource
 from edge.metrics import WorkerMetrics
 from edge.operation import DocumentedRoute
 from edge.settings import Settings
 from edge.snippet import load_runtime
 from edge.snippet_route import SNIPPET_OPERATION, SnippetEndpoint
 
-__all__ = ["EdgeServing"]
+__all__ = ["EdgeServing", "KVCatchUp"]
 
 log = logging.getLogger("splitedge.app")
 
@@ -46,6 +46,48 @@ async def _follow(follower: ConfigFollower, present: Callable[[], bool], interva
     while not present():
         await asyncio.sleep(interval)
     await follower.follow()
+
+
+class KVCatchUp:
+    """Brings a worker's KV up to the store's version for a request that needs it.
+
+    The follower polls (``config_poll_interval``), so for a moment after a write the KV
+    still answers the old way: an experiment created with ``auto_launch`` would be a 404
+    to the assigns that follow at once, a stop would still be counted. A request with an
+    API key asks the ledger's version anyway (`edge.bearer.require_workspace`); when the
+    store has moved past the KV, the request waits for a reload, one shared by every
+    request that arrives meanwhile. Without a ledger (an edge node) or a follower yet,
+    the KV is what there is."""
+
+    def __init__(self, ledger: KeyLedger | None) -> None:
+        self.ledger = ledger
+        self.follower: ConfigFollower | None = None
+        self._reload: asyncio.Task[ConfigKV | None] | None = None
+
+    async def __call__(self, kv: ConfigKV) -> tuple[ConfigKV, bool]:
+        """``kv``, or the KV of the store's version when that is newer; and whether the
+        answer is at the store's version (it then answers for API keys, and the ledger
+        need not be asked again)."""
+        if self.ledger is None or self.follower is None:
+            return kv, False
+        version = self.ledger.version()
+        if version == kv.version:
+            return kv, True
+        if self._reload is None:
+            self._reload = asyncio.create_task(self._load(self.follower), name="kv-catch-up")
+        loaded = await asyncio.shield(self._reload)
+        if loaded is None:
+            return kv, False
+        return loaded, loaded.version >= version
+
+    async def _load(self, follower: ConfigFollower) -> ConfigKV | None:
+        try:
+            return await asyncio.to_thread(follower.load)
+        except Exception:
+            log.exception("config catch-up failed; still serving the previous version")
+            return None
+        finally:
+            self._reload = None
 
 
 class EdgeServing:
@@ -72,9 +114,12 @@ class EdgeServing:
         )
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         holder, buffer, counters = self.holder, self.buffer, self.metrics.counters
+        self.catch_up = KVCatchUp(ledger)
         self.ingest = [
             DocumentedRoute(
-                "/v1/assign", AssignEndpoint(holder, ledger), {"POST": ASSIGN_OPERATION}
+                "/v1/assign",
+                AssignEndpoint(holder, ledger, self.catch_up),
+                {"POST": ASSIGN_OPERATION},
             ),
             DocumentedRoute(
                 "/v1/collect",
@@ -83,7 +128,9 @@ class EdgeServing:
             ),
             DocumentedRoute(
                 "/v1/events",
-                EventsEndpoint(holder, buffer, counters, ledger),
+                EventsEndpoint(
+                    holder, buffer, counters, ledger, self.catch_up, settings.late_event_grace
+                ),
                 {"POST": EVENTS_OPERATION},
             ),
         ]
@@ -114,6 +161,7 @@ class EdgeServing:
         node's, ``present`` false) is awaited while the worker serves: 503s meanwhile."""
         interval = self.settings.config_poll_interval
         follower = ConfigFollower(source, load_runtime(), self.holder, interval=interval)
+        self.catch_up.follower = follower
         if present():
             kv = await asyncio.to_thread(follower.load)
             log.info("ready at config version %d (%d sites)", kv.version, len(kv.by_public_key))

@@ -52,6 +52,9 @@ class Settings(msgspec.Struct, frozen=True):
     # What a successful agent task is worth, for netROI in GET /v1/agents/{id}/stats when
     # the request does not say (edge.control.agents_api); 0: no value, netROI is null.
     agent_value_per_success: float = 0.0
+    # Seconds after an experiment ended during which /v1/events still takes its late
+    # events (sessions that were running when it ended); stored, outside its results.
+    late_event_grace: float = 86_400.0
     # A remote edge node's control plane and its edge token (`splitedge edge`, edge.node).
     control_url: str = ""
     edge_token: str = ""

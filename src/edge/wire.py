@@ -7,7 +7,7 @@ of what is joined, for the OpenAPI document.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -16,6 +16,7 @@ from edge.config import ExperimentConfig, MutationConfig, VariantConfig
 
 __all__ = [
     "MAX_UNITS_PER_BATCH",
+    "OutsideReason",
     "AssignBatch",
     "AssignMeta",
     "AssignRequest",
@@ -68,6 +69,12 @@ class AssignRequest(msgspec.Struct, forbid_unknown_fields=True):
     ) = None
 
 
+OutsideReason = Literal[
+    "winner_deployed", "experiment_paused", "experiment_completed", "experiment_archived"
+]
+"""Why a unit is not counted in an experiment that answers it (`Assignment.reason`)."""
+
+
 class WebPayload(msgspec.Struct, frozen=True):
     """What a web variant does to the page."""
 
@@ -83,6 +90,12 @@ class Assignment(msgspec.Struct, frozen=True):
     ``deployed``: the experiment is over and this is its promoted winner, which every unit
     gets. It counts nothing: events naming it are refused, so an agent reports its tasks
     without the experiment's ids.
+
+    ``in_experiment``: the unit is counted in the experiment (it is running). When false,
+    ``reason`` says why not (``winner_deployed``, ``experiment_paused``,
+    ``experiment_completed`` or ``experiment_archived``) and every unit gets this same
+    variant (the deployed winner, else the control): use its payload, and report the
+    unit's tasks without the experiment's ids.
     """
 
     experiment_id: str
@@ -91,6 +104,9 @@ class Assignment(msgspec.Struct, frozen=True):
     is_control: bool
     payload: Any
     deployed: bool
+    # Defaults, so that an SDK reads the answers of a server from before these fields.
+    in_experiment: bool = True
+    reason: OutsideReason | None = None
 
 
 class UnitAssignments(msgspec.Struct, frozen=True):
@@ -122,6 +138,7 @@ def assignment_fragment(experiment: ExperimentConfig, variant: VariantConfig) ->
         if experiment.kind == "web"
         else variant.config
     )
+    running = experiment.status == "running"
     return msgspec.json.encode(
         Assignment(
             experiment_id=experiment.id,
@@ -130,5 +147,19 @@ def assignment_fragment(experiment: ExperimentConfig, variant: VariantConfig) ->
             is_control=variant.control,
             payload=payload,
             deployed=experiment.deployed,
+            in_experiment=running,
+            reason=None if running else _outside_reason(experiment),
         )
     )
+
+
+_STOPPED: dict[str, OutsideReason] = {
+    "paused": "experiment_paused",
+    "completed": "experiment_completed",
+    "archived": "experiment_archived",
+}
+
+
+def _outside_reason(experiment: ExperimentConfig) -> OutsideReason:
+    """Why no unit of an experiment that is not running is counted."""
+    return "winner_deployed" if experiment.deployed else _STOPPED[experiment.status]

@@ -15,6 +15,12 @@ version (the schema's triggers), within a second.
 
 A move the current status does not allow is a 409 naming the moves it does allow; a
 launch whose preconditions fail is a 400 that says what is missing.
+
+What the edge serves follows the status (`edge.control.snapshot`): a running experiment
+counts its units; one launched once and not running now answers every unit, uncounted,
+with its deployed winner, else its control. A deployment (`promote`) lasts until the
+experiment is deleted: archiving keeps it served (crewkit's lifecycle archives on deploy),
+and only `delete` ends it.
 """
 
 from __future__ import annotations
@@ -266,7 +272,8 @@ def resplit(store: Store, workspace_id: str, experiment_id: str, percent: int) -
 
 
 def delete(store: Store, workspace_id: str, experiment_id: str) -> None:
-    """Delete a draft or archived experiment with its variants and goals; 409 saying the
+    """Delete a draft or archived experiment with its variants and goals, which ends its
+    deployment if it has one (its id is unknown to the edge from then on); 409 saying the
     way there for any other status."""
     with store.transaction():
         record = load(store, workspace_id, experiment_id)

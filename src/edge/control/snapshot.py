@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 from pathlib import Path
 
 from edge.api_keys import digests_match, key_prefix
+from edge.assign import BUCKETS
 from edge.config import (
     ConfigSnapshot,
     ExperimentConfig,
@@ -23,8 +25,9 @@ DEMO_SITE_META_KEY = "demo_site_id"
 
 
 def load_snapshot(store: Store) -> ConfigSnapshot:
-    """The served experiments of every site and of no site, and the active API keys,
-    read in one transaction so the version and the rows agree."""
+    """The served experiments of every site and of no site, those that stopped running
+    without a deployed winner, and the active API keys, read in one transaction so the
+    version and the rows agree."""
     with store.read_snapshot():
         version = store.config_version()
         served = store.served_experiment_records()
@@ -32,12 +35,16 @@ def load_snapshot(store: Store) -> ConfigSnapshot:
         api_keys = store.active_api_keys()
         demo_site_id = store.get_meta(DEMO_SITE_META_KEY)
     # By site id; an experiment on no site (an agent experiment made without one) is
-    # served by workspace instead, for assignment by experiment id.
+    # served by workspace instead, for assignment by experiment id, and so is one no
+    # longer running without a deployed winner (its control): no snippet carries it.
     experiments: defaultdict[str, list[ExperimentConfig]] = defaultdict(list)
     siteless: defaultdict[str, list[ExperimentConfig]] = defaultdict(list)
+    inactive: defaultdict[str, list[ExperimentConfig]] = defaultdict(list)
     for record in served:
         config = _served_config(record)
-        if record.site_id is None:
+        if record.status != "running" and record.winner_variant_id is None:
+            inactive[record.workspace_id].append(config)
+        elif record.site_id is None:
             siteless[record.workspace_id].append(config)
         else:
             experiments[record.site_id].append(config)
@@ -56,17 +63,40 @@ def load_snapshot(store: Store) -> ConfigSnapshot:
         ),
         api_keys=tuple(api_keys),
         demo_public_key=next((s.public_key for s in sites if s.id == demo_site_id), None),
-        siteless=tuple(
-            SitelessExperiments(workspace_id, tuple(configs))
-            for workspace_id, configs in sorted(siteless.items())
-        ),
+        siteless=_by_workspace(siteless),
+        inactive=_by_workspace(inactive),
     )
 
 
+def _by_workspace(
+    experiments: defaultdict[str, list[ExperimentConfig]],
+) -> tuple[SitelessExperiments, ...]:
+    return tuple(
+        SitelessExperiments(workspace_id, tuple(configs))
+        for workspace_id, configs in sorted(experiments.items())
+    )
+
+
+def _served_weights(record: ExperimentRecord) -> tuple[int, ...]:
+    """The weights the edge assigns with: the experiment's while it runs; after, all on
+    the one variant every unit gets: its deployed winner (promotion already put all the
+    weight there), else its control."""
+    if record.status == "running" or record.winner_variant_id is not None:
+        return tuple(v.weight_bps for v in record.variants)
+    control = next((i for i, v in enumerate(record.variants) if v.is_control), 0)
+    return tuple(BUCKETS if i == control else 0 for i in range(len(record.variants)))
+
+
 def _served_config(record: ExperimentRecord) -> ExperimentConfig:
-    """An experiment as the edge serves it. A deployed one (completed, its winner
-    promoted) serves no goals: nothing counts."""
-    goals = record.goals if record.status == "running" else ()
+    """An experiment as the edge serves it. One that is not running (deployed, paused,
+    completed or archived) serves no goals and one variant to every unit, whatever its
+    coverage: nothing counts."""
+    status = record.status
+    assert status != "draft", "a draft is never served (Store.served_experiment_records)"
+    running = status == "running"
+    goals = record.goals if running else ()
+    weights = _served_weights(record)
+    ended_at = None if record.ended_at is None else datetime.fromisoformat(record.ended_at)
     return ExperimentConfig(
         id=record.id,
         kind=record.kind,
@@ -75,12 +105,12 @@ def _served_config(record: ExperimentRecord) -> ExperimentConfig:
                 id=v.id,
                 name=v.name,
                 control=v.is_control,
-                weight=v.weight_bps,
+                weight=weight,
                 changes=v.changes,
                 redirect_url=v.redirect_url,
                 config=v.config,
             )
-            for v in record.variants
+            for v, weight in zip(record.variants, weights, strict=True)
         ),
         goals=tuple(
             GoalConfig(
@@ -89,8 +119,10 @@ def _served_config(record: ExperimentRecord) -> ExperimentConfig:
             for g in goals
         ),
         url_pattern=record.url_pattern,
-        coverage=record.coverage_bps,
-        deployed=record.status == "completed",
+        coverage=record.coverage_bps if running else BUCKETS,
+        deployed=record.winner_variant_id is not None,
+        status=status,
+        ended_at=None if ended_at is None else ended_at.timestamp(),
     )
 
 

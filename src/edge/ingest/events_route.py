@@ -2,7 +2,10 @@
 authenticated by a workspace API key; answered 201 with the event ids.
 
 An event naming an experiment must name a running experiment of the key's workspace
-(another workspace's is unknown: 404), and a variant of it.
+(another workspace's is unknown: 404), and a variant of it; or one that ended (completed,
+deployed or archived) less than ``late_event_grace`` ago (`edge.settings.Settings`, 24 h
+by default): a late event of a session that was running then. It is stored, and counts in
+no result: an ended experiment's results are those of its run, up to its end.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ import msgspec
 from starlette.types import Receive, Scope, Send
 
 from edge.bearer import KeyLedger, require_principal
+from edge.config import ExperimentConfig
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, send_response
 from edge.ingest.body import AGENT_EVENTS_DECODER, decode_agent_events, read_event_body
 from edge.ingest.buffer import AgentChunk, EventBuffer
 from edge.ingest.counters import IngestCounters
 from edge.ingest.schema import AgentTaskEvent
-from edge.kv import ConfigKV, KVHolder
+from edge.kv import CatchUp, ConfigKV, KVHolder
 from edge.operation import Operation
 
 __all__ = ["EVENTS_OPERATION", "MAX_EVENTS_BODY", "CreatedEvent", "CreatedEvents", "EventsEndpoint"]
@@ -47,7 +51,8 @@ class _Created(msgspec.Struct):
 EVENTS_OPERATION = Operation(
     summary="Agent task events (ClawTrait's trackTask), one or a batch",
     description="An event naming an experiment must name a running experiment of the key's "
-    "workspace and one of its variants. Not metered.",
+    "workspace and one of its variants, or one that ended less than 24 h ago (a late event: "
+    "stored, counted in no result). Not metered.",
     body=AGENT_EVENTS_DECODER,
     data=CreatedEvent | CreatedEvents,
     statuses=(201,),
@@ -64,19 +69,30 @@ EVENTS_OPERATION = Operation(
 )
 
 
-def _check_experiments(kv: ConfigKV, workspace_id: str, events: list[AgentTaskEvent]) -> None:
+def _takes_events(config: ExperimentConfig, since: float) -> bool:
+    """Whether events may name the experiment: it runs, or ended at ``since`` or later."""
+    if config.status == "running":
+        return True
+    return config.ended_at is not None and config.ended_at >= since
+
+
+def _check_experiments(
+    kv: ConfigKV, workspace_id: str, events: list[AgentTaskEvent], grace: float
+) -> None:
+    since = time.time() - grace
     for event in events:
         if not event.experiment_id:
             if event.variant_id:
                 raise InvalidRequest("variant_id needs the experiment_id it belongs to")
             continue
-        found = kv.experiments_by_id.get(event.experiment_id)
-        if found is None or found[0] != workspace_id:
+        found = kv.assignable_by_id.get(event.experiment_id)
+        experiment = None if found is None or found[0] != workspace_id else found[1][0]
+        if experiment is None or not _takes_events(experiment.config, since):
             raise NotFound(
                 f"no running experiment {event.experiment_id!r} in this workspace; "
                 "launch it first or drop experiment_id"
             )
-        if event.variant_id and event.variant_id not in found[1].variant_ids:
+        if event.variant_id and event.variant_id not in experiment.variant_ids:
             raise InvalidRequest(
                 f"variant {event.variant_id!r} is not a variant of experiment "
                 f"{event.experiment_id!r}; use the variant_id /v1/assign returned"
@@ -92,21 +108,30 @@ class EventsEndpoint:
         buffer: EventBuffer,
         counters: IngestCounters,
         ledger: KeyLedger | None = None,
+        catch_up: CatchUp | None = None,
+        late_event_grace: float = 86_400.0,
     ):
         self.holder = holder
         self.buffer = buffer
         self.counters = counters
         self.ledger = ledger
+        self.catch_up = catch_up
+        self.late_event_grace = late_event_grace
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kv = self.holder.require()
-        workspace_id, flavour = require_principal(kv, scope, "/v1/events", self.ledger)
+        kv, latest = (self.holder.require(), False)
+        if self.catch_up is not None:
+            kv, latest = await self.catch_up(kv)
+        # At the store's latest version, the KV answers for the key.
+        workspace_id, flavour = require_principal(
+            kv, scope, "/v1/events", None if latest else self.ledger
+        )
         text = await read_event_body(scope, receive, MAX_EVENTS_BODY, MAX_EVENTS_BODY)
         decoded, unknown = decode_agent_events(text)
         events = decoded if isinstance(decoded, list) else [decoded]
         self.counters.receive("agent", len(events))
         try:
-            _check_experiments(kv, workspace_id, events)
+            _check_experiments(kv, workspace_id, events, self.late_event_grace)
         except (InvalidRequest, NotFound) as exc:
             self.counters.reject("unknown_experiment", len(events))
             raise exc

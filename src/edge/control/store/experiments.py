@@ -30,9 +30,9 @@ _EXPERIMENT_RECORD_FIELDS = ExperimentRecord.__struct_fields__[:-2]
 _EXPERIMENT_RECORD_COLUMNS = (
     ", ".join(f"e.{name}" for name in _EXPERIMENT_RECORD_FIELDS[:-2]) + ", s.name, s.url"
 )
-# What the edge serves: running experiments, and completed ones whose winner was promoted
-# (deployed: the promotion gave the winner all the weight, so every unit gets it).
-_SERVED = "(e.status = 'running' OR (e.status = 'completed' AND e.winner_variant_id IS NOT NULL))"
+# What the edge serves: every experiment launched once. One that is not running answers
+# each unit with its deployed winner, else its control (edge.control.snapshot).
+_SERVED = "e.started_at IS NOT NULL"
 _variant_changes = msgspec.json.Decoder(tuple[MutationConfig, ...])
 _variant_config: msgspec.json.Decoder[Any] = msgspec.json.Decoder()
 _weights = msgspec.json.Decoder(dict[str, int])
@@ -180,8 +180,9 @@ class ExperimentQueries(StoreConnection):
         return self._experiment_records("e.status = 'running' ORDER BY e.started_at, e.id", ())
 
     def served_experiment_records(self) -> list[ExperimentRecord]:
-        """The experiments the edge serves (running ones, and completed ones whose winner
-        was promoted), oldest start first (one read)."""
+        """The experiments the edge serves (every one launched once: running ones, and
+        those that ran, with their deployed winner if they have one), oldest start first
+        (one read)."""
         return self._experiment_records(f"{_SERVED} ORDER BY e.started_at, e.id", ())
 
     def set_experiment_targets(
