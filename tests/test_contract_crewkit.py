@@ -21,20 +21,30 @@ import httpx
 import msgspec
 import pytest
 
+from edge.control.store import Store
 from tests.support import Seed, Server, running_server, seed_store, wait_flushed
 
 
 class Env(msgspec.Struct):
     server: Server
     seed: Seed
+    # A crewkit-flavoured key (``ck_``) of the seed's workspace: the key crewkit's
+    # examples are run with (only the base URL and the key change).
+    crewkit_key: str
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     data = tmp_path_factory.mktemp("crewkit") / "data"
     seed = seed_store(data / "splitedge.sqlite3")
+    store = Store(data / "splitedge.sqlite3")
+    try:
+        crewkit_key = store.issue_api_key(seed.workspace_id, "crewkit", "crewkit").key
+    finally:
+        store.close()
+    assert crewkit_key.startswith("ck_")
     with running_server(data) as server:
-        yield Env(server, seed)
+        yield Env(server, seed, crewkit_key)
 
 
 class Crewkit(msgspec.Struct):
@@ -55,7 +65,7 @@ class Crewkit(msgspec.Struct):
 
 @pytest.fixture
 def crewkit(env: Env) -> Crewkit:
-    return Crewkit(env.server.base_url, env.seed.workspace_id, env.seed.key.key)
+    return Crewkit(env.server.base_url, env.seed.workspace_id, env.crewkit_key)
 
 
 # The doc's create body, verbatim.
