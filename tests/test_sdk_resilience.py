@@ -178,7 +178,8 @@ def test_a_fleet_runs_through_launch_decision_guardrail_deploy_and_archive(
 ) -> None:
     """Acceptance (a): the agent's loop sees no exception and a usable payload from every
     assign, from the first milliseconds after an auto_launch to after the archive of a
-    deployed experiment, whatever the server answers a concluded experiment."""
+    deployed experiment; the server answers a concluded experiment's units, uncounted,
+    and keeps serving the deployed winner after the archive."""
     data = tmp_path / "data"
     f = seed_fleet(data)
     key = f.seed.key.key
@@ -252,12 +253,15 @@ def test_a_fleet_runs_through_launch_decision_guardrail_deploy_and_archive(
             stats = fleet.stats()
 
     assert exceptions == [] and unusable == 0, (exceptions[:3], unusable)
-    # The winner's prompt stays served after the archive: by the server, or from the cache.
+    # The winner's prompt stays served after the archive, by the server itself.
     assert after_archive is not None and after_archive.payload == {"soul_md": "Be concise."}
+    assert after_archive.source == "server" and after_archive.deployed
+    # A concluded experiment's units get an uncounted answer from the server, not a 404.
+    assert answers[("guardrail", "server", False)] > 0
     assert answers[("winner", "server", True)] > 0 and answers[("guardrail", "server", True)] > 0
     assert sum(n for (_, _, counted), n in answers.items() if not counted) > 0
     assert stats.dropped == 0 and stats.pending == 0
-    assert stats.sent + stats.refused == stats.queued
+    assert stats.refused == 0 and stats.sent == stats.queued
 
 
 # --- task events ----------------------------------------------------------------------------
