@@ -13,9 +13,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 export const CONFIG_TOKEN = '__SPLITEDGE_CONFIG__';
 export const OUTPUT = join(here, '..', 'src', 'edge', 'static', 'runtime.js');
-// 3 KB gzipped (level 9) for the runtime without its config: xxh32, assignment, URL
+// 3200 bytes gzipped (level 9) for the runtime without its config: xxh32, assignment, URL
 // patterns, DOM changes and their undo, anti-flicker, redirects, events, goals, SPA routes.
-export const GZIP_BUDGET = 3072;
+export const GZIP_BUDGET = 3200;
 // Browsers from late 2020 on: es2020 syntax (`?.`, `??`, `catch {}`) and the DOM of
 // Chrome 86, Firefox 78, Safari 14 (replaceChildren, to undo set_content).
 export const TARGET = 'es2020';

@@ -20,6 +20,7 @@ import pytest
 
 from edge.control.idea_records import NewIdea
 from edge.control.ideas import add_idea
+from edge.control.previews import PreviewTokens
 from edge.control.store import Store
 from tests.support import Seed, Server, running_server, seed_store
 
@@ -39,6 +40,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     seed = seed_store(store_path)
     with running_server(data, args=["--allow-private-targets"]) as server:
         yield Env(server, store_path, seed, seed.key.key, seed.other_key.key)
+
+
+def token(env: Env, experiment_id: str, variant_id: str) -> str:
+    """The preview token this server signs for that variant (`edge.control.previews`)."""
+    return PreviewTokens(env.store_path).token(experiment_id, variant_id)
 
 
 def call(
@@ -119,7 +125,7 @@ def test_create_draft_from_variant_changes(env: Env) -> None:
         {
             "variant_id": variant["id"],
             "variant_name": variant["name"],
-            "url": f"{env.seed.site.url}?sk_preview={variant['id']}",
+            "url": f"{env.seed.site.url}?sk_preview={token(env, experiment['id'], variant['id'])}",
         }
     ]
     assert data["activation_hint"].startswith("To launch: pass `auto_launch: true` on create")
@@ -134,7 +140,8 @@ def test_preview_urls_use_the_target_url(env: Env) -> None:
     variant_id = data["experiment"]["variants"][1]["id"]
     assert data["experiment"]["url_pattern"] == "/pricing"
     assert data["preview_urls"][0]["url"] == (
-        f"https://mysite.com/pricing?plan=pro&sk_preview={variant_id}#top"
+        "https://mysite.com/pricing?plan=pro"
+        f"&sk_preview={token(env, data['experiment']['id'], variant_id)}#top"
     )
 
 
@@ -350,7 +357,8 @@ def test_create_from_an_idea(env: Env) -> None:
     assert experiment["hypothesis"] == IDEA.hypothesis
     assert experiment["target_url"] == IDEA.source_url
     variant_id = experiment["variants"][1]["id"]
-    assert data["preview_urls"][0]["url"] == f"{IDEA.source_url}?sk_preview={variant_id}"
+    preview = token(env, experiment["id"], variant_id)
+    assert data["preview_urls"][0]["url"] == f"{IDEA.source_url}?sk_preview={preview}"
 
 
 @pytest.mark.parametrize(

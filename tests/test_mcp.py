@@ -21,6 +21,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from edge.control import credits
+from edge.control.previews import PreviewTokens
 from edge.control.store import Store
 from tests.page_server import serve_pages
 from tests.support import MCP_INITIALIZE, Server, api_call, running_server
@@ -246,6 +247,12 @@ def test_launch_preconditions_and_lifecycle_through_tools(env: Env) -> None:
         }
         got = await call(client, "get_experiment", experiment_id=made["experiment"]["id"])
         assert got["status"] == "running" and len(got["variants"]) == 2
+        # Both tools' preview URLs carry the server's preview token of the variant.
+        tokens = PreviewTokens(env.store_path)
+        for answer in (made, got):
+            [preview] = answer["preview_urls"]
+            token = preview["url"].split("sk_preview=")[1]
+            assert tokens.read(token) == (got["id"], got["variants"][1]["id"])
         listed = await call(client, "list_experiments", site_id=site["id"], status="active")
         assert [e["id"] for e in listed["experiments"]] == [made["experiment"]["id"]]
         gone = await error(client, "get_experiment", experiment_id="no-such-experiment")

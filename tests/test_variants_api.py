@@ -19,6 +19,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from edge.control import credits
+from edge.control.previews import PreviewTokens
 from edge.control.store import Store
 from tests.page_server import FIXTURES, serve_pages
 from tests.support import Server, api_call, running_server
@@ -203,7 +204,8 @@ def test_one_shot_create_costs_15_and_launches(env: Env) -> None:
     assert goal["type"] == "click" and on_pricing_page(goal["selector"]) == 1
     assert "$499" in experiment["hypothesis"]
     assert experiment["target_url"] == pricing and experiment["url_pattern"] is None
-    assert created["preview_urls"][0]["url"] == f"{pricing}?sk_preview={variant['id']}"
+    preview = PreviewTokens(env.store_path).token(experiment["id"], variant["id"])
+    assert created["preview_urls"][0]["url"] == f"{pricing}?sk_preview={preview}"
     assert balance(env, ws) == 25  # 5 create + 10 generate; the launch is free
     ledger = data_of(call(env, ws, "GET", "/v1/credits/ledger"))
     assert [(e["reason"], e["delta"]) for e in reversed(ledger)] == [

@@ -13,6 +13,8 @@ const SESSION_KEY = 'sk_s'; // sessionStorage: the session id
 const EXPOSED_KEY = 'sk_x'; // sessionStorage: ids of the experiments exposed, " "-separated
 const REDIRECT_KEY = 'sk_r'; // sessionStorage: ids of the experiments that redirected here
 const PREVIEW_PARAM = 'sk_preview';
+/** How long the page stays hidden at most while a preview config is fetched. */
+export const PREVIEW_WAIT_MS = 3000;
 /** The most events in one request (MAX_EVENTS_PER_BATCH on the server). */
 export const MAX_BATCH = 500;
 /** How long the first queued event waits for others before its batch is sent. */
@@ -50,8 +52,9 @@ export const listed = (list, id) => list.split(' ').includes(id);
 /** Run the site config `cfg` on this page and publish window.__sk. Never throws. */
 export function boot(cfg) {
   if (window.__sk) return; // the snippet is on the page twice
-  // ?sk_preview=<variantId>: that variant, and nothing sent ("" is no preview).
-  const previewId = new URLSearchParams(location.search).get(PREVIEW_PARAM);
+  // ?sk_preview=<variant id of this config | preview token>: that variant, and nothing
+  // sent ("" is no preview). A token's experiment comes from the edge (see below).
+  let previewId = new URLSearchParams(location.search).get(PREVIEW_PARAM);
   const preview = !!previewId;
   const undos = []; // the undo of each applyChanges of the current pathname
   let queue = [];
@@ -228,10 +231,32 @@ export function boot(cfg) {
   let url;
   try {
     // A classic script, so currentScript is this one: events go to the edge that served
-    // it (the page's own origin for an inlined snippet).
-    url = new URL('/v1/collect', document.currentScript?.src || location.href);
-    // (After a redirect too: the page is going, and nothing is queued.)
-    route(true);
+    // it (the page's own origin for an inlined snippet), previews come from it.
+    const edge = document.currentScript?.src || location.href;
+    url = new URL('/v1/collect', edge);
+    if (preview && !cfg.experiments.some((e) => e.variants.some((v) => v.id === previewId))) {
+      // A preview token: the page stays hidden until its experiment (any status but
+      // archived; drafts are in no snippet) is fetched and applied, or PREVIEW_WAIT_MS.
+      // A wrong token or a failed fetch previews nothing: the site's own config runs.
+      hidden = rootStyle.opacity = '0';
+      setTimeout(show, PREVIEW_WAIT_MS);
+      fetch(new URL(`/s/${cfg.sk}/preview/${encodeURIComponent(previewId)}.json`, edge))
+        .then((response) => response.json())
+        .then(({ variant, experiment }) => {
+          if (experiment) {
+            cfg.experiments = [experiment, ...cfg.experiments.filter((e) => e.id !== experiment.id)];
+            previewId = variant;
+          }
+        })
+        .catch(() => {})
+        .then(() => {
+          pathname = 0; // evaluated anew, even after an SPA route change meanwhile
+          route(true);
+        });
+    } else {
+      // (After a redirect too: the page is going, and nothing is queued.)
+      route(true);
+    }
     // route() throws only on a broken config, which the first run has ruled out; still,
     // history methods must never throw because of it.
     const onRoute = () => {

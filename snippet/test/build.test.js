@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import vm from 'node:vm';
 import { bundleRuntime, CONFIG_TOKEN, GZIP_BUDGET, OUTPUT, sizes } from '../build.mjs';
 import { assign } from '../src/assign.js';
-import { FLUSH_MS, MAX_BATCH } from '../src/runtime.js';
+import { FLUSH_MS, MAX_BATCH, PREVIEW_WAIT_MS } from '../src/runtime.js';
 import { WATCH_MS } from '../src/changes.js';
 import { FakeElement, FakeEventTarget, fakeDocument, fakeMutationObservers, fakeTimers } from './fakedom.js';
 
@@ -65,6 +65,7 @@ function browser(options = {}) {
   const observers = fakeMutationObservers();
   const document = fakeDocument(options.body ? options.body() : page(), options);
   const requests = [];
+  const fetched = []; // the preview configs fetched (GET)
   const replaced = [];
   const location = { replace: (to) => replaced.push(to), toString: () => location.href };
   const go = (href) => {
@@ -92,7 +93,15 @@ function browser(options = {}) {
               return true;
             },
     },
+    // A POST is an event batch; a GET a preview config, answered from options.previews
+    // (URL → the JSON; none: a 404's JSON; a function: what it returns).
     fetch: (url, init) => {
+      if (!init) {
+        fetched.push(String(url));
+        const answer = options.previews?.[url];
+        if (typeof answer === 'function') return answer();
+        return Promise.resolve({ ok: !!answer, json: async () => answer || { error: { code: 'not_found' } } });
+      }
       requests.push({ via: 'fetch', url: String(url), init, body: JSON.parse(init.body) });
       return Promise.resolve();
     },
@@ -130,6 +139,7 @@ function browser(options = {}) {
     timers,
     observers,
     requests,
+    fetched,
     replaced,
     win,
     go,
@@ -534,15 +544,94 @@ test('?sk_preview=<variantId> forces and applies that variant, and sends nothing
   assert.equal(b.context.sessionStorage.sk_x, undefined);
 });
 
-test('an empty or foreign ?sk_preview= is no preview of that experiment', () => {
+// Lets the fake fetch's promise chains settle.
+const settled = () => new Promise((resolve) => setImmediate(resolve));
+
+test('an empty ?sk_preview= is no preview; an unknown one previews nothing, sends nothing', async () => {
   const empty = browser({ url: 'https://shop.example/pricing?sk_preview=' });
   assert.equal(empty.boot(site(allB([]))).preview, false);
   assert.equal(empty.events().length, 1);
+  assert.deepEqual(empty.fetched, []);
   const other = browser({ url: 'https://shop.example/pricing?sk_preview=v-elsewhere' });
   const sk = other.boot(site(allB([])));
   assert.equal(sk.preview, true);
-  assert.equal(sk.getVariant(EXP).variantId, 'v-b', 'assigned as usual');
+  assert.deepEqual(other.fetched, ['https://edge.example/s/pk_test/preview/v-elsewhere.json']);
+  await settled();
+  assert.equal(sk.getVariant(EXP).variantId, 'v-b', 'the 404: assigned as usual');
+  assert.equal(other.document.documentElement.style.opacity, '', 'shown');
   assert.deepEqual(other.events(), []);
+});
+
+// A draft, as GET /s/{public_key}/preview/{token}.json answers it.
+const DRAFT = 'd2a7c0de-0000-4000-8000-000000000001';
+const TOKEN = 'tok-en_1';
+const PREVIEW_URL = `https://edge.example/s/pk_test/preview/${TOKEN}.json`;
+
+test('?sk_preview=<token>: hidden until the fetched experiment is applied, nothing sent', async () => {
+  const draft = allB(CHANGES.slice(0, 1), { id: DRAFT, coverage: 0 });
+  const b = browser({
+    url: `https://shop.example/pricing?sk_preview=${TOKEN}`,
+    previews: { [PREVIEW_URL]: { variant: 'v-b', experiment: draft } },
+  });
+  // A running experiment of the site still runs beside the previewed draft.
+  const sk = b.boot(site(experiment({ url_pattern: null })));
+  assert.equal(b.document.documentElement.style.opacity, '0', 'hidden while fetching');
+  assert.equal(sk.getVariant(DRAFT), null, 'not yet');
+  assert.equal(b.byId('headline').textContent, 'Old title');
+  await settled();
+  assert.deepEqual(b.fetched, [PREVIEW_URL]);
+  assert.equal(sk.getVariant(DRAFT).variantId, 'v-b');
+  assert.ok(sk.getVariant(EXP), 'the running experiment too');
+  assert.equal(b.byId('headline').textContent, 'New title');
+  assert.equal(b.document.documentElement.style.opacity, '', 'shown once applied');
+  sk.track('x');
+  b.document.fire('click', { target: b.byId('buy') });
+  b.win.fire('pagehide');
+  assert.deepEqual(b.events(), []);
+  assert.equal(b.context.sessionStorage.sk_x, undefined);
+});
+
+test('a token previewing a running experiment replaces its entry; a redirect draft redirects', async () => {
+  const b = browser({
+    url: `https://shop.example/pricing?sk_preview=${TOKEN}`,
+    previews: { [PREVIEW_URL]: { variant: 'v-b', experiment: experiment({ coverage: 0 }) } },
+  });
+  const sk = b.boot(site(experiment({ variants: [{ ...CONTROL, weight: 10000 }, { ...VARIANT_B, weight: 0 }] })));
+  await settled();
+  assert.deepEqual(b.a.map((entry) => [entry.eid, entry.vid]), [[EXP, 'v-b']]);
+  assert.equal(sk.preview, true);
+
+  const redirect = { ...VARIANT_B, weight: 0, redirect_url: '/pricing/b' };
+  const away = browser({
+    url: `https://shop.example/pricing?sk_preview=${TOKEN}`,
+    previews: { [PREVIEW_URL]: { variant: 'v-b', experiment: experiment({ id: DRAFT, variants: [CONTROL, redirect] }) } },
+  });
+  away.boot(site());
+  await settled();
+  assert.deepEqual(away.replaced, [`https://shop.example/pricing/b?sk_preview=${TOKEN}`]);
+  assert.equal(away.document.documentElement.style.opacity, '0', 'hidden until it is gone');
+  assert.equal(away.context.sessionStorage.sk_r, '', 'no marker');
+});
+
+test('a failed or slow preview fetch shows the page (at the latest after PREVIEW_WAIT_MS)', async () => {
+  const failed = browser({
+    url: `https://shop.example/pricing?sk_preview=${TOKEN}`,
+    previews: { [PREVIEW_URL]: () => Promise.reject(new TypeError('Failed to fetch')) },
+  });
+  failed.boot(site(allB(CHANGES.slice(0, 1))));
+  await settled();
+  assert.equal(failed.byId('headline').textContent, 'New title', 'the site config runs');
+  assert.equal(failed.document.documentElement.style.opacity, '');
+  assert.deepEqual(failed.events(), []);
+  const slow = browser({
+    url: `https://shop.example/pricing?sk_preview=${TOKEN}`,
+    previews: { [PREVIEW_URL]: () => new Promise(() => {}) },
+  });
+  slow.boot(site());
+  slow.timers.run(PREVIEW_WAIT_MS - 1);
+  assert.equal(slow.document.documentElement.style.opacity, '0');
+  slow.timers.run(1);
+  assert.equal(slow.document.documentElement.style.opacity, '');
 });
 
 test('a redirect variant replaces the location before anything else, keeping query and hash', () => {

@@ -31,6 +31,7 @@ from edge.control import (
     intelligence_api,
     loops,
     loops_api,
+    previews,
     results_api,
     schedules_api,
     sites_api,
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
 
     routes: list[BaseRoute] = [
         *edge.routes(),
+        *previews.routes(services),
         Route(DEMO_PATH, DemoPage(edge.holder), methods=["GET"]),
         *results_api.routes(services, results, links),
         *agents_api.routes(services),

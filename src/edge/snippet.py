@@ -17,6 +17,8 @@ from edge.config import ExperimentConfig, GoalConfig, MutationConfig, SiteConfig
 
 __all__ = [
     "BrowserConfig",
+    "BrowserExperiment",
+    "BrowserVariant",
     "Runtime",
     "SnippetBody",
     "browser_config",

@@ -11,6 +11,7 @@ import msgspec
 
 from edge.config import MutationConfig
 from edge.control import lifecycle
+from edge.control.previews import PreviewTokens
 from edge.control.records import ExperimentRecord, ExperimentStatus, Goal
 
 __all__ = [
@@ -99,8 +100,9 @@ class ExperimentOut(msgspec.Struct, frozen=True):
 
 
 class PreviewUrl(msgspec.Struct, frozen=True):
-    """``<target_url>?sk_preview=<variant_id>``: the page with that variant applied, not
-    counted as a visit."""
+    """``<target_url>?sk_preview=<token>``: the page with that variant applied, in any
+    status but archived (a draft too), nothing sent and nothing counted
+    (`edge.control.previews`)."""
 
     variant_id: str
     variant_name: str
@@ -194,17 +196,19 @@ def experiment_out(record: ExperimentRecord) -> ExperimentOut:
     )
 
 
-def _preview_url(target_url: str, variant_id: str) -> str:
+def _preview_url(target_url: str, token: str) -> str:
     parts = urlsplit(target_url)
     query = f"{parts.query}&" if parts.query else ""
-    return urlunsplit(parts._replace(query=f"{query}sk_preview={variant_id}"))
+    return urlunsplit(parts._replace(query=f"{query}sk_preview={token}"))
 
 
-def preview_urls(record: ExperimentRecord) -> tuple[PreviewUrl, ...]:
-    if record.kind != "web" or record.target_url is None:
+def preview_urls(record: ExperimentRecord, tokens: PreviewTokens) -> tuple[PreviewUrl, ...]:
+    """The target URL with each non-control variant's preview token: it works in any
+    status but archived (`edge.control.previews`), so an archived experiment has none."""
+    if record.kind != "web" or record.target_url is None or record.status == "archived":
         return ()
     return tuple(
-        PreviewUrl(v.id, v.name, _preview_url(record.target_url, v.id))
+        PreviewUrl(v.id, v.name, _preview_url(record.target_url, tokens.token(record.id, v.id)))
         for v in record.variants
         if not v.is_control
     )
@@ -239,10 +243,10 @@ def activation_hint(record: ExperimentRecord) -> str:
     return f"Archived. DELETE {path} to delete it."
 
 
-def experiment_detail(record: ExperimentRecord) -> ExperimentDetail:
+def experiment_detail(record: ExperimentRecord, tokens: PreviewTokens) -> ExperimentDetail:
     return ExperimentDetail(
         **msgspec.structs.asdict(experiment_out(record)),
-        preview_urls=preview_urls(record),
+        preview_urls=preview_urls(record, tokens),
         activation_hint=activation_hint(record),
     )
 

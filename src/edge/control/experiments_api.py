@@ -67,6 +67,7 @@ from edge.control.experiment_views import (
 )
 from edge.control.flavours import CLAWSPLIT, flavoured
 from edge.control.ideas import require_idea
+from edge.control.previews import PreviewTokens
 from edge.control.records import ExperimentRecord, ExperimentStatus
 from edge.control.services import Services
 from edge.control.sites_api import require_site
@@ -165,6 +166,7 @@ class ExperimentsApi:
 
     def __init__(self, services: Services) -> None:
         self.services = services
+        self.tokens = PreviewTokens(services.store_path)
 
     async def _authored(
         self, auth: Auth, body: CreateExperiment
@@ -203,7 +205,10 @@ class ExperimentsApi:
             return ok(Clarification(made), Meta(auth.workspace_id))
         record, launch = made
         created = CreatedExperiment(
-            experiment_out(record), preview_urls(record), activation_hint(record), launch
+            experiment_out(record),
+            preview_urls(record, self.tokens),
+            activation_hint(record),
+            launch,
         )
         return flavoured(
             auth.flavour, CLAWSPLIT, created, Meta(auth.workspace_id), 201, created.experiment
@@ -313,7 +318,7 @@ class ExperimentsApi:
             "get_experiment",
             lambda store: lifecycle.load(store, auth.workspace_id, experiment_id),
         )
-        return ok(experiment_detail(record), Meta(auth.workspace_id))
+        return ok(experiment_detail(record, self.tokens), Meta(auth.workspace_id))
 
     async def update(self, scope: Scope, receive: Receive) -> Reply:
         """``PATCH /v1/experiments/{id}``: ``{"action": ...}`` answers ``{id, status}``;
@@ -338,7 +343,7 @@ class ExperimentsApi:
             return record
 
         record = await in_transaction(self.services, auth, resplit)
-        return ok(experiment_detail(record), Meta(auth.workspace_id))
+        return ok(experiment_detail(record, self.tokens), Meta(auth.workspace_id))
 
     async def _transition(
         self, auth: Auth, experiment_id: str, action: lifecycle.Action

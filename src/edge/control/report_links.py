@@ -18,10 +18,26 @@ from pathlib import Path
 
 from edge.control.store import Store
 
-__all__ = ["REPORT_LINK_SECONDS", "REPORT_SECRET_META_KEY", "ReportLinks"]
+__all__ = ["REPORT_LINK_SECONDS", "REPORT_SECRET_META_KEY", "ReportLinks", "server_secret"]
 
 REPORT_SECRET_META_KEY = "report_link_secret"
 REPORT_LINK_SECONDS = 7 * 24 * 3600
+
+
+def server_secret(store_path: Path, meta_key: str) -> bytes:
+    """A 32-byte secret of this server kept in the store's ``meta`` table under
+    ``meta_key``, made on first use. One transaction: two workers starting at once agree
+    on one secret."""
+    store = Store(store_path)
+    try:
+        with store.transaction():
+            secret = store.get_meta(meta_key)
+            if secret is None:
+                secret = secrets.token_hex(32)
+                store.set_meta(meta_key, secret)
+    finally:
+        store.close()
+    return bytes.fromhex(secret)
 
 
 class ReportLinks:
@@ -33,17 +49,7 @@ class ReportLinks:
 
     def _key(self) -> bytes:
         if self._secret is None:
-            store = Store(self.store_path)
-            try:
-                # One transaction: two workers starting at once agree on one secret.
-                with store.transaction():
-                    secret = store.get_meta(REPORT_SECRET_META_KEY)
-                    if secret is None:
-                        secret = secrets.token_hex(32)
-                        store.set_meta(REPORT_SECRET_META_KEY, secret)
-            finally:
-                store.close()
-            self._secret = bytes.fromhex(secret)
+            self._secret = server_secret(self.store_path, REPORT_SECRET_META_KEY)
         return self._secret
 
     def signature(self, experiment_id: str, expires: int) -> str:
