@@ -7,6 +7,7 @@ needs_clarification and launches nothing."""
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,3 +161,25 @@ def test_an_unsure_author_asks_and_auto_launch_launches_nothing(env: Env, prompt
         store.close()
     assert running == 0
     assert json.dumps(data).count("running") == 0
+
+
+def test_ideas_are_new_on_every_run_and_quote_only_the_page(env: Env) -> None:
+    site_id, _, key = new_site(env)
+    for _ in range(2):
+        run = api_call(env.server, key, "POST", "/v1/ideas/generate",
+                       {"site_id": site_id, "num_ideas": 4, "wait": True})  # fmt: skip
+        assert run.status_code in (200, 201, 202), run.text
+    listed = api_call(env.server, key, "GET", f"/v1/ideas?site_id={site_id}&limit=100")
+    ideas = listed.json()["data"]
+    ideas = ideas.get("ideas", ideas) if isinstance(ideas, dict) else ideas
+    titles = [idea["title"] for idea in ideas]
+    payloads = [m["payload"] for idea in ideas for m in idea["mockup_data"]["mutations"]]
+    assert len(titles) >= 5 and len(set(titles)) == len(titles), titles
+    assert len(set(payloads)) == len(payloads), payloads
+    # Every word an idea shows is on the page, or one of the rewrites' own connectives.
+    page_words = set(re.findall(r"[a-z0-9]+", (FIXTURES / "index.html").read_text().lower()))
+    connectives = {"ready", "to", "looking", "for", "my", "today"}
+    for payload in payloads:
+        invented = set(re.findall(r"[a-z0-9]+", payload.lower())) - page_words - connectives
+        assert not invented, (payload, invented)
+    assert not any("my started" in p.lower() or "credit card" in p.lower() for p in payloads)
