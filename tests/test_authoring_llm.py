@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from edge.authoring import AuthorUnavailable, LlmAuthor, LlmSettings, PageFetcher
-from edge.authoring.drafts import VariantDraft, VariantRequest
+from edge.authoring.drafts import NeedsClarification, VariantDraft, VariantRequest
 from tests.page_server import serve_pages
 from tests.support import LOOPBACK_ALLOWED
 
@@ -62,14 +62,12 @@ def _author(url: str) -> LlmAuthor:
     )
 
 
-def test_valid_changes_are_kept_and_an_unknown_selector_dropped(base: str) -> None:
+def test_valid_changes_are_kept(base: str) -> None:
     answer = {
         "name": "Price $499",
         "hypothesis": "A higher price raises revenue per visitor.",
         "mutations": [
             {"selector": ".plan--pro .price__amount", "action": "set_content", "payload": "$499"},
-            {"selector": ".no-such-thing", "action": "set_content", "payload": "x"},
-            {"selector": ".hero__title", "action": "run_script", "payload": "alert(1)"},
         ],
         "suggested_goals": [{"name": "Pro click", "type": "click", "selector": ".plan--pro .cta"}],
     }
@@ -79,8 +77,6 @@ def test_valid_changes_are_kept_and_an_unknown_selector_dropped(base: str) -> No
     assert isinstance(draft, VariantDraft)
     (change,) = draft.variant.mutations
     assert (change.selector, change.payload) == (".plan--pro .price__amount", "$499")
-    warnings = " ".join(draft.context.warnings)
-    assert ".no-such-thing" in warnings and "run_script" in warnings
     assert draft.context.page_analyzed == f"{base}/pricing"
     assert draft.suggested_goals[0].selector == ".plan--pro .cta"
     (sent,) = seen
@@ -89,6 +85,51 @@ def test_valid_changes_are_kept_and_an_unknown_selector_dropped(base: str) -> No
     assert sent["response_format"] == {"type": "json_object"}
     assert "from $99 to $499" in sent["messages"][-1]["content"]
     assert ".plan--pro .price__amount" in sent["messages"][-1]["content"]
+
+
+PROMPT = (
+    "Change the hero price from $99 to $499 and update the CTA to "
+    "https://buy.stripe.com/pro_abc123 on every /pricing/* page"
+)
+
+
+@pytest.mark.parametrize(
+    ("mutations", "clarify", "says"),
+    [
+        # A change the page cannot take: the rest is not shipped without it.
+        (
+            [{"selector": ".plan--pro .price__amount", "action": "set_content", "payload": "$499"},
+             {"selector": ".no-such-thing", "action": "set_content", "payload": "x"},
+             {"selector": ".hero__title", "action": "run_script", "payload": "alert(1)"}],
+            [],
+            ".no-such-thing",
+        ),
+        # The URL as the button's text: the wrong change.
+        (
+            [{"selector": ".plan--pro a.cta", "action": "set_content",
+              "payload": "https://buy.stripe.com/pro_abc123"}],
+            [],
+            "link's destination",
+        ),
+        # Scope words as text.
+        (
+            [{"selector": ".hero__title", "action": "set_content",
+              "payload": "$499 on every /pricing/* page"}],
+            [],
+            "where the test runs",
+        ),
+        ([], ["Which CTA: Starter, Pro or Enterprise?"], "Which CTA"),
+    ],
+)  # fmt: skip
+def test_an_unsure_or_wrong_answer_is_a_question(
+    base: str, mutations: list[Any], clarify: list[str], says: str
+) -> None:
+    answer = {"name": "x", "mutations": mutations, "clarify": clarify}
+    with fake_llm(json.dumps(answer)) as (url, _):
+        result = _author(url).generate_variant(VariantRequest(base, PROMPT, "/pricing"))
+    assert isinstance(result, NeedsClarification), result
+    [question] = result.questions
+    assert question.field == "prompt" and says in question.reason
 
 
 def test_malformed_json_is_a_clear_error(base: str) -> None:

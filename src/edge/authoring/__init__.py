@@ -15,7 +15,6 @@ from edge.authoring.deterministic import DeterministicAuthor
 from edge.authoring.fetch import FetchedPage, PageFetcher, PageUnavailable, fetch_page
 from edge.authoring.ideas import NothingToVary
 from edge.authoring.llm import AuthorUnavailable, LlmAuthor, LlmSettings
-from edge.authoring.variants import UnactionablePrompt
 from edge.outbound import OutboundGuard
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "NothingToVary",
     "PageFetcher",
     "PageUnavailable",
-    "UnactionablePrompt",
     "configured_author",
     "fetch_page",
 ]

@@ -6,10 +6,13 @@ elements on the fetched page and gives them stable, validated selectors
 patterns (`edge.authoring.ideas`). Everything it returns is a pure function of the
 prompt and the page: the same page gives the same variant, ideas and challengers.
 
-A prompt it cannot act on at all is a 400 (`UnactionablePrompt`) naming the phrasings
-it understands, rather than an empty variant: a variant without changes would launch
-as a test of nothing. The caller charges credits for the call either way (the reference
-charges generate_variant whatever it answers).
+It answers a variant only when it acted on every change the prompt asks for. A clause it
+does not understand, text that is not on the page, or a description that fits nothing
+there ("the Gold plan button") is answered with ``needs_clarification`` (`targets.unsure`)
+saying why and suggesting phrasings that name what the page shows: a partial or guessed
+variant could launch (``auto_launch``) as a change nobody asked for. The caller charges
+credits for the call either way (the reference charges generate_variant whatever it
+answers).
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ from edge.authoring.fetch import PageFetcher
 from edge.authoring.ideas import next_challenger, page_ideas
 from edge.authoring.intelligence import site_intelligence_of
 from edge.authoring.page import Page
-from edge.authoring.prompts import UNDERSTOOD, parse_prompt
-from edge.authoring.targets import clarification, resolve_target, site_root
+from edge.authoring.prompts import UNDERSTOOD, parse_prompt, scope_phrases
+from edge.authoring.targets import clarification, resolve_target, site_root, unsure, urls_in
 from edge.authoring.validation import validate_mutations
 from edge.authoring.variants import (
-    UnactionablePrompt,
     author_changes,
     click_goal,
+    examples,
     variant_draft,
     variant_name,
 )
@@ -63,19 +66,20 @@ class DeterministicAuthor:
         page = self.page(target)
         parsed = parse_prompt(request.prompt)
         changes = author_changes(page, parsed.intents)
-        mutations, dropped = validate_mutations(page, changes.mutations)
-        skipped = [
-            f"Did not act on {clause[:120]!r}: it is not a change this author understands "
-            f"(it understands {UNDERSTOOD})."
-            for clause in parsed.unparsed
+        forbidden = (*urls_in(request.prompt), *scope_phrases(request.prompt))
+        mutations, dropped, notes = validate_mutations(page, changes.mutations, forbidden)
+        reasons = [
+            *(
+                f"Did not understand {clause[:120]!r} (this author understands {UNDERSTOOD})."
+                for clause in parsed.unparsed
+            ),
+            *changes.unsure,
+            *dropped,
         ]
-        warnings = [*changes.warnings, *dropped, *skipped]
-        if not mutations:
-            why = " ".join(warnings) if warnings else "The prompt names no change."
-            raise UnactionablePrompt(
-                f"Nothing to change on {page.url}. {why} Phrase the change as one of "
-                f"{UNDERSTOOD}, naming text that is on the page."
-            )
+        if not parsed.intents and not reasons:
+            reasons.append(f"The prompt names no change (this author understands {UNDERSTOOD}).")
+        if reasons or not mutations:
+            return unsure(page.url, reasons, examples(page))
         return variant_draft(
             page,
             request,
@@ -84,7 +88,7 @@ class DeterministicAuthor:
             goals=click_goal(page, changes.clicked),
             hypothesis=" ".join(changes.sentences),
             assumptions=changes.assumptions,
-            warnings=warnings,
+            warnings=[*changes.warnings, *notes],
         )
 
     def generate_ideas(

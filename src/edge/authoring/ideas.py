@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from itertools import count, zip_longest
+from typing import Any
 
 from bs4 import Tag
 
@@ -29,7 +30,7 @@ from edge.authoring.rewrites import (
 from edge.config import MutationConfig
 from edge.errors import InvalidRequest
 
-__all__ = ["NothingToVary", "next_challenger", "page_ideas"]
+__all__ = ["NothingToVary", "next_challenger", "page_ideas", "unseen"]
 
 
 class NothingToVary(InvalidRequest):
@@ -96,6 +97,39 @@ def page_ideas(
         tracks.append([_idea(page, element, element_type, s, text) for s, text in found])
     ideas = [idea for row in zip_longest(*tracks) for idea in row if idea is not None]
     return ideas[: max(0, count_)]
+
+
+def _idea_keys(title: str, mutations: Sequence[Any]) -> tuple[str, str]:
+    changes = [
+        (m.get("selector"), m.get("action"), m.get("payload"), m.get("attribute_name"))
+        if isinstance(m, dict)
+        else (m.selector, m.action, m.payload, m.attribute_name)
+        for m in mutations
+    ]
+    return " ".join(title.lower().split()), repr(sorted(changes, key=repr))
+
+
+def unseen(
+    drafts: Sequence[IdeaDraft], stored: Sequence[tuple[str, Sequence[Any]]]
+) -> list[IdeaDraft]:
+    """The ``drafts`` that repeat neither the title nor the changes of an idea the site
+    already has (``stored``: each idea's title and ``mockup_data.mutations``) nor an
+    earlier draft: a generate run adds new ideas, it does not re-add the last run's."""
+    titles: set[str] = set()
+    changes: set[str] = set()
+    for title, mutations in stored:
+        key_title, key_changes = _idea_keys(title, mutations)
+        titles.add(key_title)
+        changes.add(key_changes)
+    fresh: list[IdeaDraft] = []
+    for draft in drafts:
+        key_title, key_changes = _idea_keys(draft.title, draft.mutations)
+        if key_title in titles or key_changes in changes:
+            continue
+        titles.add(key_title)
+        changes.add(key_changes)
+        fresh.append(draft)
+    return fresh
 
 
 def _element(page: Page, element_type: ElementType, hints: dict[str, str]) -> Tag | None:

@@ -7,8 +7,11 @@ their stable selectors, links) and the prompt, and answers JSON (``response_form
 ``json_object``). The answer is decoded into typed shapes and validated exactly like the
 deterministic author's output (`edge.authoring.validation`): a selector that matches
 nothing on the page is dropped with a warning, an action the snippet does not know is
-dropped, ``set_attribute`` needs its attribute name, payloads are bounded. Target
-resolution and ``needs_clarification`` are the shared ones (`edge.authoring.targets`).
+dropped, ``set_attribute`` needs its attribute name, payloads are bounded, and no text
+payload may show a URL of the prompt or its scope words. Target resolution and
+``needs_clarification`` are the shared ones (`edge.authoring.targets`); when the model
+says it is not sure (``clarify``), proposes nothing, or any of its changes is dropped,
+the answer is ``needs_clarification`` with the reasons, never a partial variant.
 
 Ideas and challengers fall back to the deterministic author when the endpoint's answer
 leaves nothing usable; site intelligence is the deterministic one (docs/authoring.md).
@@ -35,9 +38,10 @@ from edge.authoring.drafts import (
 )
 from edge.authoring.fetch import PageFetcher
 from edge.authoring.page import Page
-from edge.authoring.targets import clarification, resolve_target, site_root
+from edge.authoring.prompts import scope_phrases
+from edge.authoring.targets import clarification, resolve_target, site_root, unsure, urls_in
 from edge.authoring.validation import ACTIONS, validate_mutations
-from edge.authoring.variants import UnactionablePrompt, click_goal, variant_draft
+from edge.authoring.variants import click_goal, examples, variant_draft
 from edge.config import MutationConfig
 from edge.errors import InvalidUrlPattern, SplitedgeError
 from edge.urlglob import validate_pattern
@@ -59,7 +63,11 @@ _VARIANT_TASK: Final = (
     "Author the variant the prompt asks for. Answer {name, mutations: [mutation], "
     "hypothesis, suggested_goals: [{name, type: click|pageview|custom, selector?, "
     "url_pattern?}], url_pattern: glob or null (only when the prompt names a class of "
-    "pages), assumptions: [string]}."
+    "pages), assumptions: [string], clarify: [string]}. A URL in the prompt is where a link "
+    "goes: set_attribute href on the link (or action on a form), never text. Words saying "
+    "where the test runs ('on every /report/* page', 'site-wide') go in url_pattern, never "
+    "in a payload. When you are not sure which element or which change is meant, answer "
+    "no mutations and put your questions in clarify."
 )
 _IDEAS_TASK: Final = (
     "Suggest conversion-rate A/B test ideas for this page. Answer {ideas: [{title, "
@@ -129,12 +137,13 @@ class _Goal(msgspec.Struct):
 
 
 class _Variant(msgspec.Struct):
-    mutations: list[_Mutation]
+    mutations: list[_Mutation] = msgspec.field(default_factory=list)
     name: str = ""
     hypothesis: str = ""
     suggested_goals: list[_Goal] = msgspec.field(default_factory=list)
     url_pattern: str | None = None
     assumptions: list[str] = msgspec.field(default_factory=list)
+    clarify: list[str] = msgspec.field(default_factory=list)
 
 
 class _Idea(msgspec.Struct):
@@ -189,9 +198,10 @@ def _summary(page: Page) -> dict[str, Any]:
 
 
 def _mutations(
-    page: Page, answered: Sequence[_Mutation]
-) -> tuple[tuple[MutationConfig, ...], list[str]]:
-    """The answered changes that pass `validate_mutations`, and what was dropped."""
+    page: Page, answered: Sequence[_Mutation], forbidden: Sequence[str] = ()
+) -> tuple[tuple[MutationConfig, ...], list[str], tuple[str, ...]]:
+    """The answered changes that pass `validate_mutations`, what was dropped, and the
+    notes on those kept."""
     known: list[MutationConfig] = []
     warnings: list[str] = []
     for change in answered:
@@ -213,8 +223,8 @@ def _mutations(
                 MutationConfig,
             )
         )
-    kept, dropped = validate_mutations(page, known)
-    return kept, [*warnings, *dropped]
+    kept, dropped, notes = validate_mutations(page, known, forbidden)
+    return kept, [*warnings, *dropped], notes
 
 
 def _level(value: str) -> Any:
@@ -288,13 +298,14 @@ class LlmAuthor:
         page = self.fallback.page(target)
         content = self._ask(_VARIANT_TASK, {"page": _summary(page), "prompt": request.prompt})
         answer: _Variant = self._decode(content, _Variant)
-        mutations, warnings = _mutations(page, answer.mutations)
-        if not mutations:
-            why = " ".join(warnings) or "it proposed none."
-            raise UnactionablePrompt(
-                f"The LLM author's changes do not fit {page.url}: {why} Rephrase the prompt "
-                "naming text that is on the page."
+        forbidden = (*urls_in(request.prompt), *scope_phrases(request.prompt))
+        mutations, dropped, notes = _mutations(page, answer.mutations, forbidden)
+        reasons = [text[:300] for text in answer.clarify[:5]] + dropped
+        if reasons or not mutations:
+            return unsure(
+                page.url, reasons or ["The LLM author proposed no change."], examples(page)
             )
+        warnings = list(notes)
         pattern = None
         if answer.url_pattern:
             try:
@@ -320,7 +331,7 @@ class LlmAuthor:
         )
 
     def _idea(self, page: Page, idea: _Idea) -> IdeaDraft | None:
-        mutations, _ = _mutations(page, idea.mutations)
+        mutations, _, _ = _mutations(page, idea.mutations)
         if not mutations:
             return None
         element_type = idea.element_type if idea.element_type in _ELEMENT_TYPES else None

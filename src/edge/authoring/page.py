@@ -19,10 +19,16 @@ from edge.authoring.fetch import FetchedPage
 from edge.authoring.selectors import count_matches, stable_selector
 from edge.authoring.stack import detect_stack
 
-__all__ = ["PRICE", "Page", "normalize_text", "text_pattern"]
+__all__ = ["HIDING_CLASSES", "PRICE", "Page", "normalize_text", "text_pattern", "tight_text"]
 
 PRICE = re.compile(r"[$€£¥]\s?\d[\d,]*(?:\.\d{1,2})?|\d[\d,]*(?:\.\d{1,2})?\s?(?:USD|EUR|GBP|€)")
 """A price as pages write it: ``$99``, ``€1,299.00``, ``49 EUR``."""
+
+HIDING_CLASSES = frozenset({"hidden", "is-hidden", "d-none", "hide", "invisible"})
+"""Class names sites use to hide an element (Tailwind, Bootstrap and the like)."""
+
+# "$ 99": a currency sign in its own element ("<sup>$</sup>99") reads with a space.
+_SPLIT_PRICE = re.compile(r"([$€£¥])\s+(?=\d)")
 
 _INVISIBLE = {"script", "style", "noscript", "template", "svg", "head", "title", "meta"}
 _CHROME = {"nav", "header", "footer"}
@@ -33,6 +39,12 @@ _WORDS = re.compile(r"[a-z0-9]+")
 def normalize_text(text: str) -> str:
     """Text with every run of whitespace (non-breaking spaces included) as one space."""
     return " ".join(text.replace("\u00a0", " ").split())
+
+
+def tight_text(text: str) -> str:
+    """``text`` with a currency sign joined to its amount, as a reader sees "$99" that
+    the markup splits ("<span>$</span>99" gives "$ 99" with spaces between elements)."""
+    return _SPLIT_PRICE.sub(r"\1", text)
 
 
 def text_pattern(needle: str) -> re.Pattern[str]:
@@ -144,12 +156,59 @@ class Page:
 
     def context_words(self, element: Tag) -> set[str]:
         """The words of the classes and ids of ``element`` and its ancestors
-        (``plan plan--pro`` gives plan, pro): what the markup says the element is."""
+        (``plan plan--pro`` gives plan, pro): what the markup says the element is, and
+        ``hero`` for an element in the headline's section (`hero`) whatever its classes."""
         words = _tokens(element)
         for node in element.parents:
             if isinstance(node, Tag):
                 words |= _tokens(node)
+        hero = self.hero
+        if hero is not None and (element is hero or _inside(element, hero)):
+            words.add("hero")
         return words
+
+    @cached_property
+    def hero(self) -> Tag | None:
+        """The section the headline opens (its nearest ``section``, else its parent):
+        what a prompt calls "the hero" on a page whose markup never says so."""
+        headline = self.headline
+        if headline is None:
+            return None
+        for node in headline.parents:
+            if not isinstance(node, Tag) or node.name in ("main", "body", "[document]"):
+                break
+            if node.name == "section":
+                return node
+        parent = headline.parent
+        return parent if isinstance(parent, Tag) and parent.name not in ("main", "body") else None
+
+    def card(self, element: Tag, group: list[Tag]) -> Tag:
+        """The largest box around ``element`` holding no other member of ``group``: the
+        pricing card of a price or a button, among the page's prices or buttons."""
+        card = element
+        for node in element.parents:
+            if not isinstance(node, Tag) or node is self.body or node.name == "[document]":
+                break
+            if any(other is not element and _inside(other, node) for other in group):
+                break
+            card = node
+        return card
+
+    def hidden_by(self, element: Tag) -> str | None:
+        """How ``element`` itself is hidden: ``"class:NAME"`` for a hiding class,
+        ``"attribute"`` for ``hidden``, ``"style"`` for an inline ``display: none``; None
+        when its own markup does not hide it."""
+        value = element.get("class")
+        names = value if isinstance(value, list) else (value or "").split()
+        for name in names:
+            if name in HIDING_CLASSES:
+                return f"class:{name}"
+        if element.has_attr("hidden"):
+            return "attribute"
+        style = element.get("style")
+        if isinstance(style, str) and re.search(r"display\s*:\s*none", style):
+            return "style"
+        return None
 
     # The parts authors change.
 
@@ -233,15 +292,14 @@ class Page:
             if parent is not None and pattern.search(normalize_text(str(string))):
                 if self.visible(parent):
                     found.setdefault(id(parent), parent)
-        if found:
-            return list(found.values())
-        # The needle spans inline children ("Start <b>free</b> today"): climb a little.
+        # The needle spans inline children ("Start <b>free</b> today", "<sup>$</sup>99"):
+        # climb a little from every text node.
         for string in strings:
             node = string.parent
             for _ in range(3):
                 if node is None or node is self.body:
                     break
-                if pattern.search(self.text(node)) and self.visible(node):
+                if pattern.search(tight_text(self.text(node))) and self.visible(node):
                     found.setdefault(id(node), node)
                     break
                 node = node.parent
@@ -250,6 +308,14 @@ class Page:
             for element in found.values()
             if not any(other is not element and _inside(other, element) for other in found.values())
         ]
+
+    def shown_text(self, element: Tag) -> str:
+        """The text of ``element`` as a reader sees it: inline children ("$<small>99
+        </small>/mo") run on without the space `text` puts between elements."""
+        inline = {"span", "small", "sup", "sub", "b", "strong", "em", "i", "u", "s", "mark"}
+        if all(child.name in inline for child in element.find_all(True)):
+            return normalize_text(element.get_text(""))
+        return tight_text(self.text(element))
 
     def prices(self) -> list[tuple[str, Tag]]:
         """The prices the page shows, each with its innermost element."""

@@ -43,7 +43,15 @@ _NUMBER: Final = (
     re.compile(r"\b(?:in|within|under)\s+\d[\d,]*\s+(?:seconds|minutes|hours|days)\b", re.I),
     re.compile(r"\b\d[\d,.]*%\s+(?:more|less|fewer|faster|higher|lower)\b", re.I),
 )
-_REASSURED: Final = re.compile(r"no credit card|cancel any ?time|money-back|free trial", re.I)
+_REASSURED: Final = re.compile(
+    r"no credit card(?: required| needed)?|cancel any ?time|\d+-day money-back guarantee", re.I
+)
+# Nouns a call to action offers: "Start free trial" reads "Start my free trial"; "Get
+# started" or "Start free" have no noun to own and are left alone.
+_CTA_NOUNS: Final = frozenset(
+    "trial account demo plan copy guide report quote subscription discount access spot seat "
+    "ebook audit consultation workspace dashboard".split()
+)
 _IMPERATIVE: Final = frozenset(
     "see get start ship build grow make find turn try join discover create launch save meet "
     "know learn sell run track stop boost cut win go take give keep do".split()
@@ -58,7 +66,7 @@ class PageFacts(NamedTuple):
     proof: str | None
     number: str | None
     promise: str | None
-    reassured: bool
+    reassurance: str | None
 
 
 class Strategy(NamedTuple):
@@ -108,7 +116,7 @@ def page_facts(page: Page, subhead: Tag | None) -> PageFacts:
         proof=proof.group(0)[0].upper() + proof.group(0)[1:] if proof else None,
         number=number,
         promise=promise,
-        reassured=any(_REASSURED.search(text) for text in strings),
+        reassurance=next((m.group(0) for m in map(_REASSURED.search, strings) if m), None),
     )
 
 
@@ -143,7 +151,7 @@ def _headline_number(text: str, facts: PageFacts) -> str | None:
     core = text.rstrip(".!")
     if facts.number and facts.number.lower() not in text.lower():
         return f"{core}, {_lower_first(facts.number)}"
-    return f"{core}, set up in 5 minutes"
+    return None  # a number the page does not state would be a claim nobody made
 
 
 def _headline_brand(text: str, facts: PageFacts) -> str | None:
@@ -158,8 +166,11 @@ def _copy_shorter(text: str, facts: PageFacts) -> str | None:
 
 
 def _copy_risk(text: str, facts: PageFacts) -> str | None:
-    reversal = "Cancel any time." if facts.reassured else "No credit card required."
-    return None if reversal.lower()[:-1] in text.lower() else f"{_sentence(text)} {reversal}"
+    # Only a promise the page already makes: "no credit card" is a claim about billing.
+    reversal = facts.reassurance
+    if reversal is None or reversal.lower() in text.lower():
+        return None
+    return f"{_sentence(text)} {_sentence(reversal[0].upper() + reversal[1:])}"
 
 
 def _copy_proof(text: str, facts: PageFacts) -> str | None:
@@ -174,7 +185,8 @@ def _cta_first_person(text: str, facts: PageFacts) -> str | None:
     if re.search(r"\byour\b", text, re.I):
         return re.sub(r"\byour\b", "my", text, count=1, flags=re.I)
     verb, _, rest = text.partition(" ")
-    return f"{verb} my {rest}" if verb.lower() in _CTA_VERBS and rest else None
+    owned = rest.split()[-1].lower() in _CTA_NOUNS if rest else False
+    return f"{verb} my {rest}" if verb.lower() in _CTA_VERBS and owned else None
 
 
 def _cta_urgency(text: str, facts: PageFacts) -> str | None:

@@ -15,7 +15,7 @@ way, so a prompt means the same page whoever authors it):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Final
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
@@ -35,6 +35,7 @@ __all__ = [
     "same_site",
     "site_root",
     "suggestions",
+    "unsure",
     "url_pattern_for",
     "urls_in",
 ]
@@ -166,9 +167,35 @@ def domain_warning(site_url: str, page_url: str) -> str | None:
     )
 
 
+UNSURE_HINT: Final = (
+    "Re-send the same call with the prompt rephrased as the questions below say: name text "
+    "that is on the page, or the element by what it shows (e.g. 'the Pro plan button')."
+)
+
+
+def unsure(page_url: str, reasons: Sequence[str], examples: Sequence[str]) -> NeedsClarification:
+    """The answer when the author is not sure what a prompt asks of ``page_url``: nothing
+    is authored (so nothing can launch), and the question says why (``reasons``) and
+    offers ``examples``, phrasings the author acts on that name things on the page."""
+    question = ClarificationQuestion(
+        field="prompt",
+        prompt=f"What exactly should change on {page_url}?",
+        reason=" ".join(reasons)[:2000],
+        input_type="text",
+        required=True,
+        suggestions=tuple(examples)[:MAX_SUGGESTIONS],
+    )
+    return NeedsClarification(retry_hint=UNSURE_HINT, questions=(question,))
+
+
 _GLOB_IN_TEXT: Final = re.compile(r"(?<![\w$])/[\w\-./]*\*[\w\-./*]*")
 _CLASS_OF_PAGES: Final = re.compile(
     r"\b(?:all|every|each|any)\s+(?:of\s+the\s+|the\s+)?(?P<kind>[a-z][\w-]*)\s+pages?\b", re.I
+)
+_SITE_WIDE: Final = re.compile(
+    r"\b(?:site[\s-]?wide|everywhere|(?:across|on)\s+the\s+(?:whole\s+|entire\s+)?(?:site|website)"
+    r"|(?:on|across)\s+(?:all|every)\s+pages?)\b",
+    re.I,
 )
 
 
@@ -179,9 +206,9 @@ def _singular(word: str) -> str:
 
 def url_pattern_for(prompt: str, target_url: str) -> tuple[str | None, list[str], list[str]]:
     """The url_pattern a prompt implies, with the assumption made reading it or the
-    warning when it could not be read: an explicit glob ("every /checkout/*"), or "all
-    product pages" read against the target's path (/products/blue-mug gives
-    /products/*). No pattern for a test of one page."""
+    warning when it could not be read: an explicit glob ("every /checkout/*"), "site-wide"
+    or "on every page" (``/**``), or "all product pages" read against the target's path
+    (/products/blue-mug gives /products/*). No pattern for a test of one page."""
     glob = _GLOB_IN_TEXT.search(URL_IN_TEXT.sub(" ", prompt))
     if glob:
         pattern = glob.group(0).rstrip(_TRAILING)
@@ -189,6 +216,8 @@ def url_pattern_for(prompt: str, target_url: str) -> tuple[str | None, list[str]
             return validate_pattern(pattern), [f"Scoped to the pages matching {pattern}"], []
         except InvalidUrlPattern as exc:
             return None, [], [f"Ignored the URL pattern {pattern!r} in the prompt: {exc.message}"]
+    if _SITE_WIDE.search(prompt):
+        return "/**", ["Scoped to every page of the site (/**), as the prompt says"], []
     kind = _CLASS_OF_PAGES.search(prompt)
     if not kind:
         return None, [], []

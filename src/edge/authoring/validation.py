@@ -5,7 +5,10 @@ variant never carries a selector that finds nothing on the fetched page, an acti
 snippet does not know, a ``set_attribute`` without an attribute name, or a change that
 would run script in a visitor's browser (`edge.mutation_rules`: an ``on*`` handler, a
 ``javascript:`` URL).
-What is dropped is said in the warnings.
+A text payload (``set_content``, ``insert_before``, ``insert_after``) may not show
+what the request gave as something else (``forbidden``): a URL in a request is where a
+link goes, and scope words ("on every /report/* page") say where the test runs.
+What is dropped is said, and the author asks rather than answer without it.
 """
 
 from __future__ import annotations
@@ -35,7 +38,10 @@ MAX_SELECTOR: Final = 500
 _ATTRIBUTE: Final = re.compile(r"[A-Za-z_:][A-Za-z0-9_:.-]*")
 
 
-def _problem(page: Page, change: MutationConfig) -> str | None:
+_TEXT_ACTIONS: Final = frozenset({"set_content", "insert_before", "insert_after"})
+
+
+def _problem(page: Page, change: MutationConfig, forbidden: Sequence[str]) -> str | None:
     """Why ``change`` cannot be kept, or None."""
     if change.action not in ACTIONS:
         return f"its action {change.action!r} is not one of {', '.join(sorted(ACTIONS))}"
@@ -57,31 +63,41 @@ def _problem(page: Page, change: MutationConfig) -> str | None:
         return f"{change.action} needs class names in its payload"
     if page.count(selector) == 0:
         return f"its selector {selector!r} matches nothing on {page.url}"
+    if change.action in _TEXT_ACTIONS:
+        shown = change.payload.lower()
+        for text in forbidden:
+            if text.strip() and text.strip().lower() in shown:
+                return (
+                    f"it would show {text.strip()[:200]!r} on the page, which the request "
+                    "gives as a link's destination or as where the test runs, not as text"
+                )
     return None
 
 
 def validate_mutations(
-    page: Page, mutations: Sequence[MutationConfig]
-) -> tuple[tuple[MutationConfig, ...], tuple[str, ...]]:
+    page: Page, mutations: Sequence[MutationConfig], forbidden: Sequence[str] = ()
+) -> tuple[tuple[MutationConfig, ...], tuple[str, ...], tuple[str, ...]]:
     """The mutations that may be applied to ``page`` (duplicates dropped, at most
-    `MAX_MUTATIONS`), and a warning for each one left out or matching several elements."""
+    `MAX_MUTATIONS`), why each other one was dropped, and a note for each kept one that
+    matches several elements. ``forbidden``: texts no text payload may contain."""
     kept: list[MutationConfig] = []
-    warnings: list[str] = []
+    dropped: list[str] = []
+    notes: list[str] = []
     for change in mutations:
-        problem = _problem(page, change)
+        problem = _problem(page, change, forbidden)
         if problem is not None:
-            warnings.append(f"Dropped a {change.action} change: {problem}.")
+            dropped.append(f"Dropped a {change.action} change: {problem}.")
             continue
         if change in kept:
             continue
         if len(kept) == MAX_MUTATIONS:
-            warnings.append(f"Kept the first {MAX_MUTATIONS} changes; the rest were dropped.")
+            dropped.append(f"Kept the first {MAX_MUTATIONS} changes; the rest were dropped.")
             break
         matched = page.count(change.selector)
         if matched > 1:
-            warnings.append(
+            notes.append(
                 f"{change.selector} matches {matched} elements on the page; the change "
                 "applies to all of them."
             )
         kept.append(change)
-    return tuple(kept), tuple(warnings)
+    return tuple(kept), tuple(dropped), tuple(notes)

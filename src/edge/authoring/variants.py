@@ -3,8 +3,12 @@ parsed page: which element each intent means, the change, and the words that go 
 (the variant's name, its hypothesis, the goal to judge it on).
 
 When several elements fit ("$99" is on the Pro card and in the FAQ), the one the prompt's
-words and the markup agree on wins ("hero price", ``plan--pro``), then a featured or
-primary one, then the first; the choice is written into the assumptions.
+words and the page agree on wins: the markup ("hero price", ``plan--pro``), the card the
+element sits in (its heading "Pro"), then a featured or primary one, then the first; the
+choice is written into the assumptions. When the prompt names something the page does
+not show ("the Gold plan button"), or text that is not there, the intent is not acted on
+and the reason goes into ``unsure``: the author then asks (`targets.unsure`) instead of
+changing something else.
 """
 
 from __future__ import annotations
@@ -24,17 +28,26 @@ from edge.authoring.drafts import (
     VariantDraft,
     VariantRequest,
 )
-from edge.authoring.page import PRICE, Page, normalize_text, text_pattern
-from edge.authoring.prompts import Hide, Intent, LinkChange, RoleText, TextChange, words
+from edge.authoring.page import PRICE, Page, normalize_text, text_pattern, tight_text
+from edge.authoring.prompts import (
+    Hide,
+    Intent,
+    LinkChange,
+    PlanPrice,
+    RoleText,
+    Show,
+    Style,
+    TextChange,
+    words,
+)
 from edge.authoring.targets import domain_warning, url_pattern_for
 from edge.config import MutationConfig
-from edge.errors import InvalidRequest
 
 __all__ = [
     "AuthoredChanges",
-    "UnactionablePrompt",
     "author_changes",
     "click_goal",
+    "examples",
     "variant_draft",
     "variant_name",
 ]
@@ -44,23 +57,32 @@ _CTA_WORDS: Final = frozenset({"cta", "button", "btn", "buy", "checkout", "purch
 _CHROME_WORDS: Final = frozenset({"nav", "navigation", "header", "footer", "menu"})
 _HEADING: Final = ("h1", "h2", "h3", "h4", "h5", "h6")
 _FILLER: Final = frozenset({"section", "block", "area", "part", "element", "box", "banner"})
-
-
-class UnactionablePrompt(InvalidRequest):
-    """Nothing in the prompt could be made into a change of the page. The message says
-    why (the text it names is not on the page, or the phrasing is not understood)."""
-
-    code = "prompt_not_actionable"
+# Words of a hint that say what kind of thing it is, not which one: "the Pro plan button"
+# must match "pro" on the page; "plan" and "button" do not tell the buttons apart.
+_GENERIC: Final = (
+    _CTA_WORDS
+    | _FILLER
+    | frozenset(
+        {"plan", "tier", "main", "primary", "call", "action", "form", "price", "pricing", "card"}
+    )
+)
+_HEADLINE_WORDS: Final = frozenset({"headline", "heading", "title", "h1"})
+_SUBHEAD_WORDS: Final = frozenset(
+    {"subheadline", "subhead", "subheading", "subtitle", "tagline", "intro"}
+)
+_INLINE: Final = frozenset({"a", "span", "strong", "em", "b", "i", "small", "label", "button"})
 
 
 class AuthoredChanges(msgspec.Struct):
-    """What the intents made of the page."""
+    """What the intents made of the page. ``unsure`` says, per intent, why it was not
+    acted on; any entry there means the author should ask rather than answer."""
 
     mutations: list[MutationConfig] = msgspec.field(default_factory=list)
     names: list[str] = msgspec.field(default_factory=list)
     sentences: list[str] = msgspec.field(default_factory=list)
     assumptions: list[str] = msgspec.field(default_factory=list)
     warnings: list[str] = msgspec.field(default_factory=list)
+    unsure: list[str] = msgspec.field(default_factory=list)
     clicked: Tag | None = None
 
 
@@ -80,6 +102,21 @@ def _closeness(element: Tag, near: Tag | None) -> int:
     return 0
 
 
+def _card_score(page: Page, element: Tag, group: list[Tag], hint: set[str]) -> int:
+    """How well the card ``element`` sits in (among ``group``) matches ``hint``: its
+    heading counts most ("Pro" on the Pro card), then its markup, then its text."""
+    if not hint:
+        return 0
+    card = page.card(element, group)
+    heading = card.find(_HEADING) if card.name not in _HEADING else card
+    heading_words = words(page.text(heading)) if isinstance(heading, Tag) else set()
+    return (
+        3 * len(hint & heading_words)
+        + 2 * len(hint & page.context_words(card))
+        + len(hint & words(page.text(card)))
+    )
+
+
 def _pick(
     page: Page,
     candidates: Sequence[Tag],
@@ -87,25 +124,37 @@ def _pick(
     near: Tag | None,
     exact: str = "",
     bonus: Callable[[Tag], int] = lambda element: 0,
-) -> tuple[Tag, str]:
-    """The candidate the prompt most likely means, and why (for the assumptions)."""
+) -> tuple[Tag, str, int]:
+    """The candidate the prompt most likely means, why (for the assumptions), and how
+    many of the hint's specific words (not `_GENERIC`) it matched."""
+    group = list(candidates)
+    specific = hint - _GENERIC
+
+    def matched(element: Tag) -> int:
+        return 2 * len(hint & page.context_words(element)) + _card_score(
+            page, element, group, specific
+        )
 
     def score(element: Tag) -> int:
         context = page.context_words(element)
-        value = 2 * len(hint & context) + (1 if context & _FEATURED else 0)
+        value = matched(element) + (1 if context & _FEATURED else 0)
         if page.in_chrome(element) and not hint & _CHROME_WORDS:
             value -= 3
-        if exact and page.text(element).lower() == exact.lower():
+        if exact and tight_text(page.text(element)).lower() == exact.lower():
             value += 2
         return value + _closeness(element, near) + bonus(element)
 
-    best = max(candidates, key=score)  # max keeps the first of equals: document order
+    best = max(group, key=score)  # max keeps the first of equals: document order
     context = page.context_words(best)
     reasons = sorted(hint & context) + sorted(context & _FEATURED)
     why = f"its markup says {', '.join(reasons)}" if reasons else "it comes first on the page"
+    card = page.card(best, group)
+    shared = specific & (context | page.context_words(card) | words(page.text(card)))
+    if shared:
+        why = f"it sits with {', '.join(sorted(shared))}"
     if near is not None and _closeness(best, near) >= 3:
         why = "it sits with the element changed before it"
-    return best, why
+    return best, why, len(shared)
 
 
 def _in_cta(page: Page, element: Tag) -> Tag | None:
@@ -137,6 +186,13 @@ def _price_sentence(old: str, new: str) -> str:
     )
 
 
+def _no_match(page: Page, hint: str, specific: set[str], kind: str) -> str:
+    return (
+        f"Nothing on {page.url} that is {kind} shows {', '.join(sorted(specific))} (from "
+        f"{_quote(hint)}); which one is meant?"
+    )
+
+
 def _text_change(
     page: Page, intent: TextChange, out: AuthoredChanges, near: Tag | None
 ) -> Tag | None:
@@ -145,28 +201,28 @@ def _text_change(
     if hint & _CTA_WORDS:
         ctas = [cta for cta in (_in_cta(page, el) for el in candidates) if cta is not None]
         candidates = ctas or candidates
-    elif hint & {"headline", "heading", "title", "h1"}:
+    elif hint & _HEADLINE_WORDS:
         candidates = [el for el in candidates if el.name in _HEADING] or candidates
     if not candidates:
         shown = sorted({price for price, _ in page.prices()}) if PRICE.fullmatch(intent.old) else []
         listed = f" (the prices it shows: {', '.join(shown)})" if shown else ""
-        out.warnings.append(
-            f"{_quote(intent.old)} is not on {page.url}{listed}; nothing was changed for "
-            f"{_quote(intent.clause, 120)}."
+        out.unsure.append(
+            f"{_quote(intent.old)} is not on {page.url}{listed}, so "
+            f"{_quote(intent.clause, 120)} changes nothing."
         )
         return None
-    element, why = _pick(page, candidates, hint, near, exact=intent.old)
+    element, why, _ = _pick(page, candidates, hint, near, exact=intent.old)
     selector = page.selector(element)
-    text = page.text(element)
+    text = page.shown_text(element)
     if text.lower() == normalize_text(intent.old).lower():
         payload = intent.new
     else:
         payload = text_pattern(intent.old).sub(lambda _: intent.new, text, count=1)
-        if element.find(True) is not None:
-            out.assumptions.append(
-                f"{selector} holds more than {_quote(intent.old)}; its whole text is set, so its "
-                "inline markup becomes plain text"
-            )
+    if element.find(True) is not None and payload != intent.new:
+        out.assumptions.append(
+            f"{selector} holds more than {_quote(intent.old)}; its whole text is set, so its "
+            "inline markup becomes plain text"
+        )
     if len(candidates) > 1:
         out.assumptions.append(
             f"{_quote(intent.old)} appears {len(candidates)} times on the page; changed "
@@ -194,44 +250,115 @@ def _text_change(
     return element
 
 
+def _plan_price(
+    page: Page, intent: PlanPrice, out: AuthoredChanges, near: Tag | None
+) -> Tag | None:
+    plan = words(intent.plan) - _GENERIC
+    shown = page.prices()
+    elements = list({id(element): element for _, element in shown}.values())
+    if not elements or not plan:
+        out.unsure.append(
+            f"{page.url} shows no price for a plan called {_quote(intent.plan)}; which price "
+            "should change?"
+        )
+        return None
+    element, why, found = _pick(page, elements, plan, None)
+    ranked = sorted((_card_score(page, other, elements, plan) for other in elements), reverse=True)
+    if not found or (len(ranked) > 1 and ranked[0] == ranked[1]):
+        listed = ", ".join(sorted({price for price, _ in shown}))
+        out.unsure.append(
+            f"Could not tell which price on {page.url} is the {intent.plan} plan's (it shows "
+            f'{listed}); name the price to change ("change $99 to {intent.new}").'
+        )
+        return None
+    text = page.shown_text(element)
+    old = next(price for price, tag in shown if tag is element)
+    new_price = PRICE.search(intent.new)
+    replacement = new_price.group(0) if new_price else intent.new
+    payload = text_pattern(old).sub(lambda _: replacement, text, count=1)
+    selector = page.selector(element)
+    out.assumptions.append(f"The {intent.plan} plan's price is {selector} ({old}) because {why}")
+    out.mutations.append(
+        MutationConfig(selector, "set_content", payload, None, f"Price the {intent.plan} plan")
+    )
+    out.names.append(f"{intent.plan.capitalize()} plan at {replacement}")
+    out.sentences.append(_price_sentence(old, replacement))
+    return element
+
+
 def _link_change(
     page: Page, intent: LinkChange, out: AuthoredChanges, near: Tag | None
 ) -> Tag | None:
-    anchors = [el for el in page.elements("a") if el.has_attr("href")]
     hint = words(intent.hint)
-    ctas = [el for el in page.ctas if el.name == "a" and el.has_attr("href")]
-    candidates = ctas if (hint & _CTA_WORDS or not hint) and ctas else anchors
+    attribute = "href"
+    if "form" in hint:
+        candidates = [el for el in page.body.find_all("form") if isinstance(el, Tag)]
+        attribute = "action"
+    else:
+        anchors = [el for el in page.elements("a") if el.has_attr("href")]
+        ctas = [el for el in page.ctas if el.name == "a" and el.has_attr("href")]
+        candidates = ctas if (hint & _CTA_WORDS or not hint - _GENERIC) and ctas else anchors
     if not candidates:
-        out.warnings.append(
-            f"{page.url} has no link to point at {intent.url}; nothing was changed for "
-            f"{_quote(intent.clause, 120)}."
-        )
+        what = "form" if attribute == "action" else "link"
+        out.unsure.append(f"{page.url} has no {what} to point at {intent.url}; which one?")
         return None
     host = urlsplit(intent.url).hostname
 
     def same_host(element: Tag) -> int:
         # A link already going to the new URL's host (a Stripe link for a Stripe link)
         # is most likely the one to re-point.
-        return 2 if urlsplit(str(element.get("href"))).hostname == host else 0
+        return 2 if urlsplit(str(element.get(attribute))).hostname == host else 0
 
-    element, why = _pick(page, candidates, hint, near, bonus=same_host)
+    element, why, found = _pick(page, candidates, hint, near, bonus=same_host)
+    specific = hint - _GENERIC - {"stripe", "url", "checkout", "link"}
+    if specific and not found and _closeness(element, near) < 3:
+        out.unsure.append(_no_match(page, intent.hint, specific, "a link"))
+        return None
     selector = page.selector(element)
-    label = page.text(element)
-    if element.get("href") == intent.url:
-        out.warnings.append(f"{selector} already links to {intent.url}; the change does nothing.")
+    label = page.text(element) or selector
+    if element.get(attribute) == intent.url:
+        out.warnings.append(f"{selector} already goes to {intent.url}; the change does nothing.")
     out.mutations.append(
         MutationConfig(
-            selector, "set_attribute", intent.url, "href", f"Point {_quote(label)} at {host}"
+            selector, "set_attribute", intent.url, attribute, f"Point {_quote(label)} at {host}"
         )
     )
     if len(candidates) > 1:
-        out.assumptions.append(f"Linked {selector} ({_quote(label)}) because {why}")
+        out.assumptions.append(f"Pointed {selector} ({_quote(label)}) at {host} because {why}")
     out.names.append(f"{label} to {host}")
     out.sentences.append(
         f"Sending {_quote(label)} to {host} takes visitors straight to the offer, so more of "
         "those who click complete it."
     )
-    out.clicked = element
+    out.clicked = element if element.name != "form" else out.clicked
+    return element
+
+
+def _named(page: Page, hint: str, near: Tag | None, out: AuthoredChanges) -> Tag | None:
+    """The element a description names ("the CTA button", "the Pro plan button", "the
+    headline", "the annual note"), or None with the reason in ``out.unsure``."""
+    said = words(hint) - _FILLER
+    if said & _SUBHEAD_WORDS:
+        element = page.subhead
+    elif said & _HEADLINE_WORDS:
+        element = page.headline
+    elif said & _CTA_WORDS or not said - _GENERIC:
+        specific = said - _GENERIC
+        element = page.primary_cta
+        if specific and page.ctas:
+            element, _, found = _pick(page, page.ctas, said, near)
+            if not found:
+                out.unsure.append(_no_match(page, hint, specific, "a call to action"))
+                return None
+    else:
+        named = [
+            el
+            for el in page.body.find_all(True)
+            if isinstance(el, Tag) and said <= page.own_words(el) and page.visible(el)
+        ]
+        element = named[0] if named else None
+    if element is None:
+        out.unsure.append(f"Found nothing on {page.url} that is {_quote(hint)}; which element?")
     return element
 
 
@@ -242,14 +369,12 @@ def _role_text(page: Page, intent: RoleText, out: AuthoredChanges, near: Tag | N
     elif intent.role == "subhead":
         element = page.subhead
     else:
-        hint = words(intent.hint) - _CTA_WORDS
-        element = page.primary_cta
-        if hint and page.ctas:
-            element = _pick(page, page.ctas, hint, near)[0]
+        element = _named(page, intent.hint, near, out)
+        if element is None:
+            return None
     if element is None:
-        out.warnings.append(
-            f"{page.url} has no {intent.role} to change; nothing was changed for "
-            f"{_quote(intent.clause, 120)}."
+        out.unsure.append(
+            f"{page.url} has no {intent.role}, so {_quote(intent.clause, 120)} changes nothing."
         )
         return None
     selector = page.selector(element)
@@ -263,6 +388,43 @@ def _role_text(page: Page, intent: RoleText, out: AuthoredChanges, near: Tag | N
         "value more directly, so more visitors keep reading and act."
     )
     if intent.role == "cta":
+        out.clicked = element
+    return element
+
+
+def _style(page: Page, intent: Style, out: AuthoredChanges, near: Tag | None) -> Tag | None:
+    element = _named(page, intent.hint, near, out)
+    if element is None:
+        return None
+    is_button = any(element is cta for cta in page.ctas)
+    on_text = bool(re.search(r"\b(?:text|font|label|words?)\b", intent.hint, re.I))
+    declarations: list[str] = []
+    said: list[str] = []
+    if intent.color is not None:
+        if is_button and not on_text:
+            declarations.append(f"background-color: {intent.color}")
+            declarations.append(f"border-color: {intent.color}")
+        else:
+            declarations.append(f"color: {intent.color}")
+        said.append(intent.color)
+    if intent.scale is not None:
+        # zoom scales the element with its padding and border and reflows around it,
+        # whatever unit its font size was set in.
+        declarations.append(f"zoom: {intent.scale:g}")
+        said.append("larger" if intent.scale > 1 else "smaller")
+    selector = page.selector(element)
+    label = page.text(element)
+    out.mutations.append(
+        MutationConfig(
+            selector, "set_style", "; ".join(declarations), None, f"Make it {' and '.join(said)}"
+        )
+    )
+    out.names.append(f"{_quote(label, 40)} {' and '.join(said)}")
+    out.sentences.append(
+        f"A {' and '.join(said)} {_quote(label, 40)} stands out more, so more visitors see "
+        "it and act on it."
+    )
+    if is_button:
         out.clicked = element
     return element
 
@@ -281,8 +443,9 @@ def _hide(page: Page, intent: Hide, out: AuthoredChanges) -> Tag | None:
             and page.visible(el)
         ]
     if not candidates:
-        out.warnings.append(
-            f"Found nothing on {page.url} that is {_quote(intent.what)}; nothing was hidden."
+        out.unsure.append(
+            f"Found nothing on {page.url} that is {_quote(intent.what)}, so nothing would be "
+            "hidden; which element?"
         )
         return None
     element = candidates[0]  # the outermost: find_all lists ancestors first
@@ -298,22 +461,84 @@ def _hide(page: Page, intent: Hide, out: AuthoredChanges) -> Tag | None:
     return element
 
 
+def _show(page: Page, intent: Show, out: AuthoredChanges) -> Tag | None:
+    wanted = words(intent.what) - _FILLER
+    candidates = [
+        el
+        for el in page.body.find_all(True)
+        if isinstance(el, Tag)
+        and wanted
+        and page.hidden_by(el) is not None
+        and (wanted <= page.own_words(el) or wanted <= words(page.text(el)))
+    ]
+    if not candidates:
+        out.unsure.append(
+            f"Found nothing hidden on {page.url} that is {_quote(intent.what)}; which element "
+            "should be shown?"
+        )
+        return None
+    element = candidates[0]
+    selector = page.selector(element)
+    how = page.hidden_by(element) or ""
+    if how.startswith("class:"):
+        change = MutationConfig(
+            selector, "remove_class", how[len("class:") :], None, f"Show {intent.what}"
+        )
+    else:
+        display = "inline" if element.name in _INLINE else "block"
+        change = MutationConfig(
+            selector, "set_style", f"display: {display}", None, f"Show {intent.what}"
+        )
+    out.mutations.append(change)
+    out.names.append(f"Shown {intent.what}")
+    out.sentences.append(
+        f"Showing {_quote(page.text(element), 60)} answers a question visitors have before "
+        "they act, so more of them do."
+    )
+    return element
+
+
 def author_changes(page: Page, intents: Sequence[Intent]) -> AuthoredChanges:
     """The changes ``intents`` make to ``page``, with their names, hypothesis sentences,
-    assumptions and warnings (an intent that finds no element is a warning)."""
+    assumptions and warnings; an intent that finds no element, or cannot tell which one
+    is meant, is a reason in ``unsure``."""
     out = AuthoredChanges()
     near: Tag | None = None
     for intent in intents:
+        changed: Tag | None
         if isinstance(intent, TextChange):
             changed = _text_change(page, intent, out, near)
+        elif isinstance(intent, PlanPrice):
+            changed = _plan_price(page, intent, out, near)
         elif isinstance(intent, LinkChange):
             changed = _link_change(page, intent, out, near)
         elif isinstance(intent, RoleText):
             changed = _role_text(page, intent, out, near)
+        elif isinstance(intent, Style):
+            changed = _style(page, intent, out, near)
+        elif isinstance(intent, Show):
+            changed = _show(page, intent, out)
         else:
             changed = _hide(page, intent, out)
         near = changed or near
     return out
+
+
+def examples(page: Page) -> list[str]:
+    """Prompts this author acts on that name what ``page`` shows: the suggestions of a
+    clarification."""
+    found: list[str] = []
+    if page.headline is not None:
+        found.append(f'Change the headline to "{page.text(page.headline)[:60]} (new wording)"')
+    prices = page.prices()
+    if prices:
+        found.append(f"Change {prices[0][0]} to (the new price)")
+    cta = page.primary_cta
+    if cta is not None:
+        found.append(f'Rename the "{page.text(cta)[:40]}" button to (new text)')
+        found.append(f'Make the "{page.text(cta)[:40]}" button green and larger')
+        found.append("Link the CTA to https://(the new destination)")
+    return found
 
 
 def click_goal(page: Page, element: Tag | None) -> tuple[SuggestedGoal, ...]:

@@ -28,11 +28,19 @@ import msgspec
 from edge.authoring.author import Author
 from edge.authoring.drafts import IdeaDraft
 from edge.authoring.fetch import PageUnavailable
+from edge.authoring.ideas import unseen
 from edge.config import MutationConfig
 from edge.control import audit, credits
 from edge.control.api import Auth, in_store, in_transaction
 from edge.control.fetch_pool import record_failure, shared_pool
-from edge.control.idea_records import Idea, IdeaOut, IdeaStatus, NewIdea
+from edge.control.idea_records import (
+    MAX_IDEAS_PER_RUN,
+    Idea,
+    IdeaFilter,
+    IdeaOut,
+    IdeaStatus,
+    NewIdea,
+)
 from edge.control.records import SiteRecord, utc_now
 from edge.control.services import Services
 from edge.control.sites_api import require_site
@@ -192,11 +200,16 @@ def record_generated(
     output_type: str,
     schedule_id: str | None = None,
     errors: Sequence[GenerationError] = (),
+    limit: int | None = None,
 ) -> list[IdeaOut]:
-    """Store a run's ideas for the site, audit them and queue ``ideas.generated`` with
-    them (and the ``errors`` of the run's pages that gave none), in the caller's
-    transaction; the ideas as stored."""
+    """Store a run's ideas for the site (at most ``limit``, none the site already has:
+    `edge.authoring.ideas.unseen`), audit them and queue ``ideas.generated`` with them
+    (and the ``errors`` of the run's pages that gave none), in the caller's transaction;
+    the ideas as stored."""
     with store.transaction():
+        known, _ = store.list_ideas(workspace_id, IdeaFilter(site_id=site.id), 100_000, 0)
+        stored = [(idea.title, idea.mockup_data.get("mutations") or []) for idea in known]
+        drafts = unseen(drafts, stored)[:limit]
         ids = [add_idea(store, workspace_id, site.id, _new_idea(d, output_type)).id for d in drafts]
         ideas = [get_idea(store, workspace_id, idea_id) for idea_id in ids]
         audit.record(
@@ -258,7 +271,9 @@ async def complete_generation(
     refunded and announced as failed (`record_failed`) and the error raised again."""
     try:
         drafts = await shared_pool().run(
-            auth.workspace_id, lambda: author.generate_ideas(site.url, num_ideas)
+            # More than asked for: those the site already has are left out.
+            auth.workspace_id,
+            lambda: author.generate_ideas(site.url, num_ideas + MAX_IDEAS_PER_RUN),
         )
     except Exception as exc:
         refund = credits.TOOL_COSTS["generate_ideas"] if auth.metered else 0
@@ -275,7 +290,7 @@ async def complete_generation(
     return await in_store(
         services,
         lambda store: record_generated(
-            store, auth.workspace_id, auth.key_id, site, drafts[:num_ideas], output_type
+            store, auth.workspace_id, auth.key_id, site, drafts, output_type, limit=num_ideas
         ),
     )
 
