@@ -9,27 +9,33 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging.config
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
-from edge.logs import logging_config
+from edge.http import PublicOrigin
+from edge.logs import LOG_LEVELS, logging_config
 from edge.processes import PortInUse
 from edge.settings import ENV_PREFIX, Settings, env_flag
 
 __all__ = ["main", "serve_settings"]
 
 # The control plane's commands, in the order ``--help`` lists them: the module of each
-# has ``add_parser(sub)`` and ``run(args)``.
+# has ``add_parser(sub)`` and ``run(args)``, which tells its commands apart by
+# ``args.command``.
 _CONTROL_COMMANDS = {
     "keys": "edge.control.keys_cli",
     "credits": "edge.control.credits_cli",
     "tick": "edge.control.tick_cli",
     "edge-tokens": "edge.control.edge_tokens_cli",
+    "backup": "edge.control.backup",
+    "restore": "edge.control.backup",
 }
 
 
@@ -74,6 +80,12 @@ def _server_arguments(serve: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="create the events table as ReplicatedMergeTree + Distributed ON CLUSTER NAME "
         "(SPLITEDGE_CLICKHOUSE_CLUSTER)",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=_env("log_level", defaults.log_level).lower(),
+        help="level of the server's and its workers' logs (SPLITEDGE_LOG_LEVEL)",
     )
 
 
@@ -147,13 +159,17 @@ def _parser(control: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="splitedge", description="splitedge: self-hosted A/B tests and agent experiments"
     )
+    version = importlib.metadata.version("splitedge")
+    parser.add_argument("--version", action="version", version=f"splitedge {version}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _edge_parser(sub)
-    for name, module in _CONTROL_COMMANDS.items():
-        if control:
+    if control:
+        # One module may add several commands (backup and restore).
+        for module in dict.fromkeys(_CONTROL_COMMANDS.values()):
             importlib.import_module(module).add_parser(sub)
-        else:
+    else:
+        for name in _CONTROL_COMMANDS:
             sub.add_parser(name)
     return parser
 
@@ -175,7 +191,21 @@ def _common_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         clickhouse=args.clickhouse,
         clickhouse_cluster=args.clickhouse_cluster,
         spool_cap_mb=args.spool_cap_mb,
+        log_level=args.log_level,
     )
+
+
+def _public_url(parser: argparse.ArgumentParser, url: str) -> str:
+    """``--public-url`` without its trailing slash; a parser error unless it is an origin
+    (and maybe a path prefix the proxy strips): no query, no fragment."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        parser.error(
+            f"--public-url {url!r} is not an http(s):// origin: give e.g. https://ab.example.com"
+        )
+    return url.rstrip("/")
 
 
 def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
@@ -191,12 +221,18 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         plans.load_plans(limits)
     except plans.PlansError as exc:
         parser.error(f"--limits: {exc}")
+    try:
+        PublicOrigin(forwarded_allow_ips=args.forwarded_allow_ips)
+    except ValueError as exc:
+        parser.error(f"--forwarded-allow-ips: {exc}; give IPs or CIDRs, comma-separated, or *")
     return msgspec.structs.replace(
         _common_settings(parser, args),
         dev=args.dev,
         allow_private_targets=args.allow_private_targets,
         tick_interval=args.tick_interval,
         limits=limits,
+        public_url=_public_url(parser, args.public_url),
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
 
 
@@ -232,10 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in _CONTROL_COMMANDS:
         if args.command == "tick":
-            logging.config.dictConfig(logging_config())
+            logging.config.dictConfig(logging_config(_env("log_level", Settings().log_level)))
         code: int = importlib.import_module(_CONTROL_COMMANDS[args.command]).run(args)
         return code
-    logging.config.dictConfig(logging_config())
+    logging.config.dictConfig(logging_config(args.log_level))
     try:
         if args.command == "edge":
             edge_settings = _edge_settings(parser, args)

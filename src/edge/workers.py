@@ -52,6 +52,6 @@ def serve_workers(settings: Settings, target: str) -> None:
         factory=True,
         address=settings.host,
         port=settings.port,
-        log_dictconfig=logging_config(),
+        log_dictconfig=logging_config(settings.log_level),
         **granian_options(settings.workers),
     ).serve(target_loader=load_worker_app)
