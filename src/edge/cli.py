@@ -127,6 +127,22 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(default: unmetered), 'reference' (Starter/Pro/Team/Enterprise) or a plans JSON "
         "file (SPLITEDGE_LIMITS)",
     )
+    serve.add_argument(
+        "--public-url",
+        default=_env("public_url", defaults.public_url),
+        metavar="URL",
+        help="the origin clients reach this server at, e.g. https://ab.example.com behind a "
+        "TLS proxy: every URL the server hands out (snippet tag, report links) starts with "
+        "it; default: each request's own scheme and host (SPLITEDGE_PUBLIC_URL)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=_env("forwarded_allow_ips", defaults.forwarded_allow_ips),
+        metavar="IPS",
+        help="comma-separated IPs or CIDRs of the proxies whose Forwarded and "
+        "X-Forwarded-Proto/-Host headers are believed, e.g. 127.0.0.1; '*': any peer; "
+        "default: none (SPLITEDGE_FORWARDED_ALLOW_IPS)",
+    )
 
 
 def _edge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -236,11 +236,16 @@ def query_params(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
 
 
+# What an app built without a `PublicOrigin` of its own (a test's, say) answers with: the
+# request's own scheme and Host, as a server without --public-url.
+_REQUEST_ORIGIN = PublicOrigin()
+
+
 def base_url(scope: Scope) -> str:
     """The origin clients reach us at, for links in answers (e.g. the snippet URL):
     ``--public-url``, else what the request (or its trusted proxy) says, as the app's
     `edge.http.PublicOrigin` (``app.state.public_origin``) resolves it."""
-    origin: PublicOrigin = scope["app"].state.public_origin
+    origin: PublicOrigin = getattr(scope["app"].state, "public_origin", _REQUEST_ORIGIN)
     return origin.of(scope)
 
 
