@@ -129,6 +129,8 @@ def restore_store(
     when ``replace``, and its WAL goes with it."""
     started = time.monotonic()
     store_path = Settings(data_dir=str(data_dir)).store_path
+    if secrets_key is not None and not secrets_key.is_file():
+        raise BackupError(f"no secrets key at {secrets_key}")
     if store_path.exists() and not replace:
         raise BackupError(
             f"{data_dir} already has a store; stop its server and pass --force to replace it, "
