@@ -116,6 +116,25 @@ def test_a_forwarded_host_that_is_not_a_host_is_ignored(trusting: Served) -> Non
     assert snippet_src(site).startswith(trusting.server.base_url + "/s/")
 
 
+def test_the_mcp_create_site_tool_names_the_forwarded_origin(trusting: Served) -> None:
+    call = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "create_site", "arguments": {"url": "mcp.example.com"}},
+    }
+    headers = {
+        "accept": "application/json, text/event-stream",
+        "authorization": f"Bearer {trusting.seed.key.key}",
+        "x-forwarded-proto": "https",
+        "x-forwarded-host": "ab.example.com",
+    }
+    response = httpx.post(trusting.server.base_url + "/mcp", json=call, headers=headers, timeout=60)
+    assert response.status_code == 200, response.text
+    text = response.json()["result"]["content"][0]["text"]
+    assert "https://ab.example.com/s/" in text and trusting.server.base_url not in text, text
+
+
 def test_get_root_redirects_to_the_docs_at_the_public_origin(trusting: Served) -> None:
     home = httpx.get(trusting.server.base_url + "/", timeout=10)
     assert home.status_code == 307
