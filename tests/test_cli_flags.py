@@ -34,6 +34,9 @@ def test_log_level_flag_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert serve_settings(["--log-level", "error"]).log_level == "error"
     with pytest.raises(SystemExit):
         serve_settings(["--log-level", "verbose"])
+    monkeypatch.setenv("SPLITEDGE_LOG_LEVEL", "verbose")
+    with pytest.raises(SystemExit):
+        serve_settings([])
 
 
 def test_logging_config_sets_every_server_logger() -> None:

@@ -197,6 +197,9 @@ def _common_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error("--port must be between 1 and 65535")
     if args.spool_cap_mb < 1:
         parser.error("--spool-cap-mb must be at least 1")
+    # argparse checks the choices of a flag given, not of a default from the environment.
+    if args.log_level not in LOG_LEVELS:
+        parser.error(f"--log-level (or SPLITEDGE_LOG_LEVEL) must be one of {', '.join(LOG_LEVELS)}")
     # Settings without a flag (e.g. the webhook_* ones) come from the environment.
     return msgspec.structs.replace(
         Settings.from_env(),
@@ -279,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # imported from here on may come from it (a stray mcp.py, say).
     sys.path[:] = [entry for entry in sys.path if entry not in ("", ".", os.getcwd())]
     argv = sys.argv[1:] if argv is None else list(argv)
-    # The top-level parser has no option but --help: the command is the first argument.
+    # The top-level parser has no option but --help and --version: the command is the first
+    # argument.
     parser = _parser(control=argv[:1] != ["edge"])
     args = parser.parse_args(argv)
     if args.command in _CONTROL_COMMANDS:
