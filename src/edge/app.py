@@ -17,6 +17,8 @@ import threading
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
@@ -39,6 +41,7 @@ from edge.control import (
     webhooks,
     workspace_api,
 )
+from edge.control.api import base_url
 from edge.control.docs_page import DocsPage
 from edge.control.mcp_mount import McpMount
 from edge.control.openapi import OpenApiEndpoint, openapi_document
@@ -49,7 +52,7 @@ from edge.control.services import Services
 from edge.control.snapshot import StoreKeyLedger, StoreSource
 from edge.demo import DEMO_PATH, DemoPage
 from edge.hot_routes import HotRoutes
-from edge.http import EXCEPTION_HANDLERS
+from edge.http import EXCEPTION_HANDLERS, PublicOrigin
 from edge.operation import DocumentedRoute
 from edge.serving import EdgeServing
 from edge.settings import Settings
@@ -64,6 +67,12 @@ def _warm_up_statistics() -> None:
         bayes.warm_up()
     except Exception:  # the first results request compiles instead
         log.exception("warming up the statistics kernels failed")
+
+
+def _home(request: Request) -> RedirectResponse:
+    """``GET /``: the API docs, the one page a person can start from (307 keeps the method,
+    so HEAD stays a HEAD)."""
+    return RedirectResponse(base_url(request.scope) + "/docs", status_code=307)
 
 
 def create_app(settings: Settings | None = None) -> ASGIApp:
@@ -121,6 +130,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     )
     mcp.rest_app = rest
     routes += [
+        Route("/", _home, methods=["GET"]),
         # Stateless transport: no stream to GET, no session to DELETE (405 at once).
         Route("/mcp", mcp, methods=["POST"]),
         Route("/openapi.json", OpenApiEndpoint(document), methods=["GET"]),
@@ -130,5 +140,10 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         routes=routes,
         lifespan=lifespan,
         exception_handlers=dict(EXCEPTION_HANDLERS),
+    )
+    # Read by `edge.control.api.base_url` through the scope's app, in both apps, so the
+    # hot routes, which make no URL, pay nothing for it.
+    app.state.public_origin = rest.state.public_origin = PublicOrigin(
+        settings.public_url, settings.forwarded_allow_ips
     )
     return edge.metrics.timed(HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS))

@@ -9,27 +9,33 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging.config
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
-from edge.logs import logging_config
+from edge.http import PublicOrigin
+from edge.logs import LOG_LEVELS, logging_config
 from edge.processes import PortInUse
 from edge.settings import ENV_PREFIX, Settings, env_flag
 
 __all__ = ["main", "serve_settings"]
 
 # The control plane's commands, in the order ``--help`` lists them: the module of each
-# has ``add_parser(sub)`` and ``run(args)``.
+# has ``add_parser(sub)`` and ``run(args)``, which tells its commands apart by
+# ``args.command``.
 _CONTROL_COMMANDS = {
     "keys": "edge.control.keys_cli",
     "credits": "edge.control.credits_cli",
     "tick": "edge.control.tick_cli",
     "edge-tokens": "edge.control.edge_tokens_cli",
+    "backup": "edge.control.backup",
+    "restore": "edge.control.backup",
 }
 
 
@@ -75,6 +81,12 @@ def _server_arguments(serve: argparse.ArgumentParser) -> None:
         help="create the events table as ReplicatedMergeTree + Distributed ON CLUSTER NAME "
         "(SPLITEDGE_CLICKHOUSE_CLUSTER)",
     )
+    serve.add_argument(
+        "--log-level",
+        choices=LOG_LEVELS,
+        default=_env("log_level", defaults.log_level).lower(),
+        help="level of the server's and its workers' logs (SPLITEDGE_LOG_LEVEL)",
+    )
 
 
 def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -115,6 +127,22 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "(default: unmetered), 'reference' (Starter/Pro/Team/Enterprise) or a plans JSON "
         "file (SPLITEDGE_LIMITS)",
     )
+    serve.add_argument(
+        "--public-url",
+        default=_env("public_url", defaults.public_url),
+        metavar="URL",
+        help="the origin clients reach this server at, e.g. https://ab.example.com behind a "
+        "TLS proxy: every URL the server hands out (snippet tag, report links) starts with "
+        "it; default: each request's own scheme and host (SPLITEDGE_PUBLIC_URL)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=_env("forwarded_allow_ips", defaults.forwarded_allow_ips),
+        metavar="IPS",
+        help="comma-separated IPs or CIDRs of the proxies whose Forwarded and "
+        "X-Forwarded-Proto/-Host headers are believed, e.g. 127.0.0.1; '*': any peer; "
+        "default: none (SPLITEDGE_FORWARDED_ALLOW_IPS)",
+    )
 
 
 def _edge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -147,13 +175,17 @@ def _parser(control: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="splitedge", description="splitedge: self-hosted A/B tests and agent experiments"
     )
+    version = importlib.metadata.version("splitedge")
+    parser.add_argument("--version", action="version", version=f"splitedge {version}")
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _edge_parser(sub)
-    for name, module in _CONTROL_COMMANDS.items():
-        if control:
+    if control:
+        # One module may add several commands (backup and restore).
+        for module in dict.fromkeys(_CONTROL_COMMANDS.values()):
             importlib.import_module(module).add_parser(sub)
-        else:
+    else:
+        for name in _CONTROL_COMMANDS:
             sub.add_parser(name)
     return parser
 
@@ -165,6 +197,9 @@ def _common_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         parser.error("--port must be between 1 and 65535")
     if args.spool_cap_mb < 1:
         parser.error("--spool-cap-mb must be at least 1")
+    # argparse checks the choices of a flag given, not of a default from the environment.
+    if args.log_level not in LOG_LEVELS:
+        parser.error(f"--log-level (or SPLITEDGE_LOG_LEVEL) must be one of {', '.join(LOG_LEVELS)}")
     # Settings without a flag (e.g. the webhook_* ones) come from the environment.
     return msgspec.structs.replace(
         Settings.from_env(),
@@ -175,7 +210,21 @@ def _common_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         clickhouse=args.clickhouse,
         clickhouse_cluster=args.clickhouse_cluster,
         spool_cap_mb=args.spool_cap_mb,
+        log_level=args.log_level,
     )
+
+
+def _public_url(parser: argparse.ArgumentParser, url: str) -> str:
+    """``--public-url`` without its trailing slash; a parser error unless it is an origin
+    (and maybe a path prefix the proxy strips): no query, no fragment."""
+    if not url:
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        parser.error(
+            f"--public-url {url!r} is not an http(s):// origin: give e.g. https://ab.example.com"
+        )
+    return url.rstrip("/")
 
 
 def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
@@ -191,12 +240,18 @@ def _settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Sett
         plans.load_plans(limits)
     except plans.PlansError as exc:
         parser.error(f"--limits: {exc}")
+    try:
+        PublicOrigin(forwarded_allow_ips=args.forwarded_allow_ips)
+    except ValueError as exc:
+        parser.error(f"--forwarded-allow-ips: {exc}; give IPs or CIDRs, comma-separated, or *")
     return msgspec.structs.replace(
         _common_settings(parser, args),
         dev=args.dev,
         allow_private_targets=args.allow_private_targets,
         tick_interval=args.tick_interval,
         limits=limits,
+        public_url=_public_url(parser, args.public_url),
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
 
 
@@ -227,15 +282,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     # imported from here on may come from it (a stray mcp.py, say).
     sys.path[:] = [entry for entry in sys.path if entry not in ("", ".", os.getcwd())]
     argv = sys.argv[1:] if argv is None else list(argv)
-    # The top-level parser has no option but --help: the command is the first argument.
+    # The top-level parser has no option but --help and --version: the command is the first
+    # argument.
     parser = _parser(control=argv[:1] != ["edge"])
     args = parser.parse_args(argv)
     if args.command in _CONTROL_COMMANDS:
         if args.command == "tick":
-            logging.config.dictConfig(logging_config())
+            logging.config.dictConfig(logging_config(_env("log_level", Settings().log_level)))
         code: int = importlib.import_module(_CONTROL_COMMANDS[args.command]).run(args)
         return code
-    logging.config.dictConfig(logging_config())
+    logging.config.dictConfig(logging_config(args.log_level))
     try:
         if args.command == "edge":
             edge_settings = _edge_settings(parser, args)

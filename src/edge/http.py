@@ -7,6 +7,8 @@ costs one dict lookup and one ``send`` of precomputed headers. Errors are raised
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -20,10 +22,12 @@ from edge.errors import InvalidRequest, PayloadTooLarge, SplitedgeError
 
 __all__ = [
     "EXCEPTION_HANDLERS",
+    "FORWARDED_HEADERS",
     "ErrorDetail",
     "ErrorEnvelope",
     "ExceptionHandler",
     "JSON_HEADERS",
+    "PublicOrigin",
     "decode_body",
     "error_body",
     "header",
@@ -65,6 +69,92 @@ def header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+FORWARDED_HEADERS = frozenset((b"forwarded", b"x-forwarded-proto", b"x-forwarded-host"))
+"""The headers in which a proxy says how the client reached it."""
+
+# A host as a URL may carry it: a name or IPv4 address, or a bracketed IPv6 address, and
+# a port. Anything else in a forwarded header is ignored rather than put into a URL.
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?")
+
+
+class PublicOrigin:
+    """Where clients reach this server, for the URLs it hands out (snippet tags, install
+    steps, report links, the redirect of ``/``).
+
+    ``public_url`` (``--public-url``), when set, is the answer for every request. Otherwise
+    it is the request's scheme and Host; when the peer is one of ``forwarded_allow_ips``
+    (IPs or CIDRs, comma-separated, ``*`` for any), the proxy's ``Forwarded`` header
+    (RFC 7239), else its ``X-Forwarded-Proto`` and ``X-Forwarded-Host``, say them instead.
+    Only the routes that make URLs ask, so the hot routes pay nothing for it.
+    """
+
+    def __init__(self, public_url: str = "", forwarded_allow_ips: str = "") -> None:
+        self.public_url = public_url.rstrip("/")
+        entries = [entry.strip() for entry in forwarded_allow_ips.split(",") if entry.strip()]
+        self.trust_any = "*" in entries
+        # ValueError for an entry that is neither an address nor a network.
+        self.networks = tuple(
+            ipaddress.ip_network(entry, strict=False) for entry in entries if entry != "*"
+        )
+
+    def trusts(self, peer: str | None) -> bool:
+        """Whether a request from ``peer`` may say, in forwarded headers, where it came from."""
+        if self.trust_any:
+            return True
+        if not self.networks or not peer:
+            return False
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:  # a Unix socket's path, say
+            return False
+        return any(address in network for network in self.networks)
+
+    def of(self, scope: Scope) -> str:
+        """``scheme://host[:port][/prefix]`` for the request of ``scope``, no trailing slash."""
+        if self.public_url:
+            return self.public_url
+        scheme = str(scope.get("scheme", "http"))
+        raw_host = header(scope, b"host")
+        host = None if raw_host is None else raw_host.decode("latin-1")
+        client = scope.get("client")
+        if self.trusts(client[0] if client else None):
+            proto, forwarded_host = _forwarded(scope)
+            scheme = proto or scheme
+            host = forwarded_host or host
+        if host is None:
+            server = scope.get("server") or ("127.0.0.1", 80)
+            host = f"{server[0]}:{server[1]}"
+        return f"{scheme}://{host}"
+
+
+def _forwarded(scope: Scope) -> tuple[str | None, str | None]:
+    """The scheme and host the client used, as the proxy's headers say: ``Forwarded``'s
+    first element (the proxy nearest the client) over the ``X-Forwarded-*`` headers; None
+    for what they do not say, or say in a shape that is not a scheme or a host."""
+    proto = host = None
+    forwarded = header(scope, b"forwarded")
+    if forwarded is not None:
+        first = forwarded.decode("latin-1").split(",")[0]
+        for pair in first.split(";"):
+            name, _, value = pair.partition("=")
+            name, value = name.strip().lower(), value.strip().strip('"')
+            if name == "proto":
+                proto = value.lower()
+            elif name == "host":
+                host = value
+    else:
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-proto" and proto is None:
+                proto = value.decode("latin-1").split(",")[0].strip().lower()
+            elif name == b"x-forwarded-host" and host is None:
+                host = value.decode("latin-1").split(",")[0].strip()
+    if proto not in ("http", "https"):
+        proto = None
+    if host is not None and not _HOST.fullmatch(host):
+        host = None
+    return proto, host
 
 
 def decode_body(decoder: msgspec.json.Decoder[T], body: bytes, what: str) -> T:

@@ -14,7 +14,10 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["JsonFormatter", "logging_config"]
+__all__ = ["LOG_LEVELS", "JsonFormatter", "logging_config"]
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+"""The levels ``--log-level`` takes."""
 
 
 # What every LogRecord has; anything else on a record came from ``extra=`` and is a field.
@@ -40,8 +43,10 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(line, enc_hook=str).decode()
 
 
-def logging_config(level: str = "INFO") -> dict[str, Any]:
-    """The dictConfig of the server and its workers."""
+def logging_config(level: str = "info") -> dict[str, Any]:
+    """The dictConfig of the server and its workers, their loggers at ``level`` (one of
+    `LOG_LEVELS`)."""
+    level = level.upper()
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
@@ -54,6 +59,6 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
             "granian.access": {"handlers": ["console"], "level": level, "propagate": False},
             # httpx logs every request at INFO; an edge node's puller and relay make one
             # every few seconds.
-            "httpx": {"level": "WARNING"},
+            "httpx": {"level": "ERROR" if level == "ERROR" else "WARNING"},
         },
     }

@@ -41,7 +41,7 @@ def prepare(settings: Settings) -> None:
     try:
         seal_stored_secrets(store, SecretBox(settings.store_path))
         workspace, issued = first_start(store)
-        base_url = f"http://{settings.host}:{settings.port}"
+        base_url = settings.public_url or f"http://{settings.host}:{settings.port}"
         demo_key = ensure_demo_site(store, workspace.id, base_url)
     finally:
         store.close()

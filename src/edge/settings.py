@@ -58,6 +58,14 @@ class Settings(msgspec.Struct, frozen=True):
     # A remote edge node's control plane and its edge token (`splitedge edge`, edge.node).
     control_url: str = ""
     edge_token: str = ""
+    # The origin clients reach this server at (``https://ab.example.com``), for every URL
+    # it hands out; empty: each request's own scheme and Host (edge.http.PublicOrigin).
+    public_url: str = ""
+    # Peers (IPs or CIDRs, comma-separated; ``*``: any) whose X-Forwarded-Proto/-Host and
+    # Forwarded headers say how the client reached the proxy in front of this server.
+    forwarded_allow_ips: str = ""
+    # The server's loggers' level: debug, info, warning or error.
+    log_level: str = "info"
 
     @property
     def store_path(self) -> Path:

@@ -13,6 +13,7 @@ from typing import Any
 
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces, Loops
+from granian.log import LogLevels
 
 from edge.logs import logging_config
 from edge.metrics import MULTIPROC_DIR_ENV, prepare_multiprocess_dir
@@ -52,6 +53,8 @@ def serve_workers(settings: Settings, target: str) -> None:
         factory=True,
         address=settings.host,
         port=settings.port,
-        log_dictconfig=logging_config(),
+        # Granian sets its own logger's level from log_level, over the dictconfig's.
+        log_level=LogLevels(settings.log_level),
+        log_dictconfig=logging_config(settings.log_level),
         **granian_options(settings.workers),
     ).serve(target_loader=load_worker_app)

@@ -32,7 +32,7 @@ from edge.control.plans import PlanLimits
 from edge.control.services import Services
 from edge.control.store import Store
 from edge.errors import DetailedConflict, Forbidden, InvalidRequest, Unauthorized
-from edge.http import JSON_HEADERS, decode_body, header, read_body, send_response
+from edge.http import JSON_HEADERS, PublicOrigin, decode_body, read_body, send_response
 from edge.operation import DocumentedRoute, Operation
 
 __all__ = [
@@ -236,14 +236,17 @@ def query_params(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
 
 
+# What an app built without a `PublicOrigin` of its own (a test's, say) answers with: the
+# request's own scheme and Host, as a server without --public-url.
+_REQUEST_ORIGIN = PublicOrigin()
+
+
 def base_url(scope: Scope) -> str:
-    """The scheme and host the client reached us at, for links in answers (e.g. the
-    snippet URL): the Host header, else the server's address."""
-    host = header(scope, b"host")
-    if host is None:
-        server = scope.get("server") or ("127.0.0.1", 80)
-        return f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}"
-    return f"{scope.get('scheme', 'http')}://{host.decode('latin-1')}"
+    """The origin clients reach us at, for links in answers (e.g. the snippet URL):
+    ``--public-url``, else what the request (or its trusted proxy) says, as the app's
+    `edge.http.PublicOrigin` (``app.state.public_origin``) resolves it."""
+    origin: PublicOrigin = getattr(scope["app"].state, "public_origin", _REQUEST_ORIGIN)
+    return origin.of(scope)
 
 
 MAX_LIMIT = 100

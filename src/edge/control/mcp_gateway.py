@@ -35,6 +35,7 @@ from edge.control.mcp_tools import TOOLS, Tool, input_schema
 from edge.control.services import Services
 from edge.control.sites_api import SiteHints, require_site
 from edge.errors import SplitedgeError
+from edge.http import FORWARDED_HEADERS
 
 __all__ = ["MCP_SITE_HINTS", "McpGateway", "RestDispatch", "ToolFailure"]
 
@@ -111,6 +112,8 @@ class RestDispatch:
                 (b"host", host),
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
+                # So the URLs in answers name the origin the tool's caller reached.
+                *((k, v) for k, v in self.outer["headers"] if k in FORWARDED_HEADERS),
             ],
             AUTH_SCOPE_KEY: self.auth,
         }
