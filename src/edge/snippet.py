@@ -22,6 +22,7 @@ __all__ = [
     "Runtime",
     "SnippetBody",
     "browser_config",
+    "browser_experiment",
     "build_snippet",
     "load_runtime",
     "script_safe_json",
@@ -126,12 +127,13 @@ def browser_config(site: SiteConfig) -> BrowserConfig:
     """The part of a site's config the browser needs: its web experiments."""
     return BrowserConfig(
         sk=site.public_key,
-        experiments=tuple(_browser_experiment(e) for e in site.experiments if e.kind == "web"),
+        experiments=tuple(browser_experiment(e) for e in site.experiments if e.kind == "web"),
         anti_flicker_ms=site.anti_flicker_ms,
     )
 
 
-def _browser_experiment(exp: ExperimentConfig) -> BrowserExperiment:
+def browser_experiment(exp: ExperimentConfig) -> BrowserExperiment:
+    """An experiment as the snippet's config carries it."""
     return BrowserExperiment(
         id=exp.id,
         url_pattern=exp.url_pattern,

@@ -28,14 +28,14 @@ import msgspec
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from edge.config import GoalConfig
 from edge.control.api import in_store
 from edge.control.records import ExperimentRecord
 from edge.control.report_links import server_secret
 from edge.control.services import Services
+from edge.control.snapshot import experiment_config
 from edge.control.store import Store
 from edge.http import send_response
-from edge.snippet import BrowserExperiment, BrowserVariant
+from edge.snippet import BrowserExperiment, browser_experiment
 
 __all__ = [
     "PREVIEW_PATH",
@@ -113,35 +113,7 @@ class PreviewConfig(msgspec.Struct, frozen=True):
 
 def preview_config(record: ExperimentRecord, variant_id: str) -> PreviewConfig:
     """The preview of one variant of a web experiment, whatever its status."""
-    return PreviewConfig(
-        variant=variant_id,
-        experiment=BrowserExperiment(
-            id=record.id,
-            url_pattern=record.url_pattern,
-            coverage=record.coverage_bps,
-            variants=tuple(
-                BrowserVariant(
-                    id=v.id,
-                    name=v.name,
-                    control=v.is_control,
-                    weight=v.weight_bps,
-                    changes=v.changes,
-                    redirect_url=v.redirect_url,
-                )
-                for v in record.variants
-            ),
-            goals=tuple(
-                GoalConfig(
-                    id=g.id,
-                    name=g.name,
-                    type=g.type,
-                    selector=g.selector,
-                    url_pattern=g.url_pattern,
-                )
-                for g in record.goals
-            ),
-        ),
-    )
+    return PreviewConfig(variant_id, browser_experiment(experiment_config(record)))
 
 
 class PreviewEndpoint:

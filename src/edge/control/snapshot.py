@@ -6,6 +6,8 @@ from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
+import msgspec
+
 from edge.api_keys import digests_match, key_prefix
 from edge.assign import BUCKETS
 from edge.config import (
@@ -87,16 +89,9 @@ def _served_weights(record: ExperimentRecord) -> tuple[int, ...]:
     return tuple(BUCKETS if i == control else 0 for i in range(len(record.variants)))
 
 
-def _served_config(record: ExperimentRecord) -> ExperimentConfig:
-    """An experiment as the edge serves it. One that is not running (deployed, paused,
-    completed or archived) serves no goals and one variant to every unit, whatever its
-    coverage: nothing counts."""
-    status = record.status
-    assert status != "draft", "a draft is never served (Store.served_experiment_records)"
-    running = status == "running"
-    goals = record.goals if running else ()
-    weights = _served_weights(record)
-    ended_at = None if record.ended_at is None else datetime.fromisoformat(record.ended_at)
+def experiment_config(record: ExperimentRecord) -> ExperimentConfig:
+    """An experiment as configured, as the edge serves it while it runs: its weights,
+    goals and coverage (a preview shows any experiment so, `edge.control.previews`)."""
     return ExperimentConfig(
         id=record.id,
         kind=record.kind,
@@ -105,23 +100,45 @@ def _served_config(record: ExperimentRecord) -> ExperimentConfig:
                 id=v.id,
                 name=v.name,
                 control=v.is_control,
-                weight=weight,
+                weight=v.weight_bps,
                 changes=v.changes,
                 redirect_url=v.redirect_url,
                 config=v.config,
             )
-            for v, weight in zip(record.variants, weights, strict=True)
+            for v in record.variants
         ),
         goals=tuple(
             GoalConfig(
                 id=g.id, name=g.name, type=g.type, selector=g.selector, url_pattern=g.url_pattern
             )
-            for g in goals
+            for g in record.goals
         ),
         url_pattern=record.url_pattern,
-        coverage=record.coverage_bps if running else BUCKETS,
+        coverage=record.coverage_bps,
         deployed=record.winner_variant_id is not None,
-        status=status,
+        status="running",
+    )
+
+
+def _served_config(record: ExperimentRecord) -> ExperimentConfig:
+    """An experiment as the edge serves it. One that is not running (deployed, paused,
+    completed or archived) serves no goals and one variant to every unit, whatever its
+    coverage: nothing counts."""
+    assert record.status != "draft", "a draft is never served (Store.served_experiment_records)"
+    config = experiment_config(record)
+    if record.status == "running":
+        return config
+    variants = tuple(
+        msgspec.structs.replace(v, weight=weight)
+        for v, weight in zip(config.variants, _served_weights(record), strict=True)
+    )
+    ended_at = None if record.ended_at is None else datetime.fromisoformat(record.ended_at)
+    return msgspec.structs.replace(
+        config,
+        variants=variants,
+        goals=(),
+        coverage=BUCKETS,
+        status=record.status,
         ended_at=None if ended_at is None else ended_at.timestamp(),
     )
 
