@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope
 from edge.authoring.drafts import NeedsClarification, VariantDraft
 from edge.control import audit, credits, lifecycle
 from edge.control.api import (
+    TOOL_SCOPE_KEY,
     ApiOperation,
     Auth,
     Handler,
@@ -52,17 +53,13 @@ from edge.control.experiment_input import (
     new_experiment,
 )
 from edge.control.experiment_views import (
-    CreatedExperiment,
     DeletedExperiment,
     ExperimentDetail,
     ExperimentSummary,
     LaunchOutcome,
     StatusOut,
-    activation_hint,
     experiment_detail,
-    experiment_out,
     experiment_summary,
-    preview_urls,
     status_out,
 )
 from edge.control.flavours import CLAWSPLIT, flavoured
@@ -137,6 +134,11 @@ _STATUS_FILTERS: dict[str, ExperimentStatus] = {
 }
 
 
+def _for_tools(scope: Scope) -> bool:
+    """Whether the request is an MCP tool's (its texts name tools)."""
+    return scope.get(TOOL_SCOPE_KEY) is True
+
+
 def _action(text: str) -> lifecycle.Action:
     for action in lifecycle.ACTIONS:
         if text == action:
@@ -202,9 +204,7 @@ class ExperimentsApi:
         if isinstance(made, NeedsClarification):
             return ok(Clarification(made), Meta(auth.workspace_id))
         record, launch = made
-        created = CreatedExperiment(
-            experiment_out(record), preview_urls(record), activation_hint(record), launch
-        )
+        created = experiment_detail(record, _for_tools(scope), launch)
         return flavoured(
             auth.flavour, CLAWSPLIT, created, Meta(auth.workspace_id), 201, created.experiment
         )
@@ -313,7 +313,7 @@ class ExperimentsApi:
             "get_experiment",
             lambda store: lifecycle.load(store, auth.workspace_id, experiment_id),
         )
-        return ok(experiment_detail(record), Meta(auth.workspace_id))
+        return ok(experiment_detail(record, _for_tools(scope)), Meta(auth.workspace_id))
 
     async def update(self, scope: Scope, receive: Receive) -> Reply:
         """``PATCH /v1/experiments/{id}``: ``{"action": ...}`` answers ``{id, status}``;
@@ -338,7 +338,7 @@ class ExperimentsApi:
             return record
 
         record = await in_transaction(self.services, auth, resplit)
-        return ok(experiment_detail(record), Meta(auth.workspace_id))
+        return ok(experiment_detail(record, _for_tools(scope)), Meta(auth.workspace_id))
 
     async def _transition(
         self, auth: Auth, experiment_id: str, action: lifecycle.Action
@@ -428,7 +428,7 @@ def routes(services: Services) -> list[Route]:
         "needs_clarification and creates nothing (generate_variant is charged); 422 (free) "
         "when its page cannot be fetched.",
         body=_create_decoder,
-        data=CreatedExperiment | Clarification,
+        data=ExperimentDetail | Clarification,
         statuses=(201, 200),
         errors=(402, 404, 422, 502),
         example={

@@ -44,9 +44,10 @@ class ExperimentQueries(StoreConnection):
     """The queries of the ``experiments``, ``variants`` and ``goals`` tables."""
 
     def create_experiment(self, new: NewExperiment) -> str:
-        """Create a draft experiment with its variants and goals; returns its id."""
-        if len(new.variants) < 2:
-            raise InvalidRequest("an experiment needs at least 2 variants: a control and one more")
+        """Create a draft experiment with its variants (the control first; a blank draft has
+        only it) and goals; returns its id."""
+        if not new.variants:
+            raise InvalidRequest("an experiment needs at least its control variant")
         weights = weights_to_bps([v.weight for v in new.variants])
         url_pattern = validate_pattern(new.url_pattern)
         goal_patterns = [validate_pattern(g.url_pattern) for g in new.goals]
