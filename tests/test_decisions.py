@@ -149,7 +149,8 @@ def quoted_p_value(reason: str) -> float:
 
 
 def status_of(env: Env, experiment_id: str) -> str:
-    status: str = call(env, "GET", f"/v1/experiments/{experiment_id}").json()["data"]["status"]
+    answer = call(env, "GET", f"/v1/experiments/{experiment_id}").json()["data"]
+    status: str = answer["experiment"]["status"]
     return status
 
 
