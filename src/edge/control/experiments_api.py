@@ -7,8 +7,12 @@ The reference's routes (abtestbot): ``POST`` and ``GET /v1/experiments``,
 ``/stop``, ``/archive`` and ``/deploy`` (``{"variant": <name or id>}``, also at
 ``/promote``). The rules live in `edge.control.lifecycle`, the create body's validation
 in `edge.control.experiment_input` and the answers' shapes in
-`edge.control.experiment_views`. Another workspace's experiment is the same 404 as an
-unknown id; the ``/results`` and ``/metrics`` routes are `edge.control.results_api`'s.
+`edge.control.experiment_views`: every answer about one experiment (create, ``GET``,
+``PATCH {traffic_split}``) is the reference's create shape ``{experiment, preview_urls,
+activation_hint}``, whose hint names the MCP tools when a tool made the request. The
+list's ``status`` filter takes the reference's ``active`` and the ``running`` experiments
+report alike. Another workspace's experiment is the same 404 as an unknown id; the
+``/results`` and ``/metrics`` routes are `edge.control.results_api`'s.
 
 A create with ``prompt`` (the reference's one-shot path) authors its variant first, as
 ``POST /v1/variants/generate`` does (`edge.control.variants_api.draft_variant`), outside
@@ -422,7 +426,8 @@ def routes(services: Services) -> list[Route]:
         handler=api.create,
         summary="Create an experiment",
         description="A draft from variants[].changes, a redirect_url, an idea_id, agent "
-        "configs or a prompt (the variant is authored from it: create_experiment plus "
+        "configs, none of them (a blank draft: its control alone, which cannot launch) "
+        "or a prompt (the variant is authored from it: create_experiment plus "
         "generate_variant); with auto_launch and its preconditions met, a running "
         "experiment. A prompt whose page cannot be resolved answers 200 with "
         "needs_clarification and creates nothing (generate_variant is charged); 422 (free) "
@@ -451,7 +456,7 @@ def routes(services: Services) -> list[Route]:
     )
     get = ApiOperation(
         handler=api.get,
-        summary="Get an experiment, its preview URLs and next step",
+        summary="Get an experiment, its preview URLs and next step (create's shape)",
         data=ExperimentDetail,
         errors=(402, 404),
     )
