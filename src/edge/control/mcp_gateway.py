@@ -57,7 +57,10 @@ _TOOL_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"or POST /v1/sites again", "or call create_site again"),
         (r"create an experiment with POST /v1/experiments and", "call create_experiment with"),
         (r"GET /v1/loops lists its loops", "create_loop answers a loop's id"),
-        (r"; its actions are .*", "; launch_experiment launches a draft experiment only"),
+        (
+            r", and launch moves a draft experiment to running; (its actions are|no action).*",
+            "; launch_experiment launches a draft experiment only",
+        ),
         (r"POST /v1/variants/generate", "generate_variant"),
         (r"POST /v1/ideas/generate", "generate_ideas"),
         (r"GET /v1/ideas\b(?!/)", "list_ideas"),
@@ -67,6 +70,9 @@ _TOOL_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"POST /v1/experiments\b(?!/)", "create_experiment"),
     )
 )
+
+_TEXT_KEYS = frozenset({"instructions", "message", "next_step"})
+"""The keys of a tool answer's own texts (create_site's instructions, ...)."""
 
 _BODY_LIMIT = 1 << 20  # a tool's arguments: the REST bodies' bound, with room for JSON-RPC
 
@@ -198,9 +204,8 @@ def tool_words(text: str) -> str:
 
 def _result(data: Any) -> types.CallToolResult:
     if isinstance(data, dict):
-        # The answer's own texts (instructions, message, next_step) sit at its top level;
-        # the objects below it carry the user's data, which stays as it is.
-        data = {k: tool_words(v) if isinstance(v, str) else v for k, v in data.items()}
+        # Only the answer's own texts: the rest (a hypothesis, a name) is the user's data.
+        data = {k: tool_words(v) if k in _TEXT_KEYS else v for k, v in data.items()}
     text = msgspec.json.encode(data).decode()
     structured = data if isinstance(data, dict) else {"result": data}
     return types.CallToolResult(
