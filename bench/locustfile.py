@@ -78,7 +78,7 @@ def _find_targets(environment: Environment, **kwargs: Any) -> None:
                        timeout=30).json()["data"]  # fmt: skip
     for item in listed:
         full = httpx.get(f"{control}/v1/experiments/{item['id']}", headers=auth, timeout=30)
-        experiment = full.json()["data"]
+        experiment = full.json()["data"]["experiment"]
         if experiment.get("kind") == "agent":
             Targets.agent.append(experiment)
         elif experiment.get("site_id") == Targets.site_id:

@@ -48,7 +48,9 @@ def experiment(
         assert changed.status_code == 200, changed.text
     got = api_call(edge.server, key, "GET", f"/v1/experiments/{experiment_id}")
     assert got.status_code == 200, got.text
-    data: dict[str, Any] = got.json()["data"]
+    answer = got.json()["data"]
+    # The experiment with its preview URLs beside it, as one dict.
+    data: dict[str, Any] = {**answer["experiment"], "preview_urls": answer["preview_urls"]}
     assert data["status"] == status
     return data
 

@@ -49,6 +49,10 @@ pytestmark = pytest.mark.server
 PROMPTS = ({"soul_md": "You are a helpful assistant."}, {"soul_md": "Be concise and direct."})
 FAST = RetryPolicy(backoff=0.05, backoff_cap=0.5)
 
+# These tests count what the server assigned: a loaded CI machine must not turn an assign
+# into a fallback (the default timeout is 0.5 s; tests/test_sdk_resilience.py tests those).
+PATIENT = 30.0
+
 
 class Fleet(msgspec.Struct):
     """A seeded store with agent experiments on no site: two of workspace A (one to
@@ -120,7 +124,7 @@ def test_assign_returns_the_variant_and_its_payload_the_same_every_time(
 ) -> None:
     server, f = fleet
     table = AssignmentTable.build(f.experiment_id, [5000, 5000])
-    with Client(server.base_url, f.seed.key.key) as client:
+    with Client(server.base_url, f.seed.key.key, assign_timeout=PATIENT) as client:
         units = [f"run-{i}" for i in range(200)]
         first = [client.assign(f.experiment_id, unit) for unit in units]
         assert [client.assign(f.experiment_id, unit) for unit in units[:50]] == first[:50]
@@ -154,7 +158,7 @@ def test_an_experiment_made_with_clawsplits_body_is_assigned_at_once(
     assert created.status_code == 201, created.text
     experiment = created.json()["data"]["experiment"]
     assert experiment["site_id"] is None and experiment["status"] == "running"
-    with Client(server.base_url, f.seed.key.key, retry=FAST) as client:
+    with Client(server.base_url, f.seed.key.key, assign_timeout=PATIENT, retry=FAST) as client:
         since = time.monotonic()
         while True:
             try:
@@ -171,7 +175,7 @@ def test_assign_by_experiment_id_takes_a_key_of_its_workspace(
     fleet: tuple[Server, Fleet],
 ) -> None:
     server, f = fleet
-    with Client(server.base_url, f.seed.key.key) as client:
+    with Client(server.base_url, f.seed.key.key, assign_timeout=PATIENT) as client:
         for experiment_id in (f.others, "no-such-experiment"):
             with pytest.raises(ApiError) as caught:
                 client.assign(experiment_id, "run-1", strict=True)
@@ -179,7 +183,7 @@ def test_assign_by_experiment_id_takes_a_key_of_its_workspace(
             fallback = client.assign(experiment_id, "run-1", default={"soul_md": "mine"})
             assert fallback is not None and fallback.source == "default"
             assert fallback.payload == {"soul_md": "mine"} and not fallback.counted
-    with Client(server.base_url, f.seed.other_key.key) as client:
+    with Client(server.base_url, f.seed.other_key.key, assign_timeout=PATIENT) as client:
         assert client.assign(f.others, "run-1") is not None
     body = {"experiment_id": f.experiment_id, "unit_id": "run-1"}
     anonymous = httpx.post(server.base_url + "/v1/assign", json=body)
@@ -198,7 +202,7 @@ def test_a_promoted_experiment_assigns_the_winner_to_every_unit(
         server, key, "POST", f"/v1/experiments/{f.to_promote}/deploy", {"variant": "concise"}
     )
     assert deployed.status_code == 200, deployed.text
-    with Client(server.base_url, key, retry=FAST) as client:
+    with Client(server.base_url, key, assign_timeout=PATIENT, retry=FAST) as client:
         deadline = time.monotonic() + 2
         while not (probe := client.assign(f.to_promote, "run-0")) or not probe.deployed:
             assert time.monotonic() < deadline, "the edge did not follow the promotion"
@@ -233,7 +237,9 @@ def test_track_task_events_reach_clickhouse_once_across_a_restart(tmp_path: Path
     f = seed_fleet(data)
     port = free_port()
     with running_server(data, port=port) as server:
-        client = Client(server.base_url, f.seed.key.key, batch_size=25, retry=FAST)
+        client = Client(
+            server.base_url, f.seed.key.key, assign_timeout=PATIENT, batch_size=25, retry=FAST
+        )
         sent = track(client, f, range(0, 120))
         client.flush(20)
         assert client.stats().sent == 120
@@ -281,7 +287,9 @@ def test_async_client_assigns_and_delivers_exactly_once(tmp_path: Path) -> None:
         return ids
 
     async def fleet_of_agents(base_url: str) -> tuple[list[str], list[AssignedVariant | None]]:
-        async with AsyncClient(base_url, f.seed.key.key, batch_size=50, retry=FAST) as client:
+        async with AsyncClient(
+            base_url, f.seed.key.key, assign_timeout=PATIENT, batch_size=50, retry=FAST
+        ) as client:
             batches = await asyncio.gather(*(agent(client, n) for n in range(8)))
             await client.flush(20)
             assert client.stats().sent == 320
@@ -292,7 +300,7 @@ def test_async_client_assigns_and_delivers_exactly_once(tmp_path: Path) -> None:
 
     with running_server(data) as server:
         sent, variants = asyncio.run(fleet_of_agents(server.base_url))
-        with Client(server.base_url, f.seed.key.key) as sync:
+        with Client(server.base_url, f.seed.key.key, assign_timeout=PATIENT) as sync:
             assert variants == sync.assign_many(f.experiment_id, [f"run-{i}" for i in range(320)])
         wait_flushed(server, 320)
     rows = task_rows(data)
@@ -304,7 +312,7 @@ def test_async_client_assigns_and_delivers_exactly_once(tmp_path: Path) -> None:
 
 def test_a_refused_event_does_not_take_its_batch_with_it(fleet: tuple[Server, Fleet]) -> None:
     server, f = fleet
-    with Client(server.base_url, f.seed.key.key, retry=FAST) as client:
+    with Client(server.base_url, f.seed.key.key, assign_timeout=PATIENT, retry=FAST) as client:
         for i in range(4):
             client.track_task("bot", "ok", "success", session_id=f"s{i}")
         client.track_task("bot", "stale", "success", experiment_id="no-longer-running")
@@ -316,7 +324,7 @@ def test_a_refused_event_does_not_take_its_batch_with_it(fleet: tuple[Server, Fl
 
 def test_results_are_the_experiments_results(fleet: tuple[Server, Fleet]) -> None:
     server, f = fleet
-    with Client(server.base_url, f.seed.key.key, retry=FAST) as client:
+    with Client(server.base_url, f.seed.key.key, assign_timeout=PATIENT, retry=FAST) as client:
         track(client, f, range(1000, 1040))
         client.flush(10)
         results = client.results(f.experiment_id)
@@ -328,7 +336,7 @@ def test_results_are_the_experiments_results(fleet: tuple[Server, Fleet]) -> Non
         assert caught.value.status == 404
 
     async def run() -> dict[str, Any]:
-        async with AsyncClient(server.base_url, f.seed.key.key) as client:
+        async with AsyncClient(server.base_url, f.seed.key.key, assign_timeout=PATIENT) as client:
             return await client.results(f.experiment_id)
 
     assert asyncio.run(run())["experiment_id"] == f.experiment_id
@@ -338,7 +346,7 @@ def test_async_client_refuses_events_after_close(fleet: tuple[Server, Fleet]) ->
     server, f = fleet
 
     async def run() -> None:
-        client = AsyncClient(server.base_url, f.seed.key.key)
+        client = AsyncClient(server.base_url, f.seed.key.key, assign_timeout=PATIENT)
         await client.track_task("bot", "t", "success")
         await client.close()
         assert client.stats().sent == 1

@@ -187,7 +187,7 @@ def test_a_launch_reaches_both_nodes_within_a_second(fleet: Fleet) -> None:
 def test_events_accepted_by_a_node_reach_the_control_planes_clickhouse(fleet: Fleet) -> None:
     experiment_id = draft(fleet, "relayed")
     call(fleet, "PATCH", f"/v1/experiments/{experiment_id}", {"action": "launch"})
-    record = call(fleet, "GET", f"/v1/experiments/{experiment_id}").json()["data"]
+    record = call(fleet, "GET", f"/v1/experiments/{experiment_id}").json()["data"]["experiment"]
     variant = record["variants"][1]["id"]
     deadline = time.monotonic() + 5
     while experiment_id not in snippet_of(fleet.nodes[1], fleet):

@@ -195,7 +195,7 @@ def test_a_guardrail_goal_significantly_worse_stops_the_web_experiment(
     deadline = time.monotonic() + 30
     while True:
         status = api_get(scenario.server, f"/v1/experiments/{guarded['id']}",
-                         scenario.seed.key.key).json()["data"]["status"]  # fmt: skip
+                         scenario.seed.key.key).json()["data"]["experiment"]["status"]  # fmt: skip
         if status == "completed":
             break
         assert time.monotonic() < deadline, "the decider did not stop the experiment in 30 s"
@@ -219,7 +219,8 @@ def test_the_mcp_answer_carries_the_results(scenario: Scenario) -> None:
                 return got
 
     got = asyncio.run(get())
-    assert got["id"] == scenario.agent["id"] and got["status"] == "running"
+    experiment = got["experiment"]
+    assert experiment["id"] == scenario.agent["id"] and experiment["status"] == "running"
     metrics = by_key(got["results"]["metrics"])
     assert list(metrics) == ["task_completion", "cost", "duration", "turns"]
     assert metrics["duration"]["arms"][1]["interval"] is not None

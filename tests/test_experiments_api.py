@@ -128,10 +128,12 @@ def test_create_draft_from_variant_changes(env: Env) -> None:
             "url": f"{env.seed.site.url}?sk_preview={token(env, experiment['id'], variant['id'])}",
         }
     ]
-    assert data["activation_hint"].startswith("To launch: pass `auto_launch: true` on create")
-    assert (
-        f'PATCH /v1/experiments/{experiment["id"]} {{ "action": "launch" }}'
-        in (data["activation_hint"])
+    # The reference's REST hint names the tool and the route.
+    assert data["activation_hint"] == (
+        f"To launch: pass `auto_launch: true` on create, OR call launch_experiment({{ "
+        f'experiment_id: "{experiment["id"]}" }}) / PATCH /v1/experiments/{experiment["id"]} '
+        '{ "action": "launch" } after reviewing the preview URLs below. Requires at least 1 '
+        "non-control variant and 1 goal."
     )
 
 
@@ -161,6 +163,51 @@ def test_auto_launch_with_a_goal_runs(env: Env) -> None:
     assert data["experiment"]["status"] == "running"
     assert data["experiment"]["started_at"] is not None
     assert data["activation_hint"].startswith("Running.")
+
+
+def test_a_blank_draft_is_created_and_its_launch_says_what_it_needs(env: Env) -> None:
+    """The reference's fourth create path: none of prompt, variants and idea_id."""
+    body = {"site_id": env.seed.site.id, "name": "Fill in later"}
+    response = call(env, "POST", "/v1/experiments", body=body)
+    assert response.status_code == 201, response.text
+    data = response.json()["data"]
+    experiment = data["experiment"]
+    assert (experiment["status"], experiment["kind"]) == ("draft", "web")
+    [control] = experiment["variants"]
+    assert (control["name"], control["is_control"], control["changes"]) == (
+        "Control (A)",
+        True,
+        [],
+    )
+    assert experiment["goals"] == [] and data["preview_urls"] == []
+    needs = "experiment has 1 variant(s) and 0 goal(s); launch requires ≥2 variants and ≥1 goal."
+    assert data["activation_hint"].endswith("Now: " + needs)
+    path = f"/v1/experiments/{experiment['id']}"
+    launched = call(env, "PATCH", path, body={"action": "launch"})
+    assert error_of(launched, 400, "launch_preconditions_failed") == needs
+    auto = call(env, "POST", "/v1/experiments", body={**body, "auto_launch": True})
+    assert auto.status_code == 201, auto.text
+    assert auto.json()["data"]["launch"] == {
+        "status": "draft",
+        "error": f"auto_launch skipped: {needs}",
+    }
+    assert not snippet_has(env, experiment["id"])
+    assert call(env, "GET", path).json()["data"]["experiment"] == experiment
+    assert call(env, "DELETE", path).status_code == 200
+
+
+def test_the_status_filter_takes_running_as_active(env: Env) -> None:
+    running = create(env, name="filtered", auto_launch=True)["experiment"]
+    assert running["status"] == "running"
+    by_status = {
+        status: [
+            e["id"]
+            for e in call(env, "GET", f"/v1/experiments?status={status}&limit=100").json()["data"]
+        ]
+        for status in ("active", "running")
+    }
+    assert running["id"] in by_status["active"]
+    assert by_status["active"] == by_status["running"]
 
 
 def test_redirect_variant_split_url(env: Env) -> None:
@@ -253,7 +300,10 @@ def test_agent_experiment_crewkit_style(env: Env) -> None:
         ({"prompt": "Change the hero price from $99 to $499"}, 400, "invalid_request",
          "prompt and variants are mutually exclusive"),
         ({"idea_id": "idea-1", "variants": []}, 404, "not_found", "no idea 'idea-1'"),
-        ({"variants": []}, 400, "invalid_request", "variants is empty"),
+        ({"variants": [], "traffic_split": 30}, 400, "invalid_request",
+         "this blank draft has none"),
+        ({"variants": [], "kind": "agent"}, 400, "invalid_request",
+         "an agent experiment lists every variant"),
         ({"traffic_split": 0}, 400, "invalid_request", "from 1 to 99"),
         ({"traffic_split": 100}, 400, "invalid_request", "from 1 to 99"),
         ({"url_pattern": "https://shop.example.com/x"}, 400, "invalid_url_pattern", "path only"),
@@ -435,15 +485,18 @@ def test_list_filters_and_pages(env: Env) -> None:
     )
 
 
-def test_get_returns_variants_goals_preview_urls_and_hint(env: Env) -> None:
+def test_get_answers_the_experiment_in_the_shape_of_its_create(env: Env) -> None:
+    """The reference shows create's ``{experiment, preview_urls, activation_hint}`` and
+    says GET "returns the same preview_urls": the same resource, the same shape."""
     created = create(env)
     experiment_id = created["experiment"]["id"]
     data = call(env, "GET", f"/v1/experiments/{experiment_id}").json()["data"]
-    assert data["id"] == experiment_id and data["status"] == "draft"
-    assert data["variants"] == created["experiment"]["variants"]
-    assert data["goals"] == created["experiment"]["goals"]
-    assert data["preview_urls"] == created["preview_urls"]
-    assert data["activation_hint"] == created["activation_hint"]
+    assert data == created
+    assert set(data) == {"experiment", "preview_urls", "activation_hint"}
+    assert data["experiment"]["id"] == experiment_id
+    assert data["experiment"]["status"] == "draft"
+    resplit = call(env, "PATCH", f"/v1/experiments/{experiment_id}", body={"traffic_split": 40})
+    assert set(resplit.json()["data"]) == set(data)
     message = error_of(call(env, "GET", "/v1/experiments/nope"), 404, "not_found")
     assert "no experiment 'nope' in the workspace of this API key" in message
 
@@ -473,7 +526,7 @@ def test_lifecycle_through_patch(env: Env) -> None:
         '{"action": "complete"} then {"action": "archive"}'
     )
     assert act("complete").json()["data"]["status"] == "completed"
-    detail = call(env, "GET", path).json()["data"]
+    detail = call(env, "GET", path).json()["data"]["experiment"]
     assert detail["ended_at"] is not None and detail["started_at"] is not None
     assert "from 1 to 99" not in (
         error_of(call(env, "PATCH", path, body={"traffic_split": 30}), 409, "invalid_transition")
@@ -494,7 +547,7 @@ def test_launch_precondition_is_a_400_saying_what_is_missing(env: Env) -> None:
         "experiment has 2 variant(s) and 0 goal(s); launch requires ≥2 variants and ≥1 goal."
     )
     detail = call(env, "GET", f"/v1/experiments/{experiment_id}").json()["data"]
-    assert detail["status"] == "draft"
+    assert detail["experiment"]["status"] == "draft"
     assert detail["activation_hint"].endswith("Now: " + message)
 
 
@@ -517,7 +570,7 @@ def test_patch_traffic_split(env: Env) -> None:
     experiment_id = create(env)["experiment"]["id"]
     response = call(env, "PATCH", f"/v1/experiments/{experiment_id}", body={"traffic_split": 30})
     assert response.status_code == 200, response.text
-    data = response.json()["data"]
+    data = response.json()["data"]["experiment"]
     assert data["traffic_split"] == 30
     assert [v["weight_bps"] for v in data["variants"]] == [7000, 3000]
 
@@ -538,7 +591,7 @@ def test_crewkit_start_stop_deploy_archive(env: Env) -> None:
     winner = "Premium Pricing with Pro Stripe Link"
     deployed = call(env, "POST", f"{path}/deploy", body={"variant": winner})
     assert deployed.status_code == 200, deployed.text
-    detail = call(env, "GET", path).json()["data"]
+    detail = call(env, "GET", path).json()["data"]["experiment"]
     winner_id = detail["variants"][1]["id"]
     assert deployed.json()["data"] == {
         "id": experiment_id,

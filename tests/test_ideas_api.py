@@ -210,7 +210,10 @@ def test_generate_answers_202_then_the_ideas_arrive_signed(env: Env) -> None:
     started = time.monotonic()
     response = call(env, ws, "POST", "/v1/ideas/generate", {"site_id": ws.site_id, "num_ideas": 3})
     accepted = data_of(response, 202)
-    assert accepted["success"] is True and accepted["status"] == "generating"
+    # The reference's {success, ideas}: the run is under way, its ideas are still to come.
+    assert accepted["success"] is True and accepted["ideas"] == []
+    assert accepted["status"] == "generating"
+    assert "wait" in accepted["message"]
     assert (accepted["site_id"], accepted["num_ideas"], accepted["output_type"]) == (
         ws.site_id, 3, "html",
     )  # fmt: skip

@@ -391,7 +391,9 @@ def test_a_loop_over_rest_and_clickhouse_is_promoted_by_a_tick(tmp_path: Path, p
         assert launched.status_code == 201, launched.text
         loop_id = launched.json()["data"]["loop"]["id"]
         experiment_id = launched.json()["data"]["round"]["experiment_id"]
-        record = api_call(server, key, "GET", f"/v1/experiments/{experiment_id}").json()["data"]
+        record = api_call(server, key, "GET", f"/v1/experiments/{experiment_id}").json()["data"][
+            "experiment"
+        ]
         champion, challenger = (v["id"] for v in record["variants"])
         [goal] = [g["id"] for g in record["goals"]]
 
@@ -439,11 +441,16 @@ def test_a_loop_over_rest_and_clickhouse_is_promoted_by_a_tick(tmp_path: Path, p
         assert first["outcome"] == "challenger_promoted" and first["final_prob_to_win"] > 0.99
         assert status["current_round"]["id"] == second["id"]
         assert second["champion_variant_id"] == status["loop"]["current_champion_variant_id"]
-        done = api_call(server, key, "GET", f"/v1/experiments/{experiment_id}").json()["data"]
+        done = api_call(server, key, "GET", f"/v1/experiments/{experiment_id}").json()["data"][
+            "experiment"
+        ]
         assert done["status"] == "completed"
         nxt = api_call(server, key, "GET", f"/v1/experiments/{second['experiment_id']}")
-        assert nxt.json()["data"]["status"] == "running"
-        assert nxt.json()["data"]["variants"][0]["changes"] == record["variants"][1]["changes"]
+        assert nxt.json()["data"]["experiment"]["status"] == "running"
+        assert (
+            nxt.json()["data"]["experiment"]["variants"][0]["changes"]
+            == record["variants"][1]["changes"]
+        )
 
 
 @pytest.mark.server

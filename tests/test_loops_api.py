@@ -121,7 +121,9 @@ def test_phase_two_launches_round_one_as_a_running_experiment(env: Env) -> None:
     assert loop["current_round_id"] == first["id"] and first["round_number"] == 1
     assert loop["url_pattern"] == "/pricing"  # the round runs on its page, not site-wide
     assert launched["preview_url"].endswith(f"sk_preview={first['challenger_variant_id']}")
-    experiment = data_of(call(env, ws, "GET", f"/v1/experiments/{first['experiment_id']}"))
+    experiment = data_of(call(env, ws, "GET", f"/v1/experiments/{first['experiment_id']}"))[
+        "experiment"
+    ]
     assert experiment["status"] == "running"
     assert [v["name"] for v in experiment["variants"]] == ["Champion", "Challenger"]
     assert experiment["variants"][0]["changes"] == []
@@ -210,7 +212,9 @@ def test_pause_and_resume_are_idempotent_and_move_the_round_with_the_loop(env: E
     loop_id, experiment_id = launched["loop"]["id"], launched["round"]["experiment_id"]
 
     def experiment_status() -> str:
-        status: str = data_of(call(env, ws, "GET", f"/v1/experiments/{experiment_id}"))["status"]
+        status: str = data_of(call(env, ws, "GET", f"/v1/experiments/{experiment_id}"))[
+            "experiment"
+        ]["status"]
         return status
 
     # Two inconclusive rounds in a row, as the ticker would have counted them.

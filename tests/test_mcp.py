@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -246,19 +247,151 @@ def test_launch_preconditions_and_lifecycle_through_tools(env: Env) -> None:
             "message": "Experiment launched successfully",
         }
         got = await call(client, "get_experiment", experiment_id=made["experiment"]["id"])
-        assert got["status"] == "running" and len(got["variants"]) == 2
+        # create_experiment's shape, with the results.
+        assert set(got) >= {"experiment", "preview_urls", "activation_hint", "results"}
+        assert got["experiment"]["status"] == "running" and len(got["experiment"]["variants"]) == 2
+        assert got["preview_urls"] == made["preview_urls"]
         # Both tools' preview URLs carry the server's preview token of the variant.
         tokens = PreviewTokens(env.store_path)
-        for answer in (made, got):
-            [preview] = answer["preview_urls"]
-            token = preview["url"].split("sk_preview=")[1]
-            assert tokens.read(token) == (got["id"], got["variants"][1]["id"])
+        [preview] = got["preview_urls"]
+        token = preview["url"].split("sk_preview=")[1]
+        experiment = got["experiment"]
+        assert tokens.read(token) == (experiment["id"], experiment["variants"][1]["id"])
         listed = await call(client, "list_experiments", site_id=site["id"], status="active")
         assert [e["id"] for e in listed["experiments"]] == [made["experiment"]["id"]]
         gone = await error(client, "get_experiment", experiment_id="no-such-experiment")
         assert gone["status"] == 404
 
     with_client(env, ws.key, work)
+
+
+def enums_in(node: Any, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every schema in ``node`` that has an ``enum``, with where it is."""
+    if isinstance(node, dict):
+        if "enum" in node:
+            yield where, node
+        for key, value in node.items():
+            yield from enums_in(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from enums_in(item, f"{where}[{i}]")
+
+
+def test_every_enum_of_every_tool_schema_has_its_type(env: Env) -> None:
+    ws = new_workspace(env, "unmetered")
+
+    async def work(client: Client) -> dict[str, dict[str, Any]]:
+        return {t.name: t.input_schema for t in (await client.list_tools()).tools}
+
+    schemas = with_client(env, ws.key, work)
+    assert list(schemas) == TOOL_NAMES
+    found = dict(kv for name, schema in schemas.items() for kv in enums_in(schema, name))
+    assert set(found) == {
+        "list_ideas.properties.status.anyOf[0]",
+        "list_experiments.properties.status.anyOf[0]",
+        "create_experiment.$defs.MutationConfig.properties.action",
+    }
+    for where, enum in found.items():
+        assert enum["type"] == "string", where
+        assert all(isinstance(value, str) for value in enum["enum"]), where
+
+
+def test_list_experiments_takes_active_and_running_alike(env: Env) -> None:
+    ws = new_workspace(env, "unmetered")
+
+    async def work(client: Client) -> None:
+        site = (await call(client, "create_site", url="https://status.example"))["site"]
+        goals = [{"name": "Buy", "type": "click", "selector": ".buy"}]
+        made = await call(
+            client, "create_experiment", site_id=site["id"], name="Live", variants=VARIANTS,
+            goals=goals, auto_launch=True,
+        )  # fmt: skip
+        assert made["experiment"]["status"] == "running"
+        await call(client, "create_experiment", site_id=site["id"], name="Draft")
+        for status in ("running", "active"):
+            listed = await call(client, "list_experiments", site_id=site["id"], status=status)
+            assert [e["id"] for e in listed["experiments"]] == [made["experiment"]["id"]]
+            assert {e["status"] for e in listed["experiments"]} == {"running"}
+        wrong = await error(client, "list_experiments", site_id=site["id"], status="live")
+        assert wrong["status"] == 400 and "status" in wrong["error"]
+
+    with_client(env, ws.key, work)
+
+
+def test_a_blank_draft_through_tools_launches_only_once_complete(env: Env) -> None:
+    ws = new_workspace(env, "unmetered")
+
+    async def work(client: Client) -> None:
+        site = (await call(client, "create_site", url="https://blank.example"))["site"]
+        blank = await call(client, "create_experiment", site_id=site["id"], name="Later")
+        assert blank["experiment"]["status"] == "draft"
+        assert len(blank["experiment"]["variants"]) == 1 and blank["preview_urls"] == []
+        refused = await error(client, "launch_experiment", experiment_id=blank["experiment"]["id"])
+        assert (refused["status"], refused["code"]) == (400, "launch_preconditions_failed")
+        assert refused["error"] == (
+            "experiment has 1 variant(s) and 0 goal(s); launch requires ≥2 variants and ≥1 goal."
+        )
+
+    with_client(env, ws.key, work)
+
+
+ROUTE = re.compile(r"\b(GET|POST|PATCH|PUT|DELETE) /v1/|/v1/experiments")
+
+
+def test_texts_name_tools_not_routes(env: Env) -> None:
+    """Every text a tool answers (errors, hints, instructions) names the tools to call."""
+    ws = new_workspace(env, "unmetered")
+
+    async def work(client: Client) -> list[str]:
+        texts: list[str] = []
+        created = await call(client, "create_site", url="https://words.example", name="Words")
+        site = created["site"]
+        texts.append(created["instructions"])
+        assert "call create_experiment" in created["instructions"]
+        duplicate = await error(client, "create_site", url="https://words.example")
+        assert duplicate["error"] == (
+            f"A site for words.example is already registered (ID: {site['id']}). Reuse it via "
+            "list_sites / its id, or call create_site again with reuse_if_exists: true for "
+            "idempotent behavior."
+        )
+        texts.append(duplicate["error"])
+        draft = await call(
+            client, "create_experiment", site_id=site["id"], name="Draft", variants=VARIANTS,
+            goals=[{"name": "Buy", "type": "click", "selector": ".buy"}],
+        )  # fmt: skip
+        experiment_id = draft["experiment"]["id"]
+        assert draft["activation_hint"] == (
+            "To launch: pass `auto_launch: true` on create, OR call launch_experiment({ "
+            f'experiment_id: "{experiment_id}" }}) after reviewing the preview URLs below. '
+            "Requires at least 1 non-control variant and 1 goal."
+        )
+        texts.append(draft["activation_hint"])
+        await call(client, "launch_experiment", experiment_id=experiment_id)
+        again = await error(client, "launch_experiment", experiment_id=experiment_id)
+        assert (again["status"], again["code"]) == (409, "invalid_transition")
+        assert again["error"].endswith("launch_experiment launches a draft experiment only")
+        texts.append(again["error"])
+        running = await call(client, "get_experiment", experiment_id=experiment_id)
+        assert "get_experiment" in running["activation_hint"]
+        texts.append(running["activation_hint"])
+        for tool, arguments, status, tool_named in [
+            ("get_experiment", {"experiment_id": "nope"}, 404, "list_experiments"),
+            ("launch_experiment", {"experiment_id": "nope"}, 404, "list_experiments"),
+            ("get_loop_status", {"loop_id": "nope"}, 404, "create_loop"),
+            ("pause_loop", {"loop_id": "nope"}, 404, "create_loop"),
+            ("create_experiment", {"site_id": site["id"], "name": "x", "idea_id": "nope"}, 404,
+             "list_ideas"),
+            ("create_experiment", {"site_id": site["id"], "name": "x", "prompt": "Make it pop!!",
+                                   "variants": VARIANTS}, 400, "generate_variant"),
+        ]:  # fmt: skip
+            failed = await error(client, tool, **arguments)
+            assert failed["status"] == status, (tool, failed)
+            assert tool_named in failed["error"], (tool, failed)
+            texts.append(failed["error"])
+        return texts
+
+    for text in with_client(env, ws.key, work):
+        assert not ROUTE.search(text), text
 
 
 def test_one_workspace_never_reaches_anothers_objects(env: Env) -> None:
@@ -378,7 +511,8 @@ def test_two_step_flow_costs_17_credits(env: Env, pages: str) -> None:
         )
         assert created["experiment"]["status"] == "draft"
         await call(client, "launch_experiment", experiment_id=created["experiment"]["id"])
-        return await call(client, "get_experiment", experiment_id=created["experiment"]["id"])
+        got = await call(client, "get_experiment", experiment_id=created["experiment"]["id"])
+        return dict(got["experiment"])
 
     experiment = with_client(env, ws.key, flow)
     assert experiment["status"] == "running"

@@ -375,7 +375,10 @@ def test_behind_nginx_with_tls_every_url_says_https_and_the_snippet_loads(
                     "document.getElementById('headline').textContent === 'New headline'",
                     timeout=10_000,
                 )
-                assert loaded == [snippet_src(site)]
+                # The snippet, then (the preview URL carries a token) its preview config,
+                # both over https through the proxy.
+                assert loaded[0] == snippet_src(site)
+                assert all(url.startswith(proxy.origin + "/s/") for url in loaded), loaded
                 assert tab.evaluate("location.protocol") == "https:"
             finally:
                 context.close()

@@ -197,7 +197,7 @@ def test_a_fleet_runs_through_launch_decision_guardrail_deploy_and_archive(
 
         def status(experiment_id: str) -> str:
             got = api_call_url(url, key, "GET", f"/v1/experiments/{experiment_id}")
-            value: str = got.json()["data"]["status"]
+            value: str = got.json()["data"]["experiment"]["status"]
             return value
 
         with Client(url, key, retry=FAST) as fleet:

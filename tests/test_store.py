@@ -122,12 +122,18 @@ def test_invalid_url_pattern_is_refused_at_creation(store: Store) -> None:
     assert store.conn.execute("SELECT count(*) FROM experiments").fetchone()[0] == 0
 
 
-def test_an_experiment_needs_two_variants(store: Store) -> None:
+def test_an_experiment_needs_its_control_and_a_blank_draft_is_the_control_alone(
+    store: Store,
+) -> None:
     ws = store.create_workspace("w")
-    with pytest.raises(InvalidRequest, match="at least 2 variants"):
-        store.create_experiment(
-            NewExperiment(workspace_id=ws.id, name="x", variants=(NewVariant("A", 1),))
-        )
+    with pytest.raises(InvalidRequest, match="at least its control"):
+        store.create_experiment(NewExperiment(workspace_id=ws.id, name="x", variants=()))
+    blank = store.create_experiment(
+        NewExperiment(workspace_id=ws.id, name="x", variants=(NewVariant("A", 1),))
+    )
+    record = store.experiment_record(blank, ws.id)
+    assert record is not None
+    assert [(v.is_control, v.weight_bps) for v in record.variants] == [(True, 10_000)]
 
 
 def test_unknown_ids_are_not_found(store: Store) -> None:

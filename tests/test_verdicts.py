@@ -139,9 +139,9 @@ def test_a_guardrail_stop_keeps_its_reason(env: Env) -> None:
     ]  # fmt: skip
     assert call(env, "POST", "/v1/events", events).status_code == 201
     deadline = time.monotonic() + 30
-    while call(env, "GET", f"/v1/experiments/{experiment['id']}").json()["data"]["status"] != (
-        "completed"
-    ):
+    while call(env, "GET", f"/v1/experiments/{experiment['id']}").json()["data"]["experiment"][
+        "status"
+    ] != ("completed"):
         assert time.monotonic() < deadline, "the decider did not stop the experiment in 30 s"
         time.sleep(0.2)
     for step in ("stopped", "archived"):

@@ -45,6 +45,7 @@ __all__ = [
     "Meta",
     "Page",
     "Reply",
+    "TOOL_SCOPE_KEY",
     "api_route",
     "authenticate",
     "base_url",
@@ -68,6 +69,11 @@ AUTH_SCOPE_KEY = "splitedge.auth"
 request it has already authenticated (the MCP gateway's calls of the REST routes,
 `edge.control.mcp_gateway`). Only code in this process can put it there: the server
 builds a network request's scope, and a client cannot add keys to it."""
+
+TOOL_SCOPE_KEY = "splitedge.tool"
+"""The scope key the MCP gateway sets (to True) on its calls of the REST routes: an answer's
+next-step texts then name tools (``launch_experiment``), not routes. In-process only, as
+`AUTH_SCOPE_KEY`."""
 
 # last_used_at is for people auditing keys; a minute's precision spares the store a write
 # on every request.

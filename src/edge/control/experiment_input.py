@@ -11,7 +11,8 @@ A web experiment is a control (created here, no changes) and one variant that ch
 page (``changes``), redirects (``redirect_url``), comes from an idea (``idea_id``: its
 ``mockup_data.mutations``) or is authored from a ``prompt`` (the author's `VariantDraft`:
 its mutations, and its suggested goals, hypothesis, page and url_pattern where the body
-gives none). An agent experiment lists every
+gives none); with none of these it is a blank draft, the control alone (the reference's
+fourth path), which cannot launch until it has a variant. An agent experiment lists every
 variant with its ``config`` (any JSON), control first, in ClawSplit's style, or names
 crewkit's ``control_version_hash`` and ``variant_version_hash`` of a ``resource_id``.
 """
@@ -276,12 +277,20 @@ def _variants(body: CreateExperiment) -> tuple[Literal["web", "agent"], tuple[Ne
             )
         )
     if not body.variants:
-        raise InvalidRequest(
-            "variants is empty; pass the variant to test: [{name, changes}] (DOM changes, "
-            "e.g. from POST /v1/variants/generate), [{name, redirect_url}] (a split-URL "
-            "test) or agent configs [{name, config}, ...] (control first). A blank draft "
-            "to fill in later is not available: this server has no dashboard"
-        )
+        if body.kind == "agent":
+            raise InvalidRequest(
+                "an agent experiment lists every variant with its config, the control "
+                'first: pass variants [{name, config}, ...], e.g. {"name": "concise", '
+                '"config": {"soul_md": "Be concise."}}'
+            )
+        if body.traffic_split is not None:
+            raise InvalidRequest(
+                "traffic_split is the share of the variant, and this blank draft has none; "
+                "pass it with the variant"
+            )
+        # The reference's fourth path: a blank draft, its control alone; it launches once
+        # it has a variant and a goal.
+        return "web", (NewVariant(CONTROL_NAME, 1),)
     agent = body.kind == "agent" or any(
         v.config is not None or v.soul_md is not None for v in body.variants
     )

@@ -15,7 +15,6 @@ from edge.control.previews import PreviewTokens
 from edge.control.records import ExperimentRecord, ExperimentStatus, Goal
 
 __all__ = [
-    "CreatedExperiment",
     "DeletedExperiment",
     "ExperimentDetail",
     "ExperimentOut",
@@ -109,13 +108,6 @@ class PreviewUrl(msgspec.Struct, frozen=True):
     url: str
 
 
-class ExperimentDetail(ExperimentOut, frozen=True):
-    """``GET /v1/experiments/{id}``: the experiment, its preview URLs, and what to do next."""
-
-    preview_urls: tuple[PreviewUrl, ...]
-    activation_hint: str
-
-
 class LaunchOutcome(msgspec.Struct, frozen=True, omit_defaults=True):
     """What ``auto_launch`` did: ``running``, or ``draft`` with the reason."""
 
@@ -123,8 +115,11 @@ class LaunchOutcome(msgspec.Struct, frozen=True, omit_defaults=True):
     error: str | None = None
 
 
-class CreatedExperiment(msgspec.Struct, frozen=True, omit_defaults=True):
-    """The answer to ``POST /v1/experiments`` (``launch`` only with ``auto_launch``)."""
+class ExperimentDetail(msgspec.Struct, frozen=True, omit_defaults=True):
+    """An experiment as ``POST /v1/experiments`` answers it (the reference's shape) and so
+    as every route answering one experiment does (``GET`` and ``PATCH {traffic_split}``):
+    the experiment, its preview URLs and what to do next; ``launch`` is only a create's
+    with ``auto_launch``."""
 
     experiment: ExperimentOut
     preview_urls: tuple[PreviewUrl, ...]
@@ -214,16 +209,22 @@ def preview_urls(record: ExperimentRecord, tokens: PreviewTokens) -> tuple[Previ
     )
 
 
-def activation_hint(record: ExperimentRecord) -> str:
+def activation_hint(record: ExperimentRecord, tools: bool = False) -> str:
+    """What to do next with the experiment, in the reference's words: naming the REST
+    routes, or with ``tools`` the MCP tools (which have no pause, complete or promote)."""
     path = f"/v1/experiments/{record.id}"
     if record.status == "draft":
+        launch = f'launch_experiment({{ experiment_id: "{record.id}" }})'
+        if not tools:
+            launch += f' / PATCH {path} {{ "action": "launch" }}'
         hint = (
-            "To launch: pass `auto_launch: true` on create, OR call PATCH "
-            f'{path} {{ "action": "launch" }} after reviewing the preview URLs below. '
-            "Requires at least 1 non-control variant and 1 goal."
+            f"To launch: pass `auto_launch: true` on create, OR call {launch} after reviewing "
+            "the preview URLs below. Requires at least 1 non-control variant and 1 goal."
         )
         blocker = lifecycle.launch_blocker(record)
         return hint if blocker is None else f"{hint} Now: {blocker}"
+    if tools:
+        return _tool_hint(record)
     if record.status == "running":
         return (
             f'Running. PATCH {path} {{ "action": "pause" }} or {{ "action": "complete" }}; '
@@ -243,11 +244,35 @@ def activation_hint(record: ExperimentRecord) -> str:
     return f"Archived. DELETE {path} to delete it."
 
 
-def experiment_detail(record: ExperimentRecord, tokens: PreviewTokens) -> ExperimentDetail:
+def _tool_hint(record: ExperimentRecord) -> str:
+    results = f'call get_experiment({{ experiment_id: "{record.id}" }}) for its results'
+    if record.status == "running":
+        return f"Running: the snippet splits traffic; {results}."
+    if record.status == "paused":
+        return f"Paused: the snippet serves the control; {results}."
+    if record.status == "completed":
+        winner = (
+            f" and variant {record.winner_variant_id} was promoted"
+            if record.winner_variant_id
+            else ""
+        )
+        return f"Completed{winner}; {results}."
+    return "Archived."
+
+
+def experiment_detail(
+    record: ExperimentRecord,
+    tokens: PreviewTokens,
+    tools: bool = False,
+    launch: LaunchOutcome | None = None,
+) -> ExperimentDetail:
+    """The answer about one experiment (`ExperimentDetail`); ``tools``: its hint names
+    the MCP tools."""
     return ExperimentDetail(
-        **msgspec.structs.asdict(experiment_out(record)),
-        preview_urls=preview_urls(record, tokens),
-        activation_hint=activation_hint(record),
+        experiment_out(record),
+        preview_urls(record, tokens),
+        activation_hint(record, tools),
+        launch,
     )
 
 

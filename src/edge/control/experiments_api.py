@@ -7,8 +7,12 @@ The reference's routes (abtestbot): ``POST`` and ``GET /v1/experiments``,
 ``/stop``, ``/archive`` and ``/deploy`` (``{"variant": <name or id>}``, also at
 ``/promote``). The rules live in `edge.control.lifecycle`, the create body's validation
 in `edge.control.experiment_input` and the answers' shapes in
-`edge.control.experiment_views`. Another workspace's experiment is the same 404 as an
-unknown id; the ``/results`` and ``/metrics`` routes are `edge.control.results_api`'s.
+`edge.control.experiment_views`: every answer about one experiment (create, ``GET``,
+``PATCH {traffic_split}``) is the reference's create shape ``{experiment, preview_urls,
+activation_hint}``, whose hint names the MCP tools when a tool made the request. The
+list's ``status`` filter takes the reference's ``active`` and the ``running`` experiments
+report alike. Another workspace's experiment is the same 404 as an unknown id; the
+``/results`` and ``/metrics`` routes are `edge.control.results_api`'s.
 
 A create with ``prompt`` (the reference's one-shot path) authors its variant first, as
 ``POST /v1/variants/generate`` does (`edge.control.variants_api.draft_variant`), outside
@@ -30,6 +34,7 @@ from starlette.types import Receive, Scope
 from edge.authoring.drafts import NeedsClarification, VariantDraft
 from edge.control import audit, credits, lifecycle
 from edge.control.api import (
+    TOOL_SCOPE_KEY,
     ApiOperation,
     Auth,
     Handler,
@@ -52,17 +57,13 @@ from edge.control.experiment_input import (
     new_experiment,
 )
 from edge.control.experiment_views import (
-    CreatedExperiment,
     DeletedExperiment,
     ExperimentDetail,
     ExperimentSummary,
     LaunchOutcome,
     StatusOut,
-    activation_hint,
     experiment_detail,
-    experiment_out,
     experiment_summary,
-    preview_urls,
     status_out,
 )
 from edge.control.flavours import CLAWSPLIT, flavoured
@@ -138,6 +139,11 @@ _STATUS_FILTERS: dict[str, ExperimentStatus] = {
 }
 
 
+def _for_tools(scope: Scope) -> bool:
+    """Whether the request is an MCP tool's (its texts name tools)."""
+    return scope.get(TOOL_SCOPE_KEY) is True
+
+
 def _action(text: str) -> lifecycle.Action:
     for action in lifecycle.ACTIONS:
         if text == action:
@@ -204,12 +210,7 @@ class ExperimentsApi:
         if isinstance(made, NeedsClarification):
             return ok(Clarification(made), Meta(auth.workspace_id))
         record, launch = made
-        created = CreatedExperiment(
-            experiment_out(record),
-            preview_urls(record, self.tokens),
-            activation_hint(record),
-            launch,
-        )
+        created = experiment_detail(record, self.tokens, _for_tools(scope), launch)
         return flavoured(
             auth.flavour, CLAWSPLIT, created, Meta(auth.workspace_id), 201, created.experiment
         )
@@ -318,7 +319,9 @@ class ExperimentsApi:
             "get_experiment",
             lambda store: lifecycle.load(store, auth.workspace_id, experiment_id),
         )
-        return ok(experiment_detail(record, self.tokens), Meta(auth.workspace_id))
+        return ok(
+            experiment_detail(record, self.tokens, _for_tools(scope)), Meta(auth.workspace_id)
+        )
 
     async def update(self, scope: Scope, receive: Receive) -> Reply:
         """``PATCH /v1/experiments/{id}``: ``{"action": ...}`` answers ``{id, status}``;
@@ -343,7 +346,9 @@ class ExperimentsApi:
             return record
 
         record = await in_transaction(self.services, auth, resplit)
-        return ok(experiment_detail(record, self.tokens), Meta(auth.workspace_id))
+        return ok(
+            experiment_detail(record, self.tokens, _for_tools(scope)), Meta(auth.workspace_id)
+        )
 
     async def _transition(
         self, auth: Auth, experiment_id: str, action: lifecycle.Action
@@ -427,13 +432,14 @@ def routes(services: Services) -> list[Route]:
         handler=api.create,
         summary="Create an experiment",
         description="A draft from variants[].changes, a redirect_url, an idea_id, agent "
-        "configs or a prompt (the variant is authored from it: create_experiment plus "
+        "configs, none of them (a blank draft: its control alone, which cannot launch) "
+        "or a prompt (the variant is authored from it: create_experiment plus "
         "generate_variant); with auto_launch and its preconditions met, a running "
         "experiment. A prompt whose page cannot be resolved answers 200 with "
         "needs_clarification and creates nothing (generate_variant is charged); 422 (free) "
         "when its page cannot be fetched.",
         body=_create_decoder,
-        data=CreatedExperiment | Clarification,
+        data=ExperimentDetail | Clarification,
         statuses=(201, 200),
         errors=(402, 404, 422, 502),
         example={
@@ -456,7 +462,7 @@ def routes(services: Services) -> list[Route]:
     )
     get = ApiOperation(
         handler=api.get,
-        summary="Get an experiment, its preview URLs and next step",
+        summary="Get an experiment, its preview URLs and next step (create's shape)",
         data=ExperimentDetail,
         errors=(402, 404),
     )

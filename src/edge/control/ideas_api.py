@@ -1,7 +1,8 @@
 """``/v1/ideas``: list, get, review (PATCH status) and generate the A/B test ideas of the
 API key's workspace (the reference's routes; the rules are `edge.control.ideas`').
 
-``POST /v1/ideas/generate`` answers ``202 Accepted`` at once with what it started, having
+``POST /v1/ideas/generate`` answers ``202 Accepted`` at once with what it started (in the
+reference's shape ``{success, ideas}``, the ideas still to come, so none), having
 paid generate_ideas and found the site; the author runs in the background of the worker and
 the ``ideas.generated`` webhook carries the stored ideas (or, when the run failed and was
 refunded, ``success: false`` and the errors). With ``"wait": true`` it answers ``200`` with
@@ -98,10 +99,12 @@ class GenerateIdeas(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class GenerationStarted(msgspec.Struct, frozen=True):
-    """The 202 of ``POST /v1/ideas/generate``: the run is paid for and under way; its
-    ideas arrive with the ``ideas.generated`` webhook and in ``GET /v1/ideas``."""
+    """The 202 of ``POST /v1/ideas/generate``, the reference's ``{success, ideas}``: the
+    run is paid for and under way, so ``ideas`` is empty; they arrive with the
+    ``ideas.generated`` webhook and in ``GET /v1/ideas`` (``wait: true`` answers them)."""
 
     success: bool
+    ideas: list[IdeaOut]
     status: Literal["generating"]
     site_id: str
     num_ideas: int
@@ -201,6 +204,7 @@ class IdeasApi:
         task.add_done_callback(self.running.discard)
         started = GenerationStarted(
             success=True,
+            ideas=[],
             status="generating",
             site_id=site.id,
             num_ideas=body.num_ideas,
@@ -208,7 +212,7 @@ class IdeasApi:
             message=(
                 f"Generating {body.num_ideas} idea(s) for {site.url}. The ideas.generated "
                 f"webhook carries them when they are stored; GET /v1/ideas?site_id={site.id} "
-                "lists them then."
+                'lists them then. Pass "wait": true to have them in this answer.'
             ),
         )
         return ok(started, Meta(auth.workspace_id), status=202)
@@ -237,8 +241,9 @@ def routes(services: Services) -> list[Route]:
     generate = ApiOperation(
         handler=api.generate,
         summary="Generate A/B test ideas for a site",
-        description="202 at once: the run is paid (generate_ideas) and under way; the "
-        "ideas.generated webhook carries the stored ideas, or success false and the errors "
+        description="202 at once with {success, ideas: []}: the run is paid "
+        "(generate_ideas) and under way; the ideas.generated webhook carries the stored "
+        "ideas, or success false and the errors "
         "when it failed (and was refunded). With wait: true, 200 with {success, ideas} once "
         "they are stored; 422 when the site's page cannot be fetched.",
         body=_generate_decoder,

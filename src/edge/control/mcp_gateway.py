@@ -13,12 +13,15 @@ by the route, per the reference's table. A route's error answer becomes the tool
 ``isError`` result, whose text is the error's message and whose structured content is the
 reference's error object (``{error, code, ...}``, e.g. ``existing_site`` on a duplicate
 domain). Site-scoped tools check their ``site_id`` first, with the reference's texts
-("Call `create_site` first.").
+("Call `create_site` first."). Texts name tools, not routes: the routes word their next
+steps for tools when called by one (`edge.control.api.TOOL_SCOPE_KEY`), and the REST
+routes an error or an answer's own text names are put in tool words (`tool_words`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -30,14 +33,14 @@ from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from edge.control.api import AUTH_SCOPE_KEY, Auth, authenticate, in_store
+from edge.control.api import AUTH_SCOPE_KEY, TOOL_SCOPE_KEY, Auth, authenticate, in_store
 from edge.control.mcp_tools import TOOLS, Tool, input_schema
 from edge.control.services import Services
 from edge.control.sites_api import SiteHints, require_site
 from edge.errors import SplitedgeError
 from edge.http import FORWARDED_HEADERS
 
-__all__ = ["MCP_SITE_HINTS", "McpGateway", "RestDispatch", "ToolFailure"]
+__all__ = ["MCP_SITE_HINTS", "McpGateway", "RestDispatch", "ToolFailure", "tool_words"]
 
 MCP_SITE_HINTS = SiteHints(
     register="No sites registered in this workspace. Call `create_site` first.",
@@ -45,6 +48,32 @@ MCP_SITE_HINTS = SiteHints(
     "a new one.",
 )
 """A missing site's 404 in the words of the tools (the reference's texts)."""
+
+# The REST wording of the routes' texts (errors shared by both APIs, a site's install
+# instructions) and its tool wording, most specific first; a route without a tool is
+# pointed at the tool that gives the id instead.
+_TOOL_WORDS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), words)
+    for pattern, words in (
+        (r"or POST /v1/sites again", "or call create_site again"),
+        (r"create an experiment with POST /v1/experiments and", "call create_experiment with"),
+        (r"GET /v1/loops lists its loops", "create_loop answers a loop's id"),
+        (
+            r", and launch moves a draft experiment to running; (its actions are|no action).*",
+            "; launch_experiment launches a draft experiment only",
+        ),
+        (r"POST /v1/variants/generate", "generate_variant"),
+        (r"POST /v1/ideas/generate", "generate_ideas"),
+        (r"GET /v1/ideas\b(?!/)", "list_ideas"),
+        (r"GET /v1/sites\b(?!/)", "list_sites"),
+        (r"POST /v1/sites\b(?!/)", "create_site"),
+        (r"GET /v1/experiments\b(?!/)", "list_experiments"),
+        (r"POST /v1/experiments\b(?!/)", "create_experiment"),
+    )
+)
+
+_TEXT_KEYS = frozenset({"instructions", "message", "next_step"})
+"""The keys of a tool answer's own texts (create_site's instructions, ...)."""
 
 _BODY_LIMIT = 1 << 20  # a tool's arguments: the REST bodies' bound, with room for JSON-RPC
 
@@ -116,6 +145,7 @@ class RestDispatch:
                 *((k, v) for k, v in self.outer["headers"] if k in FORWARDED_HEADERS),
             ],
             AUTH_SCOPE_KEY: self.auth,
+            TOOL_SCOPE_KEY: True,
         }
         sent = False
 
@@ -168,7 +198,17 @@ def _arguments(tool: Tool, arguments: dict[str, Any] | None) -> msgspec.Struct:
         ) from None
 
 
+def tool_words(text: str) -> str:
+    """``text`` with the REST routes it names put as the tools that do the same."""
+    for pattern, words in _TOOL_WORDS:
+        text = pattern.sub(words, text)
+    return text
+
+
 def _result(data: Any) -> types.CallToolResult:
+    if isinstance(data, dict):
+        # Only the answer's own texts: the rest (a hypothesis, a name) is the user's data.
+        data = {k: tool_words(v) if k in _TEXT_KEYS else v for k, v in data.items()}
     text = msgspec.json.encode(data).decode()
     structured = data if isinstance(data, dict) else {"result": data}
     return types.CallToolResult(
@@ -180,7 +220,9 @@ def _failure(exc: ToolFailure) -> types.CallToolResult:
     """The reference's error object: ``error`` is the message, beside ``code`` and any
     fields the route added (e.g. ``existing_site``)."""
     error = dict(exc.error)
-    message = str(error.pop("message", "")) or f"the call failed with status {exc.status}"
+    message = tool_words(str(error.pop("message", ""))) or (
+        f"the call failed with status {exc.status}"
+    )
     body = {"error": message, **error, "status": exc.status}
     return types.CallToolResult(
         content=[types.TextContent(type="text", text=message)],

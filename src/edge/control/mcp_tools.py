@@ -6,8 +6,9 @@ generated from it, and arguments are decoded into it), and its ``call`` does the
 through the REST API of the same process (`Rest`, `edge.control.mcp_gateway`), so that a
 tool and its route share one implementation: validation, credits, audit and webhooks.
 What a tool adds is the reference's MCP answer shape (``{sites: [...]}`` for list_sites,
-``{experiment_id, status, message}`` for launch_experiment, ...); get_experiment adds
-the experiment's ``results`` once it has run (those of ``GET
+``{experiment_id, status, message}`` for launch_experiment, ...); get_experiment answers
+as create_experiment does (``{experiment, preview_urls, activation_hint}``) and adds the
+experiment's ``results`` once it has run (those of ``GET
 /v1/experiments/{id}/results``: every goal or metric per variant). generate_ideas waits
 for its ideas (``"wait": true``): over REST the run is asynchronous by default (202 and
 the ideas.generated webhook), but a tool answers what it made.
@@ -194,7 +195,9 @@ async def _generate_variant(rest: Rest, params: GenerateVariantParams) -> Any:
     return await rest("POST", "/v1/variants/generate", _body(params))
 
 
-_ExperimentStatus = Literal["draft", "active", "paused", "completed", "archived"]
+# The reference's list says "active" for the status its experiments report as "running":
+# both are taken, as by GET /v1/experiments.
+_ExperimentStatus = Literal["draft", "active", "running", "paused", "completed", "archived"]
 
 
 class ListExperimentsParams(_Params, frozen=True):
@@ -202,7 +205,10 @@ class ListExperimentsParams(_Params, frozen=True):
     status: (
         Annotated[
             _ExperimentStatus,
-            msgspec.Meta(description="draft | active | paused | completed | archived"),
+            msgspec.Meta(
+                description="draft | active | paused | completed | archived (running is "
+                "active: what an experiment reports once launched)"
+            ),
         ]
         | None
     ) = None
@@ -220,11 +226,12 @@ class ExperimentParams(_Params, frozen=True):
 
 
 async def _get_experiment(rest: Rest, params: ExperimentParams) -> Any:
-    experiment = await rest("GET", _one("experiments", params.experiment_id))
-    experiment["results"] = None
+    answer = await rest("GET", _one("experiments", params.experiment_id))
+    experiment = answer["experiment"]
+    answer["results"] = None
     if experiment["status"] != "draft":
         try:
-            experiment["results"] = await rest(
+            answer["results"] = await rest(
                 "GET", _one("experiments", experiment["id"]) + "/results"
             )
         except SplitedgeError as exc:
@@ -232,8 +239,8 @@ async def _get_experiment(rest: Rest, params: ExperimentParams) -> Any:
             # no results.
             if exc.status != 503:
                 raise
-            experiment["results_error"] = exc.message
-    return experiment
+            answer["results_error"] = exc.message
+    return answer
 
 
 class VariantParams(_Params, frozen=True):
@@ -558,11 +565,35 @@ TOOLS: Mapping[str, Tool] = {
 
 def input_schema(params: type[msgspec.Struct]) -> dict[str, Any]:
     """A tool's ``inputSchema``: the JSON Schema of its parameters, an object at the root
-    (the Struct's own definition, with the others it refers to under ``$defs``)."""
+    (the Struct's own definition, with the others it refers to under ``$defs``). Every
+    ``enum`` carries its ``type`` too: msgspec leaves it out, and some tool-calling
+    clients refuse a parameter without one."""
     schema = msgspec.json.schema(params, ref_template="#/$defs/{name}")
     defs: dict[str, Any] = schema.get("$defs", {})
     root = dict(defs.pop(params.__name__))
     root.pop("title", None)
     if defs:
         root["$defs"] = defs
+    _type_enums(root)
     return root
+
+
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"))
+
+
+def _json_type(value: Any) -> str:
+    # bool first: a bool is an int too.
+    return next((name for kind, name in _JSON_TYPES if isinstance(value, kind)), "null")
+
+
+def _type_enums(node: Any) -> None:
+    """Give every ``enum`` in the schema ``node`` the ``type`` of its values, in place."""
+    if isinstance(node, dict):
+        if "enum" in node and "type" not in node:
+            kinds = sorted({_json_type(v) for v in node["enum"]})
+            node["type"] = kinds[0] if len(kinds) == 1 else kinds
+        for value in node.values():
+            _type_enums(value)
+    elif isinstance(node, list):
+        for item in node:
+            _type_enums(item)

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from edge.assign import weights_to_bps
+from edge.assign import BUCKETS, weights_to_bps
 from edge.config import MutationConfig
 from edge.control.records import (
     ExperimentRecord,
@@ -44,10 +44,16 @@ class ExperimentQueries(StoreConnection):
     """The queries of the ``experiments``, ``variants`` and ``goals`` tables."""
 
     def create_experiment(self, new: NewExperiment) -> str:
-        """Create a draft experiment with its variants and goals; returns its id."""
-        if len(new.variants) < 2:
-            raise InvalidRequest("an experiment needs at least 2 variants: a control and one more")
-        weights = weights_to_bps([v.weight for v in new.variants])
+        """Create a draft experiment with its variants (the control first; a blank draft has
+        only it) and goals; returns its id."""
+        if not new.variants:
+            raise InvalidRequest("an experiment needs at least its control variant")
+        # A blank draft's control holds all the traffic; a split needs two variants.
+        weights = (
+            weights_to_bps([v.weight for v in new.variants])
+            if len(new.variants) > 1
+            else (BUCKETS,)
+        )
         url_pattern = validate_pattern(new.url_pattern)
         goal_patterns = [validate_pattern(g.url_pattern) for g in new.goals]
         if not 0 <= new.coverage_bps <= 10_000:
