@@ -88,6 +88,10 @@ def test_a_backup_during_writes_restores_to_a_server_with_the_same_config(
             assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
             (version,) = conn.execute("SELECT version FROM config_version").fetchone()
             backed_up = {k for (k,) in conn.execute("SELECT public_key FROM sites")}
+        # The server's config follows the writes after the backup (within its 1 s bound).
+        deadline = time.monotonic() + 5
+        while ready_version(server) <= version and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert version == taken["config_version"] < ready_version(server)
         written = [key for _, key in writer.created]
         # The sites in the backup are exactly the writer's first ones (and the seeded ones).
