@@ -65,8 +65,7 @@ def require_principal(
     """`require_workspace`, with the key's flavour."""
     key = bearer_key(scope)
     workspace = _workspace_of(kv, key, needs_it, ledger)
-    assert key is not None  # a workspace was found for it
-    return Principal(workspace, flavour_of_key(key) or "splitedge")
+    return Principal(workspace, (key and flavour_of_key(key)) or "splitedge")
 
 
 def _workspace_of(kv: ConfigKV, key: str | None, needs_it: str, ledger: KeyLedger | None) -> str:
