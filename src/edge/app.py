@@ -129,4 +129,5 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         lifespan=lifespan,
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
-    return edge.metrics.timed(HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS))
+    hot = HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS, edge.catch_up.after_write)
+    return edge.metrics.timed(hot)
