@@ -38,8 +38,13 @@ class Env:
         self.seed = seed
         self.store_path = store_path
         self.clients = [
+            # A connection per request: the read after a write reaches either worker
+            # (the kernel spreads connections over them), not the writer's always.
             httpx.Client(
-                base_url=server.base_url, headers={"authorization": f"Bearer {key}"}, timeout=30
+                base_url=server.base_url,
+                headers={"authorization": f"Bearer {key}"},
+                timeout=30,
+                limits=httpx.Limits(max_keepalive_connections=0),
             )
             for key in keys
         ]
@@ -92,9 +97,9 @@ def test_a_new_sites_snippet_answers_at_once(env: Env) -> None:
 
 def test_a_launch_is_served_at_once(env: Env) -> None:
     def launch_then_assign(client: httpx.Client, i: int) -> tuple[int, int, bool, bool]:
-        site = client.post(
-            "/v1/sites", json={"url": f"https://launch-{i}.example", "reuse_if_exists": True}
-        ).json()["data"]
+        # A few sites of the thread's workspace, each launching in turn.
+        url = f"https://launch-{i % (THREADS * 4)}.example"
+        site = client.post("/v1/sites", json={"url": url, "reuse_if_exists": True}).json()["data"]
         body = {
             "site_id": site["id"],
             "name": f"launch {i}",
@@ -146,14 +151,13 @@ def test_unknown_keys_ask_the_store_at_a_bounded_rate(env: Env) -> None:
     started = time.monotonic()
 
     def unknown(client: httpx.Client, i: int) -> int:
-        # A connection of its own each: the keys reach both workers.
-        return httpx.get(f"{env.server.base_url}/s/{uuid.uuid4().hex}.js").status_code
+        return client.get(f"/s/{uuid.uuid4().hex}.js").status_code
 
-    statuses = env.in_parallel(unknown, 3000)
+    statuses = env.in_parallel(unknown, 4000)
     elapsed = time.monotonic() - started
     time.sleep(0.1)
     checks = metric(env.server, MISS_CHECKS) - before
     assert set(statuses) == {404}
     # At most one ask per interval per worker (and a first one each).
     assert 0 < checks <= WORKERS * (elapsed / MISS_CHECK_INTERVAL + 1)
-    assert checks < len(statuses) / 5
+    assert checks < len(statuses) / 2

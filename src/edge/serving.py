@@ -66,10 +66,10 @@ class KVCatchUp:
     experiment just launched a 404 to the assigns that follow. So:
 
     - A control-plane write this server answers posts the store's version on the
-      `VersionBoard` and reloads the writing worker's KV before its answer ends
-      (`after_write`, called by `edge.hot_routes.HotRoutes`). The edge routes compare the
-      board with their KV, a read of shared memory, and wait for a reload only when it
-      is ahead (`current`): the next request, to any worker, sees the write.
+      `VersionBoard` before its answer ends (`after_write`, called by
+      `edge.hot_routes.HotRoutes`). The edge routes compare the board with their KV, a
+      read of shared memory, and wait for a reload only when it is ahead (`current`):
+      the next request, to any worker, the writer's too, sees the write.
     - A request with an API key asks the ledger's version anyway
       (`edge.bearer.require_workspace`), and catches up when the store is ahead
       (`__call__`).
@@ -139,17 +139,14 @@ class KVCatchUp:
         return await self._reach(self.follower, version) or kv
 
     async def after_write(self) -> None:
-        """Post the store's version on the board and bring this worker's KV to it. A
-        failure is logged: the write is done, and the poll still brings it."""
-        if self.ledger is None or self.follower is None:
+        """Post the store's version on the board, for every worker's next request. The
+        reload waits for that request: a client that writes several times in a row
+        costs one reload per worker, not one per write. A failure is logged: the write
+        is done, and the poll still brings it."""
+        if self.ledger is None or self.board is None:
             return
         try:
-            version = self.ledger.version()
-            if self.board is not None:
-                self.board.publish(version)
-            kv = self.follower.holder.kv
-            if kv is None or kv.version < version:
-                await self._reach(self.follower, version)
+            self.board.publish(self.ledger.version())
         except Exception:
             log.exception("posting a write's config version failed")
 
