@@ -146,4 +146,5 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     app.state.public_origin = rest.state.public_origin = PublicOrigin(
         settings.public_url, settings.forwarded_allow_ips
     )
-    return edge.metrics.timed(HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS))
+    hot = HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS, edge.catch_up.after_write)
+    return edge.metrics.timed(hot)

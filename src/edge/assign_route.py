@@ -109,8 +109,9 @@ def _assignments(experiments: tuple[CompiledExperiment, ...], unit: AssignUnit) 
 
 class AssignEndpoint:
     """Raw ASGI endpoint for assignment; the answer is joined from precomputed bytes.
-    ``catch_up`` brings the KV up to the store's latest write for a request with an API
-    key (`edge.serving.KVCatchUp`)."""
+    ``catch_up`` brings the KV up to this server's latest write, to the store's for a
+    request with an API key, and looks an unknown public key up again in the store's
+    latest version (`edge.serving.KVCatchUp`)."""
 
     def __init__(
         self,
@@ -128,10 +129,16 @@ class AssignEndpoint:
         )
         kv = self.holder.require()
         ledger = self.ledger
-        if self.catch_up is not None and request.public_key is None:
-            kv, latest = await self.catch_up(kv)
-            if latest:
-                ledger = None  # the KV is the store's latest: it answers for the key
+        catch_up = self.catch_up
+        if catch_up is not None:
+            if kv.version < catch_up.board_version():
+                kv = await catch_up.current(kv)
+            if request.public_key is None:
+                kv, latest = await catch_up(kv)
+                if latest:
+                    ledger = None  # the KV is the store's latest: it answers for the key
+            elif request.public_key not in kv.by_public_key:
+                kv = await catch_up.after_miss(kv)
         experiments = _experiments(request, kv, scope, ledger)
         units, batch = _units(request)
         if batch:

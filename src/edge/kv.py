@@ -20,7 +20,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Protocol
 
 import msgspec
@@ -202,9 +202,29 @@ class SnapshotSource(Protocol):
         ...
 
 
-CatchUp = Callable[[ConfigKV], Awaitable[tuple[ConfigKV, bool]]]
-"""Brings a request's KV up to the store's latest write (`edge.serving.KVCatchUp`): the
-KV to answer with, and whether it is the store's latest (then it answers for API keys)."""
+class CatchUp(Protocol):
+    """Brings a request's KV up to what the server has written (`edge.serving.KVCatchUp`).
+
+    ``board_version`` is the latest version a control-plane write of this server posted
+    (`edge.version_board`; 0 where nothing posts, as on an edge node): a read of shared
+    memory, so a hot route compares it with its KV's version on every request and calls
+    `current` only when it is behind."""
+
+    board_version: Callable[[], int]
+
+    async def __call__(self, kv: ConfigKV) -> tuple[ConfigKV, bool]:
+        """For a request with an API key: the KV to answer with, and whether it is the
+        store's latest (then it answers for API keys)."""
+        ...
+
+    async def current(self, kv: ConfigKV) -> ConfigKV:
+        """``kv``, or the KV at the board's version when the board is ahead of it."""
+        ...
+
+    async def after_miss(self, kv: ConfigKV) -> ConfigKV:
+        """After ``kv`` knew no such site or experiment: the KV to look again in (a newer
+        one when the store has moved past it; the store is asked at a bounded rate)."""
+        ...
 
 
 class KVHolder:

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -210,6 +210,12 @@ class WorkerMetrics:
         own = None if multiprocess_dir else self.registry
         self.counters = IngestCounters(own)
         self.latency = RequestLatency(own)
+        # Rare by design (edge.serving.KVCatchUp.after_miss): counted as they happen.
+        self.kv_miss_checks = Counter(
+            "splitedge_kv_miss_version_checks",
+            "Times a KV miss (unknown site key or experiment) asked the store's version.",
+            registry=own,
+        )
         if multiprocess_dir:
             MultiProcessCollector(self.registry, path=multiprocess_dir)  # type: ignore[no-untyped-call]
         self.registry.register(_FlusherCollector(spool_dir))

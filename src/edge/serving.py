@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 
 from starlette.routing import BaseRoute, Route
@@ -30,10 +31,14 @@ from edge.operation import DocumentedRoute
 from edge.settings import Settings
 from edge.snippet import load_runtime
 from edge.snippet_route import SNIPPET_OPERATION, SnippetEndpoint
+from edge.version_board import BOARD_FILE, VersionBoard
 
-__all__ = ["EdgeServing", "KVCatchUp"]
+__all__ = ["MISS_CHECK_INTERVAL", "EdgeServing", "KVCatchUp"]
 
 log = logging.getLogger("splitedge.app")
+
+MISS_CHECK_INTERVAL = 0.05
+"""Seconds between two asks of the store's version by one worker's KV misses."""
 
 
 async def _publish_every(metrics: WorkerMetrics, interval: float = 1.0) -> None:
@@ -48,21 +53,49 @@ async def _follow(follower: ConfigFollower, present: Callable[[], bool], interva
     await follower.follow()
 
 
+def _nothing_posted() -> int:
+    return 0
+
+
 class KVCatchUp:
-    """Brings a worker's KV up to the store's version for a request that needs it.
+    """Brings a worker's KV up to what the server has written, for the requests that need
+    it (`edge.kv.CatchUp`).
 
     The follower polls (``config_poll_interval``), so for a moment after a write the KV
-    still answers the old way: an experiment created with ``auto_launch`` would be a 404
-    to the assigns that follow at once, a stop would still be counted. A request with an
-    API key asks the ledger's version anyway (`edge.bearer.require_workspace`); when the
-    store has moved past the KV, the request waits for a reload, one shared by every
-    request that arrives meanwhile. Without a ledger (an edge node) or a follower yet,
-    the KV is what there is."""
+    still answers the old way: a site just created would be a 404 on its snippet, an
+    experiment just launched a 404 to the assigns that follow. So:
 
-    def __init__(self, ledger: KeyLedger | None) -> None:
+    - A control-plane write this server answers posts the store's version on the
+      `VersionBoard` before its answer ends (`after_write`, called by
+      `edge.hot_routes.HotRoutes`). The edge routes compare the board with their KV, a
+      read of shared memory, and wait for a reload only when it is ahead (`current`):
+      the next request, to any worker, the writer's too, sees the write.
+    - A request with an API key asks the ledger's version anyway
+      (`edge.bearer.require_workspace`), and catches up when the store is ahead
+      (`__call__`).
+    - A miss (a site key or experiment the KV does not know) asks the store's version,
+      for writes made outside this server's routes (the CLI, the decisions), at most once
+      per ``miss_interval`` per worker, whatever the number of misses (`after_miss`;
+      ``on_check`` counts the asks).
+
+    A reload is one shared by every request that waits meanwhile. Without a ledger (an
+    edge node) or a follower yet, the KV is what there is."""
+
+    def __init__(
+        self,
+        ledger: KeyLedger | None,
+        board: VersionBoard | None = None,
+        miss_interval: float = MISS_CHECK_INTERVAL,
+        on_check: Callable[[], None] = lambda: None,
+    ) -> None:
         self.ledger = ledger
+        self.board = board
+        self.board_version: Callable[[], int] = _nothing_posted if board is None else board.version
+        self.miss_interval = miss_interval
+        self.on_check = on_check
         self.follower: ConfigFollower | None = None
         self._reload: asyncio.Task[ConfigKV | None] | None = None
+        self._next_miss_check = 0.0
 
     async def __call__(self, kv: ConfigKV) -> tuple[ConfigKV, bool]:
         """``kv``, or the KV of the store's version when that is newer; and whether the
@@ -73,12 +106,64 @@ class KVCatchUp:
         version = self.ledger.version()
         if version == kv.version:
             return kv, True
-        if self._reload is None:
-            self._reload = asyncio.create_task(self._load(self.follower), name="kv-catch-up")
-        loaded = await asyncio.shield(self._reload)
+        loaded = await self._reach(self.follower, version)
         if loaded is None:
             return kv, False
         return loaded, loaded.version >= version
+
+    async def current(self, kv: ConfigKV) -> ConfigKV:
+        """``kv``, or the KV at the board's version when the board is ahead of it."""
+        posted = self.board_version()
+        if posted <= kv.version or self.follower is None:
+            return kv
+        loaded = await self._reach(self.follower, posted)
+        if loaded is None:
+            return kv
+        if loaded.version < posted and self.board is not None and self.ledger is not None:
+            self.board.correct(self.ledger.version)
+        return loaded
+
+    async def after_miss(self, kv: ConfigKV) -> ConfigKV:
+        """``kv``, or a newer KV when the store has moved past it. The store is asked at
+        most once per ``miss_interval``; a miss in between gets ``kv`` as it is."""
+        if self.ledger is None or self.follower is None:
+            return kv
+        now = time.monotonic()
+        if now < self._next_miss_check:
+            return kv
+        self._next_miss_check = now + self.miss_interval
+        self.on_check()
+        version = self.ledger.version()
+        if version <= kv.version:
+            return kv
+        return await self._reach(self.follower, version) or kv
+
+    async def after_write(self) -> None:
+        """Post the store's version on the board, for every worker's next request. The
+        reload waits for that request: a client that writes several times in a row
+        costs one reload per worker, not one per write. A failure is logged: the write
+        is done, and the poll still brings it."""
+        if self.ledger is None or self.board is None:
+            return
+        try:
+            self.board.publish(self.ledger.version())
+        except Exception:
+            log.exception("posting a write's config version failed")
+
+    async def _reach(self, follower: ConfigFollower, version: int) -> ConfigKV | None:
+        """A KV at ``version`` or later, else the one the last reload got (None: it
+        failed)."""
+        loaded = await self._shared_load(follower)
+        if loaded is not None and loaded.version < version:
+            # The reload joined may have read the store before ``version`` was written;
+            # one that starts now reads it after.
+            loaded = await self._shared_load(follower)
+        return loaded
+
+    async def _shared_load(self, follower: ConfigFollower) -> ConfigKV | None:
+        if self._reload is None:
+            self._reload = asyncio.create_task(self._load(follower), name="kv-catch-up")
+        return await asyncio.shield(self._reload)
 
     async def _load(self, follower: ConfigFollower) -> ConfigKV | None:
         try:
@@ -114,7 +199,9 @@ class EdgeServing:
         )
         settings.run_dir.mkdir(parents=True, exist_ok=True)
         holder, buffer, counters = self.holder, self.buffer, self.metrics.counters
-        self.catch_up = KVCatchUp(ledger)
+        # Only the control plane's workers post writes: an edge node has no ledger.
+        self.board = None if ledger is None else VersionBoard(settings.run_dir / BOARD_FILE)
+        self.catch_up = KVCatchUp(ledger, self.board, on_check=self.metrics.kv_miss_checks.inc)
         self.ingest = [
             DocumentedRoute(
                 "/v1/assign",
@@ -140,7 +227,9 @@ class EdgeServing:
         """The edge routes."""
         return [
             DocumentedRoute(
-                "/s/{public_key}.js", SnippetEndpoint(self.holder), {"GET": SNIPPET_OPERATION}
+                "/s/{public_key}.js",
+                SnippetEndpoint(self.holder, self.catch_up),
+                {"GET": SNIPPET_OPERATION},
             ),
             *self.ingest,
             DocumentedRoute("/healthz", Health(), {"GET": HEALTH_OPERATION}),
@@ -186,3 +275,5 @@ class EdgeServing:
             await self.buffer.close(writer)
             self.spool.close()
             self.metrics.publish()
+            if self.board is not None:
+                self.board.close()

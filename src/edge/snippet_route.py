@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.types import Receive, Scope, Send
 
 from edge.http import send_response
-from edge.kv import KVHolder
+from edge.kv import CatchUp, KVHolder
 from edge.operation import Operation
 from edge.snippet import JS_CONTENT_TYPE, SnippetBody
 
@@ -63,10 +63,13 @@ def etag_matches(if_none_match: bytes, snippet: SnippetBody) -> bool:
 
 
 class SnippetEndpoint:
-    """Raw ASGI endpoint: every byte it sends was prepared when the config was built."""
+    """Raw ASGI endpoint: every byte it sends was prepared when the config was built.
+    ``catch_up`` brings the KV up to this server's latest write, and looks an unknown
+    key up again in the store's latest version (`edge.serving.KVCatchUp`)."""
 
-    def __init__(self, holder: KVHolder) -> None:
+    def __init__(self, holder: KVHolder, catch_up: CatchUp | None = None) -> None:
         self.holder = holder
+        self.catch_up = catch_up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kv = self.holder.kv
@@ -74,7 +77,13 @@ class SnippetEndpoint:
             headers = [*_UNKNOWN_KEY_HEADERS, (b"retry-after", b"1")]
             await send_response(send, 503, headers, _NOT_READY_BODY)
             return
-        bundle = kv.by_public_key.get(scope["path_params"]["public_key"])
+        catch_up = self.catch_up
+        if catch_up is not None and kv.version < catch_up.board_version():
+            kv = await catch_up.current(kv)
+        public_key = scope["path_params"]["public_key"]
+        bundle = kv.by_public_key.get(public_key)
+        if bundle is None and catch_up is not None:
+            bundle = (await catch_up.after_miss(kv)).by_public_key.get(public_key)
         if bundle is None:
             await send_response(send, 404, _UNKNOWN_KEY_HEADERS, _UNKNOWN_KEY_BODY)
             return
