@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter

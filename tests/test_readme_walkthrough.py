@@ -94,6 +94,10 @@ class Shell:
             ["bash", "-c", script], cwd=self.workdir, capture_output=True, text=True, timeout=60
         )
         assert done.returncode == 0, f"README block failed:\n{code}\n{done.stdout}{done.stderr}"
+        # curl exits 0 on a 4xx: an error answer shows in what the block saved or printed.
+        for saved in self.workdir.glob("*.json"):
+            assert "error" not in json.loads(saved.read_text()), saved.read_text()
+        assert "null" not in done.stdout.splitlines(), f"{code}\n{done.stdout}"
         return done.stdout
 
     def value(self, name: str) -> str:
