@@ -177,6 +177,8 @@ def test_the_readme_walkthrough_reaches_its_own_results(tmp_path: Path) -> None:
                     results = run_results_step(shell, code, expected_units(blocks))
                 elif block.kind == "run":
                     output = shell.run(code)
+                    if '"action": "launch"' in code:
+                        assert output.strip() == "running", output
                     if "examples/traffic.py" in code:
                         traffic_output = output
                     if "preview_urls" in code:
