@@ -74,9 +74,9 @@ def test_fetch_and_event_set_the_installation_check(tmp_path: Path) -> None:
         wait_flushed(server, 1)
         last_event = datetime.fromisoformat(_wait_for(server, site.id, key, "last_event_at"))
         assert sent.timestamp() - 1 <= last_event.timestamp() <= time.time() + 1
-        assert _installation(server, seed.other_site.id, seed.other_key.key)[
-            "last_event_at"
-        ] is None
+        assert (
+            _installation(server, seed.other_site.id, seed.other_key.key)["last_event_at"] is None
+        )
 
         # Another workspace's key sees the same 404 as for an unknown id.
         assert api_get(server, f"/v1/sites/{site.id}", seed.other_key.key).status_code == 404

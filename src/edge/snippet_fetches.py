@@ -114,4 +114,3 @@ class FetchLog:
         while True:
             await asyncio.sleep(interval)
             await self.publish()
-
