@@ -56,18 +56,18 @@ def routes(console: Console) -> list[BaseRoute]:
         return page(request, session, "console/loops.html", loops=loops, pager=pager, narrow={})
 
     async def detail(request: Request, session: Session) -> Response:
-        status = await session.api("GET", f"/v1/loops/{request.path_params['loop_id']}")
-        arms = await _arms(session, status["current_round"])
-        return page(request, session, "console/loops_detail.html", status=status, arms=arms)
+        state = await session.api("GET", f"/v1/loops/{request.path_params['loop_id']}")
+        arms = await _arms(session, state["current_round"])
+        return page(request, session, "console/loops_detail.html", state=state, arms=arms)
 
     async def confirm(request: Request, session: Session) -> Response:
         action = request.path_params["action"]
         if action not in _TOGGLES:
             raise NotFound("There is no console page here.")
-        status = await session.api("GET", f"/v1/loops/{request.path_params['loop_id']}")
+        state = await session.api("GET", f"/v1/loops/{request.path_params['loop_id']}")
         title, says = _TOGGLES[action]
         return page(
-            request, session, "console/loops_confirm.html", loop=status["loop"], action=action,
+            request, session, "console/loops_confirm.html", loop=state["loop"], action=action,
             title=title, says=says,
         )  # fmt: skip
 
