@@ -24,6 +24,7 @@ from edge.control.ideas import add_idea
 from edge.control.loop_records import LoopConfig, LoopGoal
 from edge.control.loops import create_loop
 from edge.control.store import Store
+from tests.browser import chromium
 from tests.console_support import csrf, signed_in
 from tests.support import Seed, Server, api_call, running_server, seed_store
 
@@ -363,3 +364,40 @@ def test_ideas_are_approved_and_rejected(env: Env) -> None:
         assert api(env, "GET", f"/v1/ideas/{env.idea_id}").json()["data"]["status"] == "rejected"
         odd = client.post(page + "/status", data={"csrf_token": token, "status": "implemented"})
         assert odd.status_code == 400
+
+
+@pytest.mark.browser
+def test_the_pages_fit_390_px_with_no_console_errors_in_chromium(env: Env) -> None:
+    webhook_id = a_webhook(env, ["experiment.launched"])
+    paths = [
+        "/console/webhooks", f"/console/webhooks/{webhook_id}",
+        f"/console/webhooks/{webhook_id}/delete", "/console/keys", "/console/credits",
+        "/console/audit", "/console/loops", f"/console/loops/{env.loop_id}",
+        f"/console/loops/{env.loop_id}/pause", "/console/ideas", f"/console/ideas/{env.idea_id}",
+    ]  # fmt: skip
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(env.server.base_url + "/")
+        page.get_by_label("API key").fill(env.seed.key.key)
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(env.server.base_url + "/")
+        for width in (390, 1280):
+            page.set_viewport_size({"width": width, "height": 844})
+            for path in paths:
+                page.goto(env.server.base_url + path)
+                overflow = page.evaluate(
+                    "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+                )
+                assert overflow <= 0, (width, path, overflow)
+        # Keyboard: the create-key form is filled and sent without a pointer.
+        page.goto(env.server.base_url + "/console/keys")
+        page.get_by_label("Name").focus()
+        page.keyboard.type("typed by keyboard")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.get_by_role("heading", name="Key created").is_visible()
+        assert "shown this once" in page.content()
+    assert errors == []
