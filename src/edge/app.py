@@ -1,4 +1,5 @@
-"""The edge ASGI app: snippet, assignment, event ingestion, health, metrics and demo.
+"""The edge ASGI app: snippet, assignment, event ingestion, health, metrics, demo, the
+control-plane API and the console.
 
 Granian builds one app per worker process through `create_app` (a factory, so each
 worker opens its own store connection). The ingest and assignment routes are also
