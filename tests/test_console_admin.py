@@ -314,6 +314,8 @@ def test_the_audit_trail_is_paged_and_filtered(env: Env) -> None:
         first = client.get("/console/audit?action=idea.status")
         assert first.status_code == 200
         assert first.text.count('data-label="Action"') == 50
+        # The key that made each change, by its prefix and name.
+        assert f"{env.seed.key.record.prefix}… (default)" in first.text
         assert 'rel="next"' in first.text and 'rel="prev"' not in first.text
         older = re.search(r'href="\?([^"]+)" rel="next"', first.text)
         assert older is not None and "action=idea.status" in older.group(1)

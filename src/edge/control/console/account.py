@@ -2,8 +2,9 @@
 ledger, when its plan is metered; otherwise a page saying calls cost nothing) and its audit
 trail (``/console/audit``, paged, narrowed by action or target).
 
-`paged` and `find_listed` are the paging the admin areas share (webhooks, keys, loops,
-ideas): a page of a ``/v1`` list by the request's ``offset``, and one item of a list by id.
+`paged`, `all_listed` and `find_listed` are the paging the admin areas share (webhooks,
+keys, loops, ideas): a page of a ``/v1`` list by the request's ``offset``, a whole short
+list, and one item of a list by id. The trail and the ledger name keys by prefix and name.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.routing import BaseRoute
 from edge.control.api import MAX_LIMIT
 from edge.control.console.frame import Console, Session, page
 
-__all__ = ["Pager", "find_listed", "paged", "routes"]
+__all__ = ["Pager", "all_listed", "find_listed", "paged", "routes"]
 
 PAGE_SIZE = 50
 """How many rows a console list shows at once."""
@@ -59,22 +60,28 @@ async def paged(
     )
 
 
-async def find_listed(session: Session, path: str, item_id: str) -> dict[str, Any] | None:
-    """The item of the list at ``path`` whose ``id`` is ``item_id`` (None: not there), for
-    the lists that have no route of one item; reads page after page until it is found."""
-    offset = 0
+async def all_listed(session: Session, path: str) -> list[dict[str, Any]]:
+    """Every item of the list at ``path`` (a short one: webhooks, keys), page after page."""
+    items: list[dict[str, Any]] = []
     while True:
         answer = await session.api.answer(
-            "GET", path, query={"limit": str(MAX_LIMIT), "offset": str(offset)}
+            "GET", path, query={"limit": str(MAX_LIMIT), "offset": str(len(items))}
         )
-        for item in answer.data:
-            if item.get("id") == item_id:
-                found: dict[str, Any] = item
-                return found
-        offset += MAX_LIMIT
+        items += answer.data
         total = answer.meta.get("total", 0) if isinstance(answer.meta, dict) else 0
-        if offset >= total:
-            return None
+        if not answer.data or len(items) >= total:
+            return items
+
+
+async def find_listed(session: Session, path: str, item_id: str) -> dict[str, Any] | None:
+    """The item of the list at ``path`` whose ``id`` is ``item_id`` (None: not there), for
+    the lists that have no route of one item."""
+    return next((item for item in await all_listed(session, path) if item["id"] == item_id), None)
+
+
+async def _key_labels(session: Session) -> dict[str, str]:
+    # A key id means nothing to a person; its prefix and name do.
+    return {k["id"]: f"{k['prefix']}… ({k['name']})" for k in await all_listed(session, "/v1/keys")}
 
 
 def routes(console: Console) -> list[BaseRoute]:
@@ -104,8 +111,9 @@ def routes(console: Console) -> list[BaseRoute]:
         }
         entries, pager = await paged(request, session, "/v1/audit", narrow)
         return page(
-            request, session, "console/audit.html", entries=entries, pager=pager, narrow=narrow
-        )
+            request, session, "console/audit.html", entries=entries, pager=pager,
+            narrow=narrow, keys=await _key_labels(session),
+        )  # fmt: skip
 
     return [
         console.route("/console/credits", credits),
