@@ -72,7 +72,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from edge.control.console import home, sign_in
+from edge.control.console import account, home, ideas, keys, loops, sign_in, webhooks
 from edge.control.console.frame import Console
 
 __all__ = ["AREAS", "Console", "routes"]
@@ -80,6 +80,11 @@ __all__ = ["AREAS", "Console", "routes"]
 AREAS = (
     sign_in,
     home,
+    webhooks,
+    keys,
+    account,
+    loops,
+    ideas,
 )
 """The console's areas, each a module with ``routes(console) -> list[BaseRoute]``."""
 
