@@ -72,7 +72,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from edge.control.console import home, sign_in, sites
+from edge.control.console import account, home, ideas, keys, loops, sign_in, sites, webhooks
 from edge.control.console.frame import Console
 
 __all__ = ["AREAS", "Console", "routes"]
@@ -81,6 +81,11 @@ AREAS = (
     sign_in,
     home,
     sites,
+    webhooks,
+    keys,
+    account,
+    loops,
+    ideas,
 )
 """The console's areas, each a module with ``routes(console) -> list[BaseRoute]``."""
 
