@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
 from markupsafe import escape
+from playwright.sync_api import Browser, Page
 from starlette.routing import Route
 
 from edge.config import MutationConfig
@@ -39,8 +42,10 @@ from edge.control.loops import create_loop
 from edge.control.services import Services
 from edge.control.store import Store
 from edge.settings import Settings
-from tests.console_support import csrf, signed_in
+from tests.browser import ROOT, SiteServer
+from tests.console_support import admin_key, csrf, signed_in
 from tests.support import Seed, Server, api_call, collect, exposures, running_server, seed_store
+from tests.test_browser_runtime import FLUSH_MS, leave
 
 pytestmark = pytest.mark.server
 
@@ -318,3 +323,187 @@ def test_names_render_as_text_on_every_page(env: Env) -> None:
             if template in SHOWN and ESCAPED not in answer.text:
                 failures.append(f"GET {path} does not show the {SHOWN[template]} name as text")
     assert not failures, "\n".join(failures)
+
+
+# --- the walk-through in Chromium ----------------------------------------------------------
+
+ARTIFACTS = ROOT / "test-artifacts" / "console-walkthrough"
+"""Where the walk-through's screenshots go (ignored by git)."""
+
+VISITORS = 16
+WIDTHS = (1280, 390)
+
+
+class Walk:
+    """The console tab of the walk-through: every page it shows is checked at each width
+    (a screenshot, no horizontal overflow) and every console error is kept."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.errors: list[str] = []
+        self.shots = 0
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def check(self, name: str) -> None:
+        """Screenshots of the current page at 1280 and 390 px; no horizontal scroll."""
+        self.shots += 1
+        for width in WIDTHS:
+            self.page.set_viewport_size({"width": width, "height": 900})
+            path = ARTIFACTS / f"{self.shots:02d}-{name}-{width}.png"
+            self.page.screenshot(path=str(path), full_page=True)
+            overflow = self.page.evaluate(
+                "document.documentElement.scrollWidth - window.innerWidth"
+            )
+            assert overflow <= 0, f"{name}: {overflow} px of horizontal scroll at {width} px"
+        self.page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+        assert self.errors == [], f"{name}: {self.errors}"
+
+
+def _visit(browser: Browser, site: SiteServer, url: str, experiment_id: str) -> str:
+    """One new visitor (a browser context of its own) on ``url``: the variant it got; the
+    variant's visitors click both goals, one control visitor in four buys."""
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_function(f"window.__sk && window.__sk.getVariant({experiment_id!r})")
+        control = page.evaluate(f"window.__sk.getVariant({experiment_id!r}).isControl")
+        variant = "Control" if control else "Bold"
+        if variant != "Control" or page.evaluate("Math.random() < 0.25"):
+            page.click(".buy")
+        if variant != "Control":
+            page.click(".signup")
+        page.wait_for_timeout(FLUSH_MS + 200)
+        leave(page, site)
+        return variant
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_walkthrough_in_chromium(tmp_path: Path, browser: Browser, site: SiteServer) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    data = tmp_path / "data"
+    with running_server(data) as server:
+        key = admin_key(server)
+        context = browser.new_context(viewport={"width": WIDTHS[0], "height": 900})
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base_url)
+        try:
+            walk = Walk(context.new_page())
+            page = walk.page
+            # Sign in with the admin key.
+            page.goto(server.base_url + "/")
+            walk.check("sign-in")
+            page.get_by_label("API key").fill(key)
+            page.keyboard.press("Enter")
+            page.get_by_role("button", name="Sign out").wait_for()
+            walk.check("home")
+
+            # Create a site, and copy its snippet tag.
+            page.get_by_role("link", name="Add a site").click()
+            walk.check("site-new")
+            page.get_by_label("URL").fill("walk.example.com")
+            page.get_by_label("Name").fill("Walk-through shop")
+            page.get_by_role("button", name="Create site").click()
+            page.wait_for_url(re.compile(r".*/console/sites/[^/]+$"))
+            walk.check("site")
+            copy = page.get_by_role("button", name="Copy the snippet tag")
+            copy.click()
+            page.get_by_role("button", name="Copied").wait_for()
+            tag = page.evaluate("navigator.clipboard.readText()")
+            assert tag == copy.get_attribute("data-copy")
+            assert re.fullmatch(
+                rf'<script src="{server.base_url}/s/[0-9a-f]{{32}}\.js"></script>', tag
+            )
+
+            # The customer's page, on a second loopback origin, with the copied tag.
+            body = (
+                '<h1 id="headline">Hello</h1><a class="buy">Buy</a> <a class="signup">Sign up</a>'
+            )
+            target = site.add(
+                "/walk", f"<!doctype html><html><head>{tag}</head><body>{body}</body></html>"
+            )
+
+            # An experiment from explicit changes.
+            page.get_by_role("link", name="Experiments", exact=True).click()
+            walk.check("experiments")
+            page.goto(server.base_url + "/console/experiments/new?how=changes")
+            walk.check("experiment-new")
+            page.locator("#f-name").fill("Walk headline")
+            page.locator("#f-target_url").fill(target)
+            page.locator("#f-url_pattern").fill("/walk")
+            page.locator("#f-variant_name").fill("Bold")
+            page.locator("#f-change-0-selector").fill("#headline")
+            page.locator("#f-change-0-action").select_option("set_content")
+            page.locator("#f-change-0-value").fill("Hello, boldly")
+            page.locator("#f-goal-0-name").fill("Buy")
+            page.locator("#f-goal-0-type").select_option("click")
+            page.locator("#f-goal-0-selector").fill(".buy")
+            page.locator("#f-goal-1-name").fill("Signup")
+            page.locator("#f-goal-1-type").select_option("click")
+            page.locator("#f-goal-1-selector").fill(".signup")
+            page.locator("main form[method=post] button[type=submit]").last.click()
+            page.wait_for_url(re.compile(r".*/console/experiments/[^/]+$"))
+            experiment_url = page.url
+            experiment_id = experiment_url.rsplit("/", 1)[1]
+            walk.check("experiment-draft")
+
+            # Its preview link, opened on the customer's page.
+            preview = page.get_by_role("link", name="Preview Bold").get_attribute("href")
+            assert preview is not None and preview.startswith(target)
+            viewer = context.new_page()
+            viewer.goto(preview)
+            viewer.wait_for_function(
+                "document.getElementById('headline').textContent === 'Hello, boldly'"
+            )
+            viewer.close()
+
+            # Launch, with its confirmation.
+            page.get_by_role("link", name="Launch…").click()
+            walk.check("launch-confirm")
+            page.locator("main form[method=post] button[type=submit]").click()
+            page.wait_for_url(experiment_url)
+            walk.check("experiment-running")
+
+            # Traffic through real browser contexts, one per visitor.
+            served = [_visit(browser, site, target, experiment_id) for _ in range(VISITORS)]
+            assert set(served) == {"Control", "Bold"}, served
+
+            # The results page: both arms, every goal, the health panel.
+            results = f"{experiment_url}/results"
+            deadline = time.monotonic() + 60
+            while True:
+                page.goto(results)
+                if f"{VISITORS} units" in page.text_content("main") or time.monotonic() > deadline:
+                    break
+                page.wait_for_timeout(1000)
+            text = page.text_content("main") or ""
+            assert f"{VISITORS} units" in text, text
+            for name in ("Control", "Bold", "Buy", "Signup", "Sample ratio", "Config served"):
+                assert name in text, name
+            assert page.locator("#verdict").count() == 1
+            assert page.locator("#units-per-day").count() == 1
+            walk.check("results")
+
+            # Deploy the winner: the variant, which every one of its visitors bought.
+            page.goto(experiment_url)
+            page.get_by_role("link", name="Deploy a variant…").click()
+            walk.check("deploy-confirm")
+            page.get_by_label("Bold").check()
+            page.locator("main form[method=post] button[type=submit]").click()
+            page.wait_for_url(experiment_url)
+            assert "deployed" in (page.text_content("main") or "")
+            walk.check("experiment-deployed")
+            # A new visitor gets the winner's change.
+            visitor = browser.new_context()
+            try:
+                shown = visitor.new_page()
+                shown.goto(target)
+                shown.wait_for_function(
+                    "document.getElementById('headline').textContent === 'Hello, boldly'"
+                )
+            finally:
+                visitor.close()
+        finally:
+            context.close()
