@@ -316,7 +316,11 @@ def test_names_render_as_text_on_every_page(env: Env) -> None:
         for template in PAGES:
             path = fill(template, env.mine.params)
             answer = client.get(path, follow_redirects=True)
-            if answer.status_code != 200:
+            # 409: a lifecycle step the experiment's status does not allow (its page says
+            # so); the name must still be text there.
+            if answer.status_code not in (200, 409) or (
+                template in SHOWN and answer.status_code != 200
+            ):
                 failures.append(f"GET {path}: {answer.status_code}")
                 continue
             raw = [markup for markup in RAW if markup in answer.text]
@@ -411,10 +415,11 @@ def test_walkthrough_in_chromium(tmp_path: Path, browser: Browser, site: SiteSer
             page.wait_for_url(re.compile(r".*/console/sites/[^/]+$"))
             walk.check("site")
             copy = page.get_by_role("button", name="Copy the snippet tag")
+            shown = copy.get_attribute("data-copy")
             copy.click()
             page.get_by_role("button", name="Copied").wait_for()
             tag = page.evaluate("navigator.clipboard.readText()")
-            assert tag == copy.get_attribute("data-copy")
+            assert tag == shown
             assert re.fullmatch(
                 rf'<script src="{server.base_url}/s/[0-9a-f]{{32}}\.js"></script>', tag
             )
