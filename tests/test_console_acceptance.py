@@ -413,6 +413,7 @@ def test_walkthrough_in_chromium(tmp_path: Path, browser: Browser, site: SiteSer
             page.get_by_label("Name").fill("Walk-through shop")
             page.get_by_role("button", name="Create site").click()
             page.wait_for_url(re.compile(r".*/console/sites/[^/]+$"))
+            site_url = page.url
             walk.check("site")
             copy = page.get_by_role("button", name="Copy the snippet tag")
             shown = copy.get_attribute("data-copy")
@@ -476,6 +477,17 @@ def test_walkthrough_in_chromium(tmp_path: Path, browser: Browser, site: SiteSer
             # Traffic through real browser contexts, one per visitor.
             served = [_visit(browser, site, target, experiment_id) for _ in range(VISITORS)]
             assert set(served) == {"Control", "Bold"}, served
+
+            # The site's installation check saw the snippet fetched and the events.
+            page.goto(site_url)
+            deadline = time.monotonic() + 60
+            while "never" in (page.locator("#installation").text_content() or "") and (
+                time.monotonic() < deadline
+            ):
+                page.wait_for_timeout(1000)
+                page.reload()
+            assert "never" not in (page.locator("#installation").text_content() or "")
+            walk.check("site-installed")
 
             # The results page: both arms, every goal, the health panel.
             results = f"{experiment_url}/results"
