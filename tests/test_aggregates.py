@@ -17,9 +17,9 @@ import pytest
 from analytics import sequential, warehouse
 from analytics.aggregates import (
     ArmAggregates,
+    DeviceRow,
     ExperimentSpec,
     GoalAggregates,
-    DeviceRow,
     VariantSpec,
     fetch_aggregates,
     fetch_devices,
