@@ -173,13 +173,26 @@ def test_a_web_experiment_shows_its_verdict_and_every_goal(scenario: Scenario) -
 
 
 def test_the_health_panel_and_the_device_breakdown(scenario: Scenario) -> None:
+    path = f"/v1/experiments/{scenario.web['id']}/results"
+
+    def meta() -> dict[str, Any]:
+        found: dict[str, Any] = api_get(scenario.server, path, scenario.seed.key.key).json()["meta"]
+        return found
+
+    before = meta()
     page = results_page(scenario, scenario.web["id"]).text
-    meta = api_get(scenario.server, f"/v1/experiments/{scenario.web['id']}/results",
-                   scenario.seed.key.key).json()["meta"]  # fmt: skip
+    after = meta()
     srm = page[page.index('id="srm"') : page.index('id="config"')]
     assert "The split matches the weights" in srm
+    # The version the edge served then: the latest, or (the decider just completed an
+    # experiment) one it is catching up from.
     config = text(page[page.index('id="config"') : page.index("Units per day")])
-    assert f"serves version {meta['served_config_version']}, the latest" in config
+    shown = re.search(r"serves version (\d+)(, the latest|; the latest is (\d+))", config)
+    assert shown is not None, config
+    served = int(shown.group(1))
+    assert before["served_config_version"] <= served <= after["served_config_version"]
+    if shown.group(3) is not None:
+        assert served < int(shown.group(3)) <= after["config_version"]
     start = page.index('id="units-per-day"')
     days = page[start : page.index("</table>", start)]
     units = re.findall(r'<td class="day-units" data-label="[^"]*">(\d+)</td>', days)

@@ -323,6 +323,11 @@ def _meta(computed: Computed, config_version: int, served: int | None) -> Result
     )
 
 
+class _Answered(msgspec.Struct, frozen=True):
+    meta: ResultsMeta
+    report_path: str | None
+
+
 class _ExperimentEndpoint:
     def __init__(self, services: Services, source: ResultsSource) -> None:
         self.services = services
@@ -337,19 +342,26 @@ class _ExperimentEndpoint:
         return auth, found
 
     async def computed(self, scope: Scope) -> tuple[Auth, ExperimentRecord, Computed]:
+        auth, experiment, computed, _ = await self.answered(scope)
+        return auth, experiment, computed
+
+    async def answered(
+        self, scope: Scope, link: ReportLinks | None = None
+    ) -> tuple[Auth, ExperimentRecord, Computed, _Answered]:
+        """The key, its experiment and its results, with their meta and, given the report
+        ``link``s, the experiment's signed report path: one trip to a thread."""
         auth = await authenticate(self.services, scope)
         experiment_id = scope["path_params"]["experiment_id"]
 
-        def load() -> tuple[ExperimentRecord, Computed]:
+        def load() -> tuple[ExperimentRecord, Computed, _Answered]:
             experiment = self.source.experiment(experiment_id, auth.workspace_id)
-            return experiment, self.source.compute(experiment)
+            computed = self.source.compute(experiment)
+            version = self.source.config_version()
+            meta = _meta(computed, version, self.source.served_config_version())
+            path = None if link is None else link.path(experiment.id)
+            return experiment, computed, _Answered(meta, path)
 
         return auth, *await asyncio.to_thread(load)
-
-    async def meta(self, computed: Computed) -> ResultsMeta:
-        """The meta of ``computed``, with the config versions as they are now."""
-        version = await asyncio.to_thread(self.source.config_version)
-        return _meta(computed, version, self.source.served_config_version())
 
 
 class ExperimentResultsEndpoint(_ExperimentEndpoint):
@@ -360,29 +372,27 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
         self.links = links
 
     async def __call__(self, scope: Scope, receive: Receive) -> Reply:
-        auth, experiment, computed = await self.computed(scope)
+        auth, _, computed, answered = await self.answered(scope, self.links)
         results = computed.results
         view = clawsplit_view(results)
-        link = await asyncio.to_thread(self.links.path, experiment.id)
         data = ResultsData(
             **msgspec.structs.asdict(view),
             expected_loss=results.expected_loss,
             lift_interval=results.lift_interval,
             srm=results.srm,
-            report_url=base_url(scope) + link,
+            report_url=base_url(scope) + (answered.report_path or ""),
         )
         # ClawSplit's results are the object itself (its quickstart reads results.status).
-        if auth.flavour in CLAWSPLIT:
-            return Reply(200, msgspec.json.encode(data))
-        return Reply(200, msgspec.json.encode(_ResultsAnswer(data, await self.meta(computed))))
+        answer = data if auth.flavour in CLAWSPLIT else _ResultsAnswer(data, answered.meta)
+        return Reply(200, msgspec.json.encode(answer))
 
 
 class ExperimentMetricsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/metrics``."""
 
     async def __call__(self, scope: Scope, receive: Receive) -> Reply:
-        _, _, computed = await self.computed(scope)
-        answer = _MetricsAnswer(crewkit_metrics_view(computed.results), await self.meta(computed))
+        _, _, computed, answered = await self.answered(scope)
+        answer = _MetricsAnswer(crewkit_metrics_view(computed.results), answered.meta)
         return Reply(200, msgspec.json.encode(answer))
 
 

@@ -114,9 +114,9 @@ def routes(console: Console) -> list[BaseRoute]:
     async def results_page(request: Request, session: Session) -> Response:
         experiment_id = request.path_params["experiment_id"]
         one = f"/v1/experiments/{experiment_id}"
-        # The experiment first: another workspace's id stops here, as the API's 404.
-        detail = await session.api("GET", one)
-        answer, timeline_data, devices_data = await asyncio.gather(
+        # At once: another workspace's id is a 404 of each, which the first raises.
+        detail, answer, timeline_data, devices_data = await asyncio.gather(
+            session.api("GET", one),
             session.api.answer("GET", f"{one}/results"),
             session.api("GET", f"{one}/timeline", query={"bucket": "auto"}),
             session.api("GET", f"{one}/devices"),
