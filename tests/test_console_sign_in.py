@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import msgspec
 import pytest
+from playwright.sync_api import Browser
 
 from edge.control.store import Store
 from tests.console_support import admin_key, csrf, sign_in, signed_in
@@ -217,3 +218,30 @@ def test_cookie_is_secure_with_an_https_public_url(tmp_path: Path) -> None:
             assert (
                 'href="/edge/docs"' in home.text and "/edge/console/static/console.css" in home.text
             )
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [1280, 390])
+def test_chromium_signs_in_and_out_by_keyboard_without_overflow(
+    env: Env, browser: Browser, width: int
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 800})
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(env.server.base_url + "/")
+        page.get_by_label("API key").fill(env.seed.key.key)
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Sign out").wait_for()
+        assert page.get_by_role("cell", name="https://shop.example.com").count() == 1
+        assert page.get_by_role("link", name="API docs").first.is_visible()
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{overflow} px of horizontal scroll at {width} px"
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(env.server.base_url + "/console/sign-in")
+        assert page.get_by_label("API key").is_visible()
+        assert errors == []
+    finally:
+        context.close()

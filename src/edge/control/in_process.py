@@ -39,7 +39,8 @@ class RestFailure(SplitedgeError):
 
 
 class RestAnswer(msgspec.Struct, frozen=True):
-    """A success answer: its status, ``data`` and ``meta`` (a list's ``total``, ...)."""
+    """A success answer: its status, ``data`` and ``meta`` (a list's ``total``, ...);
+    both None for an answer without a body (204)."""
 
     status: int
     data: Any
@@ -142,5 +143,7 @@ class InProcessRest:
             except msgspec.DecodeError:
                 error = {"code": "error", "message": raw.decode("utf-8", "replace")[:500]}
             raise RestFailure(status, error)
+        if not raw:
+            return RestAnswer(status, None)
         envelope = _envelope_decoder.decode(raw)
         return RestAnswer(status, envelope.data, envelope.meta)

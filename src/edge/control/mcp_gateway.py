@@ -9,14 +9,13 @@ is stateless and answers JSON, so any worker of the server answers any request.
 A tool call runs the tool's REST request in this process, as the caller
 (`edge.control.in_process.InProcessRest`, shared with the console): the key's `Auth`
 travels in the request's scope, so the route does not authenticate or count the request a
-second time. Credits are charged
-by the route, per the reference's table. A route's error answer becomes the tool's
-``isError`` result, whose text is the error's message and whose structured content is the
-reference's error object (``{error, code, ...}``, e.g. ``existing_site`` on a duplicate
-domain). Site-scoped tools check their ``site_id`` first, with the reference's texts
-("Call `create_site` first."). Texts name tools, not routes: the routes word their next
-steps for tools when called by one (`edge.control.api.TOOL_SCOPE_KEY`), and the REST
-routes an error or an answer's own text names are put in tool words (`tool_words`).
+second time. Credits are charged by the route, per the reference's table. A route's error
+answer becomes the tool's ``isError`` result, whose text is the error's message and whose
+structured content is the reference's error object (``{error, code, ...}``, e.g.
+``existing_site`` on a duplicate domain). Site-scoped tools check their ``site_id`` first,
+with the reference's texts ("Call `create_site` first."). Texts name tools, not routes: the
+routes word their next steps for tools when called by one (`edge.control.api.TOOL_SCOPE_KEY`),
+and the REST routes an error or an answer's own text names are put in tool words (`tool_words`).
 """
 
 from __future__ import annotations

@@ -48,6 +48,13 @@ Forms
     403 for a missing or forged CSRF token, 400 for a body that is not a form, 413 over
     64 KB; ``form.get(name)`` and ``form.getlist(name)`` read the fields. After the change,
     ``return see_other(request, "/console/...")`` (303), so a reload does not post again.
+    A secret shown once (a new key, a webhook's secret) is rendered in the POST's own
+    answer (``page(...)``), never put in a URL.
+
+Navigation
+    The nav's entries are in ``templates/console/base.html`` (Sites is ``/``; the others
+    are ``/console/experiments``, ``webhooks``, ``keys``, ``credits``, ``audit``,
+    ``loops``, ``ideas``): an area answers its entry's path.
 
 Static files
     Vendored in ``edge/control/static/`` (no build step), served at
@@ -65,7 +72,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from edge.control.console import home, results, sign_in
+from edge.control.console import account, home, ideas, keys, loops, results, sign_in, webhooks
 from edge.control.console.frame import Console
 
 __all__ = ["AREAS", "Console", "routes"]
@@ -74,6 +81,11 @@ AREAS = (
     sign_in,
     home,
     results,
+    webhooks,
+    keys,
+    account,
+    loops,
+    ideas,
 )
 """The console's areas, each a module with ``routes(console) -> list[BaseRoute]``."""
 
