@@ -418,13 +418,16 @@ class TimelineData(msgspec.Struct, frozen=True):
     points: tuple[TimelinePoint, ...]
 
 
-class _TimelineMeta(msgspec.Struct, frozen=True):
-    computed_at: datetime
+class _AnsweredMeta(msgspec.Struct, frozen=True):
+    """When the answer was made; its figures are kept while the experiment's data is
+    unchanged, like the results'."""
+
+    answered_at: datetime
 
 
 class _TimelineAnswer(msgspec.Struct):
     data: TimelineData
-    meta: _TimelineMeta
+    meta: _AnsweredMeta
 
 
 def auto_bucket(experiment: ExperimentRecord, now: datetime) -> Bucket:
@@ -454,7 +457,7 @@ class ExperimentTimelineEndpoint(_ExperimentEndpoint):
         else:
             bucket = "hour" if bucket_text == "hour" else "day"
         points = await asyncio.to_thread(self.source.timeline, experiment, bucket)
-        answer = _TimelineAnswer(TimelineData(bucket, tuple(points)), _TimelineMeta(now))
+        answer = _TimelineAnswer(TimelineData(bucket, tuple(points)), _AnsweredMeta(now))
         return Reply(200, msgspec.json.encode(answer))
 
 
@@ -482,7 +485,7 @@ class DevicesData(msgspec.Struct, frozen=True):
 
 class _DevicesAnswer(msgspec.Struct):
     data: DevicesData
-    meta: _TimelineMeta
+    meta: _AnsweredMeta
 
 
 class ExperimentDevicesEndpoint(_ExperimentEndpoint):
@@ -515,7 +518,7 @@ class ExperimentDevicesEndpoint(_ExperimentEndpoint):
                 for r in known
             ),
         )
-        answer = _DevicesAnswer(data, _TimelineMeta(datetime.now(UTC)))
+        answer = _DevicesAnswer(data, _AnsweredMeta(datetime.now(UTC)))
         return Reply(200, msgspec.json.encode(answer))
 
 
@@ -544,7 +547,7 @@ def routes(services: Services, source: ResultsSource, links: ReportLinks) -> lis
         handler=ExperimentTimelineEndpoint(services, source),
         summary="An experiment's units entered and converted per day or hour, per variant",
         data=TimelineData,
-        meta=_TimelineMeta,
+        meta=_AnsweredMeta,
         query=TimelineQuery,
         errors=errors,
     )
@@ -552,7 +555,7 @@ def routes(services: Services, source: ResultsSource, links: ReportLinks) -> lis
         handler=ExperimentDevicesEndpoint(services, source),
         summary="An experiment's units and primary conversions per variant and device",
         data=DevicesData,
-        meta=_TimelineMeta,
+        meta=_AnsweredMeta,
         errors=errors,
     )
     return [
