@@ -149,7 +149,8 @@ def browser_experiment(exp: ExperimentConfig) -> BrowserExperiment:
             )
             for v in exp.variants
         ),
-        goals=exp.goals,
+        # One not running counts nothing: no goal, so no exposure either.
+        goals=exp.goals if exp.status == "running" else (),
     )
 
 
