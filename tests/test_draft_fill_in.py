@@ -98,16 +98,16 @@ def test_a_blank_draft_filled_in_launches_and_is_served(env: Env) -> None:
     assert launched.json()["data"] == {"id": experiment_id, "status": "running"}
     snippet = httpx.get(f"{env.server.base_url}/s/{env.seed.site.public_key}.js", timeout=5)
     assert experiment_id in snippet.text and "Go Pro today" in snippet.text
-    # A unit in the variant's 30 % gets its changes.
-    changes = set()
+    # A unit in the variant's 30 % gets its changes, one in the control's none.
+    served = {}
     for unit in range(40):
         assigned = call(
             env, "POST", "/v1/assign", {"experiment_id": experiment_id, "unit_id": f"u{unit}"}
         )
         assert assigned.status_code == 200, assigned.text
         (assignment,) = assigned.json()["data"]["assignments"]
-        changes.add((assignment["variant_id"], len(assignment.get("changes", ()))))
-    assert {variant for variant, _ in changes} == {experiment["variants"][0]["id"], bold_id}
+        served[assignment["variant_id"]] = assignment["payload"]["changes"]
+    assert served == {experiment["variants"][0]["id"]: [], bold_id: BOLD["changes"]}
 
 
 def test_a_launched_experiments_variants_and_goals_are_a_409(env: Env) -> None:
