@@ -25,6 +25,7 @@ from tests.support import (
     running_server,
     seed_store,
     wait_flushed,
+    wait_served,
 )
 
 pytestmark = pytest.mark.server
@@ -68,6 +69,9 @@ def launched(env: Env, name: str, site_id: str | None = None) -> Launched:
     assert created.status_code == 201, created.text
     experiment = created.json()["data"]["experiment"]
     assert experiment["status"] == "running"
+    # /v1/collect reads the worker's config, which follows a launch within a second.
+    if site_id is None:
+        wait_served(env.server, env.seed.site.public_key, experiment["id"])
     return Launched(
         experiment["id"], [v["id"] for v in experiment["variants"]], experiment["goals"][0]["id"]
     )
