@@ -72,7 +72,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from edge.control.console import account, home, ideas, keys, loops, sign_in, sites, webhooks
+from edge.control.console import (
+    account,
+    home,
+    ideas,
+    keys,
+    loops,
+    results,
+    sign_in,
+    sites,
+    webhooks,
+)
 from edge.control.console.frame import Console
 
 __all__ = ["AREAS", "Console", "routes"]
@@ -81,6 +91,7 @@ AREAS = (
     sign_in,
     home,
     sites,
+    results,
     webhooks,
     keys,
     account,
