@@ -1,9 +1,9 @@
 """Read-your-writes on a real server with two workers: after a 2xx control-plane write, the
 very next request, to either worker, sees it: the snippet of a site just created, the
-snippet and the assignments of an experiment just launched. The workers' poll is set to
-30 s, so nothing here is the poll's doing. A site written to the store outside the
-server's routes is found by a KV miss asking the store's version, and a flood of unknown
-snippet keys asks it no more often than the rate limit allows."""
+snippet, the assignments and a browser's exposure beacon of an experiment just launched.
+The workers' poll is set to 30 s, so nothing here is the poll's doing. A site written to
+the store outside the server's routes is found by a KV miss asking the store's version,
+and a flood of unknown snippet keys asks it no more often than the rate limit allows."""
 
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ def test_a_new_sites_snippet_answers_at_once(env: Env) -> None:
 
 
 def test_a_launch_is_served_at_once(env: Env) -> None:
-    def launch_then_assign(client: httpx.Client, i: int) -> tuple[int, int, bool, bool]:
+    def launch_then_assign(client: httpx.Client, i: int) -> tuple[int, int, bool, bool, int]:
         # A few sites of the thread's workspace, each launching in turn.
         url = f"https://launch-{i % (THREADS * 4)}.example"
         site = client.post("/v1/sites", json={"url": url, "reuse_if_exists": True}).json()["data"]
@@ -119,11 +119,30 @@ def test_a_launch_is_served_at_once(env: Env) -> None:
         )
         snippet = client.get(f"/s/{site['public_key']}.js", headers={"authorization": ""})
         named = {a["experiment_id"] for a in public.json()["data"]["assignments"]}
+        variant = next(
+            a["variant_id"]
+            for a in public.json()["data"]["assignments"]
+            if a["experiment_id"] == experiment_id
+        )
+        exposure = {
+            "event_id": uuid.uuid4().hex,
+            "type": "exposure",
+            "visitor_id": "u",
+            "ts": int(time.time() * 1000),
+            "experiment_id": experiment_id,
+            "variant_id": variant,
+        }
+        beacon = client.post(
+            "/v1/collect",
+            json={"public_key": site["public_key"], "events": [exposure]},
+            headers={"authorization": ""},
+        )
         return (
             by_id.status_code,
             public.status_code,
             experiment_id in named,
             (experiment_id in snippet.text),
+            beacon.status_code,
         )
 
     answers = env.in_parallel(launch_then_assign, SEQUENCES)
@@ -132,6 +151,7 @@ def test_a_launch_is_served_at_once(env: Env) -> None:
     assert {a[1] for a in answers} == {200}
     assert all(a[2] for a in answers), "a public-key assign missed a just-launched experiment"
     assert all(a[3] for a in answers), "a snippet missed a just-launched experiment"
+    assert {a[4] for a in answers} == {200}, "a beacon was refused right after a launch"
 
 
 def test_a_site_written_outside_the_routes_is_found_by_a_miss(env: Env) -> None:

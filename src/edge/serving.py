@@ -214,7 +214,7 @@ class EdgeServing:
             ),
             DocumentedRoute(
                 "/v1/collect",
-                CollectEndpoint(holder, buffer, counters, settings.late_event_grace),
+                CollectEndpoint(holder, buffer, counters, settings.late_event_grace, self.catch_up),
                 {"POST": COLLECT_OPERATION, "OPTIONS": PREFLIGHT_OPERATION},
             ),
             DocumentedRoute(

@@ -27,7 +27,7 @@ from edge.ingest.body import read_event_body
 from edge.ingest.buffer import BrowserChunk, EventBuffer
 from edge.ingest.counters import IngestCounters
 from edge.ingest.schema import BrowserEvent, CollectRequest
-from edge.kv import CompiledExperiment, ConfigKV, KVHolder, SiteBundle
+from edge.kv import CatchUp, CompiledExperiment, ConfigKV, KVHolder, SiteBundle
 from edge.operation import Operation
 
 __all__ = [
@@ -151,7 +151,9 @@ def screen_events(
 
 
 class CollectEndpoint:
-    """Raw ASGI endpoint for browser beacons."""
+    """Raw ASGI endpoint for browser beacons. ``catch_up`` brings the KV up to this
+    server's latest write, so a beacon of a page whose snippet another worker served just
+    after a launch is not refused by a worker still on the version before it."""
 
     def __init__(
         self,
@@ -159,11 +161,13 @@ class CollectEndpoint:
         buffer: EventBuffer,
         counters: IngestCounters,
         late_event_grace: float = 86_400.0,
+        catch_up: CatchUp | None = None,
     ) -> None:
         self.holder = holder
         self.buffer = buffer
         self.counters = counters
         self.late_event_grace = late_event_grace
+        self.catch_up = catch_up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "OPTIONS":
@@ -187,6 +191,9 @@ class CollectEndpoint:
         text = await read_event_body(scope, receive, MAX_COLLECT_BODY, MAX_COLLECT_JSON)
         request = decode_body(_decoder, text, "event batch")
         kv = self.holder.require()
+        catch_up = self.catch_up
+        if catch_up is not None and kv.version < catch_up.board_version():
+            kv = await catch_up.current(kv)
         bundle = kv.by_public_key.get(request.public_key)
         if bundle is None:
             raise NotFound("no site has that public_key; check the snippet tag of this site")
