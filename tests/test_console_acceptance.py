@@ -340,16 +340,23 @@ VISITORS = 16
 WIDTHS = (1280, 390)
 
 
+def console_errors(page: Page) -> list[str]:
+    """The console errors and uncaught exceptions of ``page`` from now on (a list that
+    grows)."""
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
 class Walk:
     """The console tab of the walk-through: every page it shows is checked at each width
     (a screenshot, no horizontal overflow) and every console error is kept."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
-        self.errors: list[str] = []
+        self.errors = console_errors(page)
         self.shots = 0
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
 
     def check(self, name: str) -> None:
         """Screenshots of the current page at 1280 and 390 px; no horizontal scroll."""
@@ -372,6 +379,7 @@ def _visit(browser: Browser, site: SiteServer, url: str, experiment_id: str) -> 
     context = browser.new_context()
     try:
         page = context.new_page()
+        errors = console_errors(page)
         page.goto(url)
         page.wait_for_function(f"window.__sk && window.__sk.getVariant({experiment_id!r})")
         control = page.evaluate(f"window.__sk.getVariant({experiment_id!r}).isControl")
@@ -381,6 +389,7 @@ def _visit(browser: Browser, site: SiteServer, url: str, experiment_id: str) -> 
         if variant != "Control":
             page.click(".signup")
         page.wait_for_timeout(FLUSH_MS + 200)
+        assert errors == [], errors
         leave(page, site)
         return variant
     finally:
@@ -429,9 +438,9 @@ def test_walkthrough_in_chromium(tmp_path: Path, browser: Browser, site: SiteSer
             body = (
                 '<h1 id="headline">Hello</h1><a class="buy">Buy</a> <a class="signup">Sign up</a>'
             )
-            target = site.add(
-                "/walk", f"<!doctype html><html><head>{tag}</head><body>{body}</body></html>"
-            )
+            head = f'{tag}<link rel="icon" href="data:,">'
+            page_html = f"<!doctype html><html><head>{head}</head><body>{body}</body></html>"
+            target = site.add("/walk", page_html)
 
             # An experiment from explicit changes.
             page.get_by_role("link", name="Experiments", exact=True).click()
@@ -461,10 +470,12 @@ def test_walkthrough_in_chromium(tmp_path: Path, browser: Browser, site: SiteSer
             preview = page.get_by_role("link", name="Preview Bold").get_attribute("href")
             assert preview is not None and preview.startswith(target)
             viewer = context.new_page()
+            viewer_errors = console_errors(viewer)
             viewer.goto(preview)
             viewer.wait_for_function(
                 "document.getElementById('headline').textContent === 'Hello, boldly'"
             )
+            assert viewer_errors == [], viewer_errors
             viewer.close()
 
             # Launch, with its confirmation.
