@@ -302,7 +302,7 @@ def lifecycle_actions(experiment: Mapping[str, Any]) -> tuple[str, ...]:
     """The lifecycle buttons the experiment's status allows, by the API's own rules
     (`edge.control.lifecycle`), in `LIFECYCLE_WORDS` order."""
     status = experiment["status"]
-    actions = [a for a, rule in TRANSITIONS.items() if status in rule.sources]
+    actions: list[str] = [a for a, rule in TRANSITIONS.items() if status in rule.sources]
     if status in PROMOTABLE and experiment.get("winner_variant_id") is None:
         actions.append("deploy")
     return tuple(a for a in LIFECYCLE_WORDS if a in actions)

@@ -72,7 +72,7 @@ STATUS_CHOICES = (
 
 _PAGE_SIZE = 50
 
-_FORM_LISTS = {
+_FORM_LISTS: dict[str, Any] = {
     "rows": rows_shown,
     "change_rows": CHANGE_ROWS,
     "goal_rows": GOAL_ROWS,
@@ -118,7 +118,7 @@ async def _list(request: Request, session: Session) -> Response:
     return page(
         request, session, "console/experiments.html",
         experiments=answer.data, total=total, sites=await _sites(session),
-        site_id=site_id, status=status, statuses=STATUS_CHOICES, offset=offset,
+        site_id=site_id, status_filter=status, statuses=STATUS_CHOICES, offset=offset,
         following=following, previous=offset > 0,
         previous_query={**query, "offset": max(0, offset - _PAGE_SIZE)},
     )  # fmt: skip
