@@ -13,6 +13,7 @@ import html
 import re
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ import msgspec
 import pytest
 
 from edge.control.store import Store
+from tests.browser import chromium
 from tests.console_support import csrf, signed_in
 from tests.page_server import serve_pages
 from tests.support import Seed, Server, api_call, running_server, seed_store
@@ -446,3 +448,49 @@ def test_pages_are_small_and_every_control_is_labelled(env: Env, client: httpx.C
         assert 'style="' not in page.text and "<script>" not in page.text.replace(
             "&lt;script&gt;", ""
         ), path
+
+
+# -- the prompt flow in Chromium ---------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_the_prompt_flow_in_chromium_at_390_px(env: Env, tmp_path: Path) -> None:
+    """Sign in, ask the author without a page, answer its question with a suggested page,
+    and land on the draft's changes and preview link: by label, without horizontal
+    scrolling or console errors."""
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 390, "height": 844})
+        page = context.new_page()
+        errors: list[str] = []
+        # The browser's own favicon request is the base page's business, not this flow's.
+        page.on(
+            "console",
+            lambda m: (
+                errors.append(f"{m.text} {m.location}")
+                if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico")
+                else None
+            ),
+        )
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(env.server.base_url + "/")
+        page.get_by_label("API key").fill(env.seed.key.key)
+        page.keyboard.press("Enter")
+        page.get_by_role("button", name="Sign out").wait_for()
+        page.goto(env.server.base_url + "/console/experiments/new?how=prompt")
+        page.get_by_label("Site", exact=True).select_option(env.site_id)
+        page.get_by_label("Name", exact=True).fill("Authored in Chromium")
+        page.get_by_label("What should change?").fill("Change the price from $99 to $499")
+        page.get_by_role("button", name="Author the draft").click()
+        page.get_by_text("The author needs to know more").wait_for()
+        assert page.get_by_label("Name", exact=True).input_value() == "Authored in Chromium"
+        page.get_by_label("Page URL", exact=True).fill(env.pages + "/pricing")
+        page.get_by_role("button", name="Author the draft").click()
+        page.wait_for_url(re.compile(r".*/console/experiments/[0-9a-f-]+$"))
+        assert page.get_by_role("heading", name="Authored in Chromium").is_visible()
+        assert page.get_by_text("$499").first.is_visible()
+        preview = page.get_by_role("link", name=re.compile("^Preview "))
+        assert "sk_preview=" in (preview.get_attribute("href") or "")
+        wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+        page.screenshot(path=str(tmp_path / "prompt-draft-390.png"), full_page=True)
+        assert not wide and errors == [], errors
+        context.close()

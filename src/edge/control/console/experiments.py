@@ -92,11 +92,17 @@ async def _sites(session: Session) -> list[dict[str, Any]]:
     return sites
 
 
-async def _experiment(session: Session, experiment_id: str) -> dict[str, Any]:
+async def _detail(session: Session, experiment_id: str) -> dict[str, Any]:
     """``GET /v1/experiments/{id}``'s answer (``experiment``, ``preview_urls``, ...); the
     API's 404 (another workspace's id) is the console's 404 page."""
     detail: dict[str, Any] = await session.api("GET", _path(experiment_id))
     return detail
+
+
+async def _experiment(session: Session, experiment_id: str) -> dict[str, Any]:
+    """The experiment of `_detail`."""
+    experiment: dict[str, Any] = (await _detail(session, experiment_id))["experiment"]
+    return experiment
 
 
 def _offset(text: str | None) -> int:
@@ -176,13 +182,12 @@ def _config_text(config: Any) -> str:
 
 
 async def _show(request: Request, session: Session) -> Response:
-    detail = await _experiment(session, request.path_params["experiment_id"])
+    detail = await _detail(session, request.path_params["experiment_id"])
     experiment = detail["experiment"]
     configs = {v["id"]: _config_text(v["config"]) for v in experiment["variants"]}
     return page(
         request, session, "console/experiment.html",
-        experiment=experiment, preview_urls=detail["preview_urls"],
-        hint=detail["activation_hint"], configs=configs,
+        experiment=experiment, preview_urls=detail["preview_urls"], configs=configs,
         actions=lifecycle_actions(experiment), words=LIFECYCLE_WORDS,
     )  # fmt: skip
 
@@ -211,7 +216,7 @@ def _draft(experiment: Mapping[str, Any]) -> None:
 
 
 async def _edit(request: Request, session: Session) -> Response:
-    experiment = (await _experiment(session, request.path_params["experiment_id"]))["experiment"]
+    experiment = await _experiment(session, request.path_params["experiment_id"])
     _draft(experiment)
     return await _edit_form(request, session, experiment, draft_values(experiment))
 
@@ -219,7 +224,7 @@ async def _edit(request: Request, session: Session) -> Response:
 async def _save(request: Request, session: Session) -> Response:
     experiment_id = request.path_params["experiment_id"]
     form = await read_form(request, session)
-    experiment = (await _experiment(session, experiment_id))["experiment"]
+    experiment = await _experiment(session, experiment_id)
     try:
         body = content_edit(form, experiment["kind"])
         await session.api("PATCH", _path(experiment_id), body=body)
@@ -260,9 +265,7 @@ def _lifecycle(action: str) -> tuple[PageEndpoint, PageEndpoint]:
     """The confirmation page of ``action`` and the handler of its form."""
 
     async def confirm(request: Request, session: Session) -> Response:
-        experiment = (await _experiment(session, request.path_params["experiment_id"]))[
-            "experiment"
-        ]
+        experiment = await _experiment(session, request.path_params["experiment_id"])
         _applies(experiment, action)
         return await _confirm_page(request, session, action, experiment)
 
@@ -278,7 +281,7 @@ def _lifecycle(action: str) -> tuple[PageEndpoint, PageEndpoint]:
         except RestFailure as exc:
             if exc.status == 404:
                 raise
-            experiment = (await _experiment(session, experiment_id))["experiment"]
+            experiment = await _experiment(session, experiment_id)
             return await _confirm_page(
                 request, session, action, experiment, status=exc.status, error=exc.message
             )
