@@ -263,6 +263,14 @@ def test_an_agent_experiment_takes_its_variants_configs(env: Env, client: httpx.
     assert made["max_cost_increase"] == 0.3 and made["guardrail_metrics"] == ["cost"]
     shown = as_text(client.get(f"/console/experiments/{made['id']}").text)
     assert "Be concise." in shown and "You are helpful." in shown
+    # Its draft is filled in again with the same rows: soul_md, or the config as JSON.
+    edit = f"/console/experiments/{made['id']}/edit"
+    form = as_text(client.get(edit).text)
+    assert ">You are helpful.</textarea>" in form and '"temperature":0.2' in form
+    changed = {**fields, "agent-0-soul_md": "You are thorough."}
+    assert post(client, edit, changed, edit).status_code == 303
+    edited = experiment(env, made["id"])["experiment"]
+    assert edited["variants"][0]["config"] == {"soul_md": "You are thorough."}
     not_json = create(client, "agent", {**fields, "agent-1-config": "{soul_md: nope"})
     assert not_json.status_code == 400
     assert "the config of variant 2 (concise) is not JSON" in as_text(not_json.text)
