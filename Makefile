@@ -26,8 +26,8 @@ run: $(RUNTIME)
 	$(BIN)/splitedge serve --data-dir data
 
 lint: $(TOOLS)
-	$(BIN)/ruff check src tests bench clients/python
-	$(BIN)/ruff format --check src tests bench clients/python
+	$(BIN)/ruff check src tests bench clients/python examples
+	$(BIN)/ruff format --check src tests bench clients/python examples
 
 typecheck: $(TOOLS)
 	$(BIN)/mypy
