@@ -12,6 +12,7 @@ form's text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, get_args
 
@@ -90,12 +91,15 @@ def _optional(form: Form, name: str) -> str | None:
 def _number(text: str) -> int | float | str:
     """A form's number as JSON's: a number field the browser let through unparsed (or a
     client without one) is passed as typed, so the API's 400 names the field."""
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number if math.isfinite(number) else text
 
 
 def _put(body: dict[str, Any], key: str, value: Any) -> None:
