@@ -135,18 +135,19 @@ def test_the_mcp_create_site_tool_names_the_forwarded_origin(trusting: Served) -
     assert "https://ab.example.com/s/" in text and trusting.server.base_url not in text, text
 
 
-def test_get_root_redirects_to_the_docs_at_the_public_origin(trusting: Served) -> None:
+def test_get_root_is_the_console_sign_in_linking_the_docs(trusting: Served) -> None:
     home = httpx.get(trusting.server.base_url + "/", timeout=10)
-    assert home.status_code == 307
-    assert home.headers["location"] == trusting.server.base_url + "/docs"
-    docs = httpx.get(trusting.server.base_url + "/", follow_redirects=True, timeout=10)
+    assert home.status_code == 200 and home.headers["content-type"].startswith("text/html")
+    assert 'name="api_key"' in home.text and 'href="/docs"' in home.text
+    docs = httpx.get(trusting.server.base_url + "/docs", timeout=10)
     assert docs.status_code == 200 and docs.headers["content-type"].startswith("text/html")
-    proxied = httpx.get(
-        trusting.server.base_url + "/",
+    signed_out = httpx.get(
+        trusting.server.base_url + "/console/experiments",
         headers={"x-forwarded-proto": "https", "x-forwarded-host": "ab.example.com"},
         timeout=10,
     )
-    assert proxied.headers["location"] == "https://ab.example.com/docs"
+    assert signed_out.status_code == 303
+    assert signed_out.headers["location"] == "/console/sign-in"
 
 
 def test_forwarded_headers_from_an_untrusted_peer_are_ignored(tmp_path: Path) -> None:
@@ -170,7 +171,7 @@ def test_public_url_sets_the_origin_of_every_url(tmp_path: Path) -> None:
         assert snippet_src(site) == f"https://ab.example.com/edge/s/{key}.js"
         assert report_url(s, headers).startswith("https://ab.example.com/edge/reports/")
         home = httpx.get(server.base_url + "/", timeout=10)
-        assert home.headers["location"] == "https://ab.example.com/edge/docs"
+        assert 'href="/edge/docs"' in home.text and 'action="/edge/console/sign-in"' in home.text
         # What the server printed at its first start names the public origin too.
         assert "https://ab.example.com/edge/demo" in server.output()
 

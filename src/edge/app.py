@@ -1,4 +1,5 @@
-"""The edge ASGI app: snippet, assignment, event ingestion, health, metrics and demo.
+"""The edge ASGI app: snippet, assignment, event ingestion, health, metrics, demo, the
+control-plane API and the console.
 
 Granian builds one app per worker process through `create_app` (a factory, so each
 worker opens its own store connection). The ingest and assignment routes are also
@@ -17,14 +18,13 @@ import threading
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import RedirectResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from analytics import bayes
 from edge.control import (
     agents_api,
+    console,
     crewkit_api,
     edge_api,
     edge_ingest_api,
@@ -41,7 +41,6 @@ from edge.control import (
     webhooks,
     workspace_api,
 )
-from edge.control.api import base_url
 from edge.control.docs_page import DocsPage
 from edge.control.mcp_mount import McpMount
 from edge.control.openapi import OpenApiEndpoint, openapi_document
@@ -69,12 +68,6 @@ def _warm_up_statistics() -> None:
         log.exception("warming up the statistics kernels failed")
 
 
-def _home(request: Request) -> RedirectResponse:
-    """``GET /``: the API docs, the one page a person can start from (307 keeps the method,
-    so HEAD stays a HEAD)."""
-    return RedirectResponse(base_url(request.scope) + "/docs", status_code=307)
-
-
 def create_app(settings: Settings | None = None) -> ASGIApp:
     """The app for one worker process; settings default to the ``SPLITEDGE_*`` env."""
     settings = Settings.from_env() if settings is None else settings
@@ -85,6 +78,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     results = ResultsSource(services.store_path, services.run)
     links = ReportLinks(services.store_path)
     mcp = McpMount(services)
+    pages = console.Console(services)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -118,19 +112,22 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
         *workspace_api.routes(services),
         *edge_api.routes(services),
         *edge_ingest_api.routes(services),
+        # `/` and /console/...: before crewkit's /{org_id}/experiments, which would match
+        # /console/experiments.
+        *console.routes(pages),
         # After the /v1 routes, whose paths its /{org_id}/experiments would match too.
         *crewkit_api.routes(services, results),
     ]
     # Built once per worker, from the routes above: what they declare is what they do.
     document = openapi_document(routes)
-    # The MCP tools call the REST routes in this process (edge.control.mcp_mount).
     rest = Starlette(
         routes=[r for r in routes if isinstance(r, DocumentedRoute) and r.path.startswith("/v1/")],
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
-    mcp.rest_app = rest
+    # The MCP tools and the console's pages call the REST routes in this process
+    # (edge.control.in_process).
+    mcp.rest_app = pages.rest_app = rest
     routes += [
-        Route("/", _home, methods=["GET"]),
         # Stateless transport: no stream to GET, no session to DELETE (405 at once).
         Route("/mcp", mcp, methods=["POST"]),
         Route("/openapi.json", OpenApiEndpoint(document), methods=["GET"]),

@@ -6,41 +6,40 @@ authenticated like the REST API's (`edge.control.api.authenticate`: 401, 403 for
 public key, 429 over the plan's rate); the SDK never sees one that is not. The transport
 is stateless and answers JSON, so any worker of the server answers any request.
 
-A tool call runs the tool's REST request in this process (`RestDispatch`), as the caller:
-the key's `Auth` travels in the request's scope (`edge.control.api.AUTH_SCOPE_KEY`), so
-the route does not authenticate or count the request a second time. Credits are charged
-by the route, per the reference's table. A route's error answer becomes the tool's
-``isError`` result, whose text is the error's message and whose structured content is the
-reference's error object (``{error, code, ...}``, e.g. ``existing_site`` on a duplicate
-domain). Site-scoped tools check their ``site_id`` first, with the reference's texts
-("Call `create_site` first."). Texts name tools, not routes: the routes word their next
-steps for tools when called by one (`edge.control.api.TOOL_SCOPE_KEY`), and the REST
-routes an error or an answer's own text names are put in tool words (`tool_words`).
+A tool call runs the tool's REST request in this process, as the caller
+(`edge.control.in_process.InProcessRest`, shared with the console): the key's `Auth`
+travels in the request's scope, so the route does not authenticate or count the request a
+second time. Credits are charged by the route, per the reference's table. A route's error
+answer becomes the tool's ``isError`` result, whose text is the error's message and whose
+structured content is the reference's error object (``{error, code, ...}``, e.g.
+``existing_site`` on a duplicate domain). Site-scoped tools check their ``site_id`` first,
+with the reference's texts ("Call `create_site` first."). Texts name tools, not routes: the
+routes word their next steps for tools when called by one (`edge.control.api.TOOL_SCOPE_KEY`),
+and the REST routes an error or an answer's own text names are put in tool words (`tool_words`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlencode
 
 import mcp_types as types
 import msgspec
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from edge.control.api import AUTH_SCOPE_KEY, TOOL_SCOPE_KEY, Auth, authenticate, in_store
+from edge.control.api import AUTH_SCOPE_KEY, Auth, authenticate, in_store
+from edge.control.in_process import InProcessRest, RestFailure
 from edge.control.mcp_tools import TOOLS, Tool, input_schema
 from edge.control.services import Services
 from edge.control.sites_api import SiteHints, require_site
 from edge.errors import SplitedgeError
-from edge.http import FORWARDED_HEADERS
 
-__all__ = ["MCP_SITE_HINTS", "McpGateway", "RestDispatch", "ToolFailure", "tool_words"]
+__all__ = ["MCP_SITE_HINTS", "McpGateway", "tool_words"]
 
 MCP_SITE_HINTS = SiteHints(
     register="No sites registered in this workspace. Call `create_site` first.",
@@ -78,105 +77,6 @@ _TEXT_KEYS = frozenset({"instructions", "message", "next_step"})
 _BODY_LIMIT = 1 << 20  # a tool's arguments: the REST bodies' bound, with room for JSON-RPC
 
 
-class ToolFailure(SplitedgeError):
-    """A tool's REST request answered an error: its status and error object (whose own
-    ``code`` is the route's; this class's is the tool call's)."""
-
-    code = "tool_failed"
-
-    def __init__(self, status: int, error: dict[str, Any]) -> None:
-        super().__init__(error.get("message", ""))
-        self.status = status
-        self.error = error
-
-
-class _ErrorAnswer(msgspec.Struct):
-    error: dict[str, Any]
-
-
-class _DataAnswer(msgspec.Struct):
-    data: Any
-
-
-_error_decoder = msgspec.json.Decoder(_ErrorAnswer)
-_data_decoder = msgspec.json.Decoder(_DataAnswer)
-
-
-class RestDispatch:
-    """Runs REST requests in this process for a caller the gateway authenticated: the
-    request reaches ``app`` (the REST routes) with the caller's `Auth` in its scope and
-    the outer request's host, scheme and addresses (links in answers point where the
-    caller reached us)."""
-
-    def __init__(self, app: ASGIApp, outer: Scope, auth: Auth) -> None:
-        self.app = app
-        self.outer = outer
-        # The tools read splitedge's answers, whatever product's shapes the key's own REST
-        # requests get (docs/compatibility.md).
-        self.auth = msgspec.structs.replace(auth, flavour="splitedge")
-
-    async def __call__(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        query: Mapping[str, Any] | None = None,
-    ) -> Any:
-        """The ``data`` of the answer; `ToolFailure` for an error answer."""
-        payload = b"" if body is None else msgspec.json.encode(body)
-        host = next((v for k, v in self.outer["headers"] if k == b"host"), b"localhost")
-        scope: Scope = {
-            "type": "http",
-            "asgi": self.outer.get("asgi", {"version": "3.0"}),
-            "http_version": "1.1",
-            "method": method,
-            "scheme": self.outer.get("scheme", "http"),
-            "server": self.outer.get("server"),
-            "client": self.outer.get("client"),
-            "root_path": "",
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": urlencode(query or {}, doseq=True).encode(),
-            "headers": [
-                (b"host", host),
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                # So the URLs in answers name the origin the tool's caller reached.
-                *((k, v) for k, v in self.outer["headers"] if k in FORWARDED_HEADERS),
-            ],
-            AUTH_SCOPE_KEY: self.auth,
-            TOOL_SCOPE_KEY: True,
-        }
-        sent = False
-
-        async def receive() -> Message:
-            nonlocal sent
-            if sent:
-                return {"type": "http.disconnect"}
-            sent = True
-            return {"type": "http.request", "body": payload, "more_body": False}
-
-        status = 500
-        chunks: list[bytes] = []
-
-        async def send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                chunks.append(message.get("body", b""))
-
-        await self.app(scope, receive, send)
-        answer = b"".join(chunks)
-        if status >= 400:
-            try:
-                error = _error_decoder.decode(answer).error
-            except msgspec.DecodeError:
-                error = {"code": "error", "message": answer.decode("utf-8", "replace")[:500]}
-            raise ToolFailure(status, error)
-        return _data_decoder.decode(answer).data
-
-
 def _required(params: type[msgspec.Struct]) -> tuple[str, ...]:
     info = msgspec.inspect.type_info(params)
     assert isinstance(info, msgspec.inspect.StructType)
@@ -189,11 +89,11 @@ def _arguments(tool: Tool, arguments: dict[str, Any] | None) -> msgspec.Struct:
     arguments = arguments or {}
     for name in _required(tool.params):
         if arguments.get(name) in (None, ""):
-            raise ToolFailure(400, {"code": "invalid_request", "message": f"{name} is required"})
+            raise RestFailure(400, {"code": "invalid_request", "message": f"{name} is required"})
     try:
         return msgspec.convert(arguments, tool.params)
     except msgspec.ValidationError as exc:
-        raise ToolFailure(
+        raise RestFailure(
             400, {"code": "invalid_request", "message": f"invalid arguments for {tool.name}: {exc}"}
         ) from None
 
@@ -216,7 +116,7 @@ def _result(data: Any) -> types.CallToolResult:
     )
 
 
-def _failure(exc: ToolFailure) -> types.CallToolResult:
+def _failure(exc: RestFailure) -> types.CallToolResult:
     """The reference's error object: ``error`` is the message, beside ``code`` and any
     fields the route added (e.g. ``existing_site``)."""
     error = dict(exc.error)
@@ -283,7 +183,7 @@ class McpGateway:
         if tool is None:
             known = ", ".join(TOOLS)
             return _failure(
-                ToolFailure(
+                RestFailure(
                     404,
                     {
                         "code": "not_found",
@@ -303,9 +203,9 @@ class McpGateway:
                     self.services,
                     lambda store: require_site(store, auth.workspace_id, site_id, MCP_SITE_HINTS),
                 )
-            data = await tool.call(RestDispatch(self.rest_app, scope, auth), arguments)
-        except ToolFailure as exc:
+            data = await tool.call(InProcessRest(self.rest_app, scope, auth, tool=True), arguments)
+        except RestFailure as exc:
             return _failure(exc)
         except SplitedgeError as exc:
-            return _failure(ToolFailure(exc.status, {"code": exc.code, "message": exc.message}))
+            return _failure(RestFailure(exc.status, {"code": exc.code, "message": exc.message}))
         return _result(data)

@@ -3,7 +3,7 @@ parameters and what each one does.
 
 A tool is a `Tool`: its parameters are a msgspec Struct (the tool's ``inputSchema`` is
 generated from it, and arguments are decoded into it), and its ``call`` does the work
-through the REST API of the same process (`Rest`, `edge.control.mcp_gateway`), so that a
+through the REST API of the same process (`Rest`, `edge.control.in_process`), so that a
 tool and its route share one implementation: validation, credits, audit and webhooks.
 What a tool adds is the reference's MCP answer shape (``{sites: [...]}`` for list_sites,
 ``{experiment_id, status, message}`` for launch_experiment, ...); get_experiment answers
@@ -31,7 +31,7 @@ __all__ = ["TOOLS", "Rest", "Tool", "input_schema"]
 
 class Rest(Protocol):
     """The REST API as a tool calls it: one request, its ``data`` back; an error answer
-    raises `edge.control.mcp_gateway.ToolFailure`."""
+    raises `edge.control.in_process.RestFailure`."""
 
     async def __call__(
         self,

@@ -2,16 +2,18 @@
 
 `Store` is a connection (`edge.control.store.connection`) with the queries of every
 aggregate mixed in, one module each: workspaces, API keys, sites, experiments, rate
-windows, loops, schedules, ideas, webhooks, credits, audit and edge tokens. A caller
-opens one per thread and calls typed methods that take and return Structs. What the
-edge serves is read through `edge.control.snapshot.load_snapshot`; the schema's triggers
-(`edge.control.store.schema`) bump the config version on every change that affects it.
+windows, loops, schedules, ideas, webhooks, credits, audit, edge tokens and console
+sessions. A caller opens one per thread and calls typed methods that take and return
+Structs. What the edge serves is read through `edge.control.snapshot.load_snapshot`; the
+schema's triggers (`edge.control.store.schema`) bump the config version on every change
+that affects it.
 """
 
 from __future__ import annotations
 
 from edge.control.store.api_keys import ApiKeyQueries
 from edge.control.store.audit import AuditQueries
+from edge.control.store.console_sessions import ConsoleSessionQueries
 from edge.control.store.credits import CreditQueries
 from edge.control.store.edge_tokens import EdgeTokenQueries
 from edge.control.store.experiments import ExperimentQueries
@@ -39,6 +41,7 @@ class Store(
     CreditQueries,
     AuditQueries,
     EdgeTokenQueries,
+    ConsoleSessionQueries,
 ):
     """A connection to the store file with every aggregate's queries. One per thread;
     cheap to open."""

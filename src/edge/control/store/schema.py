@@ -412,8 +412,24 @@ ALTER TABLE webhooks ADD COLUMN flavour TEXT NOT NULL DEFAULT 'splitedge'
     CHECK (flavour IN ('splitedge', 'clawsplit', 'clawtrait', 'crewkit'));
 """
 
+# v13: the console's sign-in sessions (edge.control.console): only the SHA-256 of a
+# session's token is kept, with the workspace and the API key it was exchanged for (a
+# session ends with its key: revoking or deleting the key ends it) and its expiry (Unix
+# seconds). Sessions change nothing the edge serves.
+_V13 = """
+CREATE TABLE console_sessions (
+    id           TEXT PRIMARY KEY,
+    token_sha256 TEXT NOT NULL UNIQUE,
+    workspace_id TEXT NOT NULL REFERENCES workspaces(id) ON DELETE CASCADE,
+    key_id       TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+    created_at   TEXT NOT NULL,
+    expires_at   INTEGER NOT NULL
+);
+CREATE INDEX console_sessions_expiry ON console_sessions(expires_at);
+"""
+
 MIGRATIONS: tuple[str, ...] = (
-    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12,
+    _V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8, _V9, _V10, _V11, _V12, _V13,
 )  # fmt: skip
 
 
