@@ -470,15 +470,7 @@ def test_the_prompt_flow_in_chromium_at_390_px(env: Env, tmp_path: Path) -> None
         context = browser.new_context(viewport={"width": 390, "height": 844})
         page = context.new_page()
         errors: list[str] = []
-        # The browser's own favicon request is the base page's business, not this flow's.
-        page.on(
-            "console",
-            lambda m: (
-                errors.append(f"{m.text} {m.location}")
-                if m.type == "error" and not m.location.get("url", "").endswith("/favicon.ico")
-                else None
-            ),
-        )
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(env.server.base_url + "/")
         page.get_by_label("API key").fill(env.seed.key.key)

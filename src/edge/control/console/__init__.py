@@ -72,7 +72,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from edge.control.console import home, sign_in
+from edge.control.console import experiments, home, sign_in
 from edge.control.console.frame import Console
 
 __all__ = ["AREAS", "Console", "routes"]
@@ -80,6 +80,7 @@ __all__ = ["AREAS", "Console", "routes"]
 AREAS = (
     sign_in,
     home,
+    experiments,
 )
 """The console's areas, each a module with ``routes(console) -> list[BaseRoute]``."""
 
