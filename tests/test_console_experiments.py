@@ -490,7 +490,19 @@ def test_the_prompt_flow_in_chromium_at_390_px(env: Env, tmp_path: Path) -> None
         assert page.get_by_text("$499").first.is_visible()
         preview = page.get_by_role("link", name=re.compile("^Preview "))
         assert "sk_preview=" in (preview.get_attribute("href") or "")
+        draft = page.url
         wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
         page.screenshot(path=str(tmp_path / "prompt-draft-390.png"), full_page=True)
-        assert not wide and errors == [], errors
+        assert not wide, draft
+        for path in (
+            "/console/experiments",
+            "/console/experiments/new?how=changes",
+            "/console/experiments/new?how=agent",
+            draft.removeprefix(env.server.base_url) + "/launch",
+            draft.removeprefix(env.server.base_url) + "/edit",
+        ):
+            page.goto(env.server.base_url + path)
+            wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
+            assert not wide, path
+        assert errors == [], errors
         context.close()
