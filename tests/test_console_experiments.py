@@ -502,6 +502,8 @@ def test_the_prompt_flow_in_chromium_at_390_px(env: Env, tmp_path: Path) -> None
             draft.removeprefix(env.server.base_url) + "/edit",
         ):
             page.goto(env.server.base_url + path)
+            name = re.sub(r"[^a-z]+", "-", path.rpartition("/")[2]).strip("-")
+            page.screenshot(path=str(tmp_path / f"{name}-390.png"), full_page=True)
             wide = page.evaluate("document.documentElement.scrollWidth > window.innerWidth")
             assert not wide, path
         assert errors == [], errors
