@@ -86,6 +86,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             "agent_id": "b-agent",
             "loop_id": b_loop.id,
             "schedule_id": b_schedule.id,
+            "key_id": seed.other_key.record.id,
         }
         yield Env(server, store_path, seed, ids)
 
@@ -161,6 +162,7 @@ def test_every_route_with_an_id_is_404_for_another_workspace(env: Env) -> None:
         "GET /v1/experiments/{experiment_id}/results",
         "DELETE /v1/webhooks/{webhook_id}",
         "GET /v1/webhooks/{webhook_id}/deliveries",
+        "DELETE /v1/keys/{key_id}",
         "GET /v1/agents/{agent_id}/stats",
         "GET /v1/agents/{agent_id}/drift",
     ):

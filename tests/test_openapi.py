@@ -84,6 +84,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         draft, draft_variants, _ = add_experiment(
             store, seed, "Draft", ["Control", "Wide"], [NewGoal("Signup", "custom")], start=False
         )
+        # A key schemathesis may revoke: never the one it sends (seed.key).
+        spare = store.issue_api_key(seed.workspace_id, name="spare")
     finally:
         store.close()
     with (
@@ -137,6 +139,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             goal_id=[seed.goal_id],
             agent_id=["openapi-bot"],
             webhook_id=[webhook.json()["data"]["id"]],
+            key_id=[spare.record.id, seed.other_key.record.id],
             target_id=[seed.experiment_id, seed.site.id],
             # An endpoint URL on this machine, for the webhook example among others. (Events
             # are queued for the endpoints registered when they happen, and the webhook

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.control import audit
+from edge.control.keys_api import issue_key
 from edge.control.records import IssuedKey, Workspace
 from edge.control.store import Store
 
@@ -22,6 +22,5 @@ def first_start(store: Store) -> tuple[Workspace, IssuedKey | None]:
         if existing is not None:
             return existing, None
         workspace = store.create_workspace(DEFAULT_WORKSPACE)
-        issued = store.issue_api_key(workspace.id, name="admin")
-        audit.record(store, workspace.id, None, "key.create", "api_key", issued.record.id)
+        issued = issue_key(store, workspace.id, None, "admin", "splitedge")
         return workspace, issued

@@ -12,7 +12,7 @@ import os
 import sys
 
 from edge.api_keys import FLAVOURS, Flavour
-from edge.control import audit
+from edge.control.keys_api import issue_key, revoke_key
 from edge.control.records import ApiKeyInfo
 from edge.control.store import Store
 from edge.settings import ENV_PREFIX, Settings
@@ -74,11 +74,7 @@ def _create(
         elif plan is not None and plan != workspace.plan:
             store.set_workspace_plan(workspace.id, plan)
             print(f"workspace {workspace_name!r} moved to plan {plan!r}", file=sys.stderr)
-        issued = store.issue_api_key(workspace.id, name=key_name, flavour=flavour)
-        audit.record(
-            store, workspace.id, None, "key.create", "api_key", issued.record.id,
-            {"flavour": flavour},
-        )  # fmt: skip
+        issued = issue_key(store, workspace.id, None, key_name, flavour)
     if created:
         print(f"created workspace {workspace_name!r} ({workspace.id})", file=sys.stderr)
     print(
@@ -134,8 +130,7 @@ def _revoke(store: Store, wanted: str) -> int:
         print(f"splitedge: {_describe(key)} was revoked at {key.revoked_at}", file=sys.stderr)
         return 1
     with store.transaction():
-        store.revoke_api_key(key.id)
-        audit.record(store, key.workspace_id, None, "key.revoke", "api_key", key.id)
+        revoke_key(store, key, None)
     print(f"revoked {_describe(key)}; requests with it now get 401", file=sys.stderr)
     return 0
 

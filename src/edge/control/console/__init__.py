@@ -72,7 +72,16 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from edge.control.console import experiments, home, sign_in
+from edge.control.console import (
+    account,
+    experiments,
+    home,
+    ideas,
+    keys,
+    loops,
+    sign_in,
+    webhooks,
+)
 from edge.control.console.frame import Console
 
 __all__ = ["AREAS", "Console", "routes"]
@@ -81,6 +90,11 @@ AREAS = (
     sign_in,
     home,
     experiments,
+    webhooks,
+    keys,
+    account,
+    loops,
+    ideas,
 )
 """The console's areas, each a module with ``routes(console) -> list[BaseRoute]``."""
 
