@@ -17,10 +17,13 @@ import pytest
 from analytics import sequential, warehouse
 from analytics.aggregates import (
     ArmAggregates,
+    DeviceRow,
     ExperimentSpec,
     GoalAggregates,
     VariantSpec,
     fetch_aggregates,
+    fetch_devices,
+    fetch_summary,
     fetch_timeline,
 )
 from analytics.result_views import crewkit_metrics_view
@@ -264,6 +267,78 @@ def test_timeline_dates_entries_and_first_conversions(wh: Warehouse) -> None:
     agent = [(p.day, p.variant_id, p.entered, p.converted)
              for p in fetch_timeline(wh.run, agent_spec("exp_agent_tl"))]  # fmt: skip
     assert agent == [(d0, "v_a", 1, 0), (d0, "v_b", 1, 0), (d1, "v_a", 0, 1)]
+
+
+def test_an_hourly_timeline_comes_from_the_same_query_with_the_same_arms(wh: Warehouse) -> None:
+    exp = "exp_hourly"
+    wh.insert(
+        [
+            exposure(exp, "u1", "v_a", minutes=0),  # 12:00
+            goal(exp, "u1", "v_a", "g_signup", minutes=70),  # 13:10
+            exposure(exp, "u2", "v_b", minutes=61),  # 13:01
+            goal(exp, "u2", "v_b", "g_signup", minutes=62),
+            exposure(exp, "u3", "v_b", minutes=24 * 60 + 125),  # the next day, 14:05
+        ]
+    )
+    spec = web_spec(exp)
+    hourly = fetch_summary(wh.run, spec, "hour")
+    daily = fetch_summary(wh.run, spec)
+    assert hourly.bucket == "hour" and daily.bucket == "day"
+    assert hourly.arms == daily.arms
+    d0, d1 = date(2025, 6, 1), date(2025, 6, 2)
+    points = [(p.day, p.hour, p.variant_id, p.entered, p.converted) for p in hourly.timeline]
+    assert points == [
+        (d0, 12, "v_a", 1, 0),
+        (d0, 13, "v_a", 0, 1),
+        (d0, 13, "v_b", 1, 1),
+        (d1, 14, "v_b", 1, 0),
+    ]
+    assert hourly.timeline[-1].start == datetime(2025, 6, 2, 14, tzinfo=UTC)
+    assert [p.hour for p in daily.timeline] == [None, None, None]
+    wh.insert([task("exp_agent_hr", "r1", "v_a", "failure"),
+               task("exp_agent_hr", "r1", "v_a", "success", minutes=90)])  # fmt: skip
+    agent = fetch_timeline(wh.run, agent_spec("exp_agent_hr"), "hour")
+    assert [(p.hour, p.entered, p.converted) for p in agent] == [(12, 1, 0), (13, 0, 1)]
+
+
+def test_devices_count_each_unit_once_on_the_device_it_entered_on(wh: Warehouse) -> None:
+    exp = "exp_devices"
+    wh.insert(
+        [
+            exposure(exp, "u1", "v_a", minutes=0, device="mobile"),
+            exposure(exp, "u1", "v_a", minutes=5, device="desktop"),  # still mobile
+            goal(exp, "u1", "v_a", "g_signup", minutes=6, device="desktop"),
+            goal(exp, "u1", "v_a", "g_signup", minutes=7),  # converts once
+            exposure(exp, "u2", "v_a", minutes=1, device="desktop"),
+            goal(exp, "u2", "v_a", "g_buy", minutes=2),  # not the primary goal
+            exposure(exp, "u3", "v_b", minutes=2, device="mobile"),
+            exposure(exp, "u3", "v_a", minutes=3, device="desktop"),  # counted in v_b
+            goal(exp, "u3", "v_b", "g_signup", minutes=4),
+            exposure(exp, "u4", "v_b", minutes=2),  # no device
+            goal(exp, "u5", "v_b", "g_signup", minutes=2, device="mobile"),  # never exposed
+        ]
+    )
+    rows = fetch_devices(wh.run, web_spec(exp))
+    assert rows == (
+        DeviceRow("v_a", "desktop", 1, 0),
+        DeviceRow("v_a", "mobile", 1, 1),
+        DeviceRow("v_b", "", 1, 0),
+        DeviceRow("v_b", "mobile", 1, 1),
+    )
+    # Per arm, the units and primary conversions are those of the results.
+    arms = arms_by_id(wh, web_spec(exp))
+    for arm in arms.values():
+        mine = [r for r in rows if r.variant_id == arm.variant_id]
+        assert sum(r.units for r in mine) == arm.units
+        signup = goals_of(arm).get("g_signup")
+        assert sum(r.conversions for r in mine) == (signup.converted if signup else 0)
+    wh.insert([task("exp_agent_dev", "r1", "v_a", "failure"),
+               task("exp_agent_dev", "r1", "v_a", "success", minutes=1),
+               task("exp_agent_dev", "r2", "v_b", "partial")])  # fmt: skip
+    assert fetch_devices(wh.run, agent_spec("exp_agent_dev")) == (
+        DeviceRow("v_a", "", 1, 1),
+        DeviceRow("v_b", "", 1, 0),
+    )
 
 
 def test_fetch_results_of_three_arms_from_chdb(wh: Warehouse) -> None:

@@ -558,7 +558,7 @@ def test_launch_precondition_is_a_400_saying_what_is_missing(env: Env) -> None:
         ({}, "send one change at a time"),
         ({"action": "launch", "traffic_split": 30}, "send one change at a time"),
         ({"traffic_split": 120}, "from 1 to 99"),
-        ({"name": "x"}, "unknown field `name`"),
+        ({"colour": "x"}, "unknown field `colour`"),
     ],
 )
 def test_patch_refuses(env: Env, body: dict[str, Any], message: str) -> None:

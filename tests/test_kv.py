@@ -7,7 +7,7 @@ from edge.control.records import NewExperiment, NewVariant
 from edge.control.snapshot import StoreSource, load_snapshot
 from edge.control.store import Store
 from edge.kv import ConfigFollower, KVHolder, build_kv
-from edge.snippet import load_runtime
+from edge.snippet import browser_experiment, load_runtime
 from tests.support import pricing_experiment, seed_store
 
 RUNTIME = load_runtime(b"(function(c){})(__SPLITEDGE_CONFIG__);")
@@ -80,7 +80,9 @@ def test_experiments_by_id_for_assignment_and_for_events(store_path: Path) -> No
     assert all(siteless.encode() not in b.snippet.body for b in first.by_public_key.values())
     # Promoted and archived: still assignable, every unit gets the winner, uncounted.
     _, (deployed,) = second.assignable_by_id[seed.experiment_id]
-    assert deployed.config.deployed and not deployed.config.goals
+    # Its goals stay listed for late events; its snippet config has none: nothing counts.
+    assert deployed.config.deployed and deployed.config.goals
+    assert not browser_experiment(deployed.config).goals
     assert {deployed.table.assign(f"u{i}") for i in range(100)} == {1}
     assert (
         b'"deployed":true,"in_experiment":false,"reason":"winner_deployed"'

@@ -133,6 +133,25 @@ def test_the_page_shows_the_results(reports: Reports, page: Page, tmp_path: Path
     assert len(png) > 30_000  # text, a table and two plots, not a blank page
 
 
+def test_the_page_fits_390_px_without_sideways_scrolling(
+    reports: Reports, page: Page, tmp_path: Path
+) -> None:
+    """The tables stack into labelled rows on a phone: nothing is cut off."""
+    page.set_viewport_size({"width": 390, "height": 800})
+    page.goto(reports.fair_url)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    for table in ("#variants", "#metrics"):
+        box = page.locator(table).bounding_box()
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390
+    challenger = page.locator("#variants tbody tr").nth(1)
+    assert challenger.locator(".p-value").is_visible()
+    label = page.evaluate(
+        "getComputedStyle(document.querySelector('#variants td.units'), '::before').content"
+    )
+    assert label == '"Units: "'
+    page.screenshot(path=str(tmp_path / "report-390.png"), full_page=True)
+
+
 def test_a_broken_split_shows_the_srm_banner(reports: Reports, page: Page) -> None:
     page.goto(reports.srm_url)
     banner = page.locator(".srm-warning")

@@ -7,15 +7,18 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import msgspec
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from analytics.gateway import SOCKET_NAME
 from edge.control.records import NewGoal
+from edge.control.results_api import YOUNG, ResultsSource, auto_bucket
 from edge.control.store import Store
 from tests.support import (
     Seed,
@@ -98,11 +101,13 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         sent += collect(
             server, seed.site.public_key, goals(seed.experiment_id, seed.goal_id, ["stranger"])
         )
-        sent += collect(
-            server,
-            seed.site.public_key,
-            web_events(srm_id, srm_variants, srm_goal, [(300, 30), (200, 20)], "s"),
-        )
+        # The broken split's visitors alternate between desktop and mobile.
+        srm_events = web_events(srm_id, srm_variants, srm_goal, [(300, 30), (200, 20)], "s")
+        for event in srm_events:
+            if event["type"] == "exposure":
+                odd = int(event["visitor_id"].rsplit("-", 1)[1]) % 2
+                event["device"] = "mobile" if odd else "desktop"
+        sent += collect(server, seed.site.public_key, srm_events)
         tasks = []
         for variant_id, rate in zip(agent_variants, (0.6, 0.8), strict=True):
             costs[variant_id], turns[variant_id], successes[variant_id] = [], [], 0
@@ -248,6 +253,89 @@ def test_a_broken_split_is_flagged(scenario: Scenario) -> None:
     assert data["winner"] is None
 
 
+def test_the_meta_names_the_config_version_served(scenario: Scenario) -> None:
+    seed = scenario.seed
+    store = Store(scenario.store_path)
+    try:
+        latest = store.config_version()
+    finally:
+        store.close()
+    for view in ("results", "metrics"):
+        path = f"/v1/experiments/{seed.experiment_id}/{view}"
+        meta = api_get(scenario.server, path, seed.key.key).json()["meta"]
+        assert meta["config_version"] == latest
+        # Nothing changed since the server started: its edge serves the latest version.
+        assert meta["served_config_version"] == latest
+
+
+def test_the_timeline_is_daily_by_default_and_hourly_on_request(scenario: Scenario) -> None:
+    seed = scenario.seed
+    path = f"/v1/experiments/{seed.experiment_id}/timeline"
+    daily = api_get(scenario.server, path, seed.key.key)
+    assert daily.status_code == 200, daily.text
+    data = daily.json()["data"]
+    assert data["bucket"] == "day"
+    assert {p["hour"] for p in data["points"]} == {None}
+    by_variant: dict[str, list[int]] = {}
+    for point in data["points"]:
+        totals = by_variant.setdefault(point["variant_id"], [0, 0])
+        totals[0] += point["entered"]
+        totals[1] += point["converted"]
+    assert by_variant == {seed.variant_ids[0]: [200, 20], seed.variant_ids[1]: [200, 40]}
+    hourly = api_get(scenario.server, path + "?bucket=hour", seed.key.key).json()["data"]
+    assert hourly["bucket"] == "hour"
+    assert all(0 <= p["hour"] <= 23 for p in hourly["points"])
+    assert sum(p["entered"] for p in hourly["points"]) == 400
+    assert sum(p["converted"] for p in hourly["points"]) == 60
+    # Started minutes ago: young, so auto is hourly.
+    auto = api_get(scenario.server, path + "?bucket=auto", seed.key.key).json()["data"]
+    assert auto == hourly
+    bad = api_get(scenario.server, path + "?bucket=week", seed.key.key)
+    assert bad.status_code == 400
+    assert "bucket must be day, hour or auto" in bad.json()["error"]["message"]
+
+
+def test_auto_buckets_follow_the_runs_age(scenario: Scenario) -> None:
+    source = ResultsSource(scenario.store_path, lambda sql, params: pa.table({}))
+    experiment = source.experiment(scenario.seed.experiment_id, None)
+    assert experiment.started_at is not None
+    start = datetime.fromisoformat(experiment.started_at)
+    assert auto_bucket(experiment, start + YOUNG - timedelta(seconds=1)) == "hour"
+    assert auto_bucket(experiment, start + YOUNG) == "day"
+    ended = msgspec.structs.replace(
+        experiment, status="completed", ended_at=(start + timedelta(hours=5)).isoformat()
+    )
+    assert auto_bucket(ended, start + 10 * YOUNG) == "hour"
+    assert auto_bucket(msgspec.structs.replace(experiment, started_at=None), start) == "hour"
+
+
+def test_devices_split_each_arms_units_and_conversions(scenario: Scenario) -> None:
+    seed = scenario.seed
+    answer = api_get(scenario.server, f"/v1/experiments/{scenario.srm_id}/devices", seed.key.key)
+    assert answer.status_code == 200, answer.text
+    data = answer.json()["data"]
+    a, b = scenario.srm_variants
+    rows = [(d["variant_id"], d["name"], d["device"], d["units"], d["conversions"])
+            for d in data["devices"]]  # fmt: skip
+    assert rows == [
+        (a, "A", "desktop", 150, 15),
+        (a, "A", "mobile", 150, 15),
+        (b, "B", "desktop", 100, 10),
+        (b, "B", "mobile", 100, 10),
+    ]
+    assert data["devices"][0]["rate"] == pytest.approx(0.1)
+    store = Store(scenario.store_path)
+    try:
+        record = store.experiment_record(scenario.srm_id, None)
+    finally:
+        store.close()
+    assert record is not None and data["primary_metric"] == record.goals[0].id
+    agent = api_get(scenario.server, f"/v1/experiments/{scenario.agent_id}/devices", seed.key.key)
+    agent_data = agent.json()["data"]
+    assert agent_data["primary_metric"] == "task_completion"
+    assert [(d["device"], d["units"]) for d in agent_data["devices"]] == [("", 40), ("", 40)]
+
+
 def test_a_draft_without_data_is_collecting(scenario: Scenario) -> None:
     seed = scenario.seed
     answer = api_get(scenario.server, f"/v1/experiments/{scenario.draft_id}/results", seed.key.key)
@@ -261,7 +349,10 @@ def test_a_draft_without_data_is_collecting(scenario: Scenario) -> None:
     assert metrics.json()["data"]["control"]["total_sessions"] == 0
 
 
-@pytest.mark.parametrize("view", ["results", "metrics"])
+VIEWS = ["results", "metrics", "timeline", "devices"]
+
+
+@pytest.mark.parametrize("view", VIEWS)
 def test_no_key_or_a_bad_key_is_401(scenario: Scenario, view: str) -> None:
     path = f"/v1/experiments/{scenario.seed.experiment_id}/{view}"
     for key in (None, "sk_live_" + "0" * 40):
@@ -270,7 +361,7 @@ def test_no_key_or_a_bad_key_is_401(scenario: Scenario, view: str) -> None:
         assert answer.json()["error"]["code"] == "unauthorized"
 
 
-@pytest.mark.parametrize("view", ["results", "metrics"])
+@pytest.mark.parametrize("view", VIEWS)
 def test_another_workspaces_experiment_is_404(scenario: Scenario, view: str) -> None:
     seed = scenario.seed
     theirs = api_get(

@@ -1,5 +1,7 @@
 """What an experiment's results are computed from: one query per experiment, whose answer
-is both its per-variant aggregates and the daily timeline of the results page.
+is both its per-variant aggregates and the timeline of the results page (per UTC day, or
+per hour for a young experiment: the query's ``bucket``), and the breakdown of its units
+and primary conversions by device (`fetch_devices`, a second query, of the raw events).
 
 The queries run through a `QueryRunner` (``sql, parameters -> pyarrow.Table``), so this
 module never opens a connection: a worker passes the warehouse gateway's runner, a test a
@@ -29,13 +31,14 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import msgspec
 import pyarrow as pa
 
 from analytics.warehouse import (
+    ENTRY_KEY,
     EVENTS_TABLE,
     EXPERIMENT_MARKS_TABLE,
     UNIT_STATE_COLUMNS,
@@ -44,7 +47,10 @@ from analytics.warehouse import (
 )
 
 __all__ = [
+    "BUCKETS",
     "ArmAggregates",
+    "Bucket",
+    "DeviceRow",
     "ExperimentSpec",
     "ExperimentStatus",
     "GoalAggregates",
@@ -57,7 +63,9 @@ __all__ = [
     "Verdict",
     "VersionedCache",
     "data_version",
+    "devices_query",
     "fetch_aggregates",
+    "fetch_devices",
     "fetch_summary",
     "fetch_timeline",
     "summarize",
@@ -68,6 +76,12 @@ QueryRunner = Callable[[str, dict[str, Any]], pa.Table]
 """Runs one SQL query with clickhouse-connect ``{name:Type}`` parameters; returns Arrow."""
 
 ExperimentStatus = Literal["draft", "running", "paused", "completed", "archived"]
+
+Bucket = Literal["day", "hour"]
+"""The timeline's granularity: UTC days (the default) or UTC hours."""
+
+BUCKETS: dict[Bucket, int] = {"day": 86_400_000, "hour": 3_600_000}
+"""Each bucket's length in milliseconds."""
 
 # The per-unit columns an agent arm sums (the agent metrics' means are of these).
 _AGENT_COLUMNS = ("cost", "duration_ms", "turns")
@@ -165,7 +179,6 @@ _WINDOWED_ROWS = f"{_ROWS} AND unit_id GLOBAL NOT IN ({_OUTSIDE})\nUNION ALL\n" 
 # arm), its time in epoch milliseconds in the high ones.
 _ARM = "toUInt64(entry)"
 _ENTERED_MS = "toUInt64(bitShiftRight(entry, 64))"
-_DAY_MS = 86_400_000
 # The variant ids of the hashes: every id the experiment's events named.
 _VARIANT_IDS = (
     f"WITH (SELECT groupUniqArray(toString(variant_id)) FROM {EXPERIMENT_MARKS_TABLE} "
@@ -176,22 +189,23 @@ _VARIANT = "arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id"
 _GOAL = "{goals:Array(String)}[%d]"
 
 
-def _web_sql(goals: int) -> str:
+def _web_sql(goals: int, bucket_ms: int) -> str:
     """Web, for an experiment with ``goals`` goals. Per unit (grouped by the hash of its id
     the state keeps, `warehouse.UNIT_KEY`, over its row and its goals' rows, which sums
     any not yet merged): its first entry, ``goal_bits`` (bit i set when it converted on
     goal i, 1-based; bit 0 marks its own row or a goal the experiment no longer has),
     its summed value per goal (0 when it did not convert), and when it first converted
-    on the primary goal. Then per (arm, day entered, day converted on the primary goal,
-    goals converted), a few hundred groups whose unit counts make the timeline and the
-    conversions, and per arm its units, value sums and p95s (over converted units)."""
+    on the primary goal. Then per (arm, bucket entered, bucket converted on the primary
+    goal, goals converted), a few hundred groups whose unit counts make the timeline and
+    the conversions, and per arm its units, value sums and p95s (over converted units).
+    A bucket is ``bucket_ms`` long, counted from the epoch."""
     values = "".join(
         f", sumIf(value, goal_id = {_GOAL % i}) AS value_{i}" for i in range(1, goals + 1)
     )
     converted_at = f", minIf(first_at, goal_id = {_GOAL % 1}) AS converted_at" if goals else ""
-    converted_day = (
+    converted_bucket = (
         f"if(bitTest(goal_bits, 1), intDiv(greatest({_ENTERED_MS}, "
-        f"toUInt64(toUnixTimestamp64Milli(converted_at))), {_DAY_MS}), 0)"
+        f"toUInt64(toUnixTimestamp64Milli(converted_at))), {bucket_ms}), 0)"
         if goals
         else "0"
     )
@@ -203,14 +217,14 @@ def _web_sql(goals: int) -> str:
     return f"""
 {_VARIANT_IDS}
 SELECT
-    {_VARIANT}, entered_day, converted_day, goal_bits,
-    grouping(entered_day, converted_day, goal_bits) != 0 AS is_total,
+    {_VARIANT}, entered_bucket, converted_bucket, goal_bits,
+    grouping(entered_bucket, converted_bucket, goal_bits) != 0 AS is_total,
     count() AS units{sums}
 FROM (
     SELECT
         {_ARM} AS arm,
-        intDiv({_ENTERED_MS}, {_DAY_MS}) AS entered_day,
-        {converted_day} AS converted_day,
+        intDiv({_ENTERED_MS}, {bucket_ms}) AS entered_bucket,
+        {converted_bucket} AS converted_bucket,
         *
     FROM (
         SELECT
@@ -223,18 +237,19 @@ FROM (
         HAVING sum(entries) > 0
     )
 )
-GROUP BY GROUPING SETS ((arm, entered_day, converted_day, goal_bits), (arm))
+GROUP BY GROUPING SETS ((arm, entered_bucket, converted_bucket, goal_bits), (arm))
 """
 
 
 # Agent: the units' rows only (goal_id '', one range of the state's key). Per unit its
 # first task, tasks, successes and first success, and summed cost, duration and turns;
-# then per (arm, day entered, day of first success) and per arm.
+# then per (arm, bucket entered, bucket of first success) and per arm. ``{bucket_ms}`` is
+# filled in by `summary_query`.
 _AGENT_SQL = f"""
 {_VARIANT_IDS}
 SELECT
-    {_VARIANT}, entered_day, converted, converted_day,
-    grouping(entered_day, converted, converted_day) != 0 AS is_total,
+    {_VARIANT}, entered_bucket, converted, converted_bucket,
+    grouping(entered_bucket, converted, converted_bucket) != 0 AS is_total,
     count() AS units,
     sum(unit_tasks) AS tasks,
     sum(unit_successes) AS successful_tasks,
@@ -250,10 +265,10 @@ SELECT
 FROM (
     SELECT
         {_ARM} AS arm,
-        intDiv({_ENTERED_MS}, {_DAY_MS}) AS entered_day,
+        intDiv({_ENTERED_MS}, {{bucket_ms}}) AS entered_bucket,
         unit_successes > 0 AS converted,
         if(converted, intDiv(greatest({_ENTERED_MS},
-            toUInt64(toUnixTimestamp64Milli(succeeded_at))), {_DAY_MS}), 0) AS converted_day,
+            toUInt64(toUnixTimestamp64Milli(succeeded_at))), {{bucket_ms}}), 0) AS converted_bucket,
         *
     FROM (
         SELECT
@@ -271,16 +286,21 @@ FROM (
         HAVING sum(entries) > 0
     )
 )
-GROUP BY GROUPING SETS ((arm, entered_day, converted, converted_day), (arm))
+GROUP BY GROUPING SETS ((arm, entered_bucket, converted, converted_bucket), (arm))
 """
 
 
 @functools.cache
-def summary_query(kind: Literal["web", "agent"], goals: int = 0, windowed: bool = False) -> str:
-    """The query of an experiment of this kind (a web one with ``goals`` goals);
-    parameters ``exp``, ``ws``, for web ``goals`` (their ids, primary first), and when
-    ``windowed`` ``since`` and ``until`` (epoch milliseconds)."""
-    sql = _web_sql(goals) if kind == "web" else _AGENT_SQL
+def summary_query(
+    kind: Literal["web", "agent"], goals: int = 0, windowed: bool = False, bucket: Bucket = "day"
+) -> str:
+    """The query of an experiment of this kind (a web one with ``goals`` goals), its
+    timeline in ``bucket``s; parameters ``exp``, ``ws``, for web ``goals`` (their ids,
+    primary first), and when ``windowed`` ``since`` and ``until`` (epoch milliseconds).
+    The bucket changes the timeline's rows only: the arms' aggregates are the same."""
+    bucket_ms = BUCKETS[bucket]
+    sql = _web_sql(goals, bucket_ms) if kind == "web" else _AGENT_SQL
+    sql = sql.replace("{bucket_ms}", str(bucket_ms))
     return sql.replace("{rows}", _WINDOWED_ROWS if windowed else _ROWS)
 
 
@@ -322,21 +342,29 @@ class ArmAggregates(msgspec.Struct, frozen=True):
 
 
 class TimelinePoint(msgspec.Struct, frozen=True):
-    """One UTC day of one variant: units that entered (first exposure or task) and units
-    that first converted on the primary goal (or first succeeded) that day."""
+    """One UTC day (or, with ``hour``, one hour of that day, 0 to 23) of one variant:
+    units that entered (first exposure or task) and units that first converted on the
+    primary goal (or first succeeded) in it."""
 
     day: date
     variant_id: str
     entered: int
     converted: int
+    hour: int | None = None
+
+    @property
+    def start(self) -> datetime:
+        """When the bucket starts (UTC)."""
+        return datetime(self.day.year, self.day.month, self.day.day, self.hour or 0, tzinfo=UTC)
 
 
 class UnitSummary(msgspec.Struct, frozen=True):
     """What one query returns of an experiment: its arms' aggregates (by variant id) and
-    its daily timeline (by day, then variant id)."""
+    its timeline (by bucket, then variant id) in ``bucket``s."""
 
     arms: tuple[ArmAggregates, ...]
     timeline: tuple[TimelinePoint, ...]
+    bucket: Bucket = "day"
 
 
 def _finite(value: Any) -> float | None:
@@ -353,32 +381,37 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     return rows
 
 
-_EPOCH = date(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _timeline(days: dict[tuple[int, str], list[int]]) -> tuple[TimelinePoint, ...]:
-    return tuple(
-        TimelinePoint(_EPOCH + timedelta(days=day), variant_id, entered, converted)
-        for (day, variant_id), (entered, converted) in sorted(days.items())
-    )
+def _timeline(
+    buckets: dict[tuple[int, str], list[int]], bucket: Bucket
+) -> tuple[TimelinePoint, ...]:
+    points = []
+    for (index, variant_id), (entered, converted) in sorted(buckets.items()):
+        start = _EPOCH + timedelta(milliseconds=index * BUCKETS[bucket])
+        hour = start.hour if bucket == "hour" else None
+        points.append(TimelinePoint(start.date(), variant_id, entered, converted, hour))
+    return tuple(points)
 
 
-def summarize(spec: ExperimentSpec, table: pa.Table) -> UnitSummary:
-    """The query's answer (`summary_query`) as the experiment's `UnitSummary`."""
+def summarize(spec: ExperimentSpec, table: pa.Table, bucket: Bucket = "day") -> UnitSummary:
+    """The query's answer (`summary_query` in ``bucket``s) as the experiment's
+    `UnitSummary`."""
     rows = _rows(table)
     totals = sorted((r for r in rows if r["is_total"]), key=lambda r: r["variant_id"])
     details = [r for r in rows if not r["is_total"]]
-    days: dict[tuple[int, str], list[int]] = {}
+    buckets: dict[tuple[int, str], list[int]] = {}
     converted: dict[str, int] = {}
     for row in details:
         variant = row["variant_id"]
-        days.setdefault((row["entered_day"], variant), [0, 0])[0] += row["units"]
+        buckets.setdefault((row["entered_bucket"], variant), [0, 0])[0] += row["units"]
         if spec.kind == "agent":
             is_converted = row["converted"]
         else:
             is_converted = spec.goals and row["goal_bits"] & 0b10
         if is_converted:
-            days.setdefault((row["converted_day"], variant), [0, 0])[1] += row["units"]
+            buckets.setdefault((row["converted_bucket"], variant), [0, 0])[1] += row["units"]
             converted[variant] = converted.get(variant, 0) + row["units"]
     if spec.kind == "agent":
         arms = tuple(
@@ -394,7 +427,7 @@ def summarize(spec: ExperimentSpec, table: pa.Table) -> UnitSummary:
             )
             for row in totals
         )
-        return UnitSummary(arms, _timeline(days))
+        return UnitSummary(arms, _timeline(buckets, bucket), bucket)
     arms_list = []
     for total in totals:
         variant = total["variant_id"]
@@ -417,7 +450,7 @@ def summarize(spec: ExperimentSpec, table: pa.Table) -> UnitSummary:
         arms_list.append(
             ArmAggregates(variant_id=variant, units=total["units"], goals=tuple(goals))
         )
-    return UnitSummary(tuple(arms_list), _timeline(days))
+    return UnitSummary(tuple(arms_list), _timeline(buckets, bucket), bucket)
 
 
 def _parameters(spec: ExperimentSpec) -> dict[str, Any]:
@@ -435,10 +468,75 @@ def _parameters(spec: ExperimentSpec) -> dict[str, Any]:
     return parameters
 
 
-def fetch_summary(run: QueryRunner, spec: ExperimentSpec) -> UnitSummary:
-    """Run the experiment's query (one round trip): its arms and its timeline."""
-    sql = summary_query(spec.kind, len(spec.goals), windowed=spec.window is not None)
-    return summarize(spec, run(sql, _parameters(spec)))
+def fetch_summary(run: QueryRunner, spec: ExperimentSpec, bucket: Bucket = "day") -> UnitSummary:
+    """Run the experiment's query (one round trip): its arms and its timeline in
+    ``bucket``s."""
+    windowed = spec.window is not None
+    sql = summary_query(spec.kind, len(spec.goals), windowed=windowed, bucket=bucket)
+    return summarize(spec, run(sql, _parameters(spec)), bucket)
+
+
+# --- by device ----------------------------------------------------------------------------
+
+# The unit state keeps no device, so this reads the experiment's events (its exposure,
+# goal and task rows: ranges of the events' sorting key). A unit counts, as in the results,
+# in the variant of its first entry, and on the device of that entry; it converted when it
+# has a row of the primary goal (web) or a successful task (agent). An ended experiment's
+# units are those of its window, counted from their events in it, as the results count.
+_ENTRY_ROW = "kind IN ('exposure', 'task')"
+_CONVERTED = {
+    "web": "countIf(kind = 'goal' AND goal_id = {primary:String}) > 0",
+    "agent": "countIf(kind = 'task' AND outcome = 'success') > 0",
+}
+
+
+@functools.cache
+def devices_query(kind: Literal["web", "agent"], windowed: bool = False) -> str:
+    """The by-device query of an experiment of this kind; parameters ``exp``, ``ws``, for
+    web ``primary`` (the primary goal's id, '' for none), and when ``windowed`` ``since``
+    and ``until`` (epoch milliseconds)."""
+    window = f" AND {_WINDOW}" if windowed else ""
+    return f"""
+{_VARIANT_IDS}
+SELECT {_VARIANT}, unit_device AS device, count() AS units, countIf(converted) AS conversions
+FROM (
+    SELECT
+        toUInt64(minIf({ENTRY_KEY}, {_ENTRY_ROW})) AS arm,
+        argMinIf(device, {ENTRY_KEY}, {_ENTRY_ROW}) AS unit_device,
+        {_CONVERTED[kind]} AS converted
+    FROM {EVENTS_TABLE}
+    WHERE {_SCOPE} AND kind IN ('exposure', 'goal', 'task'){window}
+    GROUP BY unit_id
+    HAVING countIf({_ENTRY_ROW}) > 0
+)
+GROUP BY variant_id, device
+ORDER BY variant_id, device
+"""
+
+
+class DeviceRow(msgspec.Struct, frozen=True):
+    """One device of one variant: the units that entered on it (the device of their first
+    exposure or task; '' when the client sent none) and how many of them converted on the
+    primary goal (or had a successful task)."""
+
+    variant_id: str
+    device: str
+    units: int
+    conversions: int
+
+
+def fetch_devices(run: QueryRunner, spec: ExperimentSpec) -> tuple[DeviceRow, ...]:
+    """The experiment's units and primary conversions per variant and device (one round
+    trip), by variant id then device."""
+    parameters = _parameters(spec)
+    if spec.kind == "web":
+        del parameters["goals"]
+        parameters["primary"] = spec.goals[0].id if spec.goals else ""
+    sql = devices_query(spec.kind, windowed=spec.window is not None)
+    return tuple(
+        DeviceRow(r["variant_id"], r["device"], r["units"], r["conversions"])
+        for r in _rows(run(sql, parameters))
+    )
 
 
 def fetch_aggregates(run: QueryRunner, spec: ExperimentSpec) -> list[ArmAggregates]:
@@ -446,10 +544,12 @@ def fetch_aggregates(run: QueryRunner, spec: ExperimentSpec) -> list[ArmAggregat
     return list(fetch_summary(run, spec).arms)
 
 
-def fetch_timeline(run: QueryRunner, spec: ExperimentSpec) -> list[TimelinePoint]:
-    """The experiment's daily entries and conversions (`fetch_summary`), by day then
-    variant id."""
-    return list(fetch_summary(run, spec).timeline)
+def fetch_timeline(
+    run: QueryRunner, spec: ExperimentSpec, bucket: Bucket = "day"
+) -> list[TimelinePoint]:
+    """The experiment's entries and conversions per ``bucket`` (`fetch_summary`), by
+    bucket then variant id."""
+    return list(fetch_summary(run, spec, bucket).timeline)
 
 
 # --- answering again without a scan --------------------------------------------------

@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     edge = EdgeServing(settings, ledger=ledger)
     # What every control-plane route shares, built once per worker.
     services = Services.from_settings(settings)
-    results = ResultsSource(services.store_path, services.run)
+    results = ResultsSource(services.store_path, services.run, edge.holder)
     links = ReportLinks(services.store_path)
     mcp = McpMount(services)
     pages = console.Console(services)

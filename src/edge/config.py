@@ -93,8 +93,10 @@ class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
 
     ``status`` is the experiment's: one that is not running answers every unit with one
     variant, counted nowhere: its deployed winner, else its control (the weights say
-    which). ``ended_at`` is when it was completed (Unix seconds; None while it runs or is
-    paused): its late events are taken for a grace period after it.
+    which), and its snippet config carries no goals. ``ended_at`` is when it was
+    completed (Unix seconds; None while it runs or is paused): its late events are taken
+    for a grace period after it (`takes_events`), by API key and by the site's public key
+    (``site_id``: the site it runs on), so its goals stay listed for those.
     """
 
     id: str
@@ -106,6 +108,14 @@ class ExperimentConfig(msgspec.Struct, frozen=True, omit_defaults=True):
     deployed: bool = False
     status: Literal["running", "paused", "completed", "archived"] = "running"
     ended_at: float | None = None
+    site_id: str | None = None
+
+    def takes_events(self, since: float) -> bool:
+        """Whether events may name the experiment: it runs, or it ended at ``since`` (Unix
+        seconds: now less the late-event grace) or later."""
+        if self.status == "running":
+            return True
+        return self.ended_at is not None and self.ended_at >= since
 
 
 class SiteConfig(msgspec.Struct, frozen=True):

@@ -210,7 +210,7 @@ class EdgeServing:
             ),
             DocumentedRoute(
                 "/v1/collect",
-                CollectEndpoint(holder, buffer, counters),
+                CollectEndpoint(holder, buffer, counters, settings.late_event_grace),
                 {"POST": COLLECT_OPERATION, "OPTIONS": PREFLIGHT_OPERATION},
             ),
             DocumentedRoute(

@@ -16,6 +16,8 @@ import xxhash
 from edge.config import ExperimentConfig, GoalConfig, MutationConfig, SiteConfig
 
 __all__ = [
+    "PREVIEW_HEADERS",
+    "PREVIEW_PATH",
     "BrowserConfig",
     "BrowserExperiment",
     "BrowserVariant",
@@ -27,6 +29,20 @@ __all__ = [
     "load_runtime",
     "script_safe_json",
 ]
+
+PREVIEW_PATH = "/s/{public_key}/preview/{token}.json"
+"""Where the snippet fetches the preview config of an ``sk_preview`` token that names none
+of its variants, on the origin it was loaded from: the control plane
+(`edge.control.previews`), or an edge node, which relays it there (`edge.node.previews`)."""
+PREVIEW_HEADERS = [
+    (b"content-type", b"application/json"),
+    # A draft changes while it is reviewed: never a stale preview.
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+    # Fetched by the snippet from the customer's pages, another origin.
+    (b"access-control-allow-origin", b"*"),
+]
+"""The headers of every answer on `PREVIEW_PATH`, errors included."""
 
 CONFIG_TOKEN = b"__SPLITEDGE_CONFIG__"
 CACHE_CONTROL = b"public, max-age=60"
@@ -149,7 +165,8 @@ def browser_experiment(exp: ExperimentConfig) -> BrowserExperiment:
             )
             for v in exp.variants
         ),
-        goals=exp.goals,
+        # One not running counts nothing: no goal, so no exposure either.
+        goals=exp.goals if exp.status == "running" else (),
     )
 
 

@@ -15,6 +15,11 @@ gives none); with none of these it is a blank draft, the control alone (the refe
 fourth path), which cannot launch until it has a variant. An agent experiment lists every
 variant with its ``config`` (any JSON), control first, in ClawSplit's style, or names
 crewkit's ``control_version_hash`` and ``variant_version_hash`` of a ``resource_id``.
+
+A draft is filled in later by ``PATCH /v1/experiments/{id}`` with the same content fields
+(`ExperimentEdit`): `edited_experiment` lays them over the draft as it is and checks the
+result with `new_experiment`, the create's own checks, so a draft can never be edited into
+something a create would refuse.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from edge.config import MutationConfig
 from edge.control.idea_records import Idea
 from edge.control.ideas import idea_mutations
 from edge.control.lifecycle import split_weights
-from edge.control.records import NewExperiment, NewGoal, NewVariant
+from edge.control.records import ExperimentRecord, NewExperiment, NewGoal, NewVariant
 from edge.errors import InvalidRequest, InvalidUrlPattern
 from edge.mutation_rules import script_risk
 from edge.urlglob import validate_pattern
@@ -42,9 +47,12 @@ __all__ = [
     "IDEA_VARIANT_NAME",
     "MAX_AGENT_VARIANTS",
     "CreateExperiment",
+    "DraftEdit",
+    "ExperimentEdit",
     "GoalIn",
     "VariantIn",
     "check_prompt_create",
+    "edited_experiment",
     "guardrail_metrics",
     "http_url",
     "new_experiment",
@@ -127,6 +135,38 @@ class CreateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     resource_id: _Text | None = None
     control_version_hash: _Text | None = None
     variant_version_hash: _Text | None = None
+
+
+class ExperimentEdit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The content fields of ``PATCH /v1/experiments/{id}``, create's own: each one given
+    replaces the draft's (``variants`` all of its non-control variants, or of an agent
+    experiment all of them, the control first; ``goals`` all of its goals); one left out
+    stays as it is. ``traffic_split`` alone re-splits any draft, running or paused
+    experiment; the others change a draft only."""
+
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    hypothesis: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    target_url: _Text | None = None
+    url_pattern: _Text | None = None
+    traffic_split: int | None = None
+    variants: (
+        Annotated[tuple[VariantIn, ...], msgspec.Meta(max_length=MAX_AGENT_VARIANTS)] | None
+    ) = None
+    goals: Annotated[tuple[GoalIn, ...], msgspec.Meta(max_length=20)] | None = None
+
+    def draft_fields(self) -> tuple[str, ...]:
+        """The fields given that only a draft's edit may change (all but traffic_split)."""
+        fields = ("name", "hypothesis", "target_url", "url_pattern", "variants", "goals")
+        return tuple(f for f in fields if getattr(self, f) is not None)
+
+
+class DraftEdit(msgspec.Struct, frozen=True):
+    """A checked edit of a draft: the draft as it becomes (`NewExperiment`, weights
+    included), and whether its variants and its goals are replaced."""
+
+    experiment: NewExperiment
+    variants: bool
+    goals: bool
 
 
 def http_url(url: str, where: str) -> str:
@@ -468,3 +508,36 @@ def new_experiment(
         hypothesis=hypothesis,
         target_url=fields.target_url or target,
     )
+
+
+def _kept_variants(record: ExperimentRecord) -> tuple[VariantIn, ...]:
+    """The draft's variants as a create body lists them (a web control is implied)."""
+    if record.kind == "agent":
+        return tuple(VariantIn(v.name, config=v.config) for v in record.variants)
+    return tuple(
+        VariantIn(v.name, v.changes, v.redirect_url) for v in record.variants if not v.is_control
+    )
+
+
+def edited_experiment(record: ExperimentRecord, edit: ExperimentEdit) -> DraftEdit:
+    """The draft ``record`` with ``edit`` laid over it, checked as a create body is
+    (`new_experiment`: a 400 naming the field). The caller checks that it is a draft."""
+    body = CreateExperiment(
+        site_id=record.site_id,
+        name=record.name if edit.name is None else edit.name,
+        target_url=record.target_url if edit.target_url is None else edit.target_url,
+        url_pattern=record.url_pattern if edit.url_pattern is None else edit.url_pattern,
+        hypothesis=record.hypothesis if edit.hypothesis is None else edit.hypothesis,
+        traffic_split=edit.traffic_split,
+        variants=_kept_variants(record) if edit.variants is None else edit.variants,
+        goals=(
+            tuple(
+                GoalIn(g.name, g.type, g.selector, g.url_pattern, g.guardrail) for g in record.goals
+            )  # fmt: skip
+            if edit.goals is None
+            else edit.goals
+        ),
+        kind=record.kind,
+    )
+    new = new_experiment(body, record.workspace_id, record.site_id, record.site_url)
+    return DraftEdit(new, edit.variants is not None, edit.goals is not None)

@@ -117,7 +117,7 @@ class LaunchOutcome(msgspec.Struct, frozen=True, omit_defaults=True):
 
 class ExperimentDetail(msgspec.Struct, frozen=True, omit_defaults=True):
     """An experiment as ``POST /v1/experiments`` answers it (the reference's shape) and so
-    as every route answering one experiment does (``GET`` and ``PATCH {traffic_split}``):
+    as every route answering one experiment does (``GET``, and ``PATCH`` but an action's):
     the experiment, its preview URLs and what to do next; ``launch`` is only a create's
     with ``auto_launch``."""
 

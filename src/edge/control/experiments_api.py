@@ -2,13 +2,14 @@
 delete the experiments of the API key's workspace.
 
 The reference's routes (abtestbot): ``POST`` and ``GET /v1/experiments``,
-``GET``, ``PATCH`` (``{"action": ...}`` or ``{"traffic_split": n}``) and ``DELETE
+``GET``, ``PATCH`` (``{"action": ...}`` or ``{"traffic_split": n}``; and, where the
+reference says a blank draft is filled in later, a draft's content fields) and ``DELETE
 /v1/experiments/{id}``; crewkit's lifecycle routes ``POST /v1/experiments/{id}/start``,
 ``/stop``, ``/archive`` and ``/deploy`` (``{"variant": <name or id>}``, also at
 ``/promote``). The rules live in `edge.control.lifecycle`, the create body's validation
 in `edge.control.experiment_input` and the answers' shapes in
 `edge.control.experiment_views`: every answer about one experiment (create, ``GET``,
-``PATCH {traffic_split}``) is the reference's create shape ``{experiment, preview_urls,
+``PATCH`` but an action's) is the reference's create shape ``{experiment, preview_urls,
 activation_hint}``, whose hint names the MCP tools when a tool made the request. The
 list's ``status`` filter takes the reference's ``active`` and the ``running`` experiments
 report alike. Another workspace's experiment is the same 404 as an unknown id; the
@@ -52,7 +53,9 @@ from edge.control.api import (
 )
 from edge.control.experiment_input import (
     CreateExperiment,
+    ExperimentEdit,
     check_prompt_create,
+    edited_experiment,
     guardrail_metrics,
     new_experiment,
 )
@@ -87,12 +90,12 @@ __all__ = [
 ]
 
 
-class UpdateExperiment(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``PATCH /v1/experiments/{id}``: a lifecycle ``action``, or a new ``traffic_split``
-    (percent on the variant, 1 to 99), one at a time."""
+class UpdateExperiment(ExperimentEdit, frozen=True, forbid_unknown_fields=True):
+    """``PATCH /v1/experiments/{id}``: a lifecycle ``action`` alone, or the content fields
+    to change (`ExperimentEdit`): a new ``traffic_split`` (percent on the variant, 1 to
+    99) for any draft, running or paused experiment, the others for a draft only."""
 
     action: str | None = None
-    traffic_split: int | None = None
 
 
 class DeployBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -325,30 +328,50 @@ class ExperimentsApi:
 
     async def update(self, scope: Scope, receive: Receive) -> Reply:
         """``PATCH /v1/experiments/{id}``: ``{"action": ...}`` answers ``{id, status}``;
-        ``{"traffic_split": n}`` answers the experiment in full."""
+        ``{"traffic_split": n}`` and a draft's content fields answer the experiment in
+        full."""
         auth = await authenticate(self.services, scope)
         experiment_id = scope["path_params"]["experiment_id"]
         body = await read_json(scope, receive, _update_decoder, "experiment update")
-        if (body.action is None) == (body.traffic_split is None):
+        fields = body.draft_fields()
+        if (body.action is None) == (body.traffic_split is None and not fields):
             raise InvalidRequest(
                 'send one change at a time: {"action": "launch"} (or pause, resume, '
-                'complete, archive), or {"traffic_split": 30}'
+                'complete, archive) alone, or the fields to change: {"traffic_split": 30}, '
+                "or a draft's name, hypothesis, target_url, url_pattern, variants and goals"
             )
         if body.action is not None:
             record = await self._transition(auth, experiment_id, _action(body.action))
             return ok(status_out(record), Meta(auth.workspace_id))
-        percent = body.traffic_split
-        assert percent is not None  # one of the two is set
-
-        def resplit(store: Store) -> ExperimentRecord:
-            record = lifecycle.resplit(store, auth.workspace_id, experiment_id, percent)
-            _audit(store, auth, "traffic_split", record, {"traffic_split": percent})
-            return record
-
-        record = await in_transaction(self.services, auth, resplit)
+        record = await in_transaction(
+            self.services, auth, lambda store: self._edit(store, auth, experiment_id, body)
+        )
         return ok(
             experiment_detail(record, self.tokens, _for_tools(scope)), Meta(auth.workspace_id)
         )
+
+    def _edit(
+        self, store: Store, auth: Auth, experiment_id: str, body: UpdateExperiment
+    ) -> ExperimentRecord:
+        """Apply ``body``'s content fields (a re-split alone: `lifecycle.resplit`)."""
+        fields = body.draft_fields()
+        percent = body.traffic_split
+        if not fields:
+            assert percent is not None  # `update` sends an edit with a field
+            record = lifecycle.resplit(store, auth.workspace_id, experiment_id, percent)
+            _audit(store, auth, "traffic_split", record, {"traffic_split": percent})
+            return record
+        with store.transaction():
+            record = lifecycle.load(store, auth.workspace_id, experiment_id)
+            lifecycle.check_editable(record, fields)
+            edit = edited_experiment(record, body)
+            store.edit_draft(record.id, edit.experiment, edit.variants, edit.goals)
+            if percent is not None and not edit.variants:
+                store.set_variant_weights(record.id, [v.weight for v in edit.experiment.variants])
+            edited = lifecycle.load(store, auth.workspace_id, experiment_id)
+            changed = fields if percent is None else (*fields, "traffic_split")
+            _audit(store, auth, "update", edited, {"fields": list(changed)})
+            return edited
 
     async def _transition(
         self, auth: Auth, experiment_id: str, action: lifecycle.Action
@@ -468,13 +491,27 @@ def routes(services: Services) -> list[Route]:
     )
     update = ApiOperation(
         handler=api.update,
-        summary="Change an experiment's lifecycle or traffic split",
-        description='{"action": "launch|pause|resume|complete|archive"} answers {id, status}; '
-        '{"traffic_split": n} (1 to 99) answers the experiment in full.',
+        summary="Change an experiment's lifecycle, traffic split, or a draft's content",
+        description='{"action": "launch|pause|resume|complete|archive"} alone answers {id, '
+        "status}. Otherwise the fields to change, each replacing the experiment's: "
+        '{"traffic_split": n} (1 to 99) for a draft, running or paused experiment; name, '
+        "hypothesis, target_url, url_pattern, variants and goals (create's fields, checked "
+        "as create checks them) for a draft only, a 409 once launched. A blank draft is "
+        "filled in so. Answers the experiment in full, in create's shape.",
         body=_update_decoder,
         data=StatusOut | ExperimentDetail,
         errors=(402, 404, 409),
-        example={"action": "pause"},
+        example={
+            "variants": [
+                {
+                    "name": "Bold",
+                    "changes": [
+                        {"selector": "h1", "action": "set_content", "payload": "Go Pro today"}
+                    ],
+                }
+            ],
+            "goals": [{"name": "Buy", "type": "click", "selector": ".buy"}],
+        },
     )
     delete = ApiOperation(
         handler=api.delete,

@@ -43,6 +43,7 @@ __all__ = [
     "InvalidTransition",
     "LaunchBlocked",
     "Transition",
+    "check_editable",
     "delete",
     "deploy",
     "event_payload",
@@ -129,6 +130,19 @@ def launch_blocker(record: ExperimentRecord) -> str | None:
         f"experiment has {variants} variant(s) and {goals} goal(s); "
         "launch requires ≥2 variants and ≥1 goal."
     )
+
+
+def check_editable(record: ExperimentRecord, fields: tuple[str, ...]) -> None:
+    """A 409 unless the experiment is a draft: once launched, its variants, goals and
+    pages are what its units were assigned and its results measure (its traffic split
+    still changes, `resplit`)."""
+    if record.status != "draft":
+        raise InvalidTransition(
+            f"cannot change the {', '.join(fields)} of experiment {record.id}: it is "
+            f"{record.status}, and only a draft's content changes (a launched experiment's "
+            "arms and goals are those its results measure); create a new experiment to "
+            "test another variant"
+        )
 
 
 def _moves_from(status: ExperimentStatus) -> str:

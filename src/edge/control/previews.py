@@ -12,7 +12,9 @@ experiment is archived or deleted.
 The snippet carries only running experiments. Given a ``sk_preview`` that is none of its
 variants' ids, it fetches ``GET /s/{public_key}/preview/{token}.json`` (`PreviewEndpoint`):
 that experiment of that site, whatever its status but archived, and the variant to show.
-A draft or paused experiment thus reaches only the holders of its preview URLs.
+A draft or paused experiment thus reaches only the holders of its preview URLs. A snippet
+loaded from an edge node asks the node, which relays the request here (`edge.node.previews`):
+the node's snapshot carries no draft.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from edge.control.services import Services
 from edge.control.snapshot import experiment_config
 from edge.control.store import Store
 from edge.http import send_response
-from edge.snippet import BrowserExperiment, browser_experiment
+from edge.snippet import PREVIEW_HEADERS, PREVIEW_PATH, BrowserExperiment, browser_experiment
 
 __all__ = [
     "PREVIEW_PATH",
@@ -48,18 +50,9 @@ __all__ = [
 ]
 
 PREVIEW_SECRET_META_KEY = "preview_token_secret"
-PREVIEW_PATH = "/s/{public_key}/preview/{token}.json"
 _MAC_BYTES = 16
 _TOKEN_CHARS = 64  # base64 of 16 + 16 + 16 bytes, no padding
 
-_HEADERS = [
-    (b"content-type", b"application/json"),
-    # A draft changes while it is reviewed: never a stale preview.
-    (b"cache-control", b"no-store"),
-    (b"x-content-type-options", b"nosniff"),
-    # Fetched by the snippet from the customer's pages, another origin.
-    (b"access-control-allow-origin", b"*"),
-]
 _NOT_FOUND = msgspec.json.encode(
     {
         "error": {
@@ -148,9 +141,9 @@ class PreviewEndpoint:
 
         config = await in_store(self.services, work)
         if config is None:
-            await send_response(send, 404, _HEADERS, _NOT_FOUND)
+            await send_response(send, 404, PREVIEW_HEADERS, _NOT_FOUND)
         else:
-            await send_response(send, 200, _HEADERS, msgspec.json.encode(config))
+            await send_response(send, 200, PREVIEW_HEADERS, msgspec.json.encode(config))
 
 
 def routes(services: Services) -> list[Route]:

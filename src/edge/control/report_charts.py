@@ -1,32 +1,40 @@
-"""The two charts of the results page (`edge.control.report_page`), as geometry for its
-SVG template: the posterior density of every arm's primary metric on one shared axis
-(a Beta for a rate, a normal for a mean), and the cumulative conversion rate per day.
+"""The charts of the results pages (the signed report, `edge.control.report_page`, and
+the console's, `edge.control.console.results`), as geometry for their shared SVG
+templates (``templates/results_parts.html``): the posterior density of every arm's
+primary metric on one shared axis (a Beta for a rate, a normal for a mean), the
+cumulative conversion rate per day or per hour, and each metric's lift intervals.
 
-Everything here is numbers and the labels' text; the template draws and escapes them.
+Everything here is numbers and the labels' text; the templates draw and escape them, with
+presentation attributes only (the console's CSP allows no inline style).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from analytics.special import log_beta, norm_ppf
 
 if TYPE_CHECKING:
-    from analytics.aggregates import TimelinePoint
+    from analytics.aggregates import Bucket, TimelinePoint
+    from analytics.metric_results import MetricResult
     from analytics.results import ExperimentResults
 
 __all__ = [
     "FRAME",
+    "LIFT_FRAME",
     "Chart",
     "Curve",
     "Frame",
     "Label",
+    "LiftBar",
+    "LiftPlot",
     "color",
+    "lift_plot",
     "number",
     "percent",
     "posterior_chart",
@@ -193,24 +201,38 @@ def posterior_chart(results: ExperimentResults) -> Chart | None:
     return Chart(x_labels, [], drawn)
 
 
-def timeline_chart(results: ExperimentResults, timeline: Sequence[TimelinePoint]) -> Chart | None:
-    """Each arm's cumulative conversion rate, a step per day; None without conversions."""
+_BUCKET_LENGTH = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
+
+
+def _bucket_label(start: datetime, bucket: Bucket) -> str:
+    return start.date().isoformat() if bucket == "day" else start.strftime("%m-%d %H:00")
+
+
+def timeline_chart(
+    arms: Sequence[tuple[str, str]],
+    timeline: Sequence[TimelinePoint],
+    bucket: Bucket = "day",
+) -> Chart | None:
+    """Each arm's cumulative conversion rate, a step per day (or hour); None without
+    conversions. ``arms`` are the experiment's (variant id, name) in variant order, which
+    gives each its colour; points of other variants are left out."""
     if not timeline:
         return None
-    first: date = min(p.day for p in timeline)
-    last: date = max(p.day for p in timeline)
-    days = (last - first).days + 1
-    index = {v.id: i for i, v in enumerate(results.variants)}
+    length = _BUCKET_LENGTH[bucket]
+    first = min(p.start for p in timeline)
+    buckets = (max(p.start for p in timeline) - first) // length + 1
+    index = {variant_id: i for i, (variant_id, _) in enumerate(arms)}
     steps: dict[str, list[tuple[int, float]]] = {}
     totals: dict[str, tuple[int, int]] = {}
-    for p in sorted(timeline, key=lambda p: (p.day, p.variant_id)):
+    for p in sorted(timeline, key=lambda p: (p.start, p.variant_id)):
         if p.variant_id not in index:
             continue
         entered, converted = totals.get(p.variant_id, (0, 0))
         entered, converted = entered + p.entered, converted + p.converted
         totals[p.variant_id] = (entered, converted)
         if entered:
-            steps.setdefault(p.variant_id, []).append(((p.day - first).days, converted / entered))
+            at = (p.start - first) // length
+            steps.setdefault(p.variant_id, []).append((at, converted / entered))
     if not steps:
         return None
     top = max(rate for series in steps.values() for _, rate in series) or 0.01
@@ -219,23 +241,77 @@ def timeline_chart(results: ExperimentResults, timeline: Sequence[TimelinePoint]
         ticks.append(2 * ticks[-1] - ticks[-2] if len(ticks) > 1 else top)
     top = ticks[-1]
 
-    def px(day: float) -> float:
-        return FRAME.left + day / days * FRAME.plot_width
+    def px(at: float) -> float:
+        return FRAME.left + at / buckets * FRAME.plot_width
 
     def py(rate: float) -> float:
         return FRAME.top + FRAME.plot_height * (1 - rate / top)
 
     drawn = []
-    for variant_id, series in steps.items():
+    for variant_id, series in sorted(steps.items(), key=lambda item: index[item[0]]):
         i = index[variant_id]
         points: list[str] = []
-        # A step per day: the cumulative rate at the end of a day holds across that day.
-        for n, (day, rate) in enumerate(series):
-            end = series[n + 1][0] if n + 1 < len(series) else days
-            points += [f"{px(day):.1f},{py(rate):.1f}", f"{px(end):.1f},{py(rate):.1f}"]
-        drawn.append(Curve(variant_id, results.variants[i].name, color(i), " ".join(points)))
+        # A step per bucket: the cumulative rate at the end of a bucket holds across it.
+        for n, (at, rate) in enumerate(series):
+            end = series[n + 1][0] if n + 1 < len(series) else buckets
+            points += [f"{px(at):.1f},{py(rate):.1f}", f"{px(end):.1f},{py(rate):.1f}"]
+        drawn.append(Curve(variant_id, arms[i][1], color(i), " ".join(points)))
     x_labels = [
-        Label(px(d + 0.5), (first + timedelta(days=d)).isoformat())
-        for d in range(0, days, max(1, math.ceil(days / 6)))
+        Label(px(at + 0.5), _bucket_label(first + at * length, bucket))
+        for at in range(0, buckets, max(1, math.ceil(buckets / 6)))
     ]
     return Chart(x_labels, [Label(py(t), percent(t, 1)) for t in ticks], drawn)
+
+
+# --- lift intervals ----------------------------------------------------------------------
+
+LIFT_FRAME = Frame(width=240, height=26, left=8, right=8, top=4, bottom=8)
+"""The size of one arm's lift plot: a row of a metric's table."""
+
+
+class LiftBar(msgspec.Struct, frozen=True):
+    """One challenger's lift on a metric: its interval (``low`` to ``high``) and point
+    (``point``, None without one), in pixels of its plot, and whether the interval lies
+    wholly on the metric's good side (``better``), its bad side (``worse``) or across
+    zero (``unclear``)."""
+
+    low: float
+    high: float
+    point: float | None
+    verdict: Literal["better", "worse", "unclear"]
+
+
+class LiftPlot(msgspec.Struct, frozen=True):
+    """One metric's lift plots, on one axis for all its arms: where zero lies, the axis'
+    ends' labels, and the bar of each challenger that has an interval, by variant id."""
+
+    zero: float
+    low_label: str
+    high_label: str
+    bars: dict[str, LiftBar]
+
+
+def lift_plot(metric: MetricResult) -> LiftPlot | None:
+    """The lift intervals of a metric's challengers on one shared axis that includes zero
+    (no lift); None while no arm has an interval."""
+    found = [(a, a.lift_interval) for a in metric.arms if a.lift_interval is not None]
+    if not found:
+        return None
+    ends = [x for _, interval in found for x in interval]
+    lo, hi = min(0.0, *ends), max(0.0, *ends)
+    pad = (hi - lo) * 0.05 or 0.05
+    lo, hi = lo - pad, hi + pad
+    frame = LIFT_FRAME
+
+    def px(x: float) -> float:
+        return round(frame.left + (x - lo) / (hi - lo) * frame.plot_width, 1)
+
+    bars = {}
+    for a, (low, high) in found:
+        good_low, good_high = (low, high) if metric.higher_is_better else (-high, -low)
+        verdict: Literal["better", "worse", "unclear"] = (
+            "better" if good_low > 0 else "worse" if good_high < 0 else "unclear"
+        )
+        point = None if a.lift is None else px(a.lift)
+        bars[a.variant_id] = LiftBar(px(low), px(high), point, verdict)
+    return LiftPlot(px(0.0), f"{100 * lo:+.0f}%", f"{100 * hi:+.0f}%", bars)

@@ -2,11 +2,16 @@
 
 Server-rendered HTML (``templates/report.html``) with inline SVG and no script: the
 per-variant table, a row group per goal or metric (the primary first; each arm's rate or
-mean and lift with their intervals, P(beats control) and p-value), the posterior density
-of every arm's primary metric on one shared axis, the cumulative conversion rate per day
+mean and lift with their intervals and a plot of the lift's, P(beats control) and
+p-value), the posterior density of every arm's primary metric on one shared axis, the
+cumulative conversion rate per day, or per hour while the experiment is young
 (`edge.control.report_charts`), and a banner when the split is broken (sample ratio
 mismatch). It is reached by a signed link only (`edge.control.report_links`); a wrong,
 altered or expired link is a 404 page.
+
+The metrics table and the charts are the console's results page's own
+(``templates/results_parts.html``, ``static/results.css``, `results_helpers`): one
+rendering for both. At 390 px every table stacks into labelled rows.
 """
 
 from __future__ import annotations
@@ -14,32 +19,43 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from importlib import resources
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from markupsafe import Markup
 from starlette.types import Receive, Scope, Send
 
 from edge.control.records import ExperimentRecord
 from edge.control.report_charts import (
     FRAME,
+    LIFT_FRAME,
     color,
+    lift_plot,
     number,
     percent,
     posterior_chart,
     timeline_chart,
 )
 from edge.control.report_links import ReportLinks
+from edge.control.results_api import auto_bucket
 from edge.control.templating import render
 from edge.errors import NotFound, ServiceUnavailable, SplitedgeError
 from edge.http import send_response
 
 if TYPE_CHECKING:
-    from analytics.aggregates import TimelinePoint
+    from analytics.aggregates import Bucket, TimelinePoint
     from analytics.metric_results import MetricResult
     from analytics.results import ExperimentResults
     from edge.control.results_api import ResultsSource
 
-__all__ = ["ReportPage", "render_report"]
+__all__ = ["ReportPage", "render_report", "results_helpers"]
+
+# The shared results styles, inlined: the report is one self-contained page. Our own
+# file, not user data, so it is marked safe to keep its quotes and '>'.
+_RESULTS_CSS = Markup(
+    resources.files("edge.control").joinpath("static/results.css").read_text("utf-8")
+)
 
 _HTML_HEADERS = [
     (b"content-type", b"text/html; charset=utf-8"),
@@ -67,6 +83,22 @@ def _p_value(value: float | None) -> str:
     return "< 0.0001" if value < 0.0001 else f"{value:.4f}"
 
 
+def results_helpers() -> dict[str, Any]:
+    """What ``templates/results_parts.html`` needs in its context: the charts' frames and
+    the figures' formats."""
+    return {
+        "frame": FRAME,
+        "lift_frame": LIFT_FRAME,
+        "lift_plot": lift_plot,
+        "color": color,
+        "percent": percent,
+        "number": number,
+        "signed_percent": _signed_percent,
+        "metric_value": _metric_value,
+        "p_value": _p_value,
+    }
+
+
 def render_report(
     experiment: ExperimentRecord,
     results: ExperimentResults,
@@ -74,8 +106,10 @@ def render_report(
     *,
     computed_at: datetime,
     expires: int,
+    bucket: Bucket = "day",
 ) -> str:
-    """The whole page. Every string that a user chose (names, hypothesis) is escaped."""
+    """The whole page, its timeline in ``bucket``s. Every string that a user chose
+    (names, hypothesis) is escaped."""
     decision = {
         "collecting": "Collecting data",
         "running": "Running: no decision yet",
@@ -95,16 +129,12 @@ def render_report(
         rate=results.primary_metric == ""
         or any(v.conversions is not None for v in results.variants),
         posterior=posterior_chart(results),
-        timeline=timeline_chart(results, timeline),
-        frame=FRAME,
+        timeline=timeline_chart([(v.id, v.name) for v in results.variants], timeline, bucket),
+        bucket=bucket,
+        results_css=_RESULTS_CSS,
         computed_at=computed_at,
         until=datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        color=color,
-        percent=percent,
-        number=number,
-        signed_percent=_signed_percent,
-        metric_value=_metric_value,
-        p_value=_p_value,
+        **results_helpers(),
     )
 
 
@@ -150,11 +180,13 @@ class ReportPage:
             raise NotFound("invalid or expired report link")
         experiment = self.source.experiment(experiment_id, None)
         computed = self.source.compute(experiment)
-        timeline = self.source.timeline(experiment)
+        bucket = auto_bucket(experiment, datetime.now(UTC))
+        timeline = self.source.timeline(experiment, bucket)
         return render_report(
             experiment,
             computed.results,
             timeline,
             computed_at=computed.computed_at,
             expires=int(expires),
+            bucket=bucket,
         )

@@ -1,11 +1,15 @@
-"""``GET /v1/experiments/{id}/results`` and ``GET /v1/experiments/{id}/metrics``.
+"""``GET /v1/experiments/{id}/results``, ``/metrics``, ``/timeline`` and ``/devices``.
 
-Both take a workspace API key (``Authorization: Bearer sk_live_...``) and answer
+Each takes a workspace API key (``Authorization: Bearer sk_live_...``) and answers
 ``{"data": ..., "meta": {...}}``. An unknown id and another workspace's experiment are the
 same 404. ``/results`` is a superset of ClawSplit's results (status, winner, p_value,
 variants by name) with the Bayesian figures, the SRM test, the samples still needed and a
 signed ``report_url`` (`edge.control.report_links`) to the human-readable page;
-``/metrics`` is crewkit's shape (control and variant arms, significance).
+``/metrics`` is crewkit's shape (control and variant arms, significance). Their meta says
+when the figures were computed and which config version the edge serves. ``/timeline`` is
+the units that entered and first converted per UTC day (``?bucket=day``, the default), per
+hour (``hour``), or per hour while the experiment is under 3 days old (``auto``);
+``/devices`` the units and primary conversions of each arm per device.
 
 The experiment comes from the store, its aggregates from ClickHouse through the worker's
 `QueryRunner` (`analytics.gateway.query_runner`); the query and the statistics run on a
@@ -17,14 +21,17 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 from starlette.routing import Route
 from starlette.types import Receive, Scope
 
 from analytics.aggregates import (
+    Bucket,
+    DeviceRow,
     ExperimentSpec,
     GoalSpec,
     QueryRunner,
@@ -33,6 +40,7 @@ from analytics.aggregates import (
     VariantSpec,
     Verdict,
     VersionedCache,
+    fetch_devices,
     fetch_summary,
 )
 from analytics.frequentist import SampleRatio
@@ -43,7 +51,15 @@ from analytics.result_views import (
     crewkit_metrics_view,
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
-from edge.control.api import ApiOperation, Auth, Reply, api_route, authenticate, base_url
+from edge.control.api import (
+    ApiOperation,
+    Auth,
+    Reply,
+    api_route,
+    authenticate,
+    base_url,
+    query_params,
+)
 from edge.control.flavours import CLAWSPLIT
 from edge.control.records import ExperimentRecord, ExperimentVerdict
 from edge.control.report_links import ReportLinks
@@ -51,17 +67,32 @@ from edge.control.services import Services
 from edge.control.store import Store
 from edge.errors import InvalidRequest, NotFound
 
+if TYPE_CHECKING:
+    from edge.kv import KVHolder
+
 __all__ = [
+    "YOUNG",
     "Computed",
+    "DeviceArm",
+    "DevicesData",
+    "ExperimentDevicesEndpoint",
     "ExperimentMetricsEndpoint",
     "ExperimentResultsEndpoint",
+    "ExperimentTimelineEndpoint",
     "ResultsData",
     "ResultsMeta",
     "ResultsSource",
+    "TimelineData",
+    "TimelineQuery",
+    "auto_bucket",
     "experiment_spec",
     "keep_verdict",
     "routes",
 ]
+
+YOUNG = timedelta(days=3)
+"""An experiment whose run is shorter than this has an hourly timeline (``bucket=auto``):
+a day or two of daily points is a flat line."""
 
 # ExperimentRecord ids are UUIDs here; this admits any id a client could reasonably hold and
 # nothing that needs escaping in a URL or a log line.
@@ -147,11 +178,13 @@ class ResultsSource:
 
     Results and the query they come from (which also gives the timeline) are kept in a
     `VersionedCache`: read again while no event of the experiment was inserted since,
-    they cost one point query, not a computation."""
+    they cost one point query, not a computation. ``served`` holds the config this
+    worker's edge serves (None for a source without an edge, such as the tick CLI's)."""
 
-    def __init__(self, store_path: Path, run: QueryRunner) -> None:
+    def __init__(self, store_path: Path, run: QueryRunner, served: KVHolder | None = None) -> None:
         self.store_path = store_path
         self.run = run
+        self.served = served
         self.cache = VersionedCache(run)
 
     def experiment(self, experiment_id: str, workspace_id: str | None) -> ExperimentRecord:
@@ -186,17 +219,39 @@ class ResultsSource:
         finally:
             store.close()
 
-    def timeline(self, experiment: ExperimentRecord) -> list[TimelinePoint]:
-        """Daily entries and conversions of the experiment's primary metric (over its run,
-        once it ended)."""
-        return list(self.summary(experiment_spec(experiment)).timeline)
+    def timeline(self, experiment: ExperimentRecord, bucket: Bucket = "day") -> list[TimelinePoint]:
+        """Entries and conversions of the experiment's primary metric per ``bucket`` (over
+        its run, once it ended)."""
+        return list(self.summary(experiment_spec(experiment), bucket).timeline)
 
-    def summary(self, spec: ExperimentSpec) -> UnitSummary:
-        """The experiment's arms and timeline, from one query, kept while its data is
-        unchanged: a results page's results and chart share it, whatever verdict the
-        spec carries (the verdict does not change what is counted)."""
+    def summary(self, spec: ExperimentSpec, bucket: Bucket = "day") -> UnitSummary:
+        """The experiment's arms and timeline in ``bucket``s, from one query, kept while
+        its data is unchanged: a results page's results and chart share it, whatever
+        verdict the spec carries (the verdict does not change what is counted)."""
         counted = msgspec.structs.replace(spec, verdict=None)
-        return self.cache.get("summary", counted, lambda: fetch_summary(self.run, counted))
+        return self.cache.get(
+            f"summary:{bucket}", counted, lambda: fetch_summary(self.run, counted, bucket)
+        )
+
+    def devices(self, experiment: ExperimentRecord) -> tuple[DeviceRow, ...]:
+        """The experiment's units and primary conversions per arm and device (over its
+        run, once it ended), kept while its data is unchanged."""
+        counted = experiment_spec(experiment)
+        return self.cache.get("devices", counted, lambda: fetch_devices(self.run, counted))
+
+    def served_config_version(self) -> int | None:
+        """The config version this worker's edge serves; None while it loads its first,
+        or without an edge."""
+        kv = None if self.served is None else self.served.kv
+        return None if kv is None else kv.version
+
+    def config_version(self) -> int:
+        """The store's config version: what the edge serves once it has caught up."""
+        store = Store(self.store_path)
+        try:
+            return store.config_version()
+        finally:
+            store.close()
 
     def _computed(self, spec: ExperimentSpec) -> Computed:
         return self.cache.get("results", spec, lambda: self._compute(spec))
@@ -217,7 +272,10 @@ class ResultsSource:
 
 class ResultsMeta(msgspec.Struct, frozen=True):
     """How the figures were made: when, how long the query and the statistics took, the
-    Monte Carlo draws and seed, its largest standard error, and the decision rules."""
+    Monte Carlo draws and seed, its largest standard error, and the decision rules; and
+    the config: ``config_version`` is the control plane's latest, ``served_config_version``
+    the one this server's edge serves (None while it loads its first): equal once the
+    experiment's last change reaches visitors."""
 
     computed_at: datetime
     query_ms: float
@@ -226,6 +284,8 @@ class ResultsMeta(msgspec.Struct, frozen=True):
     seed: int
     mc_error: float | None
     rules: DecisionRules
+    config_version: int
+    served_config_version: int | None
 
 
 class ResultsData(ClawSplitResults, frozen=True):
@@ -248,9 +308,11 @@ class _MetricsAnswer(msgspec.Struct):
     meta: ResultsMeta
 
 
-def _meta(computed: Computed) -> ResultsMeta:
+def _meta(computed: Computed, config_version: int, served: int | None) -> ResultsMeta:
     rules = computed.results.rules
     return ResultsMeta(
+        config_version=config_version,
+        served_config_version=served,
         computed_at=computed.computed_at,
         query_ms=computed.query_ms,
         compute_ms=computed.compute_ms,
@@ -261,18 +323,43 @@ def _meta(computed: Computed) -> ResultsMeta:
     )
 
 
+class _Answered(msgspec.Struct, frozen=True):
+    meta: ResultsMeta
+    report_path: str | None
+
+
 class _ExperimentEndpoint:
     def __init__(self, services: Services, source: ResultsSource) -> None:
         self.services = services
         self.source = source
 
+    async def experiment(self, scope: Scope) -> tuple[Auth, ExperimentRecord]:
+        """The request's key and its workspace's experiment of the path; 404 for any
+        other."""
+        auth = await authenticate(self.services, scope)
+        experiment_id = scope["path_params"]["experiment_id"]
+        found = await asyncio.to_thread(self.source.experiment, experiment_id, auth.workspace_id)
+        return auth, found
+
     async def computed(self, scope: Scope) -> tuple[Auth, ExperimentRecord, Computed]:
+        auth, experiment, computed, _ = await self.answered(scope)
+        return auth, experiment, computed
+
+    async def answered(
+        self, scope: Scope, link: ReportLinks | None = None
+    ) -> tuple[Auth, ExperimentRecord, Computed, _Answered]:
+        """The key, its experiment and its results, with their meta and, given the report
+        ``link``s, the experiment's signed report path: one trip to a thread."""
         auth = await authenticate(self.services, scope)
         experiment_id = scope["path_params"]["experiment_id"]
 
-        def load() -> tuple[ExperimentRecord, Computed]:
+        def load() -> tuple[ExperimentRecord, Computed, _Answered]:
             experiment = self.source.experiment(experiment_id, auth.workspace_id)
-            return experiment, self.source.compute(experiment)
+            computed = self.source.compute(experiment)
+            version = self.source.config_version()
+            meta = _meta(computed, version, self.source.served_config_version())
+            path = None if link is None else link.path(experiment.id)
+            return experiment, computed, _Answered(meta, path)
 
         return auth, *await asyncio.to_thread(load)
 
@@ -285,19 +372,18 @@ class ExperimentResultsEndpoint(_ExperimentEndpoint):
         self.links = links
 
     async def __call__(self, scope: Scope, receive: Receive) -> Reply:
-        auth, experiment, computed = await self.computed(scope)
+        auth, _, computed, answered = await self.answered(scope, self.links)
         results = computed.results
         view = clawsplit_view(results)
-        link = await asyncio.to_thread(self.links.path, experiment.id)
         data = ResultsData(
             **msgspec.structs.asdict(view),
             expected_loss=results.expected_loss,
             lift_interval=results.lift_interval,
             srm=results.srm,
-            report_url=base_url(scope) + link,
+            report_url=base_url(scope) + (answered.report_path or ""),
         )
         # ClawSplit's results are the object itself (its quickstart reads results.status).
-        answer = data if auth.flavour in CLAWSPLIT else _ResultsAnswer(data, _meta(computed))
+        answer = data if auth.flavour in CLAWSPLIT else _ResultsAnswer(data, answered.meta)
         return Reply(200, msgspec.json.encode(answer))
 
 
@@ -305,14 +391,141 @@ class ExperimentMetricsEndpoint(_ExperimentEndpoint):
     """``GET /v1/experiments/{experiment_id}/metrics``."""
 
     async def __call__(self, scope: Scope, receive: Receive) -> Reply:
-        _, _, computed = await self.computed(scope)
-        answer = _MetricsAnswer(crewkit_metrics_view(computed.results), _meta(computed))
+        _, _, computed, answered = await self.answered(scope)
+        answer = _MetricsAnswer(crewkit_metrics_view(computed.results), answered.meta)
+        return Reply(200, msgspec.json.encode(answer))
+
+
+class TimelineQuery(msgspec.Struct, frozen=True):
+    """The query of ``GET /v1/experiments/{experiment_id}/timeline``."""
+
+    bucket: Annotated[
+        Literal["day", "hour", "auto"],
+        msgspec.Meta(
+            description="day: per UTC day; hour: per UTC hour; auto: per hour while the "
+            "experiment's run (from its start to its end, or now) is under 3 days, else "
+            "per day."
+        ),
+    ] = "day"
+
+
+class TimelineData(msgspec.Struct, frozen=True):
+    """``/timeline``: per bucket (a UTC day, or with ``hour`` an hour of it) and variant,
+    the units that entered and those that first converted on the primary goal (or first
+    succeeded) in it, by bucket then variant id; ``bucket`` is the granularity used."""
+
+    bucket: Bucket
+    points: tuple[TimelinePoint, ...]
+
+
+class _AnsweredMeta(msgspec.Struct, frozen=True):
+    """When the answer was made; its figures are kept while the experiment's data is
+    unchanged, like the results'."""
+
+    answered_at: datetime
+
+
+class _TimelineAnswer(msgspec.Struct):
+    data: TimelineData
+    meta: _AnsweredMeta
+
+
+def auto_bucket(experiment: ExperimentRecord, now: datetime) -> Bucket:
+    """Hours while the experiment's run (start to end, or to ``now``) is shorter than
+    `YOUNG`, and before it started; days after."""
+    if experiment.started_at is None:
+        return "hour"
+    start = datetime.fromisoformat(experiment.started_at)
+    end = datetime.fromisoformat(experiment.ended_at) if experiment.ended_at else now
+    return "hour" if end - start < YOUNG else "day"
+
+
+class ExperimentTimelineEndpoint(_ExperimentEndpoint):
+    """``GET /v1/experiments/{experiment_id}/timeline?bucket=day|hour|auto``."""
+
+    async def __call__(self, scope: Scope, receive: Receive) -> Reply:
+        bucket_text = query_params(scope).get("bucket", "day")
+        if bucket_text not in ("day", "hour", "auto"):
+            raise InvalidRequest(
+                f"bucket must be day, hour or auto, not {bucket_text[:40]!r}; day is the default"
+            )
+        _, experiment = await self.experiment(scope)
+        now = datetime.now(UTC)
+        bucket: Bucket
+        if bucket_text == "auto":
+            bucket = auto_bucket(experiment, now)
+        else:
+            bucket = "hour" if bucket_text == "hour" else "day"
+        points = await asyncio.to_thread(self.source.timeline, experiment, bucket)
+        answer = _TimelineAnswer(TimelineData(bucket, tuple(points)), _AnsweredMeta(now))
+        return Reply(200, msgspec.json.encode(answer))
+
+
+class DeviceArm(msgspec.Struct, frozen=True):
+    """One device of one arm: its units (by the device of their first exposure or task;
+    ``""`` when the client sent none), those that converted on the primary goal (or had a
+    successful task), and their rate."""
+
+    variant_id: str
+    name: str
+    device: str
+    units: int
+    conversions: int
+    rate: float | None
+
+
+class DevicesData(msgspec.Struct, frozen=True):
+    """``/devices``: each arm's units and primary conversions per device, in the
+    experiment's variant order then by device; ``primary_metric`` is the goal's id (web,
+    '' without goals) or ``task_completion`` (agent) the conversions are of."""
+
+    primary_metric: str
+    devices: tuple[DeviceArm, ...]
+
+
+class _DevicesAnswer(msgspec.Struct):
+    data: DevicesData
+    meta: _AnsweredMeta
+
+
+class ExperimentDevicesEndpoint(_ExperimentEndpoint):
+    """``GET /v1/experiments/{experiment_id}/devices``."""
+
+    async def __call__(self, scope: Scope, receive: Receive) -> Reply:
+        _, experiment = await self.experiment(scope)
+        rows = await asyncio.to_thread(self.source.devices, experiment)
+        order = {v.id: i for i, v in enumerate(experiment.variants)}
+        names = {v.id: v.name for v in experiment.variants}
+        # Units of variants the experiment no longer has are left out, as in its results.
+        known = sorted(
+            (r for r in rows if r.variant_id in order), key=lambda r: order[r.variant_id]
+        )
+        if experiment.kind == "agent":
+            primary = "task_completion"
+        else:
+            primary = experiment.goals[0].id if experiment.goals else ""
+        data = DevicesData(
+            primary,
+            tuple(
+                DeviceArm(
+                    r.variant_id,
+                    names[r.variant_id],
+                    r.device,
+                    r.units,
+                    r.conversions,
+                    r.conversions / r.units if r.units else None,
+                )
+                for r in known
+            ),
+        )
+        answer = _DevicesAnswer(data, _AnsweredMeta(datetime.now(UTC)))
         return Reply(200, msgspec.json.encode(answer))
 
 
 def routes(services: Services, source: ResultsSource, links: ReportLinks) -> list[Route]:
-    """The ``/results`` and ``/metrics`` routes of an experiment, over the worker's
-    ``services``, its results ``source`` and its report ``links``."""
+    """The ``/results``, ``/metrics``, ``/timeline`` and ``/devices`` routes of an
+    experiment, over the worker's ``services``, its results ``source`` and its report
+    ``links``."""
     one = "/v1/experiments/{experiment_id}"
     # An id that cannot be one is a 400; ClickHouse unavailable or too slow, a 503.
     errors = (400, 404, 503)
@@ -330,7 +543,24 @@ def routes(services: Services, source: ResultsSource, links: ReportLinks) -> lis
         meta=ResultsMeta,
         errors=errors,
     )
+    timeline = ApiOperation(
+        handler=ExperimentTimelineEndpoint(services, source),
+        summary="An experiment's units entered and converted per day or hour, per variant",
+        data=TimelineData,
+        meta=_AnsweredMeta,
+        query=TimelineQuery,
+        errors=errors,
+    )
+    devices = ApiOperation(
+        handler=ExperimentDevicesEndpoint(services, source),
+        summary="An experiment's units and primary conversions per variant and device",
+        data=DevicesData,
+        meta=_AnsweredMeta,
+        errors=errors,
+    )
     return [
         api_route(f"{one}/results", {"GET": results}),
         api_route(f"{one}/metrics", {"GET": metrics}),
+        api_route(f"{one}/timeline", {"GET": timeline}),
+        api_route(f"{one}/devices", {"GET": devices}),
     ]

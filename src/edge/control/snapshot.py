@@ -117,13 +117,15 @@ def experiment_config(record: ExperimentRecord) -> ExperimentConfig:
         coverage=record.coverage_bps,
         deployed=record.winner_variant_id is not None,
         status="running",
+        site_id=record.site_id,
     )
 
 
 def _served_config(record: ExperimentRecord) -> ExperimentConfig:
     """An experiment as the edge serves it. One that is not running (deployed, paused,
-    completed or archived) serves no goals and one variant to every unit, whatever its
-    coverage: nothing counts."""
+    completed or archived) serves one variant to every unit, whatever its coverage, and
+    its snippet config no goals: nothing counts. Its goals stay in the config for the
+    late events of its grace period (`ExperimentConfig.takes_events`)."""
     assert record.status != "draft", "a draft is never served (Store.served_experiment_records)"
     config = experiment_config(record)
     if record.status == "running":
@@ -136,7 +138,6 @@ def _served_config(record: ExperimentRecord) -> ExperimentConfig:
     return msgspec.structs.replace(
         config,
         variants=variants,
-        goals=(),
         coverage=BUCKETS,
         status=record.status,
         ended_at=None if ended_at is None else ended_at.timestamp(),

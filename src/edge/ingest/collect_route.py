@@ -1,9 +1,15 @@
 """``POST /v1/collect``: browser events from the snippet, authenticated by the site's
 public key, which can write only that site's events.
 
+Like ``/v1/events`` (`edge.ingest.events_route`), an event may name an experiment of this
+site that ended (completed, deployed or archived) less than ``late_event_grace`` ago
+(`edge.config.ExperimentConfig.takes_events`): the conversion of a visitor who loaded the
+page while it ran. It is stored, and counts in no result (those of an ended experiment
+are of its run, up to its end).
+
 Beacons come as ``application/json`` or ``text/plain`` (navigator.sendBeacon), plain or
-gzip. An event that names an experiment, variant or goal that is not a running one of
-this site is dropped and counted by reason; the rest of its batch is accepted (a batch
+gzip. An event that names an experiment, variant or goal that is not a running (or late)
+one of this site is dropped and counted by reason; the rest of its batch is accepted (a batch
 with nothing left is a 400 that says why). Every
 answer carries CORS headers, errors included, so a page's script can read them.
 """
@@ -21,7 +27,7 @@ from edge.ingest.body import read_event_body
 from edge.ingest.buffer import BrowserChunk, EventBuffer
 from edge.ingest.counters import IngestCounters
 from edge.ingest.schema import BrowserEvent, CollectRequest
-from edge.kv import KVHolder, SiteBundle
+from edge.kv import CompiledExperiment, ConfigKV, KVHolder, SiteBundle
 from edge.operation import Operation
 
 __all__ = [
@@ -72,8 +78,10 @@ class _Answer(msgspec.Struct):
 COLLECT_OPERATION = Operation(
     summary="Browser events from the snippet, by the site's public key",
     description="Sent as application/json or, by navigator.sendBeacon, text/plain; plain "
-    "or gzip. Events naming no running experiment, variant or goal of the site are dropped "
-    "and counted; a batch with nothing left is a 400. Not metered; CORS allows any origin.",
+    "or gzip. Events naming no running experiment, variant or goal of the site (or of one "
+    "that ended less than 24 h ago: a late event, stored and counted in no result) are "
+    "dropped and counted; a batch with nothing left is a 400. Not metered; CORS allows any "
+    "origin.",
     body=_decoder,
     data=ScreenedBatch,
     errors=(404, 503),
@@ -97,17 +105,34 @@ PREFLIGHT_OPERATION = Operation(
 )
 
 
+def _late(
+    kv: ConfigKV, bundle: SiteBundle, experiment_id: str, since: float
+) -> CompiledExperiment | None:
+    """The web experiment of the bundle's site that ``experiment_id`` names, if it ended
+    at ``since`` or later (a late event's)."""
+    found = kv.assignable_by_id.get(experiment_id)
+    if found is None:
+        return None
+    config = found[1][0].config
+    if config.kind != "web" or config.site_id != bundle.site.id:
+        return None
+    return found[1][0] if config.takes_events(since) else None
+
+
 def screen_events(
-    bundle: SiteBundle, events: list[BrowserEvent]
+    kv: ConfigKV, bundle: SiteBundle, events: list[BrowserEvent], since: float
 ) -> tuple[list[BrowserEvent], dict[str, int]]:
-    """The events this site may write, and the count of the others by reason."""
+    """The events this site may write, and the count of the others by reason; an
+    experiment that ended at ``since`` or later takes late events."""
     kept: list[BrowserEvent] = []
     rejected: dict[str, int] = {}
     experiments = bundle.experiments_by_id
     for event in events:
         reason = None
         if event.experiment_id:
-            experiment = experiments.get(event.experiment_id)
+            experiment = experiments.get(event.experiment_id) or _late(
+                kv, bundle, event.experiment_id, since
+            )
             if experiment is None:
                 reason = "unknown_experiment"
             elif event.variant_id and event.variant_id not in experiment.variant_ids:
@@ -128,10 +153,17 @@ def screen_events(
 class CollectEndpoint:
     """Raw ASGI endpoint for browser beacons."""
 
-    def __init__(self, holder: KVHolder, buffer: EventBuffer, counters: IngestCounters):
+    def __init__(
+        self,
+        holder: KVHolder,
+        buffer: EventBuffer,
+        counters: IngestCounters,
+        late_event_grace: float = 86_400.0,
+    ) -> None:
         self.holder = holder
         self.buffer = buffer
         self.counters = counters
+        self.late_event_grace = late_event_grace
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] == "OPTIONS":
@@ -154,11 +186,13 @@ class CollectEndpoint:
             raise InvalidRequest("send events as application/json or text/plain")
         text = await read_event_body(scope, receive, MAX_COLLECT_BODY, MAX_COLLECT_JSON)
         request = decode_body(_decoder, text, "event batch")
-        bundle = self.holder.require().by_public_key.get(request.public_key)
+        kv = self.holder.require()
+        bundle = kv.by_public_key.get(request.public_key)
         if bundle is None:
             raise NotFound("no site has that public_key; check the snippet tag of this site")
         self.counters.receive("browser", len(request.events))
-        kept, rejected = screen_events(bundle, request.events)
+        since = time.time() - self.late_event_grace
+        kept, rejected = screen_events(kv, bundle, request.events, since)
         for reason, count in rejected.items():
             self.counters.reject(reason, count)
         if not kept:

@@ -17,7 +17,6 @@ import msgspec
 from starlette.types import Receive, Scope, Send
 
 from edge.bearer import KeyLedger, require_principal
-from edge.config import ExperimentConfig
 from edge.errors import InvalidRequest, NotFound
 from edge.http import JSON_HEADERS, send_response
 from edge.ingest.body import AGENT_EVENTS_DECODER, decode_agent_events, read_event_body
@@ -69,13 +68,6 @@ EVENTS_OPERATION = Operation(
 )
 
 
-def _takes_events(config: ExperimentConfig, since: float) -> bool:
-    """Whether events may name the experiment: it runs, or ended at ``since`` or later."""
-    if config.status == "running":
-        return True
-    return config.ended_at is not None and config.ended_at >= since
-
-
 def _check_experiments(
     kv: ConfigKV, workspace_id: str, events: list[AgentTaskEvent], grace: float
 ) -> None:
@@ -87,7 +79,7 @@ def _check_experiments(
             continue
         found = kv.assignable_by_id.get(event.experiment_id)
         experiment = None if found is None or found[0] != workspace_id else found[1][0]
-        if experiment is None or not _takes_events(experiment.config, since):
+        if experiment is None or not experiment.config.takes_events(since):
             raise NotFound(
                 f"no running experiment {event.experiment_id!r} in this workspace; "
                 "launch it first or drop experiment_id"

@@ -1,5 +1,6 @@
 """The ASGI app of an edge node's Granian worker: the edge routes (`edge.serving`) over
-the node's snapshot file, which the parent's puller keeps current."""
+the node's snapshot file, which the parent's puller keeps current, and the preview route,
+relayed to the control plane (`edge.node.previews`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.types import ASGIApp
 
 from edge.hot_routes import HotRoutes
 from edge.http import EXCEPTION_HANDLERS
+from edge.node.previews import PreviewRelay
 from edge.node.snapshot_file import FileSource, SnapshotFile
 from edge.serving import EdgeServing
 from edge.settings import Settings
@@ -23,13 +25,16 @@ def create_node_app(settings: Settings | None = None) -> ASGIApp:
     settings = Settings.from_env() if settings is None else settings
     file = SnapshotFile(settings.data_dir)
     edge = EdgeServing(settings, file.state)
+    previews = PreviewRelay(settings.control_url)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with edge.lifespan(FileSource(file), file.exists):
+        async with edge.lifespan(FileSource(file), file.exists), previews.lifespan():
             yield
 
     app = Starlette(
-        routes=edge.routes(), lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS)
+        routes=[*edge.routes(), previews.route()],
+        lifespan=lifespan,
+        exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     return edge.metrics.timed(HotRoutes(app, edge.hot_routes(), EXCEPTION_HANDLERS))

@@ -79,6 +79,7 @@ from edge.control.console import (
     ideas,
     keys,
     loops,
+    results,
     sign_in,
     webhooks,
 )
@@ -90,6 +91,7 @@ AREAS = (
     sign_in,
     home,
     experiments,
+    results,
     webhooks,
     keys,
     account,

@@ -15,6 +15,8 @@ from edge.control.records import (
     ExperimentVerdict,
     Goal,
     NewExperiment,
+    NewGoal,
+    NewVariant,
     VariantRecord,
     VerdictStatus,
     utc_now,
@@ -46,16 +48,7 @@ class ExperimentQueries(StoreConnection):
     def create_experiment(self, new: NewExperiment) -> str:
         """Create a draft experiment with its variants (the control first; a blank draft has
         only it) and goals; returns its id."""
-        if not new.variants:
-            raise InvalidRequest("an experiment needs at least its control variant")
-        # A blank draft's control holds all the traffic; a split needs two variants.
-        weights = (
-            weights_to_bps([v.weight for v in new.variants])
-            if len(new.variants) > 1
-            else (BUCKETS,)
-        )
         url_pattern = validate_pattern(new.url_pattern)
-        goal_patterns = [validate_pattern(g.url_pattern) for g in new.goals]
         if not 0 <= new.coverage_bps <= 10_000:
             raise InvalidRequest("coverage_bps must be between 0 and 10000")
         experiment_id, now = new_id(), utc_now()
@@ -69,39 +62,69 @@ class ExperimentQueries(StoreConnection):
                     new.hypothesis, new.target_url, url_pattern, new.coverage_bps, now, now,
                 ),
             )  # fmt: skip
-            conn.executemany(
-                "INSERT INTO variants (id, experiment_id, position, name, is_control, "
-                "weight_bps, changes, redirect_url, config, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        new_id(), experiment_id, i, v.name, int(i == 0), weights[i],
-                        msgspec.json.encode(v.changes).decode(), v.redirect_url,
-                        None if v.config is None else msgspec.json.encode(v.config).decode(),
-                        now,
-                    )
-                    for i, v in enumerate(new.variants)
-                ],
-            )  # fmt: skip
-            conn.executemany(
-                "INSERT INTO goals (id, experiment_id, position, name, type, selector, "
-                "url_pattern, guardrail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        new_id(),
-                        experiment_id,
-                        i,
-                        g.name,
-                        g.type,
-                        g.selector,
-                        pattern,
-                        int(g.guardrail),
-                        now,
-                    )  # fmt: skip
-                    for i, (g, pattern) in enumerate(zip(new.goals, goal_patterns, strict=True))
-                ],
-            )
+            self._insert_variants(experiment_id, new.variants, now)
+            self._insert_goals(experiment_id, new.goals, now)
         return experiment_id
+
+    def edit_draft(
+        self, experiment_id: str, new: NewExperiment, variants: bool, goals: bool
+    ) -> None:
+        """Make a draft what ``new`` describes: its name, hypothesis, target URL and
+        url_pattern; with ``variants``, all its variants replaced by ``new``'s (new ids);
+        with ``goals``, all its goals replaced. The lifecycle rules (only a draft) live in
+        the control API."""
+        url_pattern = validate_pattern(new.url_pattern)
+        now = utc_now()
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE experiments SET name = ?, hypothesis = ?, target_url = ?, "
+                "url_pattern = ?, updated_at = ? WHERE id = ?",
+                (new.name, new.hypothesis, new.target_url, url_pattern, now, experiment_id),
+            )
+            if variants:
+                conn.execute("DELETE FROM variants WHERE experiment_id = ?", (experiment_id,))
+                self._insert_variants(experiment_id, new.variants, now)
+            if goals:
+                conn.execute("DELETE FROM goals WHERE experiment_id = ?", (experiment_id,))
+                self._insert_goals(experiment_id, new.goals, now)
+
+    def _insert_variants(
+        self, experiment_id: str, variants: Sequence[NewVariant], now: str
+    ) -> None:
+        """Insert an experiment's variants, the control first (a blank draft has only it)."""
+        if not variants:
+            raise InvalidRequest("an experiment needs at least its control variant")
+        # A blank draft's control holds all the traffic; a split needs two variants.
+        weights = weights_to_bps([v.weight for v in variants]) if len(variants) > 1 else (BUCKETS,)
+        self.conn.executemany(
+            "INSERT INTO variants (id, experiment_id, position, name, is_control, "
+            "weight_bps, changes, redirect_url, config, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    new_id(), experiment_id, i, v.name, int(i == 0), weights[i],
+                    msgspec.json.encode(v.changes).decode(), v.redirect_url,
+                    None if v.config is None else msgspec.json.encode(v.config).decode(),
+                    now,
+                )
+                for i, v in enumerate(variants)
+            ],
+        )  # fmt: skip
+
+    def _insert_goals(self, experiment_id: str, goals: Sequence[NewGoal], now: str) -> None:
+        """Insert an experiment's goals, the primary first."""
+        patterns = [validate_pattern(g.url_pattern) for g in goals]
+        self.conn.executemany(
+            "INSERT INTO goals (id, experiment_id, position, name, type, selector, "
+            "url_pattern, guardrail, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    new_id(), experiment_id, i, g.name, g.type, g.selector, pattern,
+                    int(g.guardrail), now,
+                )
+                for i, (g, pattern) in enumerate(zip(goals, patterns, strict=True))
+            ],
+        )  # fmt: skip
 
     def set_experiment_status(self, experiment_id: str, status: ExperimentStatus) -> None:
         """Move an experiment to a status. The lifecycle rules live in the control API;
