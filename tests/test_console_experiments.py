@@ -180,6 +180,7 @@ def test_explicit_changes_make_a_draft_with_its_changes_and_preview_links(
     (preview,) = detail["preview_urls"]
     assert f'href="{html.escape(preview["url"])}"' in shown.text
     assert f"/console/experiments/{experiment_id}/results" in shown.text
+    assert client.get(f"/console/experiments/{experiment_id}/results").status_code == 200
     assert f"/console/experiments/{experiment_id}/launch" in shown.text
 
 
