@@ -49,9 +49,9 @@ CHANGE_ACTIONS: tuple[str, ...] = get_args(MutationAction)
 GOAL_TYPE_CHOICES: tuple[str, ...] = GOAL_TYPES
 AGENT_METRIC_CHOICES: tuple[str, ...] = AGENT_METRIC_KEYS
 
-CHANGE_ROWS = 5
-GOAL_ROWS = 3
-AGENT_ROWS = 4
+CHANGE_ROWS = 3
+GOAL_ROWS = 2
+AGENT_ROWS = 3
 """How many blank rows of each kind a new form shows; blank ones are left out of the
 body, and a form shows one more than it has filled."""
 
