@@ -72,7 +72,17 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from edge.control.console import account, home, ideas, keys, loops, results, sign_in, webhooks
+from edge.control.console import (
+    account,
+    experiments,
+    home,
+    ideas,
+    keys,
+    loops,
+    results,
+    sign_in,
+    webhooks,
+)
 from edge.control.console.frame import Console
 
 __all__ = ["AREAS", "Console", "routes"]
@@ -80,6 +90,7 @@ __all__ = ["AREAS", "Console", "routes"]
 AREAS = (
     sign_in,
     home,
+    experiments,
     results,
     webhooks,
     keys,
