@@ -37,6 +37,7 @@ from edge.errors import Conflict, InvalidRequest, NotFound
 __all__ = [
     "ACTIONS",
     "CREWKIT_ACTIONS",
+    "PROMOTABLE",
     "TRANSITIONS",
     "Action",
     "InvalidTransition",
@@ -85,7 +86,8 @@ CREWKIT_ACTIONS: dict[str, Action] = {"start": "launch", "stop": "complete", "ar
 
 # What a traffic split may still change: not a concluded experiment's.
 _RESPLITTABLE: tuple[ExperimentStatus, ...] = ("draft", "running", "paused")
-_PROMOTABLE: tuple[ExperimentStatus, ...] = ("running", "paused", "completed")
+PROMOTABLE: tuple[ExperimentStatus, ...] = ("running", "paused", "completed")
+"""The statuses in which a variant can be promoted (`promote`)."""
 _DELETABLE: tuple[ExperimentStatus, ...] = ("draft", "archived")
 
 
@@ -223,7 +225,7 @@ def promote(store: Store, workspace_id: str, experiment_id: str, variant: str) -
                 f"experiment {record.id} already promoted variant {record.winner_variant_id}; "
                 "a promotion is final: create a new experiment to test again"
             )
-        if record.status not in _PROMOTABLE:
+        if record.status not in PROMOTABLE:
             raise InvalidTransition(
                 f"cannot promote a variant of experiment {record.id}: it is {record.status}, "
                 "and only a running, paused or completed experiment has a winner to promote"

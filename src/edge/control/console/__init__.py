@@ -74,6 +74,7 @@ from starlette.routing import BaseRoute
 
 from edge.control.console import (
     account,
+    experiments,
     home,
     ideas,
     keys,
@@ -91,6 +92,7 @@ AREAS = (
     sign_in,
     home,
     sites,
+    experiments,
     results,
     webhooks,
     keys,
