@@ -109,9 +109,11 @@ def test_create_with_the_reference_example(env: Env) -> None:
     ):
         time.sleep(0.05)
     assert httpx.get(f"{env.server.base_url}/s/{site['public_key']}.js").status_code == 200
-    assert call(env, "GET", f"/v1/sites/{site['id']}", env.key).json()["data"] == {
-        k: site[k] for k in SITE_FIELDS
-    }
+    # GET adds the snippet tag and the installation check (tests/test_site_installation.py).
+    got = call(env, "GET", f"/v1/sites/{site['id']}", env.key).json()["data"]
+    assert set(got) == SITE_FIELDS | {"snippet", "installation"}
+    assert {k: got[k] for k in SITE_FIELDS} == {k: site[k] for k in SITE_FIELDS}
+    assert got["snippet"] == tag
 
 
 def test_the_protocol_is_added_and_the_name_defaults_to_the_domain(env: Env) -> None:

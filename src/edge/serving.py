@@ -30,6 +30,7 @@ from edge.metrics import WorkerMetrics
 from edge.operation import DocumentedRoute
 from edge.settings import Settings
 from edge.snippet import load_runtime
+from edge.snippet_fetches import FetchLog, fetch_times_path
 from edge.snippet_route import SNIPPET_OPERATION, SnippetEndpoint
 from edge.version_board import BOARD_FILE, VersionBoard
 
@@ -202,6 +203,9 @@ class EdgeServing:
         # Only the control plane's workers post writes: an edge node has no ledger.
         self.board = None if ledger is None else VersionBoard(settings.run_dir / BOARD_FILE)
         self.catch_up = KVCatchUp(ledger, self.board, on_check=self.metrics.kv_miss_checks.inc)
+        # The installation check reads the fetch times beside the store: an edge node,
+        # which has none, keeps none.
+        self.fetches = None if ledger is None else FetchLog(fetch_times_path(settings))
         self.ingest = [
             DocumentedRoute(
                 "/v1/assign",
@@ -228,7 +232,7 @@ class EdgeServing:
         return [
             DocumentedRoute(
                 "/s/{public_key}.js",
-                SnippetEndpoint(self.holder, self.catch_up),
+                SnippetEndpoint(self.holder, self.catch_up, self.fetches),
                 {"GET": SNIPPET_OPERATION},
             ),
             *self.ingest,
@@ -264,6 +268,8 @@ class EdgeServing:
             asyncio.create_task(_follow(follower, present, interval), name="config-follower"),
             asyncio.create_task(_publish_every(self.metrics), name="metrics"),
         ]
+        if self.fetches is not None:
+            tasks.append(asyncio.create_task(self.fetches.publish_every(), name="fetch-times"))
         writer = asyncio.create_task(self.buffer.run(), name="event-writer")
         try:
             yield
@@ -275,5 +281,7 @@ class EdgeServing:
             await self.buffer.close(writer)
             self.spool.close()
             self.metrics.publish()
+            if self.fetches is not None:
+                await self.fetches.publish()
             if self.board is not None:
                 self.board.close()

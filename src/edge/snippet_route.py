@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from time import time
+
 from starlette.types import Receive, Scope, Send
 
 from edge.http import send_response
 from edge.kv import CatchUp, KVHolder
 from edge.operation import Operation
 from edge.snippet import JS_CONTENT_TYPE, SnippetBody
+from edge.snippet_fetches import FetchLog
 
 __all__ = ["SNIPPET_OPERATION", "SnippetEndpoint", "accepts_gzip", "etag_matches"]
 
@@ -65,11 +68,16 @@ def etag_matches(if_none_match: bytes, snippet: SnippetBody) -> bool:
 class SnippetEndpoint:
     """Raw ASGI endpoint: every byte it sends was prepared when the config was built.
     ``catch_up`` brings the KV up to this server's latest write, and looks an unknown
-    key up again in the store's latest version (`edge.serving.KVCatchUp`)."""
+    key up again in the store's latest version (`edge.serving.KVCatchUp`). ``fetches``
+    (the control plane's workers) notes each site's last fetch in memory, for the
+    installation check (`edge.snippet_fetches`)."""
 
-    def __init__(self, holder: KVHolder, catch_up: CatchUp | None = None) -> None:
+    def __init__(
+        self, holder: KVHolder, catch_up: CatchUp | None = None, fetches: FetchLog | None = None
+    ) -> None:
         self.holder = holder
         self.catch_up = catch_up
+        self.fetches = fetches
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kv = self.holder.kv
@@ -87,6 +95,8 @@ class SnippetEndpoint:
         if bundle is None:
             await send_response(send, 404, _UNKNOWN_KEY_HEADERS, _UNKNOWN_KEY_BODY)
             return
+        if self.fetches is not None:
+            self.fetches.seen[bundle.site.id] = time()
         snippet = bundle.snippet
         gzip = False
         if_none_match = None

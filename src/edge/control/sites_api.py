@@ -6,6 +6,10 @@ with ``reuse_if_exists: true``, a 200 with ``reused: true``), and a new site's a
 includes its snippet tag and install instructions. Another workspace's site is the same
 404 as an unknown id.
 
+``GET /v1/sites/{site_id}`` adds the snippet tag and the installation check: when the
+site's snippet was last fetched (`edge.snippet_fetches`, published by the workers every
+few seconds) and when the warehouse last received an event of the site.
+
 Plan site limits (`edge.control.plans`; reference: Starter 1, Pro 10, Enterprise 25) apply
 only when the services the app passes to `routes` hold a limits table; a self-hosted
 install is unlimited by default.
@@ -13,12 +17,15 @@ install is unlimited by default.
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 import msgspec
 from starlette.routing import Route
 from starlette.types import Receive, Scope
 
+from analytics.warehouse import EVENTS_TABLE
 from edge.config import ANTI_FLICKER_MS, MAX_ANTI_FLICKER_MS
 from edge.control import audit
 from edge.control.api import (
@@ -41,12 +48,15 @@ from edge.control.fetch_pool import shared_pool
 from edge.control.records import SiteRecord
 from edge.control.services import Services
 from edge.control.store import Store, normalize_site_url
-from edge.errors import DetailedConflict, NotFound, PlanLimitReached
+from edge.errors import DetailedConflict, NotFound, PlanLimitReached, ServiceUnavailable
+from edge.snippet_fetches import fetch_times_path, read_fetch_times
 
 __all__ = [
     "CreateSite",
     "CreatedSite",
     "ExistingSite",
+    "Installation",
+    "SiteDetail",
     "SiteOut",
     "REST_SITE_HINTS",
     "SiteHints",
@@ -101,7 +111,34 @@ class ExistingSite(msgspec.Struct, frozen=True):
     public_key: str
 
 
+class Installation(msgspec.Struct, frozen=True):
+    """Whether a site's snippet is installed, as seen from the server: when its snippet
+    was last fetched from this server (published by the workers every few seconds; null:
+    never) and when the warehouse last received an event of the site (null: never, or
+    ``last_event_error`` says why the warehouse could not tell)."""
+
+    snippet_fetched_at: str | None
+    last_event_at: str | None
+    last_event_error: str | None = None
+
+
+class SiteDetail(SiteOut, frozen=True):
+    """``GET /v1/sites/{site_id}``: the site, its snippet tag and its installation check."""
+
+    snippet: str
+    installation: Installation
+
+
 _create_decoder = msgspec.json.Decoder(CreateSite)
+
+_LAST_EVENT_SQL = (
+    f"SELECT maxOrNull(received_at) AS at FROM {EVENTS_TABLE} "
+    "WHERE workspace_id = {ws:String} AND site_id = {site:String}"
+)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat()
 
 
 def _site_out(site: SiteRecord) -> SiteOut:
@@ -195,13 +232,33 @@ class SitesApi:
         return ok([_site_out(site) for site in sites], meta)
 
     async def get(self, scope: Scope, receive: Receive) -> Reply:
-        """``GET /v1/sites/{site_id}``."""
+        """``GET /v1/sites/{site_id}``: the site with its snippet tag and installation
+        check."""
         auth = await authenticate(self.services, scope)
         site_id = scope["path_params"]["site_id"]
         site = await in_store(
             self.services, lambda store: require_site(store, auth.workspace_id, site_id)
         )
-        return ok(_site_out(site), Meta(auth.workspace_id))
+        installation = await asyncio.to_thread(self._installation, site)
+        detail = SiteDetail(
+            **msgspec.structs.asdict(_site_out(site)),
+            snippet=_snippet_tag(base_url(scope), site),
+            installation=installation,
+        )
+        return ok(detail, Meta(auth.workspace_id))
+
+    def _installation(self, site: SiteRecord) -> Installation:
+        fetched = read_fetch_times(fetch_times_path(self.services.settings)).get(site.id)
+        fetched_at = None if fetched is None else _iso(datetime.fromtimestamp(fetched, UTC))
+        # The warehouse down must not hide the site: the check says it could not tell.
+        try:
+            rows: list[dict[str, Any]] = self.services.run(
+                _LAST_EVENT_SQL, {"ws": site.workspace_id, "site": site.id}
+            ).to_pylist()
+        except ServiceUnavailable as exc:
+            return Installation(fetched_at, None, f"the warehouse could not be asked: {exc}")
+        last = rows[0]["at"] if rows else None
+        return Installation(fetched_at, _iso(last) if isinstance(last, datetime) else None)
 
     async def create(self, scope: Scope, receive: Receive) -> Reply:
         """``POST /v1/sites``: 201 with the new site, or 200 with the existing one when
@@ -292,7 +349,16 @@ def routes(services: Services) -> list[Route]:
         errors=(400, 402, 409),
         example={"name": "My store", "url": "https://mystore.com", "reuse_if_exists": True},
     )
-    get = ApiOperation(handler=api.get, summary="Get a site", data=SiteOut, errors=(404,))
+    get = ApiOperation(
+        handler=api.get,
+        summary="Get a site, its snippet tag and its installation check",
+        description="installation.snippet_fetched_at: the last fetch of the site's snippet "
+        "from this server (the workers publish it every few seconds); "
+        "installation.last_event_at: the last event of the site the warehouse received; "
+        "null for never. When the warehouse cannot be reached, last_event_error says so.",
+        data=SiteDetail,
+        errors=(404,),
+    )
     return [
         api_route("/v1/sites", {"GET": listing, "POST": create}),
         api_route("/v1/sites/{site_id}", {"GET": get}),

@@ -81,6 +81,7 @@ from edge.control.console import (
     loops,
     results,
     sign_in,
+    sites,
     webhooks,
 )
 from edge.control.console.frame import Console
@@ -90,6 +91,7 @@ __all__ = ["AREAS", "Console", "routes"]
 AREAS = (
     sign_in,
     home,
+    sites,
     experiments,
     results,
     webhooks,
