@@ -11,7 +11,9 @@ console with the workspace's key, and ``GET /console/experiments/{id}/results`` 
 cold (the results, the hourly timeline and the device breakdown are computed and cached)
 and ``--runs`` times warm: what a person reloading the page waits for. Each warm page
 still costs the API's point query per cached answer (`analytics.aggregates.data_version`)
-and the store's reads. Times are wall times of the HTTP request on loopback.
+and the store's reads. Times are wall times of the HTTP request on loopback. The baseline,
+interleaved with the page in the same run: the REST results the page is built on
+(``GET /v1/experiments/{id}/results`` with the same key), also warm.
 
     .venv/bin/python bench/console_results.py [--units 1000000] [--runs 30] [--write]
 """
@@ -134,23 +136,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed = seed_store(data_dir / "splitedge.sqlite3")
         rows = fill(data_dir, seed.experiment_id, seed.workspace_id, seed.variant_ids,
                     seed.goal_id, args.units)  # fmt: skip
-        with running_server(data_dir) as server, signed_in(server, seed.key.key) as client:
+        with (
+            running_server(data_dir) as server,
+            signed_in(server, seed.key.key) as client,
+            httpx.Client(
+                base_url=server.base_url,
+                headers={"authorization": f"Bearer {seed.key.key}"},
+                timeout=60,
+            ) as rest,
+        ):
             path = f"/console/experiments/{seed.experiment_id}/results"
+            api_path = f"/v1/experiments/{seed.experiment_id}/results"
 
-            def get() -> tuple[float, httpx.Response]:
+            def get(http: httpx.Client, url: str) -> tuple[float, httpx.Response]:
                 start = time.perf_counter()
-                answer = client.get(path)
+                answer = http.get(url)
                 return 1000 * (time.perf_counter() - start), answer
 
-            cold, first = get()
+            cold, first = get(client, path)
             assert first.status_code == 200, first.text
             assert "Cumulative conversion rate per hour" in first.text
-            warm = []
+            warm, api_warm = [], []
             for _ in range(args.runs):
-                ms, answer = get()
+                ms, answer = get(client, path)
                 assert answer.status_code == 200
                 warm.append(ms)
+                ms, answer = get(rest, api_path)
+                assert answer.status_code == 200, answer.text
+                api_warm.append(ms)
     warm.sort()
+    api_warm.sort()
+    api_median = statistics.median(api_warm)
     figures: dict[str, Any] = {
         "units": args.units,
         "rows": rows,
@@ -158,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "warm_median_ms": round(statistics.median(warm), 1),
         "warm_p95_ms": round(warm[max(0, int(0.95 * len(warm)) - 1)], 1),
         "page_bytes": len(first.content),
+        "api_warm_median_ms": round(api_median, 1),
+        "page_over_api": round(statistics.median(warm) / api_median, 2),
     }
     report = [
         *environment("console_results.py", argv or sys.argv[1:], f"chDB {chdb.__version__}"),
@@ -169,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"| cold: results, hourly timeline and devices computed | {figures['cold_ms']:.0f} ms |",
         f"| warm: median | {figures['warm_median_ms']:.1f} ms |",
         f"| warm: p95 | {figures['warm_p95_ms']:.1f} ms |",
+        f"| baseline, REST results warm: median | {figures['api_warm_median_ms']:.1f} ms |",
+        f"| page / REST results (medians) | {figures['page_over_api']:.2f}x |",
         "",
         f"The page is {figures['page_bytes']:,} bytes.",
     ]
