@@ -70,6 +70,8 @@ __all__ = [
     "fetch_timeline",
     "summarize",
     "summary_query",
+    "timeline_points",
+    "units_query",
 ]
 
 QueryRunner = Callable[[str, dict[str, Any]], pa.Table]
@@ -189,16 +191,13 @@ _VARIANT = "arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id"
 _GOAL = "{goals:Array(String)}[%d]"
 
 
-def _web_sql(goals: int, bucket_ms: int) -> str:
-    """Web, for an experiment with ``goals`` goals. Per unit (grouped by the hash of its id
+def _web_units(goals: int) -> str:
+    """Web, for an experiment with ``goals`` goals, per unit (grouped by the hash of its id
     the state keeps, `warehouse.UNIT_KEY`, over its row and its goals' rows, which sums
     any not yet merged): its first entry, ``goal_bits`` (bit i set when it converted on
     goal i, 1-based; bit 0 marks its own row or a goal the experiment no longer has),
     its summed value per goal (0 when it did not convert), and when it first converted
-    on the primary goal. Then per (arm, bucket entered, bucket converted on the primary
-    goal, goals converted), a few hundred groups whose unit counts make the timeline and
-    the conversions, and per arm its units, value sums and p95s (over converted units).
-    A bucket is ``bucket_ms`` long, counted from the epoch."""
+    on the primary goal. ``{rows}`` stands for the state rows read."""
     values = "".join(
         f", sumIf(value, goal_id = {_GOAL % i}) AS value_{i}" for i in range(1, goals + 1)
     )
@@ -212,6 +211,21 @@ def _web_sql(goals: int, bucket_ms: int) -> str:
         if goals
         else "toUInt64(1)"
     )
+    return f"""
+        SELECT
+            unit_key AS unit,
+            min(first_entry) AS entry,
+            groupBitOr({bits}) AS goal_bits{values}{converted_at}
+        FROM ({{rows}})
+        GROUP BY unit
+        HAVING sum(entries) > 0"""
+
+
+def _web_sql(goals: int, bucket_ms: int) -> str:
+    """Web: per unit (`_web_units`), then per (arm, bucket entered, bucket converted on
+    the primary goal, goals converted), a few hundred groups whose unit counts make the
+    timeline and the conversions, and per arm its units, value sums and p95s (over
+    converted units). A bucket is ``bucket_ms`` long, counted from the epoch."""
     converted_bucket = (
         f"if(bitTest(goal_bits, 1), intDiv(greatest({_ENTERED_MS}, "
         f"toUInt64(toUnixTimestamp64Milli(converted_at))), {bucket_ms}), 0)"
@@ -235,14 +249,7 @@ FROM (
         intDiv({_ENTERED_MS}, {bucket_ms}) AS entered_bucket,
         {converted_bucket} AS converted_bucket,
         *
-    FROM (
-        SELECT
-            unit_key AS unit,
-            min(first_entry) AS entry,
-            groupBitOr({bits}) AS goal_bits{values}{converted_at}
-        FROM ({{rows}})
-        GROUP BY unit
-        HAVING sum(entries) > 0
+    FROM ({_web_units(goals)}
     )
 )
 GROUP BY GROUPING SETS ((arm, entered_bucket, converted_bucket, goal_bits), (arm))
@@ -250,8 +257,23 @@ GROUP BY GROUPING SETS ((arm, entered_bucket, converted_bucket, goal_bits), (arm
 
 
 # Agent: the units' rows only (goal_id '', one range of the state's key). Per unit its
-# first task, tasks, successes and first success, and summed cost, duration and turns;
-# then per (arm, bucket entered, bucket of first success) and per arm. ``{bucket_ms}`` is
+# first task, tasks, successes and first success, and summed cost, duration and turns.
+_AGENT_UNITS = """
+        SELECT
+            unit_key AS unit,
+            min(first_entry) AS entry,
+            sum(entries) AS unit_tasks,
+            sum(successes) AS unit_successes,
+            min(succeeded_at) AS succeeded_at,
+            sum(cost) AS unit_cost,
+            sum(duration_ms) AS unit_duration_ms,
+            toFloat64(sum(turns)) AS unit_turns
+        FROM ({rows})
+        WHERE goal_id = ''
+        GROUP BY unit
+        HAVING sum(entries) > 0"""
+
+# Then per (arm, bucket entered, bucket of first success) and per arm. ``{bucket_ms}`` is
 # filled in by `summary_query`.
 _AGENT_SQL = f"""
 {_VARIANT_IDS}
@@ -278,24 +300,19 @@ FROM (
         if(converted, intDiv(greatest({_ENTERED_MS},
             toUInt64(toUnixTimestamp64Milli(succeeded_at))), {{bucket_ms}}), 0) AS converted_bucket,
         *
-    FROM (
-        SELECT
-            unit_key AS unit,
-            min(first_entry) AS entry,
-            sum(entries) AS unit_tasks,
-            sum(successes) AS unit_successes,
-            min(succeeded_at) AS succeeded_at,
-            sum(cost) AS unit_cost,
-            sum(duration_ms) AS unit_duration_ms,
-            toFloat64(sum(turns)) AS unit_turns
-        FROM ({{rows}})
-        WHERE goal_id = ''
-        GROUP BY unit
-        HAVING sum(entries) > 0
+    FROM ({{units}}
     )
 )
 GROUP BY GROUPING SETS ((arm, entered_bucket, converted, converted_bucket), (arm))
-"""
+""".replace("{units}", _AGENT_UNITS)
+
+
+def units_query(kind: Literal["web", "agent"], goals: int, rows: str) -> str:
+    """The per-unit SELECT of an experiment of this kind (`_web_units`, `_AGENT_UNITS`)
+    over the state rows ``rows`` selects: what `analytics.summaries` counts each changed
+    unit by, as the results query counts every unit."""
+    units = _web_units(goals) if kind == "web" else _AGENT_UNITS
+    return units.replace("{rows}", rows)
 
 
 @functools.cache
@@ -392,7 +409,7 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _timeline(
+def timeline_points(
     buckets: dict[tuple[int, str], list[int]], bucket: Bucket
 ) -> tuple[TimelinePoint, ...]:
     points = []
@@ -435,7 +452,7 @@ def summarize(spec: ExperimentSpec, table: pa.Table, bucket: Bucket = "day") -> 
             )
             for row in totals
         )
-        return UnitSummary(arms, _timeline(buckets, bucket), bucket)
+        return UnitSummary(arms, timeline_points(buckets, bucket), bucket)
     arms_list = []
     for total in totals:
         variant = total["variant_id"]
@@ -458,7 +475,7 @@ def summarize(spec: ExperimentSpec, table: pa.Table, bucket: Bucket = "day") -> 
         arms_list.append(
             ArmAggregates(variant_id=variant, units=total["units"], goals=tuple(goals))
         )
-    return UnitSummary(tuple(arms_list), _timeline(buckets, bucket), bucket)
+    return UnitSummary(tuple(arms_list), timeline_points(buckets, bucket), bucket)
 
 
 def _parameters(spec: ExperimentSpec) -> dict[str, Any]:

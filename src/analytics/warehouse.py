@@ -77,6 +77,9 @@ __all__ = [
     "ENTRY_KEY",
     "EXPERIMENT_MARKS_TABLE",
     "MIGRATIONS_TABLE",
+    "SUMMARIES_TABLE",
+    "SUMMARY_UNITS_TABLE",
+    "UNIT_RESULTS_TABLE",
     "Migration",
     "UNIT_STATE_COLUMNS",
     "UNIT_KEY",
@@ -102,6 +105,9 @@ MIGRATIONS_TABLE = f"{DATABASE}.schema_migrations"
 UNIT_STATE_TABLE = f"{DATABASE}.unit_state"
 EXPERIMENT_MARKS_TABLE = f"{DATABASE}.experiment_marks"
 EVENT_IDS_TABLE = f"{DATABASE}.event_ids"
+UNIT_RESULTS_TABLE = f"{DATABASE}.unit_results"
+SUMMARY_UNITS_TABLE = f"{DATABASE}.summary_units"
+SUMMARIES_TABLE = f"{DATABASE}.experiment_summaries"
 
 EVENT_ID_HORIZON_DAYS = 30
 """How long a stored event's id is remembered: a retry of it within this many days is
@@ -478,6 +484,9 @@ UNIT_STATE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # When the earliest of these rows reached ClickHouse: the backfill copies only the
     # events inserted before the view's first (see _v4_unit_state).
     ("inserted_from", "SimpleAggregateFunction(min, DateTime64(3, 'UTC'))", "min(inserted_at)"),
+    # When the latest did: the units whose state changed since a summary was kept
+    # (`analytics.summaries`) are those with a later one. Version 5 added it.
+    ("inserted_to", "SimpleAggregateFunction(max, DateTime64(3, 'UTC'))", "max(inserted_at)"),
 )
 """The per-unit state of `UNIT_STATE_TABLE`: (name, type, expression over event rows
 grouped by workspace, experiment, goal and unit). ``analytics.aggregates`` reads it."""
@@ -611,6 +620,107 @@ def _v4_unit_state(cluster: str | None) -> list[str]:
     ]
 
 
+# What one unit counts for in its experiment's summary, as last counted
+# (`analytics.summaries`): its arm (the hash of its variant id), when it entered and first
+# converted (epoch milliseconds), its goal bits, and its sums: per goal (web) or its tasks,
+# successes, cost, duration and turns (agent). ``version`` is the refresh that wrote it.
+UNIT_RESULT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("workspace_id", "LowCardinality(String)"),
+    ("experiment_id", "LowCardinality(String)"),
+    ("unit_key", "UInt128"),
+    ("version", "UInt64"),
+    ("arm", "UInt64"),
+    ("entered_ms", "UInt64"),
+    ("converted_ms", "UInt64"),
+    ("goal_bits", "UInt64"),
+    ("goal_values", "Array(Float64)"),
+    ("tasks", "UInt64"),
+    ("successes", "UInt64"),
+    ("cost", "Float64"),
+    ("duration_ms", "Float64"),
+    ("turns", "Float64"),
+)
+# The units one refresh recounts, written before it reads their previous contributions.
+_SUMMARY_UNIT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("workspace_id", "LowCardinality(String)"),
+    ("experiment_id", "LowCardinality(String)"),
+    ("version", "UInt64"),
+    ("unit_key", "UInt128"),
+)
+# An experiment's summary as of a refresh: ``events`` is the marks' count it covers,
+# ``layout`` its kind and goals, ``state`` its counters (msgpack); ``pending`` marks a
+# refresh that began and has not finished (a crash in between: rebuilt from scratch).
+_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("workspace_id", "LowCardinality(String)"),
+    ("experiment_id", "LowCardinality(String)"),
+    ("version", "UInt64"),
+    ("pending", "UInt8"),
+    ("events", "UInt64"),
+    ("last_inserted_at", "DateTime64(3, 'UTC')"),
+    ("layout", "String"),
+    ("state", "String"),
+)
+# A unit's shard is its events' (the high half of UNIT_KEY is cityHash64(unit_id)).
+_UNIT_SHARD = "toUInt64(bitShiftRight(unit_key, 64))"
+
+
+def _v5_summaries(cluster: str | None) -> list[str]:
+    """Version 5: experiment summaries kept up to date from the units that changed.
+
+    ``unit_state`` gains ``inserted_to`` (its view now writes it), so a refresh finds the
+    units with rows inserted since the previous one. ``unit_results``
+    (ReplacingMergeTree by refresh version) holds what each unit last counted for,
+    ``summary_units`` the units of each refresh (kept a day), and
+    ``experiment_summaries`` each experiment's counters: a refresh subtracts the changed
+    units' previous contributions and adds their new ones (`analytics.summaries`), so
+    reading results costs what changed, not the experiment's size.
+
+    Cluster: ``*_local`` replicated tables on every shard, a unit's rows on the shard of
+    its events, and Distributed tables of the same names for reading and writing.
+    """
+    on = _on_cluster(cluster)
+    state_tables = (
+        [UNIT_STATE_TABLE] if cluster is None else [f"{UNIT_STATE_TABLE}_local", UNIT_STATE_TABLE]
+    )
+    events = EVENTS_TABLE if cluster is None else f"{DATABASE}.events_local"
+    # Rows written before this version count as inserted when they first were.
+    statements = [
+        f"ALTER TABLE {table}{on} ADD COLUMN IF NOT EXISTS inserted_to "
+        "SimpleAggregateFunction(max, DateTime64(3, 'UTC')) DEFAULT inserted_from"
+        for table in state_tables
+    ]
+    statements.append(
+        f"ALTER TABLE {DATABASE}.unit_state_mv{on} MODIFY QUERY {unit_state_select(events)}"
+    )
+    layouts = (
+        (UNIT_RESULTS_TABLE, UNIT_RESULT_COLUMNS, "ReplacingMergeTree", "(version)",
+         "ORDER BY (workspace_id, experiment_id, unit_key)", _UNIT_SHARD),
+        (SUMMARY_UNITS_TABLE, _SUMMARY_UNIT_COLUMNS, "MergeTree", "",
+         "ORDER BY (workspace_id, experiment_id, version)\n"
+         "TTL toDateTime(intDiv(version, 1000)) + INTERVAL 1 DAY", _UNIT_SHARD),
+        (SUMMARIES_TABLE, _SUMMARY_COLUMNS, "ReplacingMergeTree", "(version)",
+         "ORDER BY (workspace_id, experiment_id)", "rand()"),
+    )  # fmt: skip
+    for name, columns, engine, arguments, layout, shard in layouts:
+        block = _columns(columns)
+        if cluster is None:
+            statements.append(
+                f"CREATE TABLE IF NOT EXISTS {name}\n{block}\nENGINE = {engine}{arguments}\n"
+                f"{layout}"
+            )
+            continue
+        local = name.split(".")[1] + "_local"
+        keeper = f"'/clickhouse/tables/{{shard}}/{DATABASE}/{local}', '{{replica}}'"
+        version = f", {arguments[1:-1]}" if arguments else ""
+        statements += [
+            f"CREATE TABLE IF NOT EXISTS {name}_local{on}\n{block}\n"
+            f"ENGINE = Replicated{engine}({keeper}{version})\n{layout}",
+            f"CREATE TABLE IF NOT EXISTS {name}{on}\n{block}\n"
+            f"ENGINE = Distributed('{cluster}', '{DATABASE}', '{local}', {shard})",
+        ]
+    return statements
+
+
 # The schema versions, oldest first: MIGRATIONS[i] is version i + 1. Append, never edit
 # or reorder a released one. Every statement must be safe to run twice (IF NOT EXISTS,
 # ADD COLUMN IF NOT EXISTS, ...): a crash between a migration's DDL and its record in
@@ -621,6 +731,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v2_merge_selector,
     _v3_event_ids,
     _v4_unit_state,
+    _v5_summaries,
 )
 
 
