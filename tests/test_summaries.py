@@ -34,7 +34,10 @@ class Warehouse:
         return self.client.query_arrow(sql, parameters=parameters)
 
     def insert(
-        self, rows: list[dict[str, Any]], token: str | None = None, inserted_at: datetime | None = None
+        self,
+        rows: list[dict[str, Any]],
+        token: str | None = None,
+        inserted_at: datetime | None = None,
     ) -> None:
         full = []
         for row in rows:
@@ -53,11 +56,25 @@ class Warehouse:
         self.client.insert_arrow(warehouse.EVENTS_TABLE, table, settings=settings)
 
 
+OLD = "exp_sum_v4"  # stored by a release of schema version 4
+
+
 @pytest.fixture(scope="module")
 def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     client = warehouse.connect(f"chdb://{tmp_path_factory.mktemp('summaries') / 'clickhouse'}")
-    warehouse.migrate(client)
-    yield Warehouse(client)
+    for statement in warehouse._bootstrap(None):
+        client.command(statement)
+    # A warehouse of version 4, and events stored by it.
+    for migration in warehouse.MIGRATIONS[:4]:
+        for statement in migration(None):
+            client.command(statement)
+    for version in range(1, 5):
+        client.command(f"INSERT INTO {warehouse.MIGRATIONS_TABLE} (version) VALUES ({version})")
+    assert "inserted_to" not in client.command(f"SHOW CREATE TABLE {warehouse.UNIT_STATE_TABLE}")
+    db = Warehouse(client)
+    db.insert(_agent_batch(random.Random(5), OLD, 30, 0))
+    assert warehouse.migrate(client) == len(warehouse.MIGRATIONS)
+    yield db
     client.close()
 
 
@@ -73,8 +90,9 @@ def _web_batch(rng: random.Random, exp: str, units: int, minute: int) -> list[di
         if rng.random() < 0.4:
             goal = rng.choice(("g_signup", "g_buy"))
             value = round(rng.uniform(1, 80), 2) if goal == "g_buy" else None
+            later = at + timedelta(minutes=rng.random() * 99)
             rows.append(dict(kind="goal", experiment_id=exp, goal_id=goal, unit_id=unit,
-                             value=value, received_at=at + timedelta(minutes=rng.random() * 200)))  # fmt: skip
+                             value=value, received_at=later))  # fmt: skip
     return rows
 
 
@@ -110,6 +128,24 @@ def _same(kept: Kept, spec: ExperimentSpec, full: UnitSummary, bucket: str = "da
             assert g.converted == w.converted
             assert (g.value_sum, g.value_sumsq) == pytest.approx((w.value_sum, w.value_sumsq))
             assert g.value_p95 == pytest.approx(w.value_p95, rel=1e-3)
+
+
+def test_a_version_4_warehouse_is_migrated_and_summarised(wh: Warehouse) -> None:
+    # The rows stored before keep their state (inserted_to from inserted_from); the view
+    # writes the column from now on; a second migration does nothing.
+    wh.insert(_agent_batch(random.Random(6), OLD, 30, 60))
+    times = wh.client.query(
+        f"SELECT countIf(inserted_to >= inserted_from), count() FROM {warehouse.UNIT_STATE_TABLE} "
+        f"WHERE experiment_id = '{OLD}'"
+    ).result_rows[0]
+    assert times[0] == times[1] > 0
+    assert warehouse.migrate(wh.client) == len(warehouse.MIGRATIONS)
+    spec = agent_spec(OLD)
+    kept = refresh(wh.client, spec, None)
+    _same(kept, spec, fetch_summary(wh.run, spec))
+    wh.insert(_agent_batch(random.Random(7), OLD, 30, 120))
+    kept = refresh(wh.client, spec, kept)
+    _same(kept, spec, fetch_summary(wh.run, spec))
 
 
 @pytest.mark.parametrize("kind", ["web", "agent"])
@@ -167,8 +203,8 @@ def test_an_unfinished_refresh_is_rebuilt_and_a_reader_waits_for_none(wh: Wareho
     reader = SummaryReader(wh.run, wait=0)
     assert reader.read(spec) is not None
     # A refresh that wrote its pending row and died: the writer starts from every unit.
-    summaries._write_summary(wh.client, (SPEC_WORKSPACE, exp),
-                             msgspec.structs.replace(kept, version=kept.version + 5), pending=True)  # fmt: skip
+    died = msgspec.structs.replace(kept, version=kept.version + 5)
+    summaries._write_summary(wh.client, (SPEC_WORKSPACE, exp), died, pending=True)
     assert summaries.kept_summary(wh.client, spec) is None
     # New events the summary does not cover: no answer rather than a stale one.
     wh.insert(_agent_batch(random.Random(4), exp, 10, 60))

@@ -288,8 +288,9 @@ def test_cluster_ddl_shape() -> None:
     single = warehouse.ddl_statements()
     statements = warehouse.ddl_statements("prod")
     # events_local and events for events, event_ids_local and event_ids for event_ids,
-    # unit_state(_local) and experiment_marks(_local).
-    assert len(statements) == len(single) + 4
+    # unit_state(_local) and experiment_marks(_local); version 5's column on both
+    # unit_state tables, and its three tables, each _local and Distributed.
+    assert len(statements) == len(single) + 8
     # Every statement but the backfills (INSERTs, through the Distributed tables).
     backfill = [s for s in statements if s.startswith("INSERT")]
     assert len(backfill) == 2
@@ -367,12 +368,45 @@ def test_cluster_unit_state_ddl_shape() -> None:
         assert "FROM splitedge.events_local\n" in mv
         single_mv = _statement(single, f"CREATE MATERIALIZED VIEW IF NOT EXISTS splitedge.{view} ")
         assert f" TO splitedge.{target}\n" in single_mv and "FROM splitedge.events\n" in single_mv
-    drop = _statement(statements, "ALTER TABLE splitedge.unit_state_local ON CLUSTER")
+    drop = _statement(statements, "ALTER TABLE splitedge.unit_state_local ON CLUSTER 'prod' DROP")
     assert drop.endswith(" DROP PARTITION 1")
     # The backfills read every shard's events and write through the Distributed tables.
     for target in ("unit_state", "experiment_marks"):
         fill = _statement(statements, f"INSERT INTO splitedge.{target}")
         assert "FROM splitedge.events\n" in fill and "distributed_foreground_insert = 1" in fill
+
+
+def test_cluster_summaries_ddl_shape() -> None:
+    single = warehouse.ddl_statements()
+    statements = warehouse.ddl_statements("prod")
+    for name, engine, shard in (
+        ("unit_results", "ReplicatedReplacingMergeTree", "toUInt64(bitShiftRight(unit_key, 64))"),
+        ("summary_units", "ReplicatedMergeTree", "toUInt64(bitShiftRight(unit_key, 64))"),
+        ("experiment_summaries", "ReplicatedReplacingMergeTree", "rand()"),
+    ):
+        local = _statement(statements, f"CREATE TABLE IF NOT EXISTS splitedge.{name}_local ON")
+        dist = _statement(statements, f"CREATE TABLE IF NOT EXISTS splitedge.{name} ON")
+        one = _statement(single, f"CREATE TABLE IF NOT EXISTS splitedge.{name}\n")
+        assert statements.index(local) < statements.index(dist)
+        assert _column_block(local) == _column_block(dist) == _column_block(one)
+        keeper = f"'/clickhouse/tables/{{shard}}/splitedge/{name}_local', '{{replica}}'"
+        version = ", version" if "Replacing" in engine else ""
+        assert _after_columns(local).startswith(f"ENGINE = {engine}({keeper}{version})\n")
+        # The same layout as on a single node.
+        assert _after_columns(local).split("\n")[1:] == _after_columns(one).split("\n")[1:]
+        assert _after_columns(dist) == (
+            f"ENGINE = Distributed('prod', 'splitedge', '{name}_local', {shard})"
+        )
+    # A unit's summary rows live on the shard of its events and its state.
+    assert "cityHash64(unit_id)" in _statement(
+        statements, "CREATE TABLE IF NOT EXISTS splitedge.unit_state ON"
+    )
+    # The new column on both unit_state tables, and the view rewritten on every shard.
+    for table in ("unit_state_local", "unit_state"):
+        alter = _statement(statements, f"ALTER TABLE splitedge.{table} ON CLUSTER 'prod' ADD")
+        assert "inserted_to SimpleAggregateFunction(max" in alter
+    view = _statement(statements, "ALTER TABLE splitedge.unit_state_mv ON CLUSTER 'prod' MODIFY")
+    assert "max(inserted_at) AS inserted_to" in view and "FROM splitedge.events_local\n" in view
 
 
 def test_migrate_creates_the_unit_state(migrated: Chdb) -> None:

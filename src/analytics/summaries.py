@@ -75,88 +75,63 @@ __all__ = [
     "unit_summary",
 ]
 
-MARGIN_MS = 60_000
+MARGIN_MS = 15_000
 """How far before the previous refresh a refresh looks for changed units: an insert that
 began before it and was not yet visible to it is counted by the next."""
 
 _HOUR_MS = BUCKETS["hour"]
+_FORMAT = 1  # of the counters: a summary of another format is rebuilt
 _AGENT_METRICS = ("cost", "duration_ms", "turns")
 _SCOPE = "workspace_id = {ws:String} AND experiment_id = {exp:String}"
 _STATE_NAMES = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
 _RESULT_NAMES = [name for name, _ in UNIT_RESULT_COLUMNS]
 _CONTRIBUTION = _RESULT_NAMES[4:]  # arm .. turns
-_STAGED = f"SELECT unit_key FROM {SUMMARY_UNITS_TABLE} WHERE {_SCOPE} AND version = {{version:UInt64}}"
+_STAGED = (
+    f"SELECT unit_key FROM {SUMMARY_UNITS_TABLE} WHERE {_SCOPE} AND version = {{version:UInt64}}"
+)
+_STAGED_COUNT = _STAGED.replace("SELECT unit_key", "SELECT count()", 1)
 _WRITE = "SETTINGS insert_deduplicate = 0, distributed_foreground_insert = 1"
 
 
 def layout_of(spec: ExperimentSpec) -> str:
     """What a summary's counters are laid out by: the experiment's kind and its goals in
     position order. A summary of another layout is rebuilt."""
-    return spec.kind if spec.kind == "agent" else "web:" + ",".join(g.id for g in spec.goals)
+    goals = "" if spec.kind == "agent" else ":" + ",".join(g.id for g in spec.goals)
+    return f"{_FORMAT}/{spec.kind}{goals}"
 
 
 # --- the counters ----------------------------------------------------------------------
 
+# What a counter counts (its ``part``), each keyed by variant id and two numbers:
+_ENTERED = 1  # units per hour entered (hours since the epoch)
+_CONVERTED = 2  # per hour of their first conversion on the primary goal, or first success
+_BITS = 3  # per goal bits: bit i for goal i, bit 1 also for a success
+_SUMS = 4  # per series: the sum and sum of squares of a goal's value or an agent metric
+_TASKS = 5  # agent: tasks
+_SUCCESSES = 6  # agent: successful tasks
+_HIST = 7  # per (series, bucket): units and summed value, for the p95s
 
-class ArmCounter(msgspec.Struct, array_like=True):
-    """One arm's sums over its units: units; per goal (web) the summed value and its
-    square; tasks and successes, and per agent metric the sum and sum of squares."""
-
-    variant_id: str
-    units: int
-    value_sums: list[float]
-    value_sumsqs: list[float]
-    tasks: int
-    successes: int
-    metric_sums: list[float]
-    metric_sumsqs: list[float]
+Key = tuple[str, int, int, int]
+"""(variant id, part, first number, second number)."""
 
 
 class Counters(msgspec.Struct):
-    """An experiment's counters. ``cells``: (variant id, hour entered, hour first
-    converted or 0, goal bits) -> units; ``hists``: (variant id, series, bucket) ->
-    [units, summed value], a series being a goal's position (web) or an agent metric's
+    """An experiment's counters: ``cells`` maps a `Key` to (units, sum, sum of squares)
+    over the units it counts. A series is a goal's position (web) or an agent metric's
     (1 cost, 2 duration, 3 turns)."""
 
-    cells: dict[tuple[str, int, int, int], int] = {}
-    arms: dict[str, ArmCounter] = {}
-    hists: dict[tuple[str, int, int], tuple[int, float]] = {}
+    cells: dict[Key, tuple[int, float, float]] = {}
 
     def add(self, other: Counters, sign: int) -> None:
-        """Add ``other`` (``sign`` 1) or take it away (-1); counters that reach 0 go."""
-        for key, n in other.cells.items():
-            total = self.cells.get(key, 0) + sign * n
-            if total:
-                self.cells[key] = total
+        """Add ``other`` (``sign`` 1) or take it away (-1); a counter of no units goes."""
+        for key, (units, total, squares) in other.cells.items():
+            kept_units, kept_total, kept_squares = self.cells.get(key, (0, 0.0, 0.0))
+            units_now = kept_units + sign * units
+            if units_now:
+                self.cells[key] = (units_now, kept_total + sign * total,
+                                   kept_squares + sign * squares)  # fmt: skip
             else:
                 self.cells.pop(key, None)
-        for variant, arm in other.arms.items():
-            mine = self.arms.get(variant)
-            if mine is None:
-                mine = self.arms[variant] = ArmCounter(
-                    variant, 0, [0.0] * len(arm.value_sums), [0.0] * len(arm.value_sums),
-                    0, 0, [0.0] * 3, [0.0] * 3,
-                )  # fmt: skip
-            mine.units += sign * arm.units
-            mine.tasks += sign * arm.tasks
-            mine.successes += sign * arm.successes
-            for mine_list, theirs in (
-                (mine.value_sums, arm.value_sums),
-                (mine.value_sumsqs, arm.value_sumsqs),
-                (mine.metric_sums, arm.metric_sums),
-                (mine.metric_sumsqs, arm.metric_sumsqs),
-            ):
-                for i, value in enumerate(theirs):
-                    mine_list[i] += sign * value
-            if mine.units == 0:
-                del self.arms[variant]
-        for key, (n, total) in other.hists.items():
-            kept_n, kept_total = self.hists.get(key, (0, 0.0))
-            n_now = kept_n + sign * n
-            if n_now:
-                self.hists[key] = (n_now, kept_total + sign * total)
-            else:
-                self.hists.pop(key, None)
 
 
 class Kept(msgspec.Struct):
@@ -172,60 +147,59 @@ class Kept(msgspec.Struct):
 
 # --- the SQL ---------------------------------------------------------------------------
 
-# Hours since the epoch; a unit that never converted has 0 for its conversion hour.
-_CELL_COLUMNS = (
-    "intDiv(entered_ms, 3600000) AS entered_hour, "
-    "if(bitTest(goal_bits, 1), intDiv(converted_ms, 3600000), 0) AS converted_hour"
-)
-_VARIANT_IDS = (
-    f"WITH (SELECT groupUniqArray(toString(variant_id)) FROM {EXPERIMENT_MARKS_TABLE} "
-    f"WHERE {_SCOPE}) AS variant_ids"
-)
-_VARIANT = "arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id"
 
-_CELLS_SQL = f"""
-{_VARIANT_IDS}
-SELECT
-    {_VARIANT}, entered_hour, converted_hour, goal_bits,
-    grouping(entered_hour, converted_hour, goal_bits) != 0 AS is_total,
-    count() AS units,
-    sumForEach(goal_values) AS value_sums,
-    sumForEach(arrayMap(x -> x * x, goal_values)) AS value_sumsqs,
-    sum(tasks) AS tasks,
-    sum(successes) AS successes,
-    [sum(cost), sum(duration_ms), sum(turns)] AS metric_sums,
-    [sum(cost * cost), sum(duration_ms * duration_ms), sum(turns * turns)] AS metric_sumsqs
-FROM (SELECT *, {_CELL_COLUMNS} FROM ({{rows}}))
-GROUP BY GROUPING SETS ((arm, entered_hour, converted_hour, goal_bits), (arm))
-"""
+def _item(part: int, first: str, second: str = "0", value: str = "0") -> str:
+    return f"tuple(toUInt8({part}), toInt64({first}), toInt64({second}), toFloat64({value}))"
+
 
 # A value's histogram bucket: its sign, exponent and first 10 mantissa bits, as an
 # integer in the values' order (0 holds 0).
-_BUCKET = (
-    "multiIf(v > 0, bitShiftRight(reinterpretAsInt64(v), 42), "
-    "v < 0, -bitShiftRight(reinterpretAsInt64(-v), 42) - 1, 0)"
+def _bucket(value: str) -> str:
+    return (
+        f"multiIf({value} > 0, bitShiftRight(reinterpretAsInt64({value}), 42), "
+        f"{value} < 0, -bitShiftRight(reinterpretAsInt64(-{value}), 42) - 1, 0)"
+    )
+
+
+_METRIC = "[cost, duration_ms, turns][i]"
+_NO_ITEMS = "CAST([], 'Array(Tuple(UInt8, Int64, Int64, Float64))')"
+_COMMON_ITEMS = (
+    f"[{_item(_ENTERED, 'intDiv(entered_ms, 3600000)')}, {_item(_BITS, 'goal_bits')}], "
+    f"if(bitTest(goal_bits, 1), [{_item(_CONVERTED, 'intDiv(converted_ms, 3600000)')}], "
+    f"{_NO_ITEMS})"
 )
-_SERIES = {
-    # A goal's value over the units that converted on it.
-    "web": "ARRAY JOIN arrayEnumerate(goal_values) AS series, goal_values AS v "
-    "WHERE bitTest(goal_bits, series)",
-    "agent": "ARRAY JOIN [1, 2, 3] AS series, [cost, duration_ms, turns] AS v",
+_ITEMS = {
+    # Every unit's value of each goal (0 when it did not convert) for the sums; the
+    # values of the units that converted for the histogram.
+    "web": f"arrayConcat({_COMMON_ITEMS}, "
+    f"arrayMap(i -> {_item(_SUMS, 'i', value='goal_values[i]')}, arrayEnumerate(goal_values)), "
+    f"arrayMap(i -> {_item(_HIST, 'i', _bucket('goal_values[i]'), 'goal_values[i]')}, "
+    "arrayFilter(i -> bitTest(goal_bits, i), arrayEnumerate(goal_values))))",
+    "agent": f"arrayConcat({_COMMON_ITEMS}, "
+    f"[{_item(_TASKS, '0', value='tasks')}, {_item(_SUCCESSES, '0', value='successes')}], "
+    f"arrayMap(i -> {_item(_SUMS, 'i', value=_METRIC)}, [1, 2, 3]), "
+    f"arrayMap(i -> {_item(_HIST, 'i', _bucket(_METRIC), _METRIC)}, [1, 2, 3]))",
 }
-_HISTS_SQL = f"""
-{_VARIANT_IDS}
-SELECT {_VARIANT}, series, bucket, count() AS units, sum(v) AS total
-FROM (SELECT arm, series, v, {_BUCKET} AS bucket FROM ({{rows}}) {{series}})
-GROUP BY arm, series, bucket
+# One pass over the contribution rows ``{rows}`` selects: every counter at once.
+_COUNT_SQL = f"""
+WITH (SELECT groupUniqArray(toString(variant_id)) FROM {EXPERIMENT_MARKS_TABLE}
+      WHERE {_SCOPE}) AS variant_ids
+SELECT
+    arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id, part, first, second,
+    count() AS units, sum(value) AS total, sum(value * value) AS squares
+FROM (
+    SELECT arm, item.1 AS part, item.2 AS first, item.3 AS second, item.4 AS value
+    FROM ({{rows}})
+    ARRAY JOIN {{items}} AS item
+)
+GROUP BY arm, part, first, second
 """
 
-# Each unit's latest contribution at or before the previous version, for the staged units.
+# Each staged unit's latest contribution: the refresh reads them before writing its own,
+# and an unfinished refresh's rows are never read (its summary is rebuilt).
 _PREVIOUS_ROWS = (
-    "SELECT "
-    + ", ".join(f"c.{i} AS {name}" for i, name in enumerate(_CONTRIBUTION, start=1))
-    + " FROM (SELECT unit_key, argMax(("
-    + ", ".join(_CONTRIBUTION)
-    + f"), version) AS c FROM {UNIT_RESULTS_TABLE} WHERE {_SCOPE} "
-    "AND version <= {previous:UInt64} AND unit_key GLOBAL IN (" + _STAGED + ") GROUP BY unit_key)"
+    f"SELECT * FROM {UNIT_RESULTS_TABLE} WHERE {_SCOPE} AND unit_key GLOBAL IN ({_STAGED}) "
+    "ORDER BY unit_key, version DESC LIMIT 1 BY unit_key"
 )
 _NEW_ROWS = f"SELECT * FROM {UNIT_RESULTS_TABLE} WHERE {_SCOPE} AND version = {{version:UInt64}}"
 
@@ -236,7 +210,7 @@ _STAGE_SQL = (
     f"FROM {UNIT_STATE_TABLE} WHERE {_SCOPE} "
     "AND inserted_to > fromUnixTimestamp64Milli({since:Int64}, 'UTC') GROUP BY unit_key"
 )
-_ENTERED = "toUInt64(bitShiftRight(entry, 64))"
+_ENTRY_MS = "toUInt64(bitShiftRight(entry, 64))"
 
 
 def _contributions_sql(kind: str, goals: int, staged: bool) -> str:
@@ -245,28 +219,28 @@ def _contributions_sql(kind: str, goals: int, staged: bool) -> str:
     rows = _STATE_ROWS + (f" AND unit_key GLOBAL IN ({_STAGED})" if staged else "")
     if kind == "web":
         converted = (
-            f"if(bitTest(goal_bits, 1), greatest({_ENTERED}, "
+            f"if(bitTest(goal_bits, 1), greatest({_ENTRY_MS}, "
             "toUInt64(toUnixTimestamp64Milli(converted_at))), 0)"
             if goals
             else "toUInt64(0)"
         )
         values = ", ".join(f"value_{i}" for i in range(1, goals + 1))
         select = (
-            f"unit, toUInt64(entry), {_ENTERED}, {converted}, goal_bits, "
+            f"toUInt64(entry), {_ENTRY_MS}, {converted}, goal_bits, "
             f"CAST([{values}] AS Array(Float64)), 0, 0, 0, 0, 0"
         )
     else:
         select = (
-            f"unit, toUInt64(entry), {_ENTERED}, if(unit_successes > 0, greatest({_ENTERED}, "
+            f"toUInt64(entry), {_ENTRY_MS}, if(unit_successes > 0, greatest({_ENTRY_MS}, "
             "toUInt64(toUnixTimestamp64Milli(succeeded_at))), 0), "
             "if(unit_successes > 0, 3, 1), CAST([] AS Array(Float64)), unit_tasks, "
             "unit_successes, unit_cost, unit_duration_ms, unit_turns"
         )
     names = ", ".join(_RESULT_NAMES)
-    select = select.replace("unit, ", "{ws:String}, {exp:String}, unit, {version:UInt64}, ", 1)
     return (
         f"INSERT INTO {UNIT_RESULTS_TABLE} ({names})\n{_WRITE}\n"
-        f"SELECT {select} FROM ({units_query(kind, goals, rows)})"  # type: ignore[arg-type]
+        "SELECT {ws:String}, {exp:String}, unit, {version:UInt64}, "
+        f"{select} FROM ({units_query(kind, goals, rows)})"  # type: ignore[arg-type]
     )
 
 
@@ -274,24 +248,16 @@ def _contributions_sql(kind: str, goals: int, staged: bool) -> str:
 
 
 def _count(client: Client, kind: str, rows: str, parameters: dict[str, Any]) -> Counters:
-    """The counters of the contribution rows ``rows`` selects."""
-    counters = Counters({}, {}, {})
-    cells = client.query(_CELLS_SQL.replace("{rows}", rows), parameters=parameters)
-    for variant, entered, converted, bits, is_total, units, *sums in cells.result_rows:
-        if not is_total:
-            counters.cells[(variant, entered, converted, bits)] = units
-            continue
-        value_sums, value_sumsqs, tasks, successes, metric_sums, metric_sumsqs = sums
-        counters.arms[variant] = ArmCounter(
-            variant, units, list(value_sums), list(value_sumsqs), tasks, successes,
-            list(metric_sums), list(metric_sumsqs),
-        )  # fmt: skip
-    hists_sql = _HISTS_SQL.replace("{rows}", rows).replace("{series}", _SERIES[kind])
-    for variant, series, bucket, units, total in client.query(
-        hists_sql, parameters=parameters
-    ).result_rows:
-        counters.hists[(variant, series, bucket)] = (units, total)
-    return counters
+    """The counters of the contribution rows ``rows`` selects (one pass)."""
+    sql = _COUNT_SQL.replace("{rows}", rows).replace("{items}", _ITEMS[kind])
+    return Counters(
+        {
+            (variant, part, first, second): (units, total, squares)
+            for variant, part, first, second, units, total, squares in client.query(
+                sql, parameters=parameters
+            ).result_rows
+        }
+    )
 
 
 _KEPT = msgspec.msgpack.Encoder()
@@ -306,8 +272,14 @@ def _write_summary(client: Client, ids: tuple[str, str], kept: Kept, pending: bo
         SUMMARIES_TABLE,
         [[*ids, kept.version, int(pending), kept.events, inserted, kept.layout, state]],
         column_names=[
-            "workspace_id", "experiment_id", "version", "pending", "events",
-            "last_inserted_at", "layout", "state",
+            "workspace_id",
+            "experiment_id",
+            "version",
+            "pending",
+            "events",
+            "last_inserted_at",
+            "layout",
+            "state",
         ],  # fmt: skip
         settings={"insert_deduplicate": 0, "distributed_foreground_insert": 1},
     )
@@ -332,7 +304,7 @@ def refresh(client: Client, spec: ExperimentSpec, previous: Kept | None) -> Kept
         previous = None
     version = max(int(now), previous.version + 1 if previous else 0)
     parameters["version"] = version
-    kept = Kept(version, int(events), int(last_inserted or 0), layout, Counters({}, {}, {}))
+    kept = Kept(version, int(events), int(last_inserted or 0), layout, Counters({}))
     _write_summary(client, ids, kept, pending=True)
     goals = len(spec.goals) if spec.kind == "web" else 0
     if previous is None:
@@ -341,12 +313,12 @@ def refresh(client: Client, spec: ExperimentSpec, previous: Kept | None) -> Kept
     else:
         parameters |= {"since": previous.version - MARGIN_MS, "previous": previous.version}
         client.command(_STAGE_SQL, parameters=parameters)
-        old = _count(client, spec.kind, _PREVIOUS_ROWS, parameters)
-        client.command(_contributions_sql(spec.kind, goals, staged=True), parameters=parameters)
-        new = _count(client, spec.kind, _NEW_ROWS, parameters)
         counters = msgspec.msgpack.decode(_KEPT.encode(previous.counters), type=Counters)
-        counters.add(old, -1)
-        counters.add(new, 1)
+        if client.query(_STAGED_COUNT, parameters=parameters).result_rows[0][0]:
+            old = _count(client, spec.kind, _PREVIOUS_ROWS, parameters)
+            client.command(_contributions_sql(spec.kind, goals, staged=True), parameters=parameters)
+            counters.add(old, -1)
+            counters.add(_count(client, spec.kind, _NEW_ROWS, parameters), 1)
         kept.counters = counters
     _write_summary(client, ids, kept, pending=False)
     return kept
@@ -360,7 +332,7 @@ def kept_summary(client: Client, spec: ExperimentSpec) -> Kept | None:
         f"state FROM {SUMMARIES_TABLE} WHERE {_SCOPE} ORDER BY version DESC, pending ASC LIMIT 1",
         parameters={"ws": spec.workspace_id, "exp": spec.id},
     ).result_rows
-    if not rows or rows[0][1]:
+    if not rows or rows[0][1] or rows[0][4] != layout_of(spec):
         return None
     version, _, events, last_inserted, layout, state = rows[0]
     return Kept(version, events, last_inserted, layout, _decode(state))
@@ -392,35 +364,48 @@ def unit_summary(kept: Kept, spec: ExperimentSpec, bucket: Bucket = "day") -> Un
     """The summary as the results and timeline read it (`analytics.aggregates.UnitSummary`,
     the same figures as `analytics.aggregates.fetch_summary` but the p95s, module
     docstring), its timeline in ``bucket``s."""
-    counters = kept.counters
     per_bucket = BUCKETS[bucket] // _HOUR_MS
-    buckets: dict[tuple[int, str], list[int]] = {}
+    timeline: dict[tuple[int, str], list[int]] = {}
+    units: dict[str, int] = {}
     converted: dict[str, int] = {}
     goal_counts: dict[tuple[str, int], int] = {}
-    for (variant, entered, converted_hour, bits), units in counters.cells.items():
-        buckets.setdefault((entered // per_bucket, variant), [0, 0])[0] += units
-        if bits & 0b10:
-            buckets.setdefault((converted_hour // per_bucket, variant), [0, 0])[1] += units
-            converted[variant] = converted.get(variant, 0) + units
-        for i in range(1, len(spec.goals) + 1):
-            if bits & (1 << i):
-                goal_counts[(variant, i)] = goal_counts.get((variant, i), 0) + units
+    sums: dict[tuple[str, int], tuple[float, float]] = {}
+    totals: dict[tuple[str, int], float] = {}
     hists: dict[tuple[str, int], list[tuple[int, int, float]]] = {}
-    for (variant, series, at), (units, total) in counters.hists.items():
-        hists.setdefault((variant, series), []).append((at, units, total))
+    for (variant, part, first, second), (n, total, squares) in kept.counters.cells.items():
+        if part == _ENTERED:
+            timeline.setdefault((first // per_bucket, variant), [0, 0])[0] += n
+        elif part == _CONVERTED:
+            timeline.setdefault((first // per_bucket, variant), [0, 0])[1] += n
+        elif part == _BITS:
+            units[variant] = units.get(variant, 0) + n
+            if first & 0b10:
+                converted[variant] = converted.get(variant, 0) + n
+            for i in range(1, len(spec.goals) + 1):
+                if first & (1 << i):
+                    goal_counts[(variant, i)] = goal_counts.get((variant, i), 0) + n
+        elif part == _SUMS:
+            sums[(variant, first)] = (total, squares)
+        elif part == _HIST:
+            hists.setdefault((variant, first), []).append((second, n, total))
+        else:
+            totals[(variant, part)] = total
     arms = []
-    for variant in sorted(counters.arms):
-        arm = counters.arms[variant]
+    for variant in sorted(units):
         if spec.kind == "agent":
+            series = enumerate(_AGENT_METRICS, start=1)
             arms.append(
                 ArmAggregates(
                     variant_id=variant,
-                    units=arm.units,
+                    units=units[variant],
                     converted=converted.get(variant, 0),
-                    tasks=arm.tasks,
-                    successful_tasks=arm.successes,
-                    sums=dict(zip(_AGENT_METRICS, arm.metric_sums, strict=True)),
-                    sumsqs=dict(zip(_AGENT_METRICS, arm.metric_sumsqs, strict=True)),
+                    tasks=round(totals.get((variant, _TASKS), 0)),
+                    successful_tasks=round(totals.get((variant, _SUCCESSES), 0)),
+                    sums={name: sums.get((variant, i), (0.0, 0.0))[0] for i, name in series},
+                    sumsqs={
+                        name: sums.get((variant, i), (0.0, 0.0))[1]
+                        for i, name in enumerate(_AGENT_METRICS, start=1)
+                    },
                     p95s={
                         name: _quantile(hists.get((variant, i), []))
                         for i, name in enumerate(_AGENT_METRICS, start=1)
@@ -432,15 +417,15 @@ def unit_summary(kept: Kept, spec: ExperimentSpec, bucket: Bucket = "day") -> Un
             GoalAggregates(
                 goal_id=goal.id,
                 converted=goal_counts[(variant, i)],
-                value_sum=arm.value_sums[i - 1],
-                value_sumsq=arm.value_sumsqs[i - 1],
+                value_sum=sums.get((variant, i), (0.0, 0.0))[0],
+                value_sumsq=sums.get((variant, i), (0.0, 0.0))[1],
                 value_p95=_quantile(hists.get((variant, i), [])),
             )
             for i, goal in enumerate(spec.goals, start=1)
             if goal_counts.get((variant, i))
         )
-        arms.append(ArmAggregates(variant_id=variant, units=arm.units, goals=goals))
-    return UnitSummary(tuple(arms), timeline_points(buckets, bucket), bucket)
+        arms.append(ArmAggregates(variant_id=variant, units=units[variant], goals=goals))
+    return UnitSummary(tuple(arms), timeline_points(timeline, bucket), bucket)
 
 
 class SummaryReader:

@@ -495,11 +495,17 @@ grouped by workspace, experiment, goal and unit). ``analytics.aggregates`` reads
 _STATE_ROWS = "experiment_id != '' AND kind IN ('exposure', 'goal', 'task')"
 
 
-def unit_state_select(source: str, where: str = "") -> str:
+# Version 4 created the state with these; version 5 added inserted_to.
+_V4_STATE_COLUMNS = UNIT_STATE_COLUMNS[:-1]
+
+
+def unit_state_select(
+    source: str, where: str = "", columns: tuple[tuple[str, str, str], ...] = UNIT_STATE_COLUMNS
+) -> str:
     """The per-unit state of the event rows of ``source`` (the events table's name) that
     the results count and ``where`` selects: what the view writes per inserted block, the
     migration per stored event, and an ended experiment's window per unit."""
-    exprs = ",\n    ".join(f"{expr} AS {name}" for name, _, expr in UNIT_STATE_COLUMNS)
+    exprs = ",\n    ".join(f"{expr} AS {name}" for name, _, expr in columns)
     condition = _STATE_ROWS + (f" AND {where}" if where else "")
     return (
         f"SELECT\n    {exprs}\nFROM {source}\nWHERE {condition}\n"
@@ -551,7 +557,7 @@ def _v4_unit_state(cluster: str | None) -> list[str]:
     """
     on = _on_cluster(cluster)
     state_columns = _columns(
-        tuple((name, kind) for name, kind, _ in UNIT_STATE_COLUMNS) + _UNIT_STATE_EXTRA
+        tuple((name, kind) for name, kind, _ in _V4_STATE_COLUMNS) + _UNIT_STATE_EXTRA
     )
     marks_columns = _columns(_MARK_COLUMNS)
     state_layout = f"PARTITION BY backfill\nORDER BY {_UNIT_STATE_ORDER_BY}"
@@ -593,11 +599,11 @@ def _v4_unit_state(cluster: str | None) -> list[str]:
             f"CREATE TABLE IF NOT EXISTS {EXPERIMENT_MARKS_TABLE}{on}\n{marks_columns}\n"
             f"ENGINE = Distributed('{cluster}', '{DATABASE}', 'experiment_marks_local', rand())",
         ]
-    names = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
+    names = ", ".join(name for name, _, _ in _V4_STATE_COLUMNS)
     return [
         *tables,
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.unit_state_mv{on} TO {state}\n"
-        f"AS {unit_state_select(events)}",
+        f"AS {unit_state_select(events, columns=_V4_STATE_COLUMNS)}",
         f"CREATE MATERIALIZED VIEW IF NOT EXISTS {DATABASE}.experiment_marks_mv{on} TO {marks}\n"
         f"AS {_MARKS_SELECT.format(source=events, where='')}",
         # The backfill, idempotent: a migration cut short runs again from the drop. It
@@ -611,7 +617,9 @@ def _v4_unit_state(cluster: str | None) -> list[str]:
         # the statement returns once every shard has it.
         f"INSERT INTO {UNIT_STATE_TABLE} ({names}, backfill)\n"
         "SETTINGS insert_deduplicate = 0, distributed_foreground_insert = 1\n"
-        f"SELECT *, 1 FROM ({unit_state_select(EVENTS_TABLE, _BEFORE_THE_VIEW)})",
+        "SELECT *, 1 FROM ("
+        + unit_state_select(EVENTS_TABLE, _BEFORE_THE_VIEW, _V4_STATE_COLUMNS)
+        + ")",
         # The marks of the same events: their variant ids name the state's hashes. A
         # second run adds them again, which only changes the version (read again).
         f"INSERT INTO {EXPERIMENT_MARKS_TABLE}\n"
@@ -693,8 +701,10 @@ def _v5_summaries(cluster: str | None) -> list[str]:
         f"ALTER TABLE {DATABASE}.unit_state_mv{on} MODIFY QUERY {unit_state_select(events)}"
     )
     layouts = (
+        # Small granules: a refresh reads the rows of a few thousand units among millions.
         (UNIT_RESULTS_TABLE, UNIT_RESULT_COLUMNS, "ReplacingMergeTree", "(version)",
-         "ORDER BY (workspace_id, experiment_id, unit_key)", _UNIT_SHARD),
+         "ORDER BY (workspace_id, experiment_id, unit_key)\nSETTINGS index_granularity = 256",
+         _UNIT_SHARD),
         (SUMMARY_UNITS_TABLE, _SUMMARY_UNIT_COLUMNS, "MergeTree", "",
          "ORDER BY (workspace_id, experiment_id, version)\n"
          "TTL toDateTime(intDiv(version, 1000)) + INTERVAL 1 DAY", _UNIT_SHARD),

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
 from analytics import bayes
+from analytics.summaries import SummaryReader
 from edge.control import (
     agents_api,
     console,
@@ -76,7 +77,10 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     edge = EdgeServing(settings, ledger=ledger)
     # What every control-plane route shares, built once per worker.
     services = Services.from_settings(settings)
-    results = ResultsSource(services.store_path, services.run, edge.holder)
+    # The server's parent keeps the running experiments' summaries (summary_keeper).
+    results = ResultsSource(
+        services.store_path, services.run, edge.holder, SummaryReader(services.run)
+    )
     links = ReportLinks(services.store_path)
     mcp = McpMount(services)
     pages = console.Console(services)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from analytics import warehouse
 from analytics.gateway import SOCKET_NAME, WarehouseGateway, query_runner
+from analytics.summaries import SummaryReader
 from edge.authoring import configured_author
 from edge.control import loops, plans
 from edge.control.bootstrap import first_start
@@ -22,6 +23,7 @@ from edge.control.results_api import ResultsSource
 from edge.control.scheduler import Scheduler
 from edge.control.secret_box import SecretBox, seal_stored_secrets
 from edge.control.store import Store
+from edge.control.summary_keeper import SummaryKeeper
 from edge.control.webhook_dispatch import RetryPolicy, WebhookDispatcher
 from edge.demo import ensure_demo_site
 from edge.ingest.flusher import Flusher
@@ -98,10 +100,12 @@ def run(settings: Settings) -> int:
     if settings.clickhouse_dsn.startswith("chdb:"):
         gateway = WarehouseGateway(settings.run_dir / SOCKET_NAME, settings.clickhouse_dsn)
         gateway.start()
+    # Running experiments' summaries, written from this process only; results read them.
+    keeper = SummaryKeeper(settings.store_path, settings.clickhouse_dsn)
+    keeper.start()
     # Conclusions and guardrail stops, decided once per server, queried like a worker.
-    source = ResultsSource(
-        settings.store_path, query_runner(settings.clickhouse_dsn, settings.run_dir)
-    )
+    run = query_runner(settings.clickhouse_dsn, settings.run_dir)
+    source = ResultsSource(settings.store_path, run, summaries=SummaryReader(run))
     decider = Decider(source, settings.decision_interval)
     decider.start()
     # Loops and idea schedules, ticked once per server like the decisions.
@@ -119,6 +123,7 @@ def run(settings: Settings) -> int:
         serve_workers(settings, "edge.app:create_app")
     finally:
         decider.stop()
+        keeper.stop()
         if scheduler is not None:
             scheduler.stop()
         if gateway is not None:

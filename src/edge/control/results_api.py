@@ -51,6 +51,7 @@ from analytics.result_views import (
     crewkit_metrics_view,
 )
 from analytics.results import DecisionRules, ExperimentResults, compute_results
+from analytics.summaries import SummaryReader, unit_summary
 from edge.control.api import (
     ApiOperation,
     Auth,
@@ -176,15 +177,26 @@ class ResultsSource:
     Blocking: call it on a thread. Each call opens its own store connection (cheap), so
     any number of threads may use one source.
 
-    Results and the query they come from (which also gives the timeline) are kept in a
-    `VersionedCache`: read again while no event of the experiment was inserted since,
-    they cost one point query, not a computation. ``served`` holds the config this
-    worker's edge serves (None for a source without an edge, such as the tick CLI's)."""
+    A running experiment's arms and timeline come from its summary, which the server's
+    `edge.control.summary_keeper` keeps up to date, through ``summaries`` (None, as for
+    the tick CLI's source, or before the keeper wrote one: from every unit's state). An
+    ended experiment's come from every unit's state in its window. Results and what
+    they come from are kept in a `VersionedCache`: read again while no event of the
+    experiment was inserted since, they cost one point query, not a computation.
+    ``served`` holds the config this worker's edge serves (None for a source without
+    an edge)."""
 
-    def __init__(self, store_path: Path, run: QueryRunner, served: KVHolder | None = None) -> None:
+    def __init__(
+        self,
+        store_path: Path,
+        run: QueryRunner,
+        served: KVHolder | None = None,
+        summaries: SummaryReader | None = None,
+    ) -> None:
         self.store_path = store_path
         self.run = run
         self.served = served
+        self.summaries = summaries
         self.cache = VersionedCache(run)
 
     def experiment(self, experiment_id: str, workspace_id: str | None) -> ExperimentRecord:
@@ -229,9 +241,14 @@ class ResultsSource:
         its data is unchanged: a results page's results and chart share it, whatever
         verdict the spec carries (the verdict does not change what is counted)."""
         counted = msgspec.structs.replace(spec, verdict=None)
-        return self.cache.get(
-            f"summary:{bucket}", counted, lambda: fetch_summary(self.run, counted, bucket)
-        )
+        return self.cache.get(f"summary:{bucket}", counted, lambda: self._summary(counted, bucket))
+
+    def _summary(self, spec: ExperimentSpec, bucket: Bucket) -> UnitSummary:
+        if spec.window is None and self.summaries is not None:
+            kept = self.summaries.read(spec)
+            if kept is not None:
+                return unit_summary(kept, spec, bucket)
+        return fetch_summary(self.run, spec, bucket)
 
     def devices(self, experiment: ExperimentRecord) -> tuple[DeviceRow, ...]:
         """The experiment's units and primary conversions per arm and device (over its
