@@ -59,7 +59,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
 
-from analytics import aggregates, warehouse  # noqa: E402
+from analytics import aggregates, summaries, warehouse  # noqa: E402
 from edge.ingest.schema import EVENT_SCHEMA  # noqa: E402
 from report import environment, publish  # noqa: E402
 
@@ -415,18 +415,25 @@ def _finite(value: Any) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _agree(state: list[aggregates.ArmAggregates], raw: list[aggregates.ArmAggregates]) -> None:
+def _agree(
+    state: list[aggregates.ArmAggregates],
+    raw: list[aggregates.ArmAggregates],
+    p95_rel: float = 1e-9,
+) -> None:
     """The state's answer is the raw events' (counts exactly, sums up to rounding: they
-    are added in another order)."""
+    are added in another order; p95s to ``p95_rel``, a summary's histogram)."""
 
-    def close(a: float | None, b: float | None) -> bool:
-        return a == b or (a is not None and b is not None and abs(a - b) <= 1e-9 * abs(b))
+    def close(a: float | None, b: float | None, rel: float = 1e-9) -> bool:
+        return a == b or (a is not None and b is not None and abs(a - b) <= rel * abs(b))
 
     assert len(state) == len(raw), (state, raw)
-    state = [
-        msgspec.structs.replace(a, goals=tuple(sorted(a.goals, key=lambda g: g.goal_id)))
-        for a in state
-    ]
+    state, raw = (
+        [
+            msgspec.structs.replace(a, goals=tuple(sorted(a.goals, key=lambda g: g.goal_id)))
+            for a in arms
+        ]
+        for arms in (state, raw)
+    )
     for a, b in zip(state, raw, strict=True):
         assert (a.variant_id, a.units, a.converted, a.tasks, a.successful_tasks) == (
             b.variant_id,
@@ -440,19 +447,39 @@ def _agree(state: list[aggregates.ArmAggregates], raw: list[aggregates.ArmAggreg
         ], (a, b)
         pairs = [(g.value_sum, h.value_sum) for g, h in zip(a.goals, b.goals, strict=True)]
         pairs += [(g.value_sumsq, h.value_sumsq) for g, h in zip(a.goals, b.goals, strict=True)]
-        pairs += [(g.value_p95, h.value_p95) for g, h in zip(a.goals, b.goals, strict=True)]
         pairs += [(a.sums[c], b.sums[c]) for c in a.sums]
         pairs += [(a.sumsqs[c], b.sumsqs[c]) for c in a.sumsqs]
-        pairs += [(a.p95s[c], b.p95s[c]) for c in a.p95s]
         assert all(close(x, y) for x, y in pairs), (a, b)
+        p95s = [(g.value_p95, h.value_p95) for g, h in zip(a.goals, b.goals, strict=True)]
+        p95s += [(a.p95s[c], b.p95s[c]) for c in a.p95s]
+        assert all(close(x, y, p95_rel) for x, y in p95s), (a, b)
 
 
 # What results and timeline cost from the state: one query gives both.
 STATE = "results + timeline, state (one query)"
+# ... and from the experiment's kept summary, as a worker reads it (a new reader: the
+# summary is fetched and decoded each time).
+SUMMARY = "results + timeline, kept summary (read)"
 
 
-def measure(client: Any, runs: int, label: str) -> tuple[list[str], dict[str, dict[str, float]]]:
-    """The table's lines for the two measured experiments, and their warm milliseconds."""
+def _read_summary(run: aggregates.QueryRunner, s: aggregates.ExperimentSpec) -> object:
+    kept = summaries.SummaryReader(run, wait=0).read(s)
+    assert kept is not None, "no current summary"
+    return summaries.unit_summary(kept, s)
+
+
+def _refresh(client: Any, kept: dict[str, summaries.Kept], s: aggregates.ExperimentSpec) -> float:
+    """Refresh the experiment's summary as the keeper does; its milliseconds."""
+    start = time.perf_counter()
+    kept[s.id] = summaries.refresh(client, s, kept.get(s.id))
+    return (time.perf_counter() - start) * 1e3
+
+
+def measure(
+    client: Any, runs: int, label: str, kept: dict[str, summaries.Kept]
+) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The table's lines for the two measured experiments, and their warm milliseconds;
+    ``kept`` holds their summaries, refreshed first (from every unit the first time)."""
     figures: dict[str, dict[str, float]] = {}
 
     def run(sql: str, parameters: dict[str, Any]) -> pa.Table:
@@ -491,6 +518,8 @@ def measure(client: Any, runs: int, label: str) -> tuple[list[str], dict[str, di
                 lambda p=params: run(scope.replace("{q}", "uniqExact(unit_id)"), p),
             ),
         ]
+        refresh_ms = _refresh(client, kept, s)
+        queries.insert(1, (SUMMARY, lambda s=s: _read_summary(run, s)))
         measured = {name: timed(call, runs, client) for name, call in queries}
         cached()  # the first read computes; the repeats below answer from the cache
         measured["results + timeline, unchanged repeat (cache)"] = timed(
@@ -498,13 +527,16 @@ def measure(client: Any, runs: int, label: str) -> tuple[list[str], dict[str, di
         )
         assert cache.hits >= runs - 1
         state_ms = measured[STATE].warm * 1e3
+        summary_ms = measured[SUMMARY].warm * 1e3
         raw_ms = (measured["results, raw"].warm + measured["timeline, raw"].warm) * 1e3
         figures[experiment] = {
             "rows": events,
             "state_rows": state_rows,
-            "results_ms": state_ms,
+            "summary_refresh_ms": refresh_ms,
+            "state_ms": state_ms,
+            "results_ms": summary_ms,
             "raw_results_ms": measured["results, raw"].warm * 1e3,
-            "results_timeline_ms": state_ms,
+            "results_timeline_ms": summary_ms,
             "raw_results_timeline_ms": raw_ms,
             "cached_ms": measured["results + timeline, unchanged repeat (cache)"].warm * 1e3,
             "count_ms": measured["count() of the events"].warm * 1e3,
@@ -518,20 +550,64 @@ def measure(client: Any, runs: int, label: str) -> tuple[list[str], dict[str, di
             )
             print(lines[-1], flush=True)
         lines.append(
-            f"| {where} | **results + timeline: state {state_ms:,.0f} ms, raw {raw_ms:,.0f} ms "
-            f"(raw / state {raw_ms / state_ms:.2f})** | | | |"
+            f"| {where} | summary refreshed by the keeper before these reads | "
+            f"{refresh_ms:,.0f} ms | | |"
+        )
+        lines.append(
+            f"| {where} | **results + timeline: kept summary {summary_ms:,.1f} ms, state "
+            f"{state_ms:,.0f} ms, raw {raw_ms:,.0f} ms (raw / summary "
+            f"{raw_ms / summary_ms:,.0f})** | | | |"
         )
         answer = measured[STATE].answer
         assert isinstance(answer, aggregates.UnitSummary)
         arms = list(answer.arms)
         _agree(arms, raw_arms(s.kind, measured["results, raw"].answer))  # type: ignore[arg-type]
+        from_summary = measured[SUMMARY].answer
+        assert isinstance(from_summary, aggregates.UnitSummary)
+        assert from_summary.timeline == answer.timeline, "the summary's timeline differs"
+        _agree(list(from_summary.arms), arms, p95_rel=1e-3)
         raw_points = measured["timeline, raw"].answer.to_pylist()  # type: ignore[attr-defined]
         assert [tuple(p.values()) for p in raw_points] == [
             (p.day, p.variant_id, p.entered, p.converted) for p in answer.timeline
         ], "the state's timeline is not the raw events'"
         summary = ", ".join(f"{a.variant_id} {a.units:,} units" for a in arms)
-        lines.append(f"| | answer (state = raw): {summary} | | | |")
+        lines.append(f"| | answer (summary = state = raw): {summary} | | | |")
     return lines, figures
+
+
+def refresh_after_changes(client: Any, kept: dict[str, summaries.Kept], runs: int) -> list[str]:
+    """New events for 2,000 and then 20,000 of each experiment's units, each batch
+    followed by the keeper's refresh and a read: the table's lines (medians of ``runs``
+    batches)."""
+
+    def run(sql: str, parameters: dict[str, Any]) -> pa.Table:
+        return client.query_arrow(sql, parameters=parameters)
+
+    lines = []
+    for experiment, kind, _ in (EXPERIMENTS[0], EXPERIMENTS[3]):
+        s = spec(experiment, kind)
+        make = web_events if kind == "web" else agent_events
+        for units in (2_000, 20_000):
+            refreshes, reads, events = [], [], 0
+            for batch in range(runs):
+                rng = np.random.default_rng(units + batch)
+                for table in make(experiment, WORKSPACE, units, rng, 100 + batch):
+                    client.insert_arrow(
+                        warehouse.EVENTS_TABLE,
+                        table,
+                        settings=warehouse.insert_settings(uuid.uuid4().hex),
+                    )
+                    events += table.num_rows
+                refreshes.append(_refresh(client, kept, s))
+                start = time.perf_counter()
+                _read_summary(run, s)
+                reads.append((time.perf_counter() - start) * 1e3)
+            lines.append(
+                f"| {experiment} | {units:,} | {events // runs:,} | "
+                f"{statistics.median(refreshes):,.0f} ms | {statistics.median(reads):,.1f} ms |"
+            )
+            print(lines[-1], flush=True)
+    return lines
 
 
 def merge(client: Any) -> None:
@@ -561,31 +637,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"inserting ~{args.events:,} events", flush=True)
             rows, seconds = fill(client, args.events)
             merge(client)
-            once, figures = measure(client, args.runs, "1x")
+            kept: dict[str, summaries.Kept] = {}
+            once, figures = measure(client, args.runs, "1x", kept)
             print("inserting two more batches of the same units' events", flush=True)
             more = [fill(client, args.events, batch, measured) for batch in (1, 2)]
-            inserted, figures3_inserted = measure(client, args.runs, "3x as inserted")
+            inserted, figures3_inserted = measure(client, args.runs, "3x as inserted", kept)
             merge(client)
-            thrice, figures3 = measure(client, args.runs, "3x merged")
+            thrice, figures3 = measure(client, args.runs, "3x merged", kept)
+            changes = refresh_after_changes(client, kept, args.runs)
         finally:
             client.close()
     growth = []
     for experiment in measured:
         one, three = figures[experiment], figures3[experiment]
-        unmerged = figures3_inserted[experiment]["results_timeline_ms"]
+        unmerged = figures3_inserted[experiment]
         ratio = three["results_timeline_ms"] / one["results_timeline_ms"]
         figures[experiment]["growth_3x"] = ratio
         growth.append(
-            f"- {experiment}: results + timeline from the state "
-            f"{one['results_timeline_ms']:,.0f} ms at 1x, {three['results_timeline_ms']:,.0f} ms "
-            f"at 3x the events per unit: **{ratio:.2f}x** (before merging the new rows: "
-            f"{unmerged:,.0f} ms, {unmerged / one['results_timeline_ms']:.2f}x) "
-            f"(raw events: {one['raw_results_timeline_ms']:,.0f} -> "
-            f"{three['raw_results_timeline_ms']:,.0f} ms, "
-            f"{three['raw_results_timeline_ms'] / one['raw_results_timeline_ms']:.2f}x); "
-            f"raw / state at 1x {one['raw_results_timeline_ms'] / one['results_timeline_ms']:.2f}, "
-            f"at 3x {three['raw_results_timeline_ms'] / three['results_timeline_ms']:.2f}; "
-            f"unchanged repeat {one['cached_ms']:,.1f} ms"
+            f"- {experiment}: results + timeline from the kept summary "
+            f"{one['results_timeline_ms']:,.1f} ms at 1x, {three['results_timeline_ms']:,.1f} ms "
+            f"at 3x the events per unit: **{ratio:.2f}x** (before merging the new state rows: "
+            f"{unmerged['results_timeline_ms']:,.1f} ms); the query over every unit's state "
+            f"{one['state_ms']:,.0f} -> {three['state_ms']:,.0f} ms; raw events "
+            f"{one['raw_results_timeline_ms']:,.0f} -> {three['raw_results_timeline_ms']:,.0f} ms; "
+            f"the summary built from every unit in {one['summary_refresh_ms']:,.0f} ms, "
+            f"refreshed after the two batches (every unit changed) in "
+            f"{unmerged['summary_refresh_ms']:,.0f} ms; unchanged repeat "
+            f"{one['cached_ms']:,.1f} ms"
         )
     more_rows = sum(r for r, _ in more)
     more_seconds = sum(t for _, t in more)
@@ -597,6 +675,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"the same units in {more_seconds:.1f} s; {args.runs} runs per query.",
         "",
         *growth,
+        "",
+        "What the keeper's refresh costs when some of the experiment's units get new "
+        "events (the units already in it; a new reader each time):",
+        "",
+        "| experiment | units with new events | new events | refresh | read after it |",
+        "|---|---:|---:|---:|---:|",
+        *changes,
         "",
         *header,
         *once,
