@@ -288,9 +288,9 @@ def test_cluster_ddl_shape() -> None:
     single = warehouse.ddl_statements()
     statements = warehouse.ddl_statements("prod")
     # events_local and events for events, event_ids_local and event_ids for event_ids,
-    # unit_state(_local) and experiment_marks(_local); version 5's column on both
+    # unit_state(_local) and experiment_marks(_local); version 5's two columns on both
     # unit_state tables, and its three tables, each _local and Distributed.
-    assert len(statements) == len(single) + 8
+    assert len(statements) == len(single) + 9
     # Every statement but the backfills (INSERTs, through the Distributed tables).
     backfill = [s for s in statements if s.startswith("INSERT")]
     assert len(backfill) == 2
@@ -401,12 +401,14 @@ def test_cluster_summaries_ddl_shape() -> None:
     assert "cityHash64(unit_id)" in _statement(
         statements, "CREATE TABLE IF NOT EXISTS splitedge.unit_state ON"
     )
-    # The new column on both unit_state tables, and the view rewritten on every shard.
+    # The new columns on both unit_state tables, and the view rewritten on every shard.
     for table in ("unit_state_local", "unit_state"):
-        alter = _statement(statements, f"ALTER TABLE splitedge.{table} ON CLUSTER 'prod' ADD")
-        assert "inserted_to SimpleAggregateFunction(max" in alter
+        for column in ("inserted_to SimpleAggregateFunction(max", "events SimpleAggregateFunction"):
+            prefix = f"ALTER TABLE splitedge.{table} ON CLUSTER 'prod' ADD COLUMN IF NOT EXISTS "
+            assert column in _statement(statements, prefix + column.split()[0])
     view = _statement(statements, "ALTER TABLE splitedge.unit_state_mv ON CLUSTER 'prod' MODIFY")
-    assert "max(inserted_at) AS inserted_to" in view and "FROM splitedge.events_local\n" in view
+    assert "max(inserted_at) AS inserted_to" in view and "count() AS events" in view
+    assert "FROM splitedge.events_local\n" in view
 
 
 def test_migrate_creates_the_unit_state(migrated: Chdb) -> None:

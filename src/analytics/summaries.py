@@ -22,7 +22,8 @@ Recounting a unit that did not change is harmless (it subtracts and adds the sam
 the margin only costs work. A refresh first writes a ``pending`` row; a crash before the
 summary leaves it the latest, and the next refresh rebuilds from every unit. One writer
 per warehouse: the server's parent process (`edge.control.summary_keeper`); readers
-(`SummaryReader`) take the latest complete summary that covers the experiment's events.
+(`SummaryReader`) take the latest complete summary that covers the experiment's events,
+as counted in its state (`covered_events`).
 
 The p95s come from the histograms: values share a bucket when they agree in sign,
 exponent and the first 10 bits of the mantissa, so a p95 is exact when its neighbouring
@@ -35,7 +36,6 @@ import base64
 import math
 import threading
 import time
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -69,6 +69,7 @@ __all__ = [
     "Counters",
     "Kept",
     "SummaryReader",
+    "covered_events",
     "kept_summary",
     "layout_of",
     "refresh",
@@ -135,14 +136,15 @@ class Counters(msgspec.Struct):
 
 
 class Kept(msgspec.Struct):
-    """A summary as written: its version (the refresh's server time, ms), the marks'
-    event count and last insert it covers, its layout and its counters."""
+    """A summary as written: its version (the refresh's server time, ms), how many of
+    the experiment's state events it covers (`covered_events`), its layout and its
+    counters, and how long its refresh took (ms)."""
 
     version: int
     events: int
-    last_inserted_ms: int
     layout: str
     counters: Counters
+    refresh_ms: int = 0
 
 
 # --- the SQL ---------------------------------------------------------------------------
@@ -267,44 +269,47 @@ _KEPT_DECODER = msgspec.msgpack.Decoder(Counters)
 def _write_summary(client: Client, ids: tuple[str, str], kept: Kept, pending: bool) -> None:
     # Text, so that every client and the workers' Arrow read it as it was written.
     state = "" if pending else base64.b64encode(_KEPT.encode(kept.counters)).decode()
-    inserted = datetime.fromtimestamp(kept.last_inserted_ms / 1000, UTC)
+    row = [*ids, kept.version, int(pending), kept.events, kept.refresh_ms, kept.layout, state]
+    names = ["workspace_id", "experiment_id", "version", "pending", "events", "refresh_ms"]
     client.insert(
         SUMMARIES_TABLE,
-        [[*ids, kept.version, int(pending), kept.events, inserted, kept.layout, state]],
-        column_names=[
-            "workspace_id",
-            "experiment_id",
-            "version",
-            "pending",
-            "events",
-            "last_inserted_at",
-            "layout",
-            "state",
-        ],  # fmt: skip
+        [row],
+        column_names=[*names, "layout", "state"],
         settings={"insert_deduplicate": 0, "distributed_foreground_insert": 1},
     )
+
+
+_COVERED = f"SELECT sum(events) FROM {UNIT_STATE_TABLE} WHERE {_SCOPE}"
+
+
+def covered_events(run: QueryRunner, spec: ExperimentSpec) -> int:
+    """How many events of the experiment its state holds now (a scan of one small
+    column): a summary covering as many is current. Counted from the state itself, so a
+    summary never claims an insert whose state it could not see yet."""
+    table = run(_COVERED, {"ws": spec.workspace_id, "exp": spec.id})
+    return int(table.column(0)[0].as_py() or 0) if table.num_rows else 0
 
 
 def refresh(client: Client, spec: ExperimentSpec, previous: Kept | None) -> Kept:
     """Bring the experiment's summary up to date (module docstring) and return it: from
     ``previous`` (what the last refresh wrote) by the units changed since, or from every
     unit when there is none or its layout differs. ``client`` may write."""
+    started = time.perf_counter()
     ids = (spec.workspace_id, spec.id)
     parameters: dict[str, Any] = {"ws": spec.workspace_id, "exp": spec.id}
     if spec.kind == "web":
         parameters["goals"] = [goal.id for goal in spec.goals]
-    now, events, last_inserted = client.query(
-        "SELECT toUnixTimestamp64Milli(now64(3)), sum(events), "
-        f"toUnixTimestamp64Milli(max(last_inserted_at)) FROM {EXPERIMENT_MARKS_TABLE} "
-        f"WHERE {_SCOPE}",
-        parameters=parameters,
+    # Counted before the units are staged: every event it counts is in a state row the
+    # staging sees.
+    now, events = client.query(
+        f"SELECT toUnixTimestamp64Milli(now64(3)), ({_COVERED})", parameters=parameters
     ).result_rows[0]
     layout = layout_of(spec)
     if previous is not None and previous.layout != layout:
         previous = None
     version = max(int(now), previous.version + 1 if previous else 0)
     parameters["version"] = version
-    kept = Kept(version, int(events), int(last_inserted or 0), layout, Counters({}))
+    kept = Kept(version, int(events or 0), layout, Counters({}))
     _write_summary(client, ids, kept, pending=True)
     goals = len(spec.goals) if spec.kind == "web" else 0
     if previous is None:
@@ -320,6 +325,7 @@ def refresh(client: Client, spec: ExperimentSpec, previous: Kept | None) -> Kept
             counters.add(old, -1)
             counters.add(_count(client, spec.kind, _NEW_ROWS, parameters), 1)
         kept.counters = counters
+    kept.refresh_ms = round((time.perf_counter() - started) * 1000)
     _write_summary(client, ids, kept, pending=False)
     return kept
 
@@ -328,14 +334,15 @@ def kept_summary(client: Client, spec: ExperimentSpec) -> Kept | None:
     """The experiment's latest summary as written, for the writer starting again; None
     when there is none or the latest refresh did not finish (then it is rebuilt)."""
     rows = client.query(
-        f"SELECT version, pending, events, toUnixTimestamp64Milli(last_inserted_at), layout, "
-        f"state FROM {SUMMARIES_TABLE} WHERE {_SCOPE} ORDER BY version DESC, pending ASC LIMIT 1",
+        f"SELECT version, pending, events, layout, state, refresh_ms FROM {SUMMARIES_TABLE} "
+        f"WHERE {_SCOPE} "
+        "ORDER BY version DESC, pending ASC LIMIT 1",
         parameters={"ws": spec.workspace_id, "exp": spec.id},
     ).result_rows
-    if not rows or rows[0][1] or rows[0][4] != layout_of(spec):
+    if not rows or rows[0][1] or rows[0][3] != layout_of(spec):
         return None
-    version, _, events, last_inserted, layout, state = rows[0]
-    return Kept(version, events, last_inserted, layout, _decode(state))
+    version, _, events, layout, state, refresh_ms = rows[0]
+    return Kept(version, events, layout, _decode(state), refresh_ms)
 
 
 # --- reading ---------------------------------------------------------------------------
@@ -431,9 +438,11 @@ def unit_summary(kept: Kept, spec: ExperimentSpec, bucket: Bucket = "day") -> Un
 class SummaryReader:
     """Reads experiments' summaries for the results (any process; read-only queries).
     `read` answers the latest complete summary once it covers every event of the
-    experiment the marks count, waiting up to ``wait`` seconds for the writer to get
-    there; None when there is none (the caller computes from every unit instead).
-    Decoded summaries are kept by version. Thread-safe."""
+    experiment the marks count, waiting for the writer to get there: 1 s plus twice the
+    last refresh's time, at most ``wait`` seconds; None when there is none or the wait
+    ran out (the caller computes from every unit instead, so a writer busy elsewhere
+    delays a read by that bound at most). Decoded summaries are kept by version.
+    Thread-safe."""
 
     def __init__(self, run: QueryRunner, wait: float = 5.0, poll: float = 0.05) -> None:
         self.run = run
@@ -446,25 +455,21 @@ class SummaryReader:
         """The experiment's summary, current with its events; None when there is none to
         wait for or the wait ran out."""
         parameters = {"ws": spec.workspace_id, "exp": spec.id}
-        marks = self.run(
-            f"SELECT sum(events) AS events FROM {EXPERIMENT_MARKS_TABLE} WHERE {_SCOPE}",
-            parameters,
-        ).to_pylist()
-        events = int(marks[0]["events"] or 0) if marks else 0
+        events = covered_events(self.run, spec)
         layout = layout_of(spec)
-        deadline = time.monotonic() + self.wait
+        started = time.monotonic()
         while True:
             head = self.run(
-                f"SELECT version, events, layout FROM {SUMMARIES_TABLE} WHERE {_SCOPE} "
-                "AND pending = 0 ORDER BY version DESC LIMIT 1",
+                f"SELECT version, events, layout, refresh_ms FROM {SUMMARIES_TABLE} "
+                f"WHERE {_SCOPE} AND pending = 0 ORDER BY version DESC LIMIT 1",
                 parameters,
             ).to_pylist()
-            if not head:
+            if not head or _text(head[0]["layout"]) != layout:
                 return None
-            version = head[0]["version"]
-            if head[0]["events"] >= events and _text(head[0]["layout"]) == layout:
-                return self._load(spec, version)
-            if time.monotonic() >= deadline:
+            if head[0]["events"] >= events:
+                return self._load(spec, head[0]["version"])
+            wait = min(self.wait, 1.0 + 2 * head[0]["refresh_ms"] / 1000)
+            if time.monotonic() - started >= wait:
                 return None
             time.sleep(self.poll)
 
@@ -475,17 +480,17 @@ class SummaryReader:
         if kept is not None and kept.version == version:
             return kept
         rows = self.run(
-            "SELECT version, events, toUnixTimestamp64Milli(last_inserted_at) AS last_inserted, "
-            f"layout, state FROM {SUMMARIES_TABLE} WHERE {_SCOPE} AND version = {{v:UInt64}} "
-            "AND pending = 0 LIMIT 1",
+            f"SELECT version, events, layout, state, refresh_ms FROM {SUMMARIES_TABLE} "
+            f"WHERE {_SCOPE} "
+            "AND version = {v:UInt64} AND pending = 0 LIMIT 1",
             {"ws": spec.workspace_id, "exp": spec.id, "v": version},
         ).to_pylist()
         if not rows:
             return None  # merged away by a newer refresh: the caller reads again
         row = rows[0]
         kept = Kept(
-            row["version"], row["events"], row["last_inserted"], _text(row["layout"]),
-            _decode(row["state"]),
+            row["version"], row["events"], _text(row["layout"]),
+            _decode(row["state"]), row["refresh_ms"],
         )  # fmt: skip
         with self._lock:
             self._decoded[key] = kept

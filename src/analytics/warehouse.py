@@ -487,6 +487,9 @@ UNIT_STATE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     # When the latest did: the units whose state changed since a summary was kept
     # (`analytics.summaries`) are those with a later one. Version 5 added it.
     ("inserted_to", "SimpleAggregateFunction(max, DateTime64(3, 'UTC'))", "max(inserted_at)"),
+    # How many events the row folds in: a summary covers the experiment's events once
+    # their state is visible, whatever other tables show (version 5 added it).
+    ("events", "SimpleAggregateFunction(sum, UInt64)", "count()"),
 )
 """The per-unit state of `UNIT_STATE_TABLE`: (name, type, expression over event rows
 grouped by workspace, experiment, goal and unit). ``analytics.aggregates`` reads it."""
@@ -495,8 +498,8 @@ grouped by workspace, experiment, goal and unit). ``analytics.aggregates`` reads
 _STATE_ROWS = "experiment_id != '' AND kind IN ('exposure', 'goal', 'task')"
 
 
-# Version 4 created the state with these; version 5 added inserted_to.
-_V4_STATE_COLUMNS = UNIT_STATE_COLUMNS[:-1]
+# Version 4 created the state with these; version 5 added inserted_to and events.
+_V4_STATE_COLUMNS = UNIT_STATE_COLUMNS[:-2]
 
 
 def unit_state_select(
@@ -655,7 +658,9 @@ _SUMMARY_UNIT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("version", "UInt64"),
     ("unit_key", "UInt128"),
 )
-# An experiment's summary as of a refresh: ``events`` is the marks' count it covers,
+# An experiment's summary as of a refresh: ``events`` is the count of its state's events
+# it covers (the sum of `UNIT_STATE_TABLE`'s ``events``),
+# ``refresh_ms`` how long its refresh took (a reader waits for the next about that long),
 # ``layout`` its kind and goals, ``state`` its counters (msgpack); ``pending`` marks a
 # refresh that began and has not finished (a crash in between: rebuilt from scratch).
 _SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -664,7 +669,7 @@ _SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("version", "UInt64"),
     ("pending", "UInt8"),
     ("events", "UInt64"),
-    ("last_inserted_at", "DateTime64(3, 'UTC')"),
+    ("refresh_ms", "UInt32"),
     ("layout", "String"),
     ("state", "String"),
 )
@@ -675,8 +680,9 @@ _UNIT_SHARD = "toUInt64(bitShiftRight(unit_key, 64))"
 def _v5_summaries(cluster: str | None) -> list[str]:
     """Version 5: experiment summaries kept up to date from the units that changed.
 
-    ``unit_state`` gains ``inserted_to`` (its view now writes it), so a refresh finds the
-    units with rows inserted since the previous one. ``unit_results``
+    ``unit_state`` gains ``inserted_to`` and ``events`` (its view now writes them): a
+    refresh finds the units with rows inserted since the previous one, and a summary
+    says how many of the state's events it covers. ``unit_results``
     (ReplacingMergeTree by refresh version) holds what each unit last counted for,
     ``summary_units`` the units of each refresh (kept a day), and
     ``experiment_summaries`` each experiment's counters: a refresh subtracts the changed
@@ -691,11 +697,15 @@ def _v5_summaries(cluster: str | None) -> list[str]:
         [UNIT_STATE_TABLE] if cluster is None else [f"{UNIT_STATE_TABLE}_local", UNIT_STATE_TABLE]
     )
     events = EVENTS_TABLE if cluster is None else f"{DATABASE}.events_local"
-    # Rows written before this version count as inserted when they first were.
+    # Rows written before this version count as inserted when they first were, and as
+    # no event: a summary and its readers count the same rows.
     statements = [
-        f"ALTER TABLE {table}{on} ADD COLUMN IF NOT EXISTS inserted_to "
-        "SimpleAggregateFunction(max, DateTime64(3, 'UTC')) DEFAULT inserted_from"
+        f"ALTER TABLE {table}{on} ADD COLUMN IF NOT EXISTS {column}"
         for table in state_tables
+        for column in (
+            "inserted_to SimpleAggregateFunction(max, DateTime64(3, 'UTC')) DEFAULT inserted_from",
+            "events SimpleAggregateFunction(sum, UInt64) DEFAULT 0",
+        )
     ]
     statements.append(
         f"ALTER TABLE {DATABASE}.unit_state_mv{on} MODIFY QUERY {unit_state_select(events)}"

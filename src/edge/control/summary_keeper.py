@@ -1,18 +1,24 @@
-"""The summary keeper: keeps every running experiment's summary (`analytics.summaries`)
-up to date, on a thread of the server's parent process, the one writer of summaries.
+"""The summary keeper: keeps every running or paused experiment's summary
+(`analytics.summaries`) up to date, from the server's parent process, the one writer of
+summaries.
 
-Each pass reads every experiment's marks (one small query) and refreshes the running
-experiments whose events changed since their summary, and once more `SETTLE_MS` after
-the last insert it saw, for an insert that was still in flight during the refresh.
-Results readers (`analytics.summaries.SummaryReader`) wait for it, so a refresh costs
-what changed, and a read costs the summary."""
+Each pass (every 0.25 s) reads every experiment's marks (one small query) and hands the
+experiments whose events changed since their summary to a pool of `WORKERS` threads,
+each with its own ClickHouse client; an experiment is refreshed by one thread at a time,
+and a long refresh (a first summary of millions of units) holds one thread while the
+others keep the rest current. An experiment is refreshed once more `SETTLE_MS` after the
+last insert its summary saw, for an insert still in flight during the refresh. Results
+readers (`analytics.summaries.SummaryReader`) wait for it."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from analytics import summaries, warehouse
+from analytics.aggregates import ExperimentSpec
 from analytics.summaries import Kept
 from edge.control.results_api import experiment_spec
 from edge.control.store import Store
@@ -21,13 +27,16 @@ from edge.periodic import PeriodicPass
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["SETTLE_MS", "SummaryKeeper"]
+__all__ = ["SETTLE_MS", "WORKERS", "SummaryKeeper"]
 
 log = logging.getLogger("splitedge.server")
 
-SETTLE_MS = 2_000
+SETTLE_MS = 1_500
 """How long after an insert began it is surely visible: a summary refreshed sooner after
 the last insert is refreshed again once this has passed."""
+
+WORKERS = 2
+"""Refreshes run at once."""
 
 _MARKS = (
     "SELECT workspace_id, experiment_id, sum(events), "
@@ -35,44 +44,46 @@ _MARKS = (
     f"FROM {warehouse.EXPERIMENT_MARKS_TABLE} GROUP BY workspace_id, experiment_id"
 )
 
+Key = tuple[str, str]
+
 
 class SummaryKeeper(PeriodicPass):
-    """Refreshes the running experiments' summaries every ``interval`` seconds, with its
-    own ClickHouse client (opened at the first pass, again after a failure)."""
+    """Refreshes the live experiments' summaries (module docstring) until stopped."""
 
     def __init__(self, store_path: Path, dsn: str, interval: float = 0.25) -> None:
         super().__init__("summary keeper", interval, at_start=True)
         self.store_path = store_path
         self.dsn = dsn
         self.refreshes = 0
-        self._client: Any = None
-        self._kept: dict[tuple[str, str], Kept | None] = {}
+        self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="splitedge-summary")
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._lock = threading.Lock()
+        self._kept: dict[Key, Kept | None] = {}
+        # The marks (events, last insert) each experiment had when its refresh began.
+        self._seen: dict[Key, tuple[int, int]] = {}
+        self._busy: set[Key] = set()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop passing, let the refreshes in progress finish, close the clients."""
+        super().stop(timeout)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for client in self._clients:
+            warehouse.close_quietly(client)
 
     def run_pass(self) -> None:
-        if self._client is None:
-            client = warehouse.connect(self.dsn)
-            # The flusher migrates the schema when it first connects; until then, wait.
-            if warehouse.schema_version(client) < len(warehouse.MIGRATIONS):
-                warehouse.close_quietly(client)
-                return
-            self._client = client
+        client = self._client()
+        if client is None:
+            return
         try:
-            self.keep_up(self._client)
+            rows = client.query(_MARKS).result_rows
         except Exception:
-            warehouse.close_quietly(self._client)
-            self._client = None
+            self._local.client = None  # reconnect next pass
             raise
-
-    def keep_up(self, client: Any) -> None:
-        """One pass: refresh each running experiment whose summary is behind its events;
-        one experiment's failure is logged and does not stop the others."""
-        marks = {
-            (ws, exp): (events, last_inserted, now)
-            for ws, exp, events, last_inserted, now in client.query(_MARKS).result_rows
-        }
+        marks = {(ws, exp): (events, last, now) for ws, exp, events, last, now in rows}
         store = Store(self.store_path)
         try:
-            records = store.running_experiment_records()
+            records = store.live_experiment_records()
         finally:
             store.close()
         for record in records:
@@ -80,18 +91,60 @@ class SummaryKeeper(PeriodicPass):
             if key not in marks:
                 continue  # no event yet
             spec = experiment_spec(record)
-            if key not in self._kept:
-                self._kept[key] = summaries.kept_summary(client, spec)
-            kept = self._kept[key]
-            events, last_inserted, now = marks[key]
-            if kept is not None and kept.layout == summaries.layout_of(spec):
-                settled = kept.version >= last_inserted + SETTLE_MS
-                if kept.events >= events and (settled or now < last_inserted + SETTLE_MS):
+            events, last, now = marks[key]
+            with self._lock:
+                if key in self._busy or not self._due(key, spec, (events, last), now):
                     continue
-            try:
-                self._kept[key] = summaries.refresh(client, spec, kept)
+                self._busy.add(key)
+                self._seen[key] = (events, last)
+            self._pool.submit(self._refresh, key, spec)
+
+    def _due(self, key: Key, spec: ExperimentSpec, marks: tuple[int, int], now: int) -> bool:
+        kept = self._kept.get(key)
+        if kept is None or kept.layout != summaries.layout_of(spec):
+            return True  # not read since the start (the refresh reads it first), or new
+        if self._seen.get(key) != marks:
+            return True
+        # Once more after the last insert settled: its state may have become visible
+        # only after the refresh that saw its marks.
+        return kept.version < marks[1] + SETTLE_MS <= now
+
+    def _refresh(self, key: Key, spec: ExperimentSpec) -> None:
+        try:
+            client = self._client()
+            if client is None:
+                return
+            with self._lock:
+                known = key in self._kept
+                kept = self._kept.get(key)
+            if not known:
+                kept = summaries.kept_summary(client, spec)
+            kept = summaries.refresh(client, spec, kept)
+            with self._lock:
+                self._kept[key] = kept
                 self.refreshes += 1
-            except Exception:
-                self._kept.pop(key, None)  # read again from ClickHouse next pass
-                log.exception("summary of experiment %s failed; it is refreshed again next "
-                              "pass", record.id)  # fmt: skip
+        except Exception:
+            with self._lock:
+                self._kept.pop(key, None)  # read again from ClickHouse next time
+                self._seen.pop(key, None)
+            self._local.client = None  # and reconnect
+            log.exception("summary of experiment %s failed; it is refreshed again next "
+                          "pass", spec.id)  # fmt: skip
+        finally:
+            with self._lock:
+                self._busy.discard(key)
+
+    def _client(self) -> Any:
+        """This thread's client; None until the flusher has migrated the schema (it does
+        when it first connects)."""
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            return client
+        client = warehouse.connect(self.dsn)
+        if warehouse.schema_version(client) < len(warehouse.MIGRATIONS):
+            warehouse.close_quietly(client)
+            return None
+        self._local.client = client
+        with self._lock:
+            self._clients.append(client)
+        return client

@@ -208,6 +208,13 @@ class ExperimentQueries(StoreConnection):
         """Every workspace's running experiments, oldest start first (one read)."""
         return self._experiment_records("e.status = 'running' ORDER BY e.started_at, e.id", ())
 
+    def live_experiment_records(self) -> list[ExperimentRecord]:
+        """Every workspace's running and paused experiments, oldest start first (one
+        read): those whose results are read from a kept summary."""
+        return self._experiment_records(
+            "e.status IN ('running', 'paused') ORDER BY e.started_at, e.id", ()
+        )
+
     def served_experiment_records(self) -> list[ExperimentRecord]:
         """The experiments the edge serves (every one launched once: running ones, and
         those that ran, with their deployed winner if they have one), oldest start first
