@@ -214,3 +214,16 @@ def test_an_unfinished_refresh_is_rebuilt_and_a_reader_waits_for_none(wh: Wareho
     # A summary of other goals is not used, and is rebuilt by the next refresh.
     other = web_spec(exp)
     assert reader.read(other) is None
+
+
+def test_a_summary_missing_under_one_percent_of_the_events_is_read_at_once(wh: Warehouse) -> None:
+    exp = "exp_sum_lag"
+    spec = agent_spec(exp)
+    wh.insert(_agent_batch(random.Random(8), exp, 300, 0))
+    kept = refresh(wh.client, spec, None)
+    reader = SummaryReader(wh.run, wait=0)
+    wh.insert(_agent_batch(random.Random(9), exp, 2, 40))  # 2 of 302 events: under 1%
+    lagging = reader.read(spec)
+    assert lagging is not None and lagging.version == kept.version
+    wh.insert(_agent_batch(random.Random(10), exp, 3, 80))  # 5 of 305: over 1%
+    assert reader.read(spec) is None

@@ -27,7 +27,7 @@ from edge.periodic import PeriodicPass
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["SETTLE_MS", "WORKERS", "SummaryKeeper"]
+__all__ = ["PACE", "SETTLE_MS", "WORKERS", "SummaryKeeper"]
 
 log = logging.getLogger("splitedge.server")
 
@@ -37,6 +37,12 @@ the last insert is refreshed again once this has passed."""
 
 WORKERS = 2
 """Refreshes run at once."""
+
+PACE = 3
+"""A refresh of an experiment starts no sooner than this many times its previous one's
+duration after that one started: a large experiment under steady traffic keeps a core
+busy a third of the time at most (its readers take a summary within
+`analytics.summaries.LAG`)."""
 
 _MARKS = (
     "SELECT workspace_id, experiment_id, sum(events), "
@@ -103,6 +109,8 @@ class SummaryKeeper(PeriodicPass):
         kept = self._kept.get(key)
         if kept is None or kept.layout != summaries.layout_of(spec):
             return True  # not read since the start (the refresh reads it first), or new
+        if now < kept.version + PACE * kept.refresh_ms:
+            return False  # a refresh of this experiment takes at most 1 / PACE of the time
         if self._seen.get(key) != marks:
             return True
         # Once more after the last insert settled: its state may have become visible
