@@ -36,7 +36,7 @@ import base64
 import math
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -86,7 +86,6 @@ _AGENT_METRICS = ("cost", "duration_ms", "turns")
 _SCOPE = "workspace_id = {ws:String} AND experiment_id = {exp:String}"
 _STATE_NAMES = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
 _RESULT_NAMES = [name for name, _ in UNIT_RESULT_COLUMNS]
-_CONTRIBUTION = _RESULT_NAMES[4:]  # arm .. turns
 _STAGED = (
     f"SELECT unit_key FROM {SUMMARY_UNITS_TABLE} WHERE {_SCOPE} AND version = {{version:UInt64}}"
 )
@@ -215,7 +214,7 @@ _STAGE_SQL = (
 _ENTRY_MS = "toUInt64(bitShiftRight(entry, 64))"
 
 
-def _contributions_sql(kind: str, goals: int, staged: bool) -> str:
+def _contributions_sql(kind: Literal["web", "agent"], goals: int, staged: bool) -> str:
     """INSERT the contributions of the experiment's units (only the staged ones when
     ``staged``) under ``version``."""
     rows = _STATE_ROWS + (f" AND unit_key GLOBAL IN ({_STAGED})" if staged else "")
@@ -242,7 +241,7 @@ def _contributions_sql(kind: str, goals: int, staged: bool) -> str:
     return (
         f"INSERT INTO {UNIT_RESULTS_TABLE} ({names})\n{_WRITE}\n"
         "SELECT {ws:String}, {exp:String}, unit, {version:UInt64}, "
-        f"{select} FROM ({units_query(kind, goals, rows)})"  # type: ignore[arg-type]
+        f"{select} FROM ({units_query(kind, goals, rows)})"
     )
 
 
