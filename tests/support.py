@@ -12,12 +12,15 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 import msgspec
+import pyarrow as pa
 
+from analytics import warehouse
 from analytics.aggregates import (
     ArmAggregates,
     ExperimentSpec,
@@ -29,6 +32,7 @@ from analytics.results import ExperimentResults, compute_results
 from edge.config import MutationConfig
 from edge.control.records import IssuedKey, NewExperiment, NewGoal, NewVariant, Site
 from edge.control.store import Store
+from edge.ingest.schema import EVENT_SCHEMA
 from edge.outbound import OutboundGuard
 
 LOOPBACK_ALLOWED = OutboundGuard(allow_private=True)
@@ -206,10 +210,51 @@ def seed_store(path: Path) -> Seed:
         store.close()
 
 
+class EventWarehouse:
+    """A chDB client a test inserts events into and queries (its `run` is a
+    `analytics.aggregates.QueryRunner`). Rows are given as column -> value: ``defaults``,
+    then '' / null for the other columns; each gets a new event id."""
+
+    def __init__(self, client: Any, defaults: dict[str, Any] | None = None) -> None:
+        self.client = client
+        self.defaults = {"workspace_id": SPEC_WORKSPACE, **(defaults or {})}
+
+    def run(self, sql: str, parameters: dict[str, Any]) -> pa.Table:
+        return self.client.query_arrow(sql, parameters=parameters)
+
+    def table(self, rows: list[dict[str, Any]]) -> pa.Table:
+        """The rows as an `EVENT_SCHEMA` table (the client's time is the server's)."""
+        full = []
+        for row in rows:
+            base: dict[str, Any] = {f.name: None if f.nullable else "" for f in EVENT_SCHEMA}
+            base.update(event_id=uuid.uuid4().hex, **self.defaults)
+            base.update(row)
+            base["client_ts"] = base["received_at"]
+            full.append(base)
+        return pa.Table.from_pylist(full, schema=EVENT_SCHEMA)
+
+    def insert(
+        self,
+        rows: list[dict[str, Any]],
+        token: str | None = None,
+        inserted_at: datetime | None = None,
+        **settings: Any,
+    ) -> None:
+        """Insert as the flusher does (``token`` names the segment: the same token again
+        is a retry); ``inserted_at`` stamps the rows as if ClickHouse took them then."""
+        table = self.table(rows)
+        if inserted_at is not None:
+            stamp = pa.array([inserted_at] * table.num_rows, pa.timestamp("ms", tz="UTC"))
+            table = table.append_column("inserted_at", stamp)
+        settings = warehouse.insert_settings(token or uuid.uuid4().hex) | settings
+        self.client.insert_arrow(warehouse.EVENTS_TABLE, table, settings=settings)
+
+    def count(self, sql: str) -> int:
+        return int(self.client.command(sql))
+
+
 def clickhouse_rows(data_dir: Path, sql: str) -> list[tuple[object, ...]]:
     """Run a query on a stopped server's embedded ClickHouse."""
-    from analytics import warehouse
-
     client = warehouse.connect(f"chdb://{data_dir.resolve() / 'clickhouse'}")
     try:
         return [tuple(row) for row in client.query(sql).result_rows]

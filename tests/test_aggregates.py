@@ -3,15 +3,12 @@ experiment's results fetched from chDB end to end."""
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
 import numpy as np
-import pyarrow as pa
 import pytest
 
 from analytics import sequential, warehouse
@@ -28,44 +25,18 @@ from analytics.aggregates import (
 )
 from analytics.result_views import crewkit_metrics_view
 from analytics.results import compute_results, fetch_results
-from edge.ingest.schema import EVENT_SCHEMA
-from tests.support import BUY, SPEC_WORKSPACE, agent_spec, web_spec
+from tests.support import BUY, EventWarehouse, agent_spec, web_spec
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 
 # --- chDB: one warehouse for the module (a process owns one chDB directory at a time) ----
 
-_ids = itertools.count()
-
-
-class Warehouse:
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def run(self, sql: str, parameters: dict[str, Any]) -> pa.Table:
-        return self.client.query_arrow(sql, parameters=parameters)
-
-    def insert(self, rows: list[dict[str, Any]]) -> None:
-        """Insert rows given as column -> value; '' / null for the columns not given."""
-        full = []
-        for row in rows:
-            base: dict[str, Any] = {
-                f.name: None if f.nullable else "" for f in EVENT_SCHEMA if f.name != "client_ts"
-            }
-            base.update(event_id=f"e{next(_ids)}", workspace_id=SPEC_WORKSPACE, received_at=T0)
-            base.update(row)
-            base["client_ts"] = base["received_at"]
-            full.append(base)
-        table = pa.Table.from_pylist(full, schema=EVENT_SCHEMA)
-        token = warehouse.insert_settings(uuid.uuid4().hex)
-        self.client.insert_arrow(warehouse.EVENTS_TABLE, table, settings=token)
-
 
 @pytest.fixture(scope="module")
-def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventWarehouse]:
     client = warehouse.connect(f"chdb://{tmp_path_factory.mktemp('results') / 'clickhouse'}")
     warehouse.migrate(client)
-    yield Warehouse(client)
+    yield EventWarehouse(client, {"received_at": T0})
     client.close()
 
 
@@ -92,7 +63,7 @@ def task(exp: str, unit: str, variant: str, outcome: str, cost: float | None = N
                 duration_ms=duration_ms, turns=turns, received_at=at(minutes))  # fmt: skip
 
 
-def arms_by_id(wh: Warehouse, spec: ExperimentSpec) -> dict[str, ArmAggregates]:
+def arms_by_id(wh: EventWarehouse, spec: ExperimentSpec) -> dict[str, ArmAggregates]:
     return {a.variant_id: a for a in fetch_aggregates(wh.run, spec)}
 
 
@@ -100,7 +71,9 @@ def goals_of(arm: ArmAggregates) -> dict[str, GoalAggregates]:
     return {g.goal_id: g for g in arm.goals}
 
 
-def test_a_unit_counts_with_its_goals_in_the_variant_of_its_first_exposure(wh: Warehouse) -> None:
+def test_a_unit_counts_with_its_goals_in_the_variant_of_its_first_exposure(
+    wh: EventWarehouse,
+) -> None:
     exp = "exp_first"
     # u1 is first exposed to control; a later exposure (inserted first) says Bold, and its
     # goal row carries Bold's id: it all counts for control.
@@ -114,7 +87,7 @@ def test_a_unit_counts_with_its_goals_in_the_variant_of_its_first_exposure(wh: W
     assert goals_of(arms["v_b"]) == {}
 
 
-def test_goals_of_units_never_exposed_do_not_count(wh: Warehouse) -> None:
+def test_goals_of_units_never_exposed_do_not_count(wh: EventWarehouse) -> None:
     exp = "exp_unexposed"
     wh.insert(
         [
@@ -131,7 +104,7 @@ def test_goals_of_units_never_exposed_do_not_count(wh: Warehouse) -> None:
     assert (signup.converted, signup.value_sum) == (1, 0.0)
 
 
-def test_a_unit_converting_twice_counts_once_and_its_values_add_up(wh: Warehouse) -> None:
+def test_a_unit_converting_twice_counts_once_and_its_values_add_up(wh: EventWarehouse) -> None:
     exp = "exp_twice"
     wh.insert(
         [
@@ -151,7 +124,7 @@ def test_a_unit_converting_twice_counts_once_and_its_values_add_up(wh: Warehouse
     assert (signup.converted, signup.value_sum) == (1, 0.0)
 
 
-def test_goal_value_sums_and_p95_match_numpy(wh: Warehouse) -> None:
+def test_goal_value_sums_and_p95_match_numpy(wh: EventWarehouse) -> None:
     exp = "exp_values"
     rng = np.random.default_rng(7)
     rows = []
@@ -184,7 +157,7 @@ def test_goal_value_sums_and_p95_match_numpy(wh: Warehouse) -> None:
     assert value.std_dev == pytest.approx(every.std(ddof=1), rel=1e-9)
 
 
-def test_rows_of_other_workspaces_and_experiments_are_never_counted(wh: Warehouse) -> None:
+def test_rows_of_other_workspaces_and_experiments_are_never_counted(wh: EventWarehouse) -> None:
     exp = "exp_scoped"
     wh.insert(
         [exposure(exp, "mine", "v_a"), goal(exp, "mine", "v_a", "g_signup")]
@@ -200,7 +173,7 @@ def test_rows_of_other_workspaces_and_experiments_are_never_counted(wh: Warehous
     assert fetch_aggregates(wh.run, nobody) == []
 
 
-def test_agent_units_succeed_once_and_their_sums_and_p95_match_numpy(wh: Warehouse) -> None:
+def test_agent_units_succeed_once_and_their_sums_and_p95_match_numpy(wh: EventWarehouse) -> None:
     exp = "exp_agent"
     rng = np.random.default_rng(11)
     rows = []
@@ -240,7 +213,7 @@ def test_agent_units_succeed_once_and_their_sums_and_p95_match_numpy(wh: Warehou
     assert metrics.task_success_rate == arms["v_a"].successful_tasks / arms["v_a"].tasks
 
 
-def test_timeline_dates_entries_and_first_conversions(wh: Warehouse) -> None:
+def test_timeline_dates_entries_and_first_conversions(wh: EventWarehouse) -> None:
     exp = "exp_timeline"
     day = 24 * 60
     wh.insert(
@@ -269,7 +242,9 @@ def test_timeline_dates_entries_and_first_conversions(wh: Warehouse) -> None:
     assert agent == [(d0, "v_a", 1, 0), (d0, "v_b", 1, 0), (d1, "v_a", 0, 1)]
 
 
-def test_an_hourly_timeline_comes_from_the_same_query_with_the_same_arms(wh: Warehouse) -> None:
+def test_an_hourly_timeline_comes_from_the_same_query_with_the_same_arms(
+    wh: EventWarehouse,
+) -> None:
     exp = "exp_hourly"
     wh.insert(
         [
@@ -301,7 +276,7 @@ def test_an_hourly_timeline_comes_from_the_same_query_with_the_same_arms(wh: War
     assert [(p.hour, p.entered, p.converted) for p in agent] == [(12, 1, 0), (13, 0, 1)]
 
 
-def test_devices_count_each_unit_once_on_the_device_it_entered_on(wh: Warehouse) -> None:
+def test_devices_count_each_unit_once_on_the_device_it_entered_on(wh: EventWarehouse) -> None:
     exp = "exp_devices"
     wh.insert(
         [
@@ -341,7 +316,7 @@ def test_devices_count_each_unit_once_on_the_device_it_entered_on(wh: Warehouse)
     )
 
 
-def test_fetch_results_of_three_arms_from_chdb(wh: Warehouse) -> None:
+def test_fetch_results_of_three_arms_from_chdb(wh: EventWarehouse) -> None:
     exp = "exp_three"
     variants = (
         VariantSpec("v_a", "Control", True, 3334),

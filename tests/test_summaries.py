@@ -5,62 +5,27 @@ included, the refreshed summary gives the same arms and timeline."""
 
 from __future__ import annotations
 
-import itertools
 import random
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-import pyarrow as pa
 import pytest
 
 from analytics import summaries, warehouse
 from analytics.aggregates import ExperimentSpec, UnitSummary, fetch_summary
 from analytics.summaries import Kept, SummaryReader, refresh, unit_summary
-from edge.ingest.schema import EVENT_SCHEMA
-from tests.support import SPEC_WORKSPACE, agent_spec, web_spec
+from tests.support import SPEC_WORKSPACE, EventWarehouse, agent_spec, web_spec
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
-_ids = itertools.count()
-
-
-class Warehouse:
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def run(self, sql: str, parameters: dict[str, Any]) -> pa.Table:
-        return self.client.query_arrow(sql, parameters=parameters)
-
-    def insert(
-        self,
-        rows: list[dict[str, Any]],
-        token: str | None = None,
-        inserted_at: datetime | None = None,
-    ) -> None:
-        full = []
-        for row in rows:
-            base: dict[str, Any] = {
-                f.name: None if f.nullable else "" for f in EVENT_SCHEMA if f.name != "client_ts"
-            }
-            base.update(event_id=f"e{next(_ids)}", workspace_id=SPEC_WORKSPACE)
-            base.update(row)
-            base["client_ts"] = base["received_at"]
-            full.append(base)
-        table = pa.Table.from_pylist(full, schema=EVENT_SCHEMA)
-        if inserted_at is not None:  # as if ClickHouse had taken them then
-            stamp = pa.array([inserted_at] * len(full), pa.timestamp("ms", tz="UTC"))
-            table = table.append_column("inserted_at", stamp)
-        settings = warehouse.insert_settings(token or uuid.uuid4().hex)
-        self.client.insert_arrow(warehouse.EVENTS_TABLE, table, settings=settings)
 
 
 OLD = "exp_sum_v4"  # stored by a release of schema version 4
 
 
 @pytest.fixture(scope="module")
-def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventWarehouse]:
     client = warehouse.connect(f"chdb://{tmp_path_factory.mktemp('summaries') / 'clickhouse'}")
     for statement in warehouse._bootstrap(None):
         client.command(statement)
@@ -71,7 +36,7 @@ def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
     for version in range(1, 5):
         client.command(f"INSERT INTO {warehouse.MIGRATIONS_TABLE} (version) VALUES ({version})")
     assert "inserted_to" not in client.command(f"SHOW CREATE TABLE {warehouse.UNIT_STATE_TABLE}")
-    db = Warehouse(client)
+    db = EventWarehouse(client)
     db.insert(_agent_batch(random.Random(5), OLD, 30, 0))
     assert warehouse.migrate(client) == len(warehouse.MIGRATIONS)
     yield db
@@ -130,7 +95,7 @@ def _same(kept: Kept, spec: ExperimentSpec, full: UnitSummary, bucket: str = "da
             assert g.value_p95 == pytest.approx(w.value_p95, rel=1e-3)
 
 
-def test_a_version_4_warehouse_is_migrated_and_summarised(wh: Warehouse) -> None:
+def test_a_version_4_warehouse_is_migrated_and_summarised(wh: EventWarehouse) -> None:
     # The rows stored before keep their state (inserted_to from inserted_from); the view
     # writes the column from now on; a second migration does nothing.
     wh.insert(_agent_batch(random.Random(6), OLD, 30, 60))
@@ -149,7 +114,7 @@ def test_a_version_4_warehouse_is_migrated_and_summarised(wh: Warehouse) -> None
 
 
 @pytest.mark.parametrize("kind", ["web", "agent"])
-def test_every_refresh_equals_the_query_over_every_unit(wh: Warehouse, kind: str) -> None:
+def test_every_refresh_equals_the_query_over_every_unit(wh: EventWarehouse, kind: str) -> None:
     rng = random.Random(21 if kind == "web" else 22)
     exp = f"exp_sum_{kind}"
     spec = web_spec(exp) if kind == "web" else agent_spec(exp)
@@ -174,7 +139,7 @@ def test_every_refresh_equals_the_query_over_every_unit(wh: Warehouse, kind: str
     _same(read, spec, fetch_summary(wh.run, spec))
 
 
-def test_a_refresh_recounts_only_the_units_that_changed(wh: Warehouse) -> None:
+def test_a_refresh_recounts_only_the_units_that_changed(wh: EventWarehouse) -> None:
     exp = "exp_sum_late"
     spec = web_spec(exp)
     day_ago = datetime.now(UTC) - timedelta(days=1)
@@ -195,7 +160,7 @@ def test_a_refresh_recounts_only_the_units_that_changed(wh: Warehouse) -> None:
     assert full.arms[0].goals[0].converted == 10
 
 
-def test_an_unfinished_refresh_is_rebuilt_and_a_reader_waits_for_none(wh: Warehouse) -> None:
+def test_an_unfinished_refresh_is_rebuilt_and_a_reader_waits_for_none(wh: EventWarehouse) -> None:
     exp = "exp_sum_crash"
     spec = agent_spec(exp)
     wh.insert(_agent_batch(random.Random(3), exp, 40, 0))
@@ -216,7 +181,9 @@ def test_an_unfinished_refresh_is_rebuilt_and_a_reader_waits_for_none(wh: Wareho
     assert reader.read(other) is None
 
 
-def test_a_summary_missing_under_one_percent_of_the_events_is_read_at_once(wh: Warehouse) -> None:
+def test_a_summary_missing_under_one_percent_of_the_events_is_read_at_once(
+    wh: EventWarehouse,
+) -> None:
     exp = "exp_sum_lag"
     spec = agent_spec(exp)
     wh.insert(_agent_batch(random.Random(8), exp, 300, 0))

@@ -8,14 +8,11 @@ version, as an upgrade does.
 
 from __future__ import annotations
 
-import itertools
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import msgspec
-import pyarrow as pa
 import pytest
 
 from analytics import warehouse
@@ -27,11 +24,9 @@ from analytics.aggregates import (
     fetch_aggregates,
     fetch_timeline,
 )
-from edge.ingest.schema import EVENT_SCHEMA
-from tests.support import SPEC_WORKSPACE, agent_spec, web_spec
+from tests.support import EventWarehouse, agent_spec, web_spec
 
 T0 = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
-_ids = itertools.count()
 
 
 def at(minutes: float) -> datetime:
@@ -55,44 +50,17 @@ def task(exp: str, unit: str, variant: str, outcome: str, cost: float = 0.0,
                 session_id=unit, outcome=outcome, cost=cost, received_at=at(minutes))  # fmt: skip
 
 
-def events(rows: list[dict[str, Any]]) -> pa.Table:
-    """EVENT_SCHEMA rows: '' / null for the columns not given."""
-    full = []
-    for row in rows:
-        base: dict[str, Any] = {f.name: None if f.nullable else "" for f in EVENT_SCHEMA}
-        base.update(event_id=f"e{next(_ids)}", workspace_id=SPEC_WORKSPACE)
-        base.update(row)
-        base["client_ts"] = base["received_at"]
-        full.append(base)
-    return pa.Table.from_pylist(full, schema=EVENT_SCHEMA)
-
-
-class Warehouse:
-    def __init__(self, client: Any) -> None:
-        self.client = client
-
-    def run(self, sql: str, parameters: dict[str, Any]) -> pa.Table:
-        return self.client.query_arrow(sql, parameters=parameters)
-
-    def insert(self, rows: list[dict[str, Any]], token: str | None = None, **settings: Any) -> None:
-        settings = warehouse.insert_settings(token or uuid.uuid4().hex) | settings
-        self.client.insert_arrow(warehouse.EVENTS_TABLE, events(rows), settings=settings)
-
-    def count(self, sql: str) -> int:
-        return int(self.client.command(sql))
-
-
 # Stored by the older release, before the state existed.
 OLD = "exp_old"
 
 
 @pytest.fixture(scope="module")
-def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
+def wh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventWarehouse]:
     client = warehouse.connect(f"chdb://{tmp_path_factory.mktemp('state') / 'clickhouse'}")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(warehouse, "MIGRATIONS", warehouse.MIGRATIONS[:2])
         assert warehouse.migrate(client) == 2
-    db = Warehouse(client)
+    db = EventWarehouse(client)
     db.insert([exposure(OLD, "u1", "v_a"), goal(OLD, "u1", "g_signup", 4.0),
                exposure(OLD, "u2", "v_b", 2), exposure(OLD, "u2", "v_a", 3)])  # fmt: skip
     db.insert([goal(OLD, "u1", "g_signup", 1.0, minutes=5), exposure(OLD, "u3", "v_b")])
@@ -111,13 +79,13 @@ def summary(arms: list[ArmAggregates]) -> dict[str, tuple[int, dict[str, tuple[i
 OLD_RESULTS = {"v_a": (1, {"g_signup": (1, 5.0)}), "v_b": (2, {})}
 
 
-def test_the_migration_fills_the_state_from_stored_events(wh: Warehouse) -> None:
+def test_the_migration_fills_the_state_from_stored_events(wh: EventWarehouse) -> None:
     assert summary(fetch_aggregates(wh.run, web_spec(OLD))) == OLD_RESULTS
     backfilled = "SELECT count() FROM splitedge.unit_state WHERE backfill = 1"
     assert wh.count(backfilled) == 4  # three units, and the goal u1 converted on
 
 
-def test_the_backfill_runs_again_without_counting_twice(wh: Warehouse) -> None:
+def test_the_backfill_runs_again_without_counting_twice(wh: EventWarehouse) -> None:
     # A version whose record was lost runs again (a crash before the record), after the
     # view has seen inserts of its own: neither is counted twice.
     wh.insert([exposure(OLD, "u4", "v_a", 10), goal(OLD, "u1", "g_signup", 2.0, minutes=11)])
@@ -128,7 +96,7 @@ def test_the_backfill_runs_again_without_counting_twice(wh: Warehouse) -> None:
     assert summary(fetch_aggregates(wh.run, web_spec(OLD))) == expected
 
 
-def test_a_retried_segment_reaches_the_state_once(wh: Warehouse) -> None:
+def test_a_retried_segment_reaches_the_state_once(wh: EventWarehouse) -> None:
     exp = "exp_retry"
     rows = [exposure(exp, "u1", "v_a"), goal(exp, "u1", "g_signup", 3.0)]
     for _ in range(3):
@@ -138,7 +106,7 @@ def test_a_retried_segment_reaches_the_state_once(wh: Warehouse) -> None:
                     f"WHERE experiment_id = '{exp}'") == 2  # fmt: skip
 
 
-def test_a_segment_stored_but_not_in_the_state_reaches_it_on_retry(wh: Warehouse) -> None:
+def test_a_segment_stored_but_not_in_the_state_reaches_it_on_retry(wh: EventWarehouse) -> None:
     # The events table has the segment, the view missed it (a failure between the two
     # writes, made here by detaching the view): the retry, deduplicated in the events
     # table, still reaches the view, once.
@@ -157,7 +125,7 @@ def test_a_segment_stored_but_not_in_the_state_reaches_it_on_retry(wh: Warehouse
     assert (arm.units, arm.tasks, arm.converted, arm.sums["cost"]) == (1, 1, 1, 0.5)
 
 
-def test_without_the_view_check_a_retry_counts_twice(wh: Warehouse) -> None:
+def test_without_the_view_check_a_retry_counts_twice(wh: EventWarehouse) -> None:
     # Why insert_settings sets deduplicate_blocks_in_dependent_materialized_views: in
     # this ClickHouse, without it a deduplicated insert is still pushed to the views.
     exp = "exp_unchecked"
@@ -173,7 +141,7 @@ def ended(spec: ExperimentSpec, since: float, until: float) -> ExperimentSpec:
     return msgspec.structs.replace(spec, status="completed", window=(at(since), at(until)))
 
 
-def test_an_ended_experiment_counts_only_its_window(wh: Warehouse) -> None:
+def test_an_ended_experiment_counts_only_its_window(wh: EventWarehouse) -> None:
     exp = "exp_window"
     day = 24 * 60
     wh.insert(
@@ -210,7 +178,7 @@ def test_an_ended_experiment_counts_only_its_window(wh: Warehouse) -> None:
     }
 
 
-def test_an_answer_is_kept_until_an_event_of_its_experiment_arrives(wh: Warehouse) -> None:
+def test_an_answer_is_kept_until_an_event_of_its_experiment_arrives(wh: EventWarehouse) -> None:
     exp = "exp_cached"
     wh.insert([exposure(exp, "u1", "v_a")])
     cache = VersionedCache(wh.run)
@@ -242,7 +210,7 @@ def test_an_answer_is_kept_until_an_event_of_its_experiment_arrives(wh: Warehous
     assert len(computed) == 3
 
 
-def test_the_cache_keeps_the_most_recently_used(wh: Warehouse) -> None:
+def test_the_cache_keeps_the_most_recently_used(wh: EventWarehouse) -> None:
     cache = VersionedCache(wh.run, size=2)
     specs = [web_spec(f"exp_lru_{n}") for n in range(3)]
     for spec in specs:
