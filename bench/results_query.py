@@ -1,5 +1,6 @@
-"""Results and timeline from the per-unit state against the raw-events queries they
-replaced, on synthetic events in chDB; then at 3x the events per unit.
+"""Results and timeline from the kept summary and from the per-unit state, against the
+raw-events queries they replaced, on synthetic events in chDB; then at 3x the events per
+unit, and the keeper's refresh after new events.
 
 A temporary chDB warehouse (migrated by `analytics.warehouse.migrate`, so with the unit
 state's materialized views) gets ``--events`` events of four experiments in one workspace
@@ -9,20 +10,26 @@ cost, duration and turns), spread over 30 days, inserted with ``insert_arrow`` i
 1M rows built by NumPy/Arrow. For the largest web experiment and the agent experiment,
 each query runs ``--runs`` times:
 
+- **kept summary**: what the results API, the results page and the decider read for a
+  running experiment (`analytics.summaries.SummaryReader`, then `unit_summary`), refreshed
+  as the keeper does just before; its answer is checked equal to the state's (the p95s
+  to 0.1%);
 - **state**: `analytics.aggregates.fetch_summary`, one query for results and timeline
-  (what the results API, the results page and the decider run), over
-  ``splitedge.unit_state``; its answer is checked equal to the raw queries';
+  over ``splitedge.unit_state`` (an ended experiment's, and a read with no summary yet);
+  its answer is checked equal to the raw queries';
 - **raw**: the queries they replaced (kept below as `RAW_RESULTS` and `RAW_TIMELINE`), over
   the experiment's raw events;
 - **cached**: results and timeline again through `VersionedCache` with nothing inserted
-  in between: one point query on ``splitedge.experiment_marks``;
+  in between: a point query on ``splitedge.experiment_marks`` and a sum of the state's
+  ``events`` column;
 - baselines: ``count()`` and ``uniqExact(unit_id)`` of the experiment's event range.
 
 The state is measured merged (``OPTIMIZE FINAL``: one row per unit and goal converted,
 where background merges take it). Then the same units of those two experiments get two
 more batches of events (3x the events per unit), and everything runs again, first as
 inserted (up to three state rows per unit, not yet merged), then merged; "3x / 1x" is the
-growth.
+growth. Last, 2,000 and then 20,000 units of each get new events, ``--runs`` times,
+each batch followed by the keeper's refresh and a read.
 
 "cold" is the first run after ``SYSTEM DROP MARK CACHE`` and ``SYSTEM DROP UNCOMPRESSED
 CACHE``; "warm" is the median of the following runs, in wall time and in CPU time (chDB
@@ -66,13 +73,17 @@ from report import environment, publish  # noqa: E402
 RESULTS_INTRO = """\
 ## Results from per-unit state (issue 21): bench/results_query.py
 
-Results and timeline are computed from `splitedge.unit_state`, a per-unit state that
-materialized views keep as events are inserted (`analytics.warehouse`, version 4), instead
-of from every raw event; an unchanged repeat is answered from `VersionedCache` after one
-point query. Measured against the raw-events queries they replaced, in the same run on the
-same data, then after two more batches of events for the same units (3x events per unit).
-Cold = first run after dropping ClickHouse's mark and uncompressed caches; warm = median of
-the next runs (chDB runs in the benchmark's process: CPU is its threads').
+A running experiment's results and timeline are read from its **kept summary**
+(`analytics.summaries`): counters the server's summary keeper refreshes from the units
+whose state changed, over `splitedge.unit_state`, the per-unit state that materialized
+views keep as events are inserted. Measured in the same run on the same data against the
+query over every unit's state (what ended experiments and a first read still run), and
+against the raw-events queries of before issue 21, then after two more batches of events
+for the same units (3x events per unit), and last the keeper's refresh after new events
+of 2,000 and 20,000 of an experiment's units. A read of the summary is a new reader's
+(fetching and decoding it); an unchanged repeat is answered from `VersionedCache`. Cold =
+first run after dropping ClickHouse's mark and uncompressed caches; warm = median of the
+next runs (chDB runs in the benchmark's process: CPU is its threads').
 
     .venv/bin/python bench/results_query.py --events 30000000 --write
 """
