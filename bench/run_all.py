@@ -196,7 +196,7 @@ def summary_rows(figures: dict[str, Any], runtime_gzip: int) -> list[str]:
     )
     web = figures["results_query"]["exp_web_big"]
     row(
-        f"results query, {web['rows']:,} rows, warm ms",
+        f"results + timeline read from the kept summary, {web['rows']:,} events, warm ms",
         f"{web['results_ms']:,.0f}",
         f"{web['uniq_ms']:,.0f} (`uniqExact(unit_id)` of the same range)",
         time_ratio(web["results_ms"], web["uniq_ms"]),
