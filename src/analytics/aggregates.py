@@ -385,11 +385,14 @@ class TimelinePoint(msgspec.Struct, frozen=True):
 
 class UnitSummary(msgspec.Struct, frozen=True):
     """What one query returns of an experiment: its arms' aggregates (by variant id) and
-    its timeline (by bucket, then variant id) in ``bucket``s."""
+    its timeline (by bucket, then variant id) in ``bucket``s; ``summary_version`` is the
+    version of the kept summary they were read from (`analytics.summaries`), None when
+    they were counted from every unit."""
 
     arms: tuple[ArmAggregates, ...]
     timeline: tuple[TimelinePoint, ...]
     bucket: Bucket = "day"
+    summary_version: int | None = None
 
 
 def _finite(value: Any) -> float | None:

@@ -431,7 +431,7 @@ def unit_summary(kept: Kept, spec: ExperimentSpec, bucket: Bucket = "day") -> Un
             if goal_counts.get((variant, i))
         )
         arms.append(ArmAggregates(variant_id=variant, units=units[variant], goals=goals))
-    return UnitSummary(tuple(arms), timeline_points(timeline, bucket), bucket)
+    return UnitSummary(tuple(arms), timeline_points(timeline, bucket), bucket, kept.version)
 
 
 LAG = 0.01
@@ -448,10 +448,15 @@ class SummaryReader:
     them all, 1 s plus twice the last refresh's time, at most ``wait`` seconds. None
     when there is no summary or the wait ran out: the caller computes from every unit
     instead, so a writer busy elsewhere delays a read by that bound at most. Decoded
-    summaries are kept by version. Thread-safe."""
+    summaries are kept by version. Experiments of fewer than ``smallest`` events are not
+    read from a summary (None): counting every unit costs them less than a wait.
+    Thread-safe."""
 
-    def __init__(self, run: QueryRunner, wait: float = 5.0, poll: float = 0.05) -> None:
+    def __init__(
+        self, run: QueryRunner, smallest: int = 0, wait: float = 5.0, poll: float = 0.05
+    ) -> None:
         self.run = run
+        self.smallest = smallest
         self.wait = wait
         self.poll = poll
         self._decoded: dict[tuple[str, str], Kept] = {}
@@ -462,6 +467,8 @@ class SummaryReader:
         None when there is none to wait for or the wait ran out."""
         parameters = {"ws": spec.workspace_id, "exp": spec.id}
         events = covered_events(self.run, spec)
+        if events < self.smallest:
+            return None
         layout = layout_of(spec)
         started = time.monotonic()
         while True:

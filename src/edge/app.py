@@ -79,7 +79,10 @@ def create_app(settings: Settings | None = None) -> ASGIApp:
     services = Services.from_settings(settings)
     # The server's parent keeps the running experiments' summaries (summary_keeper).
     results = ResultsSource(
-        services.store_path, services.run, edge.holder, SummaryReader(services.run)
+        services.store_path,
+        services.run,
+        edge.holder,
+        SummaryReader(services.run, settings.summary_from_events),
     )
     links = ReportLinks(services.store_path)
     mcp = McpMount(services)

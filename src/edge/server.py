@@ -101,11 +101,12 @@ def run(settings: Settings) -> int:
         gateway = WarehouseGateway(settings.run_dir / SOCKET_NAME, settings.clickhouse_dsn)
         gateway.start()
     # Running experiments' summaries, written from this process only; results read them.
-    keeper = SummaryKeeper(settings.store_path, settings.clickhouse_dsn)
+    smallest = settings.summary_from_events
+    keeper = SummaryKeeper(settings.store_path, settings.clickhouse_dsn, smallest)
     keeper.start()
     # Conclusions and guardrail stops, decided once per server, queried like a worker.
     run = query_runner(settings.clickhouse_dsn, settings.run_dir)
-    source = ResultsSource(settings.store_path, run, summaries=SummaryReader(run))
+    source = ResultsSource(settings.store_path, run, summaries=SummaryReader(run, smallest))
     decider = Decider(source, settings.decision_interval)
     decider.start()
     # Loops and idea schedules, ticked once per server like the decisions.

@@ -46,6 +46,10 @@ class Settings(msgspec.Struct, frozen=True):
     limits: str = "off"
     # Seconds between passes of the automatic decisions (edge.control.decisions).
     decision_interval: float = 30.0
+    # Experiments with at least this many events have their results read from a summary
+    # the server keeps from the units that change (analytics.summaries); smaller ones are
+    # counted from every unit's state at each read, which costs less than waiting.
+    summary_from_events: int = 500_000
     # Seconds between scheduler passes over loops and idea schedules (edge.control.scheduler);
     # 0: no scheduler in the server (run `splitedge tick` from cron).
     tick_interval: float = 3600.0

@@ -170,6 +170,7 @@ class Computed(msgspec.Struct, frozen=True):
     computed_at: datetime
     query_ms: float
     compute_ms: float
+    summary_version: int | None = None
 
 
 class ResultsSource:
@@ -275,15 +276,16 @@ class ResultsSource:
 
     def _compute(self, spec: ExperimentSpec) -> Computed:
         started = time.perf_counter()
-        aggregates = list(self.summary(spec).arms)
+        summary = self.summary(spec)
         queried = time.perf_counter()
-        results = compute_results(spec, aggregates)
+        results = compute_results(spec, list(summary.arms))
         done = time.perf_counter()
         return Computed(
             results=results,
             computed_at=datetime.now(UTC),
             query_ms=round(1000 * (queried - started), 3),
             compute_ms=round(1000 * (done - queried), 3),
+            summary_version=summary.summary_version,
         )
 
 
@@ -292,7 +294,9 @@ class ResultsMeta(msgspec.Struct, frozen=True):
     Monte Carlo draws and seed, its largest standard error, and the decision rules; and
     the config: ``config_version`` is the control plane's latest, ``served_config_version``
     the one this server's edge serves (None while it loads its first): equal once the
-    experiment's last change reaches visitors."""
+    experiment's last change reaches visitors. ``summary_version`` is the version of the
+    kept summary the figures were read from (a large running experiment's,
+    `analytics.summaries`), None when they were counted from every unit."""
 
     computed_at: datetime
     query_ms: float
@@ -303,6 +307,7 @@ class ResultsMeta(msgspec.Struct, frozen=True):
     rules: DecisionRules
     config_version: int
     served_config_version: int | None
+    summary_version: int | None = None
 
 
 class ResultsData(ClawSplitResults, frozen=True):
@@ -337,6 +342,7 @@ def _meta(computed: Computed, config_version: int, served: int | None) -> Result
         seed=rules.seed,
         mc_error=computed.results.mc_error,
         rules=rules,
+        summary_version=computed.summary_version,
     )
 
 

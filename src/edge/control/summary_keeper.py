@@ -1,6 +1,6 @@
-"""The summary keeper: keeps every running or paused experiment's summary
-(`analytics.summaries`) up to date, from the server's parent process, the one writer of
-summaries.
+"""The summary keeper: keeps the summary (`analytics.summaries`) of every running or
+paused experiment of at least ``SPLITEDGE_SUMMARY_FROM_EVENTS`` events up to date, from
+the server's parent process, the one writer of summaries.
 
 Each pass (every 0.25 s) reads every experiment's marks (one small query) and hands the
 experiments whose events changed since their summary to a pool of `WORKERS` threads,
@@ -56,10 +56,13 @@ Key = tuple[str, str]
 class SummaryKeeper(PeriodicPass):
     """Refreshes the live experiments' summaries (module docstring) until stopped."""
 
-    def __init__(self, store_path: Path, dsn: str, interval: float = 0.25) -> None:
+    def __init__(
+        self, store_path: Path, dsn: str, smallest: int = 0, interval: float = 0.25
+    ) -> None:
         super().__init__("summary keeper", interval, at_start=True)
         self.store_path = store_path
         self.dsn = dsn
+        self.smallest = smallest
         self.refreshes = 0
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="splitedge-summary")
         self._local = threading.local()
@@ -94,8 +97,8 @@ class SummaryKeeper(PeriodicPass):
             store.close()
         for record in records:
             key = (record.workspace_id, record.id)
-            if key not in marks:
-                continue  # no event yet
+            if key not in marks or marks[key][0] < self.smallest:
+                continue  # read from every unit's state (SummaryReader)
             spec = experiment_spec(record)
             events, last, now = marks[key]
             with self._lock:
