@@ -57,6 +57,7 @@ __all__ = [
     "GoalSpec",
     "MetricSummary",
     "QueryRunner",
+    "SETTLE_MS",
     "TimelinePoint",
     "UnitSummary",
     "VariantSpec",
@@ -582,23 +583,29 @@ def fetch_timeline(
 
 # --- answering again without a scan --------------------------------------------------
 
-# The marks change with every insert; the state's event count once the insert's state is
-# visible (the views write the two tables one after the other): an answer computed
-# between the two is not kept past it.
 _VERSION_SQL = (
-    "SELECT sum(events) AS events, max(last_inserted_at) AS last_inserted_at, "
-    f"(SELECT sum(events) FROM {UNIT_STATE_TABLE} WHERE {_SCOPE}) AS state_events "
+    "SELECT sum(events) AS events, max(last_inserted_at) AS last_insert, "
+    "now64(3) >= max(last_inserted_at) + toIntervalMillisecond({settle:UInt32}) AS settled "
     f"FROM {EXPERIMENT_MARKS_TABLE} WHERE {_SCOPE}"
 )
 
+SETTLE_MS = 1_500
+"""How long after an insert began its rows are surely visible in every table its views
+write (a view's table can lag the marks by the moments between two writes of one
+insert): an answer computed sooner may miss some and is not kept."""
 
-def data_version(run: QueryRunner, spec: ExperimentSpec) -> tuple[Any, ...]:
+
+def data_version(
+    run: QueryRunner, spec: ExperimentSpec, settle_ms: int = SETTLE_MS
+) -> tuple[tuple[Any, ...], bool]:
     """What the experiment's events are now, as a value that changes whenever any is
     inserted (their count and last insert time, from `warehouse.EXPERIMENT_MARKS_TABLE`,
-    which the same inserts feed, and the count in the state): a point query on a few
-    rows and a scan of one small column."""
-    row = _rows(run(_VERSION_SQL, {"exp": spec.id, "ws": spec.workspace_id}))
-    return tuple(row[0].values()) if row else ()
+    which the same inserts feed): a point query on a few rows, not a scan; and whether
+    the last insert has settled (``settle_ms`` ago, `SETTLE_MS`)."""
+    row = _rows(run(_VERSION_SQL, {"exp": spec.id, "ws": spec.workspace_id, "settle": settle_ms}))
+    if not row:
+        return (), True
+    return (row[0]["events"], row[0]["last_insert"]), bool(row[0]["settled"])
 
 
 T = TypeVar("T")
@@ -608,16 +615,18 @@ class VersionedCache:
     """Answers computed from an experiment's data (results, timeline), kept in memory and
     given again while `data_version` says the data has not changed: a repeated read costs
     one point query. The version is read before computing, so an answer may have seen
-    events newer than its version (the next read then computes again), never fewer.
+    events newer than its version (the next read then computes again), never fewer; one
+    computed before the last insert settled is given once and computed again.
     Thread-safe; keeps the ``size`` most recently used answers.
 
     In a cluster the marks and the state are read through Distributed tables; with
     replicas that lag, a version and the state read after it may come from different
     replicas; ``load_balancing = 'in_order'`` reads one while it is up."""
 
-    def __init__(self, run: QueryRunner, size: int = 256) -> None:
+    def __init__(self, run: QueryRunner, size: int = 256, settle_ms: int = SETTLE_MS) -> None:
         self.run = run
         self.size = size
+        self.settle_ms = settle_ms
         self.hits = 0
         self._entries: OrderedDict[tuple[str, ExperimentSpec], tuple[tuple[Any, ...], Any]]
         self._entries = OrderedDict()
@@ -626,7 +635,7 @@ class VersionedCache:
     def get(self, what: str, spec: ExperimentSpec, compute: Callable[[], T]) -> T:
         """``compute()``'s answer for (``what``, ``spec``): the kept one when the
         experiment's data version is the one it was computed at, else a new one."""
-        version = data_version(self.run, spec)
+        version, settled = data_version(self.run, spec, self.settle_ms)
         key = (what, spec)
         with self._lock:
             kept = self._entries.get(key)
@@ -637,6 +646,8 @@ class VersionedCache:
                 return answer
         answer = compute()
         with self._lock:
+            if not settled:
+                return answer
             self._entries[key] = (version, answer)
             self._entries.move_to_end(key)
             while len(self._entries) > self.size:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from analytics import summaries, warehouse
-from analytics.aggregates import ExperimentSpec
+from analytics.aggregates import SETTLE_MS, ExperimentSpec
 from analytics.summaries import Kept
 from edge.control.results_api import experiment_spec
 from edge.control.store import Store
@@ -27,13 +27,10 @@ from edge.periodic import PeriodicPass
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["PACE", "SETTLE_MS", "WORKERS", "SummaryKeeper"]
+__all__ = ["PACE", "WORKERS", "SummaryKeeper"]
 
 log = logging.getLogger("splitedge.server")
 
-SETTLE_MS = 1_500
-"""How long after an insert began it is surely visible: a summary refreshed sooner after
-the last insert is refreshed again once this has passed."""
 
 WORKERS = 2
 """Refreshes run at once."""
@@ -69,8 +66,9 @@ class SummaryKeeper(PeriodicPass):
         self._clients: list[Any] = []
         self._lock = threading.Lock()
         self._kept: dict[Key, Kept | None] = {}
-        # The marks (events, last insert) each experiment had when its refresh began.
-        self._seen: dict[Key, tuple[int, int]] = {}
+        # The marks (events, last insert) each experiment had when its refresh began, and
+        # when (server time, ms) the keeper first saw them.
+        self._seen: dict[Key, tuple[tuple[int, int], int]] = {}
         self._busy: set[Key] = set()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -105,7 +103,9 @@ class SummaryKeeper(PeriodicPass):
                 if key in self._busy or not self._due(key, spec, (events, last), now):
                     continue
                 self._busy.add(key)
-                self._seen[key] = (events, last)
+                seen = self._seen.get(key)
+                if seen is None or seen[0] != (events, last):
+                    self._seen[key] = ((events, last), now)
             self._pool.submit(self._refresh, key, spec)
 
     def _due(self, key: Key, spec: ExperimentSpec, marks: tuple[int, int], now: int) -> bool:
@@ -114,11 +114,12 @@ class SummaryKeeper(PeriodicPass):
             return True  # not read since the start (the refresh reads it first), or new
         if now < kept.version + PACE * kept.refresh_ms:
             return False  # a refresh of this experiment takes at most 1 / PACE of the time
-        if self._seen.get(key) != marks:
+        seen = self._seen.get(key)
+        if seen is None or seen[0] != marks:
             return True
-        # Once more after the last insert settled: its state may have become visible
-        # only after the refresh that saw its marks.
-        return kept.version < marks[1] + SETTLE_MS <= now
+        # Once more after these marks settled: the state of the insert they count may
+        # have become visible only after the refresh that saw them.
+        return kept.version < seen[1] + SETTLE_MS <= now
 
     def _refresh(self, key: Key, spec: ExperimentSpec) -> None:
         try:
