@@ -315,7 +315,7 @@ def refresh(client: Client, spec: ExperimentSpec, previous: Kept | None) -> Kept
         client.command(_contributions_sql(spec.kind, goals, staged=False), parameters=parameters)
         kept.counters = _count(client, spec.kind, _NEW_ROWS, parameters)
     else:
-        parameters |= {"since": previous.version - MARGIN_MS, "previous": previous.version}
+        parameters["since"] = previous.version - MARGIN_MS
         client.command(_STAGE_SQL, parameters=parameters)
         counters = msgspec.msgpack.decode(_KEPT.encode(previous.counters), type=Counters)
         if client.query(_STAGED_COUNT, parameters=parameters).result_rows[0][0]:
@@ -399,7 +399,8 @@ def unit_summary(kept: Kept, spec: ExperimentSpec, bucket: Bucket = "day") -> Un
     arms = []
     for variant in sorted(units):
         if spec.kind == "agent":
-            series = enumerate(_AGENT_METRICS, start=1)
+            series = list(enumerate(_AGENT_METRICS, start=1))
+            metric = {name: sums.get((variant, i), (0.0, 0.0)) for i, name in series}
             arms.append(
                 ArmAggregates(
                     variant_id=variant,
@@ -407,15 +408,9 @@ def unit_summary(kept: Kept, spec: ExperimentSpec, bucket: Bucket = "day") -> Un
                     converted=converted.get(variant, 0),
                     tasks=round(totals.get((variant, _TASKS), 0)),
                     successful_tasks=round(totals.get((variant, _SUCCESSES), 0)),
-                    sums={name: sums.get((variant, i), (0.0, 0.0))[0] for i, name in series},
-                    sumsqs={
-                        name: sums.get((variant, i), (0.0, 0.0))[1]
-                        for i, name in enumerate(_AGENT_METRICS, start=1)
-                    },
-                    p95s={
-                        name: _quantile(hists.get((variant, i), []))
-                        for i, name in enumerate(_AGENT_METRICS, start=1)
-                    },
+                    sums={name: total for name, (total, _) in metric.items()},
+                    sumsqs={name: squares for name, (_, squares) in metric.items()},
+                    p95s={name: _quantile(hists.get((variant, i), [])) for i, name in series},
                 )
             )
             continue

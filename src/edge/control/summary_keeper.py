@@ -7,8 +7,8 @@ experiments whose events changed since their summary to a pool of `WORKERS` thre
 each with its own ClickHouse client; an experiment is refreshed by one thread at a time,
 and a long refresh (a first summary of millions of units) holds one thread while the
 others keep the rest current. An experiment is refreshed once more `SETTLE_MS` after the
-last insert its summary saw, for an insert still in flight during the refresh. Results
-readers (`analytics.summaries.SummaryReader`) wait for it."""
+keeper first saw its latest marks, for an insert whose state became visible after them.
+Results readers (`analytics.summaries.SummaryReader`) wait for it."""
 
 from __future__ import annotations
 
