@@ -130,3 +130,31 @@ def test_the_keeper_keeps_live_experiments_current(world: World) -> None:
     # An experiment that never ran while the keeper watched has no summary.
     world.tasks(ended, ended_variants, 10, seed=7)
     assert reader.read(world.spec(ended)) is None
+
+
+def test_a_failing_refresh_is_retried_after_a_growing_wait(world: World) -> None:
+    store = Store(world.store_path)
+    try:
+        for other in store.live_experiment_records():  # only this one fails below
+            store.set_experiment_status(other.id, "completed")
+        experiment, variants, _ = add_experiment(store, world.seed, "Flaky", ["A", "B"],
+                                                 kind="agent")  # fmt: skip
+    finally:
+        store.close()
+    world.tasks(experiment, variants, 20, seed=11)
+    # The table a refresh writes is away: every refresh fails.
+    world.client.command(f"RENAME TABLE {warehouse.UNIT_RESULTS_TABLE} TO splitedge.away")
+    keeper = SummaryKeeper(world.store_path, world.dsn, interval=0.05)
+    keeper.start()
+    try:
+        time.sleep(3.2)
+        # At 1 s then 2 s, not every pass: the first try and two retries at most.
+        assert 1 <= keeper.failures <= 3
+        world.client.command(f"RENAME TABLE splitedge.away TO {warehouse.UNIT_RESULTS_TABLE}")
+        _current(SummaryReader(world.run), world.spec(experiment))
+    finally:
+        keeper.stop()
+        if keeper.failures and not world.client.command(
+            f"EXISTS TABLE {warehouse.UNIT_RESULTS_TABLE}"
+        ):
+            world.client.command(f"RENAME TABLE splitedge.away TO {warehouse.UNIT_RESULTS_TABLE}")

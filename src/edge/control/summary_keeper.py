@@ -27,13 +27,17 @@ from edge.periodic import PeriodicPass
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["PACE", "WORKERS", "SummaryKeeper"]
+__all__ = ["PACE", "RETRY_CAP_MS", "RETRY_MS", "WORKERS", "SummaryKeeper"]
 
 log = logging.getLogger("splitedge.server")
 
 
 WORKERS = 2
 """Refreshes run at once."""
+
+RETRY_MS, RETRY_CAP_MS = 1_000, 60_000
+"""The wait before refreshing again an experiment whose refresh failed, doubling to the
+cap."""
 
 PACE = 3
 """A refresh of an experiment starts no sooner than this many times its previous one's
@@ -61,6 +65,7 @@ class SummaryKeeper(PeriodicPass):
         self.dsn = dsn
         self.smallest = smallest
         self.refreshes = 0
+        self.failures = 0
         self._pool = ThreadPoolExecutor(WORKERS, thread_name_prefix="splitedge-summary")
         self._local = threading.local()
         self._clients: list[Any] = []
@@ -70,6 +75,8 @@ class SummaryKeeper(PeriodicPass):
         # when (server time, ms) the keeper first saw them.
         self._seen: dict[Key, tuple[tuple[int, int], int]] = {}
         self._busy: set[Key] = set()
+        # After a failed refresh: when (server time, ms) to try again, and the wait.
+        self._retry: dict[Key, tuple[int, int]] = {}
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop passing, let the refreshes in progress finish, close the clients."""
@@ -106,9 +113,11 @@ class SummaryKeeper(PeriodicPass):
                 seen = self._seen.get(key)
                 if seen is None or seen[0] != (events, last):
                     self._seen[key] = ((events, last), now)
-            self._pool.submit(self._refresh, key, spec)
+            self._pool.submit(self._refresh, key, spec, now)
 
     def _due(self, key: Key, spec: ExperimentSpec, marks: tuple[int, int], now: int) -> bool:
+        if now < self._retry.get(key, (0, 0))[0]:
+            return False
         kept = self._kept.get(key)
         if kept is None or kept.layout != summaries.layout_of(spec):
             return True  # not read since the start (the refresh reads it first), or new
@@ -121,7 +130,7 @@ class SummaryKeeper(PeriodicPass):
         # have become visible only after the refresh that saw them.
         return kept.version < seen[1] + SETTLE_MS <= now
 
-    def _refresh(self, key: Key, spec: ExperimentSpec) -> None:
+    def _refresh(self, key: Key, spec: ExperimentSpec, now: int) -> None:
         try:
             client = self._client()
             if client is None:
@@ -135,13 +144,19 @@ class SummaryKeeper(PeriodicPass):
             with self._lock:
                 self._kept[key] = kept
                 self.refreshes += 1
+                self._retry.pop(key, None)
         except Exception:
             with self._lock:
                 self._kept.pop(key, None)  # read again from ClickHouse next time
                 self._seen.pop(key, None)
+                # Again after 1 s, doubling to a minute: a failing experiment is not
+                # retried, and logged, four times a second.
+                wait = min(RETRY_CAP_MS, 2 * self._retry.get(key, (0, RETRY_MS // 2))[1])
+                self._retry[key] = (now + wait, wait)
+                self.failures += 1
             self._local.client = None  # and reconnect
-            log.exception("summary of experiment %s failed; it is refreshed again next "
-                          "pass", spec.id)  # fmt: skip
+            log.exception("summary of experiment %s failed; it is refreshed again in %d s",
+                          spec.id, wait // 1000)  # fmt: skip
         finally:
             with self._lock:
                 self._busy.discard(key)
