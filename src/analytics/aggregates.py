@@ -47,6 +47,7 @@ from analytics.warehouse import (
 )
 
 __all__ = [
+    "ARM_VARIANT",
     "BUCKETS",
     "ArmAggregates",
     "Bucket",
@@ -57,9 +58,12 @@ __all__ = [
     "GoalSpec",
     "MetricSummary",
     "QueryRunner",
+    "SCOPE",
+    "STATE_ROWS",
     "SETTLE_MS",
     "TimelinePoint",
     "UnitSummary",
+    "VARIANT_IDS",
     "VariantSpec",
     "Verdict",
     "VersionedCache",
@@ -155,9 +159,9 @@ class ExperimentSpec(msgspec.Struct, frozen=True):
 # unit's state. Then per arm, all inside ClickHouse: one round trip returns a few hundred
 # rows, results and timeline together, and its cost follows the experiment's units, not
 # its events.
-_SCOPE = "workspace_id = {ws:String} AND experiment_id = {exp:String}"
+SCOPE = "workspace_id = {ws:String} AND experiment_id = {exp:String}"
 _STATE_NAMES = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
-_ROWS = f"SELECT {_STATE_NAMES} FROM {UNIT_STATE_TABLE} WHERE {_SCOPE}"
+STATE_ROWS = f"SELECT {_STATE_NAMES} FROM {UNIT_STATE_TABLE} WHERE {SCOPE}"
 
 # An ended experiment's window: only the events received in it count (what arrives after
 # the end, a deployed winner's traffic, is not the experiment's). A unit whose state lies
@@ -169,13 +173,14 @@ _WINDOW = (
     " AND received_at <= fromUnixTimestamp64Milli({until:Int64}, 'UTC')"
 )
 _OUTSIDE = (
-    f"SELECT unit_id FROM {UNIT_STATE_TABLE} WHERE {_SCOPE} GROUP BY unit_id "
+    f"SELECT unit_id FROM {UNIT_STATE_TABLE} WHERE {SCOPE} GROUP BY unit_id "
     "HAVING min(first_at) < fromUnixTimestamp64Milli({since:Int64}, 'UTC')"
     " OR max(last_at) > fromUnixTimestamp64Milli({until:Int64}, 'UTC')"
 )
 # GLOBAL: in a cluster the unit list is made once and sent to every shard.
-_WINDOWED_ROWS = f"{_ROWS} AND unit_id GLOBAL NOT IN ({_OUTSIDE})\nUNION ALL\n" + unit_state_select(
-    EVENTS_TABLE, f"{_SCOPE} AND {_WINDOW} AND unit_id GLOBAL IN ({_OUTSIDE})"
+_WINDOWED_ROWS = (
+    f"{STATE_ROWS} AND unit_id GLOBAL NOT IN ({_OUTSIDE})\nUNION ALL\n"
+    + unit_state_select(EVENTS_TABLE, f"{SCOPE} AND {_WINDOW} AND unit_id GLOBAL IN ({_OUTSIDE})")
 )
 
 # A unit's first entry (`warehouse.ENTRY_KEY`): its variant's hash in the low 64 bits (the
@@ -183,11 +188,11 @@ _WINDOWED_ROWS = f"{_ROWS} AND unit_id GLOBAL NOT IN ({_OUTSIDE})\nUNION ALL\n" 
 _ARM = "toUInt64(entry)"
 _ENTERED_MS = "toUInt64(bitShiftRight(entry, 64))"
 # The variant ids of the hashes: every id the experiment's events named.
-_VARIANT_IDS = (
+VARIANT_IDS = (
     f"WITH (SELECT groupUniqArray(toString(variant_id)) FROM {EXPERIMENT_MARKS_TABLE} "
-    f"WHERE {_SCOPE}) AS variant_ids"
+    f"WHERE {SCOPE}) AS variant_ids"
 )
-_VARIANT = "arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id"
+ARM_VARIANT = "arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id"
 # The experiment's goals in position order (parameter ``goals``); the first is primary.
 _GOAL = "{goals:Array(String)}[%d]"
 
@@ -239,9 +244,9 @@ def _web_sql(goals: int, bucket_ms: int) -> str:
         for i in range(1, goals + 1)
     )
     return f"""
-{_VARIANT_IDS}
+{VARIANT_IDS}
 SELECT
-    {_VARIANT}, entered_bucket, converted_bucket, goal_bits,
+    {ARM_VARIANT}, entered_bucket, converted_bucket, goal_bits,
     grouping(entered_bucket, converted_bucket, goal_bits) != 0 AS is_total,
     count() AS units{sums}
 FROM (
@@ -277,9 +282,9 @@ _AGENT_UNITS = """
 # Then per (arm, bucket entered, bucket of first success) and per arm. ``{bucket_ms}`` is
 # filled in by `summary_query`.
 _AGENT_SQL = f"""
-{_VARIANT_IDS}
+{VARIANT_IDS}
 SELECT
-    {_VARIANT}, entered_bucket, converted, converted_bucket,
+    {ARM_VARIANT}, entered_bucket, converted, converted_bucket,
     grouping(entered_bucket, converted, converted_bucket) != 0 AS is_total,
     count() AS units,
     sum(unit_tasks) AS tasks,
@@ -327,7 +332,7 @@ def summary_query(
     bucket_ms = BUCKETS[bucket]
     sql = _web_sql(goals, bucket_ms) if kind == "web" else _AGENT_SQL
     sql = sql.replace("{bucket_ms}", str(bucket_ms))
-    return sql.replace("{rows}", _WINDOWED_ROWS if windowed else _ROWS)
+    return sql.replace("{rows}", _WINDOWED_ROWS if windowed else STATE_ROWS)
 
 
 class MetricSummary(msgspec.Struct, frozen=True):
@@ -526,15 +531,15 @@ def devices_query(kind: Literal["web", "agent"], windowed: bool = False) -> str:
     and ``until`` (epoch milliseconds)."""
     window = f" AND {_WINDOW}" if windowed else ""
     return f"""
-{_VARIANT_IDS}
-SELECT {_VARIANT}, unit_device AS device, count() AS units, countIf(converted) AS conversions
+{VARIANT_IDS}
+SELECT {ARM_VARIANT}, unit_device AS device, count() AS units, countIf(converted) AS conversions
 FROM (
     SELECT
         toUInt64(minIf({ENTRY_KEY}, {_ENTRY_ROW})) AS arm,
         argMinIf(device, {ENTRY_KEY}, {_ENTRY_ROW}) AS unit_device,
         {_CONVERTED[kind]} AS converted
     FROM {EVENTS_TABLE}
-    WHERE {_SCOPE} AND kind IN ('exposure', 'goal', 'task'){window}
+    WHERE {SCOPE} AND kind IN ('exposure', 'goal', 'task'){window}
     GROUP BY unit_id
     HAVING countIf({_ENTRY_ROW}) > 0
 )
@@ -586,7 +591,7 @@ def fetch_timeline(
 _VERSION_SQL = (
     "SELECT sum(events) AS events, max(last_inserted_at) AS last_insert, "
     "now64(3) >= max(last_inserted_at) + toIntervalMillisecond({settle:UInt32}) AS settled "
-    f"FROM {EXPERIMENT_MARKS_TABLE} WHERE {_SCOPE}"
+    f"FROM {EXPERIMENT_MARKS_TABLE} WHERE {SCOPE}"
 )
 
 SETTLE_MS = 1_500

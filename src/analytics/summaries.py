@@ -41,7 +41,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import msgspec
 
 from analytics.aggregates import (
+    ARM_VARIANT,
     BUCKETS,
+    SCOPE,
+    STATE_ROWS,
+    VARIANT_IDS,
     ArmAggregates,
     Bucket,
     ExperimentSpec,
@@ -52,12 +56,10 @@ from analytics.aggregates import (
     units_query,
 )
 from analytics.warehouse import (
-    EXPERIMENT_MARKS_TABLE,
     SUMMARIES_TABLE,
     SUMMARY_UNITS_TABLE,
     UNIT_RESULT_COLUMNS,
     UNIT_RESULTS_TABLE,
-    UNIT_STATE_COLUMNS,
     UNIT_STATE_TABLE,
 )
 
@@ -83,11 +85,9 @@ began before it and was not yet visible to it is counted by the next."""
 _HOUR_MS = BUCKETS["hour"]
 _FORMAT = 1  # of the counters: a summary of another format is rebuilt
 _AGENT_METRICS = ("cost", "duration_ms", "turns")
-_SCOPE = "workspace_id = {ws:String} AND experiment_id = {exp:String}"
-_STATE_NAMES = ", ".join(name for name, _, _ in UNIT_STATE_COLUMNS)
 _RESULT_NAMES = [name for name, _ in UNIT_RESULT_COLUMNS]
 _STAGED = (
-    f"SELECT unit_key FROM {SUMMARY_UNITS_TABLE} WHERE {_SCOPE} AND version = {{version:UInt64}}"
+    f"SELECT unit_key FROM {SUMMARY_UNITS_TABLE} WHERE {SCOPE} AND version = {{version:UInt64}}"
 )
 _STAGED_COUNT = _STAGED.replace("SELECT unit_key", "SELECT count()", 1)
 _WRITE = "SETTINGS insert_deduplicate = 0, distributed_foreground_insert = 1"
@@ -183,10 +183,9 @@ _ITEMS = {
 }
 # One pass over the contribution rows ``{rows}`` selects: every counter at once.
 _COUNT_SQL = f"""
-WITH (SELECT groupUniqArray(toString(variant_id)) FROM {EXPERIMENT_MARKS_TABLE}
-      WHERE {_SCOPE}) AS variant_ids
+{VARIANT_IDS}
 SELECT
-    arrayFirst(v -> cityHash64(v) = arm, variant_ids) AS variant_id, part, first, second,
+    {ARM_VARIANT}, part, first, second,
     count() AS units, sum(value) AS total, sum(value * value) AS squares
 FROM (
     SELECT arm, item.1 AS part, item.2 AS first, item.3 AS second, item.4 AS value
@@ -199,16 +198,15 @@ GROUP BY arm, part, first, second
 # Each staged unit's latest contribution: the refresh reads them before writing its own,
 # and an unfinished refresh's rows are never read (its summary is rebuilt).
 _PREVIOUS_ROWS = (
-    f"SELECT * FROM {UNIT_RESULTS_TABLE} WHERE {_SCOPE} AND unit_key GLOBAL IN ({_STAGED}) "
+    f"SELECT * FROM {UNIT_RESULTS_TABLE} WHERE {SCOPE} AND unit_key GLOBAL IN ({_STAGED}) "
     "ORDER BY unit_key, version DESC LIMIT 1 BY unit_key"
 )
-_NEW_ROWS = f"SELECT * FROM {UNIT_RESULTS_TABLE} WHERE {_SCOPE} AND version = {{version:UInt64}}"
+_NEW_ROWS = f"SELECT * FROM {UNIT_RESULTS_TABLE} WHERE {SCOPE} AND version = {{version:UInt64}}"
 
-_STATE_ROWS = f"SELECT {_STATE_NAMES} FROM {UNIT_STATE_TABLE} WHERE {_SCOPE}"
 _STAGE_SQL = (
     f"INSERT INTO {SUMMARY_UNITS_TABLE} (workspace_id, experiment_id, version, unit_key)\n"
     f"{_WRITE}\nSELECT {{ws:String}}, {{exp:String}}, {{version:UInt64}}, unit_key "
-    f"FROM {UNIT_STATE_TABLE} WHERE {_SCOPE} "
+    f"FROM {UNIT_STATE_TABLE} WHERE {SCOPE} "
     "AND inserted_to > fromUnixTimestamp64Milli({since:Int64}, 'UTC') GROUP BY unit_key"
 )
 _ENTRY_MS = "toUInt64(bitShiftRight(entry, 64))"
@@ -217,7 +215,7 @@ _ENTRY_MS = "toUInt64(bitShiftRight(entry, 64))"
 def _contributions_sql(kind: Literal["web", "agent"], goals: int, staged: bool) -> str:
     """INSERT the contributions of the experiment's units (only the staged ones when
     ``staged``) under ``version``."""
-    rows = _STATE_ROWS + (f" AND unit_key GLOBAL IN ({_STAGED})" if staged else "")
+    rows = STATE_ROWS + (f" AND unit_key GLOBAL IN ({_STAGED})" if staged else "")
     if kind == "web":
         converted = (
             f"if(bitTest(goal_bits, 1), greatest({_ENTRY_MS}, "
@@ -278,7 +276,7 @@ def _write_summary(client: Client, ids: tuple[str, str], kept: Kept, pending: bo
     )
 
 
-_COVERED = f"SELECT sum(events) FROM {UNIT_STATE_TABLE} WHERE {_SCOPE}"
+_COVERED = f"SELECT sum(events) FROM {UNIT_STATE_TABLE} WHERE {SCOPE}"
 
 
 def covered_events(run: QueryRunner, spec: ExperimentSpec) -> int:
@@ -334,7 +332,7 @@ def kept_summary(client: Client, spec: ExperimentSpec) -> Kept | None:
     when there is none or the latest refresh did not finish (then it is rebuilt)."""
     rows = client.query(
         f"SELECT version, pending, events, layout, state, refresh_ms FROM {SUMMARIES_TABLE} "
-        f"WHERE {_SCOPE} "
+        f"WHERE {SCOPE} "
         "ORDER BY version DESC, pending ASC LIMIT 1",
         parameters={"ws": spec.workspace_id, "exp": spec.id},
     ).result_rows
@@ -469,7 +467,7 @@ class SummaryReader:
         while True:
             head = self.run(
                 f"SELECT version, events, layout, refresh_ms FROM {SUMMARIES_TABLE} "
-                f"WHERE {_SCOPE} AND pending = 0 ORDER BY version DESC LIMIT 1",
+                f"WHERE {SCOPE} AND pending = 0 ORDER BY version DESC LIMIT 1",
                 parameters,
             ).to_pylist()
             if not head or _text(head[0]["layout"]) != layout:
@@ -489,7 +487,7 @@ class SummaryReader:
             return kept
         rows = self.run(
             f"SELECT version, events, layout, state, refresh_ms FROM {SUMMARIES_TABLE} "
-            f"WHERE {_SCOPE} "
+            f"WHERE {SCOPE} "
             "AND version = {v:UInt64} AND pending = 0 LIMIT 1",
             {"ws": spec.workspace_id, "exp": spec.id, "v": version},
         ).to_pylist()
