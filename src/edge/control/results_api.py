@@ -179,8 +179,9 @@ class ResultsSource:
     any number of threads may use one source.
 
     A running experiment's arms and timeline come from its summary, which the server's
-    `edge.control.summary_keeper` keeps up to date, through ``summaries`` (None, as for
-    the tick CLI's source, or before the keeper wrote one: from every unit's state). An
+    `edge.control.summary_keeper` keeps up to date, through ``summaries``; without one
+    (the tick CLI's source, an experiment under the reader's size, or before the keeper
+    wrote its first) they are counted from every unit's state. An
     ended experiment's come from every unit's state in its window. Results and what
     they come from are kept in a `VersionedCache`: read again while no event of the
     experiment was inserted since, they cost one point query, not a computation.
